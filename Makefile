@@ -1,0 +1,52 @@
+# Everything runs from the project's own files: `make test` and `make demo` install
+# what is missing (.venv from requirements.lock, anvil from package-lock.json).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+ANVIL_BIN := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
+
+export PATH := $(BIN):$(PATH)
+export APE_DATA_FOLDER := $(CURDIR)/.ape
+export PYTHONPATH := $(CURDIR)
+# The stateful test's size: `ci` (100 examples of 30 steps) or `fuzz` (make fuzz).
+export HYPOTHESIS_PROFILE ?= ci
+
+.PHONY: install compile test demo bench fuzz lint clean
+
+install: $(VENV)/.installed $(BIN)/anvil
+
+$(VENV)/.installed: requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(BIN)/anvil: node_modules/.installed $(VENV)/.installed
+	ln -sf $(CURDIR)/$(ANVIL_BIN) $@
+	$@ --version | head -1
+
+compile: install
+	ape compile
+
+test: compile
+	ape test tests/ -q
+
+fuzz: compile
+	HYPOTHESIS_PROFILE=fuzz ape test tests/stateful -q
+
+demo: compile
+	ape run demo
+
+bench: compile
+	ape run bench
+
+lint: install
+	ruff check .
+	ruff format --check .
+
+clean:
+	rm -rf .build .ape .pytest_cache .hypothesis

@@ -1,0 +1,184 @@
+"""Formats shared with the registry: task terms and ids, the input commitment,
+assignment words, and the EIP-712 `Bid` a prover signs.
+
+One definition each; every Python part imports them from here. They mirror
+contracts/Registry.vy and are described in docs/formats.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import astuple, dataclass, fields, replace
+from typing import Any, Sequence
+
+from eth_abi import encode
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import keccak, to_checksum_address
+
+# Built-in mechanisms; registered ones are numbered from 3.
+OPEN_RACE = 1
+DUTCH = 2
+
+# How a market binds a proof to its submitter.
+BINDING_NONE = 0
+BINDING_ADDRESS_INPUT = 1
+BINDING_COMMIT_REVEAL = 2
+
+MAX_REDUNDANCY = 8
+MAX_PUBLIC_INPUTS = 16
+
+EIP712_NAME = "ProvingMarketRegistry"
+EIP712_VERSION = "1"
+BID_TYPE = [
+    {"name": "task", "type": "bytes32"},
+    {"name": "minPrice", "type": "uint256"},
+    {"name": "expiry", "type": "uint256"},
+    {"name": "nonce", "type": "uint256"},
+]
+
+TASK_TERMS_ABI = (
+    "(uint256,address,uint256,bytes32,bytes32,uint256,uint256,uint256,uint256,"
+    "uint256,uint256,uint256,uint256,uint256,uint256,bool,uint256)"
+)
+
+ZERO_ADDRESS = "0x" + "00" * 20
+ZERO_HASH = b"\x00" * 32
+
+
+@dataclass(frozen=True)
+class TaskTerms:
+    """A task's terms, in the registry's field order. `requester` and `posted_at`
+    are filled by the registry when the task is posted."""
+
+    market_id: int
+    requester: str
+    posted_at: int
+    inputs_commitment: bytes
+    prover_input_hash: bytes
+    max_reward: int
+    frontend_fee: int
+    assign_window: int
+    proving_window: int
+    collateral: int
+    capabilities: int
+    redundancy: int
+    mechanism_id: int
+    start_price: int
+    ramp: int
+    decay: bool
+    decay_floor: int
+
+    def as_tuple(self) -> tuple:
+        """The terms as the ABI tuple the registry takes."""
+        return astuple(self)
+
+    def posted(self, requester: str, posted_at: int) -> TaskTerms:
+        """These terms as the registry records them for a post."""
+        return replace(self, requester=to_checksum_address(requester), posted_at=posted_at)
+
+    @classmethod
+    def from_event(cls, terms: Any) -> TaskTerms:
+        """Terms decoded from a TaskPosted event: a sequence in field order, a mapping
+        or an object with the field names as attributes."""
+        names = [f.name for f in fields(cls)]
+        if isinstance(terms, dict):
+            values = [terms[n] for n in names]
+        elif isinstance(terms, (list, tuple)):
+            values = list(terms)
+        else:
+            values = [getattr(terms, n) for n in names]
+        record = dict(zip(names, values, strict=True))
+        record["requester"] = to_checksum_address(record["requester"])
+        record["inputs_commitment"] = bytes(record["inputs_commitment"])
+        record["prover_input_hash"] = bytes(record["prover_input_hash"])
+        record["decay"] = bool(record["decay"])
+        return cls(**record)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """An assignment as TaskAssigned reports it; proofs, declines and slashes bring it back."""
+
+    slot: int
+    price: int
+    deadline: int
+    frontend: str = ZERO_ADDRESS
+
+    def as_tuple(self) -> tuple:
+        return (self.slot, self.price, self.deadline, self.frontend)
+
+
+def task_id(chain_id: int, registry: str, terms: TaskTerms) -> bytes:
+    """keccak256(abi.encode(chain id, registry, terms))."""
+    return keccak(encode(["uint256", "address", TASK_TERMS_ABI], [chain_id, registry, terms.as_tuple()]))
+
+
+def inputs_commitment(public_inputs: Sequence[int], address_input: int | None = None) -> bytes:
+    """keccak256(abi.encode(uint256[] inputs)), with the market's address input (if any)
+    set to zero: the registry fills it with the submitting prover's address."""
+    values = list(public_inputs)
+    if address_input is not None:
+        if address_input >= len(values):
+            raise ValueError(
+                f"address input index {address_input} is outside the {len(values)} public inputs"
+            )
+        values[address_input] = 0
+    return keccak(encode(["uint256[]"], [values]))
+
+
+def assignment_word(task: bytes, prover: str, assignment: Assignment) -> int:
+    """The slot word the registry stores for a live assignment."""
+    digest = keccak(
+        encode(
+            ["bytes32", "uint256", "address", "uint256", "uint256", "address"],
+            [task, assignment.slot, prover, assignment.price, assignment.deadline, assignment.frontend],
+        )
+    )
+    return (int.from_bytes(digest, "big") & ~3) | 3
+
+
+def proof_commit_digest(task: bytes, prover: str, proof: bytes) -> bytes:
+    """What a prover commits in a commit-reveal market before revealing its proof."""
+    return keccak(encode(["bytes32", "address", "bytes32"], [task, prover, keccak(proof)]))
+
+
+def bid_typed_data(
+    chain_id: int, registry: str, task: bytes, min_price: int, expiry: int, nonce: int
+) -> dict:
+    """The EIP-712 message a prover signs to accept a task at any price from min_price up."""
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Bid": BID_TYPE,
+        },
+        "primaryType": "Bid",
+        "domain": {
+            "name": EIP712_NAME,
+            "version": EIP712_VERSION,
+            "chainId": chain_id,
+            "verifyingContract": to_checksum_address(registry),
+        },
+        "message": {"task": task, "minPrice": min_price, "expiry": expiry, "nonce": nonce},
+    }
+
+
+def sign_bid(
+    private_key: bytes | str,
+    chain_id: int,
+    registry: str,
+    task: bytes,
+    min_price: int,
+    expiry: int,
+    nonce: int,
+) -> bytes:
+    """A 65-byte (r, s, v) signature of a Bid, exactly as eth_account signs typed data."""
+    message = encode_typed_data(
+        full_message=bid_typed_data(chain_id, registry, task, min_price, expiry, nonce)
+    )
+    signed = Account.sign_message(message, private_key)
+    return bytes(signed.signature)

@@ -1,0 +1,147 @@
+"""Fixtures shared by every test: named actors, the registry on anvil, a market with
+the keccak stand-in verifier, staked provers, a registered mechanism, and factories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ape
+import pytest
+
+from provingmarket import BINDING_ADDRESS_INPUT
+from tests.utils.market import (
+    ADDRESS_INPUT,
+    ETHER,
+    PROVER_INPUT,
+    STATEMENT,
+    escrow,
+    keccak_proof,
+    make_terms,
+    posted_terms,
+)
+
+UNBONDING_DELAY = 3_600  # seconds
+GRACE_PERIOD = 60  # seconds
+REQUESTER_BPS = 5_000
+CALLER_BPS = 1_000
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture(scope="session")
+def owner(accounts):
+    return accounts[0]
+
+
+@pytest.fixture(scope="session")
+def requester(accounts):
+    return accounts[1]
+
+
+@pytest.fixture(scope="session")
+def provers(accounts):
+    return [accounts[2], accounts[3], accounts[4]]
+
+
+@pytest.fixture(scope="session")
+def prover(provers):
+    return provers[0]
+
+
+@pytest.fixture(scope="session")
+def keeper(accounts):
+    """A frontend's account: it assigns tasks for the registered mechanism."""
+    return accounts[5]
+
+
+@pytest.fixture(scope="session")
+def stranger(accounts):
+    return accounts[6]
+
+
+@pytest.fixture(scope="session")
+def verifier_container():
+    """The keccak stand-in verifier, kept under tests/ until the Groth16 verifier lands."""
+    source = (TESTS / "contracts" / "KeccakVerifier.vy").read_text()
+    return ape.compilers.compile_source("vyper", source, contractName="KeccakVerifier")
+
+
+@pytest.fixture(scope="session")
+def verifier(verifier_container, owner):
+    return owner.deploy(verifier_container)
+
+
+@pytest.fixture(scope="session")
+def registry(project, owner):
+    return owner.deploy(project.Registry, UNBONDING_DELAY)
+
+
+@pytest.fixture(scope="session")
+def create_market(registry, verifier, owner):
+    def create(
+        binding: int = BINDING_ADDRESS_INPUT,
+        address_input: int = ADDRESS_INPUT,
+        min_collateral: int = ETHER // 10,
+        min_reward: int = ETHER // 100,
+        grace_period: int = GRACE_PERIOD,
+        requester_bps: int = REQUESTER_BPS,
+        caller_bps: int = CALLER_BPS,
+        sender=None,
+        verifier_address=None,
+    ) -> int:
+        sample = list(STATEMENT)
+        sample[address_input] = int(owner.address, 16)
+        tx = registry.create_market(
+            verifier_address or verifier,
+            sample,
+            keccak_proof(sample),
+            min_collateral,
+            min_reward,
+            grace_period,
+            requester_bps,
+            caller_bps,
+            binding,
+            address_input,
+            sender=sender or owner,
+        )
+        return tx.events.filter(registry.MarketCreated)[0].market_id
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def market(create_market):
+    return create_market()
+
+
+@pytest.fixture(scope="session")
+def mechanism(registry, keeper, owner):
+    tx = registry.register_mechanism("orderbook", [keeper], sender=owner)
+    return tx.events.filter(registry.MechanismRegistered)[0].mechanism_id
+
+
+@pytest.fixture(scope="session")
+def staked_provers(registry, provers, market, mechanism):
+    """Three provers with 5 ETH stake each, in the market, accepting the mechanism."""
+    for p in provers:
+        registry.stake(sender=p, value=5 * ETHER)
+        registry.join_market(market, 2, ETHER // 100, 60, 0b11, [mechanism], sender=p)
+    return provers
+
+
+@pytest.fixture
+def create_task(registry, requester, market, mechanism, staked_provers):
+    """Post a task; returns its terms as recorded (requester and posted_at filled)."""
+
+    def create(sender=None, prover_input: bytes = PROVER_INPUT, input_uri: str = "", **overrides):
+        terms = make_terms(market, overrides.pop("mechanism_id", mechanism), **overrides)
+        tx = registry.post_task(
+            terms.as_tuple(), prover_input, input_uri, sender=sender or requester, value=escrow(terms)
+        )
+        return posted_terms(registry, tx)
+
+    return create
+
+
+def advance(chain, seconds: int) -> None:
+    """Move the chain's clock forward and mine a block there."""
+    chain.mine(1, deltatime=seconds)
