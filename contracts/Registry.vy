@@ -52,6 +52,7 @@ BINDING_COMMIT_REVEAL: constant(uint256) = 2  # commit a hash of proof and prove
 SLOT_OPEN: constant(uint256) = 1
 SLOT_DONE: constant(uint256) = 2  # bits 2.. hold the proof's block number; 0 = closed unproven
 SLOT_ASSIGNED: constant(uint256) = 3  # bits 2.. hold the assignment hash
+RECORDED: constant(uint256) = 4  # on an open slot: a prover declined or was slashed on this task
 STATE_MASK: constant(uint256) = 3
 
 # A prover's record on a task (only written when it matters).
@@ -70,6 +71,8 @@ MASK16: constant(uint256) = 2**16 - 1
 MASK32: constant(uint256) = 2**32 - 1
 MASK64: constant(uint256) = 2**64 - 1
 MASK96: constant(uint256) = 2**96 - 1
+MASK80: constant(uint256) = 2**80 - 1
+MASK88: constant(uint256) = 2**88 - 1
 MASK128: constant(uint256) = 2**128 - 1
 MASK160: constant(uint256) = 2**160 - 1
 
@@ -119,6 +122,7 @@ struct TaskTerms:
     ramp: uint256  # DUTCH: seconds for the price to reach max_reward
     decay: bool  # the reward decays over the proving window
     decay_floor: uint256  # wei, what a decaying reward falls to at the deadline
+    salt: uint256  # any value: tells apart identical tasks a requester posts in one block
 
 
 struct Assignment:
@@ -190,7 +194,6 @@ struct TaskStatus:
 
 market_count: public(uint256)
 mechanism_count: public(uint256)  # the last id handed out; 1 and 2 are built in
-balances: public(HashMap[address, uint256])  # wei credited, withdrawn by `withdraw`
 burnt: public(uint256)  # wei of slashed collateral kept out of every balance forever
 signature_nonce: public(HashMap[address, uint256])  # bump to revoke every signed Bid
 
@@ -205,7 +208,10 @@ _mechanisms: HashMap[uint256, uint256]  # registrant | retired << 160
 _frontends: HashMap[uint256, HashMap[address, bool]]
 _accepts: HashMap[address, HashMap[uint256, HashMap[uint256, bool]]]  # prover, market, mechanism
 
-_stakes: HashMap[address, uint256]  # stake | locked << 128
+# A prover's stake | locked << 88 | earned << 176. Earnings ride in the word a proof
+# writes anyway (to unlock collateral), which saves a cold balance write per proof.
+_stakes: HashMap[address, uint256]
+_balances: HashMap[address, uint256]  # wei credited to anyone, withdrawn by `withdraw`
 _unbonding: HashMap[address, uint256]  # amount | ready_at << 128
 _memberships: HashMap[address, HashMap[uint256, uint256]]
 
@@ -552,8 +558,9 @@ def set_frontend(mechanism_id: uint256, frontend: address, allowed: bool):
 @external
 def retire_mechanism(mechanism_id: uint256):
     """
-    @notice Retire a mechanism for good: no new task may name it and none of its
-            frontends may assign. Live assignments run to their end.
+    @notice Retire a mechanism for good: no new task may name it. Tasks already
+            posted may still be assigned by the frontends it keeps, so their
+            requesters are served; remove frontends with `set_frontend` to stop that.
     @param mechanism_id The mechanism; only its registrant may.
     """
     self._only_registrant(mechanism_id)
@@ -580,9 +587,9 @@ def is_frontend(mechanism_id: uint256, frontend: address) -> bool:
     @notice Whether an address may assign for a mechanism.
     @param mechanism_id The mechanism.
     @param frontend The address.
-    @return True if allowed and the mechanism is not retired.
+    @return True if allowed.
     """
-    return self._frontends[mechanism_id][frontend] and (self._mechanisms[mechanism_id] >> 160) & 1 == 0
+    return self._frontends[mechanism_id][frontend]
 
 
 # ------------------------------------------------------------------ provers
@@ -597,10 +604,10 @@ def stake():
     if not (msg.value > 0):
         self._fail("registry: zero stake")
     word: uint256 = self._stakes[msg.sender]
-    total: uint256 = (word & MASK128) + msg.value
-    if not (total <= MASK128):
+    total: uint256 = (word & MASK88) + msg.value
+    if total > MASK88:
         self._fail("registry: stake too large")
-    self._stakes[msg.sender] = (word & ~MASK128) | total
+    self._stakes[msg.sender] = (word & ~MASK88) | total
     log Staked(prover=msg.sender, amount=msg.value, stake=total)
 
 
@@ -614,11 +621,10 @@ def unstake(amount: uint256):
     if not (amount > 0):
         self._fail("registry: zero amount")
     word: uint256 = self._stakes[msg.sender]
-    total: uint256 = word & MASK128
-    locked: uint256 = word >> 128
-    if not (total - locked >= amount):
+    total: uint256 = word & MASK88
+    if total - ((word >> 88) & MASK88) < amount:
         self._fail("registry: not enough free stake")
-    self._stakes[msg.sender] = (total - amount) | locked << 128
+    self._stakes[msg.sender] = (word & ~MASK88) | (total - amount)
     unbonding: uint256 = (self._unbonding[msg.sender] & MASK128) + amount
     ready_at: uint256 = block.timestamp + UNBONDING_DELAY
     self._unbonding[msg.sender] = unbonding | ready_at << 128
@@ -793,12 +799,12 @@ def standing(prover: address) -> Standing:
     word: uint256 = self._stakes[prover]
     unbonding: uint256 = self._unbonding[prover]
     return Standing(
-        stake=word & MASK128,
-        locked=word >> 128,
-        free=(word & MASK128) - (word >> 128),
+        stake=word & MASK88,
+        locked=(word >> 88) & MASK88,
+        free=(word & MASK88) - ((word >> 88) & MASK88),
         unbonding=unbonding & MASK128,
         unbonding_ready_at=unbonding >> 128,
-        balance=self.balances[prover],
+        balance=self._balances[prover] + (word >> 176),
         nonce=self.signature_nonce[prover],
     )
 
@@ -837,7 +843,7 @@ def post_task(
         self._fail("registry: reward below market minimum")
     if not (t.proving_window > 0):
         self._fail("registry: zero proving window")
-    if not (t.max_reward <= MASK128 and t.frontend_fee <= MASK128):
+    if t.max_reward > MASK80 or t.frontend_fee > MASK80 or t.collateral > MASK88:
         self._fail("registry: amount too large")
     if t.mechanism_id == OPEN_RACE or t.mechanism_id == DUTCH:
         if not (t.frontend_fee == 0):
@@ -953,7 +959,7 @@ def decline(terms: TaskTerms, assignment: Assignment):
     grace: uint256 = (head >> GRACE_SHIFT) & MASK32
     if not (block.timestamp <= assigned_at + grace):
         self._fail("registry: grace period over")
-    self._release(msg.sender, terms.market_id, terms.collateral, False)
+    self._release(msg.sender, terms.market_id, terms.collateral, 0, 0)
     self._engagements[task_id][msg.sender] = DECLINED
     reopened: bool = self._reopen_or_refund(task_id, terms, assignment.slot)
     log TaskDeclined(task_id=task_id, prover=msg.sender, slot=assignment.slot, reopened=reopened)
@@ -1020,7 +1026,7 @@ def slash(terms: TaskTerms, prover: address, assignment: Assignment):
     head: uint256 = self._market_head[terms.market_id]
     if not (self._head_verifier(head).codehash == self._market_codehash[terms.market_id]):
         self._fail("registry: verifier changed")
-    self._release(prover, terms.market_id, terms.collateral, True)
+    self._release(prover, terms.market_id, terms.collateral, terms.collateral, 0)
     self._engagements[task_id][prover] = SLASHED
 
     collateral: uint256 = terms.collateral
@@ -1082,10 +1088,13 @@ def withdraw():
     """
     @notice Send the sender everything credited to it.
     """
-    amount: uint256 = self.balances[msg.sender]
-    if not (amount > 0):
+    word: uint256 = self._stakes[msg.sender]
+    amount: uint256 = self._balances[msg.sender] + (word >> 176)
+    if amount == 0:
         self._fail("registry: nothing to withdraw")
-    self.balances[msg.sender] = 0
+    self._balances[msg.sender] = 0
+    if word >> 176 != 0:
+        self._stakes[msg.sender] = word & (2**176 - 1)
     self._send(msg.sender, amount)
     log Withdrawn(account=msg.sender, amount=amount)
 
@@ -1197,6 +1206,18 @@ def reward_at(terms: TaskTerms, price: uint256, deadline: uint256, at: uint256) 
     @return Wei.
     """
     return self._reward_at(terms, price, deadline, at)
+
+
+@view
+@external
+def balances(account: address) -> uint256:
+    """
+    @notice Wei credited to an account (earnings, fees, refunds, slash shares),
+            which `withdraw` sends it.
+    @param account The account.
+    @return Wei.
+    """
+    return self._balances[account] + (self._stakes[account] >> 176)
 
 
 @view
@@ -1363,29 +1384,31 @@ def _assign(item: AssignmentItem, frontend: address) -> String[REASON]:
             return "registry: task is not for frontends"
         if not self._frontends[terms.mechanism_id][frontend]:
             return "registry: not a frontend of the mechanism"
-        if (self._mechanisms[terms.mechanism_id] >> 160) & 1 == 1:
-            return "registry: mechanism retired"
         if not self._accepts[prover][terms.market_id][terms.mechanism_id]:
             return "registry: prover does not accept the mechanism"
 
     membership: uint256 = self._memberships[prover][terms.market_id]
     if membership == 0:
         return "registry: prover not in market"
-    record: uint8 = self._engagements[task_id][prover]
-    if record == ENGAGED:
-        return "registry: prover already on task"
-    if record == DECLINED:
-        return "registry: prover declined task"
-    if record == SLASHED:
-        return "registry: prover was slashed on task"
-
     slot: uint256 = MAX_REDUNDANCY
+    slot_word: uint256 = 0
     for i: uint256 in range(MAX_REDUNDANCY):
         if i == terms.redundancy:
             break
-        if self._slots[task_id][i] == SLOT_OPEN:
+        slot_word = self._slots[task_id][i]
+        if slot_word & STATE_MASK == SLOT_OPEN:
             slot = i
             break
+    # A prover's record on the task exists only for redundancy above 1 or once a
+    # slot was reopened: skip the cold read otherwise.
+    if terms.redundancy > 1 or slot_word & RECORDED != 0:
+        record: uint8 = self._engagements[task_id][prover]
+        if record == ENGAGED:
+            return "registry: prover already on task"
+        if record == DECLINED:
+            return "registry: prover declined task"
+        if record == SLASHED:
+            return "registry: prover was slashed on task"
     if slot == MAX_REDUNDANCY:
         return "registry: no free slot"
 
@@ -1393,8 +1416,8 @@ def _assign(item: AssignmentItem, frontend: address) -> String[REASON]:
     if used >= (membership >> CAPACITY_SHIFT) & MASK16:
         return "registry: prover at capacity"
     stake_word: uint256 = self._stakes[prover]
-    locked: uint256 = stake_word >> 128
-    if (stake_word & MASK128) - locked < terms.collateral:
+    locked: uint256 = (stake_word >> 88) & MASK88
+    if (stake_word & MASK88) - locked < terms.collateral:
         return "registry: not enough free stake"
     capabilities: uint256 = (membership >> CAPABILITIES_SHIFT) & MASK64
     if capabilities & terms.capabilities != terms.capabilities:
@@ -1411,7 +1434,7 @@ def _assign(item: AssignmentItem, frontend: address) -> String[REASON]:
         return "registry: price below ask"
 
     # The item holds: lock collateral and a unit of capacity, fill the slot.
-    self._stakes[prover] = (stake_word & MASK128) | (locked + terms.collateral) << 128
+    self._stakes[prover] = stake_word + (terms.collateral << 88)
     self._memberships[prover][terms.market_id] = (
         membership & ~(MASK16 << USED_SHIFT)
     ) | (used + 1) << USED_SHIFT
@@ -1487,7 +1510,7 @@ def _prove(
         if not ((membership >> CAPABILITIES_SHIFT) & MASK64 & terms.capabilities == terms.capabilities):
             self._fail("registry: prover lacks capabilities")
         stake_word: uint256 = self._stakes[msg.sender]
-        if not ((stake_word & MASK128) - (stake_word >> 128) >= terms.collateral):
+        if (stake_word & MASK88) - ((stake_word >> 88) & MASK88) < terms.collateral:
             self._fail("registry: not enough free stake")
         if terms.redundancy > 1:
             if not (self._engagements[task_id][msg.sender] == 0):
@@ -1497,7 +1520,7 @@ def _prove(
         for i: uint256 in range(MAX_REDUNDANCY):
             if i == terms.redundancy:
                 break
-            if self._slots[task_id][i] == SLOT_OPEN:
+            if self._slots[task_id][i] & STATE_MASK == SLOT_OPEN:
                 slot = i
                 break
         if not (slot != MAX_REDUNDANCY):
@@ -1511,7 +1534,6 @@ def _prove(
         price = assignment.price
         deadline = assignment.deadline
         frontend = assignment.frontend
-        self._release(msg.sender, terms.market_id, terms.collateral, False)
 
     # Bind the proof to its sender, check the inputs, then the proof.
     binding: uint256 = (head >> BINDING_SHIFT) & 255
@@ -1538,7 +1560,10 @@ def _prove(
     if frontend != empty(address):
         fee = terms.frontend_fee
     refund: uint256 = terms.max_reward + terms.frontend_fee - paid - fee
-    self._credit(msg.sender, paid)
+    if terms.mechanism_id == OPEN_RACE:
+        self._stakes[msg.sender] = self._with_earnings(msg.sender, self._stakes[msg.sender], paid)
+    else:
+        self._release(msg.sender, terms.market_id, terms.collateral, 0, paid)
     self._credit(frontend, fee)
     self._credit(terms.requester, refund)
     self._slots[task_id][slot] = block.number << 2 | SLOT_DONE
@@ -1594,23 +1619,31 @@ def _verify(
 
 
 @internal
-def _release(prover: address, market_id: uint256, collateral: uint256, slash: bool):
+def _release(prover: address, market_id: uint256, collateral: uint256, taken: uint256, earned: uint256):
     """
-    @dev Free a unit of capacity and the collateral; a slash also takes it.
+    @dev End an assignment: unlock its collateral and a unit of capacity, take
+         `taken` of the stake (a slash) and credit `earned` (a proof).
     """
-    stake_word: uint256 = self._stakes[prover]
-    total: uint256 = stake_word & MASK128
-    if slash:
-        total -= collateral
-    self._stakes[prover] = total | ((stake_word >> 128) - collateral) << 128
+    self._stakes[prover] = self._with_earnings(prover, self._stakes[prover] - (collateral << 88) - taken, earned)
     membership: uint256 = self._memberships[prover][market_id]
     self._memberships[prover][market_id] = membership - (1 << USED_SHIFT)
 
 
 @internal
+def _with_earnings(prover: address, stake_word: uint256, earned: uint256) -> uint256:
+    """
+    @dev Credit earnings inside the stake word, or to the balance if they would overflow it.
+    """
+    if (stake_word >> 176) + earned <= MASK80:
+        return stake_word + (earned << 176)
+    self._credit(prover, earned)
+    return stake_word
+
+
+@internal
 def _reopen_or_refund(task_id: bytes32, terms: TaskTerms, slot: uint256) -> bool:
     if block.timestamp <= terms.posted_at + terms.assign_window:
-        self._slots[task_id][slot] = SLOT_OPEN
+        self._slots[task_id][slot] = SLOT_OPEN | RECORDED
         return True
     self._slots[task_id][slot] = SLOT_DONE
     self._credit(terms.requester, terms.max_reward + terms.frontend_fee)
@@ -1633,7 +1666,7 @@ def _close_open_slots(terms: TaskTerms, cancelled: bool):
     for i: uint256 in range(MAX_REDUNDANCY):
         if i == terms.redundancy:
             break
-        if self._slots[task_id][i] == SLOT_OPEN:
+        if self._slots[task_id][i] & STATE_MASK == SLOT_OPEN:
             self._slots[task_id][i] = SLOT_DONE
             closed += 1
     if not (closed > 0):
@@ -1648,7 +1681,7 @@ def _close_open_slots(terms: TaskTerms, cancelled: bool):
 @internal
 def _credit(account: address, amount: uint256):
     if amount > 0:
-        self.balances[account] += amount
+        self._balances[account] += amount
 
 
 @internal

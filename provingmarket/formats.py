@@ -7,8 +7,9 @@ contracts/Registry.vy and are described in docs/formats.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import astuple, dataclass, fields, replace
-from typing import Any, Sequence
+from typing import Any
 
 from eth_abi import encode
 from eth_account import Account
@@ -38,7 +39,7 @@ BID_TYPE = [
 
 TASK_TERMS_ABI = (
     "(uint256,address,uint256,bytes32,bytes32,uint256,uint256,uint256,uint256,"
-    "uint256,uint256,uint256,uint256,uint256,uint256,bool,uint256)"
+    "uint256,uint256,uint256,uint256,uint256,uint256,bool,uint256,uint256)"
 )
 
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -67,6 +68,7 @@ class TaskTerms:
     ramp: int
     decay: bool
     decay_floor: int
+    salt: int = 0  # tells apart identical tasks one requester posts in one block
 
     def as_tuple(self) -> tuple:
         """The terms as the ABI tuple the registry takes."""

@@ -17,7 +17,11 @@ def test_post_assign_prove__pays_prover_frontend_and_refunds_requester(
     assert registry.membership(prover, terms.market_id).used == 1
 
     registry.prove(
-        terms.as_tuple(), assignment.as_tuple(), STATEMENT, keccak_proof(STATEMENT, prover.address), sender=prover
+        terms.as_tuple(),
+        assignment.as_tuple(),
+        STATEMENT,
+        keccak_proof(STATEMENT, prover.address),
+        sender=prover,
     )
 
     assert registry.proofs_delivered(task) == 1

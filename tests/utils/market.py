@@ -16,7 +16,9 @@ STATEMENT = [0, 7, 49]  # public inputs: prover address (filled by the registry)
 PROVER_INPUT = b"x=7"
 
 
-def keccak_proof(public_inputs: list[int], prover: str | None = None, address_input: int = ADDRESS_INPUT) -> bytes:
+def keccak_proof(
+    public_inputs: list[int], prover: str | None = None, address_input: int = ADDRESS_INPUT
+) -> bytes:
     """A proof the KeccakVerifier stand-in accepts for these inputs, made for `prover`."""
     values = list(public_inputs)
     if prover is not None:
@@ -72,6 +74,14 @@ def skipped(registry, tx) -> list[str]:
     return [e.reason for e in tx.events.filter(registry.AssignmentSkipped)]
 
 
-def item(terms: TaskTerms, prover, price: int, signature: bytes = b"", min_price: int = 0, expiry: int = 0, nonce: int = 0):
+def item(
+    terms: TaskTerms,
+    prover,
+    price: int,
+    signature: bytes = b"",
+    min_price: int = 0,
+    expiry: int = 0,
+    nonce: int = 0,
+):
     """An assignment item as the registry takes it."""
     return (terms.as_tuple(), str(prover), price, min_price, expiry, nonce, signature)
