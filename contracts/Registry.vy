@@ -67,6 +67,8 @@ USED_SHIFT: constant(uint256) = 112
 PROVING_TIME_SHIFT: constant(uint256) = 128
 CAPABILITIES_SHIFT: constant(uint256) = 160
 JOINED_SHIFT: constant(uint256) = 224
+JOINED: constant(uint256) = 1 << 224
+EPOCH_SHIFT: constant(uint256) = 232  # counts joins, so acceptances from before a leave lapse
 MASK16: constant(uint256) = 2**16 - 1
 MASK32: constant(uint256) = 2**32 - 1
 MASK64: constant(uint256) = 2**64 - 1
@@ -206,7 +208,7 @@ _market_creator: HashMap[uint256, address]
 
 _mechanisms: HashMap[uint256, uint256]  # registrant | retired << 160
 _frontends: HashMap[uint256, HashMap[address, bool]]
-_accepts: HashMap[address, HashMap[uint256, HashMap[uint256, bool]]]  # prover, market, mechanism
+_accepts: HashMap[address, HashMap[uint256, HashMap[uint256, uint256]]]  # prover, market, mechanism -> epoch
 
 # A prover's stake | locked << 88 | earned << 176. Earnings ride in the word a proof
 # writes anyway (to unlock collateral), which saves a cold balance write per proof.
@@ -371,6 +373,12 @@ event Slashed:
     reopened: bool
 
 
+event AssignmentVoided:
+    task_id: indexed(bytes32)
+    prover: indexed(address)
+    slot: uint256
+
+
 event SlotsClosed:
     task_id: indexed(bytes32)
     requester: indexed(address)
@@ -432,21 +440,21 @@ def create_market(
            input that carries the prover's address.
     @return The new market's id.
     """
-    if not (verifier.is_contract):
+    if not verifier.is_contract:
         self._fail("registry: verifier has no code")
-    if not (caller_bps <= MAX_CALLER_BPS):
+    if caller_bps > MAX_CALLER_BPS:
         self._fail("registry: caller share above cap")
-    if not (requester_bps + caller_bps <= BPS):
+    if requester_bps > BPS or requester_bps + caller_bps > BPS:
         self._fail("registry: shares above 100%")
-    if not (binding <= BINDING_COMMIT_REVEAL):
+    if binding > BINDING_COMMIT_REVEAL:
         self._fail("registry: unknown binding")
-    if not (address_input < MAX_PUBLIC_INPUTS):
+    if address_input >= MAX_PUBLIC_INPUTS:
         self._fail("registry: address input out of range")
-    if not (grace_period <= MASK32):
+    if grace_period > MASK32:
         self._fail("registry: grace period too long")
-    if not (min_collateral <= MASK128 and min_reward <= MASK128):
+    if min_collateral > MASK128 or min_reward > MASK128:
         self._fail("registry: minimum too large")
-    if not (self._verify(verifier, sample_inputs, sample_proof)):
+    if not self._verify(verifier, sample_inputs, sample_proof):
         self._fail("registry: sample proof rejected")
 
     market_id: uint256 = self.market_count + 1
@@ -486,7 +494,7 @@ def set_market_paused(market_id: uint256, paused: bool):
     @param market_id The market; only its creator may.
     @param paused True to pause.
     """
-    if not (self._market_creator[market_id] == msg.sender):
+    if self._market_creator[market_id] != msg.sender:
         self._fail("registry: not the market creator")
     head: uint256 = self._market_head[market_id]
     head = head & ~(1 << PAUSED_SHIFT)
@@ -601,7 +609,7 @@ def stake():
     """
     @notice Add the ETH sent to the sender's stake.
     """
-    if not (msg.value > 0):
+    if msg.value == 0:
         self._fail("registry: zero stake")
     word: uint256 = self._stakes[msg.sender]
     total: uint256 = (word & MASK88) + msg.value
@@ -618,7 +626,7 @@ def unstake(amount: uint256):
             delay has passed since the latest unstake, and cannot be locked meanwhile.
     @param amount Wei; at most the stake not locked by live assignments.
     """
-    if not (amount > 0):
+    if amount == 0:
         self._fail("registry: zero amount")
     word: uint256 = self._stakes[msg.sender]
     total: uint256 = word & MASK88
@@ -638,9 +646,9 @@ def withdraw_stake():
     """
     word: uint256 = self._unbonding[msg.sender]
     amount: uint256 = word & MASK128
-    if not (amount > 0):
+    if amount == 0:
         self._fail("registry: nothing unbonding")
-    if not (block.timestamp >= word >> 128):
+    if block.timestamp < word >> 128:
         self._fail("registry: still unbonding")
     self._unbonding[msg.sender] = 0
     self._send(msg.sender, amount)
@@ -665,14 +673,16 @@ def join_market(
     @param capabilities Bitmask of the hardware it brings.
     @param mechanisms Mechanisms it accepts assignments from (none by default).
     """
-    if not (self._market_head[market_id] != 0):
+    if self._market_head[market_id] == 0:
         self._fail("registry: unknown market")
-    if not (self._memberships[msg.sender][market_id] == 0):
+    word: uint256 = self._memberships[msg.sender][market_id]
+    if word & JOINED != 0:
         self._fail("registry: already joined")
-    if not (capacity > 0):
+    if capacity == 0:
         self._fail("registry: zero capacity")
-    self._memberships[msg.sender][market_id] = self._pack_membership(
-        capacity, 0, ask, proving_time, capabilities
+    epoch: uint256 = (word >> EPOCH_SHIFT) + 1
+    self._memberships[msg.sender][market_id] = (
+        self._pack_membership(capacity, 0, ask, proving_time, capabilities) | JOINED | epoch << EPOCH_SHIFT
     )
     log ProverJoined(
         prover=msg.sender,
@@ -683,7 +693,7 @@ def join_market(
         capabilities=capabilities,
     )
     for mechanism_id: uint256 in mechanisms:
-        self._set_accepted(market_id, mechanism_id, True)
+        self._set_accepted(market_id, mechanism_id, epoch)
 
 
 @external
@@ -699,13 +709,11 @@ def update_membership(
     @param proving_time Seconds to prove.
     @param capabilities Hardware bitmask.
     """
-    word: uint256 = self._memberships[msg.sender][market_id]
-    if not (word != 0):
-        self._fail("registry: prover not in market")
+    word: uint256 = self._joined(market_id)
     used: uint256 = (word >> USED_SHIFT) & MASK16
     self._memberships[msg.sender][market_id] = self._pack_membership(
         capacity, used, ask, proving_time, capabilities
-    )
+    ) | (word >> JOINED_SHIFT) << JOINED_SHIFT
     log ProverUpdated(
         prover=msg.sender,
         market_id=market_id,
@@ -724,9 +732,12 @@ def set_mechanism_accepted(market_id: uint256, mechanism_id: uint256, accepted: 
     @param mechanism_id The mechanism.
     @param accepted True to accept.
     """
-    if not (self._memberships[msg.sender][market_id] != 0):
-        self._fail("registry: prover not in market")
-    self._set_accepted(market_id, mechanism_id, accepted)
+    epoch: uint256 = 0
+    if accepted:
+        epoch = self._joined(market_id) >> EPOCH_SHIFT
+    else:
+        self._joined(market_id)
+    self._set_accepted(market_id, mechanism_id, epoch)
 
 
 @external
@@ -735,12 +746,11 @@ def leave_market(market_id: uint256):
     @notice Leave a market in which the sender holds no live assignment.
     @param market_id The market.
     """
-    word: uint256 = self._memberships[msg.sender][market_id]
-    if not (word != 0):
-        self._fail("registry: prover not in market")
-    if not ((word >> USED_SHIFT) & MASK16 == 0):
+    word: uint256 = self._joined(market_id)
+    if (word >> USED_SHIFT) & MASK16 != 0:
         self._fail("registry: live assignments in market")
-    self._memberships[msg.sender][market_id] = 0
+    # Keep the join count: acceptances made before this leave must not outlive it.
+    self._memberships[msg.sender][market_id] = (word >> EPOCH_SHIFT) << EPOCH_SHIFT
     log ProverLeft(prover=msg.sender, market_id=market_id)
 
 
@@ -765,7 +775,7 @@ def membership(prover: address, market_id: uint256) -> Membership:
     """
     word: uint256 = self._memberships[prover][market_id]
     return Membership(
-        joined=word != 0,
+        joined=word & JOINED != 0,
         capacity=(word >> CAPACITY_SHIFT) & MASK16,
         used=(word >> USED_SHIFT) & MASK16,
         ask=word & MASK96,
@@ -784,7 +794,9 @@ def accepts(prover: address, market_id: uint256, mechanism_id: uint256) -> bool:
     @param mechanism_id The mechanism.
     @return True if it does.
     """
-    return self._accepts[prover][market_id][mechanism_id]
+    word: uint256 = self._memberships[prover][market_id]
+    epoch: uint256 = self._accepts[prover][market_id][mechanism_id]
+    return word & JOINED != 0 and epoch != 0 and epoch == word >> EPOCH_SHIFT
 
 
 @view
@@ -830,50 +842,50 @@ def post_task(
     t.requester = msg.sender
     t.posted_at = block.timestamp
     head: uint256 = self._market_head[t.market_id]
-    if not (head != 0):
+    if head == 0:
         self._fail("registry: unknown market")
-    if not ((head >> PAUSED_SHIFT) & 1 == 0):
+    if (head >> PAUSED_SHIFT) & 1 != 0:
         self._fail("registry: market paused")
     limits: uint256 = self._market_limits[t.market_id]
-    if not (t.redundancy >= 1 and t.redundancy <= MAX_REDUNDANCY):
+    if t.redundancy == 0 or t.redundancy > MAX_REDUNDANCY:
         self._fail("registry: redundancy out of range")
-    if not (t.collateral >= limits & MASK128):
+    if t.collateral < limits & MASK128:
         self._fail("registry: collateral below market minimum")
-    if not (t.max_reward >= limits >> 128):
+    if t.max_reward < limits >> 128:
         self._fail("registry: reward below market minimum")
-    if not (t.proving_window > 0):
+    if t.proving_window == 0:
         self._fail("registry: zero proving window")
     if t.max_reward > MASK80 or t.frontend_fee > MASK80 or t.collateral > MASK88:
         self._fail("registry: amount too large")
     if t.mechanism_id == OPEN_RACE or t.mechanism_id == DUTCH:
-        if not (t.frontend_fee == 0):
+        if t.frontend_fee != 0:
             self._fail("registry: fee needs a frontend")
     else:
         word: uint256 = self._mechanisms[t.mechanism_id]
-        if not (word != 0):
+        if word == 0:
             self._fail("registry: unknown mechanism")
-        if not ((word >> 160) & 1 == 0):
+        if (word >> 160) & 1 != 0:
             self._fail("registry: mechanism retired")
     if t.mechanism_id != OPEN_RACE:
-        if not (t.assign_window > 0):
+        if t.assign_window == 0:
             self._fail("registry: zero assignment window")
     if t.mechanism_id == DUTCH:
-        if not (t.start_price <= t.max_reward):
+        if t.start_price > t.max_reward:
             self._fail("registry: start price above maximum")
     if t.mechanism_id == OPEN_RACE or t.redundancy > 1:
-        if not ((head >> BINDING_SHIFT) & 255 != BINDING_NONE):
+        if (head >> BINDING_SHIFT) & 255 == BINDING_NONE:
             self._fail("registry: market cannot bind proofs")
     if len(prover_input) > 0:
-        if not (keccak256(prover_input) == t.prover_input_hash):
+        if keccak256(prover_input) != t.prover_input_hash:
             self._fail("registry: prover input hash mismatch")
     else:
-        if not (len(input_uri) > 0):
+        if len(input_uri) == 0:
             self._fail("registry: no prover input")
-    if not (msg.value == t.redundancy * (t.max_reward + t.frontend_fee)):
+    if msg.value != t.redundancy * (t.max_reward + t.frontend_fee):
         self._fail("registry: wrong escrow")
 
     task_id: bytes32 = self._task_id(t)
-    if not (self._slots[task_id][0] == 0):
+    if self._slots[task_id][0] != 0:
         self._fail("registry: task exists")
     for i: uint256 in range(MAX_REDUNDANCY):
         if i == t.redundancy:
@@ -928,7 +940,7 @@ def lock(terms: TaskTerms):
     @notice Take a slot of a DUTCH task at its current price, as the prover.
     @param terms The task's terms.
     """
-    if not (terms.mechanism_id == DUTCH):
+    if terms.mechanism_id != DUTCH:
         self._fail("registry: not a dutch task")
     item: AssignmentItem = AssignmentItem(
         terms=terms,
@@ -957,7 +969,7 @@ def decline(terms: TaskTerms, assignment: Assignment):
     head: uint256 = self._market_head[terms.market_id]
     assigned_at: uint256 = assignment.deadline - terms.proving_window
     grace: uint256 = (head >> GRACE_SHIFT) & MASK32
-    if not (block.timestamp <= assigned_at + grace):
+    if block.timestamp > assigned_at + grace:
         self._fail("registry: grace period over")
     self._release(msg.sender, terms.market_id, terms.collateral, 0, 0)
     self._engagements[task_id][msg.sender] = DECLINED
@@ -971,7 +983,7 @@ def commit_proof(digest: bytes32):
     @notice First step of a proof in a BINDING_COMMIT_REVEAL market.
     @param digest keccak256(abi.encode(task_id, prover, keccak256(proof))).
     """
-    if not (self._proof_commits[digest] == 0):
+    if self._proof_commits[digest] != 0:
         self._fail("registry: already committed")
     self._proof_commits[digest] = block.number
     log ProofCommitted(digest=digest, prover=msg.sender)
@@ -1015,17 +1027,26 @@ def slash(terms: TaskTerms, prover: address, assignment: Assignment):
     @notice Slash an assignment whose deadline passed without a proof. Anyone
             may. Its collateral is split as the market says; the slot reopens
             while the assignment window lasts, else its escrow is refunded.
+            If the market's verifier code changed since the market was created,
+            nobody is slashed: the assignment is voided, the collateral freed and
+            the slot's escrow refunded (AssignmentVoided).
     @param terms The task's terms.
     @param prover The assigned prover.
     @param assignment The assignment, as in its TaskAssigned event.
     """
     task_id: bytes32 = self._task_id(terms)
     self._check_assigned(task_id, assignment, prover)
-    if not (block.timestamp > assignment.deadline):
+    if block.timestamp <= assignment.deadline:
         self._fail("registry: deadline not passed")
     head: uint256 = self._market_head[terms.market_id]
-    if not (self._head_verifier(head).codehash == self._market_codehash[terms.market_id]):
-        self._fail("registry: verifier changed")
+    if self._head_verifier(head).codehash != self._market_codehash[terms.market_id]:
+        # Not the verifier everyone agreed to: nobody is punished. The prover gets its
+        # collateral back and the requester the slot's escrow.
+        self._release(prover, terms.market_id, terms.collateral, 0, 0)
+        self._slots[task_id][assignment.slot] = SLOT_DONE
+        self._credit(terms.requester, terms.max_reward + terms.frontend_fee)
+        log AssignmentVoided(task_id=task_id, prover=prover, slot=assignment.slot)
+        return
     self._release(prover, terms.market_id, terms.collateral, terms.collateral, 0)
     self._engagements[task_id][prover] = SLASHED
 
@@ -1059,10 +1080,10 @@ def cancel(terms: TaskTerms):
             Not while an OPEN_RACE's window is open.
     @param terms The task's terms; only its requester may.
     """
-    if not (msg.sender == terms.requester):
+    if msg.sender != terms.requester:
         self._fail("registry: not the requester")
     if terms.mechanism_id == OPEN_RACE:
-        if not (block.timestamp > terms.posted_at + terms.proving_window):
+        if block.timestamp <= terms.posted_at + terms.proving_window:
             self._fail("registry: race in progress")
     self._close_open_slots(terms, True)
 
@@ -1078,7 +1099,7 @@ def reclaim(terms: TaskTerms):
     end: uint256 = terms.posted_at + terms.assign_window
     if terms.mechanism_id == OPEN_RACE:
         end = terms.posted_at + terms.proving_window
-    if not (block.timestamp > end):
+    if block.timestamp <= end:
         self._fail("registry: windows not passed")
     self._close_open_slots(terms, False)
 
@@ -1260,18 +1281,28 @@ def _fail(reason: String[REASON]):
 @internal
 def _only_registrant(mechanism_id: uint256):
     word: uint256 = self._mechanisms[mechanism_id]
-    if not (word != 0):
+    if word == 0:
         self._fail("registry: unknown mechanism")
-    if not (convert(convert(word & MASK160, uint160), address) == msg.sender):
+    if convert(convert(word & MASK160, uint160), address) != msg.sender:
         self._fail("registry: not the registrant")
 
 
 @internal
-def _set_accepted(market_id: uint256, mechanism_id: uint256, accepted: bool):
-    self._accepts[msg.sender][market_id][mechanism_id] = accepted
+def _set_accepted(market_id: uint256, mechanism_id: uint256, epoch: uint256):
+    # An acceptance holds for the join it was made in (epoch); 0 refuses.
+    self._accepts[msg.sender][market_id][mechanism_id] = epoch
     log MechanismAccepted(
-        prover=msg.sender, market_id=market_id, mechanism_id=mechanism_id, accepted=accepted
+        prover=msg.sender, market_id=market_id, mechanism_id=mechanism_id, accepted=epoch != 0
     )
+
+
+@view
+@internal
+def _joined(market_id: uint256) -> uint256:
+    word: uint256 = self._memberships[msg.sender][market_id]
+    if word & JOINED == 0:
+        self._fail("registry: prover not in market")
+    return word
 
 
 @pure
@@ -1279,13 +1310,13 @@ def _set_accepted(market_id: uint256, mechanism_id: uint256, accepted: bool):
 def _pack_membership(
     capacity: uint256, used: uint256, ask: uint256, proving_time: uint256, capabilities: uint256
 ) -> uint256:
-    if not (capacity <= MASK16):
+    if capacity > MASK16:
         self._fail("registry: capacity too large")
-    if not (ask <= MASK96):
+    if ask > MASK96:
         self._fail("registry: ask too large")
-    if not (proving_time <= MASK32):
+    if proving_time > MASK32:
         self._fail("registry: proving time too long")
-    if not (capabilities <= MASK64):
+    if capabilities > MASK64:
         self._fail("registry: capabilities too wide")
     return (
         ask
@@ -1293,7 +1324,6 @@ def _pack_membership(
         | used << USED_SHIFT
         | proving_time << PROVING_TIME_SHIFT
         | capabilities << CAPABILITIES_SHIFT
-        | 1 << JOINED_SHIFT
     )
 
 
@@ -1331,11 +1361,9 @@ def _assignment_word(task_id: bytes32, prover: address, assignment: Assignment) 
 @view
 @internal
 def _check_assigned(task_id: bytes32, assignment: Assignment, prover: address):
-    if not (assignment.slot < MAX_REDUNDANCY):
+    if assignment.slot >= MAX_REDUNDANCY:
         self._fail("registry: not assigned")
-    if not (self._slots[task_id][assignment.slot] == self._assignment_word(
-        task_id, prover, assignment
-    )):
+    if self._slots[task_id][assignment.slot] != self._assignment_word(task_id, prover, assignment):
         self._fail("registry: not assigned")
 
 
@@ -1377,19 +1405,19 @@ def _assign(item: AssignmentItem, frontend: address) -> String[REASON]:
         return "registry: market paused"
     if self._slots[task_id][0] == 0:
         return "registry: unknown task"
-    if block.timestamp > terms.posted_at + terms.assign_window:
-        return "registry: task expired"
     if frontend != empty(address):
         if terms.mechanism_id == OPEN_RACE or terms.mechanism_id == DUTCH:
             return "registry: task is not for frontends"
         if not self._frontends[terms.mechanism_id][frontend]:
             return "registry: not a frontend of the mechanism"
-        if not self._accepts[prover][terms.market_id][terms.mechanism_id]:
-            return "registry: prover does not accept the mechanism"
-
+    if block.timestamp > terms.posted_at + terms.assign_window:
+        return "registry: task expired"
     membership: uint256 = self._memberships[prover][terms.market_id]
-    if membership == 0:
+    if membership & JOINED == 0:
         return "registry: prover not in market"
+    if frontend != empty(address):
+        if self._accepts[prover][terms.market_id][terms.mechanism_id] != membership >> EPOCH_SHIFT:
+            return "registry: prover does not accept the mechanism"
     slot: uint256 = MAX_REDUNDANCY
     slot_word: uint256 = 0
     for i: uint256 in range(MAX_REDUNDANCY):
@@ -1401,7 +1429,7 @@ def _assign(item: AssignmentItem, frontend: address) -> String[REASON]:
             break
     # A prover's record on the task exists only for redundancy above 1 or once a
     # slot was reopened: skip the cold read otherwise.
-    if terms.redundancy > 1 or slot_word & RECORDED != 0:
+    if terms.redundancy > 1 or (slot != MAX_REDUNDANCY and slot_word & RECORDED != 0):
         record: uint8 = self._engagements[task_id][prover]
         if record == ENGAGED:
             return "registry: prover already on task"
@@ -1499,21 +1527,21 @@ def _prove(
 
     if terms.mechanism_id == OPEN_RACE:
         # Anyone eligible may prove; the first `redundancy` valid proofs are paid.
-        if not (self._slots[task_id][0] != 0):
+        if self._slots[task_id][0] == 0:
             self._fail("registry: unknown task")
         deadline = terms.posted_at + terms.proving_window
-        if not (block.timestamp <= deadline):
+        if block.timestamp > deadline:
             self._fail("registry: race over")
         membership: uint256 = self._memberships[msg.sender][terms.market_id]
-        if not (membership != 0):
+        if membership & JOINED == 0:
             self._fail("registry: prover not in market")
-        if not ((membership >> CAPABILITIES_SHIFT) & MASK64 & terms.capabilities == terms.capabilities):
+        if (membership >> CAPABILITIES_SHIFT) & MASK64 & terms.capabilities != terms.capabilities:
             self._fail("registry: prover lacks capabilities")
         stake_word: uint256 = self._stakes[msg.sender]
         if (stake_word & MASK88) - ((stake_word >> 88) & MASK88) < terms.collateral:
             self._fail("registry: not enough free stake")
         if terms.redundancy > 1:
-            if not (self._engagements[task_id][msg.sender] == 0):
+            if self._engagements[task_id][msg.sender] != 0:
                 self._fail("registry: prover already on task")
             self._engagements[task_id][msg.sender] = ENGAGED
         slot = MAX_REDUNDANCY
@@ -1523,12 +1551,12 @@ def _prove(
             if self._slots[task_id][i] & STATE_MASK == SLOT_OPEN:
                 slot = i
                 break
-        if not (slot != MAX_REDUNDANCY):
+        if slot == MAX_REDUNDANCY:
             self._fail("registry: no free slot")
         price = terms.max_reward
     else:
         self._check_assigned(task_id, assignment, msg.sender)
-        if not (block.timestamp <= assignment.deadline):
+        if block.timestamp > assignment.deadline:
             self._fail("registry: deadline passed")
         slot = assignment.slot
         price = assignment.price
@@ -1538,20 +1566,18 @@ def _prove(
     # Bind the proof to its sender, check the inputs, then the proof.
     binding: uint256 = (head >> BINDING_SHIFT) & 255
     inputs: DynArray[uint256, MAX_PUBLIC_INPUTS] = public_inputs
+    index: uint256 = (head >> ADDRESS_INPUT_SHIFT) & 255
     if binding == BINDING_ADDRESS_INPUT:
-        index: uint256 = (head >> ADDRESS_INPUT_SHIFT) & 255
-        if not (index < len(inputs)):
+        if index >= len(inputs):
             self._fail("registry: address input missing")
         inputs[index] = 0
-        if not (keccak256(abi_encode(inputs)) == terms.inputs_commitment):
-            self._fail("registry: inputs do not match commitment")
+    if keccak256(abi_encode(inputs)) != terms.inputs_commitment:
+        self._fail("registry: inputs do not match commitment")
+    if binding == BINDING_ADDRESS_INPUT:
         inputs[index] = convert(msg.sender, uint256)
-    else:
-        if not (keccak256(abi_encode(inputs)) == terms.inputs_commitment):
-            self._fail("registry: inputs do not match commitment")
-        if binding == BINDING_COMMIT_REVEAL:
-            self._check_reveal(task_id, terms.redundancy, proof)
-    if not (self._verify(self._head_verifier(head), inputs, proof)):
+    elif binding == BINDING_COMMIT_REVEAL:
+        self._check_reveal(task_id, terms.redundancy, proof)
+    if not self._verify(self._head_verifier(head), inputs, proof):
         self._fail("registry: invalid proof")
 
     # Pay: the prover its (decayed) price, the frontend its fee, the requester the rest.
@@ -1586,9 +1612,9 @@ def _check_reveal(task_id: bytes32, redundancy: uint256, proof: Bytes[MAX_PROOF_
     committed: uint256 = self._proof_commits[
         keccak256(abi_encode(task_id, msg.sender, keccak256(proof)))
     ]
-    if not (committed != 0):
+    if committed == 0:
         self._fail("registry: proof not committed")
-    if not (committed < block.number):
+    if committed >= block.number:
         self._fail("registry: reveal too early")
     # A proof copied from an earlier reveal was committed after it: refuse it.
     for i: uint256 in range(MAX_REDUNDANCY):
@@ -1596,7 +1622,7 @@ def _check_reveal(task_id: bytes32, redundancy: uint256, proof: Bytes[MAX_PROOF_
             break
         word: uint256 = self._slots[task_id][i]
         if word & STATE_MASK == SLOT_DONE and word >> 2 != 0:
-            if not (committed < word >> 2):
+            if committed >= word >> 2:
                 self._fail("registry: committed after a reveal")
 
 
@@ -1660,7 +1686,7 @@ def _reopen_or_refund(task_id: bytes32, terms: TaskTerms, slot: uint256) -> bool
 @internal
 def _close_open_slots(terms: TaskTerms, cancelled: bool):
     task_id: bytes32 = self._task_id(terms)
-    if not (self._slots[task_id][0] != 0):
+    if self._slots[task_id][0] == 0:
         self._fail("registry: unknown task")
     closed: uint256 = 0
     for i: uint256 in range(MAX_REDUNDANCY):
@@ -1669,7 +1695,7 @@ def _close_open_slots(terms: TaskTerms, cancelled: bool):
         if self._slots[task_id][i] & STATE_MASK == SLOT_OPEN:
             self._slots[task_id][i] = SLOT_DONE
             closed += 1
-    if not (closed > 0):
+    if closed == 0:
         self._fail("registry: no open slots")
     refund: uint256 = closed * (terms.max_reward + terms.frontend_fee)
     self._credit(terms.requester, refund)
@@ -1687,7 +1713,7 @@ def _credit(account: address, amount: uint256):
 @internal
 def _send(to: address, amount: uint256):
     success: bool = raw_call(to, b"", value=amount, revert_on_failure=False)
-    if not (success):
+    if not success:
         self._fail("registry: transfer failed")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import ape
+import ape_ethereum.trace
 import pytest
 
 from provingmarket import BINDING_ADDRESS_INPUT
@@ -25,6 +26,18 @@ GRACE_PERIOD = 60  # seconds
 REQUESTER_BPS = 5_000
 CALLER_BPS = 1_000
 TESTS = Path(__file__).parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_reverts():
+    """Skip ape's revert diagnostics. For every revert ape rebuilds a Vyper source
+    traceback and prints a call trace from anvil's full step trace: seconds per revert,
+    most of the suite's time. `ape.reverts` checks the reason the node returns, which
+    needs neither; an unexpected revert still shows its reason, without the traceback."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ape.exceptions, "_get_ape_traceback_from_tx", lambda txn: None)
+        patch.setattr(ape_ethereum.trace.Trace, "show", lambda self, *args, **kwargs: None)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -132,7 +145,12 @@ def staked_provers(registry, provers, market, mechanism):
 def create_task(registry, requester, market, mechanism, staked_provers):
     """Post a task; returns its terms as recorded (requester and posted_at filled)."""
 
+    salts = iter(range(1, 1_000_000))
+
     def create(sender=None, prover_input: bytes = PROVER_INPUT, input_uri: str = "", **overrides):
+        # A fresh salt per task: anvil can mine two blocks in one second, and identical
+        # terms posted at the same timestamp are the same task.
+        overrides.setdefault("salt", next(salts))
         terms = make_terms(market, overrides.pop("mechanism_id", mechanism), **overrides)
         tx = registry.post_task(
             terms.as_tuple(), prover_input, input_uri, sender=sender or requester, value=escrow(terms)
