@@ -32,7 +32,7 @@ $(BIN)/anvil: node_modules/.installed $(VENV)/.installed
 compile: install
 	ape compile
 
-test: compile
+test: compile lint
 	ape test tests/ -q
 
 fuzz: compile

@@ -1,5 +1,6 @@
 # pragma version 0.4.3
 # pragma nonreentrancy on
+# pragma optimize codesize
 """
 @title Proving market registry
 @notice A mechanism-agnostic registry of proof tasks. It enforces the rules every

@@ -13,7 +13,7 @@ from pathlib import Path
 from eth_abi import encode
 from eth_utils import keccak
 
-from provingmarket.formats import BINDING_ADDRESS_INPUT, TaskTerms, inputs_commitment
+from provingmarket.formats import BINDING_ADDRESS_INPUT, DUTCH, OPEN_RACE, TaskTerms, inputs_commitment
 
 ROOT = Path(__file__).resolve().parent.parent
 STAND_IN_VERIFIER = ROOT / "tests" / "contracts" / "KeccakVerifier.vy"
@@ -23,10 +23,12 @@ STATEMENT = [0, 7, 49]  # prover address (filled by the registry), x, x*x
 PROVER_INPUT = b"x=7"
 
 
-def stand_in_proof(public_inputs: list[int], prover: str) -> bytes:
-    """What the keccak stand-in verifier accepts from `prover` for these inputs."""
+def stand_in_proof(public_inputs: list[int], prover: str | None = None) -> bytes:
+    """What the keccak stand-in verifier accepts for these inputs from `prover` (whose
+    address the registry puts in the address input; None keeps the inputs as given)."""
     values = list(public_inputs)
-    values[ADDRESS_INPUT] = int(prover, 16)
+    if prover is not None:
+        values[ADDRESS_INPUT] = int(prover, 16)
     return keccak(encode(["uint256[]"], [values]))
 
 
@@ -67,7 +69,9 @@ def deploy_stack(ape, owner, frontends: list, unbonding_delay: int = 3_600, grac
 
 
 def task_terms(market_id: int, mechanism_id: int, **overrides) -> TaskTerms:
-    """Terms of a task proving STATEMENT, with the registry's fields left for it to fill."""
+    """Terms of a task proving STATEMENT, with the registry's fields left for it to fill.
+    Built-in mechanisms pay no frontend fee, and an open race has no assignment window."""
+    builtin = mechanism_id in (OPEN_RACE, DUTCH)
     values = dict(
         market_id=market_id,
         requester="0x" + "00" * 20,
@@ -75,8 +79,8 @@ def task_terms(market_id: int, mechanism_id: int, **overrides) -> TaskTerms:
         inputs_commitment=inputs_commitment(STATEMENT, ADDRESS_INPUT),
         prover_input_hash=keccak(PROVER_INPUT),
         max_reward=ETHER // 10,
-        frontend_fee=ETHER // 1000,
-        assign_window=600,
+        frontend_fee=0 if builtin else ETHER // 1000,
+        assign_window=0 if mechanism_id == OPEN_RACE else 600,
         proving_window=300,
         collateral=ETHER // 2,
         capabilities=0,

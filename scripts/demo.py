@@ -91,9 +91,6 @@ class Demo:
     def post(self, label: str, **overrides) -> TaskTerms:
         self.salt += 1
         mechanism = overrides.pop("mechanism_id", self.stack.mechanism_id)
-        if mechanism == OPEN_RACE:
-            overrides.setdefault("frontend_fee", 0)
-            overrides.setdefault("assign_window", 0)
         terms = task_terms(self.stack.market_id, mechanism, salt=self.salt, **overrides)
         value = terms.redundancy * (terms.max_reward + terms.frontend_fee)
         tx = self.registry.post_task(terms.as_tuple(), PROVER_INPUT, "", sender=self.requester, value=value)

@@ -3,53 +3,12 @@ and reading what the registry reported."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from provingmarket import Assignment, TaskTerms
+from provingmarket.devnet import ADDRESS_INPUT, ETHER, PROVER_INPUT, STATEMENT
+from provingmarket.devnet import stand_in_proof as keccak_proof
+from provingmarket.devnet import task_terms as make_terms
 
-from eth_abi import encode
-from eth_utils import keccak
-
-from provingmarket import OPEN_RACE, Assignment, TaskTerms, inputs_commitment
-
-ETHER = 10**18
-ADDRESS_INPUT = 0  # the markets in these tests carry the prover's address in input 0
-STATEMENT = [0, 7, 49]  # public inputs: prover address (filled by the registry), x, x*x
-PROVER_INPUT = b"x=7"
-
-
-def keccak_proof(
-    public_inputs: list[int], prover: str | None = None, address_input: int = ADDRESS_INPUT
-) -> bytes:
-    """A proof the KeccakVerifier stand-in accepts for these inputs, made for `prover`."""
-    values = list(public_inputs)
-    if prover is not None:
-        values[address_input] = int(prover, 16)
-    return keccak(encode(["uint256[]"], [values]))
-
-
-def make_terms(market_id: int, mechanism_id: int, **overrides) -> TaskTerms:
-    """Reasonable terms for a task in a test market; override any field by name."""
-    terms = TaskTerms(
-        market_id=market_id,
-        requester="0x" + "00" * 20,
-        posted_at=0,
-        inputs_commitment=inputs_commitment(STATEMENT, ADDRESS_INPUT),
-        prover_input_hash=keccak(PROVER_INPUT),
-        max_reward=ETHER // 10,
-        frontend_fee=ETHER // 1000 if mechanism_id > 2 else 0,
-        assign_window=600,
-        proving_window=300,
-        collateral=ETHER // 2,
-        capabilities=0,
-        redundancy=1,
-        mechanism_id=mechanism_id,
-        start_price=0,
-        ramp=0,
-        decay=False,
-        decay_floor=0,
-    )
-    if mechanism_id == OPEN_RACE:
-        terms = replace(terms, assign_window=0)
-    return replace(terms, **overrides)
+__all__ = ["ADDRESS_INPUT", "ETHER", "PROVER_INPUT", "STATEMENT", "keccak_proof", "make_terms"]
 
 
 def escrow(terms: TaskTerms) -> int:
