@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 import ape
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from provingmarket import DUTCH, OPEN_RACE, Assignment, TaskTerms, sign_bid
 from tests.utils.market import (
@@ -44,7 +51,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "smoke",
-    max_examples=3,
+    max_examples=10,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=list(HealthCheck),
@@ -88,6 +95,7 @@ class RegistryMachine(RuleBasedStateMachine):
         self.stranger = c["stranger"]
         self.accounts = [self.requester, self.keeper, self.stranger, *self.provers]
         self.tasks: list[Task] = []
+        self.salt = 0
         self.live: dict[tuple[bytes, int], tuple[str, Assignment, Task]] = {}
 
     def teardown(self):
@@ -99,11 +107,16 @@ class RegistryMachine(RuleBasedStateMachine):
         name = str(getattr(fn, "abi", None) and fn.abi.name or fn).split("(")[0]
         try:
             tx = fn(*args, **kwargs)
-        except FAILED:
-            OUTCOMES[f"{name} refused"] = OUTCOMES.get(f"{name} refused", 0) + 1
+        except FAILED as error:
+            reason = str(getattr(error, "revert_message", "") or error).removeprefix("registry: ")[:40]
+            key = f"{name} refused ({reason})"
+            OUTCOMES[key] = OUTCOMES.get(key, 0) + 1
             return None
         for event in tx.events:
-            OUTCOMES[event.event_name] = OUTCOMES.get(event.event_name, 0) + 1
+            key = event.event_name
+            if key == "AssignmentSkipped":
+                key = f"skipped ({event.reason.removeprefix('registry: ')})"
+            OUTCOMES[key] = OUTCOMES.get(key, 0) + 1
         return tx
 
     def _record(self, tx) -> None:
@@ -162,12 +175,38 @@ class RegistryMachine(RuleBasedStateMachine):
 
     @initialize()
     def fund(self):
+        # Every prover starts staked in both markets, so steps go to the lifecycle.
         for p in self.provers:
             self._send(self.registry.stake, sender=p, value=2 * ETHER)
+            if not self.registry.membership(p, self.markets[1]).joined:
+                self._send(
+                    self.registry.join_market,
+                    self.markets[1],
+                    2,
+                    ETHER // 100,
+                    60,
+                    3,
+                    [self.mechanism],
+                    sender=p,
+                )
 
-    @rule(p=st.integers(0, 2), amount=st.sampled_from([ETHER // 4, ETHER, 3 * ETHER]))
-    def stake(self, p, amount):
-        self._send(self.registry.stake, sender=self.provers[p], value=amount)
+    @rule(
+        p=st.integers(0, 5),
+        action=st.sampled_from(["stake", "unstake", "withdraw_stake", "withdraw"]),
+        amount=st.sampled_from([ETHER // 4, ETHER, 3 * ETHER]),
+    )
+    def money(self, p, action, amount):
+        """Stake, unstake, withdraw unbonded stake (provers) or withdraw credits (anyone)."""
+        if action == "withdraw":
+            self._send(self.registry.withdraw, sender=self.accounts[p])
+            return
+        prover = self.provers[p % 3]
+        if action == "stake":
+            self._send(self.registry.stake, sender=prover, value=amount)
+        elif action == "unstake":
+            self._send(self.registry.unstake, amount, sender=prover)
+        else:
+            self._send(self.registry.withdraw_stake, sender=prover)
 
     @rule(
         p=st.integers(0, 2), m=st.integers(0, 1), capacity=st.integers(0, 2), caps=st.sampled_from([0, 1, 3])
@@ -206,7 +245,8 @@ class RegistryMachine(RuleBasedStateMachine):
         )
         if kind == "dutch":
             overrides.update(start_price=ETHER // 100, ramp=200)
-        terms = make_terms(self.markets[m], mechanism, **overrides)
+        self.salt += 1  # anvil may mine two posts in one second: keep tasks distinct
+        terms = make_terms(self.markets[m], mechanism, salt=self.salt, **overrides)
         tx = self._send(
             self.registry.post_task,
             terms.as_tuple(),
@@ -219,6 +259,7 @@ class RegistryMachine(RuleBasedStateMachine):
             recorded = posted_terms(self.registry, tx)
             self.tasks.append(Task(recorded, bytes(self.registry.task_id(recorded.as_tuple()))))
 
+    @precondition(lambda self: any(t.terms.mechanism_id > DUTCH for t in self.tasks))
     @rule(data=st.data(), size=st.integers(1, 3), signed=st.booleans())
     def assign(self, data, size, signed):
         open_tasks = [t for t in self.tasks if t.terms.mechanism_id == self.mechanism]
@@ -245,6 +286,7 @@ class RegistryMachine(RuleBasedStateMachine):
             items.append((task.terms.as_tuple(), prover.address, price, min_price, expiry, nonce, signature))
         self._assign_checked(items)
 
+    @precondition(lambda self: any(t.terms.mechanism_id == DUTCH for t in self.tasks))
     @rule(data=st.data(), p=st.integers(0, 2))
     def lock(self, data, p):
         dutch = [t for t in self.tasks if t.terms.mechanism_id == DUTCH]
@@ -257,6 +299,7 @@ class RegistryMachine(RuleBasedStateMachine):
                 assert m.used < m.capacity, "a DUTCH lock landed on a prover at capacity"
             self._record(tx)
 
+    @precondition(lambda self: bool(self.live))
     @rule(data=st.data(), action=st.sampled_from(["prove", "prove", "decline", "slash"]))
     def settle(self, data, action):
         if not self.live:
@@ -280,6 +323,7 @@ class RegistryMachine(RuleBasedStateMachine):
             )
         self._record(tx)
 
+    @precondition(lambda self: any(t.terms.mechanism_id == OPEN_RACE for t in self.tasks))
     @rule(data=st.data(), p=st.integers(0, 2))
     def race(self, data, p):
         races = [t for t in self.tasks if t.terms.mechanism_id == OPEN_RACE]
@@ -296,6 +340,7 @@ class RegistryMachine(RuleBasedStateMachine):
             )
             self._record(tx)
 
+    @precondition(lambda self: bool(self.tasks))
     @rule(data=st.data(), cancel=st.booleans())
     def close(self, data, cancel):
         if self.tasks:
@@ -303,18 +348,6 @@ class RegistryMachine(RuleBasedStateMachine):
             fn = self.registry.cancel if cancel else self.registry.reclaim
             sender = self.requester if cancel else self.stranger
             self._record(self._send(fn, task.terms.as_tuple(), sender=sender))
-
-    @rule(p=st.integers(0, 2), amount=st.sampled_from([ETHER // 2, 2 * ETHER]))
-    def unstake(self, p, amount):
-        self._send(self.registry.unstake, amount, sender=self.provers[p])
-
-    @rule(p=st.integers(0, 2))
-    def withdraw_stake(self, p):
-        self._send(self.registry.withdraw_stake, sender=self.provers[p])
-
-    @rule(who=st.integers(0, 5))
-    def withdraw(self, who):
-        self._send(self.registry.withdraw, sender=self.accounts[who])
 
     @rule(seconds=st.sampled_from([5, 30, 120, 400, 4_000]))
     def wait(self, seconds):
