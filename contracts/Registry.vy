@@ -1143,21 +1143,7 @@ def task_status(task_id: bytes32) -> TaskStatus:
     @param task_id The task.
     @return The counts; all zero for an unknown task.
     """
-    status: TaskStatus = empty(TaskStatus)
-    for i: uint256 in range(MAX_REDUNDANCY):
-        word: uint256 = self._slots[task_id][i]
-        if word == 0:
-            break
-        state: uint256 = word & STATE_MASK
-        if state == SLOT_OPEN:
-            status.open += 1
-        elif state == SLOT_ASSIGNED:
-            status.assigned += 1
-        elif word >> 2 != 0:
-            status.proven += 1
-        else:
-            status.closed += 1
-    return status
+    return self._task_status(task_id)
 
 
 @view
@@ -1168,14 +1154,7 @@ def proofs_delivered(task_id: bytes32) -> uint256:
     @param task_id The task.
     @return The count (a task of redundancy N is complete at N).
     """
-    count: uint256 = 0
-    for i: uint256 in range(MAX_REDUNDANCY):
-        word: uint256 = self._slots[task_id][i]
-        if word == 0:
-            break
-        if word & STATE_MASK == SLOT_DONE and word >> 2 != 0:
-            count += 1
-    return count
+    return self._task_status(task_id).proven
 
 
 @view
@@ -1382,11 +1361,11 @@ def _dutch_price(terms: TaskTerms, at: uint256) -> uint256:
 @pure
 @internal
 def _reward_at(terms: TaskTerms, price: uint256, deadline: uint256, at: uint256) -> uint256:
-    if not terms.decay or at >= deadline:
-        if terms.decay:
-            return min(terms.decay_floor, price)
+    if not terms.decay:
         return price
     least: uint256 = min(terms.decay_floor, price)
+    if at >= deadline:
+        return least
     remaining: uint256 = min(deadline - at, terms.proving_window)
     return least + (price - least) * remaining // terms.proving_window
 
@@ -1419,15 +1398,9 @@ def _assign(item: AssignmentItem, frontend: address) -> String[REASON]:
     if frontend != empty(address):
         if self._accepts[prover][terms.market_id][terms.mechanism_id] != membership >> EPOCH_SHIFT:
             return "registry: prover does not accept the mechanism"
-    slot: uint256 = MAX_REDUNDANCY
+    slot: uint256 = 0
     slot_word: uint256 = 0
-    for i: uint256 in range(MAX_REDUNDANCY):
-        if i == terms.redundancy:
-            break
-        slot_word = self._slots[task_id][i]
-        if slot_word & STATE_MASK == SLOT_OPEN:
-            slot = i
-            break
+    slot, slot_word = self._open_slot(task_id, terms.redundancy)
     # A prover's record on the task exists only for redundancy above 1 or once a
     # slot was reopened: skip the cold read otherwise.
     if terms.redundancy > 1 or (slot != MAX_REDUNDANCY and slot_word & RECORDED != 0):
@@ -1545,13 +1518,8 @@ def _prove(
             if self._engagements[task_id][msg.sender] != 0:
                 self._fail("registry: prover already on task")
             self._engagements[task_id][msg.sender] = ENGAGED
-        slot = MAX_REDUNDANCY
-        for i: uint256 in range(MAX_REDUNDANCY):
-            if i == terms.redundancy:
-                break
-            if self._slots[task_id][i] & STATE_MASK == SLOT_OPEN:
-                slot = i
-                break
+        slot_word: uint256 = 0
+        slot, slot_word = self._open_slot(task_id, terms.redundancy)
         if slot == MAX_REDUNDANCY:
             self._fail("registry: no free slot")
         price = terms.max_reward
@@ -1605,6 +1573,41 @@ def _prove(
         public_inputs=inputs,
         proof=proof,
     )
+
+
+@view
+@internal
+def _task_status(task_id: bytes32) -> TaskStatus:
+    status: TaskStatus = empty(TaskStatus)
+    for i: uint256 in range(MAX_REDUNDANCY):
+        word: uint256 = self._slots[task_id][i]
+        if word == 0:
+            break
+        state: uint256 = word & STATE_MASK
+        if state == SLOT_OPEN:
+            status.open += 1
+        elif state == SLOT_ASSIGNED:
+            status.assigned += 1
+        elif word >> 2 != 0:
+            status.proven += 1
+        else:
+            status.closed += 1
+    return status
+
+
+@view
+@internal
+def _open_slot(task_id: bytes32, redundancy: uint256) -> (uint256, uint256):
+    """
+    @dev The first open slot and its word, or MAX_REDUNDANCY if none is open.
+    """
+    for i: uint256 in range(MAX_REDUNDANCY):
+        if i == redundancy:
+            break
+        word: uint256 = self._slots[task_id][i]
+        if word & STATE_MASK == SLOT_OPEN:
+            return i, word
+    return MAX_REDUNDANCY, 0
 
 
 @view

@@ -70,6 +70,10 @@ class TaskTerms:
     decay_floor: int
     salt: int = 0  # tells apart identical tasks one requester posts in one block
 
+    def escrow(self) -> int:
+        """What posting these terms escrows: each slot's maximum reward and frontend fee."""
+        return self.redundancy * (self.max_reward + self.frontend_fee)
+
     def as_tuple(self) -> tuple:
         """The terms as the ABI tuple the registry takes."""
         return astuple(self)
@@ -108,6 +112,11 @@ class Assignment:
 
     def as_tuple(self) -> tuple:
         return (self.slot, self.price, self.deadline, self.frontend)
+
+    @classmethod
+    def from_event(cls, event: Any) -> Assignment:
+        """The assignment a TaskAssigned event reports."""
+        return cls(event.slot, event.price, event.deadline, event.frontend)
 
 
 def task_id(chain_id: int, registry: str, terms: TaskTerms) -> bytes:

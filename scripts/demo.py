@@ -54,10 +54,11 @@ class Demo:
         for e in tx.events:
             n = e.event_name
             if n == "TaskPosted":
-                t = e.terms
+                t = TaskTerms.from_event(e.terms)
                 self.say(
-                    f"task {self.tasks[bytes(e.task_id)]} posted: N={t[11]}, max reward {eth(t[5])}, "
-                    f"collateral {eth(t[9])}, proving window {t[8]}s"
+                    f"task {self.tasks[bytes(e.task_id)]} posted: N={t.redundancy}, "
+                    f"max reward {eth(t.max_reward)}, collateral {eth(t.collateral)}, "
+                    f"proving window {t.proving_window}s"
                 )
             elif n == "TaskAssigned":
                 self.say(
@@ -92,8 +93,9 @@ class Demo:
         self.salt += 1
         mechanism = overrides.pop("mechanism_id", self.stack.mechanism_id)
         terms = task_terms(self.stack.market_id, mechanism, salt=self.salt, **overrides)
-        value = terms.redundancy * (terms.max_reward + terms.frontend_fee)
-        tx = self.registry.post_task(terms.as_tuple(), PROVER_INPUT, "", sender=self.requester, value=value)
+        tx = self.registry.post_task(
+            terms.as_tuple(), PROVER_INPUT, "", sender=self.requester, value=terms.escrow()
+        )
         event = tx.events.filter(self.registry.TaskPosted)[0]
         self.tasks[bytes(event.task_id)] = label
         self.report(tx)
@@ -149,7 +151,7 @@ class Demo:
         tx = registry.assign_batch(items, sender=self.keeper)
         self.report(tx)
         live = {
-            (bytes(e.task_id), e.prover): Assignment(e.slot, e.price, e.deadline, e.frontend)
+            (bytes(e.task_id), e.prover): Assignment.from_event(e)
             for e in tx.events.filter(registry.TaskAssigned)
         }
         task = {self.tasks[k]: k for k in self.tasks}
@@ -162,7 +164,7 @@ class Demo:
         tx = registry.assign((t3.as_tuple(), bob.address, ETHER // 20, 0, 0, 0, b""), sender=self.keeper)
         self.report(tx)
         e = tx.events.filter(registry.TaskAssigned)[0]
-        self.prove(t3, bob, Assignment(e.slot, e.price, e.deadline, e.frontend))
+        self.prove(t3, bob, Assignment.from_event(e))
 
         click.echo("\ncarol misses T4's deadline; the keeper slashes her and T4 goes to bob")
         chain.mine(1, deltatime=121)
@@ -171,7 +173,7 @@ class Demo:
         tx = registry.assign((t4.as_tuple(), bob.address, ETHER // 40, 0, 0, 0, b""), sender=self.keeper)
         self.report(tx)
         e = tx.events.filter(registry.TaskAssigned)[0]
-        self.prove(t4, bob, Assignment(e.slot, e.price, e.deadline, e.frontend))
+        self.prove(t4, bob, Assignment.from_event(e))
 
         click.echo("\nAn open race needs no frontend: the first valid proof is paid")
         race = self.post(

@@ -36,10 +36,8 @@ from tests.utils.market import (
     ETHER,
     PROVER_INPUT,
     STATEMENT,
-    escrow,
     keccak_proof,
     make_terms,
-    posted_terms,
 )
 
 settings.register_profile(
@@ -96,6 +94,7 @@ class RegistryMachine(RuleBasedStateMachine):
         self.stranger = c["stranger"]
         self.accounts = [self.requester, self.keeper, self.stranger, *self.provers]
         self.tasks: list[Task] = []
+        self.by_id: dict[bytes, Task] = {}
         self.salt = 0
         self.live: dict[tuple[bytes, int], tuple[str, Assignment, Task]] = {}
 
@@ -124,13 +123,13 @@ class RegistryMachine(RuleBasedStateMachine):
         """Mirror what the registry reported, checking each slot is paid at most once."""
         if tx is None:
             return
-        by_id = {t.task_id: t for t in self.tasks}
+        by_id = self.by_id
         for event in tx.events:
             name = event.event_name
             if name == "TaskAssigned":
                 task = by_id[bytes(event.task_id)]
                 assert task.slots.get(event.slot) is None, "assigned a slot that is not open"
-                assignment = Assignment(event.slot, event.price, event.deadline, event.frontend)
+                assignment = Assignment.from_event(event)
                 task.slots[event.slot] = (event.prover, assignment)
                 self.live[(task.task_id, event.slot)] = (event.prover, assignment, task)
             elif name == "TaskProven":
@@ -165,7 +164,7 @@ class RegistryMachine(RuleBasedStateMachine):
             return
         landed: dict[tuple[str, int], int] = {}
         for event in tx.events.filter(self.registry.TaskAssigned):
-            task = next(t for t in self.tasks if t.task_id == bytes(event.task_id))
+            task = self.by_id[bytes(event.task_id)]
             key = (event.prover, task.terms.market_id)
             used, capacity = before[key]
             landed[key] = landed.get(key, 0) + 1
@@ -254,11 +253,13 @@ class RegistryMachine(RuleBasedStateMachine):
             PROVER_INPUT,
             "",
             sender=self.requester,
-            value=escrow(terms),
+            value=terms.escrow(),
         )
         if tx is not None:
-            recorded = posted_terms(self.registry, tx)
-            self.tasks.append(Task(recorded, bytes(self.registry.task_id(recorded.as_tuple()))))
+            event = tx.events.filter(self.registry.TaskPosted)[0]
+            task = Task(TaskTerms.from_event(event.terms), bytes(event.task_id))
+            self.tasks.append(task)
+            self.by_id[task.task_id] = task
 
     @precondition(lambda self: any(t.terms.mechanism_id > DUTCH for t in self.tasks))
     @rule(data=st.data(), size=st.integers(1, 3), signed=st.booleans())

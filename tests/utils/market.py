@@ -12,7 +12,7 @@ __all__ = ["ADDRESS_INPUT", "ETHER", "PROVER_INPUT", "STATEMENT", "keccak_proof"
 
 
 def escrow(terms: TaskTerms) -> int:
-    return terms.redundancy * (terms.max_reward + terms.frontend_fee)
+    return terms.escrow()
 
 
 def posted_terms(registry, tx) -> TaskTerms:
@@ -23,10 +23,7 @@ def posted_terms(registry, tx) -> TaskTerms:
 
 def assigned(registry, tx) -> list[tuple[str, Assignment]]:
     """(prover, assignment) for each TaskAssigned event of `tx`."""
-    return [
-        (e.prover, Assignment(slot=e.slot, price=e.price, deadline=e.deadline, frontend=e.frontend))
-        for e in tx.events.filter(registry.TaskAssigned)
-    ]
+    return [(e.prover, Assignment.from_event(e)) for e in tx.events.filter(registry.TaskAssigned)]
 
 
 def skipped(registry, tx) -> list[str]:
