@@ -12,13 +12,14 @@ export PYTHONPATH := $(CURDIR)
 # The stateful test's size: `ci` (100 examples of 30 steps) or `fuzz` (make fuzz).
 export HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: install compile test demo bench fuzz lint clean
+.PHONY: install compile test demo bench fuzz lint clean circuits
 
 install: $(VENV)/.installed $(BIN)/anvil
 
-$(VENV)/.installed: requirements.lock
+$(VENV)/.installed: requirements.lock requirements-groth16py.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-groth16py.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -43,6 +44,12 @@ demo: compile
 
 bench: compile
 	ape run bench
+
+# Regenerate the sample circuits' keys (single-party setup; see circuits/README.md).
+circuits: install
+	$(BIN)/python circuits/build.py square
+	$(BIN)/python circuits/build.py squarings --k 1000
+	$(BIN)/python circuits/build.py squarings --k 10000
 
 lint: install
 	ruff check .

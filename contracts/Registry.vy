@@ -1635,7 +1635,8 @@ def _check_reveal(task_id: bytes32, redundancy: uint256, proof: Bytes[MAX_PROOF_
 def _verify(
     verifier: address, inputs: DynArray[uint256, MAX_PUBLIC_INPUTS], proof: Bytes[MAX_PROOF_SIZE]
 ) -> bool:
-    # A reverting or malformed verifier counts as rejecting the proof.
+    # A malformed answer counts as rejecting the proof. A verifier that reverts (out
+    # of gas, for one) has not answered: say so rather than call the proof invalid.
     success: bool = False
     response: Bytes[32] = b""
     success, response = raw_call(
@@ -1645,7 +1646,9 @@ def _verify(
         is_static_call=True,
         revert_on_failure=False,
     )
-    return success and len(response) == 32 and convert(response, uint256) == 1
+    if not success:
+        self._fail("registry: verifier reverted (out of gas?)")
+    return len(response) == 32 and convert(response, uint256) == 1
 
 
 @internal

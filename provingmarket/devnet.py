@@ -1,35 +1,59 @@
-"""Stand up a registry on a development chain (anvil): used by the demo and the benchmark.
+"""Stand up a registry with a real Groth16 market on a development chain (anvil): used by
+the demo, the benchmark and the tests.
 
-The market's verifier is the keccak stand-in kept under tests/contracts until the
-Groth16 verifier lands: a "proof" is keccak256(abi.encode(public_inputs)), which is NOT
-a zero-knowledge proof. Everything else (registry, accounts, signatures, RPC) is real.
+The market proves the sample circuit `square` (circuits/square: "I know x with x*x = y",
+the prover's address as public input 0) and its verifier is
+contracts/verifiers/Groth16Verifier.vy deployed with that circuit's verifying key. Proofs
+are real Groth16 proofs from a proving backend (groth16py in-process when installed, else
+snarkjs). The circuit's keys come from a single-party setup: for tests and demos only.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 from dataclasses import dataclass
-from pathlib import Path
 
-from eth_abi import encode
 from eth_utils import keccak
 
-from provingmarket.formats import BINDING_ADDRESS_INPUT, DUTCH, OPEN_RACE, TaskTerms, inputs_commitment
+from provingmarket.backends import CommandBackend, Groth16pyBackend, ProvingBackend
+from provingmarket.circuits import Circuit
+from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms, inputs_commitment
+from provingmarket.markets import MarketTerms, open_market
 
-ROOT = Path(__file__).resolve().parent.parent
-STAND_IN_VERIFIER = ROOT / "tests" / "contracts" / "KeccakVerifier.vy"
 ETHER = 10**18
-ADDRESS_INPUT = 0
-STATEMENT = [0, 7, 49]  # prover address (filled by the registry), x, x*x
-PROVER_INPUT = b"x=7"
+SQUARE = Circuit.load("square")
+ADDRESS_INPUT = SQUARE.address_input
+SAMPLE_INPUTS = SQUARE.sample  # {"x": 7, "y": 49}
+STATEMENT = SQUARE.statement(SAMPLE_INPUTS)  # [0, 49]: prover address (filled by the registry), y
+PROVER_INPUT = json.dumps(SAMPLE_INPUTS, sort_keys=True).encode()  # what the prover needs: x
 
 
-def stand_in_proof(public_inputs: list[int], prover: str | None = None) -> bytes:
-    """What the keccak stand-in verifier accepts for these inputs from `prover` (whose
-    address the registry puts in the address input; None keeps the inputs as given)."""
-    values = list(public_inputs)
-    if prover is not None:
-        values[ADDRESS_INPUT] = int(prover, 16)
-    return keccak(encode(["uint256[]"], [values]))
+@functools.cache
+def default_backend() -> ProvingBackend:
+    """groth16py in-process if installed (the optional GPL extra), else snarkjs."""
+    try:
+        return Groth16pyBackend()
+    except RuntimeError:
+        return CommandBackend.snarkjs()
+
+
+@functools.cache
+def square_proof(public_inputs: tuple[int, ...] | list[int], prover: str | None = None) -> bytes:
+    """A real proof of the square circuit for `public_inputs` ([address, y] with y a
+    perfect square), made as `prover` (None keeps the address input as given)."""
+    public = list(public_inputs)
+    y = public[1]
+    x = math.isqrt(y)
+    if x * x != y:
+        raise ValueError(f"{y} is not a perfect square; this helper proves squares only")
+    address = prover if prover is not None else public[ADDRESS_INPUT]
+    return default_backend().prove(SQUARE, {"x": x, "y": y}, address).proof
+
+
+def proof_for(public_inputs: list[int], prover: str | None = None) -> bytes:
+    return square_proof(tuple(public_inputs), prover)
 
 
 @dataclass
@@ -41,31 +65,16 @@ class Stack:
 
 
 def deploy_stack(ape, owner, frontends: list, unbonding_delay: int = 3_600, grace_period: int = 60) -> Stack:
-    """Deploy the stand-in verifier and the registry, create a market, register a mechanism."""
-    container = ape.compilers.compile_source(
-        "vyper", STAND_IN_VERIFIER.read_text(), contractName="KeccakVerifier"
-    )
-    verifier = owner.deploy(container)
+    """Deploy the registry and the square circuit's verifier, create its market
+    (half a slashed collateral to the requester, a tenth to whoever slashes, the rest
+    burnt), register a mechanism for `frontends`."""
     registry = owner.deploy(ape.project.Registry, unbonding_delay)
-    sample = list(STATEMENT)
-    sample[ADDRESS_INPUT] = int(owner.address, 16)
-    tx = registry.create_market(
-        verifier,
-        sample,
-        stand_in_proof(STATEMENT, owner.address),
-        ETHER // 10,  # min collateral
-        ETHER // 100,  # min reward
-        grace_period,
-        5_000,  # half a slashed collateral to the requester
-        1_000,  # a tenth to whoever slashes; the rest burnt
-        BINDING_ADDRESS_INPUT,
-        ADDRESS_INPUT,
-        sender=owner,
-    )
-    market_id = tx.events.filter(registry.MarketCreated)[0].market_id
+    terms = MarketTerms(grace_period=grace_period)
+    opened = open_market(ape, registry, SQUARE, owner, default_backend(), terms)
+    verifier = ape.project.Groth16Verifier.at(opened.verifier)
     tx = registry.register_mechanism("orderbook", frontends, sender=owner)
     mechanism_id = tx.events.filter(registry.MechanismRegistered)[0].mechanism_id
-    return Stack(registry, verifier, market_id, mechanism_id)
+    return Stack(registry, verifier, opened.market_id, mechanism_id)
 
 
 def task_terms(market_id: int, mechanism_id: int, **overrides) -> TaskTerms:

@@ -5,20 +5,28 @@ frontend assigns them in one batch (one item is refused and reported, the rest
 apply), provers submit proofs and are paid, one prover misses its deadline and is
 slashed, its task is reassigned and proven, and everyone withdraws.
 
-The market's verifier is the keccak stand-in (tests/contracts/KeccakVerifier.vy)
-until the Groth16 verifier lands: its "proofs" are hashes, not zero-knowledge
-proofs. The chain, the registry, the accounts and the transactions are real.
+Every proof is a real Groth16 proof, made by a proving backend (groth16py in-process)
+from the inputs the requester posted, and checked on-chain by the market's verifier
+(contracts/verifiers/Groth16Verifier.vy). A second market for a circuit a thousand
+times larger (circuits/squarings-10000) shows proving times that really differ. The
+circuits' keys come from a single-party setup: for demos only.
 """
 
 from __future__ import annotations
+
+import json
+import random
 
 import ape
 import click
 from ape import accounts, chain
 from ape.cli import ConnectedProviderCommand, network_option
+from eth_utils import keccak
 
-from provingmarket.devnet import ETHER, PROVER_INPUT, STATEMENT, deploy_stack, stand_in_proof, task_terms
+from provingmarket.circuits import Circuit
+from provingmarket.devnet import ETHER, SQUARE, default_backend, deploy_stack, task_terms
 from provingmarket.formats import OPEN_RACE, Assignment, TaskTerms
+from provingmarket.markets import MarketTerms, open_market
 
 
 def eth(wei: int) -> str:
@@ -41,6 +49,10 @@ class Demo:
         self.stack = deploy_stack(ape, self.owner, [self.keeper])
         self.registry = self.stack.registry
         self.tasks: dict[bytes, str] = {}
+        self.inputs: dict[str, dict] = {}  # task label -> the inputs its requester posted
+        self.circuits = {self.stack.market_id: SQUARE}
+        self.backend = default_backend()
+        self.random = random.Random(7)
         self.salt = 0
 
     def name(self, address: str) -> str:
@@ -89,33 +101,53 @@ class Demo:
             elif n == "Withdrawn":
                 self.say(f"{self.name(e.account)} withdrew {eth(e.amount)}")
 
-    def post(self, label: str, **overrides) -> TaskTerms:
+    def post(self, label: str, market: int | None = None, **overrides) -> TaskTerms:
+        """Post a task with fresh inputs: the commitment goes on-chain, the inputs go to
+        the prover in the TaskPosted event."""
         self.salt += 1
+        market = market or self.stack.market_id
+        circuit = self.circuits[market]
+        inputs = circuit.inputs_for(self.random.randrange(2, 2**64))
+        prover_input = json.dumps(inputs, sort_keys=True).encode()
         mechanism = overrides.pop("mechanism_id", self.stack.mechanism_id)
-        terms = task_terms(self.stack.market_id, mechanism, salt=self.salt, **overrides)
+        terms = task_terms(
+            market,
+            mechanism,
+            salt=self.salt,
+            inputs_commitment=circuit.commitment(inputs),
+            prover_input_hash=keccak(prover_input),
+            **overrides,
+        )
         tx = self.registry.post_task(
-            terms.as_tuple(), PROVER_INPUT, "", sender=self.requester, value=terms.escrow()
+            terms.as_tuple(), prover_input, "", sender=self.requester, value=terms.escrow()
         )
         event = tx.events.filter(self.registry.TaskPosted)[0]
         self.tasks[bytes(event.task_id)] = label
+        self.inputs[label] = json.loads(bytes(event.prover_input))
         self.report(tx)
         return TaskTerms.from_event(event.terms)
 
-    def prove(self, terms: TaskTerms, prover, assignment: Assignment):
+    def prove(self, terms: TaskTerms, prover, assignment: Assignment) -> float:
+        """The prover proves from the posted inputs with its backend and submits."""
+        label = self.tasks[bytes(self.registry.task_id(terms.as_tuple()))]
+        circuit = self.circuits[terms.market_id]
+        result = self.backend.prove(circuit, self.inputs[label], prover.address)
+        self.say(
+            f"{self.name(prover.address)} proved {label} ({circuit.name}, {circuit.constraints:,} "
+            f"constraints) in {result.seconds * 1000:,.0f} ms with {result.backend}"
+        )
         tx = self.registry.prove(
-            terms.as_tuple(),
-            assignment.as_tuple(),
-            STATEMENT,
-            stand_in_proof(STATEMENT, prover.address),
-            sender=prover,
+            terms.as_tuple(), assignment.as_tuple(), result.public_inputs, result.proof, sender=prover
         )
         self.report(tx)
+        return result.seconds
 
     def run(self) -> None:
         registry, market = self.registry, self.stack.market_id
         self.start = chain.pending_timestamp
         click.echo(
-            f"\nregistry {registry.address}, market {market} (stand-in keccak verifier), "
+            f"\nregistry {registry.address}, market {market} for circuit {SQUARE.name} "
+            f"(Groth16 verifier {self.stack.verifier.address}), "
             f"mechanism {self.stack.mechanism_id} 'orderbook' run by the frontend {self.keeper.address}\n"
         )
 
@@ -182,6 +214,32 @@ class Demo:
         chain.mine(1, deltatime=60)
         self.prove(race, carol, Assignment(0, 0, 0))
 
+        click.echo("\nA second market for a heavier circuit: same rules, proofs a thousand times larger")
+        heavy_circuit = Circuit.load("squarings-10000")
+        heavy = open_market(ape, registry, heavy_circuit, self.owner, self.backend, MarketTerms()).market_id
+        self.circuits[heavy] = heavy_circuit
+        self.say(f"market {heavy} opened for circuit {heavy_circuit.name} (verifier deployed, sample proven)")
+        self.report(
+            registry.join_market(heavy, 1, ETHER // 50, 60, 0b1, [self.stack.mechanism_id], sender=alice)
+        )
+        light_task = self.post("L1")
+        heavy_task = self.post("H1", market=heavy, max_reward=ETHER // 5)
+        tx = registry.assign_batch(
+            [
+                (light_task.as_tuple(), bob.address, ETHER // 40, 0, 0, 0, b""),
+                (heavy_task.as_tuple(), alice.address, ETHER // 10, 0, 0, 0, b""),
+            ],
+            sender=self.keeper,
+        )
+        self.report(tx)
+        by_prover = {e.prover: Assignment.from_event(e) for e in tx.events.filter(registry.TaskAssigned)}
+        light_seconds = self.prove(light_task, bob, by_prover[bob.address])
+        heavy_seconds = self.prove(heavy_task, alice, by_prover[alice.address])
+        self.say(
+            f"proving time: {SQUARE.name} {light_seconds * 1000:,.1f} ms, "
+            f"{heavy_circuit.name} {heavy_seconds * 1000:,.0f} ms ({heavy_seconds / light_seconds:,.0f}x)"
+        )
+
         click.echo("\nEveryone withdraws what was credited to them")
         rows = []
         for who in [self.requester, self.keeper, alice, bob, carol]:
@@ -201,7 +259,7 @@ class Demo:
             f"registry holds {eth(chain.provider.get_balance(registry.address))} "
             "(stakes and burnt collateral)"
         )
-        expected = {"T1": 1, "T2": 1, "T3": 2, "T4": 1, "R1": 1}
+        expected = {"T1": 1, "T2": 1, "T3": 2, "T4": 1, "R1": 1, "L1": 1, "H1": 1}
         if delivered != expected:
             raise click.ClickException(f"the demo did not deliver every proof: {delivered}")
 

@@ -1,5 +1,5 @@
 """Fixtures shared by every test: named actors, the registry on anvil, a market with
-the keccak stand-in verifier, staked provers, a registered mechanism, and factories."""
+the square circuit's Groth16 verifier, staked provers, a registered mechanism, and factories."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ import ape_ethereum.trace
 import pytest
 
 from provingmarket import BINDING_ADDRESS_INPUT
+from provingmarket.devnet import SQUARE
 from tests.utils.market import (
     ADDRESS_INPUT,
     ETHER,
     PROVER_INPUT,
     STATEMENT,
     escrow,
-    keccak_proof,
     make_terms,
     posted_terms,
+    proof_for,
 )
 
 UNBONDING_DELAY = 3_600  # seconds
@@ -72,15 +73,18 @@ def stranger(accounts):
 
 
 @pytest.fixture(scope="session")
-def verifier_container():
-    """The keccak stand-in verifier, kept under tests/ until the Groth16 verifier lands."""
-    source = (TESTS / "contracts" / "KeccakVerifier.vy").read_text()
-    return ape.compilers.compile_source("vyper", source, contractName="KeccakVerifier")
+def deploy_verifier(project, owner):
+    """Deploy a Groth16 verifier for a sample circuit's key (the square circuit by default)."""
+
+    def deploy(circuit=SQUARE, sender=None):
+        return (sender or owner).deploy(project.Groth16Verifier, *circuit.verifying_key().constructor_args())
+
+    return deploy
 
 
 @pytest.fixture(scope="session")
-def verifier(verifier_container, owner):
-    return owner.deploy(verifier_container)
+def verifier(deploy_verifier):
+    return deploy_verifier()
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +110,7 @@ def create_market(registry, verifier, owner):
         tx = registry.create_market(
             verifier_address or verifier,
             sample,
-            keccak_proof(sample),
+            proof_for(sample),
             min_collateral,
             min_reward,
             grace_period,

@@ -26,9 +26,9 @@ from tests.utils.market import (
     assigned,
     escrow,
     item,
-    keccak_proof,
     make_terms,
     posted_terms,
+    proof_for,
 )
 
 TASK = keccak(b"some task")
@@ -109,16 +109,16 @@ def test_inputs_commitment__address_input_zeroed__is_what_prove_checks(registry,
     [(_, assignment)] = assigned(
         registry, registry.assign(item(terms, prover, terms.max_reward), sender=keeper)
     )
-    proof = keccak_proof(STATEMENT, prover.address)
-    other_statement = [0, 8, 64]
+    proof = proof_for(STATEMENT, prover.address)
+    other_statement = [0, 64]
 
     with ape.reverts("registry: inputs do not match commitment"):
         registry.prove(terms.as_tuple(), assignment.as_tuple(), other_statement, proof, sender=prover)
     # Whatever the prover puts in the address input, the registry writes its address there.
-    tx = registry.prove(terms.as_tuple(), assignment.as_tuple(), [12345, 7, 49], proof, sender=prover)
+    tx = registry.prove(terms.as_tuple(), assignment.as_tuple(), [12345, 49], proof, sender=prover)
 
     [event] = tx.events.filter(registry.TaskProven)
-    assert list(event.public_inputs) == [int(prover.address, 16), 7, 49]
+    assert list(event.public_inputs) == [int(prover.address, 16), 49]
     assert registry.balances(prover) == terms.max_reward
 
 
@@ -151,7 +151,7 @@ def test_proof_commit_digest__commit_reveal_market__accepts_the_reveal(
     [(_, assignment)] = assigned(
         registry, registry.assign(item(terms, prover, terms.max_reward), sender=keeper)
     )
-    proof = keccak_proof(STATEMENT)
+    proof = proof_for(STATEMENT)
 
     tx = registry.commit_proof(proof_commit_digest(task, prover.address, proof), sender=prover)
     assert tx.events.filter(registry.ProofCommitted)[0].prover == prover.address

@@ -1,6 +1,6 @@
 """A task's whole life through a frontend: post, assign, prove, and who is paid what."""
 
-from tests.utils.market import STATEMENT, assigned, escrow, item, keccak_proof
+from tests.utils.market import STATEMENT, assigned, escrow, item, proof_for
 
 
 def test_post_assign_prove__pays_prover_frontend_and_refunds_requester(
@@ -20,7 +20,7 @@ def test_post_assign_prove__pays_prover_frontend_and_refunds_requester(
         terms.as_tuple(),
         assignment.as_tuple(),
         STATEMENT,
-        keccak_proof(STATEMENT, prover.address),
+        proof_for(STATEMENT, prover.address),
         sender=prover,
     )
 

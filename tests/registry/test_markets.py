@@ -14,9 +14,9 @@ from tests.utils.market import (
     assigned,
     escrow,
     item,
-    keccak_proof,
     make_terms,
     posted_terms,
+    proof_for,
     skipped,
 )
 
@@ -45,7 +45,7 @@ def create(registry, verifier, sender, inputs=STATEMENT, proof=None, **overrides
     return registry.create_market(
         verifier,
         inputs,
-        keccak_proof(inputs) if proof is None else proof,
+        proof_for(inputs) if proof is None else proof,
         args["min_collateral"],
         args["min_reward"],
         args["grace_period"],
@@ -71,7 +71,7 @@ def prove(registry, terms, assignment, prover):
         terms.as_tuple(),
         assignment.as_tuple(),
         STATEMENT,
-        keccak_proof(STATEMENT, prover.address),
+        proof_for(STATEMENT, prover.address),
         sender=prover,
     )
 
@@ -123,7 +123,8 @@ def test_market__unknown_id__has_empty_verifier_and_creator(registry, market):
         (dict(grace_period=2**32), "registry: grace period too long"),
         (dict(min_collateral=2**128), "registry: minimum too large"),
         (dict(min_reward=2**128), "registry: minimum too large"),
-        (dict(proof=keccak(b"not the statement")), "registry: sample proof rejected"),
+        (dict(proof=bytes(256)), "registry: sample proof rejected"),
+        (dict(inputs=[0, 64], proof=proof_for(STATEMENT)), "registry: sample proof rejected"),
     ],
 )
 def test_create_market__invalid_parameter__reverts_with_reason(registry, verifier, owner, overrides, reason):
@@ -208,9 +209,9 @@ def test_set_market_paused__paused__still_lets_provers_prove_and_anyone_slash(
 
 
 def test_slash__verifier_code_replaced_after_market_creation__voids_without_penalty(
-    registry, owner, verifier_container, keeper, staked_provers, prover, stranger, requester, mechanism, chain
+    registry, owner, deploy_verifier, keeper, staked_provers, prover, stranger, requester, mechanism, chain
 ):
-    own_verifier = owner.deploy(verifier_container)
+    own_verifier = deploy_verifier()
     market_id = created(registry, create(registry, own_verifier, owner))
     registry.join_market(market_id, 1, 0, 60, 0, [mechanism], sender=prover)
     terms = post(registry, make_terms(market_id, mechanism), requester)

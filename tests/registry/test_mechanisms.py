@@ -9,8 +9,8 @@ from tests.utils.market import (
     assigned,
     escrow,
     item,
-    keccak_proof,
     make_terms,
+    proof_for,
     skipped,
 )
 
@@ -116,7 +116,7 @@ def test_retire_mechanism__by_registrant__refuses_new_tasks_but_serves_posted_on
         served.as_tuple(),
         assignment.as_tuple(),
         STATEMENT,
-        keccak_proof(STATEMENT, provers[0].address),
+        proof_for(STATEMENT, provers[0].address),
         sender=provers[0],
     )
     assert registry.balances(provers[0]) == served.max_reward

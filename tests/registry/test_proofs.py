@@ -6,6 +6,7 @@ import ape.exceptions
 import pytest
 
 from provingmarket import BINDING_COMMIT_REVEAL, OPEN_RACE, Assignment, TaskTerms, proof_commit_digest
+from provingmarket.circuits import Circuit
 from provingmarket.formats import ZERO_ADDRESS
 from tests.conftest import advance
 from tests.utils.market import (
@@ -15,8 +16,8 @@ from tests.utils.market import (
     assigned,
     escrow,
     item,
-    keccak_proof,
     make_terms,
+    proof_for,
 )
 
 RACE = Assignment(slot=0, price=0, deadline=0, frontend=ZERO_ADDRESS)  # ignored by an OPEN_RACE proof
@@ -31,7 +32,7 @@ def assign(registry, keeper, terms, prover, price=None) -> Assignment:
 
 def prove(registry, terms, assignment, prover, inputs=STATEMENT, proof=None, **kwargs):
     """Prove as `prover`; by default with the proof made for `prover`'s address."""
-    proof = keccak_proof(STATEMENT, prover.address) if proof is None else proof
+    proof = proof_for(STATEMENT, prover.address) if proof is None else proof
     return registry.prove(terms.as_tuple(), assignment.as_tuple(), inputs, proof, sender=prover, **kwargs)
 
 
@@ -62,7 +63,7 @@ def test_prove__assigned_prover__pays_price_fee_to_frontend_and_rest_to_requeste
     assert (proven.task_id, proven.prover, proven.frontend) == (task, prover.address, keeper.address)
     assert (proven.slot, proven.paid, proven.fee, proven.refund) == (0, price, terms.frontend_fee, rest)
     assert list(proven.public_inputs) == [int(prover.address, 16), *STATEMENT[1:]]
-    assert proven.proof == keccak_proof(STATEMENT, prover.address)
+    assert proven.proof == proof_for(STATEMENT, prover.address)
     assert registry.balances(prover) == price
     assert registry.balances(keeper) == terms.frontend_fee
     assert registry.balances(requester) == rest
@@ -150,7 +151,7 @@ def test_prove_batch__all_valid__applies_every_proof(registry, create_task, prov
             t.as_tuple(),
             assign(registry, keeper, t, prover).as_tuple(),
             STATEMENT,
-            keccak_proof(STATEMENT, prover.address),
+            proof_for(STATEMENT, prover.address),
         )
         for t in (first, second)
     ]
@@ -165,7 +166,7 @@ def test_prove_batch__all_valid__applies_every_proof(registry, create_task, prov
 
 def test_prove_batch__one_invalid_proof__reverts_them_all(registry, create_task, prover, keeper):
     first, second = create_task(), create_task(max_reward=ETHER // 5)
-    good, bad = keccak_proof(STATEMENT, prover.address), keccak_proof(STATEMENT)
+    good, bad = proof_for(STATEMENT, prover.address), proof_for(STATEMENT)
     items = [
         (t.as_tuple(), assign(registry, keeper, t, prover).as_tuple(), STATEMENT, proof)
         for t, proof in ((first, good), (second, bad))
@@ -204,12 +205,12 @@ def test_prove__after_the_deadline__reverts(registry, create_task, prover, keepe
 
 
 def test_prove__bad_statement_or_proof__reverts_with_reason(
-    registry, create_task, provers, keeper, verifier, owner
+    registry, create_task, provers, keeper, verifier, deploy_verifier, chain
 ):
     terms = create_task()
     prover, other = provers[0], provers[1]
     assignment = assign(registry, keeper, terms, prover)
-    other_statement = [0, 7, 50]
+    other_statement = [0, 64]  # x = 8
 
     with ape.reverts("registry: inputs do not match commitment"):
         prove(
@@ -218,17 +219,37 @@ def test_prove__bad_statement_or_proof__reverts_with_reason(
             assignment,
             prover,
             inputs=other_statement,
-            proof=keccak_proof(other_statement, prover.address),
+            proof=proof_for(other_statement, prover.address),
         )
     with ape.reverts("registry: address input missing"):
         prove(registry, terms, assignment, prover, inputs=[])
     with ape.reverts("registry: invalid proof"):  # a proof copied from another prover
-        prove(registry, terms, assignment, prover, proof=keccak_proof(STATEMENT, other.address))
-    verifier.set_broken(True, sender=owner)
+        prove(registry, terms, assignment, prover, proof=proof_for(STATEMENT, other.address))
+    # The verifier's code replaced by a verifier for another circuit: it rejects this proof.
+    other_code = chain.provider.get_code(deploy_verifier(Circuit.load("squarings-1000")).address)
+    chain.provider.make_request("anvil_setCode", [verifier.address, "0x" + bytes(other_code).hex()])
     with ape.reverts("registry: invalid proof"):
         prove(registry, terms, assignment, prover)
     assert registry.balances(prover) == 0
     assert registry.standing(prover).locked == terms.collateral
+
+
+def test_prove__gas_too_low_for_the_verifier__reverts_saying_so_and_a_retry_pays(
+    registry, create_task, prover, keeper, chain
+):
+    """A prover whose transaction starves the verifier is told the verifier ran out of
+    gas, not that its proof is invalid; the same proof with enough gas is paid."""
+    terms = create_task()
+    assignment = assign(registry, keeper, terms, prover)
+    args = (terms.as_tuple(), assignment.as_tuple(), STATEMENT, proof_for(STATEMENT, prover.address))
+    needed = registry.prove.estimate_gas_cost(*args, sender=prover)
+
+    with ape.reverts("registry: verifier reverted (out of gas?)"):
+        registry.prove(*args, sender=prover, gas=needed - 40_000)
+    assert registry.balances(prover) == 0
+
+    registry.prove(*args, sender=prover, gas=needed)
+    assert registry.balances(prover) == assignment.price
 
 
 # ------------------------------------------------------------------ open races
@@ -313,7 +334,7 @@ def reveal_task(registry, reveal_market, mechanism, requester):
     return post
 
 
-PROOF = keccak_proof(STATEMENT)  # the same bytes for every prover: nothing in it names one
+PROOF = proof_for(STATEMENT)  # the same bytes for every prover: nothing in it names one
 
 
 def commit(registry, terms, prover, proof=PROOF, **kwargs):

@@ -5,7 +5,7 @@ import ape
 import pytest
 
 from tests.conftest import TESTS, UNBONDING_DELAY, advance
-from tests.utils.market import ETHER, STATEMENT, assigned, item, keccak_proof
+from tests.utils.market import ETHER, STATEMENT, assigned, item, proof_for
 
 STAKE = 5 * ETHER  # what each of `staked_provers` holds
 
@@ -22,7 +22,7 @@ def prove(registry, terms, assignment, prover):
         terms.as_tuple(),
         assignment.as_tuple(),
         STATEMENT,
-        keccak_proof(STATEMENT, prover.address),
+        proof_for(STATEMENT, prover.address),
         sender=prover,
     )
 

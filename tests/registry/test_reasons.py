@@ -6,7 +6,7 @@ import re
 from tests.conftest import TESTS
 
 CONTRACTS = TESTS.parent / "contracts"
-REASON = re.compile(r'"(registry: [^"]+)"')
+REASON = re.compile(r'"((?:registry|verifier): [^"]+)"')
 
 
 def test_every_reason_in_the_contracts__appears_in_a_test():

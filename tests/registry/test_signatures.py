@@ -15,7 +15,7 @@ from eth_utils import keccak
 
 from provingmarket import bid_typed_data, sign_bid
 from tests.conftest import advance
-from tests.utils.market import ETHER, STATEMENT, assigned, item, keccak_proof, skipped
+from tests.utils.market import ETHER, STATEMENT, assigned, item, proof_for, skipped
 
 ASK = ETHER // 100  # the staked provers' ask
 SECP256K1_N = 115792089237316195423570985008687907852837564279074904382605163141518161494337
@@ -111,7 +111,7 @@ def test_assign_batch__signed_bid__prices_from_the_signed_minimum_to_the_maximum
         cheap.as_tuple(),
         at_minimum.as_tuple(),
         STATEMENT,
-        keccak_proof(STATEMENT, prover.address),
+        proof_for(STATEMENT, prover.address),
         sender=prover,
     )
     assert registry.balances(prover) == minimum

@@ -13,8 +13,8 @@ from tests.utils.market import (
     assigned,
     escrow,
     item,
-    keccak_proof,
     make_terms,
+    proof_for,
 )
 
 BPS = 10_000
@@ -28,7 +28,7 @@ def assign(registry, keeper, terms, prover, price=None) -> Assignment:
 
 
 def prove(registry, terms, assignment, prover):
-    proof = keccak_proof(STATEMENT, prover.address)
+    proof = proof_for(STATEMENT, prover.address)
     return registry.prove(terms.as_tuple(), assignment.as_tuple(), STATEMENT, proof, sender=prover)
 
 

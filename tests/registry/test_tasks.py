@@ -16,8 +16,8 @@ from tests.utils.market import (
     assigned,
     escrow,
     item,
-    keccak_proof,
     make_terms,
+    proof_for,
 )
 
 
@@ -169,7 +169,7 @@ def test_cancel__one_slot_assigned__refunds_open_slots_and_keeps_the_assigned_es
         terms.as_tuple(),
         assignment.as_tuple(),
         STATEMENT,
-        keccak_proof(STATEMENT, prover.address),
+        proof_for(STATEMENT, prover.address),
         sender=prover,
     )
     assert registry.balances(prover) == price
@@ -291,7 +291,7 @@ def test_lock_then_prove__dutch_task__pays_the_locked_price_and_refunds_the_rest
         terms.as_tuple(),
         assignment.as_tuple(),
         STATEMENT,
-        keccak_proof(STATEMENT, prover.address),
+        proof_for(STATEMENT, prover.address),
         sender=prover,
     )
 

@@ -36,8 +36,8 @@ from tests.utils.market import (
     ETHER,
     PROVER_INPUT,
     STATEMENT,
-    keccak_proof,
     make_terms,
+    proof_for,
 )
 
 settings.register_profile(
@@ -313,7 +313,7 @@ class RegistryMachine(RuleBasedStateMachine):
             action = "slash"
         if action == "prove":
             tx = self._send(
-                self.registry.prove, *args, STATEMENT, keccak_proof(STATEMENT, prover), sender=prover
+                self.registry.prove, *args, STATEMENT, proof_for(STATEMENT, prover), sender=prover
             )
         elif action == "decline":
             tx = self._send(self.registry.decline, *args, sender=prover)
@@ -339,7 +339,7 @@ class RegistryMachine(RuleBasedStateMachine):
                 task.terms.as_tuple(),
                 (0, 0, 0, "0x" + "00" * 20),
                 STATEMENT,
-                keccak_proof(STATEMENT, prover.address),
+                proof_for(STATEMENT, prover.address),
                 sender=prover,
             )
             self._record(tx)

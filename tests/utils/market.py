@@ -1,14 +1,13 @@
-"""Shared helpers for registry tests: terms, proofs for the keccak stand-in verifier,
-and reading what the registry reported."""
+"""Shared helpers for registry tests: terms, real proofs of the square circuit, and
+reading what the registry reported."""
 
 from __future__ import annotations
 
 from provingmarket import Assignment, TaskTerms
-from provingmarket.devnet import ADDRESS_INPUT, ETHER, PROVER_INPUT, STATEMENT
-from provingmarket.devnet import stand_in_proof as keccak_proof
+from provingmarket.devnet import ADDRESS_INPUT, ETHER, PROVER_INPUT, STATEMENT, proof_for
 from provingmarket.devnet import task_terms as make_terms
 
-__all__ = ["ADDRESS_INPUT", "ETHER", "PROVER_INPUT", "STATEMENT", "keccak_proof", "make_terms"]
+__all__ = ["ADDRESS_INPUT", "ETHER", "PROVER_INPUT", "STATEMENT", "proof_for", "make_terms"]
 
 
 def escrow(terms: TaskTerms) -> int:
