@@ -491,3 +491,10 @@ def test_command_placeholders__substituted_once__a_path_naming_one_is_left_alone
     values = {name: f"/tmp/{name}" for name in PLACEHOLDERS}
     values["inputs"] = "/tmp/odd{proof}dir/input.json"
     assert backend._argv(values) == ["prove", "--in=/tmp/odd{proof}dir/input.json", "/tmp/proof", "{unknown}"]
+
+
+def test_groth16py_backend__library_missing__says_how_to_install(monkeypatch):
+    """groth16py is an optional (GPL-3.0) extra: without it the backend says what to do."""
+    monkeypatch.setitem(sys.modules, "groth16py", None)  # makes `import groth16py` fail
+    with pytest.raises(BackendError, match="pip install -r requirements-groth16py.txt"):
+        Groth16pyBackend()
