@@ -12,7 +12,7 @@ export PYTHONPATH := $(CURDIR)
 # The stateful test's size: `ci` (100 examples of 30 steps) or `fuzz` (make fuzz).
 export HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: install compile test demo bench fuzz lint clean circuits
+.PHONY: install compile test demo bench fuzz lint clean circuits chain
 
 install: $(VENV)/.installed $(BIN)/anvil
 
@@ -38,6 +38,11 @@ test: compile lint
 
 fuzz: compile
 	HYPOTHESIS_PROFILE=fuzz ape test tests/stateful -q
+
+# A local chain that stays up for the command-line walkthrough (README): anvil on
+# 127.0.0.1:8545 with its default funded accounts (TEST::0..9 in ape). Ctrl-C stops it.
+chain: install
+	$(BIN)/anvil --host 127.0.0.1 --port 8545
 
 demo: compile
 	ape run demo

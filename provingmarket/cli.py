@@ -1,0 +1,111 @@
+"""What the `ape run operator|prover|requester` commands share: the client for the
+network ape is connected to, one-line errors with exit code 1, tables or JSON."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from provingmarket import deployments
+from provingmarket.backends import BackendError
+from provingmarket.circuits import CircuitError
+from provingmarket.client import ClientError, RegistryClient, format_ether
+from provingmarket.deployments import DeploymentError
+from provingmarket.markets import MarketError
+
+# Where deployment records live; tests point this at a folder of their own.
+DEPLOYMENTS_ENV = "PROVINGMARKET_DEPLOYMENTS"
+
+
+def deployments_folder() -> Path:
+    return Path(os.environ.get(DEPLOYMENTS_ENV, deployments.DEPLOYMENTS))
+
+
+def network_name() -> str:
+    """ecosystem:network of the chain ape is connected to (the provider does not matter)."""
+    import ape
+
+    network = ape.chain.provider.network
+    return f"{network.ecosystem.name}:{network.name}"
+
+
+def client(account=None) -> RegistryClient:
+    return RegistryClient.from_ape(network_name(), account, deployments_folder())
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def require(account) -> Any:
+    if account is None:
+        fail("this command sends a transaction: pass --account (an alias, or TEST::0 on a local chain)")
+    return account
+
+
+def handled(function: Callable) -> Callable:
+    """Turn every error a person can act on into one line and exit code 1; a revert
+    that still happens shows its reason, never a stack trace."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (ClientError, DeploymentError, CircuitError, BackendError, MarketError) as error:
+            fail(str(error))
+        except click.ClickException:
+            raise
+        except Exception as error:  # the node or ape failing: its message, not a trace
+            message = getattr(error, "message", None) or str(error) or type(error).__name__
+            fail(f"{type(error).__name__}: {message}")
+
+    return wrapper
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def emit(as_json: bool, data: Any, text: Callable[[], str] | str) -> None:
+    """JSON (bytes as 0x hex) or the readable form."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=_json_default))
+    else:
+        click.echo(text() if callable(text) else text)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in cells[1:]:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def eth(wei: int) -> str:
+    return format_ether(wei)
+
+
+def when(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def short(value: bytes | str) -> str:
+    text = value if isinstance(value, str) else "0x" + value.hex()
+    return text[:10] + "…" + text[-4:]

@@ -1,0 +1,130 @@
+"""A prover's work on one task: lock a DUTCH slot, and prove a task from the inputs its
+requester posted, through a proving backend, then submit. Used by `ape run prover lock`
+and `prove`, and by the prover agent.
+
+Every rule the registry would check is looked at first, and said in words with the
+values seen; nothing is sent for a task the prover cannot be paid for.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from eth_utils import keccak
+
+from provingmarket.backends import ProofResult, ProvingBackend
+from provingmarket.circuits import Circuit
+from provingmarket.client import ClientError, RegistryClient, TaskState, format_ether
+from provingmarket.formats import DUTCH, OPEN_RACE, ZERO_ADDRESS, Assignment
+
+RACE = Assignment(0, 0, 0, ZERO_ADDRESS)  # an OPEN_RACE proof carries no assignment
+
+
+@dataclass(frozen=True)
+class Delivered:
+    task_id: bytes
+    result: ProofResult
+    paid: int
+    tx: str
+
+
+def task_inputs(state: TaskState, circuit: Circuit) -> dict[str, int]:
+    """The inputs the requester posted, checked against their hash and the circuit."""
+    if keccak(state.prover_input) != state.terms.prover_input_hash:
+        raise ClientError("the task's posted inputs do not match its prover_input_hash; nobody can prove it")
+    if not state.prover_input:
+        where = f" (at {state.input_uri})" if state.input_uri else ""
+        raise ClientError(f"the task carries no inputs on-chain{where}; fetching them is not supported yet")
+    try:
+        inputs = json.loads(state.prover_input)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ClientError("the task's posted inputs are not JSON") from None
+    if not isinstance(inputs, dict):
+        raise ClientError("the task's posted inputs are not a JSON object of input signals")
+    circuit.check_inputs(inputs)
+    return inputs
+
+
+def circuit_of(client: RegistryClient, market_id: int) -> Circuit:
+    record = getattr(client, "deployment", None)
+    market = record.markets.get(market_id) if record else None
+    if market is None:
+        raise ClientError(
+            f"no circuit recorded for market {market_id}; open markets with `ape run operator market create`"
+        )
+    return Circuit.load(market.circuit)
+
+
+def lock(client: RegistryClient, task_id: bytes) -> tuple[int, Assignment]:
+    """Take a slot of a DUTCH task at its current price; returns (price, assignment)."""
+    state = client.task(task_id)
+    me = client.signer.address
+    if state.terms.mechanism_id != DUTCH:
+        raise ClientError(
+            f"task is not a Dutch auction (mechanism {state.terms.mechanism_id}); nothing to lock"
+        )
+    if me in state.live_assignments:
+        raise ClientError("you already hold a slot of this task; prove it")
+    if state.open == 0:
+        raise ClientError(
+            f"no open slot: {state.assigned} assigned, {state.proven} proven, {state.closed} closed"
+        )
+    _check_free_stake(client, me, state)
+    _, events = client.transact("lock", state.terms.as_tuple(), action="lock")
+    assigned = next(e for e in events if e.name == "TaskAssigned")
+    return assigned.price, Assignment(assigned.slot, assigned.price, assigned.deadline, assigned.frontend)
+
+
+def prove(
+    client: RegistryClient, task_id: bytes, backend: ProvingBackend, circuit: Circuit | None = None
+) -> Delivered:
+    """Prove the task from its posted inputs as the client's signer and submit."""
+    state = client.task(task_id)
+    me = client.signer.address
+    now = client.web3.eth.get_block("latest")["timestamp"]
+    terms = state.terms
+    if terms.mechanism_id == OPEN_RACE:
+        deadline = terms.posted_at + terms.proving_window
+        if now > deadline:
+            raise ClientError(f"the race ended at {deadline} ({now - deadline} s ago)")
+        if state.open == 0:
+            raise ClientError(f"the race is won: {state.proven} of {terms.redundancy} proofs are in")
+        if any(e.name == "TaskProven" and e.prover == me for e in state.timeline):
+            raise ClientError("you already proved this task")
+        membership = client.membership(me, terms.market_id)
+        if not membership.joined:
+            raise ClientError(f"you are not in market {terms.market_id}: join it to race")
+        _check_free_stake(client, me, state)
+        assignment = RACE
+    else:
+        live = state.live_assignments.get(me)
+        if live is None:
+            raise ClientError(
+                "you hold no live assignment of this task (assigned: "
+                + (", ".join(state.live_assignments) or "nobody")
+                + ")"
+            )
+        assignment = live[0]
+        if now > assignment.deadline:
+            raise ClientError(
+                f"your deadline passed {now - assignment.deadline} s ago; the slot can be slashed"
+            )
+    circuit = circuit or circuit_of(client, terms.market_id)
+    inputs = task_inputs(state, circuit)
+    result = backend.prove(circuit, inputs, me)
+    receipt, events = client.transact(
+        "prove", terms.as_tuple(), assignment.as_tuple(), result.public_inputs, result.proof, action="prove"
+    )
+    proven = next(e for e in events if e.name == "TaskProven")
+    return Delivered(task_id, result, proven.paid, "0x" + bytes(receipt["transactionHash"]).hex())
+
+
+def _check_free_stake(client: RegistryClient, prover: str, state: TaskState) -> None:
+    standing = client.standing(prover)
+    if standing.free < state.terms.collateral:
+        raise ClientError(
+            f"you have {format_ether(standing.free)} free stake; the task needs "
+            f"{format_ether(state.terms.collateral)} collateral: stake "
+            f"{format_ether(state.terms.collateral - standing.free)} more"
+        )
