@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
-from web3.exceptions import ContractLogicError, TimeExhausted
+from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 
 from provingmarket import deployments
 from provingmarket.formats import Assignment, TaskTerms
@@ -422,7 +422,7 @@ class RegistryClient:
             gas = fn.estimate_gas({"from": self.signer.address, "value": value})
         except ContractLogicError as error:
             raise Refused(revert_reason(error), action) from None
-        except ValueError as error:  # some nodes report reverts as plain RPC errors
+        except (ValueError, Web3RPCError) as error:  # some nodes report reverts as plain RPC errors
             raise Refused(revert_reason(error), action) from None
         tx = {
             "from": self.signer.address,
