@@ -40,9 +40,11 @@ fuzz: compile
 	HYPOTHESIS_PROFILE=fuzz ape test tests/stateful -q
 
 # A local chain that stays up for the command-line walkthrough (README): anvil on
-# 127.0.0.1:8545 with its default funded accounts (TEST::0..9 in ape). Ctrl-C stops it.
+# 127.0.0.1:8545 with its default funded accounts (TEST::0..9 in ape) and the chain id ape
+# expects of ethereum:local (1337), mining a block a second like a real chain would (so the
+# chain's clock keeps up with the wall clock). Ctrl-C stops it.
 chain: install
-	$(BIN)/anvil --host 127.0.0.1 --port 8545
+	$(BIN)/anvil --host 127.0.0.1 --port 8545 --chain-id 1337 --block-time 1
 
 demo: compile
 	ape run demo

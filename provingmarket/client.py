@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -488,6 +489,13 @@ def revert_reason(error: BaseException) -> str:
         return found.group(1).split(" 0x")[0].strip()
     message = getattr(error, "message", None) or text
     return str(message).replace("execution reverted: ", "").strip() or "reverted without a reason"
+
+
+def chain_time(web3: Web3) -> int:
+    """When the next transaction will be checked: the latest block's timestamp, or the
+    wall clock if that is later (a chain that mines only on demand, like anvil, can have a
+    latest block minutes old; the next block will carry the current time)."""
+    return max(web3.eth.get_block("latest")["timestamp"], int(time.time()))
 
 
 def parse_task_id(value: bytes | str) -> bytes:

@@ -15,7 +15,7 @@ from eth_utils import keccak
 
 from provingmarket.backends import ProofResult, ProvingBackend
 from provingmarket.circuits import Circuit
-from provingmarket.client import ClientError, RegistryClient, TaskState, format_ether
+from provingmarket.client import ClientError, RegistryClient, TaskState, chain_time, format_ether
 from provingmarket.formats import DUTCH, OPEN_RACE, ZERO_ADDRESS, Assignment
 
 RACE = Assignment(0, 0, 0, ZERO_ADDRESS)  # an OPEN_RACE proof carries no assignment
@@ -82,7 +82,7 @@ def prove(
     """Prove the task from its posted inputs as the client's signer and submit."""
     state = client.task(task_id)
     me = client.signer.address
-    now = client.web3.eth.get_block("latest")["timestamp"]
+    now = chain_time(client.web3)
     terms = state.terms
     if terms.mechanism_id == OPEN_RACE:
         deadline = terms.posted_at + terms.proving_window

@@ -26,6 +26,7 @@ from provingmarket.client import (
     Membership,
     RegistryClient,
     Standing,
+    chain_time,
     parse_address,
     parse_ether,
     parse_task_id,
@@ -77,8 +78,8 @@ def bitmask(value: int) -> str:
 
 
 def now(registry: RegistryClient) -> int:
-    """The chain's time: the latest block's timestamp (what the next block is checked near)."""
-    return registry.web3.eth.get_block("latest")["timestamp"]
+    """The time the next transaction will be checked at (see client.chain_time)."""
+    return chain_time(registry.web3)
 
 
 def in_seconds(seconds: int) -> str:

@@ -48,7 +48,15 @@ from eth_utils import keccak
 
 from provingmarket.circuits import Circuit, CircuitError
 from provingmarket.cli import client, emit, eth, fail, handled, json_option, require, table, when
-from provingmarket.client import ClientError, TaskState, parse_address, parse_ether, parse_task_id
+from provingmarket.client import (
+    ClientError,
+    RegistryClient,
+    TaskState,
+    chain_time,
+    parse_address,
+    parse_ether,
+    parse_task_id,
+)
 from provingmarket.formats import (
     BINDING_ADDRESS_INPUT,
     BINDING_NONE,
@@ -98,9 +106,9 @@ def _task_id(value: str) -> bytes:
         fail(str(error))
 
 
-def _now(registry) -> int:
-    """The latest block's timestamp: the registry's clock."""
-    return registry.web3.eth.get_block("latest")["timestamp"]
+def _now(registry: RegistryClient) -> int:
+    """The time the next transaction will be checked at (see client.chain_time)."""
+    return chain_time(registry.web3)
 
 
 def _mechanism_name(registry, mechanism_id: int) -> str:

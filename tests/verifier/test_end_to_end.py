@@ -1,10 +1,10 @@
 """End to end on anvil with real proofs: a market opened for a sample circuit, a task with
-its inputs, an assignment, the backend's proof submitted, the prover paid."""
+its inputs, an assignment, the backend's proof submitted, the prover paid. (The command
+that opens markets, `ape run operator market create`, is tested in tests/cli.)"""
 
 from __future__ import annotations
 
 import json
-import subprocess
 
 import ape
 import pytest
@@ -119,38 +119,3 @@ def test_open_market__bad_terms__refused_before_any_transaction(registry, owner,
             MarketTerms(requester_bps=9_500, caller_bps=1_000),
         )
     assert owner.nonce == nonce
-
-
-def run_create_market(chain, *args: str) -> subprocess.CompletedProcess:
-    """`ape run create_market` as a user runs it, against this session's anvil."""
-    return subprocess.run(
-        ["ape", "run", "create_market", *args, "--network", chain.provider.uri],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def test_create_market_command__sample_circuit__market_opened_and_json_printed(registry, chain):
-    result = run_create_market(
-        chain, "square", "--registry", registry.address, "--account", "TEST::0", "--json"
-    )
-
-    assert result.returncode == 0, result.stderr[-2000:]
-    opened = json.loads(result.stdout[result.stdout.index("{") :])
-    market = registry.market(opened["market_id"])
-    assert market.verifier == opened["verifier"]
-    assert (opened["circuit"], opened["address_input"]) == ("square", "prover")
-    assert opened["min_collateral_wei"] == ETHER // 10
-
-
-def test_create_market_command__bad_input__exit_1_with_the_reason(registry, chain):
-    unknown = run_create_market(chain, "cube", "--registry", registry.address, "--account", "TEST::0")
-    assert unknown.returncode == 1
-    assert "cube/circuit.json: no such file" in unknown.stderr
-    assert "sample circuits: square" in unknown.stderr
-    assert "Traceback" not in unknown.stderr
-
-    no_registry = run_create_market(chain, "square", "--registry", "0x" + "11" * 20, "--account", "TEST::0")
-    assert no_registry.returncode == 1
-    assert "deploy the registry first" in no_registry.stderr
