@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from eth_account import Account
+from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 
 from provingmarket import deployments
-from provingmarket.formats import Assignment, TaskTerms
+from provingmarket.formats import Assignment, TaskTerms, bid_typed_data
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / ".build" / "__local__.json"
@@ -64,6 +65,10 @@ def registry_abi() -> list[dict]:
 class Signer(Protocol):
     address: str
 
+    def sign_typed(self, typed_data: dict) -> bytes:
+        """A 65-byte (r, s, v) EIP-712 signature."""
+        ...
+
     def send(self, web3: Web3, tx: dict) -> Any:
         """Sign and send `tx` (to, data, value, gas filled); return the receipt."""
         ...
@@ -78,6 +83,9 @@ class KeySigner:
         except (ValueError, TypeError):
             raise ClientError("not a private key (expected 32 bytes as hex)") from None
         self.address = self.account.address
+
+    def sign_typed(self, typed_data: dict) -> bytes:
+        return bytes(self.account.sign_message(encode_typed_data(full_message=typed_data)).signature)
 
     def send(self, web3: Web3, tx: dict) -> Any:
         tx = dict(tx)
@@ -103,6 +111,12 @@ class ApeSigner:
     def __init__(self, account):
         self.ape_account = account
         self.address = to_checksum_address(account.address)
+
+    def sign_typed(self, typed_data: dict) -> bytes:
+        signature = self.ape_account.sign_message(encode_typed_data(full_message=typed_data))
+        if signature is None:
+            raise ClientError(f"account {self.address} declined to sign")
+        return signature.encode_rsv()
 
     def send(self, web3: Web3, tx: dict) -> Any:
         import ape
@@ -362,6 +376,18 @@ class RegistryClient:
                 assignment, _ = state.live_assignments[prover]
                 live.append(LiveAssignment(task_id, state.terms.market_id, assignment, state.terms))
         return ProverStatus(prover, self.standing(prover), [m for m in memberships if m.joined], live)
+
+    def sign_bid(self, task_id: bytes, min_price: int, expiry: int) -> bytes:
+        """The signer's EIP-712 Bid for a task (in this registry's domain, at its current
+        signature nonce): consent to be assigned at any price from `min_price` up to the
+        task's maximum, until `expiry`."""
+        if self.signer is None:
+            raise ClientError("signing a bid needs an account")
+        nonce = self.call("signature_nonce", self.signer.address)
+        typed = bid_typed_data(
+            self.web3.eth.chain_id, self.address, parse_task_id(task_id), min_price, expiry, nonce
+        )
+        return self.signer.sign_typed(typed)
 
     # -------------------------------------------------------------- events
 

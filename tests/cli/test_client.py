@@ -8,6 +8,7 @@ import pytest
 
 from provingmarket import OPEN_RACE, deployments
 from provingmarket.client import (
+    ApeSigner,
     ClientError,
     KeySigner,
     Refused,
@@ -169,3 +170,25 @@ def test_parse_address_and_task_id():
     for bad in ("0x1234", "0x" + "zz" * 32, "nope"):
         with pytest.raises(ClientError, match="not a task id"):
             parse_task_id(bad)
+
+
+def test_sign_bid__key_and_ape_signers__registry_pays_the_signed_price(
+    registry, create_task, provers, keeper, chain, tmp_path
+):
+    """The client's Bid, signed by a key or by an ape account, is consent the registry
+    accepts: the frontend may pay any price from the minimum up, above the prover's ask."""
+    deployments.save(Deployment("ethereum:local", chain.chain_id, registry.address, 0, 3_600), tmp_path)
+    for prover in provers[:2]:
+        terms = create_task()
+        task = bytes(registry.task_id(terms.as_tuple()))
+        expiry = chain.pending_timestamp + 600
+        if prover is provers[0]:
+            client = RegistryClient(chain.provider.web3, registry.address, KeySigner(prover.private_key))
+        else:
+            client = RegistryClient.from_ape("ethereum:local", ApeSigner(prover).ape_account, folder=tmp_path)
+            client.signer = ApeSigner(prover)  # sign through ape, not with the key
+        signature = client.sign_bid(task, ETHER // 20, expiry)
+        price = ETHER // 20 + 1
+        tx = registry.assign(item(terms, prover, price, signature, ETHER // 20, expiry, 0), sender=keeper)
+        [(who, assignment)] = assigned(registry, tx)
+        assert (who, assignment.price) == (prover.address, price)
