@@ -243,7 +243,8 @@ def unstake(account, value, as_json):
         )
     receipt, events = registry.transact("unstake", wei, action=f"unstake {eth(wei)}")
     event = next(e for e in events if e.name == "Unstaked")
-    left = event.ready_at - now(registry)
+    # Counted from the block the unstake was mined in: the registry's own clock.
+    left = event.ready_at - registry.web3.eth.get_block(receipt["blockNumber"])["timestamp"]
     after = registry.standing(account.address)
     lines = [
         f"unstaked {eth(wei)}: {eth(event.unbonding)} unbonding, ready at {when(event.ready_at)} "
