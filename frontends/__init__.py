@@ -1,7 +1,8 @@
 """Assignment mechanisms and the keepers that run them.
 
-Mechanisms (orderbook, sealed-bid auction, election) are plain functions over a
-snapshot of registry state; keepers feed them the registry's events and submit
-their assignments in batches. They arrive with the frontend issues; the registry
-rules they must respect are in contracts/Registry.vy.
+Mechanisms are plain functions over a snapshot of registry state: the orderbook
+(`orderbook.match_orders` over `book.Snapshot`) so far. `mirror.Mirror` follows the
+registry's events into SQLite, the base of the keeper runtime that will feed the
+mechanisms and submit their assignments in batches. The registry rules they must respect
+are in contracts/Registry.vy.
 """

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -518,10 +517,14 @@ def revert_reason(error: BaseException) -> str:
 
 
 def chain_time(web3: Web3) -> int:
-    """When the next transaction will be checked: the latest block's timestamp, or the
-    wall clock if that is later (a chain that mines only on demand, like anvil, can have a
-    latest block minutes old; the next block will carry the current time)."""
-    return max(web3.eth.get_block("latest")["timestamp"], int(time.time()))
+    """When the next transaction will be checked: the pending block's timestamp, which the
+    node predicts (on a live chain about now; on anvil, now plus any time a test moved it,
+    or the latest block's time right after a snapshot is restored). The wall clock is no
+    substitute: a local chain's clock can be minutes away from it."""
+    try:
+        return web3.eth.get_block("pending")["timestamp"]
+    except Exception:  # a node without a pending block
+        return web3.eth.get_block("latest")["timestamp"]
 
 
 def parse_task_id(value: bytes | str) -> bytes:
