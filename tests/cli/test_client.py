@@ -192,3 +192,14 @@ def test_sign_bid__key_and_ape_signers__registry_pays_the_signed_price(
         tx = registry.assign(item(terms, prover, price, signature, ETHER // 20, expiry, 0), sender=keeper)
         [(who, assignment)] = assigned(registry, tx)
         assert (who, assignment.price) == (prover.address, price)
+
+
+def test_ape_signer__transaction_signed_and_sent_by_ape(registry, chain, accounts):
+    """The path for keyfile and hardware accounts: ape signs and sends, the client reads
+    the receipt and its events."""
+    client = RegistryClient(chain.provider.web3, registry.address, ApeSigner(accounts[9]))
+    receipt, events = client.transact("stake", value=2 * ETHER)
+    assert receipt["status"] == 1
+    assert [(e.name, e.prover, e.stake) for e in events] == [("Staked", accounts[9].address, 2 * ETHER)]
+    with pytest.raises(Refused, match="registry: not enough free stake"):
+        client.transact("unstake", 3 * ETHER)
