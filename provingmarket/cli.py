@@ -17,9 +17,13 @@ import click
 from provingmarket import deployments
 from provingmarket.backends import BackendError
 from provingmarket.circuits import CircuitError
-from provingmarket.client import ClientError, RegistryClient, format_ether
+from provingmarket.client import ClientError, Market, RegistryClient, format_ether
 from provingmarket.deployments import DeploymentError
+from provingmarket.formats import DUTCH, OPEN_RACE
 from provingmarket.markets import MarketError
+
+# The mechanisms every registry has, by id.
+BUILT_IN = {OPEN_RACE: "open race", DUTCH: "dutch"}
 
 # Where deployment records live; tests point this at a folder of their own.
 DEPLOYMENTS_ENV = "PROVINGMARKET_DEPLOYMENTS"
@@ -106,6 +110,10 @@ def when(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def short(value: bytes | str) -> str:
-    text = value if isinstance(value, str) else "0x" + value.hex()
-    return text[:10] + "…" + text[-4:]
+def market_or_fail(registry: RegistryClient, market_id: int) -> Market:
+    """The market, or one line saying it does not exist and how many do."""
+    found = registry.market(market_id)
+    if not found.exists:
+        count = registry.call("market_count")
+        fail(f"no market {market_id} (this registry has {count} market{'s' if count != 1 else ''})")
+    return found

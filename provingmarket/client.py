@@ -236,13 +236,7 @@ class TaskState:
     def live_assignments(self) -> dict[str, tuple[Assignment, Event]]:
         """prover -> its assignment still awaiting a proof (not proven, declined,
         slashed or voided)."""
-        live: dict[str, tuple[Assignment, Event]] = {}
-        for e in self.timeline:
-            if e.name == "TaskAssigned":
-                live[e.prover] = (Assignment(e.slot, e.price, e.deadline, e.frontend), e)
-            elif e.name in ("TaskProven", "TaskDeclined", "Slashed", "AssignmentVoided"):
-                live.pop(e.prover, None)
-        return live
+        return live_assignments(self.timeline)
 
     @property
     def done(self) -> bool:
@@ -345,11 +339,11 @@ class RegistryClient:
     def task(self, task_id: bytes | str) -> TaskState:
         """A task's whole state: terms, slot counts and its timeline of events."""
         task_id = parse_task_id(task_id)
-        posted = self.posted(task_id)
-        if posted is None:
-            raise ClientError(f"no task {Web3.to_hex(task_id)} in the registry at {self.address}")
-        status = self.call("task_status", task_id)
         timeline = self.events(TASK_EVENTS, task_id=task_id)
+        if not timeline or timeline[0].name != "TaskPosted":
+            raise ClientError(f"no task {Web3.to_hex(task_id)} in the registry at {self.address}")
+        posted = timeline[0]
+        status = self.call("task_status", task_id)
         return TaskState(
             task_id,
             TaskTerms.from_event(posted.terms),
@@ -363,17 +357,17 @@ class RegistryClient:
         """A prover's standing, its memberships and its live assignments with deadlines."""
         prover = to_checksum_address(prover)
         memberships = [self.membership(prover, m) for m in range(1, self.call("market_count") + 1)]
+        # One search for every event naming the prover (its second indexed argument),
+        # then the terms of only the tasks it still holds.
+        by_task: dict[bytes, list[Event]] = {}
+        for e in self.events(PROVER_EVENTS, prover=prover):
+            by_task.setdefault(bytes(e.task_id), []).append(e)
         live: list[LiveAssignment] = []
-        seen: set[bytes] = set()
-        for e in self.events(["TaskAssigned"], prover=prover):
-            task_id = bytes(e.task_id)
-            if task_id in seen:
-                continue
-            seen.add(task_id)
-            state = self.task(task_id)
-            if prover in state.live_assignments:
-                assignment, _ = state.live_assignments[prover]
-                live.append(LiveAssignment(task_id, state.terms.market_id, assignment, state.terms))
+        for task_id, events in by_task.items():
+            held = live_assignments(events).get(prover)
+            if held is not None:
+                terms = TaskTerms.from_event(self.posted(task_id).terms)
+                live.append(LiveAssignment(task_id, terms.market_id, held[0], terms))
         return ProverStatus(prover, self.standing(prover), [m for m in memberships if m.joined], live)
 
     def sign_bid(self, task_id: bytes, min_price: int, expiry: int) -> bytes:
@@ -471,6 +465,21 @@ class RegistryClient:
 
 
 # ------------------------------------------------------------------ helpers
+
+# Events of a task that name a prover as their second indexed argument.
+PROVER_EVENTS = ["TaskAssigned", "TaskProven", "TaskDeclined", "Slashed", "AssignmentVoided"]
+
+
+def live_assignments(events: Iterable[Event]) -> dict[str, tuple[Assignment, Event]]:
+    """prover -> its assignment still awaiting a proof, from a task's events in order."""
+    live: dict[str, tuple[Assignment, Event]] = {}
+    for e in events:
+        if e.name == "TaskAssigned":
+            live[e.prover] = (Assignment(e.slot, e.price, e.deadline, e.frontend), e)
+        elif e.name in PROVER_EVENTS:
+            live.pop(e.prover, None)
+    return live
+
 
 TASK_EVENTS = [
     "TaskPosted",
@@ -571,11 +580,3 @@ def format_ether(wei: int) -> str:
     whole, fraction = divmod(int(wei), ETHER)
     text = f"{whole}.{fraction:018d}".rstrip("0").rstrip(".")
     return f"{text} ETH"
-
-
-def iter_unique(values: Iterable[Any]) -> list[Any]:
-    seen: list[Any] = []
-    for v in values:
-        if v not in seen:
-            seen.append(v)
-    return seen

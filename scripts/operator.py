@@ -20,6 +20,7 @@ from provingmarket import deployments
 from provingmarket.backends import backend_from_config
 from provingmarket.circuits import Circuit, sample_circuits
 from provingmarket.cli import (
+    BUILT_IN,
     client,
     deployments_folder,
     emit,
@@ -27,6 +28,7 @@ from provingmarket.cli import (
     fail,
     handled,
     json_option,
+    market_or_fail,
     network_name,
     require,
     table,
@@ -35,7 +37,6 @@ from provingmarket.client import parse_address, parse_ether
 from provingmarket.deployments import Deployment, DeploymentError, MarketRecord
 from provingmarket.markets import MarketTerms, open_market
 
-BUILT_IN = {1: "open race", 2: "dutch"}
 BINDINGS = {0: "none", 1: "address input", 2: "commit-reveal"}
 
 
@@ -170,14 +171,6 @@ def market_create(
     )
 
 
-def _market_or_fail(registry, market_id: int):
-    found = registry.market(market_id)
-    if not found.exists:
-        count = registry.call("market_count")
-        fail(f"no market {market_id} (this registry has {count} market{'s' if count != 1 else ''})")
-    return found
-
-
 @market.command("pause", cls=ConnectedProviderCommand)
 @network_option()
 @account_option(prompt=False)
@@ -189,7 +182,7 @@ def market_pause(account, market_id, resume, as_json):
     """Pause MARKET_ID (no new tasks or assignments) or, with --resume, resume it."""
     account = require(account)
     registry = client(account)
-    found = _market_or_fail(registry, market_id)
+    found = market_or_fail(registry, market_id)
     if found.creator != account.address:
         fail(f"only market {market_id}'s creator {found.creator} may pause it, not {account.address}")
     if found.paused != resume:
@@ -210,7 +203,7 @@ def market_pause(account, market_id, resume, as_json):
 def market_show(market_id, as_json):
     """A market's terms and the provers in it."""
     registry = client()
-    found = _market_or_fail(registry, market_id)
+    found = market_or_fail(registry, market_id)
     record = registry.deployment.markets.get(market_id)
     members = {}
     for e in registry.events(["ProverJoined", "ProverLeft"]):

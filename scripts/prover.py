@@ -21,7 +21,19 @@ from eth_utils import to_checksum_address
 
 from provingmarket import proving
 from provingmarket.backends import backend_from_config
-from provingmarket.cli import client, emit, eth, fail, handled, json_option, require, table, when
+from provingmarket.cli import (
+    BUILT_IN,
+    client,
+    emit,
+    eth,
+    fail,
+    handled,
+    json_option,
+    market_or_fail,
+    require,
+    table,
+    when,
+)
 from provingmarket.client import (
     Membership,
     RegistryClient,
@@ -31,8 +43,6 @@ from provingmarket.client import (
     parse_ether,
     parse_task_id,
 )
-
-BUILT_IN = {1: "open race", 2: "dutch"}
 
 # The registry's limits on a membership (the widths of its packed word).
 MAX_CAPACITY = 2**16 - 1
@@ -92,14 +102,6 @@ def stake_line(s: Standing) -> str:
 
 def tx_hash(receipt) -> str:
     return "0x" + bytes(receipt["transactionHash"]).hex()
-
-
-def market_or_fail(registry: RegistryClient, market_id: int):
-    found = registry.market(market_id)
-    if not found.exists:
-        count = registry.call("market_count")
-        fail(f"no market {market_id} (this registry has {count} market{'s' if count != 1 else ''})")
-    return found
 
 
 def joined_or_fail(

@@ -47,7 +47,19 @@ from ape.cli import ConnectedProviderCommand, account_option, network_option
 from eth_utils import keccak
 
 from provingmarket.circuits import Circuit, CircuitError
-from provingmarket.cli import client, emit, eth, fail, handled, json_option, require, table, when
+from provingmarket.cli import (
+    BUILT_IN,
+    client,
+    emit,
+    eth,
+    fail,
+    handled,
+    json_option,
+    market_or_fail,
+    require,
+    table,
+    when,
+)
 from provingmarket.client import (
     ClientError,
     RegistryClient,
@@ -67,7 +79,6 @@ from provingmarket.formats import (
     TaskTerms,
 )
 
-BUILT_IN = {OPEN_RACE: "open race", DUTCH: "dutch"}
 DEFAULT_WINDOW = 600  # seconds, for both windows
 MAX_PROVER_INPUT = 4096  # bytes, as Registry.vy
 MAX_URI = 256  # characters, as Registry.vy
@@ -338,10 +349,7 @@ def post(
         fail(f"--input-uri is {len(input_uri)} characters; the registry takes at most {MAX_URI}")
 
     registry = client(account)
-    market = registry.market(market_id)
-    if not market.exists:
-        count = registry.call("market_count")
-        fail(f"no market {market_id} (this registry has {count} market{'s' if count != 1 else ''})")
+    market = market_or_fail(registry, market_id)
     if market.paused:
         fail(f"market {market_id} is paused by its creator {market.creator}: no new tasks until it resumes")
     circuit = _circuit_of(registry, market_id)
