@@ -87,7 +87,7 @@ log = logging.getLogger("frontends.mirror")
 
 KEEP_BLOCKS = 64  # block hashes kept to find where a reorg forked
 BATCH_BLOCKS = 2_000  # blocks per eth_getLogs
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 # How nodes say a log query is too wide: block range or result count over their limit.
 _TOO_WIDE = re.compile(r"range|too many|too large|more than|exceed|limit|size", re.IGNORECASE)
 
@@ -117,7 +117,8 @@ CREATE TABLE IF NOT EXISTS provers (
 CREATE TABLE IF NOT EXISTS balances (account TEXT PRIMARY KEY, amount TEXT, block INTEGER);
 CREATE TABLE IF NOT EXISTS memberships (
     prover TEXT, market_id INTEGER, joined INTEGER, capacity INTEGER, used INTEGER, ask TEXT,
-    proving_time INTEGER, capabilities TEXT, block INTEGER, PRIMARY KEY (prover, market_id));
+    proving_time INTEGER, capabilities TEXT, since INTEGER, block INTEGER,
+    PRIMARY KEY (prover, market_id));
 CREATE TABLE IF NOT EXISTS accepts (
     prover TEXT, market_id INTEGER, mechanism_id INTEGER, block INTEGER,
     PRIMARY KEY (prover, market_id, mechanism_id));
@@ -211,6 +212,9 @@ class MembershipView:
     proving_time: int
     capabilities: int
     mechanisms: tuple[int, ...]  # mechanisms it accepts in this market (since it last joined)
+    # When its offer was last set (joined or updated): block << 32 | log index; an
+    # increasing key for time priority among equal asks.
+    since: int = 0
 
     @property
     def free_capacity(self) -> int:
@@ -841,6 +845,7 @@ class Mirror:
                 "ask": str(e.ask),
                 "proving_time": e.proving_time,
                 "capabilities": str(e.capabilities),
+                "since": _since(e),
             },
         )
 
@@ -856,6 +861,7 @@ class Mirror:
             ask=str(e.ask),
             proving_time=e.proving_time,
             capabilities=str(e.capabilities),
+            since=_since(e),
         )
 
     def _on_ProverLeft(self, e: Event, _: Event | None) -> None:
@@ -863,7 +869,15 @@ class Mirror:
         self._put(
             "memberships",
             {"prover": e.prover, "market_id": e.market_id},
-            {"joined": 0, "capacity": 0, "used": 0, "ask": "0", "proving_time": 0, "capabilities": "0"},
+            {
+                "joined": 0,
+                "capacity": 0,
+                "used": 0,
+                "ask": "0",
+                "proving_time": 0,
+                "capabilities": "0",
+                "since": 0,
+            },
         )
 
     def _on_MechanismAccepted(self, e: Event, _: Event | None) -> None:
@@ -1155,6 +1169,7 @@ class Mirror:
                 r["proving_time"],
                 int(r["capabilities"]),
                 tuple(accepted.get((r["prover"], r["market_id"]), ())),
+                r["since"] or 0,
             )
             for r in rows
         ]
@@ -1321,6 +1336,10 @@ def _hex(value: Any) -> str:
     if isinstance(value, str):
         return "0x" + value.removeprefix("0x").lower()
     return "0x" + bytes(value).hex()
+
+
+def _since(e: Event) -> int:
+    return e.block << 32 | e.log_index
 
 
 def _int(value: str | None) -> int | None:

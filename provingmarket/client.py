@@ -86,6 +86,12 @@ class KeySigner:
     def sign_typed(self, typed_data: dict) -> bytes:
         return bytes(self.account.sign_message(encode_typed_data(full_message=typed_data)).signature)
 
+    def sign_transaction(self, tx: dict) -> bytes:
+        """The signed raw transaction (nonce, gas, fees and chain id filled by the caller)."""
+        return bytes(
+            self.account.sign_transaction({k: v for k, v in tx.items() if k != "from"}).raw_transaction
+        )
+
     def send(self, web3: Web3, tx: dict) -> Any:
         tx = dict(tx)
         tx.setdefault("from", self.address)
@@ -131,6 +137,28 @@ class ApeSigner:
         )
         receipt = self.ape_account.call(txn, raise_on_revert=False)
         return web3.eth.get_transaction_receipt(receipt.txn_hash)
+
+    def sign_transaction(self, tx: dict) -> bytes:
+        """The signed raw transaction, signed by ape (a keyfile account asks for its
+        passphrase, or reads it from APE_ACCOUNTS_<alias>_PASSPHRASE)."""
+        import ape
+
+        txn = ape.chain.provider.network.ecosystem.create_transaction(
+            chain_id=tx["chainId"],
+            receiver=tx["to"],
+            data=tx["data"],
+            value=tx.get("value", 0),
+            gas_limit=tx["gas"],
+            nonce=tx["nonce"],
+            max_fee=tx["maxFeePerGas"],
+            max_priority_fee=tx["maxPriorityFeePerGas"],
+            sender=self.address,
+            type=2,
+        )
+        signed = self.ape_account.sign_transaction(txn)
+        if signed is None or signed.signature is None:
+            raise ClientError(f"account {self.address} declined to sign")
+        return bytes(signed.serialize_transaction())
 
 
 def signer_for(account) -> Signer:

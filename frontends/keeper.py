@@ -1,0 +1,383 @@
+"""The keeper runtime every frontend shares: follow the registry, decide, send, settle.
+
+    keeper = Keeper(client, "orderbook.sqlite", match_orders, mechanisms={3}, name="orderbook")
+    keeper.run(Stopper())      # until SIGTERM
+
+A round
+-------
+1. **Follow.** `Mirror.sync()` applies the registry's events up to the head less
+   `confirmations` blocks into the SQLite mirror (frontends/mirror.py): backfilling from
+   its cursor after a restart, rolling back blocks a reorg dropped.
+2. **Settle.** `Outbox.settle(cursor)` looks up every transaction sent and not yet seen
+   by the mirror (frontends/outbox.py): each one mined is reported once, one decision
+   per line (`keeper.assigned`, or `keeper.skipped` with the registry's reason); one a
+   reorg dropped or the node lost is rebroadcast, byte for byte.
+3. **Snapshot.** The mirror's state at the pending block's time becomes a
+   `frontends.book.Snapshot` for the mechanisms this frontend is registered for, with
+   the work still in flight applied to it: an assignment sent and not yet in the mirror
+   takes its slot, a unit of the prover's capacity and the collateral from its free
+   stake, and bars the prover from the task; a (task, prover) pair the registry skipped
+   is left alone for `retry_after` seconds. So a decision is never sent twice, whether
+   the keeper restarted in between or not, and the next round's decisions fit what the
+   last round's will leave.
+4. **Decide and send.** The mechanism (a plain function of the snapshot) decides; the
+   decisions go out in `assign_batch` transactions of at most `batch_size` items, each
+   stored in the outbox before it leaves. One `keeper.decision` line per decision.
+5. **Housekeeping.** For tasks of its mechanisms the keeper slashes assignments whose
+   deadline passed without a proof (the slot reopens while the assignment window lasts,
+   so it is matched again next round; the caller's share of the collateral pays for the
+   transaction) and reclaims the escrow of slots nobody filled once the assignment
+   window is over. So every task it serves ends proven, slashed and reassigned, or
+   refunded.
+
+A node that stops answering is waited for with backoff (`runtime.run_forever`); a round
+that fails half-way leaves nothing half-done: the mirror writes whole ranges, the
+outbox writes before it sends. SIGTERM ends the loop after the round in progress.
+
+Metrics (Prometheus, `--metrics-port`): events applied, tasks open, assignments sent,
+applied and skipped (by reason), batches and their gas, slashes and reclaims sent, lag
+behind the head in blocks, RPC errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from eth_utils import to_checksum_address
+from web3 import Web3
+
+from frontends import book
+from frontends.metrics import Metrics
+from frontends.mirror import Mirror, Snapshot
+from frontends.outbox import Outbox, Outcome
+from frontends.runtime import Stopper, emit, run_forever
+from provingmarket.client import Refused, RegistryClient, chain_time
+from provingmarket.formats import DUTCH, OPEN_RACE
+
+log = logging.getLogger("frontends.keeper")
+
+Mechanism = Callable[[book.Snapshot], list[book.Decision]]
+
+MAX_BATCH = 64  # the registry's MAX_BATCH
+
+
+def assign_key(task_id: bytes, prover: str) -> str:
+    return f"assign:0x{bytes(task_id).hex()}:{to_checksum_address(prover)}"
+
+
+def parse_assign_key(key: str) -> tuple[bytes, str] | None:
+    kind, _, rest = key.partition(":")
+    if kind != "assign":
+        return None
+    task, _, prover = rest.partition(":")
+    return bytes.fromhex(task[2:]), prover
+
+
+def book_snapshot(
+    snap: Snapshot,
+    now: int,
+    mechanisms: Iterable[int],
+    in_flight: Iterable[tuple[bytes, str]] = (),
+    barred: Iterable[tuple[bytes, str]] = (),
+) -> book.Snapshot:
+    """What a mechanism sees: the mirror's state with work in flight applied.
+
+    `in_flight`: (task id, prover) assignments sent and not yet in the mirror; each takes
+    a slot of its task, a unit of the prover's capacity in the market and the task's
+    collateral from its free stake, and bars the prover from the task.
+    `barred`: (task id, prover) pairs not to decide now (the registry skipped them lately).
+    """
+    mechanisms = frozenset(mechanisms)
+    tasks = {t.task_id: t for t in snap.open_tasks if t.terms.mechanism_id in mechanisms}
+    open_slots = {tid: t.open for tid, t in tasks.items()}
+    bars: dict[bytes, set[str]] = {tid: set(t.engaged) for tid, t in tasks.items()}
+    free = {p.prover: p.free for p in snap.provers.values()}
+    used = {(m.prover, m.market_id): m.used for m in snap.memberships}
+    for task_id, prover in in_flight:
+        task = tasks.get(task_id)
+        if task is None or prover in bars[task_id]:
+            continue  # the mirror already shows it, or the task is not ours to fill
+        open_slots[task_id] = max(0, open_slots[task_id] - 1)
+        bars[task_id].add(prover)
+        free[prover] = free.get(prover, 0) - task.terms.collateral
+        key = (prover, task.terms.market_id)
+        used[key] = used.get(key, 0) + 1
+    for task_id, prover in barred:
+        if task_id in bars:
+            bars[task_id].add(to_checksum_address(prover))
+    return book.Snapshot(
+        now=now,
+        mechanisms=mechanisms,
+        markets=tuple(book.MarketState(m.market_id, m.paused) for m in snap.markets.values()),
+        provers=tuple(book.ProverState(p, max(0, f)) for p, f in free.items()),
+        memberships=tuple(
+            book.MembershipState(
+                prover=m.prover,
+                market_id=m.market_id,
+                ask=m.ask,
+                capacity=m.capacity,
+                used=used[(m.prover, m.market_id)],
+                proving_time=m.proving_time,
+                capabilities=m.capabilities,
+                mechanisms=frozenset(m.mechanisms),
+                since=m.since,
+            )
+            for m in snap.memberships
+        ),
+        tasks=tuple(
+            book.OpenTask(t.task_id, t.terms, open_slots[tid], frozenset(bars[tid]))
+            for tid, t in tasks.items()
+            if open_slots[tid] > 0
+        ),
+    )
+
+
+class Keeper:
+    def __init__(
+        self,
+        client: RegistryClient,
+        db_path: str,
+        mechanism: Mechanism,
+        mechanisms: Iterable[int],
+        name: str = "keeper",
+        confirmations: int = 0,
+        batch_size: int = MAX_BATCH,
+        poll: float = 1.0,
+        slash: bool = True,
+        reclaim: bool = True,
+        retry_after: float = 60.0,
+        start_block: int | None = None,
+        metrics: Metrics | None = None,
+    ):
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise ValueError(f"batch size {batch_size}: the registry takes 1 to {MAX_BATCH} items per batch")
+        wanted = set(mechanisms)
+        if not wanted or wanted & {OPEN_RACE, DUTCH}:
+            raise ValueError(
+                "give the id of a registered mechanism; the open race and the Dutch auction need no frontend"
+            )
+        self.client = client
+        self.web3: Web3 = client.web3
+        self.me = client.signer.address
+        self.mechanism = mechanism
+        self.wanted = wanted
+        self.name = name
+        self.batch_size = batch_size
+        self.poll = poll
+        self.slash = slash
+        self.reclaim = reclaim
+        self.retry_after = retry_after
+        self.mirror = Mirror(db_path, client, start_block, confirmations)
+        self.outbox = Outbox(db_path, client)
+        self.metrics = metrics or Metrics(name)
+        self.cooling: dict[tuple[bytes, str], float] = {}  # (task, prover) skipped -> until
+        self.held: dict[str, float] = {}  # slash or reclaim refused -> not before
+        self.warned: set[int] = set()
+        self.rounds = 0
+
+    # -------------------------------------------------------------- the loop
+
+    def run(self, stop: Stopper) -> None:
+        self._say("start", frontend=self.me, mechanisms=sorted(self.wanted), cursor=self.mirror.cursor)
+        try:
+            run_forever(self.round, stop, self.poll, self.name, on_error=self._on_error)
+        finally:
+            self._say("stop", signal=stop.signal, rounds=self.rounds)
+            self.close()
+
+    def close(self) -> None:
+        self.mirror.close()
+        self.outbox.db.close()
+
+    def _on_error(self, kind: str) -> None:
+        self.metrics.counter("errors_total", "Rounds that failed, by kind", kind=kind)
+
+    def round(self) -> list[book.Decision]:
+        started = time.monotonic()
+        report = self.mirror.sync()
+        self.metrics.counter("events_applied_total", "Registry events applied to the mirror", report.applied)
+        if report.reorgs:
+            self.metrics.counter("reorgs_total", "Reorganisations rolled back", len(report.reorgs))
+            self.outbox.rollback(min(fork for _, fork in report.reorgs))
+        head = self.web3.eth.block_number
+        self.metrics.gauge(
+            "lag_blocks", "Blocks between the chain's head and the mirror's cursor", head - self.mirror.cursor
+        )
+        self._settled(self.outbox.settle(self.mirror.cursor))
+
+        now = chain_time(self.web3)
+        snap = self.mirror.snapshot(now)
+        mechanisms = self._mechanisms(snap)
+        in_flight = [
+            parsed for key in self.outbox.in_flight_keys() if (parsed := parse_assign_key(key)) is not None
+        ]
+        wall = time.monotonic()
+        self.cooling = {pair: until for pair, until in self.cooling.items() if until > wall}
+        self.held = {key: until for key, until in self.held.items() if until > wall}
+        view = book_snapshot(snap, now, mechanisms, in_flight, self.cooling)
+        self.metrics.gauge(
+            "tasks_open", "Tasks of this frontend's mechanisms with open slots", len(view.tasks)
+        )
+        decisions = self.mechanism(view) if view.tasks else []
+        for start in range(0, len(decisions), self.batch_size):
+            self._send(decisions[start : start + self.batch_size])
+        if self.slash:
+            self._slash_overdue(now, mechanisms)
+        if self.reclaim:
+            self._reclaim_expired(now, mechanisms)
+        self.rounds += 1
+        if decisions or report.applied:
+            self._say(
+                "round",
+                cursor=self.mirror.cursor,
+                head=head,
+                applied=report.applied,
+                open_tasks=len(view.tasks),
+                decisions=len(decisions),
+                in_flight=len(in_flight),
+                ms=round((time.monotonic() - started) * 1000),
+            )
+        return decisions
+
+    def _mechanisms(self, snap: Snapshot) -> set[int]:
+        """The wanted mechanisms this account is a frontend of (and not retired)."""
+        serving = set()
+        for mechanism_id in sorted(self.wanted):
+            found = snap.mechanisms.get(mechanism_id)
+            if found is not None and not found.retired and self.me in found.frontends:
+                serving.add(mechanism_id)
+                self.warned.discard(mechanism_id)
+            elif mechanism_id not in self.warned:
+                self.warned.add(mechanism_id)
+                why = (
+                    "no such mechanism"
+                    if found is None
+                    else "it is retired"
+                    if found.retired
+                    else f"{self.me} is not one of its frontends; its registrant adds it with "
+                    f"`ape run operator mechanism frontend {mechanism_id} {self.me}`"
+                )
+                self._say("not_serving", logging.WARNING, mechanism=mechanism_id, reason=why)
+        return serving
+
+    # -------------------------------------------------------------- sending
+
+    def _send(self, batch: Sequence[book.Decision]) -> None:
+        keys = [assign_key(d.task_id, d.prover) for d in batch]
+        try:
+            sent = self.outbox.send("assign_batch", [d.as_item() for d in batch], keys=keys)
+        except Refused as refused:  # the whole batch would revert: not a frontend, paused…
+            self._say("batch_refused", logging.WARNING, items=len(batch), reason=refused.reason)
+            self.metrics.counter("batches_refused_total", "Batches the registry would revert")
+            return
+        self.metrics.counter("batches_sent_total", "assign_batch transactions sent")
+        self.metrics.counter("assignments_sent_total", "Assignments sent", len(batch))
+        for d in batch:
+            self._say(
+                "decision",
+                task=_hex(d.task_id),
+                prover=d.prover,
+                price=d.price,
+                max_reward=d.terms.max_reward,
+                mechanism=d.terms.mechanism_id,
+                tx=sent.tx_hash,
+                nonce=sent.nonce,
+            )
+
+    def _settled(self, outcomes: Sequence[Outcome]) -> None:
+        for outcome in outcomes:
+            sent = outcome.sent
+            if outcome.kind == "mined" and sent.fn == "assign_batch":
+                self.metrics.counter(
+                    "gas_used_total", "Gas used by assign_batch transactions", sent.gas_used or 0
+                )
+                for e in outcome.events:
+                    if e.name == "TaskAssigned" and e.frontend == self.me:
+                        self.metrics.counter("assignments_applied_total", "Assignments the registry applied")
+                        self._say(
+                            "assigned",
+                            task=_hex(e.task_id),
+                            prover=e.prover,
+                            slot=e.slot,
+                            price=e.price,
+                            deadline=e.deadline,
+                            tx=sent.tx_hash,
+                            block=sent.block,
+                        )
+                    elif e.name == "AssignmentSkipped" and e.frontend == self.me:
+                        self.metrics.counter(
+                            "assignments_skipped_total", "Assignments the registry skipped", reason=e.reason
+                        )
+                        self.cooling[(bytes(e.task_id), e.prover)] = time.monotonic() + self.retry_after
+                        self._say(
+                            "skipped",
+                            task=_hex(e.task_id),
+                            prover=e.prover,
+                            reason=e.reason,
+                            tx=sent.tx_hash,
+                            block=sent.block,
+                        )
+            elif outcome.kind == "mined" and sent.fn in ("slash", "reclaim"):
+                for e in outcome.events:
+                    if e.name == "Slashed":
+                        self._say(
+                            "slashed",
+                            task=_hex(e.task_id),
+                            prover=e.prover,
+                            collateral=e.collateral,
+                            reopened=e.reopened,
+                            to_caller=e.to_caller,
+                        )
+                    elif e.name == "SlotsClosed":
+                        self._say("reclaimed", task=_hex(e.task_id), tx=sent.tx_hash)
+            elif outcome.kind in ("reverted", "dropped", "reorged"):
+                self.metrics.counter(
+                    "transactions_lost_total",
+                    "Sent transactions reverted, dropped or reorged",
+                    kind=outcome.kind,
+                )
+
+    def _slash_overdue(self, now: int, mechanisms: set[int]) -> None:
+        busy = self.outbox.in_flight_keys()
+        for a in self.mirror.overdue(now):
+            if a.terms.mechanism_id not in mechanisms:
+                continue
+            key = f"slash:{_hex(a.task_id)}:{a.prover}:{a.slot}"
+            if key in busy or key in self.held:
+                continue
+            assignment = (a.slot, a.price, a.deadline, a.frontend)
+            try:
+                sent = self.outbox.send("slash", a.terms.as_tuple(), a.prover, assignment, keys=[key])
+            except Refused as refused:
+                self.held[key] = time.monotonic() + self.retry_after
+                self._say("slash_refused", task=_hex(a.task_id), prover=a.prover, reason=refused.reason)
+                continue
+            self.metrics.counter("slashes_sent_total", "slash transactions sent")
+            self._say("slash", task=_hex(a.task_id), prover=a.prover, deadline=a.deadline, tx=sent.tx_hash)
+
+    def _reclaim_expired(self, now: int, mechanisms: set[int]) -> None:
+        busy = self.outbox.in_flight_keys()
+        for t in self.mirror.open_tasks():
+            if t.terms.mechanism_id not in mechanisms or now <= t.assignable_until:
+                continue
+            key = f"reclaim:{_hex(t.task_id)}"
+            if key in busy or key in self.held:
+                continue
+            try:
+                sent = self.outbox.send("reclaim", t.terms.as_tuple(), keys=[key])
+            except Refused as refused:
+                self.held[key] = time.monotonic() + self.retry_after
+                self._say("reclaim_refused", task=_hex(t.task_id), reason=refused.reason)
+                continue
+            self.metrics.counter("reclaims_sent_total", "reclaim transactions sent")
+            self._say("reclaim", task=_hex(t.task_id), open_slots=t.open, tx=sent.tx_hash)
+
+    def _say(self, kind: str, level: int = logging.INFO, **fields: Any) -> None:
+        emit(log, f"{self.name}.{kind}", level, **fields)
+
+
+def _hex(value: Any) -> str:
+    return "0x" + bytes(value).hex()
