@@ -52,6 +52,7 @@ demo: compile
 bench: compile
 	ape run bench
 	$(BIN)/python -m frontends.orderbook_bench
+	ape run keeper_bench
 
 # Regenerate the sample circuits' keys (single-party setup; see circuits/README.md).
 circuits: install
