@@ -62,6 +62,7 @@ log = logging.getLogger("frontends.keeper")
 Mechanism = Callable[[book.Snapshot], list[book.Decision]]
 
 MAX_BATCH = 64  # the registry's MAX_BATCH
+HOLD_SECONDS = 10.0  # a slash or reclaim the registry refused is tried again after this
 
 
 def assign_key(task_id: bytes, prover: str) -> str:
@@ -352,7 +353,7 @@ class Keeper:
             try:
                 sent = self.outbox.send("slash", a.terms.as_tuple(), a.prover, assignment, keys=[key])
             except Refused as refused:
-                self.held[key] = time.monotonic() + self.retry_after
+                self.held[key] = time.monotonic() + HOLD_SECONDS
                 self._say("slash_refused", task=_hex(a.task_id), prover=a.prover, reason=refused.reason)
                 continue
             self.metrics.counter("slashes_sent_total", "slash transactions sent")
@@ -369,7 +370,7 @@ class Keeper:
             try:
                 sent = self.outbox.send("reclaim", t.terms.as_tuple(), keys=[key])
             except Refused as refused:
-                self.held[key] = time.monotonic() + self.retry_after
+                self.held[key] = time.monotonic() + HOLD_SECONDS
                 self._say("reclaim_refused", task=_hex(t.task_id), reason=refused.reason)
                 continue
             self.metrics.counter("reclaims_sent_total", "reclaim transactions sent")

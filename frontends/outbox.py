@@ -128,7 +128,9 @@ class Outbox:
         call = getattr(self.client.contract.functions, fn)(*args)
         if gas is None:
             try:
-                gas = int(call.estimate_gas({"from": self.me, "value": value}) * self.gas_margin)
+                # Against the pending block: the one the transaction will be mined in (its
+                # timestamp decides deadlines and windows).
+                gas = int(call.estimate_gas({"from": self.me, "value": value}, "pending") * self.gas_margin)
             except (ContractLogicError, ValueError, Web3RPCError) as error:
                 raise Refused(revert_reason(error), fn) from None
         keys = tuple(keys)

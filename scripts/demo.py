@@ -1,272 +1,354 @@
-"""The marketplace's lifecycle on a local anvil node that this command starts and stops.
+"""The marketplace end to end on a local chain this command starts and stops (`make demo`).
 
-A market is created, three provers stake and join it, a requester posts tasks, a
-frontend assigns them in one batch (one item is refused and reported, the rest
-apply), provers submit proofs and are paid, one prover misses its deadline and is
-slashed, its task is reassigned and proven, and everyone withdraws.
+1. anvil starts on a free loopback port, mining a block a second like a real chain.
+2. The registry, the square circuit's Groth16 verifier and its market are deployed, and
+   an "orderbook" mechanism is registered with the frontend's account.
+3. Three provers stake and join the market with different asks and capacities.
+4. Separate processes start, each as a user starts them: the orderbook frontend
+   (`python -m frontends.orderbook_frontend`) and one prover agent per prover
+   (`python -m provingmarket.agent`). Their JSON logs go to reports/demo/.
+5. A requester posts a stream of tasks with different maximum rewards, in bursts. The frontend
+   matches them with the asks (price, then time), the agents prove them with real
+   Groth16 proofs (groth16py, in-process) and the registry checks each proof on chain.
+6. Midway, carol's agent is killed (SIGKILL) while it holds an assignment: her deadline
+   passes, the frontend slashes her and the slot goes to another prover. Her agent is
+   started again later and picks up where it left off.
+7. When every task is proven or refunded, a summary: tasks proven, time from posting to
+   proof (median and p95), prices paid against the maxima, assignments and earnings per
+   prover, slashes. Every process started is stopped by its pid; the exit code is 0
+   only if no task was lost and every process stopped cleanly.
 
-Every proof is a real Groth16 proof, made by a proving backend (groth16py in-process)
-from the inputs the requester posted, and checked on-chain by the market's verifier
-(contracts/verifiers/Groth16Verifier.vy). A second market for a circuit a thousand
-times larger (circuits/squarings-10000) shows proving times that really differ. The
-circuits' keys come from a single-party setup: for demos only.
+The circuit's keys come from a single-party setup: for demos only (circuits/README.md).
 """
 
 from __future__ import annotations
 
-import json
+import os
 import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import ape
 import click
-from ape import accounts, chain
-from ape.cli import ConnectedProviderCommand, network_option
-from eth_utils import keccak
+from ape import accounts
+from eth_account import Account
 
-from provingmarket.circuits import Circuit
-from provingmarket.devnet import ETHER, SQUARE, default_backend, deploy_stack, task_terms
-from provingmarket.formats import OPEN_RACE, Assignment, TaskTerms
-from provingmarket.markets import MarketTerms, open_market
+from provingmarket.client import KeySigner, RegistryClient
+from provingmarket.deployments import Deployment, MarketRecord, save
+from provingmarket.devnet import ETHER, PROVER_INPUT, Anvil, deploy_stack, task_terms
+from provingmarket.formats import TaskTerms
+
+ROOT = Path(__file__).resolve().parent.parent
+LOGS = ROOT / "reports" / "demo"
+TASKS = 24
+BURST_EVERY = 3.0  # seconds between bursts of 1 to 6 tasks (enough to fill every prover's capacity)
+PROVING_WINDOW = 20  # seconds a prover has after its assignment
+ASSIGN_WINDOW = 90
+COLLATERAL = ETHER // 10
+DEADLINE = 300  # seconds the whole stream may take before the demo gives up
+
+
+# (Plain classes: ape loads scripts outside sys.modules, where dataclasses fail.)
+class Prover:
+    def __init__(self, name: str, key: str, ask: int, capacity: int):
+        self.name, self.key, self.ask, self.capacity = name, key, ask, capacity
+        self.address = ""
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+
+class TaskRecord:
+    def __init__(self, label: str, max_reward: int, posted_at: int):
+        self.label, self.max_reward, self.posted_at = label, max_reward, posted_at
+        self.assigned: list[tuple[str, int]] = []  # (prover, price)
+        self.proofs: list[tuple[str, int, int]] = []  # (prover, paid, timestamp)
+        self.slashed: list[str] = []
+        self.refunded = False
+
+    @property
+    def done(self) -> bool:
+        return bool(self.proofs) or self.refunded
 
 
 def eth(wei: int) -> str:
-    return f"{wei / ETHER:.4f} ETH"
+    return f"{wei / ETHER:.4f}"
 
 
 class Demo:
-    def __init__(self):
+    def __init__(self, anvil: Anvil):
+        self.anvil = anvil
+        self.web3 = ape.chain.provider.web3
         test = accounts.test_accounts
-        self.owner, self.requester, self.keeper = test[0], test[1], test[2]
-        self.provers = {"alice": test[3], "bob": test[4], "carol": test[5]}
-        self.names = {a.address: n for n, a in self.provers.items()}
-        self.names.update(
-            {
-                self.owner.address: "owner",
-                self.requester.address: "requester",
-                self.keeper.address: "frontend",
-            }
-        )
-        self.stack = deploy_stack(ape, self.owner, [self.keeper])
-        self.registry = self.stack.registry
-        self.tasks: dict[bytes, str] = {}
-        self.inputs: dict[str, dict] = {}  # task label -> the inputs its requester posted
-        self.circuits = {self.stack.market_id: SQUARE}
-        self.backend = default_backend()
+        self.owner = test[0]
+        self.requester_key = test[1].private_key
+        self.frontend_key = test[2].private_key
+        self.provers = [
+            Prover("alice", test[3].private_key, ETHER // 100, 3),
+            Prover("bob", test[4].private_key, 3 * ETHER // 200, 2),
+            Prover("carol", test[5].private_key, ETHER // 200, 1),  # cheapest, smallest
+        ]
+        self.names = {Account.from_key(p.key).address: p.name for p in self.provers}
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.tasks: dict[bytes, TaskRecord] = {}
         self.random = random.Random(7)
-        self.salt = 0
+        self.started = time.monotonic()
+        self.cursor = 0
 
-    def name(self, address: str) -> str:
-        return self.names.get(address, address[:10])
+    # -------------------------------------------------------------- output
 
     def say(self, text: str) -> None:
-        click.echo(f"  [{chain.pending_timestamp - self.start:>5}s] {text}")
+        click.echo(f"  [{time.monotonic() - self.started:5.1f}s] {text}")
 
-    def report(self, tx) -> None:
-        """One line per registry event in the transaction."""
-        for e in tx.events:
-            n = e.event_name
-            if n == "TaskPosted":
-                t = TaskTerms.from_event(e.terms)
-                self.say(
-                    f"task {self.tasks[bytes(e.task_id)]} posted: N={t.redundancy}, "
-                    f"max reward {eth(t.max_reward)}, collateral {eth(t.collateral)}, "
-                    f"proving window {t.proving_window}s"
-                )
-            elif n == "TaskAssigned":
-                self.say(
-                    f"task {self.tasks[bytes(e.task_id)]} slot {e.slot} assigned to {self.name(e.prover)} "
-                    f"at {eth(e.price)}, deadline in {e.deadline - chain.pending_timestamp + 1}s"
-                )
-            elif n == "AssignmentSkipped":
-                self.say(f"task {self.tasks[bytes(e.task_id)]} for {self.name(e.prover)} skipped: {e.reason}")
-            elif n == "TaskProven":
-                self.say(
-                    f"task {self.tasks[bytes(e.task_id)]} slot {e.slot} proven by {self.name(e.prover)}: "
-                    f"paid {eth(e.paid)}, frontend fee {eth(e.fee)}, refund {eth(e.refund)}"
-                )
-            elif n == "Slashed":
-                self.say(
-                    f"{self.name(e.prover)} slashed on task {self.tasks[bytes(e.task_id)]}: "
-                    f"{eth(e.collateral)} collateral -> requester {eth(e.to_requester)}, "
-                    f"keeper {eth(e.to_caller)}, burnt {eth(e.burnt)}; "
-                    f"{'slot reopened' if e.reopened else 'escrow refunded'}"
-                )
-            elif n == "Staked":
-                self.say(f"{self.name(e.prover)} staked {eth(e.amount)}")
-            elif n == "ProverJoined":
-                self.say(
-                    f"{self.name(e.prover)} joined market {e.market_id}: capacity {e.capacity}, "
-                    f"ask {eth(e.ask)}, proving time {e.proving_time}s"
-                )
-            elif n == "Withdrawn":
-                self.say(f"{self.name(e.account)} withdrew {eth(e.amount)}")
+    # -------------------------------------------------------------- setting up
 
-    def post(self, label: str, market: int | None = None, **overrides) -> TaskTerms:
-        """Post a task with fresh inputs: the commitment goes on-chain, the inputs go to
-        the prover in the TaskPosted event."""
-        self.salt += 1
-        market = market or self.stack.market_id
-        circuit = self.circuits[market]
-        inputs = circuit.inputs_for(self.random.randrange(2, 2**64))
-        prover_input = json.dumps(inputs, sort_keys=True).encode()
-        mechanism = overrides.pop("mechanism_id", self.stack.mechanism_id)
-        terms = task_terms(
-            market,
-            mechanism,
-            salt=self.salt,
-            inputs_commitment=circuit.commitment(inputs),
-            prover_input_hash=keccak(prover_input),
-            **overrides,
+    def deploy(self) -> None:
+        frontend = Account.from_key(self.frontend_key).address
+        stack = deploy_stack(ape, self.owner, [frontend], unbonding_delay=600, grace_period=5)
+        self.stack = stack
+        self.registry = RegistryClient(self.web3, stack.registry.address)
+        self.cursor = self.web3.eth.block_number + 1
+        LOGS.mkdir(parents=True, exist_ok=True)
+        for old in LOGS.glob("*"):
+            old.unlink()
+        record = Deployment(
+            "ethereum:local",
+            self.web3.eth.chain_id,
+            stack.registry.address,
+            0,
+            600,
+            {stack.market_id: MarketRecord("square", stack.verifier.address)},
         )
-        tx = self.registry.post_task(
-            terms.as_tuple(), prover_input, "", sender=self.requester, value=terms.escrow()
-        )
-        event = tx.events.filter(self.registry.TaskPosted)[0]
-        self.tasks[bytes(event.task_id)] = label
-        self.inputs[label] = json.loads(bytes(event.prover_input))
-        self.report(tx)
-        return TaskTerms.from_event(event.terms)
-
-    def prove(self, terms: TaskTerms, prover, assignment: Assignment) -> float:
-        """The prover proves from the posted inputs with its backend and submits."""
-        label = self.tasks[bytes(self.registry.task_id(terms.as_tuple()))]
-        circuit = self.circuits[terms.market_id]
-        result = self.backend.prove(circuit, self.inputs[label], prover.address)
+        self.record = save(record, LOGS)
         self.say(
-            f"{self.name(prover.address)} proved {label} ({circuit.name}, {circuit.constraints:,} "
-            f"constraints) in {result.seconds * 1000:,.0f} ms with {result.backend}"
-        )
-        tx = self.registry.prove(
-            terms.as_tuple(), assignment.as_tuple(), result.public_inputs, result.proof, sender=prover
-        )
-        self.report(tx)
-        return result.seconds
-
-    def run(self) -> None:
-        registry, market = self.registry, self.stack.market_id
-        self.start = chain.pending_timestamp
-        click.echo(
-            f"\nregistry {registry.address}, market {market} for circuit {SQUARE.name} "
-            f"(Groth16 verifier {self.stack.verifier.address}), "
-            f"mechanism {self.stack.mechanism_id} 'orderbook' run by the frontend {self.keeper.address}\n"
+            f"registry {stack.registry.address}, market {stack.market_id} (square circuit, Groth16 verifier "
+            f"{stack.verifier.address}), mechanism {stack.mechanism_id} 'orderbook' served by {frontend}"
         )
 
-        click.echo("Provers stake and join the market")
-        for name, (stake, capacity, ask) in {
-            "alice": (2, 2, 0.01),
-            "bob": (2, 1, 0.02),
-            "carol": (1, 1, 0.015),
-        }.items():
-            p = self.provers[name]
-            self.report(registry.stake(sender=p, value=stake * ETHER))
-            self.report(
-                registry.join_market(
-                    market, capacity, int(ask * ETHER), 60, 0b1, [self.stack.mechanism_id], sender=p
-                )
+    def join(self) -> None:
+        for p in self.provers:
+            client = RegistryClient(self.web3, self.registry.address, KeySigner(p.key))
+            p.address = client.signer.address
+            client.transact("stake", value=2 * ETHER)
+            client.transact(
+                "join_market", self.stack.market_id, p.capacity, p.ask, 10, 0, [self.stack.mechanism_id]
             )
+            self.say(f"{p.name} staked 2 ETH and joined: ask {eth(p.ask)} ETH, capacity {p.capacity}")
 
-        click.echo("\nThe requester posts tasks, escrowing each one's maximum payout")
-        t1 = self.post("T1")
-        t2 = self.post("T2")
-        t3 = self.post("T3", redundancy=2, max_reward=ETHER // 5)
-        t4 = self.post("T4", proving_window=120)
+    def start(self, name: str, module: str, key: str, *args: str) -> subprocess.Popen:
+        env = dict(os.environ, DEMO_KEY=key, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        log = open(LOGS / f"{name}.log", "a")  # noqa: SIM115 (the child holds it)
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, "--rpc", self.anvil.uri, "--deployment", str(self.record),
+             "--key-env", "DEMO_KEY", "--db", str(LOGS / f"{name}.sqlite"), "--poll", "0.5", *args],
+            cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        self.processes[name] = process
+        return process
 
-        click.echo("\nThe frontend assigns in one batch; bob has capacity 1, so his second item is skipped")
-        alice, bob, carol = self.provers["alice"], self.provers["bob"], self.provers["carol"]
-        items = [
-            (t1.as_tuple(), alice.address, ETHER // 50, 0, 0, 0, b""),
-            (t2.as_tuple(), bob.address, ETHER // 40, 0, 0, 0, b""),
-            (t3.as_tuple(), alice.address, ETHER // 20, 0, 0, 0, b""),
-            (t3.as_tuple(), bob.address, ETHER // 20, 0, 0, 0, b""),
-            (t4.as_tuple(), carol.address, ETHER // 50, 0, 0, 0, b""),
-        ]
-        tx = registry.assign_batch(items, sender=self.keeper)
-        self.report(tx)
-        live = {
-            (bytes(e.task_id), e.prover): Assignment.from_event(e)
-            for e in tx.events.filter(registry.TaskAssigned)
+    def start_agent(self, p: Prover) -> None:
+        p.process = self.start(p.name, "provingmarket.agent", p.key)
+        p.starts += 1
+        self.say(f"{p.name}'s agent {'restarted' if p.starts > 1 else 'started'} (pid {p.process.pid})")
+
+    # -------------------------------------------------------------- the stream
+
+    def post(self, i: int, nonce: int) -> None:
+        max_reward = self.random.choice([2, 3, 4, 5]) * ETHER // 100
+        terms = task_terms(
+            self.stack.market_id,
+            self.stack.mechanism_id,
+            max_reward=max_reward,
+            collateral=COLLATERAL,
+            proving_window=PROVING_WINDOW,
+            assign_window=ASSIGN_WINDOW,
+            salt=i,
+        )
+        call = self.registry.contract.functions.post_task(terms.as_tuple(), PROVER_INPUT, "")
+        tx = {
+            "to": self.registry.address,
+            "value": terms.escrow(),
+            "data": call._encode_transaction_data(),
+            "gas": 500_000,
+            "nonce": nonce,
+            "chainId": self.web3.eth.chain_id,
+            "maxFeePerGas": 10**9,
+            "maxPriorityFeePerGas": 0,
         }
-        task = {self.tasks[k]: k for k in self.tasks}
+        self.web3.eth.send_raw_transaction(self.requester.sign_transaction(tx))
 
-        click.echo("\nProvers submit proofs; each is checked by the market's verifier and paid")
-        chain.mine(1, deltatime=20)
-        self.prove(t1, alice, live[(task["T1"], alice.address)])
-        self.prove(t2, bob, live[(task["T2"], bob.address)])
-        self.prove(t3, alice, live[(task["T3"], alice.address)])
-        tx = registry.assign((t3.as_tuple(), bob.address, ETHER // 20, 0, 0, 0, b""), sender=self.keeper)
-        self.report(tx)
-        e = tx.events.filter(registry.TaskAssigned)[0]
-        self.prove(t3, bob, Assignment.from_event(e))
+    def follow(self) -> None:
+        """Read the registry's new events and say what happened."""
+        head = self.web3.eth.block_number
+        if head < self.cursor:
+            return
+        for e in self.registry.events(from_block=self.cursor, to_block=head):
+            task_id = bytes(e.task_id) if "task_id" in e.args else None
+            if e.name == "TaskPosted":
+                label = f"T{len(self.tasks) + 1}"
+                reward = TaskTerms.from_event(e.terms).max_reward
+                self.tasks[task_id] = TaskRecord(label, reward, self.block_time(e.block))
+                self.say(f"{label} posted, max reward {eth(reward)} ETH")
+                continue
+            task = self.tasks.get(task_id) if task_id else None
+            if task is None:
+                continue
+            who = self.names.get(getattr(e, "prover", ""), "?")
+            if e.name == "TaskAssigned":
+                task.assigned.append((who, e.price))
+                self.say(f"{task.label} assigned to {who} at {eth(e.price)} ETH (max {eth(task.max_reward)})")
+            elif e.name == "TaskProven":
+                at = self.block_time(e.block)
+                task.proofs.append((who, e.paid, at))
+                self.say(
+                    f"{task.label} proven by {who}, paid {eth(e.paid)} ETH, "
+                    f"{at - task.posted_at} s after posting"
+                )
+            elif e.name == "Slashed":
+                task.slashed.append(who)
+                again = "reopened" if e.reopened else "refunded"
+                self.say(
+                    f"{task.label}: {who} missed the deadline and was slashed {eth(e.collateral)} ETH; "
+                    f"slot {again}"
+                )
+            elif e.name == "SlotsClosed":
+                task.refunded = not task.proofs
+                self.say(f"{task.label}: unfilled slots refunded to the requester")
+        self.cursor = head + 1
 
-        click.echo("\ncarol misses T4's deadline; the keeper slashes her and T4 goes to bob")
-        chain.mine(1, deltatime=121)
-        carol_t4 = live[(task["T4"], carol.address)]
-        self.report(registry.slash(t4.as_tuple(), carol.address, carol_t4.as_tuple(), sender=self.keeper))
-        tx = registry.assign((t4.as_tuple(), bob.address, ETHER // 40, 0, 0, 0, b""), sender=self.keeper)
-        self.report(tx)
-        e = tx.events.filter(registry.TaskAssigned)[0]
-        self.prove(t4, bob, Assignment.from_event(e))
+    def block_time(self, number: int) -> int:
+        return self.web3.eth.get_block(number)["timestamp"]
 
-        click.echo("\nAn open race needs no frontend: the first valid proof is paid")
-        race = self.post(
-            "R1", mechanism_id=OPEN_RACE, proving_window=300, decay=True, decay_floor=ETHER // 100
+    def progress(self) -> str:
+        t = self.tasks.values()
+        live = sum(1 for r in t if r.assigned and not r.done)
+        return (
+            f"posted {len(self.tasks)}/{TASKS} | proven {sum(1 for r in t if r.proofs)} | "
+            f"assigned, awaiting proof {live} | slashes {sum(len(r.slashed) for r in t)} | "
+            f"refunded {sum(1 for r in t if r.refunded)}"
         )
-        chain.mine(1, deltatime=60)
-        self.prove(race, carol, Assignment(0, 0, 0))
 
-        click.echo("\nA second market for a heavier circuit: same rules, proofs a thousand times larger")
-        heavy_circuit = Circuit.load("squarings-10000")
-        heavy = open_market(ape, registry, heavy_circuit, self.owner, self.backend, MarketTerms()).market_id
-        self.circuits[heavy] = heavy_circuit
-        self.say(f"market {heavy} opened for circuit {heavy_circuit.name} (verifier deployed, sample proven)")
-        self.report(
-            registry.join_market(heavy, 1, ETHER // 50, 60, 0b1, [self.stack.mechanism_id], sender=alice)
+    def run(self) -> bool:
+        self.deploy()
+        self.join()
+        self.start(
+            "frontend",
+            "frontends.orderbook_frontend",
+            self.frontend_key,
+            "--mechanism",
+            str(self.stack.mechanism_id),
         )
-        light_task = self.post("L1")
-        heavy_task = self.post("H1", market=heavy, max_reward=ETHER // 5)
-        tx = registry.assign_batch(
-            [
-                (light_task.as_tuple(), bob.address, ETHER // 40, 0, 0, 0, b""),
-                (heavy_task.as_tuple(), alice.address, ETHER // 10, 0, 0, 0, b""),
-            ],
-            sender=self.keeper,
-        )
-        self.report(tx)
-        by_prover = {e.prover: Assignment.from_event(e) for e in tx.events.filter(registry.TaskAssigned)}
-        light_seconds = self.prove(light_task, bob, by_prover[bob.address])
-        heavy_seconds = self.prove(heavy_task, alice, by_prover[alice.address])
-        self.say(
-            f"proving time: {SQUARE.name} {light_seconds * 1000:,.1f} ms, "
-            f"{heavy_circuit.name} {heavy_seconds * 1000:,.0f} ms ({heavy_seconds / light_seconds:,.0f}x)"
-        )
+        self.say(f"orderbook frontend started (pid {self.processes['frontend'].pid})")
+        for p in self.provers:
+            self.start_agent(p)
+        self.requester = KeySigner(self.requester_key)
+        nonce = self.web3.eth.get_transaction_count(self.requester.address, "pending")
+        carol = self.provers[2]
+        killed_at = None
+        posted = 0
+        next_post = time.monotonic()
+        last_progress = 0.0
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            if posted < TASKS and now >= next_post:
+                for _ in range(min(self.random.randint(1, 6), TASKS - posted)):
+                    self.post(posted + 1, nonce + posted)
+                    posted += 1
+                next_post = now + BURST_EVERY
+            self.follow()
+            # Act two: kill carol's agent the moment she holds an unproven assignment.
+            if killed_at is None and any(
+                who == "carol" for r in self.tasks.values() for who, _ in r.assigned if not r.done
+            ):
+                carol.process.send_signal(signal.SIGKILL)
+                carol.process.wait(10)
+                killed_at = now
+                self.say("carol's agent killed (SIGKILL) while holding an assignment")
+            if killed_at is not None and carol.starts == 1 and now - killed_at > PROVING_WINDOW + 10:
+                self.start_agent(carol)
+            if now - last_progress >= 5:
+                last_progress = now
+                click.echo(f"  ---- {self.progress()}")
+            if posted == TASKS and len(self.tasks) == TASKS and all(r.done for r in self.tasks.values()):
+                break
+            time.sleep(0.25)
+        self.follow()
+        click.echo(f"  ---- {self.progress()}")
+        return self.summary()
 
-        click.echo("\nEveryone withdraws what was credited to them")
-        rows = []
-        for who in [self.requester, self.keeper, alice, bob, carol]:
-            credited = registry.balances(who)
-            if credited:
-                self.report(registry.withdraw(sender=who))
-            standing = registry.standing(who)
-            rows.append((self.name(who.address), credited, standing.stake))
+    # -------------------------------------------------------------- the end
 
-        click.echo(f"\n{'account':<10} {'withdrawn':>14} {'stake left':>14}")
-        for name, credited, stake in rows:
-            click.echo(f"{name:<10} {eth(credited):>14} {eth(stake):>14}")
-        delivered = {label: registry.proofs_delivered(tid) for tid, label in self.tasks.items()}
+    def summary(self) -> bool:
+        records = list(self.tasks.values())
+        proven = [r for r in records if r.proofs]
+        latencies = sorted(r.proofs[0][2] - r.posted_at for r in proven)
+        paid = sum(sum(p for _, p, _ in r.proofs) for r in proven)
+        maxima = sum(r.max_reward for r in proven)
+        p95 = latencies[max(0, round(0.95 * len(latencies)) - 1)] if latencies else 0
+        share = paid / maxima if maxima else 0
+        click.echo("\nSummary")
+        rows = [
+            ("tasks posted", f"{len(records)}"),
+            ("tasks proven (real Groth16 proofs, verified on chain)", f"{len(proven)}"),
+            ("tasks refunded", f"{sum(1 for r in records if r.refunded)}"),
+            ("tasks lost", f"{sum(1 for r in records if not r.done)}"),
+            ("posting to proof, median", f"{statistics.median(latencies) if latencies else 0:.0f} s"),
+            ("posting to proof, p95", f"{p95} s"),
+            ("paid to provers / the tasks' maxima", f"{eth(paid)} / {eth(maxima)} ETH ({share:.0%})"),
+            ("slashes", f"{sum(len(r.slashed) for r in records)}"),
+        ]  # fmt: skip
+        width = max(len(n) for n, _ in rows)
+        for name, value in rows:
+            click.echo(f"  {name:<{width}}  {value}")
         click.echo(
-            f"\nproofs delivered: {', '.join(f'{k}={v}' for k, v in sorted(delivered.items()))}; "
-            f"burnt by slashing: {eth(registry.burnt())}; "
-            f"registry holds {eth(chain.provider.get_balance(registry.address))} "
-            "(stakes and burnt collateral)"
+            f"\n  {'prover':<8} {'ask':>7} {'capacity':>8} {'assigned':>8} {'proven':>6} "
+            f"{'earned':>8} {'slashed':>7}"
         )
-        expected = {"T1": 1, "T2": 1, "T3": 2, "T4": 1, "R1": 1, "L1": 1, "H1": 1}
-        if delivered != expected:
-            raise click.ClickException(f"the demo did not deliver every proof: {delivered}")
+        for p in self.provers:
+            assigned = sum(1 for r in records for who, _ in r.assigned if who == p.name)
+            proofs = [(paid_, r) for r in records for who, paid_, _ in r.proofs if who == p.name]
+            slashed = sum(1 for r in records for who in r.slashed if who == p.name)
+            click.echo(
+                f"  {p.name:<8} {eth(p.ask):>7} {p.capacity:>8} {assigned:>8} {len(proofs):>6} "
+                f"{eth(sum(x for x, _ in proofs)):>8} {slashed:>7}"
+            )
+        lost = [r.label for r in records if not r.done]
+        return not lost and len(records) == TASKS
+
+    def stop(self) -> bool:
+        clean = True
+        for name, process in self.processes.items():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    code = process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    code = process.wait(10)
+                if code != 0:
+                    clean = False
+                    click.echo(
+                        f"  {name} (pid {process.pid}) exited with {code}; see {LOGS / (name + '.log')}"
+                    )
+        click.echo(f"\nevery process stopped; logs in {LOGS.relative_to(ROOT)}/")
+        return clean
 
 
-@click.command(cls=ConnectedProviderCommand)
-@network_option()
-def cli(network):
-    """Run the marketplace's lifecycle on a local chain and print what happened."""
-    Demo().run()
-    click.echo("\ndemo finished")
+@click.command()
+def cli():
+    """Run the marketplace end to end on a local chain of its own."""
+    with Anvil(block_time=1) as anvil, ape.networks.parse_network_choice(f"ethereum:local:{anvil.uri}"):
+        click.echo(f"anvil at {anvil.uri} (pid {anvil.process.pid}), a block a second\n")
+        demo = Demo(anvil)
+        ok = False
+        try:
+            ok = demo.run()
+        finally:
+            ok = demo.stop() and ok
+    click.echo("anvil stopped")
+    sys.exit(0 if ok else 1)

@@ -1,0 +1,1211 @@
+"""The prover agent: one long-running process per prover account that proves what the
+registry gives it, submits each proof before its deadline and survives being killed.
+
+    PROVER_KEY=0x... python -m provingmarket.agent --rpc http://127.0.0.1:8545 \\
+        --deployment deployments/ethereum-local.json --key-env PROVER_KEY --db agent.sqlite
+
+`ape run agent --network ... --account ... --db ...` (scripts/agent.py) runs the same agent
+for an ape account that holds its key. `--backend` names the proving backend of every
+market (groth16py, snarkjs) or a JSON file for `backends.backend_from_config`: one
+configuration, or one per market id with an optional "default".
+
+What it does
+------------
+Each round (every `--poll` seconds, through `runtime.run_forever`, so a node that stops
+answering is waited for with backoff) the agent syncs its mirror of the registry, settles
+the transactions it sent, reads the chain's time, and then:
+
+- takes up every live assignment to its prover (`agent.assigned` when first seen) and,
+  with `--race`, every OPEN_RACE task of a market it joined that still has an open slot,
+  pays at least its ask (and `--race-min-reward`), whose capabilities it has, whose
+  collateral its free stake covers and whose race leaves time for the expected proving
+  time and `--margin`;
+- proves them in worker threads, at most the membership's declared capacity at once per
+  market (races count against it), earliest deadline first; a worker submits its proof
+  as soon as it has it;
+- gives up early and says so: when the chain's time plus the expected proving time plus
+  the margin passes a deadline (before proving, while waiting for capacity, or after a
+  failed attempt) it declines the assignment if the market's grace period after the
+  assignment still runs (`agent.declined`, nothing lost), else logs `agent.give_up` with
+  the numbers and leaves the slot to be slashed;
+- retries a backend that failed after 1 s, 2 s, 4 s... up to `--retries` times, while the
+  deadline allows;
+- withdraws its earnings once they reach `--withdraw-at`, or at the next round after
+  SIGUSR1 whatever the amount.
+
+The expected proving time of a market starts at the membership's declared proving_time
+and becomes an exponential moving average of the backend's measured times (kept on disk).
+
+Never proving twice, never submitting twice
+-------------------------------------------
+One SQLite file (`--db`) holds the mirror, the outbox (frontends/outbox.py) and the
+agent's own table: one row per piece of work, keyed `prove:<task>:<slot>` or
+`race:<task>`, with its state (queued, proving, proved, submitted, done, gave_up, lost,
+failed), the proof and public inputs once made, the attempts and the last error.
+
+- A proof is written to the row (state `proved`) before `agent.proved` is logged and
+  before it is sent; a row found `proved` after a restart is submitted as it is, not
+  proved again. Only a row found `proving` (killed mid-proof: no proof was kept) is
+  proved again.
+- The outbox writes the signed transaction, with the work's key, before broadcasting it.
+  A key of a transaction in flight (`Outbox.in_flight_keys`) is never worked on, and a
+  row whose transaction the outbox knows is reconciled from the outbox's record (mined,
+  reverted, or dropped), so whatever instant the process is killed at, a kept proof is
+  sent again only if its earlier transaction can no longer be mined (dropped).
+- A submission the registry refuses (`Refused`: the deadline passed, the race is won,
+  not assigned) is logged with the registry's reason and never sent again.
+
+Threads
+-------
+The mirror is read and written by the main loop only; workers get everything they need
+(terms, inputs, deadline) from it up front. The agent's table has one connection and a
+lock; the outbox is thread-safe. SIGTERM or SIGINT stops taking new work, lets running
+proofs finish and be submitted (at most `SHUTDOWN_GRACE` seconds), closes the databases
+and exits 0 (`agent.stop`).
+
+Log lines are JSON on stderr, one per thing that happened, on the `provingmarket.agent`
+logger: agent.start, agent.assigned, agent.proving, agent.proved, agent.submitted,
+agent.paid, agent.give_up, agent.declined, agent.refused, agent.race_lost, agent.lost,
+agent.proving_failed, agent.rpc_error (the node failed mid-way; the main loop takes the work up again),
+agent.withdraw, agent.stop. Prometheus metrics (`--metrics-port`) count proofs submitted
+and paid, wei earned, failures by reason, give-ups, declines and RPC errors, and show the
+live assignments, the proofs running and the last proving time per market.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import math
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from web3 import Web3
+
+from frontends import runtime
+from frontends.metrics import Metrics
+from frontends.mirror import PROVEN, Mirror, MirrorError, TaskView
+from frontends.outbox import DONE, DROPPED, REVERTED, Outbox, Outcome
+from provingmarket.backends import (
+    BackendError,
+    Groth16pyBackend,
+    ProofCheck,
+    ProvingBackend,
+    backend_from_config,
+)
+from provingmarket.circuits import Circuit, CircuitError
+from provingmarket.cli import fail
+from provingmarket.client import (
+    ClientError,
+    Refused,
+    RegistryClient,
+    TaskState,
+    chain_time,
+    format_ether,
+    parse_ether,
+)
+from provingmarket.deployments import DeploymentError
+from provingmarket.formats import OPEN_RACE, Assignment, TaskTerms
+from provingmarket.proving import RACE, circuit_of, task_inputs
+
+log = logging.getLogger("provingmarket.agent")
+
+# Work states: waiting for capacity, proving, proof kept, proof sent, paid; or ended
+# without pay: given up (declined or left to be slashed), lost (refused, slashed, race
+# won by others), failed (the registry refused the proof itself, or it reverted).
+QUEUED, PROVING, PROVED, SUBMITTED = "queued", "proving", "proved", "submitted"
+DONE_, GAVE_UP, LOST, FAILED = "done", "gave_up", "lost", "failed"
+OPEN_WORK = (QUEUED, PROVING, PROVED, SUBMITTED)
+
+ALPHA = 0.3  # weight of a new measurement in the expected proving time
+SHUTDOWN_GRACE = 30.0  # seconds running proofs get to finish after SIGTERM
+MIN_WORKERS = 8
+# Refusals that mean the work is gone (someone else's now, or too late), not that the
+# proof was wrong.
+LOST_REASONS = (
+    "deadline passed",
+    "race over",
+    "no free slot",
+    "not assigned",
+    "already on task",
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS agent (
+    key TEXT PRIMARY KEY,        -- prove:<task>:<slot> or race:<task>
+    kind TEXT NOT NULL,          -- prove or race
+    task_id TEXT NOT NULL,
+    slot INTEGER,                -- the assigned slot (races: the one paid, once known)
+    market_id INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    proof BLOB,
+    public_inputs TEXT,          -- JSON list of decimal strings
+    seconds REAL,                -- measured proving time
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    tx TEXT,
+    paid TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS agent_state ON agent (state);
+CREATE TABLE IF NOT EXISTS agent_timing (
+    market_id INTEGER PRIMARY KEY, seconds REAL NOT NULL, samples INTEGER NOT NULL);
+"""
+
+VERIFY_ABI = [
+    {
+        "type": "function",
+        "name": "verify",
+        "stateMutability": "view",
+        "inputs": [{"name": "public_inputs", "type": "uint256[]"}, {"name": "proof", "type": "bytes"}],
+        "outputs": [{"name": "", "type": "bool"}],
+    }
+]
+
+
+# ------------------------------------------------------------------ settings
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    backend: str = "auto"  # groth16py, snarkjs, auto, or a JSON configuration file
+    poll: float = 0.5  # seconds between rounds
+    confirmations: int = 0
+    metrics_port: int | None = None  # 0: any free port; None: no server
+    withdraw_at: int | None = None  # wei
+    race: bool = True
+    race_min_reward: int = 0  # wei
+    retries: int = 3
+    margin: float = 2.0  # seconds kept free before a deadline
+
+
+def settings_from_options(
+    backend: str = "auto",
+    poll: float = 0.5,
+    confirmations: int = 0,
+    metrics_port: int | None = None,
+    withdraw_at: str | None = None,
+    race: bool = True,
+    race_min_reward: str = "0",
+    retries: int = 3,
+    margin: float = 2.0,
+    **_: Any,
+) -> AgentSettings:
+    """Settings from the command line, each value checked (ClientError says which)."""
+    if not (poll > 0 and math.isfinite(poll)):
+        raise ClientError(f"--poll {poll} should be a positive number of seconds")
+    if confirmations < 0:
+        raise ClientError(f"--confirmations {confirmations} is negative")
+    if metrics_port is not None and not 0 <= metrics_port <= 65_535:
+        raise ClientError(f"--metrics-port {metrics_port} is not a port (0 to 65535; 0 picks a free one)")
+    if retries < 0:
+        raise ClientError(f"--retries {retries} is negative")
+    if not (margin >= 0 and math.isfinite(margin)):
+        raise ClientError(f"--margin {margin} should be zero or more seconds")
+    threshold = None
+    if withdraw_at is not None:
+        threshold = parse_ether(withdraw_at, "--withdraw-at")
+        if threshold == 0:
+            raise ClientError("--withdraw-at must be more than 0 ETH (SIGUSR1 withdraws any amount)")
+    return AgentSettings(
+        backend=backend,
+        poll=poll,
+        confirmations=confirmations,
+        metrics_port=metrics_port,
+        withdraw_at=threshold,
+        race=race,
+        race_min_reward=parse_ether(race_min_reward, "--race-min-reward"),
+        retries=retries,
+        margin=margin,
+    )
+
+
+# ------------------------------------------------------------------ backends
+
+
+class Backends:
+    """The backend of each market, from `--backend`: a name for every market, or a JSON
+    file holding one configuration for every market ({"backend": "snarkjs", ...}) or one
+    per market id, with an optional "default" ({"1": {...}, "default": {...}})."""
+
+    def __init__(self, spec: str, check_for: Callable[[int], ProofCheck]):
+        self.spec = spec
+        self.check_for = check_for
+        self.default: Mapping[str, object] | None = None
+        self.per_market: dict[int, Mapping[str, object]] = {}
+        if spec == "auto":
+            try:
+                Groth16pyBackend()
+                self.default = {"backend": "groth16py"}
+            except BackendError:
+                self.default = {"backend": "snarkjs"}
+        elif spec in ("groth16py", "snarkjs"):
+            self.default = {"backend": spec}
+        else:
+            self._load(Path(spec))
+        self._built: dict[int, ProvingBackend] = {}
+        self._lock = threading.Lock()
+        for market_id in self.per_market:  # a bad configuration fails at start, not mid-task
+            self.for_market(market_id)
+        if self.default is not None:
+            backend_from_config(self.default)
+
+    def _load(self, path: Path) -> None:
+        if not path.exists():
+            raise BackendError(
+                f"--backend {path}: no such file; give groth16py, snarkjs or a JSON backend configuration"
+            )
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BackendError(f"--backend {path}: not JSON") from None
+        if not isinstance(data, dict):
+            raise BackendError(f"--backend {path}: expected a JSON object")
+        if "backend" in data:
+            self.default = data
+            return
+        for name, config in data.items():
+            if not isinstance(config, dict):
+                raise BackendError(f"--backend {path}: the configuration of {name!r} is not an object")
+            if name == "default":
+                self.default = config
+            elif name.isdigit():
+                self.per_market[int(name)] = config
+            else:
+                raise BackendError(f"--backend {path}: {name!r} is neither a market id nor default")
+
+    def config(self, market_id: int) -> Mapping[str, object] | None:
+        return self.per_market.get(market_id, self.default)
+
+    def for_market(self, market_id: int) -> ProvingBackend:
+        with self._lock:
+            if market_id not in self._built:
+                config = self.config(market_id)
+                if config is None:
+                    raise BackendError(f"no backend configured for market {market_id} (and no default)")
+                self._built[market_id] = backend_from_config(config, self.check_for(market_id))
+            return self._built[market_id]
+
+    def describe(self, market_id: int) -> str:
+        config = self.config(market_id)
+        return str(config.get("backend")) if config else "none"
+
+
+# ------------------------------------------------------------------ the agent's table
+
+
+class AgentStore:
+    """The agent's rows in the shared SQLite file: one connection, used under a lock by the
+    main loop and the workers."""
+
+    def __init__(self, path: str):
+        self.lock = threading.RLock()
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self.db.row_factory = sqlite3.Row
+        if path != ":memory:":
+            self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def get(self, key: str) -> dict | None:
+        with self.lock:
+            row = self.db.execute("SELECT * FROM agent WHERE key = ?", (key,)).fetchone()
+            return dict(row) if row else None
+
+    def insert(self, work: Work, state: str) -> bool:
+        """A new row; False if the key has one already."""
+        now = time.time()
+        with self.lock:
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO agent (key, kind, task_id, slot, market_id, deadline, state, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    work.key,
+                    "race" if work.race else "prove",
+                    _hex(work.task_id),
+                    None if work.race else work.assignment.slot,
+                    work.market_id,
+                    work.deadline,
+                    state,
+                    now,
+                    now,
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def update(self, key: str, **fields: Any) -> None:
+        fields["updated_at"] = time.time()
+        with self.lock:
+            self.db.execute(
+                f"UPDATE agent SET {', '.join(f'{k} = ?' for k in fields)} WHERE key = ?",
+                (*fields.values(), key),
+            )
+
+    def rows(self, states: Iterable[str]) -> list[dict]:
+        states = tuple(states)
+        with self.lock:
+            return [
+                dict(r)
+                for r in self.db.execute(
+                    f"SELECT * FROM agent WHERE state IN ({', '.join('?' for _ in states)}) "
+                    "ORDER BY deadline",
+                    states,
+                )
+            ]
+
+    def expected(self, market_id: int) -> float | None:
+        with self.lock:
+            row = self.db.execute(
+                "SELECT seconds FROM agent_timing WHERE market_id = ?", (market_id,)
+            ).fetchone()
+            return None if row is None else float(row["seconds"])
+
+    def measured(self, market_id: int, seconds: float) -> float:
+        """Fold a measured proving time into the market's average; returns the new one."""
+        with self.lock:
+            row = self.db.execute("SELECT * FROM agent_timing WHERE market_id = ?", (market_id,)).fetchone()
+            average = seconds if row is None else (1 - ALPHA) * row["seconds"] + ALPHA * seconds
+            samples = 1 if row is None else row["samples"] + 1
+            self.db.execute(
+                "INSERT OR REPLACE INTO agent_timing (market_id, seconds, samples) VALUES (?, ?, ?)",
+                (market_id, average, samples),
+            )
+            return average
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+
+# ------------------------------------------------------------------ work
+
+
+@dataclass(frozen=True)
+class Work:
+    """One task to prove: an assignment (its slot, price, deadline) or an open race."""
+
+    key: str
+    task_id: bytes
+    market_id: int
+    terms: TaskTerms
+    assignment: Assignment  # RACE for an open race
+    deadline: int  # the assignment's, or the race's end
+    prover_input: bytes
+    input_uri: str
+    decline_until: int | None  # the last timestamp the registry takes a decline; None: a race
+
+    @property
+    def race(self) -> bool:
+        return self.terms.mechanism_id == OPEN_RACE
+
+    def fields(self) -> dict[str, Any]:
+        """What a log line says about the work."""
+        where: dict[str, Any] = {"task": _hex(self.task_id), "market": self.market_id}
+        if self.race:
+            where["race"] = True
+        else:
+            where["slot"] = self.assignment.slot
+        return where
+
+
+def prove_key(task_id: bytes, slot: int) -> str:
+    return f"prove:{_hex(task_id)}:{slot}"
+
+
+def race_key(task_id: bytes) -> str:
+    return f"race:{_hex(task_id)}"
+
+
+def decline_key(task_id: bytes, slot: int) -> str:
+    return f"decline:{_hex(task_id)}:{slot}"
+
+
+WITHDRAW_KEY = "withdraw"
+
+
+class Agent:
+    def __init__(
+        self,
+        client: RegistryClient,
+        db: str | Path,
+        settings: AgentSettings,
+        stop: runtime.Stopper,
+        metrics: Metrics | None = None,
+    ):
+        if client.signer is None:
+            raise ClientError("the agent needs the prover's key")
+        self.client = client
+        self.web3: Web3 = client.web3
+        self.me = client.signer.address
+        self.settings = settings
+        self.backends = Backends(settings.backend, self._check)
+        self.stop = stop
+        self.metrics = metrics or Metrics("agent")
+        path = str(db)
+        self.mirror = Mirror(path, client, confirmations=settings.confirmations)
+        self.outbox = Outbox(path, client)
+        self.store = AgentStore(path)
+        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.futures: set[concurrent.futures.Future] = set()
+        self.lock = threading.Lock()  # busy, running
+        self.busy: set[str] = set()  # keys a worker holds
+        self.running: dict[int, int] = {}  # market -> proofs being made or sent
+        self.circuits: dict[int, Circuit] = {}
+        self.warm: set[tuple[int, int]] = set()  # (market, backend) whose first proof ran
+        self.warm_lock = threading.Lock()
+        self.withdraw_asked = False
+        self.metrics_port: int | None = None
+
+    # -------------------------------------------------------------- running
+
+    def run(self) -> int:
+        memberships = self._memberships_now()
+        if not memberships:
+            raise ClientError(
+                f"prover {self.me} has joined no market of the registry at {self.client.address}; "
+                "stake and join one first: "
+                "ape run prover join <market> --capacity N --ask ETH --proving-time SECONDS"
+            )
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(MIN_WORKERS, sum(m["capacity"] for m in memberships)), thread_name_prefix="prove"
+        )
+        if self.settings.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(self.settings.metrics_port)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGUSR1, self._on_usr1)
+        runtime.emit(
+            log,
+            "agent.start",
+            prover=self.me,
+            registry=self.client.address,
+            memberships=[{**m, "backend": self.backends.describe(m["market"])} for m in memberships],
+            race=self.settings.race,
+            withdraw_at=self.settings.withdraw_at,
+            metrics_port=self.metrics_port,
+        )
+        runtime.run_forever(self.round_, self.stop, self.settings.poll, "agent", on_error=self._on_error)
+        return self.shutdown()
+
+    def _memberships_now(self) -> list[dict]:
+        found = []
+        for market_id in range(1, self.client.call("market_count") + 1):
+            m = self.client.membership(self.me, market_id)
+            if m.joined:
+                found.append(
+                    {
+                        "market": market_id,
+                        "capacity": m.capacity,
+                        "ask": m.ask,
+                        "proving_time": m.proving_time,
+                    }
+                )
+        return found
+
+    def _on_usr1(self, _signum, _frame) -> None:
+        self.withdraw_asked = True
+
+    def _on_error(self, kind: str) -> None:
+        if kind == "rpc":
+            self.metrics.counter("rpc_errors_total", "Calls to the node that failed (rounds and workers)")
+
+    def shutdown(self) -> int:
+        """Let running proofs finish and be submitted (bounded), then close everything."""
+        with self.lock:
+            pending = [f for f in self.futures if not f.done()]
+        if pending:
+            concurrent.futures.wait(pending, timeout=SHUTDOWN_GRACE)
+        unfinished = sum(1 for f in pending if not f.done())
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+        if pending and not unfinished:
+            self._last_settle()
+        runtime.emit(log, "agent.stop", signal=self.stop.signal, unfinished=unfinished)
+        if unfinished:
+            # A proof still running after the grace: its row says `proving`, so the next
+            # start proves it again. Python would wait for the thread at exit; do not.
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(0)
+        self.metrics.close()
+        with self.outbox.lock:
+            self.outbox.db.close()
+        self.mirror.close()
+        self.store.close()
+        return 0
+
+    def _last_settle(self) -> None:
+        """What became of the proofs sent while stopping (paid, refused), said before
+        exiting; what the node cannot tell now, the next start reconciles."""
+        try:
+            self.mirror.sync()
+            for outcome in self.outbox.settle(self.mirror.cursor):
+                self._outcome(outcome)
+        except Exception as error:
+            runtime.emit(log, "agent.error", logging.WARNING, error=f"{type(error).__name__}: {error}"[:300])
+
+    # -------------------------------------------------------------- a round
+
+    def round_(self) -> None:
+        report = self.mirror.sync()
+        if report.reorgs:  # proofs mined in the dropped blocks are in flight again
+            self.outbox.rollback(min(fork for _, fork in report.reorgs))
+        for outcome in self.outbox.settle(self.mirror.cursor):
+            self._outcome(outcome)
+        now = chain_time(self.web3)
+        in_flight = self.outbox.in_flight_keys()
+        memberships = {m.market_id: m for m in self.mirror.memberships(prover=self.me)}
+        grace = {m.market_id: m.grace_period for m in self.mirror.markets()}
+
+        live = self.mirror.live_assignments(self.me)
+        self.metrics.gauge("assignments_live", "Assignments awaiting this prover's proof", len(live))
+        live_keys = {prove_key(a.task_id, a.slot) for a in live}
+        self._reconcile(now, live_keys)
+
+        work: list[Work] = []
+        for a in sorted(live, key=lambda a: a.deadline):
+            task = self.mirror.task(a.task_id)
+            work.append(
+                Work(
+                    prove_key(a.task_id, a.slot),
+                    a.task_id,
+                    a.market_id,
+                    a.terms,
+                    Assignment(a.slot, a.price, a.deadline, a.frontend),
+                    a.deadline,
+                    task.prover_input,
+                    task.input_uri,
+                    a.deadline - a.terms.proving_window + grace.get(a.market_id, 0),
+                )
+            )
+        for item in work:
+            self._take(item, now, in_flight, memberships)
+        if self.settings.race:
+            for item in self._races(now, memberships):
+                self._take(item, now, in_flight, memberships)
+        self._maybe_withdraw(in_flight)
+        with self.lock:
+            self.metrics.gauge("proving_now", "Proofs being made or sent", sum(self.running.values()))
+
+    def _take(self, work: Work, now: int, in_flight: set[str], memberships: Mapping[int, Any]) -> None:
+        """Decide what to do with one piece of work this round."""
+        with self.lock:
+            if work.key in self.busy:
+                return
+        if work.key in in_flight:
+            return
+        if not work.race and decline_key(work.task_id, work.assignment.slot) in in_flight:
+            return  # declined (the row may not say so if the process died right after)
+        row = self.store.get(work.key)
+        if row is None and not work.race:
+            self.store.insert(work, QUEUED)
+            row = self.store.get(work.key)
+            runtime.emit(
+                log,
+                "agent.assigned",
+                **work.fields(),
+                price=work.assignment.price,
+                deadline=work.deadline,
+                left_s=work.deadline - now,
+            )
+        state = row["state"] if row else QUEUED  # no row: a race not entered yet
+        if state == PROVED:
+            self._submit_stored(work, row)
+            return
+        if state not in (QUEUED, PROVING):
+            return
+        needs = self.expected(work.market_id, memberships) + self.settings.margin
+        if row is not None and row["attempts"] > self.settings.retries:
+            self._give_up(work, now, needs, f"the backend failed {row['attempts']} times: {row['error']}")
+            return
+        if now + needs > work.deadline:
+            if row is not None:  # a race not entered yet is simply not entered
+                self._give_up(work, now, needs, "not enough time left to prove")
+            return
+        if self.stop.stopped:  # stopping: no new work
+            return
+        membership = memberships.get(work.market_id)
+        capacity = membership.capacity if membership is not None else 1
+        with self.lock:
+            if self.running.get(work.market_id, 0) >= capacity:
+                return
+            self.running[work.market_id] = self.running.get(work.market_id, 0) + 1
+            self.busy.add(work.key)
+        if row is None:
+            self.store.insert(work, PROVING)
+        else:
+            self.store.update(work.key, state=PROVING)
+        future = self.pool.submit(self._work, work, needs)
+        with self.lock:
+            self.futures = {f for f in self.futures if not f.done()} | {future}
+
+    def _races(self, now: int, memberships: Mapping[int, Any]) -> list[Work]:
+        """OPEN_RACE tasks worth entering now, and races it had started (a restart)."""
+        standing = self.mirror.prover(self.me)
+        found: list[Work] = []
+        for market_id, membership in memberships.items():
+            floor = max(membership.ask, self.settings.race_min_reward)
+            needs = self.expected(market_id, memberships) + self.settings.margin
+            for task in self.mirror.open_tasks(now=now, market_id=market_id, mechanism_id=OPEN_RACE):
+                terms = task.terms
+                end = terms.posted_at + terms.proving_window
+                started = self.store.get(race_key(task.task_id))
+                if started is not None:
+                    if started["state"] in (QUEUED, PROVING, PROVED):
+                        found.append(self._race_work(task, end))
+                    continue
+                if (
+                    task.eligible(self.me)
+                    and terms.max_reward >= floor
+                    and membership.capabilities & terms.capabilities == terms.capabilities
+                    and standing.free >= terms.collateral
+                    and now + needs <= end
+                ):
+                    found.append(self._race_work(task, end))
+        return sorted(found, key=lambda w: w.deadline)
+
+    @staticmethod
+    def _race_work(task: TaskView, end: int) -> Work:
+        return Work(
+            race_key(task.task_id),
+            task.task_id,
+            task.terms.market_id,
+            task.terms,
+            RACE,
+            end,
+            task.prover_input,
+            task.input_uri,
+            None,
+        )
+
+    def expected(self, market_id: int, memberships: Mapping[int, Any] | None = None) -> float:
+        """Seconds a proof of this market is expected to take: the measured average, or
+        the membership's declared proving time until there is one."""
+        measured = self.store.expected(market_id)
+        if measured is not None:
+            return measured
+        membership = (memberships or {}).get(market_id)
+        return float(membership.proving_time) if membership is not None else 0.0
+
+    # -------------------------------------------------------------- reconciling
+
+    def _reconcile(self, now: int, live_keys: set[str]) -> None:
+        """Bring rows up to date with the outbox and the mirror: after a restart, or when
+        a settle outcome was not seen (killed in between), or the work ended on chain."""
+        # Busy keys first, then what is in flight, then the rows: a worker that finishes
+        # meanwhile has its row and its transaction read as they are now.
+        with self.lock:
+            busy = set(self.busy)
+        in_flight = self.outbox.in_flight_keys()
+        rows = [r for r in self.store.rows(OPEN_WORK) if r["key"] not in in_flight and r["key"] not in busy]
+        if not rows:
+            return
+        sent: dict[str, Any] = {}
+        if any(r["state"] in (PROVED, SUBMITTED) for r in rows):
+            for s in self.outbox.rows():
+                for key in s.keys:
+                    sent[key] = s  # ordered by nonce: the newest wins
+        for row in rows:
+            key, task_id = row["key"], bytes.fromhex(row["task_id"][2:])
+            tx = sent.get(key)
+            if row["state"] in (PROVED, SUBMITTED) and tx is not None:
+                if tx.state == DONE:
+                    self._paid_from_mirror(row, task_id, tx.tx_hash)
+                    continue
+                if tx.state == REVERTED:
+                    self.store.update(key, state=FAILED, error="the proof's transaction reverted")
+                    runtime.emit(
+                        log,
+                        "agent.refused",
+                        task=row["task_id"],
+                        slot=row["slot"],
+                        fn="prove",
+                        tx=tx.tx_hash,
+                        reason="the proof's transaction reverted",
+                    )
+                    continue
+            if row["state"] == SUBMITTED and (tx is None or tx.state == DROPPED):
+                self.store.update(key, state=PROVED)  # never mined: the kept proof goes again
+                row["state"] = PROVED
+            if row["kind"] == "prove" and key not in live_keys:
+                self._ended(row, task_id)
+            elif row["kind"] == "race" and row["state"] in (QUEUED, PROVING, PROVED):
+                task = self.mirror.task(task_id)
+                end = row["deadline"]
+                if task is None or task.open == 0 or now > end:
+                    mine = self.mirror.assignments(prover=self.me, task_id=task_id, states=(PROVEN,))
+                    if mine:
+                        self._paid_from_mirror(row, task_id, None)
+                    else:
+                        self._race_lost(row["key"], row["task_id"], task)
+
+    def _ended(self, row: dict, task_id: bytes) -> None:
+        """A row's assignment is no longer live in the mirror: proven by it, or lost."""
+        mine = self.mirror.assignments(prover=self.me, task_id=task_id)
+        if not mine:
+            return  # a reorg took the assignment away; it may come back
+        state = mine[-1].state
+        if state == PROVEN:
+            self._paid_from_mirror(row, task_id, None)
+            return
+        self.store.update(row["key"], state=LOST, error=f"the assignment was {state}")
+        runtime.emit(log, "agent.lost", task=row["task_id"], slot=row["slot"], state=state)
+
+    def _paid_from_mirror(self, row: dict, task_id: bytes, tx: str | None) -> None:
+        proven = [e for e in self.mirror.timeline(task_id) if e.name == "TaskProven" and e.prover == self.me]
+        if tx is not None:
+            proven = [e for e in proven if e.tx == tx] or proven
+        if not proven:
+            return  # the mirror does not show it yet
+        event = proven[-1]
+        self._paid(row["key"], row["task_id"], event.slot, event.paid, event.tx)
+
+    def _paid(self, key: str, task: str, slot: int, paid: int, tx: str) -> None:
+        self.store.update(key, state=DONE_, slot=slot, paid=str(paid), tx=tx)
+        self.metrics.counter("proofs_paid_total", "Proofs the registry accepted and paid")
+        self.metrics.counter("paid_wei_total", "Wei credited for proofs", paid)
+        runtime.emit(log, "agent.paid", task=task, slot=slot, paid=paid, paid_eth=format_ether(paid), tx=tx)
+
+    def _race_lost(self, key: str, task: str, view: TaskView | None) -> None:
+        self.store.update(key, state=LOST, error="the race was won by others or ended")
+        runtime.emit(
+            log,
+            "agent.race_lost",
+            task=task,
+            proven=view.proven if view else None,
+            redundancy=view.terms.redundancy if view else None,
+        )
+
+    def _outcome(self, outcome: Outcome) -> None:
+        """What a settled transaction means for the work it carries."""
+        for key in outcome.sent.keys:
+            if not key.startswith(("prove:", "race:")):
+                if outcome.kind == "reverted":
+                    runtime.emit(
+                        log,
+                        "agent.refused",
+                        fn=outcome.sent.fn,
+                        key=key,
+                        tx=outcome.sent.tx_hash,
+                        reason=outcome.reason,
+                    )
+                continue
+            row = self.store.get(key)
+            if row is None:
+                continue
+            if outcome.kind == "mined":
+                proven = [e for e in outcome.events if e.name == "TaskProven" and e.prover == self.me]
+                if proven:
+                    e = proven[0]
+                    self._paid(key, row["task_id"], e.slot, e.paid, outcome.sent.tx_hash)
+            elif outcome.kind == "reverted":
+                state = LOST if _is_lost(outcome.reason) else FAILED
+                self.store.update(key, state=state, error=outcome.reason)
+                runtime.emit(
+                    log,
+                    "agent.refused",
+                    task=row["task_id"],
+                    slot=row["slot"],
+                    fn=outcome.sent.fn,
+                    tx=outcome.sent.tx_hash,
+                    reason=outcome.reason,
+                )
+            elif outcome.kind == "reorged" and row["state"] == DONE_:
+                self.store.update(key, state=SUBMITTED)
+            elif outcome.kind == "dropped":
+                self.store.update(key, state=PROVED)
+
+    # -------------------------------------------------------------- proving (workers)
+
+    def _work(self, work: Work, needs: float) -> None:
+        try:
+            result = self._prove_with_retries(work, needs)
+            if result is not None:
+                self._submit(work, result[0], result[1])
+        except runtime.RPC_ERRORS as error:
+            # The node failed mid-way; the row says where it got to (proving or
+            # proved) and the main loop takes it up again.
+            self._on_error("rpc")
+            runtime.emit(
+                log,
+                "agent.rpc_error",
+                logging.WARNING,
+                **work.fields(),
+                error=f"{type(error).__name__}: {error}",
+            )
+        except Exception as error:  # a bug: log it, leave the row for the main loop
+            runtime.emit(
+                log,
+                "agent.error",
+                logging.ERROR,
+                **work.fields(),
+                error=f"{type(error).__name__}: {error}"[:300],
+                trace=traceback.format_exc(limit=8),
+            )
+        finally:
+            with self.lock:
+                self.busy.discard(work.key)
+                self.running[work.market_id] -= 1
+
+    def _prove_with_retries(self, work: Work, needs: float) -> tuple[bytes, list[int]] | None:
+        """Prove, retrying a failed backend with backoff while the deadline allows;
+        None when it gave up (said so) or is stopping."""
+        try:
+            circuit = self._circuit(work.market_id)
+            backend = self.backends.for_market(work.market_id)
+            state = TaskState(work.task_id, work.terms, work.prover_input, work.input_uri, 0, 0, 0, 0)
+            inputs = task_inputs(state, circuit)
+        except (ClientError, CircuitError, BackendError) as error:
+            self.metrics.counter("proving_failures_total", "Failed proving attempts", reason="inputs")
+            self._give_up(work, chain_time(self.web3), needs, str(error))
+            return None
+        attempt = (self.store.get(work.key) or {}).get("attempts", 0)
+        while True:
+            attempt += 1
+            self.store.update(work.key, attempts=attempt)
+            runtime.emit(
+                log,
+                "agent.proving",
+                **work.fields(),
+                attempt=attempt,
+                expected_s=round(needs - self.settings.margin, 3),
+            )
+            started = time.monotonic()
+            try:
+                result = self._run_backend(backend, circuit, inputs, work.market_id)
+            except (ClientError, CircuitError) as error:  # inputs the circuit refuses: no retry helps
+                self.metrics.counter("proving_failures_total", "Failed proving attempts", reason="inputs")
+                self.store.update(work.key, error=str(error))
+                self._give_up(work, chain_time(self.web3), needs, str(error))
+                return None
+            except Exception as error:
+                reason = "backend" if isinstance(error, BackendError) else type(error).__name__
+                message = (
+                    f"{error}" if isinstance(error, BackendError) else f"{type(error).__name__}: {error}"
+                )
+                self.metrics.counter("proving_failures_total", "Failed proving attempts", reason=reason)
+                self.store.update(work.key, error=message[:1000])
+                delay = float(2 ** (attempt - 1))
+                now = chain_time(self.web3)
+                retry = attempt <= self.settings.retries and now + delay + needs <= work.deadline
+                runtime.emit(
+                    log,
+                    "agent.proving_failed",
+                    logging.WARNING,
+                    **work.fields(),
+                    attempt=attempt,
+                    error=message[:500],
+                    retry_in=delay if retry else None,
+                )
+                if not retry:
+                    why = (
+                        f"the backend failed {attempt} times"
+                        if attempt > self.settings.retries
+                        else "no time left for another attempt"
+                    )
+                    self._give_up(work, now, needs, f"{why}: {message[:300]}")
+                    return None
+                if self.stop.wait(delay):  # stopping: leave it for the next start
+                    self.store.update(work.key, state=QUEUED)
+                    return None
+                continue
+            seconds = time.monotonic() - started
+            average = self.store.measured(work.market_id, seconds)
+            self.store.update(
+                work.key,
+                state=PROVED,
+                proof=result.proof,
+                public_inputs=json.dumps([str(v) for v in result.public_inputs]),
+                seconds=seconds,
+                error=None,
+            )
+            self.metrics.gauge(
+                "last_proving_seconds",
+                "Wall time of the last proof",
+                round(seconds, 6),
+                market=work.market_id,
+            )
+            runtime.emit(
+                log,
+                "agent.proved",
+                **work.fields(),
+                ms=round(seconds * 1000),
+                backend=result.backend,
+                expected_s=round(average, 3),
+            )
+            return result.proof, result.public_inputs
+
+    def _run_backend(
+        self, backend: ProvingBackend, circuit: Circuit, inputs: Mapping[str, int], market_id: int
+    ):
+        """A backend's first proof of a circuit loads its keys: one thread at a time."""
+        mark = (market_id, id(backend))
+        if mark in self.warm:
+            return backend.prove(circuit, inputs, self.me)
+        with self.warm_lock:
+            result = backend.prove(circuit, inputs, self.me)
+            self.warm.add(mark)
+            return result
+
+    def _circuit(self, market_id: int) -> Circuit:
+        if market_id not in self.circuits:
+            self.circuits[market_id] = circuit_of(self.client, market_id)
+        return self.circuits[market_id]
+
+    def _check(self, market_id: int) -> ProofCheck:
+        """For command backends: the market's verifier, asked by eth_call, must accept
+        the proof before it is kept (a rejected one counts as a failed attempt)."""
+
+        def check(proof: bytes, public_inputs: list[int]) -> bool:
+            try:
+                verifier = self.client.market(market_id).verifier
+                contract = self.web3.eth.contract(address=Web3.to_checksum_address(verifier), abi=VERIFY_ABI)
+                return bool(contract.functions.verify(public_inputs, proof).call())
+            except runtime.RPC_ERRORS:
+                # The node is not answering: keep the proof. Submitting simulates the
+                # registry's call first, which checks it again before anything is sent.
+                return True
+
+        return check
+
+    # -------------------------------------------------------------- submitting
+
+    def _submit_stored(self, work: Work, row: dict) -> None:
+        """A proof kept from before (a restart, or a node that failed at submit)."""
+        if row["proof"] is None:
+            self.store.update(work.key, state=QUEUED)
+            return
+        public = [int(v) for v in json.loads(row["public_inputs"])]
+        with self.lock:
+            if work.key in self.busy:
+                return
+            self.busy.add(work.key)
+        try:
+            self._submit(work, bytes(row["proof"]), public)
+        finally:
+            with self.lock:
+                self.busy.discard(work.key)
+
+    def _submit(self, work: Work, proof: bytes, public_inputs: list[int]) -> None:
+        if work.race:
+            status = self.client.call("task_status", work.task_id)
+            if status[0] == 0:  # open
+                self.store.update(work.key, state=LOST, error="no open slot left")
+                runtime.emit(
+                    log,
+                    "agent.race_lost",
+                    task=_hex(work.task_id),
+                    proven=status[2],
+                    redundancy=work.terms.redundancy,
+                )
+                return
+        try:
+            sent = self.outbox.send(
+                "prove",
+                work.terms.as_tuple(),
+                work.assignment.as_tuple(),
+                public_inputs,
+                proof,
+                keys=[work.key],
+            )
+        except Refused as refused:
+            lost = _is_lost(refused.reason)
+            self.store.update(work.key, state=LOST if lost else FAILED, error=refused.reason)
+            if work.race and lost:
+                runtime.emit(log, "agent.race_lost", task=_hex(work.task_id), reason=refused.reason)
+            else:
+                runtime.emit(log, "agent.refused", **work.fields(), fn="prove", reason=refused.reason)
+            return
+        self.store.update(work.key, state=SUBMITTED, tx=sent.tx_hash)
+        self.metrics.counter("proofs_submitted_total", "Proofs sent to the registry")
+        runtime.emit(log, "agent.submitted", **work.fields(), tx=sent.tx_hash, nonce=sent.nonce)
+
+    # -------------------------------------------------------------- giving up
+
+    def _give_up(self, work: Work, now: int, needs: float, reason: str) -> None:
+        """Decline while the grace period runs (no penalty), else say the deadline will
+        be missed and leave the slot (to be slashed)."""
+        left = work.deadline - now
+        numbers = {"needs_s": round(needs, 3), "left_s": left, "reason": reason}
+        if work.decline_until is not None and now <= work.decline_until:
+            try:
+                sent = self.outbox.send(
+                    "decline",
+                    work.terms.as_tuple(),
+                    work.assignment.as_tuple(),
+                    keys=[decline_key(work.task_id, work.assignment.slot)],
+                )
+            except Refused as refused:
+                reason = f"{reason}; the registry refused the decline: {refused.reason}"
+                numbers["reason"] = reason
+            else:
+                self.store.update(work.key, state=GAVE_UP, error=reason, tx=sent.tx_hash)
+                self.metrics.counter("declined_total", "Assignments declined within the grace period")
+                runtime.emit(log, "agent.declined", **work.fields(), tx=sent.tx_hash, **numbers)
+                return
+        if self.store.get(work.key) is not None:
+            self.store.update(work.key, state=GAVE_UP, error=reason)
+        self.metrics.counter("gave_up_total", "Work given up: deadline cannot be met")
+        runtime.emit(
+            log, "agent.give_up", logging.WARNING, **work.fields(), deadline=work.deadline, **numbers
+        )
+
+    # -------------------------------------------------------------- withdrawing
+
+    def _maybe_withdraw(self, in_flight: set[str]) -> None:
+        if WITHDRAW_KEY in in_flight:
+            return
+        asked, threshold = self.withdraw_asked, self.settings.withdraw_at
+        balance = self.mirror.balance(self.me)
+        if not asked and (threshold is None or balance < threshold):
+            return
+        self.withdraw_asked = False
+        if balance == 0:
+            runtime.emit(log, "agent.withdraw", amount=0, tx=None, reason="nothing to withdraw")
+            return
+        try:
+            sent = self.outbox.send("withdraw", keys=[WITHDRAW_KEY])
+        except Refused as refused:
+            runtime.emit(log, "agent.refused", fn="withdraw", reason=refused.reason)
+            return
+        runtime.emit(
+            log,
+            "agent.withdraw",
+            amount=balance,
+            amount_eth=format_ether(balance),
+            tx=sent.tx_hash,
+            reason="asked (SIGUSR1)" if asked else "threshold",
+        )
+
+
+def _is_lost(reason: str) -> bool:
+    return any(part in reason for part in LOST_REASONS)
+
+
+def _hex(task_id: bytes) -> str:
+    return "0x" + bytes(task_id).hex()
+
+
+# ------------------------------------------------------------------ entry points
+
+
+def run_agent(
+    rpc: str,
+    deployment_file: str | Path,
+    key: str,
+    db: str | Path,
+    settings: AgentSettings | None = None,
+    stop: runtime.Stopper | None = None,
+) -> int:
+    """Run the agent until SIGTERM/SIGINT; returns the exit code. Raises ClientError (and
+    the other errors a person can act on) for what is wrong before it starts."""
+    settings = settings or AgentSettings()
+    client = runtime.connect(rpc, deployment_file, key)
+    return Agent(client, db, settings, stop or runtime.Stopper()).run()
+
+
+# Errors that mean "the command line or the setup is wrong": one line, exit code 1.
+SETUP_ERRORS = (ClientError, DeploymentError, CircuitError, BackendError, MirrorError)
+
+
+def agent_options(function: Callable) -> Callable:
+    """The agent's options, shared by `python -m provingmarket.agent` and `ape run agent`."""
+    options = [
+        click.option(
+            "--db", required=True, help="SQLite file for the mirror, the outbox and the agent's work."
+        ),
+        click.option(
+            "--backend",
+            default="auto",
+            show_default=True,
+            help="groth16py, snarkjs, or a JSON backend configuration (for every market, or per market id).",
+        ),
+        click.option("--poll", type=float, default=0.5, show_default=True, help="Seconds between rounds."),
+        click.option(
+            "--confirmations", type=int, default=0, show_default=True, help="Blocks the mirror trails."
+        ),
+        click.option(
+            "--metrics-port", type=int, default=None, help="Serve /metrics here (0: any free port)."
+        ),
+        click.option(
+            "--withdraw-at", default=None, metavar="ETH", help="Withdraw earnings once they reach this."
+        ),
+        click.option("--race/--no-race", default=True, show_default=True, help="Enter OPEN_RACE tasks."),
+        click.option(
+            "--race-min-reward", default="0", metavar="ETH", help="Least reward of a race worth entering."
+        ),
+        click.option(
+            "--retries", type=int, default=3, show_default=True, help="Retries of a failed backend."
+        ),
+        click.option(
+            "--margin", type=float, default=2.0, show_default=True, help="Seconds kept before a deadline."
+        ),
+        click.option(
+            "--log-level",
+            type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+            default="INFO",
+            show_default=True,
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--rpc", required=True, help="The node's RPC URL.")
+@click.option(
+    "--deployment", required=True, help="The deployment record (as `ape run operator deploy` writes it)."
+)
+@click.option("--key-env", required=True, help="Environment variable holding the prover's private key.")
+@agent_options
+def command(rpc: str, deployment: str, key_env: str, db: str, log_level: str, **options: Any) -> int:
+    """Prove what the registry assigns to one prover (and open races), submit before the
+    deadlines, withdraw earnings; resumes where it stopped."""
+    runtime.configure_logging(log_level)
+    try:
+        settings = settings_from_options(**options)
+        key = runtime.key_from_env(key_env)
+        return run_agent(rpc, deployment, key, db, settings)
+    except SETUP_ERRORS as error:
+        fail(str(error))
+    except sqlite3.Error as error:
+        fail(f"--db {db}: {error}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = command.main(args=argv, prog_name="python -m provingmarket.agent", standalone_mode=False)
+    except click.ClickException as error:
+        fail(error.format_message())
+    except click.exceptions.Abort:
+        fail("aborted")
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = [
+    "Agent",
+    "AgentSettings",
+    "AgentStore",
+    "Backends",
+    "Work",
+    "agent_options",
+    "run_agent",
+    "settings_from_options",
+]

@@ -1,0 +1,51 @@
+"""Run the prover agent (provingmarket/agent.py) for an ape account, on the network ape is
+connected to, with the deployment recorded for it:
+
+    ape run agent --network ethereum:local:node --account TEST::2 --db agent.sqlite
+    ape run agent --network ethereum:local:node --account TEST::2 --db agent.sqlite \\
+        --backend snarkjs --withdraw-at 0.5 --metrics-port 9102
+
+The same agent as `python -m provingmarket.agent`, which a service manager runs with the
+key in an environment variable; this one takes the key of an ape account that holds it in
+the clear (the test accounts). It runs until SIGTERM or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import ape
+import click
+from ape.cli import ConnectedProviderCommand, account_option, network_option
+
+from frontends import runtime
+from provingmarket import deployments
+from provingmarket.agent import agent_options, run_agent, settings_from_options
+from provingmarket.cli import deployments_folder, fail, handled, network_name, require
+
+
+@click.command(cls=ConnectedProviderCommand)
+@network_option()
+@account_option(prompt=False)
+@agent_options
+@handled
+def cli(account, db, log_level, **options):
+    """Prove what the registry assigns to the account (and open races), submit before the
+    deadlines, withdraw earnings; resumes where it stopped."""
+    account = require(account)
+    key = getattr(account, "private_key", None)
+    if not key:
+        fail(
+            f"account {account.address} does not hold its key in the clear (a keyfile or hardware "
+            "account); run the agent with the key in an environment variable: "
+            "python -m provingmarket.agent --key-env PROVER_KEY ..."
+        )
+    record = deployments.path_for(network_name(), deployments_folder())
+    if not record.exists():
+        fail(
+            f"no deployment recorded for {deployments.network_key(network_name())} ({record}); "
+            f"deploy first: ape run operator deploy --network {network_name()} --account <account>"
+        )
+    settings = settings_from_options(**options)
+    runtime.configure_logging(log_level)
+    sys.exit(run_agent(ape.chain.provider.uri, record, key, db, settings))

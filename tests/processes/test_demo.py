@@ -1,0 +1,49 @@
+"""`ape run demo` (what `make demo` runs) end to end: its own anvil, the orderbook frontend
+and three prover agents as processes, a stream of tasks with real proofs, an agent killed
+and restarted. It must finish with every task proven or refunded, exit 0, and leave no
+process of its own behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+from tests.processes.conftest import ROOT
+
+
+def demo_processes() -> list[str]:
+    """Command lines of running processes the demo starts: agents and the frontend (their
+    databases are in reports/demo/) and its anvil (the only one mining on an interval)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            line = " ".join(argv)
+            if "reports/demo" in line or ("anvil" in line and "--block-time" in line):
+                found.append(line)
+    return found
+
+
+def test_demo__every_task_proven_or_refunded__summary_shown__exit_0__no_process_left():
+    assert demo_processes() == []
+    demo = subprocess.Popen(
+        ["ape", "run", "demo"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    out, _ = demo.communicate(timeout=420)
+    assert demo.returncode == 0, out[-3000:]
+    summary = out[out.index("Summary") :]
+    posted = int(re.search(r"tasks posted\s+(\d+)", summary).group(1))
+    proven = int(re.search(r"tasks proven[^\n]*?(\d+)\n", summary).group(1))
+    refunded = int(re.search(r"tasks refunded\s+(\d+)", summary).group(1))
+    assert posted == 24 and proven + refunded == posted
+    assert re.search(r"tasks lost\s+0\n", summary)
+    assert "carol's agent killed (SIGKILL)" in out and "carol's agent restarted" in out
+    for name in ("alice", "bob", "carol"):
+        assert re.search(rf"\n  {name}\s+0\.\d+\s+\d+\s+\d+\s+\d+", summary), f"no row for {name}"
+    assert "every process stopped" in out and "anvil stopped" in out
+    assert demo_processes() == []
