@@ -375,6 +375,11 @@ class Mirror:
                 }
             )
             meta = self._meta()
+        if meta.get("schema") != SCHEMA_VERSION:
+            raise MirrorError(
+                f"{self.path} was written by another version of the mirror (schema {meta.get('schema')}, "
+                f"this one reads {SCHEMA_VERSION}); delete it and it is rebuilt from the chain"
+            )
         if meta.get("registry") != self.client.address or meta.get("chain_id") != chain_id:
             raise MirrorError(
                 f"{self.path} mirrors registry {meta.get('registry')} on chain {meta.get('chain_id')}, "

@@ -23,6 +23,7 @@ import click
 
 from frontends.keeper import MAX_BATCH, Keeper
 from frontends.metrics import Metrics
+from frontends.mirror import MirrorError
 from frontends.orderbook import match_orders
 from frontends.runtime import Stopper, configure_logging, connect, emit, key_from_env, log
 from provingmarket.client import ClientError
@@ -117,7 +118,7 @@ def main(
         run_orderbook(
             client, db, mechanisms, confirmations, batch_size, poll, metrics_port, slash, reclaim, stop
         )
-    except (ClientError, DeploymentError) as error:
+    except (ClientError, DeploymentError, MirrorError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
 

@@ -380,6 +380,14 @@ def test_open__a_file_of_another_registry__refused(client, tmp_path, chain, acco
         Mirror(path, other)
 
 
+def test_open__a_file_of_an_older_schema__refused_with_how_to_rebuild(client, tmp_path):
+    path = str(tmp_path / "mirror.sqlite")
+    with Mirror(path, client) as mirror:
+        mirror.db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    with pytest.raises(MirrorError, match="delete it and it is rebuilt from the chain"):
+        Mirror(path, client)
+
+
 # ------------------------------------------------------------------ confirmations
 
 
