@@ -25,7 +25,7 @@ def test_send__stored_then_mined_reported_once_then_final(client, tmp_path):
     sent = outbox.send("stake", value=ETHER, keys=["stake:1"])
     assert outbox.in_flight_keys() == {"stake:1"}
 
-    head = client.web3.eth.block_number
+    head = client.web3.eth.wait_for_transaction_receipt(sent.tx_hash)["blockNumber"]
     [mined] = outbox.settle(confirmed=head - 1)  # mined, not yet in the caller's view
     assert (mined.kind, mined.sent.state) == ("mined", MINED)
     assert [e.name for e in mined.events] == ["Staked"]
@@ -54,6 +54,7 @@ def test_crash__between_storing_and_broadcasting__the_restart_sends_the_same_tra
 
     restarted = Outbox(path, client)
     assert [o.kind for o in restarted.settle(confirmed=0)] == ["rebroadcast"]
+    client.web3.eth.wait_for_transaction_receipt(sent.tx_hash)
     outcomes = restarted.settle(confirmed=client.web3.eth.block_number)
     assert [(o.kind, o.sent.tx_hash) for o in outcomes] == [("mined", sent.tx_hash)]
     restarted.settle(confirmed=client.web3.eth.block_number)
@@ -76,7 +77,7 @@ def test_nonce_taken_by_another_transaction__dropped_and_its_work_free_again(cli
 def test_reorg__the_block_it_was_mined_in_dropped__sent_again_byte_for_byte(client, tmp_path, chain):
     outbox = Outbox(str(tmp_path / "o.sqlite"), client)
     sent = outbox.send("stake", value=ETHER, keys=["stake:1"])
-    block = client.web3.eth.block_number
+    block = client.web3.eth.wait_for_transaction_receipt(sent.tx_hash)["blockNumber"]
     outbox.settle(confirmed=block)
     assert outbox.rows()[0].state == DONE
 
@@ -86,6 +87,7 @@ def test_reorg__the_block_it_was_mined_in_dropped__sent_again_byte_for_byte(clie
     kinds = [o.kind for o in outbox.settle(confirmed=block - 1)]
     assert kinds == ["reorged", "rebroadcast"]
     assert outbox.rows()[0].state == PENDING
+    client.web3.eth.wait_for_transaction_receipt(sent.tx_hash)
     [again] = outbox.settle(confirmed=client.web3.eth.block_number)
     assert (again.kind, again.sent.tx_hash) == ("mined", sent.tx_hash)
     assert [s.amount for s in stakes(client)] == [ETHER]
