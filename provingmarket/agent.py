@@ -2,7 +2,9 @@
 registry gives it, submits each proof before its deadline and survives being killed.
 
     PROVER_KEY=0x... python -m provingmarket.agent --rpc http://127.0.0.1:8545 \\
-        --deployment deployments/ethereum-local.json --key-env PROVER_KEY --db agent.sqlite
+        --deployment deployments/ethereum-local.json --key-env PROVER_KEY --db agent.sqlite \\
+        --cost-per-second 0.0001 --risk-rate 0.02 --price-margin 0.1 \\
+        --auction http://127.0.0.1:8600
 
 `ape run agent --network ... --account ... --db ...` (scripts/agent.py) runs the same agent
 for an ape account that holds its key. `--backend` names the proving backend of every
@@ -15,14 +17,27 @@ Each round (every `--poll` seconds, through `runtime.run_forever`, so a node tha
 answering is waited for with backoff) the agent syncs its mirror of the registry, settles
 the transactions it sent, reads the chain's time, and then:
 
-- takes up every live assignment to its prover (`agent.assigned` when first seen) and,
-  with `--race`, every OPEN_RACE task of a market it joined that still has an open slot,
-  pays at least its ask (and `--race-min-reward`), whose capabilities it has, whose
+- takes up every live assignment to its prover (`agent.assigned` when first seen): one a
+  frontend made (an orderbook match, an auction won) or a DUTCH lock of its own;
+- with `--race`, enters every OPEN_RACE task of a market it joined that still has an open
+  slot and whose reward pays its floor (below), whose capabilities it has, whose
   collateral its free stake covers and whose race leaves time for the expected proving
-  time and `--margin`;
-- proves them in worker threads, at most the membership's declared capacity at once per
-  market (races count against it), earliest deadline first; a worker submits its proof
-  as soon as it has it;
+  time and `--margin` (`agent.race` when it decides to, `agent.pass` when not, once a task);
+- with `--dutch` (the default), locks a slot of a DUTCH task of a market it joined once the
+  task's rising price reaches its floor, if it has a unit of capacity and the collateral
+  free, the capabilities, and a proving time that fits the window (`agent.dutch_wait` says
+  when the price will get there, `agent.lock` when it sends the lock); the lock makes a
+  TaskAssigned to it, proven like any assignment;
+- for each `--auction URL` (an auction frontend's API), reads the open auctions
+  (`GET {url}/auctions`) and bids on each one it can serve, once an auction round: a
+  signed EIP-712 Bid with its floor as the minimum price, sent with `POST {url}/bids`
+  (`agent.bid`; `agent.bid_refused` with the server's status and detail on a 4xx, not
+  sent again that round, except a 429, waited out (Retry-After) and sent again;
+  `agent.auction_error` for a server that fails or does not answer, asked again later
+  with backoff). A bid won comes back as a TaskAssigned;
+- proves its work in worker threads, at most the membership's declared capacity at once
+  per market (races count against it), earliest deadline first; a worker submits its
+  proof as soon as it has it;
 - gives up early and says so: when the chain's time plus the expected proving time plus
   the margin passes a deadline (before proving, while waiting for capacity, or after a
   failed attempt) it declines the assignment if the market's grace period after the
@@ -36,12 +51,46 @@ the transactions it sent, reads the chain's time, and then:
 The expected proving time of a market starts at the membership's declared proving_time
 and becomes an exponential moving average of the backend's measured times (kept on disk).
 
+What it proves for: the cost model
+----------------------------------
+`provingmarket.costs.CostModel` gives the least price worth proving a task for:
+
+    floor = ceil((expected proving time * --cost-per-second
+                  + gas of prove (+ lock, for DUTCH) * the gas price now
+                  + collateral at risk * --risk-rate) * (1 + --price-margin))
+
+with the gas price the node's base fee plus its priority fee (what the outbox pays; read
+every few seconds) and the collateral at risk the task's, except in a race, which locks
+none and is not slashed. The defaults (0 ETH a second, no risk, no margin) ask for the gas
+alone. `agent.cost` logs each market's floor (for a task at the market's least
+collateral; for a race; for a DUTCH lock) at start and whenever it moves by a tenth.
+
+- A race is entered when what it pays a proof made now (its max_reward, decayed if the
+  task decays, at the chain's time plus the expected time and margin) reaches
+  max(ask, `--race-min-reward`, floor).
+- A DUTCH slot is locked when the current price reaches max(ask, the price whose reward,
+  decayed over the expected proving time, pays the floor): the registry refuses a lock
+  below the ask, and the price only rises, so the lock's price is at least that.
+- A bid's minimum price is the price whose (decayed) reward pays the floor, rounded up to
+  the wei, and the agent bids only if the task's max_reward reaches it. Bids count
+  against capacity and free stake (each may win and lock its collateral) until they
+  expire (`expiry` = the auction's close + `BID_EXPIRY_AFTER_CLOSE`, or the auction's
+  `min_expiry` if later), are won, or the task has no open slot left.
+
+Assignments a frontend made are proven whatever their price: the prover agreed to it (its
+ask, or its signed bid).
+
 Never proving twice, never submitting twice
 -------------------------------------------
 One SQLite file (`--db`) holds the mirror, the outbox (frontends/outbox.py) and the
 agent's own table: one row per piece of work, keyed `prove:<task>:<slot>` or
 `race:<task>`, with its state (queued, proving, proved, submitted, done, gave_up, lost,
 failed), the proof and public inputs once made, the attempts and the last error.
+Beside it, `agent_bids` holds one row per bid, keyed by auction URL, task and round,
+written before the bid is sent: a restart never bids twice in a round (a bid the server
+never answered counts as sent; one it could not be sent is dropped and tried again).
+A DUTCH lock is sent through the outbox keyed `lock:<task>`: while it is in flight the
+task is not locked again, and once mined the task is the prover's.
 
 - A proof is written to the row (state `proved`) before `agent.proved` is logged and
   before it is sent; a row found `proved` after a restart is submitted as it is, not
@@ -64,12 +113,17 @@ proofs finish and be submitted (at most `SHUTDOWN_GRACE` seconds), closes the da
 and exits 0 (`agent.stop`).
 
 Log lines are JSON on stderr, one per thing that happened, on the `provingmarket.agent`
-logger: agent.start, agent.assigned, agent.proving, agent.proved, agent.submitted,
-agent.paid, agent.give_up, agent.declined, agent.refused, agent.race_lost, agent.lost,
-agent.proving_failed, agent.rpc_error (the node failed mid-way; the main loop takes the work up again),
-agent.withdraw, agent.stop. Prometheus metrics (`--metrics-port`) count proofs submitted
-and paid, wei earned, failures by reason, give-ups, declines and RPC errors, and show the
-live assignments, the proofs running and the last proving time per market.
+logger: agent.start, agent.cost, agent.assigned, agent.race, agent.pass, agent.dutch_wait,
+agent.lock, agent.locked, agent.bid, agent.bid_refused, agent.auction_error,
+agent.auction_back, agent.proving, agent.proved, agent.submitted, agent.paid,
+agent.give_up, agent.declined, agent.refused, agent.race_lost, agent.lost,
+agent.proving_failed, agent.rpc_error (the node failed mid-way; the main loop takes the
+work up again), agent.withdraw, agent.stop. Decisions about a task (agent.race,
+agent.pass, agent.dutch_wait) are said once a task and reason, not every round.
+Prometheus metrics (`--metrics-port`) count proofs submitted and paid, wei earned,
+failures by reason, give-ups, declines, locks, bids sent and refused, auction frontends'
+failures and RPC errors, and show the live assignments, the proofs running, the last
+proving time and the floor per market.
 """
 
 from __future__ import annotations
@@ -86,11 +140,13 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import click
+import requests
 from web3 import Web3
 
 from frontends import runtime
@@ -114,9 +170,11 @@ from provingmarket.client import (
     chain_time,
     format_ether,
     parse_ether,
+    parse_task_id,
 )
+from provingmarket.costs import CostModel, dutch_price, dutch_time_for, price_for_reward, reward_at
 from provingmarket.deployments import DeploymentError
-from provingmarket.formats import OPEN_RACE, Assignment, TaskTerms
+from provingmarket.formats import DUTCH, OPEN_RACE, Assignment, TaskTerms, bid_typed_data
 from provingmarket.proving import RACE, circuit_of, task_inputs
 
 log = logging.getLogger("provingmarket.agent")
@@ -131,6 +189,13 @@ OPEN_WORK = (QUEUED, PROVING, PROVED, SUBMITTED)
 ALPHA = 0.3  # weight of a new measurement in the expected proving time
 SHUTDOWN_GRACE = 30.0  # seconds running proofs get to finish after SIGTERM
 MIN_WORKERS = 8
+GAS_PRICE_EVERY = 5.0  # seconds between reads of the node's gas price
+COST_LOG_CHANGE = Fraction(1, 10)  # agent.cost again once a floor moved by this much
+LOCK_RETRY = 10.0  # seconds before a DUTCH lock the registry refused is tried again
+BID_EXPIRY_AFTER_CLOSE = 120  # seconds a bid stays good after its auction closes
+AUCTION_TIMEOUT = (2.0, 5.0)  # seconds to connect to an auction frontend, to read its answer
+MAX_AUCTION_BACKOFF = 30.0  # seconds between attempts while an auction frontend is down
+MAX_SAID = 100_000  # decisions remembered as logged (agent.pass, agent.race...)
 # Refusals that mean the work is gone (someone else's now, or too late), not that the
 # proof was wrong.
 LOST_REASONS = (
@@ -163,7 +228,26 @@ CREATE TABLE IF NOT EXISTS agent (
 CREATE INDEX IF NOT EXISTS agent_state ON agent (state);
 CREATE TABLE IF NOT EXISTS agent_timing (
     market_id INTEGER PRIMARY KEY, seconds REAL NOT NULL, samples INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS agent_bids (
+    url TEXT NOT NULL,           -- the auction frontend's API base URL
+    task_id TEXT NOT NULL,
+    round INTEGER NOT NULL,      -- the auction's round
+    market_id INTEGER NOT NULL,
+    collateral TEXT NOT NULL,    -- wei, locked if the bid wins
+    min_price TEXT NOT NULL,     -- wei
+    expiry INTEGER NOT NULL,
+    nonce INTEGER NOT NULL,
+    state TEXT NOT NULL,         -- sending (written before the POST), accepted, refused
+    bid_id TEXT,
+    detail TEXT,                 -- the server's answer to a refused bid
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (url, task_id, round)
+);
 """
+
+# Bid states: written before sending (a restart counts it as sent), taken, refused.
+BID_SENDING, BID_ACCEPTED, BID_REFUSED = "sending", "accepted", "refused"
 
 VERIFY_ABI = [
     {
@@ -190,6 +274,9 @@ class AgentSettings:
     race_min_reward: int = 0  # wei
     retries: int = 3
     margin: float = 2.0  # seconds kept free before a deadline
+    cost: CostModel = field(default_factory=CostModel)  # the least price worth proving for
+    dutch: bool = True  # lock DUTCH tasks once their price passes the floor
+    auctions: tuple[str, ...] = ()  # auction frontends' API base URLs to bid at
 
 
 def settings_from_options(
@@ -202,6 +289,11 @@ def settings_from_options(
     race_min_reward: str = "0",
     retries: int = 3,
     margin: float = 2.0,
+    cost_per_second: str = "0",
+    risk_rate: str = "0",
+    price_margin: str = "0",
+    dutch: bool = True,
+    auction: Iterable[str] = (),
     **_: Any,
 ) -> AgentSettings:
     """Settings from the command line, each value checked (ClientError says which)."""
@@ -230,7 +322,36 @@ def settings_from_options(
         race_min_reward=parse_ether(race_min_reward, "--race-min-reward"),
         retries=retries,
         margin=margin,
+        cost=CostModel(
+            cost_per_second=parse_ether(cost_per_second, "--cost-per-second"),
+            risk_rate=_rate(risk_rate, "--risk-rate", most=Fraction(1)),
+            margin=_rate(price_margin, "--price-margin"),
+        ),
+        dutch=dutch,
+        auctions=tuple(_auction_url(url) for url in auction),
     )
+
+
+def _rate(value: str, option: str, most: Fraction | None = None) -> Fraction:
+    """A fraction from the command line (0.05 is five per cent), checked."""
+    try:
+        rate = Fraction(str(value).strip())
+    except (ValueError, ZeroDivisionError):
+        raise ClientError(f"{option} {value!r} is not a number; give a fraction such as 0.05") from None
+    if rate < 0 or (most is not None and rate > most):
+        bound = f"from 0 to {most}" if most is not None else "0 or more"
+        raise ClientError(f"{option} {value} is out of range: give a fraction {bound}")
+    return rate
+
+
+def _auction_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
+        raise ClientError(
+            f"--auction {url!r} is not an HTTP URL; give the auction frontend's API base, "
+            "such as http://127.0.0.1:8600"
+        )
+    return url
 
 
 # ------------------------------------------------------------------ backends
@@ -385,6 +506,70 @@ class AgentStore:
             )
             return average
 
+    # -------------------------------------------------------------- bids
+
+    def bid_sent(self, url: str, task: str, round_: int) -> bool:
+        """A bid on this auction round was sent (or is being sent) already."""
+        with self.lock:
+            return (
+                self.db.execute(
+                    "SELECT 1 FROM agent_bids WHERE url = ? AND task_id = ? AND round = ?",
+                    (url, task, round_),
+                ).fetchone()
+                is not None
+            )
+
+    def bid_sending(self, bid: Bid) -> None:
+        """The bid's row, written before it is sent."""
+        now = time.time()
+        with self.lock:
+            self.db.execute(
+                "INSERT INTO agent_bids (url, task_id, round, market_id, collateral, min_price, expiry, "
+                "nonce, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    bid.url,
+                    bid.task,
+                    bid.round,
+                    bid.market_id,
+                    str(bid.collateral),
+                    str(bid.min_price),
+                    bid.expiry,
+                    bid.nonce,
+                    BID_SENDING,
+                    now,
+                    now,
+                ),
+            )
+
+    def bid_answered(
+        self, bid: Bid, state: str, bid_id: str | None = None, detail: str | None = None
+    ) -> None:
+        with self.lock:
+            self.db.execute(
+                "UPDATE agent_bids SET state = ?, bid_id = ?, detail = ?, updated_at = ? "
+                "WHERE url = ? AND task_id = ? AND round = ?",
+                (state, bid_id, detail, time.time(), bid.url, bid.task, bid.round),
+            )
+
+    def bid_unsent(self, bid: Bid) -> None:
+        """The bid never reached the server: forget it, to be sent again."""
+        with self.lock:
+            self.db.execute(
+                "DELETE FROM agent_bids WHERE url = ? AND task_id = ? AND round = ?",
+                (bid.url, bid.task, bid.round),
+            )
+
+    def bids_standing(self, now: int) -> list[dict]:
+        """Bids sent or being sent that have not expired (each may still win)."""
+        with self.lock:
+            return [
+                dict(r)
+                for r in self.db.execute(
+                    "SELECT * FROM agent_bids WHERE state IN (?, ?) AND expiry >= ?",
+                    (BID_SENDING, BID_ACCEPTED, now),
+                )
+            ]
+
     def close(self) -> None:
         with self.lock:
             self.db.close()
@@ -421,6 +606,33 @@ class Work:
         return where
 
 
+@dataclass(frozen=True)
+class Bid:
+    """A bid on one round of an auction: what is signed, and where it goes."""
+
+    url: str
+    task: str  # 0x task id
+    round: int
+    market_id: int
+    collateral: int
+    min_price: int
+    expiry: int
+    nonce: int
+
+
+@dataclass
+class Committed:
+    """Capacity and stake promised this round beyond what the mirror shows as used:
+    DUTCH locks in flight, bids that may still win, races being proven."""
+
+    slots: dict[int, int] = field(default_factory=dict)  # market -> units of capacity
+    collateral: int = 0  # wei of free stake
+
+    def add(self, market_id: int, collateral: int) -> None:
+        self.slots[market_id] = self.slots.get(market_id, 0) + 1
+        self.collateral += collateral
+
+
 def prove_key(task_id: bytes, slot: int) -> str:
     return f"prove:{_hex(task_id)}:{slot}"
 
@@ -431,6 +643,10 @@ def race_key(task_id: bytes) -> str:
 
 def decline_key(task_id: bytes, slot: int) -> str:
     return f"decline:{_hex(task_id)}:{slot}"
+
+
+def lock_key(task_id: bytes) -> str:
+    return f"lock:{_hex(task_id)}"
 
 
 WITHDRAW_KEY = "withdraw"
@@ -468,6 +684,13 @@ class Agent:
         self.warm_lock = threading.Lock()
         self.withdraw_asked = False
         self.metrics_port: int | None = None
+        self.cost = settings.cost
+        self.gas_price_read: tuple[float, int] | None = None  # (monotonic time, wei)
+        self.floors_logged: dict[int, int] = {}  # market -> the floor agent.cost last said
+        self.said: set[tuple[str, str]] = set()  # (task, event) logged once
+        self.lock_refused: dict[str, float] = {}  # lock key -> monotonic time of the refusal
+        self.auction_down: dict[str, tuple[int, float]] = {}  # url -> (failures, retry at)
+        self.http = requests.Session()
 
     # -------------------------------------------------------------- running
 
@@ -493,6 +716,11 @@ class Agent:
             registry=self.client.address,
             memberships=[{**m, "backend": self.backends.describe(m["market"])} for m in memberships],
             race=self.settings.race,
+            dutch=self.settings.dutch,
+            auctions=list(self.settings.auctions),
+            cost_per_second=self.cost.cost_per_second,
+            risk_rate=str(self.cost.risk_rate),
+            price_margin=str(self.cost.margin),
             withdraw_at=self.settings.withdraw_at,
             metrics_port=self.metrics_port,
         )
@@ -540,6 +768,7 @@ class Agent:
                 handler.flush()
             os._exit(0)
         self.metrics.close()
+        self.http.close()
         with self.outbox.lock:
             self.outbox.db.close()
         self.mirror.close()
@@ -592,9 +821,17 @@ class Agent:
             )
         for item in work:
             self._take(item, now, in_flight, memberships)
+        gas_price = self._gas_price()
+        self._log_costs(memberships, gas_price)
         if self.settings.race:
-            for item in self._races(now, memberships):
+            for item in self._races(now, memberships, gas_price):
                 self._take(item, now, in_flight, memberships)
+        if self.settings.dutch or self.settings.auctions:
+            committed = self._committed(now, in_flight)
+            if self.settings.dutch:
+                self._lock_dutch(now, memberships, in_flight, committed, gas_price)
+            for url in self.settings.auctions:
+                self._bid_at(url, now, memberships, committed, gas_price)
         self._maybe_withdraw(in_flight)
         with self.lock:
             self.metrics.gauge("proving_now", "Proofs being made or sent", sum(self.running.values()))
@@ -651,13 +888,16 @@ class Agent:
         with self.lock:
             self.futures = {f for f in self.futures if not f.done()} | {future}
 
-    def _races(self, now: int, memberships: Mapping[int, Any]) -> list[Work]:
+    def _races(self, now: int, memberships: Mapping[int, Any], gas_price: int) -> list[Work]:
         """OPEN_RACE tasks worth entering now, and races it had started (a restart)."""
         standing = self.mirror.prover(self.me)
         found: list[Work] = []
         for market_id, membership in memberships.items():
-            floor = max(membership.ask, self.settings.race_min_reward)
-            needs = self.expected(market_id, memberships) + self.settings.margin
+            expected = self.expected(market_id, memberships)
+            needs = expected + self.settings.margin
+            # A race locks no collateral and a beaten racer is not slashed: none at risk.
+            least = self.cost.least_price(expected, gas_price, 0)
+            floor = max(membership.ask, self.settings.race_min_reward, least)
             for task in self.mirror.open_tasks(now=now, market_id=market_id, mechanism_id=OPEN_RACE):
                 terms = task.terms
                 end = terms.posted_at + terms.proving_window
@@ -666,14 +906,28 @@ class Agent:
                     if started["state"] in (QUEUED, PROVING, PROVED):
                         found.append(self._race_work(task, end))
                     continue
-                if (
+                if not (
                     task.eligible(self.me)
-                    and terms.max_reward >= floor
                     and membership.capabilities & terms.capabilities == terms.capabilities
                     and standing.free >= terms.collateral
                     and now + needs <= end
                 ):
-                    found.append(self._race_work(task, end))
+                    continue
+                # What a proof made now pays: the reward, decayed to when it would land.
+                reward = reward_at(terms, terms.max_reward, end, math.ceil(now + needs))
+                if reward < floor:
+                    self._once(
+                        task.task_id,
+                        "agent.pass",
+                        market=market_id,
+                        race=True,
+                        reward=reward,
+                        floor=floor,
+                        reason="the race pays less than the floor",
+                    )
+                    continue
+                self._once(task.task_id, "agent.race", market=market_id, reward=reward, floor=floor)
+                found.append(self._race_work(task, end))
         return sorted(found, key=lambda w: w.deadline)
 
     @staticmethod
@@ -698,6 +952,399 @@ class Agent:
             return measured
         membership = (memberships or {}).get(market_id)
         return float(membership.proving_time) if membership is not None else 0.0
+
+    # -------------------------------------------------------------- pricing
+
+    def _gas_price(self) -> int:
+        """Wei per gas a transaction sent now pays: the pending block's base fee plus the
+        node's priority fee (what the outbox offers), read every GAS_PRICE_EVERY seconds."""
+        clock = time.monotonic()
+        if self.gas_price_read is not None and clock - self.gas_price_read[0] < GAS_PRICE_EVERY:
+            return self.gas_price_read[1]
+        try:
+            block = self.web3.eth.get_block("pending")
+        except Exception:  # a node without a pending block (one that is down fails again below)
+            block = self.web3.eth.get_block("latest")
+        price = (block.get("baseFeePerGas", 0) or 0) + self.web3.eth.max_priority_fee
+        self.gas_price_read = (clock, price)
+        return price
+
+    def _log_costs(self, memberships: Mapping[int, Any], gas_price: int) -> None:
+        """agent.cost for each market at start and when its floor moved by COST_LOG_CHANGE."""
+        least_collateral = {m.market_id: m.min_collateral for m in self.mirror.markets()}
+        for market_id in memberships:
+            expected = self.expected(market_id, memberships)
+            collateral = least_collateral.get(market_id, 0)
+            floor = self.cost.least_price(expected, gas_price, collateral)
+            self.metrics.gauge(
+                "floor_wei",
+                "Least price worth proving for (at the market's least collateral)",
+                floor,
+                market=market_id,
+            )
+            before = self.floors_logged.get(market_id)
+            if before is not None and abs(floor - before) <= before * COST_LOG_CHANGE:
+                continue
+            self.floors_logged[market_id] = floor
+            runtime.emit(
+                log,
+                "agent.cost",
+                market=market_id,
+                reason="start" if before is None else "changed",
+                expected_s=round(expected, 3),
+                gas_price=gas_price,
+                floor=floor,
+                floor_eth=format_ether(floor),
+                collateral=collateral,
+                race_floor=self.cost.least_price(expected, gas_price, 0),
+                lock_floor=self.cost.least_price(expected, gas_price, collateral, needs_lock=True),
+                cost_per_second=self.cost.cost_per_second,
+                risk_rate=str(self.cost.risk_rate),
+                price_margin=str(self.cost.margin),
+            )
+
+    def _once(self, task: bytes | str, event: str, **fields: Any) -> None:
+        """Log a decision about a task once (per event and reason), not every round."""
+        task = _hex(task) if isinstance(task, (bytes, bytearray)) else task
+        mark = (task, f"{event}:{fields.get('reason', '')}")
+        if mark not in self.said:
+            if len(self.said) >= MAX_SAID:  # a long run: forget, at worst say some again
+                self.said.clear()
+            self.said.add(mark)
+            runtime.emit(log, event, task=task, **fields)
+
+    def _committed(self, now: int, in_flight: set[str]) -> Committed:
+        """Capacity and collateral promised beyond the mirror's `used` and `locked`: locks
+        in flight, bids that may still win (one per task), races being proven."""
+        committed = Committed()
+        for key in in_flight:
+            if key.startswith("lock:"):
+                task = self.mirror.task(key.split(":", 1)[1])
+                if task is not None:
+                    committed.add(task.terms.market_id, task.terms.collateral)
+        counted: set[str] = set()
+        for row in self.store.bids_standing(now):
+            if row["task_id"] in counted:
+                continue
+            task = self.mirror.task(row["task_id"])
+            if task is not None and (self.me in task.engaged or task.open == 0):
+                continue  # won (then the mirror counts it) or lost
+            counted.add(row["task_id"])
+            committed.add(row["market_id"], int(row["collateral"]))
+        for row in self.store.rows((QUEUED, PROVING)):
+            if row["kind"] == "race":
+                committed.slots[row["market_id"]] = committed.slots.get(row["market_id"], 0) + 1
+        return committed
+
+    def _room(
+        self, membership: Any, committed: Committed, standing: Any, collateral: int
+    ) -> dict[str, Any] | None:
+        """Why one more task of this market cannot be taken on now (a reason and its
+        numbers, for agent.pass), or None if it can."""
+        used = membership.used + committed.slots.get(membership.market_id, 0)
+        if used >= membership.capacity:
+            return {"reason": "no free capacity", "in_use_or_promised": used, "capacity": membership.capacity}
+        free = standing.free - committed.collateral
+        if free < collateral:
+            return {"reason": "not enough free stake", "free_stake": free, "collateral": collateral}
+        return None
+
+    def _fits(self, membership: Any, terms: TaskTerms, needs: float) -> str | None:
+        """Why this prover cannot serve a task of the market at all, or None."""
+        if membership.capabilities & terms.capabilities != terms.capabilities:
+            return "lacks the task's capabilities"
+        if membership.proving_time > terms.proving_window or needs > terms.proving_window:
+            return (
+                f"proving time does not fit the {terms.proving_window} s window "
+                f"(declared {membership.proving_time} s, expected with margin {round(needs, 3)} s)"
+            )
+        return None
+
+    # -------------------------------------------------------------- DUTCH locks
+
+    def _lock_dutch(
+        self,
+        now: int,
+        memberships: Mapping[int, Any],
+        in_flight: set[str],
+        committed: Committed,
+        gas_price: int,
+    ) -> None:
+        """Lock a slot of each DUTCH task whose price reached the floor, while there is room."""
+        standing = self.mirror.prover(self.me)
+        paused = {m.market_id for m in self.mirror.markets() if m.paused}
+        for market_id, membership in memberships.items():
+            if market_id in paused or self.stop.stopped:
+                continue
+            expected = self.expected(market_id, memberships)
+            needs = expected + self.settings.margin
+            for task in self.mirror.open_tasks(now=now, market_id=market_id, mechanism_id=DUTCH):
+                terms, key = task.terms, lock_key(task.task_id)
+                if key in in_flight or not task.eligible(self.me):
+                    continue  # locking, or locked (then it is an assignment)
+                refused = self.lock_refused.get(key)
+                if refused is not None and time.monotonic() - refused < LOCK_RETRY:
+                    continue
+                why = self._fits(membership, terms, needs)
+                if why is not None:
+                    self._once(task.task_id, "agent.pass", market=market_id, dutch=True, reason=why)
+                    continue
+                least = self.cost.least_price(expected, gas_price, terms.collateral, needs_lock=True)
+                # The lock's price must pay the floor once decayed over the proving time,
+                # and reach the ask (the registry refuses a lock below it).
+                wanted = price_for_reward(terms, least, terms.proving_window - needs)
+                target = None if wanted is None else max(membership.ask, wanted)
+                if target is None or target > terms.max_reward:
+                    self._once(
+                        task.task_id,
+                        "agent.pass",
+                        market=market_id,
+                        dutch=True,
+                        max_reward=terms.max_reward,
+                        floor=least,
+                        ask=membership.ask,
+                        reason="the most the task pays is below the floor",
+                    )
+                    continue
+                price = dutch_price(terms, now)
+                if price < target:
+                    self._once(
+                        task.task_id,
+                        "agent.dutch_wait",
+                        market=market_id,
+                        price=price,
+                        floor=least,
+                        target=target,
+                        at=dutch_time_for(terms, target),
+                    )
+                    continue
+                room = self._room(membership, committed, standing, terms.collateral)
+                if room is not None:
+                    self._once(task.task_id, "agent.pass", market=market_id, dutch=True, **room)
+                    continue
+                try:
+                    sent = self.outbox.send("lock", terms.as_tuple(), keys=[key])
+                except Refused as refused:
+                    self.lock_refused[key] = time.monotonic()
+                    runtime.emit(
+                        log, "agent.refused", task=_hex(task.task_id), fn="lock", reason=refused.reason
+                    )
+                    continue
+                committed.add(market_id, terms.collateral)
+                self.metrics.counter("locks_total", "DUTCH locks sent")
+                runtime.emit(
+                    log,
+                    "agent.lock",
+                    task=_hex(task.task_id),
+                    market=market_id,
+                    price=price,
+                    target=target,
+                    floor=least,
+                    tx=sent.tx_hash,
+                )
+
+    # -------------------------------------------------------------- auctions
+
+    def _bid_at(
+        self, url: str, now: int, memberships: Mapping[int, Any], committed: Committed, gas_price: int
+    ) -> None:
+        """Bid on the open auctions of one auction frontend it can serve, once a round each."""
+        down = self.auction_down.get(url)
+        if down is not None and time.monotonic() < down[1]:
+            return
+        try:
+            response = self.http.get(f"{url}/auctions", timeout=AUCTION_TIMEOUT)
+            if response.status_code != 200:
+                raise AuctionError(f"GET /auctions answered {response.status_code}: {_detail(response)}")
+            auctions = response.json()
+            if not isinstance(auctions, list):
+                raise AuctionError("GET /auctions did not answer a JSON list")
+        except (requests.RequestException, ValueError, AuctionError) as error:
+            self._auction_failed(url, error)
+            return
+        if down is not None:
+            del self.auction_down[url]
+            if down[0]:  # not after a 429's wait
+                runtime.emit(log, "agent.auction_back", url=url, after_failures=down[0])
+        standing = self.mirror.prover(self.me)
+        for entry in auctions:
+            if self.stop.stopped:
+                return
+            try:
+                auction = Auction.from_json(entry)
+            except (KeyError, TypeError, ValueError, ClientError) as error:
+                name = entry.get("task_id") if isinstance(entry, dict) else None
+                self._once(
+                    str(name or json.dumps(entry, default=str)[:80]),
+                    "agent.auction_error",
+                    url=url,
+                    reason=f"an auction the agent cannot read: {type(error).__name__}: {error}"[:300],
+                )
+                continue
+            if not self._bid(url, auction, now, memberships, committed, gas_price, standing):
+                return
+
+    def _bid(
+        self,
+        url: str,
+        auction: Auction,
+        now: int,
+        memberships: Mapping[int, Any],
+        committed: Committed,
+        gas_price: int,
+        standing: Any,
+    ) -> bool:
+        """Bid on one auction if it is worth it; False when the server failed (stop asking it)."""
+        tid = _hex(auction.task_id)
+        if auction.closes_at < now or self.store.bid_sent(url, tid, auction.round):
+            return True
+        task = self.mirror.task(auction.task_id)
+        if task is None or task.open == 0 or not task.eligible(self.me):
+            return True  # not mirrored yet, or taken
+        terms = task.terms
+        said = (auction.market_id, auction.mechanism_id, auction.max_reward, auction.collateral)
+        if said != (terms.market_id, terms.mechanism_id, terms.max_reward, terms.collateral):
+            self._once(tid, "agent.pass", url=url, reason="the auction's terms are not the task's on chain")
+            return True
+        membership = memberships.get(terms.market_id)
+        if membership is None:
+            return True  # a market it did not join
+        if not membership.accepts(terms.mechanism_id):
+            self._once(tid, "agent.pass", url=url, reason=f"does not accept mechanism {terms.mechanism_id}")
+            return True
+        expected = self.expected(terms.market_id, memberships)
+        needs = expected + self.settings.margin
+        why = self._fits(membership, terms, needs)
+        if why is not None:
+            self._once(tid, "agent.pass", url=url, reason=why)
+            return True
+        least = self.cost.least_price(expected, gas_price, terms.collateral)
+        min_price = price_for_reward(terms, least, terms.proving_window - needs)
+        if min_price is None or min_price > terms.max_reward:
+            self._once(
+                tid,
+                "agent.pass",
+                url=url,
+                max_reward=terms.max_reward,
+                floor=least,
+                reason="the most the task pays is below the floor",
+            )
+            return True
+        room = self._room(membership, committed, standing, terms.collateral)
+        if room is not None:
+            self._once(tid, "agent.pass", url=url, round=auction.round, **room)
+            return True
+        bid = Bid(
+            url,
+            tid,
+            auction.round,
+            terms.market_id,
+            terms.collateral,
+            min_price,
+            max(auction.closes_at + BID_EXPIRY_AFTER_CLOSE, auction.min_expiry),
+            standing.nonce,
+        )
+        signature = self.client.signer.sign_typed(
+            bid_typed_data(
+                self.outbox.chain_id, self.client.address, auction.task_id, min_price, bid.expiry, bid.nonce
+            )
+        )
+        self.store.bid_sending(bid)  # before sending: a restart never sends it twice
+        try:
+            response = self.http.post(
+                f"{url}/bids",
+                json={
+                    "task_id": tid,
+                    "prover": self.me,
+                    "min_price": str(min_price),
+                    "expiry": bid.expiry,
+                    "nonce": bid.nonce,
+                    "signature": "0x" + bytes(signature).hex(),
+                },
+                timeout=AUCTION_TIMEOUT,
+            )
+        except requests.RequestException as error:
+            if not isinstance(error, requests.ReadTimeout):
+                self.store.bid_unsent(bid)  # it never got there: send it again later
+            else:  # it may have got there: count it as sent
+                committed.add(terms.market_id, terms.collateral)
+            self._auction_failed(url, error)
+            return False
+        fields = {"url": url, "task": tid, "round": auction.round, "market": terms.market_id}
+        if 200 <= response.status_code < 300:
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = {}
+            answer = answer if isinstance(answer, dict) else {}
+            bid_id = answer.get("bid_id")
+            self.store.bid_answered(bid, BID_ACCEPTED, bid_id=None if bid_id is None else str(bid_id))
+            committed.add(terms.market_id, terms.collateral)
+            self.metrics.counter("bids_total", "Bids sent to auction frontends and taken")
+            runtime.emit(
+                log,
+                "agent.bid",
+                **fields,
+                min_price=min_price,
+                min_price_eth=format_ether(min_price),
+                floor=least,
+                max_reward=terms.max_reward,
+                expiry=bid.expiry,
+                nonce=bid.nonce,
+                bid_id=bid_id,
+                status=answer.get("status"),
+                closes_at=answer.get("closes_at", auction.closes_at),
+            )
+            return True
+        if response.status_code == 429:  # too many bids too fast: not a refusal, wait
+            self.store.bid_unsent(bid)
+            wait = _retry_after(response)
+            self.auction_down[url] = (self.auction_down.get(url, (0, 0.0))[0], time.monotonic() + wait)
+            runtime.emit(
+                log,
+                "agent.bid_refused",
+                logging.WARNING,
+                **fields,
+                status=429,
+                detail=_detail(response),
+                min_price=min_price,
+                retry_in=wait,
+            )
+            return False
+        if 400 <= response.status_code < 500:
+            detail = _detail(response)
+            self.store.bid_answered(bid, BID_REFUSED, detail=detail)
+            self.metrics.counter("bids_refused_total", "Bids auction frontends refused")
+            runtime.emit(
+                log,
+                "agent.bid_refused",
+                logging.WARNING,
+                **fields,
+                status=response.status_code,
+                detail=detail,
+                min_price=min_price,
+            )
+            return True
+        self.store.bid_unsent(bid)
+        self._auction_failed(
+            url, AuctionError(f"POST /bids answered {response.status_code}: {_detail(response)}")
+        )
+        return False
+
+    def _auction_failed(self, url: str, error: BaseException) -> None:
+        failures = self.auction_down.get(url, (0, 0.0))[0] + 1
+        delay = min(0.5 * 2 ** (failures - 1), MAX_AUCTION_BACKOFF)
+        self.auction_down[url] = (failures, time.monotonic() + delay)
+        self.metrics.counter("auction_errors_total", "Auction frontends that failed or did not answer")
+        runtime.emit(
+            log,
+            "agent.auction_error",
+            logging.WARNING,
+            url=url,
+            error=f"{type(error).__name__}: {error}"[:300],
+            attempt=failures,
+            retry_in=delay,
+        )
 
     # -------------------------------------------------------------- reconciling
 
@@ -791,6 +1438,20 @@ class Agent:
     def _outcome(self, outcome: Outcome) -> None:
         """What a settled transaction means for the work it carries."""
         for key in outcome.sent.keys:
+            if key.startswith("lock:"):
+                if outcome.kind == "reverted":
+                    self.lock_refused[key] = time.monotonic()
+                for e in outcome.events:
+                    if e.name == "TaskAssigned" and e.prover == self.me:
+                        runtime.emit(
+                            log,
+                            "agent.locked",
+                            task=key.split(":", 1)[1],
+                            slot=e.slot,
+                            price=e.price,
+                            deadline=e.deadline,
+                            tx=outcome.sent.tx_hash,
+                        )
             if not key.startswith(("prove:", "race:")):
                 if outcome.kind == "reverted":
                     runtime.emit(
@@ -1090,6 +1751,71 @@ class Agent:
         )
 
 
+class AuctionError(RuntimeError):
+    """An auction frontend's answer the agent cannot use."""
+
+
+@dataclass(frozen=True)
+class Auction:
+    """One open auction as an auction frontend's `GET /auctions` lists it (the fields the
+    agent uses; the task's terms themselves are read from the mirror)."""
+
+    task_id: bytes
+    round: int
+    market_id: int
+    mechanism_id: int
+    max_reward: int
+    collateral: int
+    closes_at: int
+    min_expiry: int = 0  # the least expiry the frontend takes, if it says
+
+    @classmethod
+    def from_json(cls, entry: Any) -> Auction:
+        if not isinstance(entry, dict):
+            raise TypeError("not a JSON object")
+        return cls(
+            parse_task_id(str(entry["task_id"])),
+            _integer(entry.get("round", 0)),
+            _integer(entry["market_id"]),
+            _integer(entry["mechanism_id"]),
+            _integer(entry["max_reward"]),
+            _integer(entry["collateral"]),
+            _integer(entry["closes_at"]),
+            _integer(entry.get("min_expiry", 0)),
+        )
+
+
+def _integer(value: Any) -> int:
+    """An integer from JSON: a number or a decimal string (wei amounts come as strings)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{value!r} is not an integer")
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"{value!r} is negative")
+    return number
+
+
+def _retry_after(response: requests.Response) -> float:
+    """Seconds a server asked to wait (Retry-After in seconds), within reason."""
+    try:
+        seconds = float(response.headers.get("Retry-After", 1))
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.5), MAX_AUCTION_BACKOFF) if math.isfinite(seconds) else 1.0
+
+
+def _detail(response: requests.Response) -> str:
+    """What a server said about a refusal: its JSON "detail", else its text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    if isinstance(body, dict) and "detail" in body:
+        detail = body["detail"]
+        return (detail if isinstance(detail, str) else json.dumps(detail, default=str))[:300]
+    return json.dumps(body, default=str)[:300]
+
+
 def _is_lost(reason: str) -> bool:
     return any(part in reason for part in LOST_REASONS)
 
@@ -1142,15 +1868,60 @@ def agent_options(function: Callable) -> Callable:
         click.option(
             "--withdraw-at", default=None, metavar="ETH", help="Withdraw earnings once they reach this."
         ),
-        click.option("--race/--no-race", default=True, show_default=True, help="Enter OPEN_RACE tasks."),
         click.option(
-            "--race-min-reward", default="0", metavar="ETH", help="Least reward of a race worth entering."
+            "--race/--no-race",
+            default=True,
+            show_default=True,
+            help="Enter OPEN_RACE tasks whose reward pays the floor.",
+        ),
+        click.option(
+            "--race-min-reward",
+            default="0",
+            metavar="ETH",
+            help="Least reward of a race worth entering (the floor still applies).",
+        ),
+        click.option(
+            "--dutch/--no-dutch",
+            default=True,
+            show_default=True,
+            help="Lock DUTCH tasks once their rising price reaches the floor.",
+        ),
+        click.option(
+            "--auction",
+            multiple=True,
+            metavar="URL",
+            help="An auction frontend's API base URL to bid at (repeatable).",
+        ),
+        click.option(
+            "--cost-per-second",
+            default="0",
+            metavar="ETH",
+            show_default=True,
+            help="What a second of proving costs (times the expected proving time).",
+        ),
+        click.option(
+            "--risk-rate",
+            default="0",
+            metavar="FRACTION",
+            show_default=True,
+            help="Expected loss to a slash, as a fraction of the collateral at risk.",
+        ),
+        click.option(
+            "--price-margin",
+            default="0",
+            metavar="FRACTION",
+            show_default=True,
+            help="Profit asked on top of the cost (0.1: ten per cent).",
         ),
         click.option(
             "--retries", type=int, default=3, show_default=True, help="Retries of a failed backend."
         ),
         click.option(
-            "--margin", type=float, default=2.0, show_default=True, help="Seconds kept before a deadline."
+            "--margin",
+            type=float,
+            default=2.0,
+            show_default=True,
+            help="Seconds kept before a deadline (the price's margin is --price-margin).",
         ),
         click.option(
             "--log-level",
@@ -1172,8 +1943,9 @@ def agent_options(function: Callable) -> Callable:
 @click.option("--key-env", required=True, help="Environment variable holding the prover's private key.")
 @agent_options
 def command(rpc: str, deployment: str, key_env: str, db: str, log_level: str, **options: Any) -> int:
-    """Prove what the registry assigns to one prover (and open races), submit before the
-    deadlines, withdraw earnings; resumes where it stopped."""
+    """Prove what the registry assigns to one prover, race open races, lock DUTCH tasks
+    and bid in auctions that pay its cost model's floor; submit before the deadlines,
+    withdraw earnings; resumes where it stopped."""
     runtime.configure_logging(log_level)
     try:
         settings = settings_from_options(**options)
