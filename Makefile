@@ -53,6 +53,7 @@ bench: compile
 	ape run bench
 	$(BIN)/python -m frontends.orderbook_bench
 	ape run keeper_bench
+	$(BIN)/python -m frontends.auction_bench
 
 # Regenerate the sample circuits' keys (single-party setup; see circuits/README.md).
 circuits: install

@@ -19,7 +19,8 @@ A round
    stake, and bars the prover from the task; a (task, prover) pair the registry skipped
    is left alone for `retry_after` seconds. So a decision is never sent twice, whether
    the keeper restarted in between or not, and the next round's decisions fit what the
-   last round's will leave.
+   last round's will leave. An `observe` hook, if given, sees the mirror's snapshot and
+   this view every round (also when no task is open), before the mechanism decides.
 4. **Decide and send.** The mechanism (a plain function of the snapshot) decides; the
    decisions go out in `assign_batch` transactions of at most `batch_size` items, each
    stored in the outbox before it leaves. One `keeper.decision` line per decision.
@@ -46,6 +47,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import click
 from eth_utils import to_checksum_address
 from web3 import Web3
 
@@ -60,6 +62,7 @@ from provingmarket.formats import DUTCH, OPEN_RACE
 log = logging.getLogger("frontends.keeper")
 
 Mechanism = Callable[[book.Snapshot], list[book.Decision]]
+Observer = Callable[[Snapshot, book.Snapshot], None]
 
 MAX_BATCH = 64  # the registry's MAX_BATCH
 HOLD_SECONDS = 10.0  # a slash or reclaim the registry refused is tried again after this
@@ -152,6 +155,7 @@ class Keeper:
         retry_after: float = 60.0,
         start_block: int | None = None,
         metrics: Metrics | None = None,
+        observe: Observer | None = None,
     ):
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch size {batch_size}: the registry takes 1 to {MAX_BATCH} items per batch")
@@ -174,6 +178,7 @@ class Keeper:
         self.mirror = Mirror(db_path, client, start_block, confirmations)
         self.outbox = Outbox(db_path, client)
         self.metrics = metrics or Metrics(name)
+        self.observe = observe
         self.cooling: dict[tuple[bytes, str], float] = {}  # (task, prover) skipped -> until
         self.held: dict[str, float] = {}  # slash or reclaim refused -> not before
         self.warned: set[int] = set()
@@ -219,6 +224,8 @@ class Keeper:
         self.cooling = {pair: until for pair, until in self.cooling.items() if until > wall}
         self.held = {key: until for key, until in self.held.items() if until > wall}
         view = book_snapshot(snap, now, mechanisms, in_flight, self.cooling)
+        if self.observe is not None:
+            self.observe(snap, view)
         self.metrics.gauge(
             "tasks_open", "Tasks of this frontend's mechanisms with open slots", len(view.tasks)
         )
@@ -382,3 +389,54 @@ class Keeper:
 
 def _hex(value: Any) -> str:
     return "0x" + bytes(value).hex()
+
+
+def keeper_options(command: Callable) -> Callable:
+    """The options of every frontend command (the keeper's), shared by the plain process
+    (`python -m frontends.<name>_frontend`) and its `ape run` wrapper. The command
+    receives `mechanisms`, `db_path`, `confirmations`, `batch_size`, `poll`, `slash`,
+    `reclaim` (the Keeper's own arguments), `metrics_port` and `log_level`."""
+    options = [
+        click.option(
+            "--mechanism",
+            "mechanisms",
+            type=int,
+            multiple=True,
+            required=True,
+            help="Mechanism id (repeatable).",
+        ),
+        click.option(
+            "--db",
+            "db_path",
+            required=True,
+            type=click.Path(dir_okay=False),
+            help="SQLite file: the mirror, its cursor, the outbox (and the mechanism's own tables).",
+        ),
+        click.option("--confirmations", default=0, show_default=True, type=click.IntRange(0, 1000)),
+        click.option("--batch-size", default=MAX_BATCH, show_default=True, type=click.IntRange(1, MAX_BATCH)),
+        click.option(
+            "--poll",
+            default=1.0,
+            show_default=True,
+            type=click.FloatRange(0.05, 600),
+            help="Seconds between rounds.",
+        ),
+        click.option(
+            "--metrics-port",
+            type=click.IntRange(0, 65535),
+            help="Serve Prometheus metrics (0: any free port).",
+        ),
+        click.option(
+            "--slash/--no-slash",
+            default=True,
+            show_default=True,
+            help="Slash overdue assignments of its tasks.",
+        ),
+        click.option(
+            "--reclaim/--no-reclaim", default=True, show_default=True, help="Refund slots left unfilled."
+        ),
+        click.option("--log-level", default="INFO", show_default=True),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command

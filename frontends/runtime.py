@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 import requests
 from web3.exceptions import TimeExhausted, Web3Exception
 
@@ -185,3 +186,32 @@ def run_forever(
 
 def monotonic_ms(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
+
+
+def connection_options(key_env: str) -> Callable:
+    """--rpc, --deployment and --key-env (defaulting to `key_env`): how a process run
+    without ape reaches the registry and holds its account's key."""
+
+    def decorate(command: Callable) -> Callable:
+        options = [
+            click.option(
+                "--rpc", default="http://127.0.0.1:8545", show_default=True, help="The node's JSON-RPC URL."
+            ),
+            click.option(
+                "--deployment",
+                required=True,
+                type=click.Path(dir_okay=False),
+                help="The deployment record (deployments/<network>.json).",
+            ),
+            click.option(
+                "--key-env",
+                default=key_env,
+                show_default=True,
+                help="Variable holding the account's private key.",
+            ),
+        ]
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate

@@ -166,3 +166,30 @@ class Anvil:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def send_all(client, calls: list[tuple[object, int]], gas: int = 1_000_000) -> list[dict]:
+    """Send `calls` ((contract function call, value) pairs) from the client's signer with
+    consecutive nonces, without waiting between them, then wait for every receipt; a
+    reverted one raises. For setting up many transactions at once on a development chain."""
+    web3 = client.web3
+    signer = client.signer
+    nonce = web3.eth.get_transaction_count(signer.address, "pending")
+    hashes = []
+    for i, (call, value) in enumerate(calls):
+        tx = {
+            "to": client.address,
+            "value": value,
+            "data": call._encode_transaction_data(),
+            "gas": gas,
+            "nonce": nonce + i,
+            "chainId": web3.eth.chain_id,
+            "maxFeePerGas": 10**10,
+            "maxPriorityFeePerGas": 0,
+        }
+        hashes.append(web3.eth.send_raw_transaction(signer.sign_transaction(tx)))
+    receipts = [web3.eth.wait_for_transaction_receipt(h, timeout=300) for h in hashes]
+    reverted = [r["transactionHash"].hex() for r in receipts if r["status"] != 1]
+    if reverted:
+        raise RuntimeError(f"{len(reverted)} transactions reverted, the first {reverted[0]}")
+    return receipts

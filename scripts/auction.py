@@ -1,0 +1,34 @@
+"""Run the auction frontend through ape: its network, its account.
+
+    ape run auction --mechanism 3 --db auction.sqlite --window 10 --port 8000 \\
+        --network ethereum:local:node --account frontend
+
+The same process as `python -m frontends.auction_frontend` (which takes an RPC URL, a
+deployment record and a key from the environment): for each open task of the mechanism
+it runs a sealed-bid second-price auction, takes provers' signed bids over HTTP (OpenAPI
+at /openapi.json), and assigns the winners with their signatures until SIGTERM or
+Ctrl-C. See frontends/auction_frontend.py, frontends/auction.py and frontends/auction_api.py.
+"""
+
+from __future__ import annotations
+
+import click
+from ape.cli import ConnectedProviderCommand, account_option, network_option
+
+from frontends.auction_frontend import auction_options, run_auction
+from frontends.keeper import keeper_options
+from frontends.runtime import Stopper, configure_logging
+from provingmarket.cli import client, handled, require
+
+
+@click.command(cls=ConnectedProviderCommand)
+@network_option()
+@account_option(prompt=False)
+@auction_options
+@keeper_options
+@handled
+def cli(account, log_level, **options):
+    """Run sealed-bid second-price auctions for open tasks, and assign the winners."""
+    configure_logging(log_level)
+    stop = Stopper()
+    run_auction(client(require(account)), stop=stop, **options)
