@@ -13,10 +13,15 @@
 6. Midway, carol's agent is killed (SIGKILL) while it holds an assignment: her deadline
    passes, the frontend slashes her and the slot goes to another prover. Her agent is
    started again later and picks up where it left off.
-7. When every task is proven or refunded, a summary: tasks proven, time from posting to
+7. Act two: the same provers price their work (a cost model: proving time, gas, the
+   collateral at risk) and serve tasks through two more mechanisms: a sealed-bid
+   second-price auction run by the auction frontend (`python -m frontends.auction_frontend`,
+   an HTTP API the agents bid on) and the registry's reverse-Dutch auction, whose price
+   rises until an agent finds it worth locking.
+8. When every task is proven or refunded, a summary: tasks proven, time from posting to
    proof (median and p95), prices paid against the maxima, assignments and earnings per
-   prover, slashes. Every process started is stopped by its pid; the exit code is 0
-   only if no task was lost and every process stopped cleanly.
+   prover, slashes, and a comparison per mechanism. Every process started is stopped by
+   its pid; the exit code is 0 only if no task was lost and every process stopped cleanly.
 
 The circuit's keys come from a single-party setup: for demos only (circuits/README.md).
 """
@@ -26,6 +31,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -40,11 +46,16 @@ from eth_account import Account
 from provingmarket.client import KeySigner, RegistryClient
 from provingmarket.deployments import Deployment, MarketRecord, save
 from provingmarket.devnet import ETHER, PROVER_INPUT, Anvil, deploy_stack, task_terms
-from provingmarket.formats import TaskTerms
+from provingmarket.formats import DUTCH, TaskTerms
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / "reports" / "demo"
-TASKS = 24
+TASKS = 24  # act one, through the orderbook
+AUCTION_TASKS = 8  # act two, through the auction frontend …
+DUTCH_TASKS = 8  # … and the registry's Dutch auction
+DUTCH_START = ETHER // 500  # 0.002 ETH at posting, rising to the maximum over DUTCH_RAMP
+DUTCH_RAMP = 20
+AUCTION_WINDOW = 4  # seconds of sealed bidding
 BURST_EVERY = 3.0  # seconds between bursts of 1 to 6 tasks (enough to fill every prover's capacity)
 PROVING_WINDOW = 20  # seconds a prover has after its assignment
 ASSIGN_WINDOW = 90
@@ -54,16 +65,18 @@ DEADLINE = 300  # seconds the whole stream may take before the demo gives up
 
 # (Plain classes: ape loads scripts outside sys.modules, where dataclasses fail.)
 class Prover:
-    def __init__(self, name: str, key: str, ask: int, capacity: int):
+    def __init__(self, name: str, key: str, ask: int, capacity: int, risk_rate: str):
         self.name, self.key, self.ask, self.capacity = name, key, ask, capacity
+        self.risk_rate = risk_rate  # its cost model: the share of the collateral it prices in
         self.address = ""
         self.process: subprocess.Popen | None = None
         self.starts = 0
 
 
 class TaskRecord:
-    def __init__(self, label: str, max_reward: int, posted_at: int):
+    def __init__(self, label: str, max_reward: int, posted_at: int, mechanism: str):
         self.label, self.max_reward, self.posted_at = label, max_reward, posted_at
+        self.mechanism = mechanism
         self.assigned: list[tuple[str, int]] = []  # (prover, price)
         self.proofs: list[tuple[str, int, int]] = []  # (prover, paid, timestamp)
         self.slashed: list[str] = []
@@ -72,6 +85,17 @@ class TaskRecord:
     @property
     def done(self) -> bool:
         return bool(self.proofs) or self.refunded
+
+
+def percentile(values: list[int], q: float) -> int:
+    """The nearest-rank percentile of sorted values (0 for none)."""
+    return values[max(0, round(q * len(values)) - 1)] if values else 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def eth(wei: int) -> str:
@@ -86,10 +110,13 @@ class Demo:
         self.owner = test[0]
         self.requester_key = test[1].private_key
         self.frontend_key = test[2].private_key
+        self.auction_key = test[6].private_key
+        # Asks and cost models agree: with 0.1 ETH of collateral, a risk rate of 0.10 prices
+        # 0.010 ETH in (proving the square circuit takes milliseconds, gas is free here).
         self.provers = [
-            Prover("alice", test[3].private_key, ETHER // 100, 3),
-            Prover("bob", test[4].private_key, 3 * ETHER // 200, 2),
-            Prover("carol", test[5].private_key, ETHER // 200, 1),  # cheapest, smallest
+            Prover("alice", test[3].private_key, ETHER // 100, 3, "0.10"),
+            Prover("bob", test[4].private_key, 3 * ETHER // 200, 2, "0.15"),
+            Prover("carol", test[5].private_key, ETHER // 200, 1, "0.05"),  # cheapest, smallest
         ]
         self.names = {Account.from_key(p.key).address: p.name for p in self.provers}
         self.processes: dict[str, subprocess.Popen] = {}
@@ -127,15 +154,19 @@ class Demo:
             f"registry {stack.registry.address}, market {stack.market_id} (square circuit, Groth16 verifier "
             f"{stack.verifier.address}), mechanism {stack.mechanism_id} 'orderbook' served by {frontend}"
         )
+        auctioneer = Account.from_key(self.auction_key).address
+        tx = stack.registry.register_mechanism("auction", [auctioneer], sender=self.owner)
+        self.auction_id = tx.events.filter(stack.registry.MechanismRegistered)[0].mechanism_id
+        self.mechanisms = {stack.mechanism_id: "orderbook", self.auction_id: "auction", DUTCH: "dutch"}
+        self.say(f"mechanism {self.auction_id} 'auction' served by {auctioneer}")
 
     def join(self) -> None:
         for p in self.provers:
             client = RegistryClient(self.web3, self.registry.address, KeySigner(p.key))
             p.address = client.signer.address
             client.transact("stake", value=2 * ETHER)
-            client.transact(
-                "join_market", self.stack.market_id, p.capacity, p.ask, 10, 0, [self.stack.mechanism_id]
-            )
+            mechanisms = [self.stack.mechanism_id, self.auction_id]
+            client.transact("join_market", self.stack.market_id, p.capacity, p.ask, 10, 0, mechanisms)
             self.say(f"{p.name} staked 2 ETH and joined: ask {eth(p.ask)} ETH, capacity {p.capacity}")
 
     def start(self, name: str, module: str, key: str, *args: str) -> subprocess.Popen:
@@ -151,22 +182,26 @@ class Demo:
         return process
 
     def start_agent(self, p: Prover) -> None:
-        p.process = self.start(p.name, "provingmarket.agent", p.key)
+        p.process = self.start(
+            p.name, "provingmarket.agent", p.key, "--auction", self.auction_url, "--risk-rate", p.risk_rate
+        )
         p.starts += 1
         self.say(f"{p.name}'s agent {'restarted' if p.starts > 1 else 'started'} (pid {p.process.pid})")
 
     # -------------------------------------------------------------- the stream
 
-    def post(self, i: int, nonce: int) -> None:
+    def post(self, mechanism: int, i: int, nonce: int) -> None:
         max_reward = self.random.choice([2, 3, 4, 5]) * ETHER // 100
+        dutch = {"start_price": DUTCH_START, "ramp": DUTCH_RAMP} if mechanism == DUTCH else {}
         terms = task_terms(
             self.stack.market_id,
-            self.stack.mechanism_id,
+            mechanism,
             max_reward=max_reward,
             collateral=COLLATERAL,
             proving_window=PROVING_WINDOW,
             assign_window=ASSIGN_WINDOW,
             salt=i,
+            **dutch,
         )
         call = self.registry.contract.functions.post_task(terms.as_tuple(), PROVER_INPUT, "")
         tx = {
@@ -190,9 +225,10 @@ class Demo:
             task_id = bytes(e.task_id) if "task_id" in e.args else None
             if e.name == "TaskPosted":
                 label = f"T{len(self.tasks) + 1}"
-                reward = TaskTerms.from_event(e.terms).max_reward
-                self.tasks[task_id] = TaskRecord(label, reward, self.block_time(e.block))
-                self.say(f"{label} posted, max reward {eth(reward)} ETH")
+                terms = TaskTerms.from_event(e.terms)
+                mechanism = self.mechanisms.get(terms.mechanism_id, str(terms.mechanism_id))
+                self.tasks[task_id] = TaskRecord(label, terms.max_reward, self.block_time(e.block), mechanism)
+                self.say(f"{label} posted ({mechanism}), max reward {eth(terms.max_reward)} ETH")
                 continue
             task = self.tasks.get(task_id) if task_id else None
             if task is None:
@@ -227,43 +263,65 @@ class Demo:
         t = self.tasks.values()
         live = sum(1 for r in t if r.assigned and not r.done)
         return (
-            f"posted {len(self.tasks)}/{TASKS} | proven {sum(1 for r in t if r.proofs)} | "
-            f"assigned, awaiting proof {live} | slashes {sum(len(r.slashed) for r in t)} | "
-            f"refunded {sum(1 for r in t if r.refunded)}"
+            f"posted {len(self.tasks)}/{TASKS + AUCTION_TASKS + DUTCH_TASKS} | proven "
+            f"{sum(1 for r in t if r.proofs)} | assigned, awaiting proof {live} | slashes "
+            f"{sum(len(r.slashed) for r in t)} | refunded {sum(1 for r in t if r.refunded)}"
         )
 
     def run(self) -> bool:
         self.deploy()
         self.join()
-        self.start(
-            "frontend",
-            "frontends.orderbook_frontend",
-            self.frontend_key,
-            "--mechanism",
-            str(self.stack.mechanism_id),
-        )
+        mechanism = ["--mechanism", str(self.stack.mechanism_id)]
+        self.start("frontend", "frontends.orderbook_frontend", self.frontend_key, *mechanism)
         self.say(f"orderbook frontend started (pid {self.processes['frontend'].pid})")
+        port = free_port()
+        self.auction_url = f"http://127.0.0.1:{port}"
+        self.start(
+            "auction",
+            "frontends.auction_frontend",
+            self.auction_key,
+            *("--mechanism", str(self.auction_id), "--port", str(port), "--window", str(AUCTION_WINDOW)),
+        )
+        self.say(
+            f"auction frontend started (pid {self.processes['auction'].pid}), its API at {self.auction_url}"
+        )
         for p in self.provers:
             self.start_agent(p)
         self.requester = KeySigner(self.requester_key)
-        nonce = self.web3.eth.get_transaction_count(self.requester.address, "pending")
+        self.nonce = self.web3.eth.get_transaction_count(self.requester.address, "pending")
+        self.posted = 0
+
+        click.echo("\nAct one: a stream of tasks through the orderbook; carol's agent is killed midway\n")
+        self.act([self.stack.mechanism_id] * TASKS, kill_carol=True)
+        click.echo("\nAct two: the same provers price their work: sealed-bid auctions and Dutch auctions\n")
+        plan = [self.auction_id] * AUCTION_TASKS + [DUTCH] * DUTCH_TASKS
+        self.random.shuffle(plan)
+        self.act(plan)
+        return self.summary()
+
+    def act(self, plan: list[int], kill_carol: bool = False) -> None:
+        """Post `plan` (one mechanism per task) in bursts and follow until every task of
+        it is proven or refunded."""
         carol = self.provers[2]
         killed_at = None
-        posted = 0
+        queue = list(plan)
+        mine: set[str] = set()
         next_post = time.monotonic()
-        last_progress = 0.0
+        last_progress = time.monotonic()
         deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
             now = time.monotonic()
-            if posted < TASKS and now >= next_post:
-                for _ in range(min(self.random.randint(1, 6), TASKS - posted)):
-                    self.post(posted + 1, nonce + posted)
-                    posted += 1
+            if queue and now >= next_post:
+                for _ in range(min(self.random.randint(1, 6), len(queue))):
+                    self.posted += 1
+                    self.post(queue.pop(0), self.posted, self.nonce + self.posted - 1)
+                    mine.add(f"T{self.posted}")
                 next_post = now + BURST_EVERY
             self.follow()
-            # Act two: kill carol's agent the moment she holds an unproven assignment.
-            if killed_at is None and any(
-                who == "carol" for r in self.tasks.values() for who, _ in r.assigned if not r.done
+            if (
+                kill_carol
+                and killed_at is None
+                and any(who == "carol" for r in self.tasks.values() for who, _ in r.assigned if not r.done)
             ):
                 carol.process.send_signal(signal.SIGKILL)
                 carol.process.wait(10)
@@ -274,12 +332,14 @@ class Demo:
             if now - last_progress >= 5:
                 last_progress = now
                 click.echo(f"  ---- {self.progress()}")
-            if posted == TASKS and len(self.tasks) == TASKS and all(r.done for r in self.tasks.values()):
+            ours = [r for r in self.tasks.values() if r.label in mine]
+            if not queue and len(ours) == len(plan) and all(r.done for r in ours):
                 break
             time.sleep(0.25)
         self.follow()
         click.echo(f"  ---- {self.progress()}")
-        return self.summary()
+        if kill_carol and carol.starts == 1:  # act one ended before her restart was due
+            self.start_agent(carol)
 
     # -------------------------------------------------------------- the end
 
@@ -289,7 +349,7 @@ class Demo:
         latencies = sorted(r.proofs[0][2] - r.posted_at for r in proven)
         paid = sum(sum(p for _, p, _ in r.proofs) for r in proven)
         maxima = sum(r.max_reward for r in proven)
-        p95 = latencies[max(0, round(0.95 * len(latencies)) - 1)] if latencies else 0
+        p95 = percentile(latencies, 0.95)
         share = paid / maxima if maxima else 0
         click.echo("\nSummary")
         rows = [
@@ -317,8 +377,24 @@ class Demo:
                 f"  {p.name:<8} {eth(p.ask):>7} {p.capacity:>8} {assigned:>8} {len(proofs):>6} "
                 f"{eth(sum(x for x, _ in proofs)):>8} {slashed:>7}"
             )
+        click.echo(
+            f"\n  {'mechanism':<10} {'tasks':>5} {'proven':>6} {'median':>7} {'p95':>5} "
+            f"{'paid/max':>8} {'provers':>7}   (posting to proof; provers: distinct ones that proved)"
+        )
+        for name in ("orderbook", "auction", "dutch"):
+            group = [r for r in records if r.mechanism == name]
+            done = [r for r in group if r.proofs]
+            times = sorted(r.proofs[0][2] - r.posted_at for r in done)
+            earned = sum(p for r in done for _, p, _ in r.proofs)
+            ceiling = sum(r.max_reward for r in done)
+            provers = {who for r in done for who, _, _ in r.proofs}
+            click.echo(
+                f"  {name:<10} {len(group):>5} {len(done):>6} "
+                f"{(statistics.median(times) if times else 0):>6.0f}s {percentile(times, 0.95):>4}s "
+                f"{(earned / ceiling if ceiling else 0):>8.0%} {len(provers):>7}"
+            )
         lost = [r.label for r in records if not r.done]
-        return not lost and len(records) == TASKS
+        return not lost and len(records) == TASKS + AUCTION_TASKS + DUTCH_TASKS
 
     def stop(self) -> bool:
         clean = True
