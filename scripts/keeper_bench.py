@@ -48,6 +48,7 @@ def fresh_key(label: str, owner, ether: int) -> str:
     return key
 
 
+@click.command()
 def cli():
     """Time the orderbook frontend assigning 1,000 tasks posted at once, on an anvil of its own."""
     with Anvil() as anvil, ape.networks.parse_network_choice(f"ethereum:local:{anvil.uri}"):
