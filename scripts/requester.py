@@ -8,8 +8,10 @@
     ape run requester reclaim 0x<task id> --network ... --account me
     ape run requester withdraw --network ... --account me
     ape run requester tasks --requester 0x... --network ...
+    ape run requester post 1 --secret 7 --persona rollup --election-mechanism 4 --network ...
+    ape run requester personas
 
-`post` defaults, each changed by its option:
+`post` defaults, each changed by its option (or by a persona, below):
 
 - mechanism 1, the OPEN_RACE: it needs no frontend and no keeper; every prover in the
   market that covers the capabilities and has the collateral free may prove at once, and
@@ -21,6 +23,15 @@
   proving window 600 s (for an open race, the race's length); assignment window 600 s
   (none for an open race); no capabilities; no decay; a random 64-bit salt (anvil can give
   two blocks one timestamp, and identical terms posted then would be one task).
+
+`--persona NAME` fills the terms from a ready-made requester profile
+(provingmarket/personas.py; `ape run requester personas` lists them): `arbitrage` posts an
+open race of 30 s with a decaying reward, `rollup` an election of 3 provers with long
+windows and 5x collateral, `batch` a sealed-bid auction or, without
+`--auction-mechanism`, the built-in Dutch auction. A registered mechanism's id is per
+deployment, so a persona that needs one takes it from `--election-mechanism ID` or
+`--auction-mechanism ID`. Options given explicitly still override the persona's terms;
+the command says which mechanism and terms the persona chose, and why.
 
 The inputs are the circuit's input signals except the prover's address, from
 `--inputs-file`, `--input NAME=VALUE` or `--secret N` (the circuit makes them). They ride
@@ -46,6 +57,7 @@ import click
 from ape.cli import ConnectedProviderCommand, account_option, network_option
 from eth_utils import keccak
 
+from provingmarket import personas as persona_book
 from provingmarket.circuits import Circuit, CircuitError
 from provingmarket.cli import (
     BUILT_IN,
@@ -206,6 +218,132 @@ def _check_satisfiable(circuit: Circuit, inputs: dict[str, int]) -> None:
             )
 
 
+# ------------------------------------------------------------------ personas
+
+
+def _persona_plan(name: str, election: str | None, auction: str | None, mechanism_id: int | None):
+    """The persona, the plan it posts with and its mechanism id; one line if it cannot."""
+    roles = {
+        role: None if value is None else _integer(value, f"--{role}-mechanism", low=DUTCH + 1)
+        for role, value in ((persona_book.ELECTION, election), (persona_book.AUCTION, auction))
+    }
+    try:
+        persona = persona_book.persona(name)
+        plan, chosen_id = persona_book.choose(persona, roles, mechanism_id)
+    except persona_book.MissingMechanism as error:
+        fail(
+            f"persona {error.persona} posts through the {error.role} mechanism, whose id each deployment "
+            f"registers: pass --{error.role}-mechanism ID (or name any mechanism with --mechanism ID)"
+        )
+    except persona_book.PersonaError as error:
+        fail(str(error))
+    return persona, plan, chosen_id
+
+
+def _duration(seconds: int) -> str:
+    if seconds and seconds % 3_600 == 0:
+        return f"{seconds // 3_600} h"
+    if seconds and seconds % 60 == 0 and seconds >= 600:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
+
+def _persona_line(persona, plan, terms: TaskTerms, mechanism_id: int, label: str, chose: dict) -> str:
+    """One line: the mechanism and terms the persona chose, and why."""
+    reward = eth(terms.max_reward) + (f" decaying to {eth(terms.decay_floor)}" if terms.decay else "")
+    if mechanism_id == OPEN_RACE:
+        windows = f"a {_duration(terms.proving_window)} race"
+    else:
+        windows = f"{_duration(terms.assign_window)} to assign, {_duration(terms.proving_window)} to prove"
+    if mechanism_id == DUTCH:
+        windows += f", price from {eth(terms.start_price)} over {_duration(terms.ramp)}"
+    provers = f"{terms.redundancy} prover{'s' if terms.redundancy != 1 else ''}"
+    given = f"; given: {', '.join(chose['overridden'])}" if chose["overridden"] else ""
+    return (
+        f"persona {persona.name}: mechanism {mechanism_id} ({label}), {provers}, reward {reward}, "
+        f"collateral {eth(terms.collateral)}, {windows}; why: {plan.why}{given}"
+    )
+
+
+def _plan_data(plan) -> dict:
+    return {
+        "mechanism": plan.mechanism,
+        "needs": None if plan.mechanism in persona_book.BUILT_IN_ROLES else f"--{plan.mechanism}-mechanism",
+        "redundancy": plan.redundancy,
+        "assign_window": plan.assign_window,
+        "proving_window": plan.proving_window,
+        "reward_x": plan.reward_x,
+        "collateral_x": plan.collateral_x,
+        "decay": plan.decay,
+        "floor_x": plan.floor_x,
+        "start_price_x": plan.start_price_x,
+        "why": plan.why,
+    }
+
+
+@cli.command("personas")
+@json_option
+@handled
+def list_personas(as_json):
+    """The requester profiles `post --persona` takes: weights, mechanism and terms, why.
+
+    Amounts are multiples of the market's least reward and collateral. Needs no network."""
+    book = persona_book.PERSONAS.values()
+    data = {
+        "personas": [
+            {
+                "name": p.name,
+                "description": p.description,
+                "weights": asdict(p.weights),
+                "plans": [_plan_data(plan) for plan in p.plans],
+            }
+            for p in book
+        ]
+    }
+
+    def text() -> str:
+        rows = []
+        for p in book:
+            w = p.weights
+            for i, plan in enumerate(p.plans):
+                mechanism = plan.mechanism
+                if plan.mechanism not in persona_book.BUILT_IN_ROLES:
+                    mechanism += f" (--{plan.mechanism}-mechanism)"
+                elif i > 0:
+                    mechanism += " (else)"
+                reward = f"{plan.reward_x}x" + (f" -> {plan.floor_x}x" if plan.decay else "")
+                windows = (
+                    f"race {_duration(plan.proving_window)}"
+                    if plan.mechanism == "open race"
+                    else f"{_duration(plan.assign_window)} / {_duration(plan.proving_window)}"
+                )
+                head = (
+                    (p.name, f"{w.speed}/{w.cost}/{w.safety}/{w.censorship_resistance}")
+                    if i == 0
+                    else ("", "")
+                )
+                rows.append((*head, mechanism, plan.redundancy, windows, reward, f"{plan.collateral_x}x"))
+        headers = [
+            "persona",
+            "speed/cost/safety/cr",
+            "mechanism",
+            "N",
+            "assign / prove",
+            "reward",
+            "collateral",
+        ]
+        notes = []
+        for p in book:
+            notes.append(f"{p.name}, {p.description}")
+            notes += [f"  {plan.mechanism}: {plan.why}" for plan in p.plans]
+        footer = (
+            "reward and collateral: multiples of the market's least; -> the floor a decaying reward falls to"
+        )
+        return "\n".join([table(headers, rows), "", footer, "", *notes])
+
+    emit(as_json, data, text)
+
+
 # ------------------------------------------------------------------ post
 
 
@@ -241,24 +379,16 @@ def _check_satisfiable(circuit: Circuit, inputs: dict[str, int]) -> None:
 @click.option(
     "--proving-window",
     metavar="SECONDS",
-    default=str(DEFAULT_WINDOW),
-    show_default=True,
-    help="Seconds a prover has.",
+    help=f"Seconds a prover has.  [default: {DEFAULT_WINDOW}]",
 )
 @click.option(
     "--collateral",
     metavar="ETH",
     help="Stake locked per prover, ETH.  [default: the market's least collateral]",
 )
+@click.option("--redundancy", metavar="N", help="Provers that each prove and are paid.  [default: 1]")
 @click.option(
-    "--redundancy", metavar="N", default="1", show_default=True, help="Provers that each prove and are paid."
-)
-@click.option(
-    "--mechanism",
-    metavar="ID",
-    default=str(OPEN_RACE),
-    show_default=True,
-    help="1 open race, 2 dutch, 3.. registered.",
+    "--mechanism", metavar="ID", help=f"1 open race, 2 dutch, 3.. registered.  [default: {OPEN_RACE}]"
 )
 @click.option(
     "--capabilities",
@@ -267,7 +397,7 @@ def _check_satisfiable(circuit: Circuit, inputs: dict[str, int]) -> None:
     show_default=True,
     help="Hardware bitmask a prover must cover.",
 )
-@click.option("--decay/--no-decay", default=False, show_default=True, help="The reward decays to the floor.")
+@click.option("--decay/--no-decay", default=None, help="The reward decays to the floor.  [default: no]")
 @click.option(
     "--decay-floor", metavar="ETH", help="What a decaying reward falls to at the deadline, ETH.  [default: 0]"
 )
@@ -284,6 +414,17 @@ def _check_satisfiable(circuit: Circuit, inputs: dict[str, int]) -> None:
 @click.option(
     "--salt", metavar="N", help="Any number; tells apart identical tasks.  [default: random, 64 bits]"
 )
+@click.option(
+    "--persona",
+    "persona_name",
+    metavar="NAME",
+    help=f"Fill the terms from a requester profile: {', '.join(persona_book.PERSONAS)} "
+    "(`personas` lists them); explicit options override.",
+)
+@click.option(
+    "--election-mechanism", metavar="ID", help="The registered election mechanism a persona may use."
+)
+@click.option("--auction-mechanism", metavar="ID", help="The registered auction mechanism a persona may use.")
 @json_option
 @handled
 def post(
@@ -306,14 +447,43 @@ def post(
     start_price,
     ramp,
     salt,
+    persona_name,
+    election_mechanism,
+    auction_mechanism,
     as_json,
 ):
     """Post a task in MARKET_ID and escrow redundancy x (reward + fee)."""
     account = require(account)
     # What needs no chain first.
     market_id = _integer(market_id, "MARKET_ID")
-    mechanism_id = _integer(mechanism, "--mechanism")
-    redundancy = _integer(redundancy, "--redundancy")
+    given = {
+        option: value is not None
+        for option, value in (
+            ("--mechanism", mechanism), ("--redundancy", redundancy), ("--assign-window", assign_window),
+            ("--proving-window", proving_window), ("--reward", reward), ("--collateral", collateral),
+            ("--decay/--no-decay", decay), ("--decay-floor", decay_floor), ("--start-price", start_price),
+            ("--ramp", ramp),
+        )
+    }  # fmt: skip
+    mechanism_id = None if mechanism is None else _integer(mechanism, "--mechanism")
+    persona, plan = None, None
+    if persona_name is not None:
+        persona, plan, mechanism_id = _persona_plan(
+            persona_name, election_mechanism, auction_mechanism, mechanism_id
+        )
+        redundancy = plan.redundancy if redundancy is None else redundancy
+        proving_window = plan.proving_window if proving_window is None else proving_window
+        if mechanism_id != OPEN_RACE and assign_window is None:
+            assign_window = plan.assign_window or DEFAULT_WINDOW
+        decay = plan.decay if decay is None else decay
+    elif election_mechanism is not None or auction_mechanism is not None:
+        fail(
+            "--election-mechanism and --auction-mechanism say which mechanism a persona uses: "
+            "add --persona NAME, or name the mechanism with --mechanism ID"
+        )
+    mechanism_id = OPEN_RACE if mechanism_id is None else mechanism_id
+    redundancy = _integer(1 if redundancy is None else redundancy, "--redundancy")
+    decay = bool(decay)
     if not 1 <= redundancy <= MAX_REDUNDANCY:
         fail(f"--redundancy {redundancy} is out of range: a task has 1 to {MAX_REDUNDANCY} provers")
     fee_wei = parse_ether(fee, "--fee")
@@ -321,7 +491,9 @@ def post(
     collateral_wei = None if collateral is None else parse_ether(collateral, "--collateral")
     start_price_wei = None if start_price is None else parse_ether(start_price, "--start-price")
     floor_wei = 0 if decay_floor is None else parse_ether(decay_floor, "--decay-floor")
-    proving_window = _integer(proving_window, "--proving-window")
+    proving_window = _integer(
+        DEFAULT_WINDOW if proving_window is None else proving_window, "--proving-window"
+    )
     if proving_window == 0:
         fail("--proving-window is 0: a prover needs some seconds to prove")
     if mechanism_id == OPEN_RACE:
@@ -367,6 +539,29 @@ def post(
             f"{MAX_PROVER_INPUT}"
         )
 
+    if plan is not None:
+        explicit = {
+            "redundancy": redundancy,
+            "assign_window": assign_window,
+            "proving_window": proving_window,
+            "decay": decay,
+            "max_reward": reward_wei,
+            "collateral": collateral_wei,
+            "decay_floor": None if decay_floor is None else floor_wei,
+            "start_price": start_price_wei,
+            "ramp": None if ramp is None else _integer(ramp, "--ramp"),
+        }
+        filled = persona_book.plan_terms(
+            plan,
+            mechanism_id,
+            market.min_reward,
+            market.min_collateral,
+            **{k: v for k, v in explicit.items() if v is not None},
+        )
+        reward_wei, collateral_wei = filled["max_reward"], filled["collateral"]
+        floor_wei = filled["decay_floor"]
+        if mechanism_id == DUTCH:
+            start_price_wei = filled["start_price"]
     reward_wei = market.min_reward if reward_wei is None else reward_wei
     collateral_wei = market.min_collateral if collateral_wei is None else collateral_wei
     if reward_wei < market.min_reward:
@@ -448,6 +643,17 @@ def post(
     task_id = "0x" + bytes(posted.task_id).hex()
     recorded = TaskTerms.from_event(posted.terms)
     label = _mechanism_name(registry, mechanism_id)
+    chose = None
+    if persona is not None:
+        overridden = [option for option, was_given in given.items() if was_given]
+        chose = {
+            "name": persona.name,
+            "weights": asdict(persona.weights),
+            "plan": plan.mechanism,
+            "mechanism_id": mechanism_id,
+            "why": plan.why,
+            "overridden": overridden,
+        }
     if mechanism_id == OPEN_RACE:
         window = f"race until {when(recorded.posted_at + proving_window)}"
     else:
@@ -464,8 +670,10 @@ def post(
             "terms": asdict(recorded),
             "tx": posted.tx,
             "block": posted.block,
+            **({"persona": chose} if chose else {}),
         },
-        lambda: f"task {task_id}\n"
+        lambda: (_persona_line(persona, plan, recorded, mechanism_id, label, chose) + "\n" if chose else "")
+        + f"task {task_id}\n"
         f"posted in market {market_id} ({circuit.name}), mechanism {mechanism_id} ({label}); "
         f"escrow {eth(escrow)} = {redundancy} x ({eth(reward_wei)} reward + {eth(fee_wei)} fee)\n"
         f"{window}; inputs {prover_input.decode()}",
