@@ -217,9 +217,8 @@ class Keeper:
         now = chain_time(self.web3)
         snap = self.mirror.snapshot(now)
         mechanisms = self._mechanisms(snap)
-        in_flight = [
-            parsed for key in self.outbox.in_flight_keys() if (parsed := parse_assign_key(key)) is not None
-        ]
+        busy = self.outbox.in_flight_keys()  # read once a round: housekeeping uses it too
+        in_flight = [parsed for key in busy if (parsed := parse_assign_key(key)) is not None]
         wall = time.monotonic()
         self.cooling = {pair: until for pair, until in self.cooling.items() if until > wall}
         self.held = {key: until for key, until in self.held.items() if until > wall}
@@ -233,9 +232,9 @@ class Keeper:
         for start in range(0, len(decisions), self.batch_size):
             self._send(decisions[start : start + self.batch_size])
         if self.slash:
-            self._slash_overdue(now, mechanisms)
+            self._slash_overdue(now, mechanisms, busy)
         if self.reclaim:
-            self._reclaim_expired(now, mechanisms)
+            self._reclaim_expired(now, mechanisms, busy)
         self.rounds += 1
         if decisions or report.applied:
             self._say(
@@ -348,8 +347,7 @@ class Keeper:
                     kind=outcome.kind,
                 )
 
-    def _slash_overdue(self, now: int, mechanisms: set[int]) -> None:
-        busy = self.outbox.in_flight_keys()
+    def _slash_overdue(self, now: int, mechanisms: set[int], busy: set[str]) -> None:
         for a in self.mirror.overdue(now):
             if a.terms.mechanism_id not in mechanisms:
                 continue
@@ -366,8 +364,7 @@ class Keeper:
             self.metrics.counter("slashes_sent_total", "slash transactions sent")
             self._say("slash", task=_hex(a.task_id), prover=a.prover, deadline=a.deadline, tx=sent.tx_hash)
 
-    def _reclaim_expired(self, now: int, mechanisms: set[int]) -> None:
-        busy = self.outbox.in_flight_keys()
+    def _reclaim_expired(self, now: int, mechanisms: set[int], busy: set[str]) -> None:
         for t in self.mirror.open_tasks():
             if t.terms.mechanism_id not in mechanisms or now <= t.assignable_until:
                 continue

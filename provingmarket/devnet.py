@@ -168,26 +168,31 @@ class Anvil:
         self.stop()
 
 
+def send_signed(client, call, value: int, nonce: int, gas: int = 1_000_000) -> bytes:
+    """Sign `call` (a contract function call) from the client's signer at `nonce` and
+    hand it to the node without waiting; its hash. Development chains only: fees are
+    fixed (anvil runs with a base fee of 0 here)."""
+    web3 = client.web3
+    tx = {
+        "to": client.address,
+        "value": value,
+        "data": call._encode_transaction_data(),
+        "gas": gas,
+        "nonce": nonce,
+        "chainId": web3.eth.chain_id,
+        "maxFeePerGas": 10**10,
+        "maxPriorityFeePerGas": 0,
+    }
+    return web3.eth.send_raw_transaction(client.signer.sign_transaction(tx))
+
+
 def send_all(client, calls: list[tuple[object, int]], gas: int = 1_000_000) -> list[dict]:
     """Send `calls` ((contract function call, value) pairs) from the client's signer with
     consecutive nonces, without waiting between them, then wait for every receipt; a
     reverted one raises. For setting up many transactions at once on a development chain."""
     web3 = client.web3
-    signer = client.signer
-    nonce = web3.eth.get_transaction_count(signer.address, "pending")
-    hashes = []
-    for i, (call, value) in enumerate(calls):
-        tx = {
-            "to": client.address,
-            "value": value,
-            "data": call._encode_transaction_data(),
-            "gas": gas,
-            "nonce": nonce + i,
-            "chainId": web3.eth.chain_id,
-            "maxFeePerGas": 10**10,
-            "maxPriorityFeePerGas": 0,
-        }
-        hashes.append(web3.eth.send_raw_transaction(signer.sign_transaction(tx)))
+    nonce = web3.eth.get_transaction_count(client.signer.address, "pending")
+    hashes = [send_signed(client, call, value, nonce + i, gas) for i, (call, value) in enumerate(calls)]
     receipts = [web3.eth.wait_for_transaction_receipt(h, timeout=300) for h in hashes]
     reverted = [r["transactionHash"].hex() for r in receipts if r["status"] != 1]
     if reverted:

@@ -45,7 +45,7 @@ from eth_account import Account
 
 from provingmarket.client import KeySigner, RegistryClient
 from provingmarket.deployments import Deployment, MarketRecord, save
-from provingmarket.devnet import ETHER, PROVER_INPUT, Anvil, deploy_stack, task_terms
+from provingmarket.devnet import ETHER, PROVER_INPUT, Anvil, deploy_stack, send_signed, task_terms
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
 from provingmarket.markets import MarketTerms
 from provingmarket.personas import PERSONAS, persona_terms
@@ -136,6 +136,7 @@ class Demo:
         self.random = random.Random(7)
         self.started = time.monotonic()
         self.cursor = 0
+        self.block_times: dict[int, int] = {}
 
     # -------------------------------------------------------------- output
 
@@ -240,18 +241,8 @@ class Demo:
                 salt=i,
                 **dutch,
             )
-        call = self.registry.contract.functions.post_task(terms.as_tuple(), PROVER_INPUT, "")
-        tx = {
-            "to": self.registry.address,
-            "value": terms.escrow(),
-            "data": call._encode_transaction_data(),
-            "gas": 500_000,
-            "nonce": nonce,
-            "chainId": self.web3.eth.chain_id,
-            "maxFeePerGas": 10**9,
-            "maxPriorityFeePerGas": 0,
-        }
-        self.web3.eth.send_raw_transaction(self.requester.sign_transaction(tx))
+        call = self.requester.contract.functions.post_task(terms.as_tuple(), PROVER_INPUT, "")
+        send_signed(self.requester, call, terms.escrow(), nonce, gas=500_000)
 
     def follow(self) -> None:
         """Read the registry's new events and say what happened."""
@@ -311,23 +302,15 @@ class Demo:
             if now - r.posted_at < PATIENCE:
                 continue
             r.cancelled = True
-            call = self.registry.contract.functions.cancel(r.terms.as_tuple())
-            tx = {
-                "to": self.registry.address,
-                "value": 0,
-                "data": call._encode_transaction_data(),
-                "gas": 300_000,
-                "nonce": self.nonce + self.posted + self.cancels,
-                "chainId": self.web3.eth.chain_id,
-                "maxFeePerGas": 10**9,
-                "maxPriorityFeePerGas": 0,
-            }
+            call = self.requester.contract.functions.cancel(r.terms.as_tuple())
+            send_signed(self.requester, call, 0, self.nonce + self.posted + self.cancels, gas=300_000)
             self.cancels += 1
-            self.web3.eth.send_raw_transaction(self.requester.sign_transaction(tx))
             self.say(f"{r.label}: no prover took it within {PATIENCE} s; the requester cancels it")
 
     def block_time(self, number: int) -> int:
-        return self.web3.eth.get_block(number)["timestamp"]
+        if number not in self.block_times:  # one header per block, not per event
+            self.block_times[number] = self.web3.eth.get_block(number)["timestamp"]
+        return self.block_times[number]
 
     def progress(self) -> str:
         t = self.tasks.values()
@@ -365,8 +348,8 @@ class Demo:
         self.say(f"election frontend started (pid {self.processes['election'].pid})")
         for p in self.provers:
             self.start_agent(p)
-        self.requester = KeySigner(self.requester_key)
-        self.nonce = self.web3.eth.get_transaction_count(self.requester.address, "pending")
+        self.requester = RegistryClient(self.web3, self.registry.address, KeySigner(self.requester_key))
+        self.nonce = self.web3.eth.get_transaction_count(self.requester.signer.address, "pending")
         self.posted = 0
         self.cancels = 0
         self.personas: dict[int, str] = {}  # task number (its salt) -> the persona that posted it

@@ -339,6 +339,7 @@ def post_many(funded, chain):
     """post_many(stack, n, **terms) -> [terms as recorded]: n tasks sent at once by a fresh
     requester (consecutive nonces, no waiting between them), then their receipts."""
     from provingmarket.client import KeySigner
+    from provingmarket.devnet import send_signed
     from provingmarket.formats import TaskTerms
 
     web3 = chain.provider.web3
@@ -353,17 +354,7 @@ def post_many(funded, chain):
         for i in range(n):
             terms = make_terms(stack.market_id, mechanism, salt=next(salts), **overrides)
             call = client.contract.functions.post_task(terms.as_tuple(), PROVER_INPUT, "")
-            tx = {
-                "to": client.address,
-                "value": escrow(terms),
-                "data": call._encode_transaction_data(),
-                "gas": 1_000_000,
-                "nonce": nonce + i,
-                "chainId": web3.eth.chain_id,
-                "maxFeePerGas": 10**10,
-                "maxPriorityFeePerGas": 0,
-            }
-            hashes.append(web3.eth.send_raw_transaction(signer.sign_transaction(tx)))
+            hashes.append(send_signed(client, call, escrow(terms), nonce + i))
         posted = []
         for tx_hash in hashes:
             receipt = web3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
