@@ -12,7 +12,7 @@ export PYTHONPATH := $(CURDIR)
 # The stateful test's size: `ci` (100 examples of 30 steps) or `fuzz` (make fuzz).
 export HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: install compile test demo bench fuzz lint clean circuits chain
+.PHONY: install compile test demo bench sim fuzz lint clean circuits chain
 
 install: $(VENV)/.installed $(BIN)/anvil
 
@@ -48,6 +48,11 @@ chain: install
 
 demo: compile
 	ape run demo
+
+# The simulation (simulation/): every mechanism alone, then the router, on seeded workloads;
+# the report and plots go to reports/sim-full/. `make test` runs the small configuration.
+sim: compile
+	ape run sim --config full
 
 bench: compile
 	ape run bench

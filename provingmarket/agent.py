@@ -48,6 +48,14 @@ the transactions it sent, reads the chain's time, and then:
 - withdraws its earnings once they reach `--withdraw-at`, or at the next round after
   SIGUSR1 whatever the amount.
 
+For simulations only, `--simulate '{"prove_seconds": 3, "failure_rate": 0.05, "latency":
+0.5, "seed": 1}'` makes this real agent behave like slower, less reliable hardware (the
+proofs stay real; `SimulatedHardware`): each proof takes that many seconds more, counted
+as proving time; on the given share of its work (drawn per seed, prover, task and slot,
+the same after a restart) it fails silently like a crashed machine, neither proving nor
+declining (`simulated.failure`, the row `gave_up`), so the slot is slashed after its
+deadline; and it waits `latency` seconds before each transaction and bid it sends.
+
 The expected proving time of a market starts at the membership's declared proving_time
 and becomes an exponential moving average of the backend's measured times (kept on disk).
 
@@ -118,8 +126,9 @@ agent.lock, agent.locked, agent.bid, agent.bid_refused, agent.auction_error,
 agent.auction_back, agent.proving, agent.proved, agent.submitted, agent.paid,
 agent.give_up, agent.declined, agent.refused, agent.race_lost, agent.lost,
 agent.proving_failed, agent.rpc_error (the node failed mid-way; the main loop takes the
-work up again), agent.withdraw, agent.stop. Decisions about a task (agent.race,
-agent.pass, agent.dutch_wait) are said once a task and reason, not every round.
+work up again), agent.withdraw, agent.stop; and simulated.failure (`--simulate`).
+Decisions about a task (agent.race, agent.pass, agent.dutch_wait) are said once a task
+and reason, not every round.
 Prometheus metrics (`--metrics-port`) count proofs submitted and paid, wei earned,
 failures by reason, give-ups, declines, locks, bids sent and refused, auction frontends'
 failures and RPC errors, and show the live assignments, the proofs running, the last
@@ -129,6 +138,8 @@ proving time and the floor per market.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -188,6 +199,7 @@ OPEN_WORK = (QUEUED, PROVING, PROVED, SUBMITTED)
 
 ALPHA = 0.3  # weight of a new measurement in the expected proving time
 SHUTDOWN_GRACE = 30.0  # seconds running proofs get to finish after SIGTERM
+SETTLE_GRACE = 10.0  # seconds, after those proofs are sent, to see them mined before exiting
 MIN_WORKERS = 8
 GAS_PRICE_EVERY = 5.0  # seconds between reads of the node's gas price
 COST_LOG_CHANGE = Fraction(1, 10)  # agent.cost again once a floor moved by this much
@@ -264,6 +276,75 @@ VERIFY_ABI = [
 
 
 @dataclass(frozen=True)
+class SimulatedHardware:
+    """For simulations only (`--simulate`): a real agent made to behave like other
+    hardware. Proofs stay real; the defaults are this machine as it is.
+
+    - `prove_seconds`: extra seconds each proof takes (counted as proving time, so the
+      cost model and the deadline checks see the slower hardware);
+    - `failure_rate`: the share of work (assignments and races) on which the hardware
+      fails silently, like a machine that crashed: no proof, no decline, so an
+      assignment is slashed after its deadline. Drawn per (seed, prover, task, slot), so
+      a restarted agent makes the same draw; said once as `simulated.failure`;
+    - `latency`: seconds before each transaction and bid reaches the chain or auction;
+    - `seed`: seeds the failure draws.
+    """
+
+    prove_seconds: float = 0.0
+    failure_rate: float = 0.0
+    latency: float = 0.0
+    seed: int = 0
+
+    def fails(self, prover: str, task_id: bytes, slot: int) -> bool:
+        """Whether the hardware fails on this work: a hash rather than a random stream,
+        so the draw depends neither on the order work arrives in nor on restarts, and
+        provers of a fleet sharing a seed fail on different work."""
+        if self.failure_rate <= 0:
+            return False
+        digest = hashlib.sha256(f"{self.seed}:{prover.lower()}:{task_id.hex()}:{slot}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") < self.failure_rate * 2**64  # exact: 1 always fails
+
+    def wait(self) -> None:
+        """The network's latency, before something is sent."""
+        if self.latency > 0:
+            time.sleep(self.latency)
+
+
+def simulated_hardware(text: str | None) -> SimulatedHardware:
+    """`--simulate`'s JSON, checked (ClientError names the key and what it must be)."""
+    if text is None:
+        return SimulatedHardware()
+    try:
+        raw = json.loads(text)
+    except ValueError as error:
+        raise ClientError(f'--simulate is not JSON ({error}); give e.g. {{"prove_seconds": 3}}') from None
+    if not isinstance(raw, dict):
+        raise ClientError("--simulate must be a JSON object: prove_seconds, failure_rate, latency, seed")
+    known = {f.name for f in dataclasses.fields(SimulatedHardware)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ClientError(
+            f"--simulate: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    numbers: dict[str, float] = {}
+    for name in ("prove_seconds", "failure_rate", "latency"):
+        value = raw.get(name, 0)
+        try:
+            number = math.nan if isinstance(value, bool) else float(value)
+        except (TypeError, ValueError, OverflowError):  # a string, null, a list; 1e999 as an int
+            number = math.nan
+        if isinstance(value, str) or not (math.isfinite(number) and number >= 0):
+            raise ClientError(f"--simulate: {name} must be a number of 0 or more, not {value!r}")
+        numbers[name] = number
+    if numbers["failure_rate"] > 1:
+        raise ClientError(f"--simulate: failure_rate must be from 0 to 1, not {raw['failure_rate']!r}")
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ClientError(f"--simulate: seed must be a whole number, not {seed!r}")
+    return SimulatedHardware(seed=seed, **numbers)
+
+
+@dataclass(frozen=True)
 class AgentSettings:
     backend: str = "auto"  # groth16py, snarkjs, auto, or a JSON configuration file
     poll: float = 0.5  # seconds between rounds
@@ -277,6 +358,7 @@ class AgentSettings:
     cost: CostModel = field(default_factory=CostModel)  # the least price worth proving for
     dutch: bool = True  # lock DUTCH tasks once their price passes the floor
     auctions: tuple[str, ...] = ()  # auction frontends' API base URLs to bid at
+    simulate: SimulatedHardware = field(default_factory=SimulatedHardware)  # simulations only
 
 
 def settings_from_options(
@@ -294,6 +376,7 @@ def settings_from_options(
     price_margin: str = "0",
     dutch: bool = True,
     auction: Iterable[str] = (),
+    simulate: str | None = None,
     **_: Any,
 ) -> AgentSettings:
     """Settings from the command line, each value checked (ClientError says which)."""
@@ -329,6 +412,7 @@ def settings_from_options(
         ),
         dutch=dutch,
         auctions=tuple(_auction_url(url) for url in auction),
+        simulate=simulated_hardware(simulate),
     )
 
 
@@ -723,9 +807,15 @@ class Agent:
             price_margin=str(self.cost.margin),
             withdraw_at=self.settings.withdraw_at,
             metrics_port=self.metrics_port,
+            **self._simulated(),
         )
         runtime.run_forever(self.round_, self.stop, self.settings.poll, "agent", on_error=self._on_error)
         return self.shutdown()
+
+    def _simulated(self) -> dict[str, Any]:
+        """agent.start's word on `--simulate`: nothing on real hardware."""
+        hardware = self.settings.simulate
+        return {} if hardware == SimulatedHardware() else {"simulate": dataclasses.asdict(hardware)}
 
     def _memberships_now(self) -> list[dict]:
         found = []
@@ -777,11 +867,17 @@ class Agent:
 
     def _last_settle(self) -> None:
         """What became of the proofs sent while stopping (paid, refused), said before
-        exiting; what the node cannot tell now, the next start reconciles."""
+        exiting: waits up to SETTLE_GRACE seconds for them to be mined; what the node
+        cannot tell by then, the next start reconciles."""
+        until = time.monotonic() + SETTLE_GRACE
         try:
-            self.mirror.sync()
-            for outcome in self.outbox.settle(self.mirror.cursor):
-                self._outcome(outcome)
+            while True:  # a proof sent a moment ago is mined within a block or two
+                self.mirror.sync()
+                for outcome in self.outbox.settle(self.mirror.cursor):
+                    self._outcome(outcome)
+                if not self.outbox.in_flight_keys() or time.monotonic() > until:
+                    break
+                time.sleep(0.25)
         except Exception as error:
             runtime.emit(log, "agent.error", logging.WARNING, error=f"{type(error).__name__}: {error}"[:300])
 
@@ -862,6 +958,16 @@ class Agent:
             self._submit_stored(work, row)
             return
         if state not in (QUEUED, PROVING):
+            return
+        hardware = self.settings.simulate
+        if hardware.fails(self.me, work.task_id, 0 if work.race else work.assignment.slot):
+            # Simulated hardware that crashed on this work: nothing is sent, not even a
+            # decline, so an assignment is slashed after its deadline.
+            if row is None:
+                self.store.insert(work, GAVE_UP)
+            self.store.update(work.key, state=GAVE_UP, error="simulated hardware failure")
+            self.metrics.counter("simulated_failures_total", "Work the simulated hardware failed on")
+            runtime.emit(log, "simulated.failure", logging.WARNING, **work.fields(), seed=hardware.seed)
             return
         needs = self.expected(work.market_id, memberships) + self.settings.margin
         if row is not None and row["attempts"] > self.settings.retries:
@@ -1122,6 +1228,7 @@ class Agent:
                 if room is not None:
                     self._once(task.task_id, "agent.pass", market=market_id, dutch=True, **room)
                     continue
+                self.settings.simulate.wait()  # latency to the chain (simulations)
                 try:
                     sent = self.outbox.send("lock", terms.as_tuple(), keys=[key])
                 except Refused as refused:
@@ -1251,6 +1358,7 @@ class Agent:
         )
         self.store.bid_sending(bid)  # before sending: a restart never sends it twice
         try:
+            self.settings.simulate.wait()  # latency to the auction (simulations)
             response = self.http.post(
                 f"{url}/bids",
                 json={
@@ -1546,6 +1654,7 @@ class Agent:
             started = time.monotonic()
             try:
                 result = self._run_backend(backend, circuit, inputs, work.market_id)
+                time.sleep(self.settings.simulate.prove_seconds)  # slower hardware (simulations)
             except (ClientError, CircuitError) as error:  # inputs the circuit refuses: no retry helps
                 self.metrics.counter("proving_failures_total", "Failed proving attempts", reason="inputs")
                 self.store.update(work.key, error=str(error))
@@ -1672,6 +1781,7 @@ class Agent:
                     redundancy=work.terms.redundancy,
                 )
                 return
+        self.settings.simulate.wait()  # latency to the chain (simulations)
         try:
             sent = self.outbox.send(
                 "prove",
@@ -1701,6 +1811,7 @@ class Agent:
         left = work.deadline - now
         numbers = {"needs_s": round(needs, 3), "left_s": left, "reason": reason}
         if work.decline_until is not None and now <= work.decline_until:
+            self.settings.simulate.wait()  # latency to the chain (simulations)
             try:
                 sent = self.outbox.send(
                     "decline",
@@ -1736,6 +1847,7 @@ class Agent:
         if balance == 0:
             runtime.emit(log, "agent.withdraw", amount=0, tx=None, reason="nothing to withdraw")
             return
+        self.settings.simulate.wait()  # latency to the chain (simulations)
         try:
             sent = self.outbox.send("withdraw", keys=[WITHDRAW_KEY])
         except Refused as refused:
@@ -1915,6 +2027,18 @@ def agent_options(function: Callable) -> Callable:
         ),
         click.option(
             "--retries", type=int, default=3, show_default=True, help="Retries of a failed backend."
+        ),
+        click.option(
+            "--simulate",
+            default=None,
+            metavar="JSON",
+            help=(
+                "For simulations only: makes this real agent behave like slower, less reliable "
+                "hardware; the proofs stay real. A JSON object: "
+                '{"prove_seconds": extra seconds per proof, "failure_rate": share of work (0 to 1) '
+                "silently never proven nor declined, "
+                '"latency": seconds before each transaction, "seed": of the failure draws}'
+            ),
         ),
         click.option(
             "--margin",

@@ -198,3 +198,27 @@ def send_all(client, calls: list[tuple[object, int]], gas: int = 1_000_000) -> l
     if reverted:
         raise RuntimeError(f"{len(reverted)} transactions reverted, the first {reverted[0]}")
     return receipts
+
+
+def stop_processes(processes: dict, logs, say) -> bool:
+    """Stop each process started (name → subprocess.Popen) by its pid: SIGTERM, then
+    SIGKILL after 30 s. True if every one exited 0 (one that had already exited counts
+    with its own code); `say` names each that did not, with its log in `logs`."""
+    import signal
+    import subprocess
+
+    clean = True
+    for name, process in processes.items():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        if process.returncode != 0:
+            clean = False
+            say(
+                f"  {name} (pid {process.pid}) exited with {process.returncode}; see {logs / (name + '.log')}"
+            )
+    return clean

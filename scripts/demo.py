@@ -45,7 +45,15 @@ from eth_account import Account
 
 from provingmarket.client import KeySigner, RegistryClient
 from provingmarket.deployments import Deployment, MarketRecord, save
-from provingmarket.devnet import ETHER, PROVER_INPUT, Anvil, deploy_stack, send_signed, task_terms
+from provingmarket.devnet import (
+    ETHER,
+    PROVER_INPUT,
+    Anvil,
+    deploy_stack,
+    send_signed,
+    stop_processes,
+    task_terms,
+)
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
 from provingmarket.markets import MarketTerms
 from provingmarket.personas import PERSONAS, persona_terms
@@ -495,20 +503,7 @@ class Demo:
             click.echo(f"  {persona:<10} " + " ".join(cells))
 
     def stop(self) -> bool:
-        clean = True
-        for name, process in self.processes.items():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    code = process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    code = process.wait(10)
-                if code != 0:
-                    clean = False
-                    click.echo(
-                        f"  {name} (pid {process.pid}) exited with {code}; see {LOGS / (name + '.log')}"
-                    )
+        clean = stop_processes(self.processes, LOGS, click.echo)
         click.echo(f"\nevery process stopped; logs in {LOGS.relative_to(ROOT)}/")
         return clean
 

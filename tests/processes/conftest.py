@@ -76,7 +76,7 @@ def make_stack(owner, rpc, tmp_path, chain):
             network="ethereum:custom",
             chain_id=chain.chain_id,
             registry=built.registry.address,
-            block=chain.blocks.head.number - 5,
+            block=max(0, chain.blocks.head.number - 5),
             unbonding_delay=60,
             markets={built.market_id: MarketRecord("square", built.verifier.address)},
         )

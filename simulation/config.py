@@ -1,0 +1,261 @@
+"""The simulation's configuration: prover fleets, requester personas, the workload and
+the pace, with two presets (`small` for `make test`, `full` for `make sim`) or a JSON file
+of the same shape. Everything is checked before anything starts: an impossible value is a
+`SimConfigError` naming the field and what it must be.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from provingmarket.personas import PERSONAS
+
+POLICIES = ("orderbook", "auction", "election", "open race", "dutch")  # every mechanism alone …
+ROUTER = "router"  # … then the router over the same workload
+
+
+class SimConfigError(ValueError):
+    """A configuration that cannot run; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Provers with the same hardware: each runs a real prover agent made to behave like
+    it (the agent's --simulate: extra seconds per proof, a share of work on which it fails
+    silently, latency before each transaction)."""
+
+    name: str
+    provers: int
+    prove_seconds: float  # extra seconds each proof takes
+    failure_rate: float  # share of work it never delivers (and is slashed for)
+    latency: float  # seconds before each transaction reaches the chain
+    ask_x: float  # its ask in the orderbook, in multiples of the market's least reward
+    capacity: int  # proofs at once
+    cost_per_second: str  # ETH a second of proving costs it (its cost model prices bids, locks, races)
+
+
+@dataclass(frozen=True)
+class Requester:
+    """A persona (provingmarket/personas.py: its weights) as a requester in the workload,
+    its share of the tasks and its hard limits (sim seconds; price in multiples of the
+    market's least reward)."""
+
+    persona: str
+    share: float
+    max_time: int | None = None
+    max_price_x: float | None = None
+    min_redundancy: int = 1
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    name: str
+    tasks: int  # per policy and seed: the workload every policy serves
+    train_seeds: tuple[int, ...]  # the router's estimates and c were set on these …
+    held_out_seeds: tuple[int, ...]  # … and it is judged on these as well, reported apart
+    arrival_every: float  # mean seconds between two tasks (exponential gaps)
+    fleets: tuple[Fleet, ...]
+    requesters: tuple[Requester, ...]
+    race_window: int = 20  # the pace the router and every policy post with (seconds)
+    assign_window: int = 20
+    proving_window: int = 20
+    auction_window: int = 4  # the auction frontend's sealed-bidding window
+    policies: tuple[str, ...] = POLICIES
+    settle_timeout: int = 240  # seconds a policy's tasks may take to settle before the run fails
+
+    def check(self) -> SimConfig:
+        def bad(name: str, must: str, value: Any) -> SimConfigError:
+            return SimConfigError(f"{self.name}: {name} must be {must}, not {value!r}")
+
+        def whole(name: str, value: Any, least: int) -> None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise bad(name, f"a whole number of at least {least}", value)
+
+        def number(name: str, value: Any, least: float, most: float = math.inf, above: bool = False) -> None:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or value < least or value > most or (above and value == least):
+                span = (
+                    f"above {least}"
+                    if above
+                    else f"from {least}" + (f" to {most}" if most < math.inf else " up")
+                )
+                raise bad(name, f"a number {span}", value)
+
+        whole("tasks", self.tasks, len(self.requesters))
+        if not self.train_seeds:
+            raise bad("train_seeds", "at least one seed", self.train_seeds)
+        for s in (*self.train_seeds, *self.held_out_seeds):
+            whole("a seed", s, 0)
+        if set(self.train_seeds) & set(self.held_out_seeds):
+            raise bad("held_out_seeds", "seeds not also used for training", self.held_out_seeds)
+        number("arrival_every", self.arrival_every, 0, above=True)
+        for name in ("race_window", "assign_window", "proving_window", "auction_window", "settle_timeout"):
+            whole(name, getattr(self, name), 1)
+        if self.auction_window >= self.assign_window:
+            raise bad(
+                "auction_window",
+                f"shorter than the assignment window ({self.assign_window} s)",
+                self.auction_window,
+            )
+        unknown = [p for p in self.policies if p not in POLICIES]
+        if unknown or not self.policies:
+            raise bad("policies", f"a non-empty list of {', '.join(POLICIES)}", list(self.policies))
+        if not self.fleets:
+            raise bad("fleets", "at least one fleet", [])
+        for f in self.fleets:
+            whole(f"fleet {f.name}: provers", f.provers, 1)
+            whole(f"fleet {f.name}: capacity", f.capacity, 1)
+            number(f"fleet {f.name}: prove_seconds", f.prove_seconds, 0)
+            number(f"fleet {f.name}: failure_rate", f.failure_rate, 0, 1)
+            number(f"fleet {f.name}: latency", f.latency, 0)
+            number(f"fleet {f.name}: ask_x", f.ask_x, 0)
+            try:
+                if float(f.cost_per_second) < 0:
+                    raise ValueError
+            except ValueError:
+                raise bad(
+                    f"fleet {f.name}: cost_per_second", "an amount of ETH of 0 or more", f.cost_per_second
+                ) from None
+            if f.prove_seconds + 1 >= self.proving_window:
+                raise bad(
+                    f"fleet {f.name}: prove_seconds",
+                    f"well under the proving window ({self.proving_window} s)",
+                    f.prove_seconds,
+                )
+        if sum(f.provers for f in self.fleets) > 40:
+            raise bad("fleets", "at most 40 provers in all", sum(f.provers for f in self.fleets))
+        if not self.requesters:
+            raise bad("requesters", "at least one persona", [])
+        for r in self.requesters:
+            if r.persona not in PERSONAS:
+                raise bad("requesters: persona", f"one of {', '.join(PERSONAS)}", r.persona)
+            number(f"requester {r.persona}: share", r.share, 0, above=True)
+            if r.max_time is not None:
+                whole(f"requester {r.persona}: max_time", r.max_time, 1)
+            if r.max_price_x is not None:
+                number(f"requester {r.persona}: max_price_x", r.max_price_x, 0, above=True)
+            whole(f"requester {r.persona}: min_redundancy", r.min_redundancy, 1)
+        if len({r.persona for r in self.requesters}) != len(self.requesters):
+            raise bad("requesters", "each persona once", [r.persona for r in self.requesters])
+        return self
+
+
+FLEETS = (
+    Fleet(
+        "fast",
+        1,
+        prove_seconds=0.5,
+        failure_rate=0.02,
+        latency=0.1,
+        ask_x=3,
+        capacity=2,
+        cost_per_second="0.004",
+    ),
+    Fleet(
+        "standard",
+        1,
+        prove_seconds=3,
+        failure_rate=0.05,
+        latency=0.5,
+        ask_x=1.5,
+        capacity=2,
+        cost_per_second="0.001",
+    ),
+    Fleet(
+        "cheap", 1, prove_seconds=8, failure_rate=0.15, latency=1.0, ask_x=1, capacity=3, cost_per_second="0"
+    ),
+)
+REQUESTERS = (
+    Requester("arbitrage", share=1, max_time=30),
+    Requester("rollup", share=1, min_redundancy=2),
+    Requester("batch", share=1, max_price_x=3),
+)
+
+PRESETS: dict[str, SimConfig] = {
+    "small": SimConfig(
+        name="small",
+        tasks=3,
+        train_seeds=(1,),
+        held_out_seeds=(),
+        arrival_every=1.5,
+        fleets=FLEETS,
+        requesters=REQUESTERS,
+        race_window=15,
+        assign_window=15,
+        proving_window=15,
+    ),
+    "full": SimConfig(
+        name="full",
+        tasks=30,
+        train_seeds=(1,),
+        held_out_seeds=(2, 3),
+        arrival_every=2.0,
+        fleets=tuple(replace(f, provers=2) for f in FLEETS),
+        requesters=REQUESTERS,
+    ),
+}
+
+
+def load(source: str) -> SimConfig:
+    """A preset by name, or a JSON file with SimConfig's fields (fleets and requesters as
+    lists of objects with Fleet's and Requester's fields); checked."""
+    if source in PRESETS:
+        return PRESETS[source].check()
+    path = Path(source)
+    if not path.exists():
+        raise SimConfigError(f"{source}: no such file, and not a preset ({', '.join(PRESETS)})")
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError as error:
+        raise SimConfigError(f"{source}: not JSON ({error})") from None
+    if not isinstance(raw, dict):
+        raise SimConfigError(f"{source}: the configuration must be a JSON object")
+    return from_dict(raw, default_name=path.stem).check()
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise SimConfigError(f"{where} must be an object with {', '.join(f.name for f in fields(cls))}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SimConfigError(
+            f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    try:
+        return cls(**raw)
+    except TypeError as error:
+        raise SimConfigError(f"{where}: {error}") from None
+
+
+def from_dict(raw: dict, default_name: str = "custom") -> SimConfig:
+    raw = dict(raw)
+    raw.setdefault("name", default_name)
+    fleets = raw.pop("fleets", None)
+    requesters = raw.pop("requesters", None)
+    if not isinstance(fleets, list) or not isinstance(requesters, list):
+        raise SimConfigError(f"{raw['name']}: fleets and requesters must be lists of objects")
+    for key in ("train_seeds", "held_out_seeds", "policies"):
+        if key in raw:
+            if not isinstance(raw[key], list):
+                raise SimConfigError(f"{raw['name']}: {key} must be a list")
+            raw[key] = tuple(raw[key])
+    raw["fleets"] = tuple(_build(Fleet, f, f"fleet {i + 1}") for i, f in enumerate(fleets))
+    raw["requesters"] = tuple(_build(Requester, r, f"requester {i + 1}") for i, r in enumerate(requesters))
+    return _build(SimConfig, raw, raw["name"])
+
+
+__all__ = [
+    "POLICIES",
+    "PRESETS",
+    "ROUTER",
+    "Fleet",
+    "Requester",
+    "SimConfig",
+    "SimConfigError",
+    "load",
+]

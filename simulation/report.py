@@ -1,0 +1,233 @@
+"""The simulation's report: per persona and policy, QoS loss, utility, time to proof,
+price paid and slashes, for the training seeds and the held-out seeds apart; written as
+a Markdown table, JSON, a CSV of every task and SVG plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from provingmarket.plots import bar_chart, line_chart
+from provingmarket.preferences import qos_loss
+from simulation.world import Outcome
+
+OVERALL = "overall"
+COLUMNS = ["split", "seed", "policy", "task", "persona", "mechanism", "utility", "first_proof_s", "proofs",
+           "redundancy", "spent_wei", "slashes", "could", "reason"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Cell:
+    tasks: int
+    utility: float  # mean
+    se: float  # its standard error (0 with one task)
+    loss: float  # QoS loss: the best policy's mean utility for the persona less this one's
+    served: float  # share of tasks that met every hard limit with a proof
+    first_proof: float | None  # median seconds to the first proof, of the proven
+    spent: float | None  # mean paid per task, in multiples of the market's least reward (posted ones)
+    slashes: int
+
+
+def cells(
+    outcomes: Sequence[Outcome], personas: Sequence[str], policies: Sequence[str]
+) -> dict[str, dict[str, Cell]]:
+    """persona (and OVERALL) → policy → Cell. Overall loss is the task-weighted mean of the
+    personas' losses; overall utility the mean over every task."""
+    table: dict[str, dict[str, Cell]] = {}
+    for persona in personas:
+        mine = {p: [o for o in outcomes if o.persona == persona and o.policy == p] for p in policies}
+        losses = qos_loss({p: [o.utility for o in mine[p]] for p in policies})
+        table[persona] = {p: _cell(mine[p], losses.get(p, 0.0)) for p in policies if mine[p]}
+    total = {p: sum(table[x][p].tasks for x in personas if p in table[x]) for p in policies}
+    table[OVERALL] = {}
+    for p in policies:
+        if not total[p]:
+            continue
+        everything = [o for o in outcomes if o.policy == p]
+        loss = sum(table[x][p].loss * table[x][p].tasks for x in personas if p in table[x]) / total[p]
+        table[OVERALL][p] = _cell(everything, loss)
+    return table
+
+
+def _cell(outcomes: Sequence[Outcome], loss: float) -> Cell:
+    proven = [o.qos.first_proof for o in outcomes if o.qos is not None and o.qos.first_proof is not None]
+    posted = [o for o in outcomes if o.qos is not None]
+    return Cell(
+        tasks=len(outcomes),
+        utility=statistics.fmean(o.utility for o in outcomes),
+        se=statistics.stdev(o.utility for o in outcomes) / len(outcomes) ** 0.5 if len(outcomes) > 1 else 0.0,
+        loss=loss,
+        served=sum(1 for o in outcomes if o.utility > 0) / len(outcomes),
+        first_proof=statistics.median(proven) if proven else None,
+        spent=statistics.fmean(o.qos.spent / max(o.qos.min_reward, 1) for o in posted) if posted else None,
+        slashes=sum(o.qos.slashes for o in posted),
+    )
+
+
+def markdown(table: dict[str, dict[str, Cell]], policies: Sequence[str]) -> str:
+    head = "| persona | " + " | ".join(policies) + " |\n|---|" + "---:|" * len(policies) + "\n"
+
+    def block(title: str, fmt) -> str:
+        rows = []
+        for persona, row in table.items():
+            cells_ = [fmt(row[p]) if p in row else "–" for p in policies]
+            rows.append(f"| {persona} | " + " | ".join(cells_) + " |")
+        return f"**{title}**\n\n" + head + "\n".join(rows) + "\n"
+
+    def t(c: Cell) -> str:
+        return "–" if c.first_proof is None else f"{c.first_proof:.0f} s"
+
+    def s(c: Cell) -> str:
+        return "–" if c.spent is None else f"{c.spent:.2f}x"
+
+    return "\n".join(
+        [
+            block(
+                "QoS loss (lower is better; 0 = the best policy for that persona)", lambda c: f"{c.loss:.3f}"
+            ),
+            block("Mean utility ± its standard error", lambda c: f"{c.utility:.3f} ± {c.se:.3f}"),
+            block("Tasks served within every hard limit", lambda c: f"{c.served:.0%}"),
+            block("Median time from posting to the first proof", t),
+            block("Mean paid per task, in multiples of the market's least reward", s),
+            block("Slashes", lambda c: str(c.slashes)),
+        ]
+    )
+
+
+def write(
+    folder: Path,
+    config_name: str,
+    splits: dict[str, list[Outcome]],
+    personas: Sequence[str],
+    policies: Sequence[str],
+    preamble: str,
+) -> dict:
+    """Write report.md, results.json, outcomes.csv and the plots; returns the results."""
+    folder.mkdir(parents=True, exist_ok=True)
+    results: dict = {"config": config_name, "splits": {}}
+    parts = [f"# Simulation report: {config_name}\n", preamble]
+    for split, outcomes in splits.items():
+        if not outcomes:
+            continue
+        table = cells(outcomes, personas, policies)
+        results["splits"][split] = {
+            persona: {p: vars(c) for p, c in row.items()} for persona, row in table.items()
+        }
+        seeds = sorted({o.seed for o in outcomes})
+        parts.append(f"\n## {split} seeds ({', '.join(map(str, seeds))})\n")
+        parts.append(markdown(table, policies))
+        verdict = _verdict(table, policies)
+        results["splits"][split]["verdict"] = verdict
+        parts.append("\n" + verdict["text"] + "\n")
+        slug = split.replace(" ", "-")
+        groups = [*personas, OVERALL]
+        for name, title, value, fmt in (
+            ("loss", "QoS loss (lower is better)", lambda c: c.loss, "{:.3f}"),
+            ("utility", "mean utility", lambda c: c.utility, "{:.2f}"),
+            ("time", "median seconds to the first proof", lambda c: c.first_proof, "{:.0f}"),
+            ("price", "mean paid per task (x the least reward)", lambda c: c.spent, "{:.2f}"),
+        ):
+            series = {p: [value(table[g][p]) if p in table[g] else None for g in groups] for p in policies}
+            svg = bar_chart(f"{title}, {split} seeds", groups, series, y_format=fmt)
+            (folder / f"{name}-{slug}.svg").write_text(svg)
+            parts.append(f"![{title}]({name}-{slug}.svg)\n")
+        router_tasks = [o for o in outcomes if o.policy == "router"]
+        if router_tasks:
+            x = list(range(1, len(router_tasks) + 1))
+            running, total = [], 0.0
+            for i, o in enumerate(router_tasks, 1):
+                total += o.utility
+                running.append(total / i)
+            svg = line_chart(
+                f"the router's mean utility as it learns, {split} seeds",
+                x,
+                {"router (running mean)": running},
+                x_label="router task",
+                y_label="mean utility",
+            )
+            (folder / f"router-{slug}.svg").write_text(svg)
+            parts.append(f"![router learning](router-{slug}.svg)\n")
+    (folder / "report.md").write_text("\n".join(parts))
+    (folder / "results.json").write_text(json.dumps(results, indent=1))
+    with open(folder / "outcomes.csv", "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(COLUMNS)
+        for split, outcomes in splits.items():
+            for o in outcomes:
+                q = o.qos
+                measured = (
+                    ["", "", "", "", "", ""]
+                    if q is None
+                    else ["" if q.first_proof is None else q.first_proof, q.proofs, q.redundancy, q.spent,
+                          q.slashes, q.could]
+                )  # fmt: skip
+                out.writerow(
+                    [
+                        split,
+                        o.seed,
+                        o.policy,
+                        o.index,
+                        o.persona,
+                        o.mechanism,
+                        f"{o.utility:.4f}",
+                        *measured,
+                        o.reason,
+                    ]
+                )
+    return results
+
+
+def _verdict(table: dict[str, dict[str, Cell]], policies: Sequence[str]) -> dict:
+    """Whether the router's loss is at most the best single mechanism's for every persona
+    and lower overall, in words and numbers."""
+    singles = [p for p in policies if p != "router"]
+    overall = table[OVERALL]
+    if "router" not in overall or not singles:
+        return {"text": "(no router run to compare)", "router_beats_every_single": None}
+    best_single = min((p for p in singles if p in overall), key=lambda p: overall[p].loss)
+    lines, ok = [], True
+    for persona, row in table.items():
+        if persona == OVERALL or "router" not in row:
+            continue
+        best = min((p for p in singles if p in row), key=lambda p: row[p].loss)
+        fine = row["router"].loss <= row[best_single].loss + 1e-9
+        ok = ok and fine
+        gap = row["router"].loss - row[best_single].loss
+        noise = (row["router"].se ** 2 + row[best_single].se ** 2) ** 0.5
+        lines.append(
+            f"- {persona}: router {row['router'].loss:.3f}; best single mechanism overall ({best_single}) "
+            f"{row[best_single].loss:.3f}; best for this persona {best} {row[best].loss:.3f}"
+            + (
+                ""
+                if fine
+                else f" ← the router is worse here by {gap:.3f} "
+                + (
+                    f"(within the noise: standard error of the difference {noise:.3f})"
+                    if gap <= 2 * noise
+                    else ""
+                )
+            )
+        )
+    lower = overall["router"].loss < overall[best_single].loss
+    text = (
+        f"Overall QoS loss: router {overall['router'].loss:.3f}, best single mechanism ({best_single}) "
+        f"{overall[best_single].loss:.3f}. "
+        + (
+            "The router's loss is at most the best single mechanism's for every persona and lower overall."
+            if ok and lower
+            else "The router did NOT beat the best single mechanism on every count (see the lines below)."
+        )
+        + "\n\n"
+        + "\n".join(lines)
+    )
+    return {
+        "text": text,
+        "best_single": best_single,
+        "router_beats_every_single": ok and lower,
+        "router_loss": overall["router"].loss,
+        "best_single_loss": overall[best_single].loss,
+    }

@@ -1,0 +1,82 @@
+"""Run the simulation: for every seed, a world of its own (a fresh anvil), every mechanism
+alone over the seed's workload, then the router over the same workload; the report at
+the end. Training seeds come first: what every policy delivered there is history the
+router learns from (as it would from the chain); on the held-out seeds it starts from
+that history alone and is judged on workloads it never saw."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from provingmarket.devnet import Anvil
+from provingmarket.router import Pace, Router
+from simulation import report
+from simulation.config import ROUTER, SimConfig
+from simulation.world import Outcome, SimulationError, World, workload
+
+
+def simulate(ape, config: SimConfig, folder: Path, say=print) -> dict:
+    """Run `config`, write the report into `folder`; returns the results (report.write)."""
+    started = time.monotonic()
+    policies = [*config.policies, ROUTER]
+    splits: dict[str, list[Outcome]] = {"training": [], "held-out": []}
+    state = None
+    for split, seeds in (("training", config.train_seeds), ("held-out", config.held_out_seeds)):
+        for seed in seeds:
+            with (
+                Anvil(block_time=1) as anvil,
+                ape.networks.parse_network_choice(f"ethereum:local:{anvil.uri}"),
+            ):
+                world = World(ape, anvil, config, seed, folder / "logs" / f"seed-{seed}", say)
+                clean = False
+                try:
+                    world.start()
+                    router = Router(
+                        world.arms, Pace(config.race_window, config.assign_window, config.proving_window)
+                    )
+                    if state is not None:
+                        router.state = state
+                    arrivals = workload(config, seed)
+                    for policy in policies:
+                        say(f"seed {seed} ({split}): {len(arrivals)} tasks through {policy}")
+                        outcomes = world.serve(policy, arrivals, router)
+                        splits[split] += outcomes
+                        if split == "training" and policy != ROUTER:
+                            for o in outcomes:  # history the router learns from, as from the chain
+                                if o.qos is not None and o.qos.settled:
+                                    router.observe(o.mechanism, o.qos, world.prefs[o.persona], None)
+                        served = sum(1 for o in outcomes if o.utility > 0)
+                        mean = sum(o.utility for o in outcomes) / len(outcomes)
+                        say(
+                            f"seed {seed}, {policy}: {served}/{len(outcomes)} served, mean utility {mean:.3f}"
+                        )
+                    state = router.state
+                finally:
+                    clean = world.stop()
+                if not clean:
+                    raise SimulationError(f"seed {seed}: a process did not stop cleanly; see {world.logs}")
+    minutes = (time.monotonic() - started) / 60
+    preamble = (
+        f"{config.tasks} tasks per policy and seed; fleets: "
+        + "; ".join(
+            f"{f.name} ×{f.provers} (+{f.prove_seconds:g} s a proof, fails {f.failure_rate:.0%}, "
+            f"latency {f.latency:g} s, ask {f.ask_x:g}x, capacity {f.capacity})"
+            for f in config.fleets
+        )
+        + "; requesters: "
+        + "; ".join(
+            f"{r.persona} (share {r.share:g}"
+            + (f", proof within {r.max_time} s" if r.max_time else "")
+            + (f", at most {r.max_price_x:g}x the least reward" if r.max_price_x else "")
+            + (f", at least {r.min_redundancy} proofs" if r.min_redundancy > 1 else "")
+            + ")"
+            for r in config.requesters
+        )
+        + f". Windows: race {config.race_window} s, assignment {config.assign_window} s, proving "
+        f"{config.proving_window} s, auction bidding {config.auction_window} s. "
+        f"Run time {minutes:.1f} min.\n\nUtility, QoS loss and the router's method: "
+        "provingmarket/preferences.py and provingmarket/router.py.\n"
+    )
+    personas = [r.persona for r in config.requesters]
+    return report.write(folder, config.name, splits, personas, policies, preamble)
