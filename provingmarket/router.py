@@ -50,7 +50,9 @@ scores 0 for the arm, which is how the router learns to avoid it.
 task it posts through that arm pays one step more (up to 5x the least and the ceiling) and
 the reason says so; when a requester's last three tasks through an arm scored on average
 more than 0.2 below the arm's mean for its profile, the router moves it off that arm for its
-next task and says why.
+next task and says why (three more tasks through it are needed before it is judged again).
+A task still running counts as trying its arm: the router does not pile a profile's tasks
+onto an arm it has not seen an outcome of yet.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ class Choice:
     terms: dict[str, int | bool]  # TaskTerms fields: mechanism_id, redundancy, windows, rewards, …
     reason: str
     estimates: dict[str, tuple[float, int]]  # arm → (mean utility, tasks) for the profile
-    level: int  # the reward, in multiples of the market's least
+    level: float  # the reward offered, in multiples of the market's least
 
     def describe(self) -> str:
         t = self.terms
@@ -139,7 +141,7 @@ class Choice:
         )
         return (
             f"{self.arm.name}: {t['redundancy']} proof{'s' if t['redundancy'] > 1 else ''}, "
-            f"up to {self.level}x the least reward{' decaying' if t['decay'] else ''}, {windows}"
+            f"up to {self.level:g}x the least reward{' decaying' if t['decay'] else ''}, {windows}"
         )
 
 
@@ -151,6 +153,8 @@ class _State:
     mine: dict[str, dict[str, list[list]]] = field(default_factory=dict)
     # task id → what was posted: {"arm", "requester", "preferences"} until it settles
     pending: dict[str, dict] = field(default_factory=dict)
+    # requester → arm → its tasks through the arm when it was last moved off it
+    moved: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _share(prefs: Preferences, value: float) -> float:
@@ -353,10 +357,20 @@ class Router:
         moved = self._shortfall(candidates, estimates, requester)
         if moved and len(candidates) > 1:
             candidates = [a for a in candidates if a.name != moved[0]]
+            who = (requester or "").lower()  # judged: the next move needs RECENT new tasks
+            self.state.moved.setdefault(who, {})[moved[0]] = len(self.state.mine[who][moved[0]])
         else:
             moved = None  # the only arm left: not moved off it
-        untried = [a for a in candidates if a.name not in estimates]
-        if untried:
+        waiting = self._pending(prefs)
+        untried = [a for a in candidates if a.name not in estimates and a.name not in waiting]
+        known = [a for a in candidates if a.name in estimates]
+        if not untried and not known:  # every arm left awaits its first outcome
+            arm = min(candidates, key=lambda a: waiting.get(a.name, 0))
+            reason = (
+                f"{arm.name}: no outcome observed yet for these preferences ({waiting.get(arm.name, 0)} "
+                "task(s) through it still running), and no other mechanism has one either"
+            )
+        elif untried:
             arm = untried[0]
             reason = f"exploring: no task through {arm.name} observed yet for these preferences"
         else:
@@ -366,6 +380,7 @@ class Router:
                 mean, n = estimates[a.name]
                 return mean + self.exploration * math.sqrt(math.log(total) / n)
 
+            candidates = known
             arm = max(candidates, key=bound)
             best = max(candidates, key=lambda a: estimates[a.name][0])
             mean, n = estimates[arm.name]
@@ -394,19 +409,35 @@ class Router:
         terms, level = tuned[arm.name]
         base = self.level(arm, prefs, None)
         if level > base:
+            history = self.state.mine.get((requester or "").lower(), {}).get(arm.name, [])
+            unserved = sum(1 for _, delivered in history if not delivered)
+            paid = terms["max_reward"] / market.min_reward if market.min_reward else level
             reason += (
-                f"; retuned: {level - base} of your tasks through {arm.name} went unproven, so it pays "
-                f"{level}x the least reward instead of {base}x"
+                f"; retuned: {unserved} of your tasks through {arm.name} went unproven, so it offers "
+                f"{paid:g}x the least reward instead of {base}x"
+                + (" (as far as your price limit allows)" if paid < level else "")
             )
-        return Choice(arm, terms, reason, estimates, level)
+        offered = terms["max_reward"] / market.min_reward if market.min_reward else level
+        return Choice(arm, terms, reason, estimates, offered)
+
+    def _pending(self, prefs: Preferences) -> dict[str, int]:
+        """Tasks posted for this profile whose outcome is not in yet, per arm: an arm with
+        one running is being tried, and is not tried again before it settles."""
+        counts: dict[str, int] = {}
+        for posted in self.state.pending.values():
+            if Preferences(**posted["preferences"]).profile == prefs.profile:
+                counts[posted["arm"]] = counts.get(posted["arm"], 0) + 1
+        return counts
 
     def _shortfall(
         self, candidates: Sequence[Arm], estimates: Mapping[str, tuple[float, int]], requester: str | None
     ) -> tuple[str, str] | None:
         """The arm a requester's recent tasks fell short on, and why, or None."""
-        history = self.state.mine.get((requester or "").lower(), {})
+        who = (requester or "").lower()
+        history = self.state.mine.get(who, {})
         for arm in candidates:
-            recent = [u for u, _ in history.get(arm.name, [])][-RECENT:]
+            since = self.state.moved.get(who, {}).get(arm.name, 0)  # tasks already judged by a move
+            recent = [u for u, _ in history.get(arm.name, [])[since:]][-RECENT:]
             if len(recent) < RECENT or arm.name not in estimates:
                 continue
             got, expected = sum(recent) / RECENT, estimates[arm.name][0]
@@ -432,7 +463,12 @@ class Router:
         if path.exists():
             try:
                 raw = json.loads(path.read_text())
-                self.state = _State(seen=raw["seen"], mine=raw["mine"], pending=raw["pending"])
+                state = _State(raw["seen"], raw["mine"], raw["pending"], raw.get("moved", {}))
+                if not all(
+                    isinstance(part, dict) for part in (state.seen, state.mine, state.pending, state.moved)
+                ):
+                    raise TypeError("seen, mine, pending and moved must be objects")
+                self.state = state
             except (ValueError, KeyError, TypeError) as error:
                 raise ValueError(
                     f"{path}: not a router state file ({error}); move it away to start afresh"

@@ -10,6 +10,9 @@
     ape run requester tasks --requester 0x... --network ...
     ape run requester post 1 --secret 7 --persona rollup --election-mechanism 4 --network ...
     ape run requester personas
+    ape run requester post 1 --secret 7 --auto --weights 10,3,1,1 --max-time 900 --network ... --account me
+    ape run requester post 1 --secret 7 --auto --persona batch --max-price 0.05 --network ... --account me
+    ape run requester route 1 --weights 3,2,10,1 --min-redundancy 2 --network ... [--account me]
 
 `post` defaults, each changed by its option (or by a persona, below):
 
@@ -33,6 +36,17 @@ deployment, so a persona that needs one takes it from `--election-mechanism ID` 
 `--auction-mechanism ID`. Options given explicitly still override the persona's terms;
 the command says which mechanism and terms the persona chose, and why.
 
+`--auto` lets the router (provingmarket/router.py) choose the mechanism and every term
+from the requester's preferences: `--weights S,C,Sa,CR` (speed, cost, safety, censorship
+resistance, each 0 or more) or a persona's weights (`--persona NAME`), and hard limits
+`--max-time SECONDS` (to the proof), `--max-price ETH` (everything the task may cost) and
+`--min-redundancy N`. Before choosing it learns from the chain how the tasks it posted
+before were served (those settled since), then says what it chose and why. What it learnt
+is kept in `--router-state FILE` (default: `router-<chain id>.json` next to the
+deployment record). A registered mechanism's frontend is offered `--fee` per slot. Without
+`--auto`, `--persona` posts the persona's fixed terms (below). `route` takes the same
+options and says what `post --auto` would choose, posting nothing.
+
 The inputs are the circuit's input signals except the prover's address, from
 `--inputs-file`, `--input NAME=VALUE` or `--secret N` (the circuit makes them). They ride
 in the TaskPosted event as canonical JSON, so a prover needs nothing else.
@@ -50,7 +64,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import click
@@ -58,10 +72,12 @@ from ape.cli import ConnectedProviderCommand, account_option, network_option
 from eth_utils import keccak
 
 from provingmarket import personas as persona_book
+from provingmarket import qos, routing
 from provingmarket.circuits import Circuit, CircuitError
 from provingmarket.cli import (
     BUILT_IN,
     client,
+    deployments_folder,
     emit,
     eth,
     fail,
@@ -90,6 +106,8 @@ from provingmarket.formats import (
     ZERO_ADDRESS,
     TaskTerms,
 )
+from provingmarket.preferences import PreferenceError, Preferences, parse_weights
+from provingmarket.router import Choice, Infeasible, Router
 
 DEFAULT_WINDOW = 600  # seconds, for both windows
 MAX_PROVER_INPUT = 4096  # bytes, as Registry.vy
@@ -344,7 +362,186 @@ def list_personas(as_json):
     emit(as_json, data, text)
 
 
+# ------------------------------------------------------------------ routing
+
+LIMIT_OPTIONS = {"max_time": "--max-time", "max_price": "--max-price", "min_redundancy": "--min-redundancy"}
+
+
+def _preferences(
+    weights: str | None,
+    persona_name: str | None,
+    max_time: str | None,
+    max_price: str | None,
+    min_redundancy: str | None,
+) -> tuple[Preferences, str]:
+    """The preferences to route with and where their weights came from; one line if
+    they cannot be used. Needs no chain."""
+    limits = {
+        "max_time": None if max_time is None else _integer(max_time, "--max-time", low=1),
+        "max_price": None if max_price is None else parse_ether(max_price, "--max-price"),
+        "min_redundancy": None
+        if min_redundancy is None
+        else _integer(min_redundancy, "--min-redundancy", low=1, high=MAX_REDUNDANCY),
+    }
+    if limits["max_price"] == 0:
+        fail("--max-price is 0: every task costs at least the market's least reward")
+    if weights is not None and persona_name is not None:
+        fail("give the weights one way: --weights S,C,Sa,CR or --persona NAME, not both")
+    if weights is None and persona_name is None:
+        fail(
+            "the router needs your preferences: give --weights S,C,Sa,CR (speed, cost, safety, "
+            f"censorship resistance, e.g. 10,3,1,1) or --persona NAME ({', '.join(persona_book.PERSONAS)})"
+        )
+    try:
+        if persona_name is not None:
+            prefs = routing.persona_preferences(persona_name, **limits)
+            return prefs, f"persona {persona_book.persona(persona_name).name}"
+        given = {k: v for k, v in limits.items() if v is not None}
+        return Preferences(*parse_weights(weights), **given), "--weights"
+    except (PreferenceError, persona_book.PersonaError) as error:
+        fail(str(error))
+
+
+def _state_path(registry: RegistryClient, given: str | None, create: bool = True) -> Path:
+    """Where the router keeps what it learnt: --router-state, else next to the deployment
+    record, one file per chain."""
+    path = Path(given) if given else deployments_folder() / f"router-{registry.web3.eth.chain_id}.json"
+    if create:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            fail(f"--router-state {path}: cannot make its folder ({error.strerror or error})")
+    if path.is_dir():
+        fail(f"--router-state {path} is a folder; give a file")
+    return path
+
+
+def _settled_events(events: list, pending: set[str]) -> list:
+    """The events the router needs to measure its pending tasks: all but the assignments
+    and proofs of other tasks (each of those costs a block header to time)."""
+    return [
+        e
+        for e in events
+        if e.name not in ("TaskAssigned", "TaskProven") or "0x" + bytes(e.args["task_id"]).hex() in pending
+    ]
+
+
+def _route(
+    registry: RegistryClient,
+    market,
+    prefs: Preferences,
+    requester: str | None,
+    state: Path,
+    *,
+    capabilities: int,
+    fee: int,
+) -> tuple[Router, Choice, int]:
+    """The router with what it learnt from the chain, its choice for one task, and how
+    many settled tasks it learnt from now; one line if no mechanism meets the limits."""
+    events = registry.events()
+    try:
+        view = routing.market_view(events, market.market_id, capabilities)
+    except ValueError as error:
+        fail(str(error))
+    if not view.provers:
+        covering = f" covering capabilities {capabilities:#x}" if capabilities else ""
+        fail(
+            f"market {market.market_id} has no prover{covering} with at least its least collateral "
+            f"({eth(market.min_collateral)}) staked and capacity free to take a task: nothing posted"
+        )
+    candidates = [a if a.mechanism_id in BUILT_IN else replace(a, fee=fee) for a in routing.arms(events)]
+    if market.binding == BINDING_NONE:  # a proof could be copied: the registry takes no race
+        candidates = [a for a in candidates if a.mechanism_id != OPEN_RACE]
+    router = Router(routing.routable(candidates, view))
+    try:
+        router.load(state)
+    except ValueError as error:
+        fail(str(error))
+    pending = set(router.state.pending)
+    learnt = 0
+    if pending:
+        times: dict[int, int] = {}
+
+        def block_time(number: int) -> int:
+            if number not in times:
+                times[number] = registry.web3.eth.get_block(number)["timestamp"]
+            return times[number]
+
+        learnt = router.learn(qos.measure(_settled_events(events, pending), block_time))
+    try:
+        choice = router.choose(prefs, view, requester)
+    except Infeasible as error:
+        fail(f"{LIMIT_OPTIONS.get(error.limit, error.limit)}: {error}")
+    return router, choice, learnt
+
+
+def _route_data(choice: Choice, prefs: Preferences, source: str, learnt: int, state: Path) -> dict:
+    return {
+        "arm": choice.arm.name,
+        "mechanism_id": choice.arm.mechanism_id,
+        "choice": choice.describe(),
+        "reason": choice.reason,
+        "level": choice.level,
+        "terms": choice.terms,
+        "estimates": {name: {"utility": u, "tasks": n} for name, (u, n) in choice.estimates.items()},
+        "preferences": {**asdict(prefs), "from": source},
+        "learnt": learnt,
+        "state": str(state),
+    }
+
+
+def _route_lines(
+    choice: Choice, prefs: Preferences, source: str, learnt: int, state: Path, saved: bool = True
+) -> list[str]:
+    seen = ", ".join(
+        f"{name} {u:.2f} over {n}"
+        for name, (u, n) in sorted(choice.estimates.items(), key=lambda x: -x[1][0])
+    )
+    return [
+        f"route: {choice.describe()}",
+        f"why: {choice.reason}",
+        f"preferences ({source}): {prefs.describe()}",
+        f"mean utility so far for these preferences: {seen or 'none observed yet'}; "
+        f"{learnt} settled task{'s' if learnt != 1 else ''} newly learnt from the chain; "
+        f"state {state}{'' if saved else ' (not written: a dry run)'}",
+    ]
+
+
 # ------------------------------------------------------------------ post
+
+
+def route_options(function):
+    """The options `post --auto` and `route` share: preferences, limits, where the router
+    keeps what it learnt."""
+    for option in reversed(
+        (
+            click.option(
+                "--weights",
+                metavar="S,C,Sa,CR",
+                help="Routing: your weights of speed, cost, safety and censorship resistance, each 0 "
+                "or more (e.g. 10,3,1,1; only their ratios matter).",
+            ),
+            click.option(
+                "--max-time", metavar="SECONDS", help="Routing: the latest a proof may come after posting."
+            ),
+            click.option(
+                "--max-price",
+                metavar="ETH",
+                help="Routing: the most the task may cost in all (rewards and frontend fees), ETH.",
+            ),
+            click.option(
+                "--min-redundancy", metavar="N", help="Routing: the fewest independent proofs you need."
+            ),
+            click.option(
+                "--router-state",
+                metavar="FILE",
+                help="Routing: where the router keeps what it learnt.  [default: router-<chain id>.json "
+                "next to the deployment record]",
+            ),
+        )
+    ):
+        function = option(function)
+    return function
 
 
 @cli.command(cls=ConnectedProviderCommand)
@@ -425,6 +622,13 @@ def list_personas(as_json):
     "--election-mechanism", metavar="ID", help="The registered election mechanism a persona may use."
 )
 @click.option("--auction-mechanism", metavar="ID", help="The registered auction mechanism a persona may use.")
+@click.option(
+    "--auto",
+    is_flag=True,
+    help="Let the router choose the mechanism and terms from --weights or --persona, within "
+    "--max-time, --max-price and --min-redundancy.",
+)
+@route_options
 @json_option
 @handled
 def post(
@@ -450,9 +654,16 @@ def post(
     persona_name,
     election_mechanism,
     auction_mechanism,
+    auto,
+    weights,
+    max_time,
+    max_price,
+    min_redundancy,
+    router_state,
     as_json,
 ):
-    """Post a task in MARKET_ID and escrow redundancy x (reward + fee)."""
+    """Post a task in MARKET_ID and escrow redundancy x (reward + fee); with --auto, on the
+    mechanism and terms the router chooses for your preferences."""
     account = require(account)
     # What needs no chain first.
     market_id = _integer(market_id, "MARKET_ID")
@@ -465,54 +676,84 @@ def post(
             ("--ramp", ramp),
         )
     }  # fmt: skip
-    mechanism_id = None if mechanism is None else _integer(mechanism, "--mechanism")
-    persona, plan = None, None
-    if persona_name is not None:
-        persona, plan, mechanism_id = _persona_plan(
-            persona_name, election_mechanism, auction_mechanism, mechanism_id
+    routed = [
+        option
+        for option, value in (
+            ("--weights", weights), ("--max-time", max_time), ("--max-price", max_price),
+            ("--min-redundancy", min_redundancy), ("--router-state", router_state),
         )
-        redundancy = plan.redundancy if redundancy is None else redundancy
-        proving_window = plan.proving_window if proving_window is None else proving_window
-        if mechanism_id != OPEN_RACE and assign_window is None:
-            assign_window = plan.assign_window or DEFAULT_WINDOW
-        decay = plan.decay if decay is None else decay
-    elif election_mechanism is not None or auction_mechanism is not None:
-        fail(
-            "--election-mechanism and --auction-mechanism say which mechanism a persona uses: "
-            "add --persona NAME, or name the mechanism with --mechanism ID"
-        )
-    mechanism_id = OPEN_RACE if mechanism_id is None else mechanism_id
-    redundancy = _integer(1 if redundancy is None else redundancy, "--redundancy")
-    decay = bool(decay)
-    if not 1 <= redundancy <= MAX_REDUNDANCY:
-        fail(f"--redundancy {redundancy} is out of range: a task has 1 to {MAX_REDUNDANCY} provers")
-    fee_wei = parse_ether(fee, "--fee")
-    reward_wei = None if reward is None else parse_ether(reward, "--reward")
-    collateral_wei = None if collateral is None else parse_ether(collateral, "--collateral")
-    start_price_wei = None if start_price is None else parse_ether(start_price, "--start-price")
-    floor_wei = 0 if decay_floor is None else parse_ether(decay_floor, "--decay-floor")
-    proving_window = _integer(
-        DEFAULT_WINDOW if proving_window is None else proving_window, "--proving-window"
-    )
-    if proving_window == 0:
-        fail("--proving-window is 0: a prover needs some seconds to prove")
-    if mechanism_id == OPEN_RACE:
-        if assign_window is not None:
-            fail("--assign-window is unused by mechanism 1 (open race): its race lasts --proving-window")
-        assign_window = 0
+        if value is not None
+    ]  # fmt: skip
+    persona, plan, prefs, source = None, None, None, None
+    if auto:
+        terms_given = [option for option, was_given in given.items() if was_given]
+        if terms_given:
+            fail(
+                f"--auto chooses the mechanism and terms: drop {', '.join(terms_given)} (bound them with "
+                "--max-time, --max-price and --min-redundancy), or drop --auto to set them yourself"
+            )
+        if election_mechanism is not None or auction_mechanism is not None:
+            fail(
+                "--election-mechanism and --auction-mechanism pick a persona's fixed mechanism; with --auto "
+                "the router considers every registered mechanism: drop them"
+            )
+        prefs, source = _preferences(weights, persona_name, max_time, max_price, min_redundancy)
+        fee_wei = parse_ether(fee, "--fee")
+        if fee_wei > MAX_REWARD:
+            fail(f"--fee {eth(fee_wei)} is above the registry's limit {eth(MAX_REWARD)}")
     else:
-        assign_window = _integer(assign_window or DEFAULT_WINDOW, "--assign-window")
-        if assign_window == 0:
-            fail(f"--assign-window is 0: mechanism {mechanism_id} could never assign the task")
-    if mechanism_id in BUILT_IN and fee_wei != 0:
-        fail(
-            f"--fee {fee} for mechanism {mechanism_id} ({BUILT_IN[mechanism_id]}): only a registered "
-            "mechanism's frontend earns a fee; leave --fee at 0"
+        if routed:
+            fail(
+                f"{' and '.join(routed)} {'is' if len(routed) == 1 else 'are'} for routing: add --auto "
+                "(with --weights or --persona) to let the router choose the mechanism and terms"
+            )
+        mechanism_id = None if mechanism is None else _integer(mechanism, "--mechanism")
+        if persona_name is not None:
+            persona, plan, mechanism_id = _persona_plan(
+                persona_name, election_mechanism, auction_mechanism, mechanism_id
+            )
+            redundancy = plan.redundancy if redundancy is None else redundancy
+            proving_window = plan.proving_window if proving_window is None else proving_window
+            if mechanism_id != OPEN_RACE and assign_window is None:
+                assign_window = plan.assign_window or DEFAULT_WINDOW
+            decay = plan.decay if decay is None else decay
+        elif election_mechanism is not None or auction_mechanism is not None:
+            fail(
+                "--election-mechanism and --auction-mechanism say which mechanism a persona uses: "
+                "add --persona NAME, or name the mechanism with --mechanism ID"
+            )
+        mechanism_id = OPEN_RACE if mechanism_id is None else mechanism_id
+        redundancy = _integer(1 if redundancy is None else redundancy, "--redundancy")
+        decay = bool(decay)
+        if not 1 <= redundancy <= MAX_REDUNDANCY:
+            fail(f"--redundancy {redundancy} is out of range: a task has 1 to {MAX_REDUNDANCY} provers")
+        fee_wei = parse_ether(fee, "--fee")
+        reward_wei = None if reward is None else parse_ether(reward, "--reward")
+        collateral_wei = None if collateral is None else parse_ether(collateral, "--collateral")
+        start_price_wei = None if start_price is None else parse_ether(start_price, "--start-price")
+        floor_wei = 0 if decay_floor is None else parse_ether(decay_floor, "--decay-floor")
+        proving_window = _integer(
+            DEFAULT_WINDOW if proving_window is None else proving_window, "--proving-window"
         )
-    if mechanism_id != DUTCH and (start_price is not None or ramp is not None):
-        fail(f"--start-price and --ramp are for mechanism {DUTCH} (dutch), not {mechanism_id}")
-    if decay_floor is not None and not decay:
-        fail("--decay-floor needs --decay")
+        if proving_window == 0:
+            fail("--proving-window is 0: a prover needs some seconds to prove")
+        if mechanism_id == OPEN_RACE:
+            if assign_window is not None:
+                fail("--assign-window is unused by mechanism 1 (open race): its race lasts --proving-window")
+            assign_window = 0
+        else:
+            assign_window = _integer(assign_window or DEFAULT_WINDOW, "--assign-window")
+            if assign_window == 0:
+                fail(f"--assign-window is 0: mechanism {mechanism_id} could never assign the task")
+        if mechanism_id in BUILT_IN and fee_wei != 0:
+            fail(
+                f"--fee {fee} for mechanism {mechanism_id} ({BUILT_IN[mechanism_id]}): only a registered "
+                "mechanism's frontend earns a fee; leave --fee at 0"
+            )
+        if mechanism_id != DUTCH and (start_price is not None or ramp is not None):
+            fail(f"--start-price and --ramp are for mechanism {DUTCH} (dutch), not {mechanism_id}")
+        if decay_floor is not None and not decay:
+            fail("--decay-floor needs --decay")
     capabilities = _integer(capabilities, "--capabilities")
     if capabilities > MAX_CAPABILITIES:
         fail(f"--capabilities {capabilities:#x} has bits above 63: no prover can declare them")
@@ -539,7 +780,20 @@ def post(
             f"{MAX_PROVER_INPUT}"
         )
 
-    if plan is not None:
+    router = choice = state = None
+    if prefs is not None:
+        state = _state_path(registry, router_state)
+        router, choice, learnt = _route(
+            registry, market, prefs, account.address, state, capabilities=capabilities, fee=fee_wei
+        )
+        chosen = choice.terms
+        mechanism_id, redundancy = chosen["mechanism_id"], chosen["redundancy"]
+        assign_window, proving_window = chosen["assign_window"], chosen["proving_window"]
+        reward_wei, fee_wei = chosen["max_reward"], chosen["frontend_fee"]
+        collateral_wei = chosen["collateral"]
+        decay, floor_wei = bool(chosen["decay"]), chosen["decay_floor"]
+        start_price_wei, ramp = chosen["start_price"], chosen["ramp"]
+    elif plan is not None:
         explicit = {
             "redundancy": redundancy,
             "assign_window": assign_window,
@@ -643,6 +897,18 @@ def post(
     task_id = "0x" + bytes(posted.task_id).hex()
     recorded = TaskTerms.from_event(posted.terms)
     label = _mechanism_name(registry, mechanism_id)
+    route = None
+    if choice is not None:
+        router.record(task_id, choice, prefs, account.address)
+        try:
+            router.save(state)
+        except OSError as error:  # posted already: say so, and what is lost
+            click.echo(
+                f"warning: task {task_id} is posted, but the router could not write {state} "
+                f"({error.strerror or error}): it will not learn from this task",
+                err=True,
+            )
+        route = _route_data(choice, prefs, source, learnt, state)
     chose = None
     if persona is not None:
         overridden = [option for option, was_given in given.items() if was_given]
@@ -671,13 +937,95 @@ def post(
             "tx": posted.tx,
             "block": posted.block,
             **({"persona": chose} if chose else {}),
+            **({"route": route} if route else {}),
         },
         lambda: (_persona_line(persona, plan, recorded, mechanism_id, label, chose) + "\n" if chose else "")
+        + ("\n".join(_route_lines(choice, prefs, source, learnt, state)) + "\n" if route else "")
         + f"task {task_id}\n"
         f"posted in market {market_id} ({circuit.name}), mechanism {mechanism_id} ({label}); "
         f"escrow {eth(escrow)} = {redundancy} x ({eth(reward_wei)} reward + {eth(fee_wei)} fee)\n"
         f"{window}; inputs {prover_input.decode()}",
     )
+
+
+@cli.command(cls=ConnectedProviderCommand)
+@network_option()
+@account_option(prompt=False)
+@click.argument("market_id")
+@click.option(
+    "--persona",
+    "persona_name",
+    metavar="NAME",
+    help=f"Route with a persona's weights: {', '.join(persona_book.PERSONAS)}.",
+)
+@route_options
+@click.option(
+    "--fee",
+    metavar="ETH",
+    default="0",
+    show_default=True,
+    help="Frontend fee per slot offered through a registered mechanism, ETH.",
+)
+@click.option(
+    "--capabilities",
+    metavar="BITMASK",
+    default="0",
+    show_default=True,
+    help="Hardware bitmask a prover must cover.",
+)
+@json_option
+@handled
+def route(
+    account,
+    market_id,
+    persona_name,
+    weights,
+    max_time,
+    max_price,
+    min_redundancy,
+    router_state,
+    fee,
+    capabilities,
+    as_json,
+):
+    """What `post --auto` would choose in MARKET_ID for your preferences, and why. Posts
+    nothing and writes nothing; with --account, your own tasks' history counts too."""
+    market_id = _integer(market_id, "MARKET_ID")
+    prefs, source = _preferences(weights, persona_name, max_time, max_price, min_redundancy)
+    fee_wei = parse_ether(fee, "--fee")
+    capabilities = _integer(capabilities, "--capabilities", high=MAX_CAPABILITIES)
+    registry = client()
+    market = market_or_fail(registry, market_id)
+    if market.paused:
+        fail(f"market {market_id} is paused by its creator {market.creator}: no new tasks until it resumes")
+    state = _state_path(registry, router_state, create=False)
+    requester = account.address if account is not None else None
+    _, choice, learnt = _route(
+        registry, market, prefs, requester, state, capabilities=capabilities, fee=fee_wei
+    )
+    t = choice.terms
+    escrow = t["redundancy"] * (t["max_reward"] + t["frontend_fee"])
+    data = {"market_id": market_id, "requester": requester, "escrow": escrow, "posted": False}
+    data.update(_route_data(choice, prefs, source, learnt, state))
+
+    def text() -> str:
+        reward = eth(t["max_reward"]) + (f" decaying to {eth(t['decay_floor'])}" if t["decay"] else "")
+        if t["mechanism_id"] == OPEN_RACE:
+            windows = f"a {_duration(t['proving_window'])} race"
+        else:
+            windows = f"{_duration(t['assign_window'])} to assign, {_duration(t['proving_window'])} to prove"
+        if t["mechanism_id"] == DUTCH:
+            windows += f", price from {eth(t['start_price'])} over {_duration(t['ramp'])}"
+        lines = _route_lines(choice, prefs, source, learnt, state, saved=False)
+        lines.insert(
+            1,
+            f"terms: mechanism {t['mechanism_id']} ({choice.arm.name}), {t['redundancy']} x reward up to "
+            f"{reward} + fee {eth(t['frontend_fee'])}, collateral {eth(t['collateral'])}, {windows}; "
+            f"escrow {eth(escrow)}",
+        )
+        return "\n".join([*lines, "dry run: nothing posted (`post --auto` with the same options posts it)"])
+
+    emit(as_json, data, text)
 
 
 # ------------------------------------------------------------------ status

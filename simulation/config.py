@@ -239,6 +239,7 @@ def from_dict(raw: dict, default_name: str = "custom") -> SimConfig:
     requesters = raw.pop("requesters", None)
     if not isinstance(fleets, list) or not isinstance(requesters, list):
         raise SimConfigError(f"{raw['name']}: fleets and requesters must be lists of objects")
+    raw.setdefault("held_out_seeds", [])
     for key in ("train_seeds", "held_out_seeds", "policies"):
         if key in raw:
             if not isinstance(raw[key], list):
