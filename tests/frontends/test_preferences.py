@@ -11,7 +11,6 @@ import math
 
 import pytest
 
-from provingmarket.formats import TaskTerms
 from provingmarket.preferences import (
     QUALITIES,
     PreferenceError,
@@ -23,6 +22,7 @@ from provingmarket.preferences import (
     utility,
 )
 from provingmarket.qos import TaskQoS
+from tests.utils.qos import task_qos
 
 LEAST = 100  # the market's least reward
 
@@ -36,45 +36,8 @@ def outcome(
     fees: int = 0,
 ) -> TaskQoS:
     """A task's QoS: proofs at `proof_times` seconds after posting, `spent` in all."""
-    redundancy = redundancy or max(1, len(proof_times))
-    terms = TaskTerms(
-        market_id=1,
-        requester="0x" + "99" * 20,
-        posted_at=1_000,
-        inputs_commitment=b"\x01" * 32,
-        prover_input_hash=b"\x02" * 32,
-        max_reward=10 * LEAST,
-        frontend_fee=0,
-        assign_window=600,
-        proving_window=300,
-        collateral=10,
-        capabilities=0,
-        redundancy=redundancy,
-        mechanism_id=3,
-        start_price=0,
-        ramp=0,
-        decay=False,
-        decay_floor=0,
-    )
-    return TaskQoS(
-        task_id="0x" + "01" * 32,
-        market_id=1,
-        mechanism_id=3,
-        mechanism="auction",
-        requester=terms.requester,
-        posted_at=1_000,
-        terms=terms,
-        min_reward=min_reward,
-        assigned_after=0 if proof_times else None,
-        proof_times=tuple(proof_times),
-        provers=tuple(f"0x{i:040x}" for i in range(len(proof_times))),
-        paid=spent - fees,
-        fees=fees,
-        slashes=0,
-        could=could,
-        took_part=len(proof_times),
-        refunded=redundancy - len(proof_times),
-        cancelled=False,
+    return task_qos(
+        proof_times, spent, least=LEAST, could=could, redundancy=redundancy, min_reward=min_reward, fees=fees
     )
 
 

@@ -18,10 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provingmarket.formats import DUTCH, MAX_REDUNDANCY, OPEN_RACE, TaskTerms
+from provingmarket.formats import DUTCH, MAX_REDUNDANCY, OPEN_RACE
 from provingmarket.preferences import Preferences, utility
 from provingmarket.qos import TaskQoS
 from provingmarket.router import MOST_LEVEL, Arm, Choice, Infeasible, MarketView, Pace, Router
+from tests.utils.qos import task_qos
 
 LEAST = 100  # the market's least reward, wei
 LEAST_COLLATERAL = 10
@@ -48,45 +49,10 @@ def qos(
     could: int = 6,
 ) -> TaskQoS:
     """A task's measured QoS; settled unless `refunded` says fewer slots closed."""
-    terms = TaskTerms(
-        market_id=1,
-        requester="0x" + "99" * 20,
-        posted_at=1_000,
-        inputs_commitment=b"\x01" * 32,
-        prover_input_hash=b"\x02" * 32,
-        max_reward=10 * LEAST,
-        frontend_fee=0,
-        assign_window=600,
-        proving_window=300,
-        collateral=LEAST_COLLATERAL,
-        capabilities=0,
-        redundancy=redundancy,
-        mechanism_id=3,
-        start_price=0,
-        ramp=0,
-        decay=False,
-        decay_floor=0,
-    )
-    return TaskQoS(
-        task_id=task_id,
-        market_id=1,
-        mechanism_id=3,
-        mechanism="auction",
-        requester=terms.requester,
-        posted_at=1_000,
-        terms=terms,
-        min_reward=LEAST,
-        assigned_after=0 if proof_times else None,
-        proof_times=proof_times,
-        provers=tuple(f"0x{i:040x}" for i in range(len(proof_times))),
-        paid=spent,
-        fees=0,
-        slashes=0,
-        could=could,
-        took_part=len(proof_times),
-        refunded=redundancy - len(proof_times) if refunded is None else refunded,
-        cancelled=False,
-    )
+    return task_qos(
+        proof_times, spent, least=LEAST, could=could, redundancy=redundancy, refunded=refunded,
+        collateral=LEAST_COLLATERAL, task_id=task_id,
+    )  # fmt: skip
 
 
 UNSERVED = qos((), spent=0)  # settled: its slot closed, no proof
