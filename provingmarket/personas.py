@@ -2,8 +2,9 @@
 
 A persona is a requester's weights over speed, cost, safety (redundancy, collateral) and
 censorship resistance (how many distinct provers could take the task), each 1 to 10, and
-the mechanism and terms that, for now, serve those weights. The router that learns the
-mapping from what the chain delivered comes later; until then the mapping is the data
+the mechanism and terms the seed argues serve those weights. The router
+(provingmarket/router.py; `requester post --auto --persona NAME`) learns the mapping from
+what the chain delivered instead; `post --persona NAME` alone posts the fixed mapping
 below, with the seed's argument for each choice in its `why`:
 
 - **arbitrage** (speed 10, cost 3, safety 1, censorship resistance 1): a proof within
