@@ -95,11 +95,65 @@ def arm_label(mechanism: str, terms: TaskTerms) -> str:
 
 
 @dataclass
-class _Member:
+class Member:
+    """A prover's membership of a market, as its events left it."""
+
     capacity: int
     proving_time: int
     capabilities: int
     accepts: set[int] = field(default_factory=set)
+
+
+class ProverBook:
+    """Provers' stake and market memberships replayed from the registry's events: what
+    the QoS (who could take a task) and the router (who is in a market) both read."""
+
+    def __init__(self) -> None:
+        self.stake: dict[str, int] = {}  # lowercase address → stake, locked included
+        self.members: dict[int, dict[str, Member]] = {}  # market → lowercase address → membership
+
+    def apply(self, e) -> None:
+        """Apply one event; events about anything else are ignored."""
+        a = e.args
+        if e.name == "Staked":
+            self.stake[a["prover"].lower()] = a["stake"]  # the stake after it, in all
+        elif e.name in ("Unstaked", "Slashed"):
+            who = a["prover"].lower()
+            self.stake[who] = self.stake.get(who, 0) - a["amount" if e.name == "Unstaked" else "collateral"]
+        elif e.name in ("ProverJoined", "ProverUpdated"):
+            market = self.members.setdefault(a["market_id"], {})
+            who = a["prover"].lower()
+            old = market.get(who)
+            # A join starts afresh: acceptances made before a leave do not hold after it.
+            accepts = old.accepts if old is not None and e.name == "ProverUpdated" else set()
+            market[who] = Member(a["capacity"], a["proving_time"], a["capabilities"], accepts)
+        elif e.name == "ProverLeft":
+            self.members.get(a["market_id"], {}).pop(a["prover"].lower(), None)
+        elif e.name == "MechanismAccepted":
+            member = self.members.get(a["market_id"], {}).get(a["prover"].lower())
+            if member is not None:
+                (member.accepts.add if a["accepted"] else member.accepts.discard)(a["mechanism_id"])
+
+    def eligible(
+        self,
+        market_id: int,
+        collateral: int,
+        capabilities: int = 0,
+        mechanism_id: int | None = None,
+        proving_window: int | None = None,
+    ) -> list[Member]:
+        """The market's members with capacity, stake of at least `collateral` and
+        capabilities covering `capabilities`; accepting `mechanism_id` unless it is None
+        or built in, and proving within `proving_window` unless it is None."""
+        return [
+            m
+            for who, m in self.members.get(market_id, {}).items()
+            if m.capacity > 0
+            and self.stake.get(who, 0) >= collateral
+            and m.capabilities & capabilities == capabilities
+            and (mechanism_id is None or mechanism_id in BUILT_IN or mechanism_id in m.accepts)
+            and (proving_window is None or m.proving_time <= proving_window)
+        ]
 
 
 @dataclass
@@ -132,46 +186,25 @@ def measure(events: Iterable, block_time: Callable[[int], int]) -> list[TaskQoS]
     deployment to count who could take part."""
     names: dict[int, str] = dict(BUILT_IN)
     min_rewards: dict[int, int] = {}
-    stake: dict[str, int] = {}
-    members: dict[int, dict[str, _Member]] = {}
+    provers = ProverBook()
     tasks: dict[str, _Task] = {}
     for e in events:
         a = e.args
+        provers.apply(e)
         if e.name == "MarketCreated":
             min_rewards[a["market_id"]] = a["min_reward"]
         elif e.name == "MechanismRegistered":
             names[a["mechanism_id"]] = a["name"]
-        elif e.name == "Staked":
-            stake[a["prover"].lower()] = a["stake"]
-        elif e.name == "Unstaked":
-            who = a["prover"].lower()
-            stake[who] = stake.get(who, 0) - a["amount"]
-        elif e.name in ("ProverJoined", "ProverUpdated"):
-            market = members.setdefault(a["market_id"], {})
-            who = a["prover"].lower()
-            old = market.get(who)
-            market[who] = _Member(
-                a["capacity"],
-                a["proving_time"],
-                a["capabilities"],
-                old.accepts if old and e.name == "ProverUpdated" else set(),
-            )
-        elif e.name == "ProverLeft":
-            members.get(a["market_id"], {}).pop(a["prover"].lower(), None)
-        elif e.name == "MechanismAccepted":
-            member = members.get(a["market_id"], {}).get(a["prover"].lower())
-            if member is not None:
-                (member.accepts.add if a["accepted"] else member.accepts.discard)(a["mechanism_id"])
         elif e.name == "TaskPosted":
             terms = TaskTerms.from_event(a["terms"])
-            could = sum(
-                1
-                for who, m in members.get(terms.market_id, {}).items()
-                if (terms.mechanism_id in BUILT_IN or terms.mechanism_id in m.accepts)
-                and stake.get(who, 0) >= terms.collateral
-                and m.capabilities & terms.capabilities == terms.capabilities
-                and m.proving_time <= terms.proving_window
-                and m.capacity > 0
+            could = len(
+                provers.eligible(
+                    terms.market_id,
+                    terms.collateral,
+                    terms.capabilities,
+                    terms.mechanism_id,
+                    terms.proving_window,
+                )
             )
             tasks[_hex(a["task_id"])] = _Task(
                 terms,
@@ -196,8 +229,6 @@ def measure(events: Iterable, block_time: Callable[[int], int]) -> list[TaskQoS]
                 task.took_part.add(a["prover"].lower())
             elif e.name == "Slashed":
                 task.slashes += 1
-                who = a["prover"].lower()
-                stake[who] = stake.get(who, 0) - a["collateral"]
             elif e.name == "SlotsClosed":
                 task.refunded += a["slots"]
                 task.cancelled = task.cancelled or bool(a["cancelled"])
@@ -230,17 +261,22 @@ def measure(events: Iterable, block_time: Callable[[int], int]) -> list[TaskQoS]
     ]
 
 
-def from_chain(client, from_block: int | None = None, to_block: int | str = "latest") -> list[TaskQoS]:
-    """Measure every task from the registry's history (provingmarket.client.RegistryClient;
-    from its deployment block unless `from_block` is given)."""
+def block_clock(web3) -> Callable[[int], int]:
+    """A block's timestamp by its number, each block's header read once."""
     times: dict[int, int] = {}
 
     def block_time(number: int) -> int:
-        if number not in times:  # one header per block, not per event
-            times[number] = client.web3.eth.get_block(number)["timestamp"]
+        if number not in times:
+            times[number] = web3.eth.get_block(number)["timestamp"]
         return times[number]
 
-    return measure(client.events(from_block=from_block, to_block=to_block), block_time)
+    return block_time
+
+
+def from_chain(client, from_block: int | None = None, to_block: int | str = "latest") -> list[TaskQoS]:
+    """Measure every task from the registry's history (provingmarket.client.RegistryClient;
+    from its deployment block unless `from_block` is given)."""
+    return measure(client.events(from_block=from_block, to_block=to_block), block_clock(client.web3))
 
 
 # ------------------------------------------------------------------ aggregates
@@ -375,4 +411,16 @@ def table(
     return "\n".join(lines)
 
 
-__all__ = ["BUILT_IN", "GroupQoS", "TaskQoS", "arm_label", "from_chain", "measure", "summarize", "table"]
+__all__ = [
+    "BUILT_IN",
+    "GroupQoS",
+    "Member",
+    "ProverBook",
+    "TaskQoS",
+    "block_clock",
+    "arm_label",
+    "from_chain",
+    "measure",
+    "summarize",
+    "table",
+]

@@ -16,22 +16,12 @@ from the registry's deployment, or provers who joined earlier are missed.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
-from provingmarket.formats import DUTCH, OPEN_RACE
 from provingmarket.personas import persona
 from provingmarket.preferences import Preferences
+from provingmarket.qos import BUILT_IN, ProverBook
 from provingmarket.router import Arm, MarketView
-
-BUILT_IN = {OPEN_RACE: "open race", DUTCH: "dutch"}
-
-
-@dataclass
-class _Member:
-    proving_time: int
-    capacity: int
-    capabilities: int
-    accepts: set[int] = field(default_factory=set)
 
 
 def market_view(events: Iterable, market_id: int, capabilities: int = 0) -> MarketView:
@@ -43,34 +33,11 @@ def market_view(events: Iterable, market_id: int, capabilities: int = 0) -> Mark
 
     Raises ValueError if the events hold no market `market_id`."""
     created: dict[int, tuple[int, int]] = {}
-    stake: dict[str, int] = {}
-    members: dict[str, _Member] = {}
+    provers = ProverBook()
     for e in events:
-        a = e.args
+        provers.apply(e)
         if e.name == "MarketCreated":
-            created[a["market_id"]] = (a["min_reward"], a["min_collateral"])
-        elif e.name == "Staked":
-            stake[a["prover"].lower()] = a["stake"]  # the stake after it, in all
-        elif e.name == "Unstaked":
-            who = a["prover"].lower()
-            stake[who] = stake.get(who, 0) - a["amount"]
-        elif e.name == "Slashed":
-            who = a["prover"].lower()
-            stake[who] = stake.get(who, 0) - a["collateral"]
-        elif a.get("market_id") != market_id:
-            continue
-        elif e.name in ("ProverJoined", "ProverUpdated"):
-            who = a["prover"].lower()
-            old = members.get(who)
-            # A join starts afresh: acceptances made before a leave do not hold after it.
-            accepts = old.accepts if old is not None and e.name == "ProverUpdated" else set()
-            members[who] = _Member(a["proving_time"], a["capacity"], a["capabilities"], accepts)
-        elif e.name == "ProverLeft":
-            members.pop(a["prover"].lower(), None)
-        elif e.name == "MechanismAccepted":
-            member = members.get(a["prover"].lower())
-            if member is not None:
-                (member.accepts.add if a["accepted"] else member.accepts.discard)(a["mechanism_id"])
+            created[e.args["market_id"]] = (e.args["min_reward"], e.args["min_collateral"])
     if market_id not in created:
         known = ", ".join(map(str, sorted(created))) or "none"
         raise ValueError(f"no market {market_id} in the registry's events (markets: {known})")
@@ -81,10 +48,7 @@ def market_view(events: Iterable, market_id: int, capabilities: int = 0) -> Mark
         min_collateral=min_collateral,
         provers=tuple(
             (m.proving_time, frozenset(m.accepts))
-            for who, m in members.items()
-            if m.capacity > 0
-            and stake.get(who, 0) >= min_collateral
-            and m.capabilities & capabilities == capabilities
+            for m in provers.eligible(market_id, min_collateral, capabilities)
         ),
     )
 

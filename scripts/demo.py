@@ -57,6 +57,7 @@ from provingmarket.devnet import (
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
 from provingmarket.markets import MarketTerms
 from provingmarket.personas import PERSONAS, persona_terms
+from provingmarket.qos import block_clock
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / "reports" / "demo"
@@ -144,7 +145,7 @@ class Demo:
         self.random = random.Random(7)
         self.started = time.monotonic()
         self.cursor = 0
-        self.block_times: dict[int, int] = {}
+        self.block_time = block_clock(self.web3)  # one header per block, not per event
 
     # -------------------------------------------------------------- output
 
@@ -314,11 +315,6 @@ class Demo:
             send_signed(self.requester, call, 0, self.nonce + self.posted + self.cancels, gas=300_000)
             self.cancels += 1
             self.say(f"{r.label}: no prover took it within {PATIENCE} s; the requester cancels it")
-
-    def block_time(self, number: int) -> int:
-        if number not in self.block_times:  # one header per block, not per event
-            self.block_times[number] = self.web3.eth.get_block(number)["timestamp"]
-        return self.block_times[number]
 
     def progress(self) -> str:
         t = self.tasks.values()

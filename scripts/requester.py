@@ -460,14 +460,7 @@ def _route(
     pending = set(router.state.pending)
     learnt = 0
     if pending:
-        times: dict[int, int] = {}
-
-        def block_time(number: int) -> int:
-            if number not in times:
-                times[number] = registry.web3.eth.get_block(number)["timestamp"]
-            return times[number]
-
-        learnt = router.learn(qos.measure(_settled_events(events, pending), block_time))
+        learnt = router.learn(qos.measure(_settled_events(events, pending), qos.block_clock(registry.web3)))
     try:
         choice = router.choose(prefs, view, requester)
     except Infeasible as error:

@@ -37,8 +37,9 @@ from provingmarket.deployments import Deployment, MarketRecord, save
 from provingmarket.devnet import ETHER, PROVER_INPUT, deploy_stack, send_signed, stop_processes, task_terms
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
 from provingmarket.preferences import Preferences, utility
-from provingmarket.qos import TaskQoS, measure
-from provingmarket.router import Arm, Infeasible, MarketView, Router
+from provingmarket.qos import TaskQoS, block_clock, measure
+from provingmarket.router import Arm, Infeasible, Router
+from provingmarket.routing import market_view, persona_preferences
 from simulation.config import ROUTER, Fleet, Requester, SimConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,16 +86,12 @@ def workload(config: SimConfig, seed: int) -> list[Arrival]:
 
 
 def preferences(requester: Requester, min_reward: int) -> Preferences:
-    from provingmarket.personas import PERSONAS
-
-    w = PERSONAS[requester.persona].weights
-    return Preferences(
-        w.speed,
-        w.cost,
-        w.safety,
-        w.censorship_resistance,
+    """The persona's weights with the requester's limits (its price in wei)."""
+    price = None if requester.max_price_x is None else int(requester.max_price_x * min_reward)
+    return persona_preferences(
+        requester.persona,
         max_time=requester.max_time,
-        max_price=None if requester.max_price_x is None else int(requester.max_price_x * min_reward),
+        max_price=price,
         min_redundancy=requester.min_redundancy,
     )
 
@@ -126,7 +123,7 @@ class World:
         self.processes: dict[str, subprocess.Popen] = {}
         self.events: list = []
         self.cursor = 0
-        self.block_times: dict[int, int] = {}
+        self.block_time = block_clock(self.web3)
         self.policy_number = 0
         self.choices: dict[str, tuple] = {}  # salt → the router's (choice, preferences, requester)
 
@@ -163,8 +160,7 @@ class World:
             ids[role] = tx.events.filter(registry.MechanismRegistered)[0].mechanism_id
         self.market_id = stack.market_id
         self.client = RegistryClient(self.web3, registry.address, KeySigner(keys["janitor"]))
-        market = self.client.market(stack.market_id)
-        self.min_reward, self.min_collateral = market.min_reward, market.min_collateral
+        self.min_reward = self.client.market(stack.market_id).min_reward
         self.logs.mkdir(parents=True, exist_ok=True)
         self.record = save(
             Deployment(
@@ -185,18 +181,14 @@ class World:
             Arm("open race", OPEN_RACE),
             Arm("dutch", DUTCH, least_time=2),
         ]
-        accepted = frozenset(ids.values())
-        provers = []
+        accepted = sorted(ids.values())
         for fleet, _, key in self.prover_keys:
             client = RegistryClient(self.web3, registry.address, KeySigner(key))
             proving_time = math.ceil(fleet.prove_seconds) + 2
             client.transact("stake", value=STAKE)
             ask = int(fleet.ask_x * self.min_reward)
-            client.transact(
-                "join_market", stack.market_id, fleet.capacity, ask, proving_time, 0, sorted(accepted)
-            )
-            provers.append((proving_time, accepted))
-        self.market = MarketView(stack.market_id, self.min_reward, self.min_collateral, tuple(provers))
+            client.transact("join_market", stack.market_id, fleet.capacity, ask, proving_time, 0, accepted)
+        self.market = market_view(self.client.events(from_block=0), stack.market_id)  # as the chain has it
         self.requesters = {
             r.persona: RegistryClient(self.web3, registry.address, KeySigner(keys[f"requester {r.persona}"]))
             for r in config.requesters
@@ -272,11 +264,6 @@ class World:
         return stop_processes(self.processes, self.logs, self.say)
 
     # -------------------------------------------------------------- following the chain
-
-    def block_time(self, number: int) -> int:
-        if number not in self.block_times:
-            self.block_times[number] = self.web3.eth.get_block(number)["timestamp"]
-        return self.block_times[number]
 
     def follow(self) -> list[TaskQoS]:
         head = self.web3.eth.block_number
