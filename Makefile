@@ -30,8 +30,15 @@ $(BIN)/anvil: node_modules/.installed $(VENV)/.installed
 	ln -sf $(CURDIR)/$(ANVIL_BIN) $@
 	$@ --version | head -1
 
-compile: install
-	ape compile
+# ape recompiles a contract when its own file changes, not when a module it imports does
+# (contracts/registry/*.vy): rebuild all of them whenever any contract source changes.
+CONTRACTS := $(shell find contracts -name '*.vy')
+
+compile: install .build/.compiled
+
+.build/.compiled: $(CONTRACTS) ape-config.yaml
+	ape compile --force
+	touch $@
 
 test: compile lint
 	ape test tests/ -q

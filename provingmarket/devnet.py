@@ -20,7 +20,7 @@ from eth_utils import keccak
 from provingmarket.backends import CommandBackend, Groth16pyBackend, ProvingBackend
 from provingmarket.circuits import Circuit
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms, inputs_commitment
-from provingmarket.markets import MarketTerms, open_market
+from provingmarket.markets import MarketTerms, deploy_registry, open_market
 
 ETHER = 10**18
 SQUARE = Circuit.load("square")
@@ -68,7 +68,7 @@ def deploy_stack(ape, owner, frontends: list, unbonding_delay: int = 3_600, grac
     """Deploy the registry and the square circuit's verifier, create its market
     (half a slashed collateral to the requester, a tenth to whoever slashes, the rest
     burnt), register a mechanism for `frontends`."""
-    registry = owner.deploy(ape.project.Registry, unbonding_delay)
+    registry = deploy_registry(ape, owner, unbonding_delay)
     terms = MarketTerms(grace_period=grace_period)
     opened = open_market(ape, registry, SQUARE, owner, default_backend(), terms)
     verifier = ape.project.Groth16Verifier.at(opened.verifier)

@@ -25,8 +25,27 @@ BINDING_NONE = 0
 BINDING_ADDRESS_INPUT = 1
 BINDING_COMMIT_REVEAL = 2
 
+# The registry's bounds (contracts/registry/*.vy); tests/registry/test_formats.py checks
+# them against the registry. A term outside them is refused at post_task.
 MAX_REDUNDANCY = 8
 MAX_PUBLIC_INPUTS = 16
+MAX_PROOF_SIZE = 1024  # bytes
+MAX_PROVER_INPUT = 4096  # bytes carried in TaskPosted
+MAX_BATCH = 64  # items per assign or prove batch
+MAX_ASSIGN_WINDOW = 30 * 86_400  # seconds; also bounds a Dutch ramp
+MAX_PROVING_WINDOW = 30 * 86_400  # seconds
+MAX_REWARD = 2**80 - 1  # wei: max_reward and frontend_fee
+MAX_COLLATERAL = 2**88 - 1  # wei
+MAX_CAPABILITIES = 2**64 - 1
+REVEAL_WINDOW = 600  # seconds a commit-reveal race commit has to reveal its proof
+MIN_GRACE_PERIOD = 2  # seconds
+MAX_GRACE_PERIOD = 86_400  # seconds
+MAX_CALLER_BPS = 1_000
+MAX_VERIFY_GAS = 3_000_000
+MAX_VERIFIER_ARGS = 2_048  # bytes
+
+# Verifier blueprints the registry deploys from (Registry constructor, in this order).
+GROTH16_BLUEPRINT = 1
 
 EIP712_NAME = "ProvingMarketRegistry"
 EIP712_VERSION = "1"
@@ -120,7 +139,8 @@ class Assignment:
 
 
 def task_id(chain_id: int, registry: str, terms: TaskTerms) -> bytes:
-    """keccak256(abi.encode(chain id, registry, terms))."""
+    """keccak256(abi.encode(chain id, registry, terms)), with the chain id the registry
+    was deployed on: after a fork that changes the chain id, ids stay what they were."""
     return keccak(encode(["uint256", "address", TASK_TERMS_ABI], [chain_id, registry, terms.as_tuple()]))
 
 
@@ -149,7 +169,8 @@ def assignment_word(task: bytes, prover: str, assignment: Assignment) -> int:
 
 
 def proof_commit_digest(task: bytes, prover: str, proof: bytes) -> bytes:
-    """What a prover commits in a commit-reveal market before revealing its proof."""
+    """What a prover commits (`commit_proof`) to race a task in a commit-reveal market,
+    before revealing the proof with `prove`."""
     return keccak(encode(["bytes32", "address", "bytes32"], [task, prover, keccak(proof)]))
 
 

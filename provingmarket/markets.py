@@ -1,5 +1,11 @@
-"""Open a market for a circuit: deploy (or reuse) its Groth16 verifier and create the
-market in the registry, with the circuit's sample proof for the registry's check.
+"""Deploy the registry and open markets on it.
+
+The trust model (docs/security.md): the registry deploys verifiers itself from the
+blueprints fixed when it was deployed, and a market on such a verifier is trusted: its
+answers cannot change. `deploy_registry` declares the Groth16 verifier's blueprint and
+deploys the registry with it; `open_market` has the registry deploy the circuit's
+verifier from that blueprint and creates the market. A market on any other verifier is
+`custom`, which provers refuse unless they reviewed its code hash.
 
 Everything a registry would refuse is checked first and said in words a person can act
 on (`MarketError`), so no transaction is sent that is bound to fail.
@@ -9,13 +15,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from eth_abi import encode
+
 from provingmarket.backends import ProvingBackend
-from provingmarket.circuits import Circuit
-from provingmarket.formats import BINDING_ADDRESS_INPUT
+from provingmarket.circuits import Circuit, VerifyingKey
+from provingmarket.formats import (
+    BINDING_ADDRESS_INPUT,
+    GROTH16_BLUEPRINT,
+    MAX_CALLER_BPS,
+    MAX_COLLATERAL,
+    MAX_GRACE_PERIOD,
+    MAX_REWARD,
+    MIN_GRACE_PERIOD,
+)
 
 ETHER = 10**18
-MAX_CALLER_BPS = 1_000
 BPS = 10_000
+GROTH16_ARGS_ABI = ["uint256[2]", "uint256[4]", "uint256[4]", "uint256[4]", "uint256[2][]"]
 
 
 class MarketError(ValueError):
@@ -40,10 +56,20 @@ class MarketTerms:
                 f"requester {self.requester_bps} + caller {self.caller_bps} bps "
                 "is more than 100% (10,000 bps)"
             )
-        if self.grace_period >= 2**32:
-            raise MarketError("grace period too long (at most 2^32 - 1 seconds)")
-        if self.min_collateral >= 2**128 or self.min_reward >= 2**128:
-            raise MarketError("minimum collateral and reward must be below 2^128 wei")
+        if self.grace_period < MIN_GRACE_PERIOD:
+            raise MarketError(
+                f"grace period {self.grace_period} s is too short: provers need at least "
+                f"{MIN_GRACE_PERIOD} s to decline a task whose inputs they cannot prove"
+            )
+        if self.grace_period > MAX_GRACE_PERIOD:
+            raise MarketError(
+                f"grace period {self.grace_period} s is too long (at most {MAX_GRACE_PERIOD} s)"
+            )
+        if self.min_collateral > MAX_COLLATERAL or self.min_reward > MAX_REWARD:
+            raise MarketError(
+                f"minimum collateral must be at most {MAX_COLLATERAL} wei and minimum reward at most "
+                f"{MAX_REWARD} wei"
+            )
 
 
 @dataclass(frozen=True)
@@ -52,11 +78,33 @@ class OpenedMarket:
     verifier: str
     circuit: str
     deployed_verifier: bool
+    custom: bool  # the verifier is not one the registry deployed from its blueprint
 
 
-def deploy_verifier(ape, account, circuit: Circuit):
-    """Deploy contracts/verifiers/Groth16Verifier.vy with `circuit`'s verifying key."""
-    return account.deploy(ape.project.Groth16Verifier, *circuit.verifying_key().constructor_args())
+def deploy_registry(ape, account, unbonding_delay: int, contract=None):
+    """Declare the Groth16 verifier's ERC-5202 blueprint and deploy the registry with it
+    (`contract`: the Registry container, or a test harness of it). The blueprint's code is
+    contracts/verifiers/Groth16Verifier.vy's deployment code behind the ERC-5202
+    preamble, which anyone can compare with a compilation of that file."""
+    receipt = ape.project.Groth16Verifier.declare(sender=account)
+    blueprint = receipt.contract_address
+    if not blueprint:
+        raise MarketError(
+            f"declaring the Groth16 verifier's blueprint created no contract ({receipt.txn_hash})"
+        )
+    return account.deploy(contract or ape.project.Registry, unbonding_delay, [blueprint])
+
+
+def groth16_args(vk: VerifyingKey) -> bytes:
+    """The Groth16 verifier's ABI-encoded constructor arguments: its verifying key."""
+    return encode(GROTH16_ARGS_ABI, list(vk.constructor_args()))
+
+
+def deploy_verifier(ape, registry, account, circuit: Circuit):
+    """Have the registry deploy `circuit`'s Groth16 verifier from its blueprint."""
+    tx = registry.deploy_verifier(GROTH16_BLUEPRINT, groth16_args(circuit.verifying_key()), sender=account)
+    address = tx.events.filter(registry.VerifierDeployed)[0].verifier
+    return ape.project.Groth16Verifier.at(address)
 
 
 def check_verifier(verifier, circuit: Circuit) -> None:
@@ -84,15 +132,17 @@ def open_market(
     terms: MarketTerms = MarketTerms(),  # noqa: B008 (frozen)
     verifier=None,
 ) -> OpenedMarket:
-    """Deploy the circuit's verifier (unless `verifier`, checked, is given), prove the
-    circuit's sample as `account`, check the verifier accepts it, create the market."""
+    """Have the registry deploy the circuit's verifier from its blueprint (unless
+    `verifier`, checked, is given), prove the circuit's sample as `account`, check the
+    verifier accepts it, create the market. A given verifier the registry did not deploy
+    makes the market custom."""
     terms.check()
+    sample = backend.prove(circuit, circuit.sample, account.address)
     deployed = verifier is None
     if deployed:
-        verifier = deploy_verifier(ape, account, circuit)
+        verifier = deploy_verifier(ape, registry, account, circuit)
     else:
         check_verifier(verifier, circuit)
-    sample = backend.prove(circuit, circuit.sample, account.address)
     if not verifier.verify(sample.public_inputs, sample.proof):
         raise MarketError(
             f"the verifier at {verifier.address} rejects {circuit.name}'s sample proof: the circuit's "
@@ -111,5 +161,5 @@ def open_market(
         circuit.address_input,
         sender=account,
     )
-    market_id = tx.events.filter(registry.MarketCreated)[0].market_id
-    return OpenedMarket(market_id, verifier.address, circuit.name, deployed)
+    event = tx.events.filter(registry.MarketCreated)[0]
+    return OpenedMarket(event.market_id, verifier.address, circuit.name, deployed, bool(event.custom))

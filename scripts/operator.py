@@ -35,7 +35,7 @@ from provingmarket.cli import (
 )
 from provingmarket.client import parse_address, parse_ether
 from provingmarket.deployments import Deployment, DeploymentError, MarketRecord
-from provingmarket.markets import MarketTerms, open_market
+from provingmarket.markets import MarketTerms, deploy_registry, open_market
 
 BINDINGS = {0: "none", 1: "address input", 2: "commit-reveal"}
 
@@ -73,7 +73,7 @@ def deploy(account, unbonding_delay, replace, as_json):
             f"a registry is already recorded for {network} at {existing.registry}; "
             "pass --replace to deploy a new one (its record replaces the old)"
         )
-    registry = account.deploy(ape.project.Registry, unbonding_delay)
+    registry = deploy_registry(ape, account, unbonding_delay)
     record = Deployment(
         network=network,
         chain_id=ape.chain.chain_id,
@@ -164,10 +164,12 @@ def market_create(
             "circuit": loaded.name,
             "verifier": opened.verifier,
             "verifier_deployed": opened.deployed_verifier,
+            "custom": opened.custom,
             "address_input": loaded.public[loaded.address_input],
         },
         lambda: f"market {opened.market_id} opened for circuit {loaded.name}; verifier {opened.verifier} "
-        f"({'deployed' if opened.deployed_verifier else 'reused'})",
+        f"({'deployed by the registry' if opened.deployed_verifier else 'reused'}"
+        f"{'; custom: provers must review its code hash' if opened.custom else ''})",
     )
 
 

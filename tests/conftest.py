@@ -1,5 +1,7 @@
-"""Fixtures shared by every test: named actors, the registry on anvil, a market with
-the square circuit's Groth16 verifier, staked provers, a registered mechanism, and factories."""
+"""Fixtures shared by every test: named actors, the registry on anvil (its test harness:
+the registry plus views only tests need), a market with the square circuit's Groth16
+verifier deployed by the registry from its blueprint, staked provers, a registered
+mechanism, and factories."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ import ape
 import ape_ethereum.trace
 import pytest
 
-from provingmarket import BINDING_ADDRESS_INPUT
+from provingmarket import BINDING_ADDRESS_INPUT, markets
 from provingmarket.devnet import SQUARE
+from provingmarket.markets import deploy_registry
 from tests.utils.market import (
     ADDRESS_INPUT,
     ETHER,
@@ -73,8 +76,24 @@ def stranger(accounts):
 
 
 @pytest.fixture(scope="session")
-def deploy_verifier(project, owner):
-    """Deploy a Groth16 verifier for a sample circuit's key (the square circuit by default)."""
+def registry(project, owner):
+    return deploy_registry(ape, owner, UNBONDING_DELAY, project.RegistryHarness)
+
+
+@pytest.fixture(scope="session")
+def deploy_verifier(project, owner, registry):
+    """Have the registry deploy a Groth16 verifier for a sample circuit's key (the square
+    circuit by default) from its blueprint: markets on it are trusted."""
+
+    def deploy(circuit=SQUARE, sender=None):
+        return markets.deploy_verifier(ape, registry, sender or owner, circuit)
+
+    return deploy
+
+
+@pytest.fixture(scope="session")
+def deploy_custom_verifier(project, owner):
+    """Deploy a Groth16 verifier directly, not through the registry: markets on it are custom."""
 
     def deploy(circuit=SQUARE, sender=None):
         return (sender or owner).deploy(project.Groth16Verifier, *circuit.verifying_key().constructor_args())
@@ -85,11 +104,6 @@ def deploy_verifier(project, owner):
 @pytest.fixture(scope="session")
 def verifier(deploy_verifier):
     return deploy_verifier()
-
-
-@pytest.fixture(scope="session")
-def registry(project, owner):
-    return owner.deploy(project.Registry, UNBONDING_DELAY)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import importlib.util
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import ape
 import pytest
 
 from provingmarket import deployments
@@ -21,6 +22,7 @@ from provingmarket.cli import DEPLOYMENTS_ENV
 from provingmarket.deployments import Deployment, MarketRecord
 from provingmarket.devnet import default_backend
 from provingmarket.formats import DUTCH, OPEN_RACE, ZERO_ADDRESS, Assignment
+from provingmarket.markets import deploy_registry
 from tests.conftest import UNBONDING_DELAY
 from tests.utils.market import assigned, item
 
@@ -163,7 +165,7 @@ def test_qos_market_and_from_block__only_those_tasks(
 def test_qos__a_registry_nobody_used__says_no_tasks_and_exits_0(
     project, owner, verifier, chain, tmp_path, monkeypatch, capsys
 ):
-    fresh = owner.deploy(project.Registry, UNBONDING_DELAY)
+    fresh = deploy_registry(ape, owner, UNBONDING_DELAY)
     folder = tmp_path / "deployments"
     monkeypatch.setenv(DEPLOYMENTS_ENV, str(folder))
     record_local(fresh, verifier, chain, folder)

@@ -137,24 +137,24 @@ def test_assignment_word__after_assign__equals_slot_word(registry, create_task, 
         assert registry.slot_word(task, assignment.slot) == assignment_word(bytes(task), who, assignment)
 
 
-def test_proof_commit_digest__commit_reveal_market__accepts_the_reveal(
-    registry, create_market, mechanism, staked_provers, prover, keeper, requester, chain
+def test_proof_commit_digest__commit_reveal_race__accepts_the_reveal(
+    registry, create_market, staked_provers, prover, requester, chain
 ):
     market = create_market(binding=BINDING_COMMIT_REVEAL)
-    registry.join_market(market, 1, 0, 60, 0, [mechanism], sender=prover)
-    terms = make_terms(market, mechanism, inputs_commitment=inputs_commitment(STATEMENT))
+    registry.join_market(market, 1, 0, 60, 0, [], sender=prover)
+    terms = make_terms(market, OPEN_RACE, inputs_commitment=inputs_commitment(STATEMENT))
     terms = posted_terms(
         registry,
         registry.post_task(terms.as_tuple(), PROVER_INPUT, "", sender=requester, value=escrow(terms)),
     )
     task = task_id(chain.chain_id, registry.address, terms)
-    [(_, assignment)] = assigned(
-        registry, registry.assign(item(terms, prover, terms.max_reward), sender=keeper)
-    )
     proof = proof_for(STATEMENT)
 
-    tx = registry.commit_proof(proof_commit_digest(task, prover.address, proof), sender=prover)
-    assert tx.events.filter(registry.ProofCommitted)[0].prover == prover.address
+    tx = registry.commit_proof(
+        terms.as_tuple(), proof_commit_digest(task, prover.address, proof), sender=prover
+    )
+    [(_, assignment)] = assigned(registry, tx)
+    assert bytes(tx.events.filter(registry.ProofCommitted)[0].task_id) == task
     registry.prove(terms.as_tuple(), assignment.as_tuple(), STATEMENT, proof, sender=prover)
 
     assert registry.proofs_delivered(task) == 1

@@ -6,6 +6,10 @@ import pytest
 from eth_utils import keccak
 
 from provingmarket import BINDING_ADDRESS_INPUT, BINDING_COMMIT_REVEAL, DUTCH
+from provingmarket.circuits import VerifyingKey
+from provingmarket.devnet import SQUARE
+from provingmarket.formats import GROTH16_BLUEPRINT, MAX_GRACE_PERIOD, MIN_GRACE_PERIOD
+from provingmarket.markets import groth16_args
 from tests.conftest import advance
 from tests.utils.market import (
     ETHER,
@@ -120,9 +124,13 @@ def test_market__unknown_id__has_empty_verifier_and_creator(registry, market):
         (dict(requester_bps=9_001, caller_bps=1_000), "registry: shares above 100%"),
         (dict(binding=3), "registry: unknown binding"),
         (dict(address_input=16), "registry: address input out of range"),
+        (dict(address_input=2), "registry: address input out of range"),  # the sample has 2 inputs
+        (dict(grace_period=0), "registry: grace period too short"),
+        (dict(grace_period=1), "registry: grace period too short"),
+        (dict(grace_period=86_401), "registry: grace period too long"),
         (dict(grace_period=2**32), "registry: grace period too long"),
-        (dict(min_collateral=2**128), "registry: minimum too large"),
-        (dict(min_reward=2**128), "registry: minimum too large"),
+        (dict(min_collateral=2**88), "registry: minimum too large"),
+        (dict(min_reward=2**80), "registry: minimum too large"),
         (dict(proof=bytes(256)), "registry: sample proof rejected"),
         (dict(inputs=[0, 64], proof=proof_for(STATEMENT)), "registry: sample proof rejected"),
     ],
@@ -130,6 +138,48 @@ def test_market__unknown_id__has_empty_verifier_and_creator(registry, market):
 def test_create_market__invalid_parameter__reverts_with_reason(registry, verifier, owner, overrides, reason):
     with ape.reverts(reason):
         create(registry, verifier, owner, **overrides)
+
+
+def test_create_market__at_the_grace_bounds__opens(registry, verifier, owner):
+    for grace in (MIN_GRACE_PERIOD, MAX_GRACE_PERIOD):
+        assert (
+            registry.market(
+                created(registry, create(registry, verifier, owner, grace_period=grace))
+            ).grace_period
+            == grace
+        )
+
+
+def test_registry_deploy__blueprint_that_is_not_one__reverts(project, owner, verifier):
+    """The registry's blueprints are fixed at deployment: each must be ERC-5202 code,
+    which never runs, so it cannot change either."""
+    with ape.reverts("registry: not a blueprint"):
+        owner.deploy(project.Registry, 3_600, [verifier.address])
+    with ape.reverts("registry: blueprint has no code"):
+        owner.deploy(project.Registry, 3_600, [owner.address])
+
+
+def test_deploy_verifier__from_the_groth16_blueprint__is_trusted_and_holds_the_key(registry, stranger):
+    tx = registry.deploy_verifier(GROTH16_BLUEPRINT, groth16_args(SQUARE.verifying_key()), sender=stranger)
+
+    [event] = tx.events.filter(registry.VerifierDeployed)
+    deployed = ape.project.Groth16Verifier.at(event.verifier)
+    assert (event.blueprint_id, event.deployer) == (GROTH16_BLUEPRINT, stranger.address)
+    assert registry.verifier_blueprint(deployed) == GROTH16_BLUEPRINT
+    assert [list(map(int, p)) for p in deployed.verifying_key()[4]] == [
+        list(p) for p in SQUARE.verifying_key().ic
+    ]
+    market_id = created(registry, create(registry, deployed, stranger))
+    assert not registry.market(market_id).custom
+
+
+def test_deploy_verifier__unknown_blueprint_or_a_bad_key__reverts(registry, owner):
+    vk = SQUARE.verifying_key()
+    with ape.reverts("registry: unknown blueprint"):
+        registry.deploy_verifier(GROTH16_BLUEPRINT + 1, groth16_args(vk), sender=owner)
+    forged = VerifyingKey(vk.alpha, vk.beta, vk.gamma, vk.gamma, vk.ic)  # gamma = delta: anyone could forge
+    with ape.reverts():
+        registry.deploy_verifier(GROTH16_BLUEPRINT, groth16_args(forged), sender=owner)
 
 
 def test_create_market__verifier_without_code__reverts(registry, owner, stranger):
@@ -208,10 +258,19 @@ def test_set_market_paused__paused__still_lets_provers_prove_and_anyone_slash(
     assert registry.balances(requester) == min(second.collateral // 2, second.max_reward)
 
 
-def test_slash__verifier_code_replaced_after_market_creation__voids_without_penalty(
-    registry, owner, deploy_verifier, keeper, staked_provers, prover, stranger, requester, mechanism, chain
+def test_slash__custom_verifier_code_replaced_after_market_creation__voids_without_penalty(
+    registry,
+    owner,
+    deploy_custom_verifier,
+    keeper,
+    staked_provers,
+    prover,
+    stranger,
+    requester,
+    mechanism,
+    chain,
 ):
-    own_verifier = deploy_verifier()
+    own_verifier = deploy_custom_verifier()
     market_id = created(registry, create(registry, own_verifier, owner))
     registry.join_market(market_id, 1, 0, 60, 0, [mechanism], sender=prover)
     terms = post(registry, make_terms(market_id, mechanism), requester)

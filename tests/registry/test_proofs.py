@@ -1,5 +1,5 @@
 """Proving: who is paid what for a proof, decaying rewards, redundancy, batches, open
-races, and the commit-reveal binding that stops a proof from being copied."""
+races, and the commit-reveal binding, whose races are run by commits that take a slot."""
 
 import ape
 import ape.exceptions
@@ -7,33 +7,22 @@ import pytest
 
 from provingmarket import BINDING_COMMIT_REVEAL, OPEN_RACE, Assignment, TaskTerms, proof_commit_digest
 from provingmarket.circuits import Circuit
-from provingmarket.formats import ZERO_ADDRESS
+from provingmarket.formats import REVEAL_WINDOW, ZERO_ADDRESS
 from tests.conftest import advance
 from tests.utils.market import (
     ETHER,
     PROVER_INPUT,
     STATEMENT,
+    assign,
     assigned,
     escrow,
     item,
     make_terms,
     proof_for,
+    prove,
 )
 
 RACE = Assignment(slot=0, price=0, deadline=0, frontend=ZERO_ADDRESS)  # ignored by an OPEN_RACE proof
-
-
-def assign(registry, keeper, terms, prover, price=None) -> Assignment:
-    price = terms.max_reward if price is None else price
-    [(who, assignment)] = assigned(registry, registry.assign(item(terms, prover, price), sender=keeper))
-    assert who == prover.address
-    return assignment
-
-
-def prove(registry, terms, assignment, prover, inputs=STATEMENT, proof=None, **kwargs):
-    """Prove as `prover`; by default with the proof made for `prover`'s address."""
-    proof = proof_for(STATEMENT, prover.address) if proof is None else proof
-    return registry.prove(terms.as_tuple(), assignment.as_tuple(), inputs, proof, sender=prover, **kwargs)
 
 
 def block_time(chain, tx) -> int:
@@ -164,7 +153,9 @@ def test_prove_batch__all_valid__applies_every_proof(registry, create_task, prov
     assert registry.membership(prover, first.market_id).used == 0
 
 
-def test_prove_batch__one_invalid_proof__reverts_them_all(registry, create_task, prover, keeper):
+def test_prove_batch__one_invalid_proof__is_skipped_with_its_reason_and_the_rest_apply(
+    registry, create_task, prover, keeper
+):
     first, second = create_task(), create_task(max_reward=ETHER // 5)
     good, bad = proof_for(STATEMENT, prover.address), proof_for(STATEMENT)
     items = [
@@ -172,13 +163,16 @@ def test_prove_batch__one_invalid_proof__reverts_them_all(registry, create_task,
         for t, proof in ((first, good), (second, bad))
     ]
 
-    with ape.reverts("registry: invalid proof"):
-        registry.prove_batch(items, sender=prover)
+    assert registry.prove_batch.call(items, sender=prover) == 1
+    tx = registry.prove_batch(items, sender=prover)
 
-    assert registry.balances(prover) == 0
-    for t in (first, second):
-        assert registry.proofs_delivered(registry.task_id(t.as_tuple())) == 0
-    assert registry.standing(prover).locked == first.collateral + second.collateral
+    [skipped] = tx.events.filter(registry.ProofSkipped)
+    assert bytes(skipped.task_id) == bytes(registry.task_id(second.as_tuple()))
+    assert (skipped.prover, skipped.reason) == (prover.address, "registry: invalid proof")
+    assert registry.balances(prover) == first.max_reward
+    assert registry.proofs_delivered(registry.task_id(first.as_tuple())) == 1
+    assert registry.proofs_delivered(registry.task_id(second.as_tuple())) == 0
+    assert registry.standing(prover).locked == second.collateral  # still held: it may prove again
 
 
 def test_prove__not_the_assignment__reverts_not_assigned(registry, create_task, provers, keeper):
@@ -324,10 +318,11 @@ def reveal_market(registry, create_market, staked_provers, mechanism):
 
 @pytest.fixture
 def reveal_task(registry, reveal_market, mechanism, requester):
-    """Post a task of redundancy `redundancy` in the commit-reveal market."""
+    """Post a task in the commit-reveal market (an open race by default)."""
+    salts = iter(range(1, 1_000))
 
-    def post(redundancy=1) -> TaskTerms:
-        terms = make_terms(reveal_market, mechanism, redundancy=redundancy)
+    def post(mechanism_id=OPEN_RACE, **overrides) -> TaskTerms:
+        terms = make_terms(reveal_market, mechanism_id, salt=next(salts), **overrides)
         tx = registry.post_task(terms.as_tuple(), PROVER_INPUT, "", sender=requester, value=escrow(terms))
         return TaskTerms.from_event(tx.events.filter(registry.TaskPosted)[0].terms)
 
@@ -339,102 +334,112 @@ PROOF = proof_for(STATEMENT)  # the same bytes for every prover: nothing in it n
 
 def commit(registry, terms, prover, proof=PROOF, **kwargs):
     digest = proof_commit_digest(registry.task_id(terms.as_tuple()), prover.address, proof)
-    return registry.commit_proof(digest, sender=prover, **kwargs)
+    return registry.commit_proof(terms.as_tuple(), digest, sender=prover, **kwargs)
 
 
-def test_prove__commit_then_reveal_in_a_later_block__pays_the_prover(
-    registry, reveal_task, prover, keeper, requester
+def test_commit_proof__race_in_a_commit_reveal_market__takes_a_slot_and_the_reveal_is_paid(
+    registry, reveal_task, prover, requester, chain
 ):
     terms = reveal_task()
-    assignment = assign(registry, keeper, terms, prover)
+    task = registry.task_id(terms.as_tuple())
 
     tx = commit(registry, terms, prover)
-    [event] = tx.events.filter(registry.ProofCommitted)
-    assert event.prover == prover.address
+    [committed] = tx.events.filter(registry.ProofCommitted)
+    [claim] = assigned(registry, tx)
+    assert (committed.prover, bytes(committed.digest)) == (
+        prover.address,
+        proof_commit_digest(task, prover.address, PROOF),
+    )
+    who, assignment = claim
+    assert (who, assignment.frontend, assignment.price) == (prover.address, ZERO_ADDRESS, terms.max_reward)
+    assert assignment.deadline == block_time(chain, tx) + REVEAL_WINDOW
+    assert registry.standing(prover).locked == terms.collateral
+    assert counts(registry, terms) == (0, 1, 0, 0)
+
+    prove(registry, terms, assignment, prover, proof=PROOF)
+
+    assert registry.balances(prover) == terms.max_reward
+    assert registry.standing(prover).locked == 0
+    assert registry.balances(requester) == 0
+    assert counts(registry, terms) == (0, 0, 1, 0)
+
+
+def test_commit_proof__decaying_race__fixes_the_reward_of_the_commit_time(
+    registry, reveal_task, prover, chain
+):
+    terms = reveal_task(decay=True, decay_floor=ETHER // 50)
+    advance(chain, 30)  # a third of the way into the race's 300 s
+    tx = commit(registry, terms, prover)
+    [(_, assignment)] = assigned(registry, tx)
+    expected = registry.reward_at(
+        terms.as_tuple(), terms.max_reward, terms.posted_at + terms.proving_window, block_time(chain, tx)
+    )
+    advance(chain, 60)  # a later reveal is paid what the commit was worth
+
+    prove(registry, terms, assignment, prover, proof=PROOF)
+
+    assert assignment.price == expected < terms.max_reward
+    assert registry.balances(prover) == expected
+
+
+def test_prove__commit_reveal_race_without_a_commit_or_with_another_proof__reverts(
+    registry, reveal_task, prover
+):
+    terms = reveal_task()
+    with ape.reverts("registry: proof not committed"):
+        prove(registry, terms, RACE, prover, proof=PROOF)
+
+    [(_, assignment)] = assigned(registry, commit(registry, terms, prover))
+    other = proof_for(STATEMENT, prover.address)  # valid too, but not the one committed
+    with ape.reverts("registry: proof not committed"):
+        prove(registry, terms, assignment, prover, proof=other)
+    prove(registry, terms, assignment, prover, proof=PROOF)
+    assert registry.balances(prover) == terms.max_reward
+
+
+def test_commit_proof__not_a_race_or_not_a_commit_reveal_market__reverts(
+    registry, reveal_task, create_task, prover, mechanism
+):
+    with ape.reverts("registry: not a race"):
+        commit(registry, reveal_task(mechanism_id=mechanism), prover)
+    with ape.reverts("registry: market does not commit-reveal"):
+        commit(registry, create_task(mechanism_id=OPEN_RACE), prover)
+
+
+def test_commit_proof__claim_not_revealed_in_time__is_slashed_and_the_race_slot_reopens(
+    registry, reveal_task, provers, stranger, chain
+):
+    terms = reveal_task(proving_window=2 * REVEAL_WINDOW)
+    lazy, fast = provers[0], provers[1]
+    [(_, claim)] = assigned(registry, commit(registry, terms, lazy))
+    advance(chain, REVEAL_WINDOW + 1)
+
+    tx = registry.slash(terms.as_tuple(), lazy, claim.as_tuple(), sender=stranger)
+
+    assert tx.events.filter(registry.Slashed)[0].reopened
+    [(_, second)] = assigned(registry, commit(registry, terms, fast))
+    prove(registry, terms, second, fast, proof=PROOF)
+    assert registry.balances(fast) == terms.max_reward
+    assert registry.standing(lazy).stake == 5 * ETHER - terms.collateral
+
+
+def test_prove__commit_reveal_market_assigned_task__needs_no_commit(
+    registry, reveal_task, prover, keeper, mechanism
+):
+    terms = reveal_task(mechanism_id=mechanism)
+    assignment = assign(registry, keeper, terms, prover)
+
     prove(registry, terms, assignment, prover, proof=PROOF)
 
     assert registry.balances(prover) == terms.max_reward
     assert registry.balances(keeper) == terms.frontend_fee
-    assert registry.proofs_delivered(registry.task_id(terms.as_tuple())) == 1
 
 
-def test_prove__commit_reveal_without_a_commit__reverts(registry, reveal_task, prover, keeper):
-    terms = reveal_task()
-    assignment = assign(registry, keeper, terms, prover)
-
-    with ape.reverts("registry: proof not committed"):
-        prove(registry, terms, assignment, prover, proof=PROOF)
-
-
-def test_commit_proof__same_digest_twice__reverts(registry, reveal_task, prover):
-    terms = reveal_task()
-    commit(registry, terms, prover)
-
-    with ape.reverts("registry: already committed"):
-        commit(registry, terms, prover)
-
-
-def test_prove__reveal_in_the_commit_block__fails_then_works_a_block_later(
-    registry, reveal_task, prover, keeper, chain
+def test_post_task__commit_reveal_market_redundancy_two__reverts_cannot_bind(
+    registry, reveal_market, mechanism, requester
 ):
-    terms = reveal_task()
-    assignment = assign(registry, keeper, terms, prover)
-    nonce = prover.nonce
-    chain.provider.auto_mine = False
-    try:  # both transactions go into one block
-        sent = [
-            commit(registry, terms, prover, nonce=nonce, gas=200_000, required_confirmations=0),
-            prove(
-                registry,
-                terms,
-                assignment,
-                prover,
-                proof=PROOF,
-                nonce=nonce + 1,
-                gas=500_000,
-                required_confirmations=0,
-            ),
-        ]
-        chain.mine(1)
-    finally:
-        chain.provider.auto_mine = True
-    committed, revealed = (chain.provider.get_receipt(tx.txn_hash) for tx in sent)
-
-    assert committed.block_number == revealed.block_number
-    assert not committed.failed
-    assert revealed.failed
-    assert revealed.trace.revert_message == "registry: reveal too early"
-    assert registry.balances(prover) == 0
-
-    prove(registry, terms, assignment, prover, proof=PROOF)
-    assert registry.balances(prover) == terms.max_reward
-
-
-def test_prove__commit_reveal_redundancy_two__both_committed_before_the_first_reveal__both_paid(
-    registry, reveal_task, provers, keeper
-):
-    terms = reveal_task(redundancy=2)
-    first, second = provers[0], provers[1]
-    assignments = {p: assign(registry, keeper, terms, p) for p in (first, second)}
-    for p in (first, second):
-        commit(registry, terms, p)
-
-    for p in (first, second):
-        prove(registry, terms, assignments[p], p, proof=PROOF)
-
-    assert registry.balances(first) == registry.balances(second) == terms.max_reward
-
-
-def test_prove__commit_reveal_commit_after_another_provers_reveal__reverts(
-    registry, reveal_task, provers, keeper
-):
-    terms = reveal_task(redundancy=2)
-    first, copier = provers[0], provers[1]
-    assignments = {p: assign(registry, keeper, terms, p) for p in (first, copier)}
-    commit(registry, terms, first)
-    prove(registry, terms, assignments[first], first, proof=PROOF)
-
-    commit(registry, terms, copier)  # the revealed proof, committed afterwards under its own name
-    with ape.reverts("registry: committed after a reveal"):
-        prove(registry, terms, assignments[copier], copier, proof=PROOF)
-    assert registry.balances(copier) == 0
+    """Redundancy means independent provers: in a market where a proof names nobody, a
+    second prover can copy the first's (Groth16 proofs can even be re-randomized)."""
+    terms = make_terms(reveal_market, mechanism, redundancy=2)
+    with ape.reverts("registry: market cannot bind proofs"):
+        registry.post_task(terms.as_tuple(), PROVER_INPUT, "", sender=requester, value=escrow(terms))

@@ -1,8 +1,12 @@
 """Provers: stake, unbonding and withdrawal, market memberships, accepted mechanisms,
 revoked signatures, withdrawal of earnings, and a withdrawal that tries to re-enter."""
 
+import json
+import subprocess
+
 import ape
 import pytest
+from eth_utils import keccak
 
 from tests.conftest import TESTS, UNBONDING_DELAY, advance
 from tests.utils.market import ETHER, STATEMENT, assigned, item, proof_for
@@ -294,7 +298,7 @@ def test_set_mechanism_accepted__refused__stops_its_frontends(
         False,
     )
     assert not registry.accepts(prover, market, mechanism)
-    with ape.reverts("registry: prover does not accept the mechanism"):
+    with ape.reverts("registry: mechanism not accepted by prover"):
         registry.assign(item(terms, prover, terms.max_reward), sender=keeper)
     registry.set_mechanism_accepted(market, mechanism, True, sender=prover)
     assert registry.accepts(prover, market, mechanism)
@@ -316,7 +320,7 @@ def test_join_market__after_leaving__forgets_mechanisms_accepted_before(
     # The rejoin accepted no mechanism: the one accepted before the leave no longer holds.
     assert not registry.accepts(prover, market, mechanism)
     terms = create_task()
-    with ape.reverts("registry: prover does not accept the mechanism"):
+    with ape.reverts("registry: mechanism not accepted by prover"):
         registry.assign(item(terms, prover, terms.max_reward), sender=keeper)
     registry.set_mechanism_accepted(market, mechanism, True, sender=prover)
     assert registry.accepts(prover, market, mechanism)
@@ -354,3 +358,44 @@ def test_withdraw__credited_earnings__sends_eth_and_empties_balance(registry, cr
 def test_withdraw__nothing_credited__reverts(registry, stranger):
     with ape.reverts("registry: nothing to withdraw"):
         registry.withdraw(sender=stranger)
+
+
+def storage_slot(variable: str) -> int:
+    """The storage slot the compiler gave one of the harness's variables."""
+    layout = json.loads(
+        subprocess.check_output(
+            ["vyper", "-f", "layout", "-p", "contracts", "contracts/testing/RegistryHarness.vy"],
+            cwd=TESTS.parent,
+        )
+    )["storage_layout"]
+    node = layout
+    for part in variable.split("."):
+        node = node[part]
+    return node["slot"]
+
+
+def test_join_market__join_count_at_its_field_limit__reverts_joined_too_often(
+    registry, create_market, stranger, chain
+):
+    """A membership word counts joins in 24 bits, so acceptances made before a leave lapse.
+    Sixteen million joins cannot be sent here: the count is set in storage instead, at a
+    slot found as Vyper lays out a nested HashMap (keccak256(slot . key), twice)."""
+    market_id = create_market()
+    slot = storage_slot("Registry.memberships._memberships").to_bytes(32, "big")
+    prover_key = bytes(12) + bytes.fromhex(stranger.address[2:])
+    word_slot = keccak(keccak(slot + prover_key) + market_id.to_bytes(32, "big"))
+    registry.join_market(market_id, 1, 0, 0, 0, [], sender=stranger)
+    assert int(
+        chain.provider.make_request("eth_getStorageAt", [registry.address, "0x" + word_slot.hex(), "latest"]),
+        16,
+    )
+    registry.leave_market(market_id, sender=stranger)
+
+    at_limit = (2**24 - 1) << 232
+    chain.provider.make_request(
+        "anvil_setStorageAt",
+        [registry.address, "0x" + word_slot.hex(), "0x" + at_limit.to_bytes(32, "big").hex()],
+    )
+
+    with ape.reverts("registry: joined too often"):
+        registry.join_market(market_id, 1, 0, 0, 0, [], sender=stranger)

@@ -150,7 +150,7 @@ def test_prove__elected_provers_on_a_decaying_task__each_is_paid_the_curve_at_it
 def test_prove__open_race_with_decay__the_faster_prover_is_paid_more_and_a_proof_at_the_end_the_floor(
     registry, create_task, staked_provers, requester, chain
 ):
-    floor, window = ETHER // 100, 60
+    floor, window = ETHER // 100, 90  # the window must exceed the market's 60 s grace
     terms = create_task(
         mechanism_id=OPEN_RACE, redundancy=2, decay=True, decay_floor=floor, proving_window=window
     )

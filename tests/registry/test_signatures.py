@@ -14,6 +14,7 @@ from eth_account.messages import _hash_eip191_message, encode_typed_data
 from eth_utils import keccak
 
 from provingmarket import bid_typed_data, sign_bid
+from provingmarket.markets import deploy_registry
 from tests.conftest import advance
 from tests.utils.market import ETHER, STATEMENT, assigned, item, proof_for, skipped
 
@@ -153,7 +154,7 @@ def test_assign_batch__bids_from_another_chain_registry_or_signer__skip_as_signe
 ):
     terms = post()
     task = registry.task_id(terms.as_tuple())
-    elsewhere = owner.deploy(project.Registry, 3_600)
+    elsewhere = deploy_registry(ape, owner, 3_600, project.RegistryHarness)
     other_chain, fields = bid(prover, terms, ASK // 2, chain_id=chain.chain_id + 1)
     other_registry, _ = bid(
         prover, terms, ASK // 2, expiry=fields["expiry"], registry_address=elsewhere.address

@@ -4,32 +4,19 @@ the registry's books: every wei it holds is stake, a credit, live escrow or burn
 import ape
 import ape.exceptions
 
-from provingmarket import Assignment, TaskTerms
+from provingmarket import TaskTerms
 from tests.conftest import GRACE_PERIOD, advance
 from tests.utils.market import (
     ETHER,
     PROVER_INPUT,
-    STATEMENT,
-    assigned,
+    assign,
     escrow,
     item,
     make_terms,
-    proof_for,
+    prove,
 )
 
 BPS = 10_000
-
-
-def assign(registry, keeper, terms, prover, price=None) -> Assignment:
-    price = terms.max_reward if price is None else price
-    [(who, assignment)] = assigned(registry, registry.assign(item(terms, prover, price), sender=keeper))
-    assert who == prover.address
-    return assignment
-
-
-def prove(registry, terms, assignment, prover):
-    proof = proof_for(STATEMENT, prover.address)
-    return registry.prove(terms.as_tuple(), assignment.as_tuple(), STATEMENT, proof, sender=prover)
 
 
 def slash(registry, terms, prover, assignment, caller):
@@ -247,13 +234,14 @@ def test_registry_balance__after_proofs_declines_slashes_and_refunds__equals_sta
     assert_conserved()
 
     advance(chain, odd.assign_window)
-    for t in (odd, single, cancelled):
+    for t in (odd, single):  # the cancelled task's slot closed when its prover was slashed
         registry.reclaim(t.as_tuple(), sender=stranger)
     registry.withdraw(sender=requester)
     registry.withdraw(sender=stranger)
 
     assert registry.burnt() > 0
     assert counts(registry, odd) == (0, 0, 1, 2)
+    assert counts(registry, cancelled) == (0, 0, 0, 2)
     assert counts(registry, long_lived) == (0, 1, 0, 0)
     assert counts(registry, untouched) == (2, 0, 0, 0)
     assert_conserved()

@@ -7,7 +7,14 @@ import pytest
 from eth_utils import keccak
 
 from provingmarket import DUTCH, OPEN_RACE, Assignment, TaskTerms, task_id
-from provingmarket.formats import ZERO_ADDRESS
+from provingmarket.formats import (
+    MAX_ASSIGN_WINDOW,
+    MAX_CAPABILITIES,
+    MAX_COLLATERAL,
+    MAX_PROVING_WINDOW,
+    MAX_REWARD,
+    ZERO_ADDRESS,
+)
 from tests.conftest import advance
 from tests.utils.market import (
     ETHER,
@@ -86,7 +93,24 @@ BAD_TERMS = [
     ({"redundancy": 9}, PROVER_INPUT, "", 0, "registry: redundancy out of range"),
     ({"collateral": ETHER // 10 - 1}, PROVER_INPUT, "", 0, "registry: collateral below market minimum"),
     ({"max_reward": ETHER // 100 - 1}, PROVER_INPUT, "", 0, "registry: reward below market minimum"),
-    ({"proving_window": 0}, PROVER_INPUT, "", 0, "registry: zero proving window"),
+    ({"proving_window": 0}, PROVER_INPUT, "", 0, "registry: proving window not above grace"),
+    # The market's grace is 60 s: a window of 60 s leaves no time to prove after it.
+    ({"proving_window": 60}, PROVER_INPUT, "", 0, "registry: proving window not above grace"),
+    ({"proving_window": MAX_PROVING_WINDOW + 1}, PROVER_INPUT, "", 0, "registry: proving window too long"),
+    ({"proving_window": 2**210}, PROVER_INPUT, "", 0, "registry: proving window too long"),
+    ({"assign_window": MAX_ASSIGN_WINDOW + 1}, PROVER_INPUT, "", 0, "registry: assignment window too long"),
+    ({"assign_window": 2**256 - 1}, PROVER_INPUT, "", 0, "registry: assignment window too long"),
+    ({"ramp": MAX_ASSIGN_WINDOW + 1}, PROVER_INPUT, "", 0, "registry: ramp too long"),
+    (
+        {"decay": True, "decay_floor": ETHER // 10 + 1},
+        PROVER_INPUT,
+        "",
+        0,
+        "registry: decay floor above maximum",
+    ),
+    ({"capabilities": MAX_CAPABILITIES + 1}, PROVER_INPUT, "", 0, "registry: capabilities too wide"),
+    ({"collateral": MAX_COLLATERAL + 1}, PROVER_INPUT, "", None, "registry: amount too large"),
+    ({"frontend_fee": MAX_REWARD + 1}, PROVER_INPUT, "", None, "registry: amount too large"),
     # anvil refuses to send 2**128 wei or more, so this one pays nothing: the rule comes first.
     ({"max_reward": 2**128}, PROVER_INPUT, "", None, "registry: amount too large"),
     ({"mechanism_id": OPEN_RACE, "frontend_fee": 1}, PROVER_INPUT, "", 0, "registry: fee needs a frontend"),
@@ -100,6 +124,7 @@ BAD_TERMS = [
         0,
         "registry: start price above maximum",
     ),
+    ({"start_price": ETHER // 10 + 1}, PROVER_INPUT, "", 0, "registry: start price above maximum"),
     ({}, b"x=8", "", 0, "registry: prover input hash mismatch"),
     ({}, b"", "", 0, "registry: no prover input"),
     ({}, PROVER_INPUT, "", -1, "registry: wrong escrow"),

@@ -40,3 +40,18 @@ def item(
 ):
     """An assignment item as the registry takes it."""
     return (terms.as_tuple(), str(prover), price, min_price, expiry, nonce, signature)
+
+
+def assign(registry, keeper, terms: TaskTerms, prover, price: int | None = None) -> Assignment:
+    """Assign `terms` to `prover` as the frontend `keeper` (at the task's maximum by
+    default); returns the assignment the registry reported."""
+    price = terms.max_reward if price is None else price
+    [(who, assignment)] = assigned(registry, registry.assign(item(terms, prover, price), sender=keeper))
+    assert who == prover.address
+    return assignment
+
+
+def prove(registry, terms: TaskTerms, assignment: Assignment, prover, inputs=STATEMENT, proof=None, **kwargs):
+    """Prove as `prover`; by default with the proof made for `prover`'s address."""
+    proof = proof_for(STATEMENT, prover.address) if proof is None else proof
+    return registry.prove(terms.as_tuple(), assignment.as_tuple(), inputs, proof, sender=prover, **kwargs)

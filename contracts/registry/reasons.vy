@@ -1,0 +1,150 @@
+# pragma version 0.4.3
+"""
+@title Reasons
+@notice Every refusal the registry gives, by name. A reason reads "registry: <text>"
+        (a revert's message, or an AssignmentSkipped/ProofSkipped event's reason);
+        reasons are the contract's error API and tests match them by text.
+@dev Each constant is its text's bytes read as one big-endian number, in decimal (the
+     text is in its comment). A refusal site then pushes only those few bytes and a jump, where a
+     string literal would push a whole 32-byte word and copy it: over a hundred sites,
+     that is what keeps the registry under the EIP-170 size limit. Internal checks
+     return a reason (0 = none) so batches can skip an item instead of reverting.
+     tests/registry/test_reasons.py checks every constant against its comment and that
+     a test triggers every reason.
+"""
+
+OK: constant(uint256) = 0  # no reason: the step holds
+MAX_TEXT: constant(uint256) = 32  # bytes of a reason's text
+TEXT: constant(uint256) = 10 + MAX_TEXT  # characters of "registry: <text>"
+
+# stakes
+ZERO_STAKE: constant(uint256) = 578000077906664365321061  # "zero stake"
+STAKE_TOO_LARGE: constant(uint256) = 599474616614443476935368122412722021  # "stake too large"
+ZERO_AMOUNT: constant(uint256) = 147968019944086256483659380  # "zero amount"
+NOT_ENOUGH_FREE_STAKE: constant(uint256) = 161401467790512259422944594302852070594020192119653  # "not enough free stake"
+NOTHING_UNBONDING: constant(uint256) = 37579209092994670550361637291825256033895  # "nothing unbonding"
+STILL_UNBONDING: constant(uint256) = 599475250757691099979830518744706663  # "still unbonding"
+NOTHING_TO_WITHDRAW: constant(uint256) = 2462791047118498729187294841193890320221364599  # "nothing to withdraw"
+TRANSFER_FAILED: constant(uint256) = 604626349599481281308343686038054244  # "transfer failed"
+
+# markets and verifiers
+UNKNOWN_BLUEPRINT: constant(uint256) = 39959809824946348489497810024037616283252  # "unknown blueprint"
+VERIFIER_HAS_NO_CODE: constant(uint256) = 675923252888637908469080244079391882450555593829  # "verifier has no code"
+VERIFIER_DELEGATED: constant(uint256) = 209188114558715609696790743902174460844713129920076139910277785310918438516  # "verifier is a delegated account"
+CALLER_SHARE_ABOVE_CAP: constant(uint256) = 37182682143656407761459729173577477622722129580745072  # "caller share above cap"
+SHARES_ABOVE_ALL: constant(uint256) = 39271217880497201579222213500791482757157  # "shares above 100%"
+UNKNOWN_BINDING: constant(uint256) = 609738309096471381980859251095596647  # "unknown binding"
+ADDRESS_INPUT_OUT_OF_RANGE: constant(uint256) = 156503163416514155175453132407658392956156099549683237534984037  # "address input out of range"
+GRACE_TOO_SHORT: constant(uint256) = 38704042348484894961962837057482283761973181616714356  # "grace period too short"
+GRACE_TOO_LONG: constant(uint256) = 151187665423769120945167332255790170945207623708263  # "grace period too long"
+MINIMUM_TOO_LARGE: constant(uint256) = 37230920224919367285009092422456346568549  # "minimum too large"
+SAMPLE_REJECTED: constant(uint256) = 168628900972511328311575899850128558088975054824804  # "sample proof rejected"
+NOT_MARKET_CREATOR: constant(uint256) = 41318775755675767273544668630068256458116558866378610  # "not the market creator"
+UNKNOWN_MARKET: constant(uint256) = 2381790269908091335874791785325940  # "unknown market"
+MARKET_PAUSED: constant(uint256) = 8666028084715621967256752448868  # "market paused"
+VERIFIER_CHANGED: constant(uint256) = 157375646030678858158428741661001999716  # "verifier changed"
+VERIFIER_REVERTED: constant(uint256) = 209188114558715609696794091231993506535961470162028914801052854897771495209  # "verifier reverted (out of gas?)"
+INVALID_PROOF: constant(uint256) = 8353143528394209359979655163750  # "invalid proof"
+
+# mechanisms
+UNKNOWN_MECHANISM: constant(uint256) = 39959809824946348489700214742374618329965  # "unknown mechanism"
+MECHANISM_RETIRED: constant(uint256) = 37225546176435465345640292249749368759652  # "mechanism retired"
+NOT_REGISTRANT: constant(uint256) = 9620277154183892364065720276918665327242868  # "not the registrant"
+
+# memberships
+ALREADY_JOINED: constant(uint256) = 1975985776958302945337198519412068  # "already joined"
+ZERO_CAPACITY: constant(uint256) = 9697232155055777643414883497081  # "zero capacity"
+JOINED_TOO_OFTEN: constant(uint256) = 141476650903983740226538834794565100910  # "joined too often"
+NOT_IN_MARKET: constant(uint256) = 641958961036804847013211541608787525646611604852  # "prover not in market"
+LIVE_ASSIGNMENTS: constant(uint256) = 174211307499760853932364845559817377370653407348854873989539188  # "live assignments in market"
+CAPACITY_TOO_LARGE: constant(uint256) = 8657273076040232191947698737773402049898341  # "capacity too large"
+ASK_TOO_LARGE: constant(uint256) = 7720852048339373631488249718629  # "ask too large"
+PROVING_TIME_TOO_LONG: constant(uint256) = 164341494026778220462524605274571961029692702551655  # "proving time too long"
+CAPABILITIES_TOO_WIDE: constant(uint256) = 145244940367371075951297391271762615356516184188005  # "capabilities too wide"
+
+# signed bids
+INVALID_SIGNATURE: constant(uint256) = 35876478273247176596944399614619715727973  # "invalid signature"
+SIGNATURE_EXPIRED: constant(uint256) = 39272578180827998963431511160451891357028  # "signature expired"
+SIGNATURE_REVOKED: constant(uint256) = 39272578180827998963431514798761737676132  # "signature revoked"
+BELOW_SIGNED_MINIMUM: constant(uint256) = 180695234667501722398885664556041190315739434529330003557840237  # "price below signed minimum"
+INVALID_SIGNATURE_V: constant(uint256) = 2351200880115526965457348173143717689948446838  # "invalid signature v"
+MALLEABLE_SIGNATURE: constant(uint256) = 2439268012953866846827218141641495329151218277  # "malleable signature"
+SIGNER_NOT_PROVER: constant(uint256) = 2829887495399674318941471618411417799898471155160174716274  # "signer is not the prover"
+
+# posting a task
+REDUNDANCY_OUT_OF_RANGE: constant(uint256) = 10956966135581765572890051315200082892106496290308646757  # "redundancy out of range"
+COLLATERAL_TOO_LOW: constant(uint256) = 175686876345611880802477337018961053647677553235347639034195950852182472045  # "collateral below market minimum"
+REWARD_TOO_LOW: constant(uint256) = 47059929990620613158497205187067242226542498473509508692734473581  # "reward below market minimum"
+AMOUNT_TOO_LARGE: constant(uint256) = 129503336600061895126526356770048337765  # "amount too large"
+WINDOW_WITHIN_GRACE: constant(uint256) = 776080763136779472452992625080492791466892316290182725003498338312610661  # "proving window not above grace"
+PROVING_WINDOW_TOO_LONG: constant(uint256) = 10770284152538937456247589500864147875309274911464189543  # "proving window too long"
+ASSIGN_WINDOW_TOO_LONG: constant(uint256) = 156597686880186970078545250756616268499116408560213127540469351  # "assignment window too long"
+RAMP_TOO_LONG: constant(uint256) = 9062162874996874890485190061671  # "ramp too long"
+START_PRICE_TOO_HIGH: constant(uint256) = 724720344869715046163679138290342400066978594105463787058541  # "start price above maximum"
+DECAY_FLOOR_TOO_HIGH: constant(uint256) = 630196205117901788610740614558213071079428571674185934140781  # "decay floor above maximum"
+FEE_NEEDS_FRONTEND: constant(uint256) = 584578243265739631664886827200724713569222225508  # "fee needs a frontend"
+ZERO_ASSIGN_WINDOW: constant(uint256) = 45793884105640526090560148757569952260126669629845367  # "zero assignment window"
+CANNOT_BIND: constant(uint256) = 686593481449028212573435338805334228761336127709214529250931  # "market cannot bind proofs"
+PROVER_INPUT_MISMATCH: constant(uint256) = 180695383607031566732706889348143351724075262798236682921730920  # "prover input hash mismatch"
+NO_PROVER_INPUT: constant(uint256) = 573406572006701841146271168323417460  # "no prover input"
+WRONG_ESCROW: constant(uint256) = 36967059931428628474260254583  # "wrong escrow"
+TASK_EXISTS: constant(uint256) = 140695593718985145602765939  # "task exists"
+
+# assigning
+UNKNOWN_TASK: constant(uint256) = 36343235319642506956214727531  # "unknown task"
+NOT_FOR_FRONTENDS: constant(uint256) = 730533289276801715293781498735794546169003233595294495958131  # "task is not for frontends"
+NOT_A_FRONTEND: constant(uint256) = 195122401733878302305391562695579445737499907471451702370252525319978840941  # "not a frontend of the mechanism"
+TASK_EXPIRED: constant(uint256) = 36018071992060197304204944740  # "task expired"
+MECHANISM_NOT_ACCEPTED: constant(uint256) = 49481238136102151919675246766937493561905710605691618083920549816525670212978  # "mechanism not accepted by prover"
+ALREADY_ON_TASK: constant(uint256) = 42071422470508042386296988089533440236720618159043435  # "prover already on task"
+DECLINED_TASK: constant(uint256) = 641958961036804846217814873528869360019638940523  # "prover declined task"
+SLASHED_ON_TASK: constant(uint256) = 180695383607031567043785770269528930828334575196176331258819435  # "prover was slashed on task"
+NO_FREE_SLOT: constant(uint256) = 34177694851863634628160810868  # "no free slot"
+AT_CAPACITY: constant(uint256) = 9795516373242261443858209540630386859144313  # "prover at capacity"
+LACKS_CAPABILITIES: constant(uint256) = 705841342214967057806532141634295761289400539991996627510643  # "prover lacks capabilities"
+TOO_SLOW: constant(uint256) = 46258018203781811741105925210085198500390870633500344474541518711  # "proving time exceeds window"
+PRICE_ABOVE_MAXIMUM: constant(uint256) = 2507650124598827476630429803638279118313583981  # "price above maximum"
+PRICE_BELOW_ASK: constant(uint256) = 583857792569051393490142152966108011  # "price below ask"
+NOT_DUTCH: constant(uint256) = 146793779812512541918615787406064972651  # "not a dutch task"
+NOT_A_RACE: constant(uint256) = 521516269502742373950309  # "not a race"
+NOT_COMMIT_REVEAL: constant(uint256) = 2948896548470358864378794944321915407072655204662066321705818214719852  # "market does not commit-reveal"
+
+# proving, declining, slashing, closing
+NOT_ASSIGNED: constant(uint256) = 34178090238155087776213525860  # "not assigned"
+RACE_OVER: constant(uint256) = 2109946388237245638002  # "race over"
+DEADLINE_PASSED: constant(uint256) = 521285925434778320768998884146111844  # "deadline passed"
+PROOF_NOT_COMMITTED: constant(uint256) = 2507652182248958282533792173853634805972100452  # "proof not committed"
+ADDRESS_INPUT_MISSING: constant(uint256) = 142338797938022394351222039774855504513357826322023  # "address input missing"
+INPUTS_MISMATCH: constant(uint256) = 727660803841198422199253460101491648952974969418901166652910426327969396  # "inputs do not match commitment"
+PROOF_ALREADY_PAID: constant(uint256) = 9795516336909989264207548487962777406761316  # "proof already paid"
+LOCKED_SLOT: constant(uint256) = 191588257185404404198579760974474931701751454800947529071878419926473401700  # "locked slots cannot be declined"
+GRACE_OVER: constant(uint256) = 35201121453142054599050276972304520340850  # "grace period over"
+DEADLINE_NOT_PASSED: constant(uint256) = 2238906001607467468712638591638201802832438628  # "deadline not passed"
+NOT_REQUESTER: constant(uint256) = 37579207633530829547131722659597296887154  # "not the requester"
+RACE_IN_PROGRESS: constant(uint256) = 152037660285384440831125696193610740595  # "race in progress"
+NO_OPEN_SLOTS: constant(uint256) = 8749489924541497855763345798259  # "no open slots"
+WINDOWS_NOT_PASSED: constant(uint256) = 10402238410976201331168485471510314018366820  # "windows not passed"
+
+
+@pure
+@internal
+def fail(reason: uint256):
+    """
+    @dev Revert with "registry: <text>".
+    """
+    raise self.text(reason)
+
+
+@pure
+@internal
+def text(reason: uint256) -> String[TEXT]:
+    """
+    @dev "registry: <text>" for a reason constant.
+    """
+    length: uint256 = 0
+    for i: uint256 in range(MAX_TEXT):
+        if reason >> (8 * i) == 0:
+            break
+        length = i + 1
+    word: bytes32 = convert(reason << (8 * (MAX_TEXT - length)), bytes32)
+    return concat("registry: ", convert(slice(word, 0, length), String[MAX_TEXT]))
