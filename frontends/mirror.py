@@ -87,7 +87,7 @@ log = logging.getLogger("frontends.mirror")
 
 KEEP_BLOCKS = 64  # block hashes kept to find where a reorg forked
 BATCH_BLOCKS = 2_000  # blocks per eth_getLogs
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 # How nodes say a log query is too wide: block range or result count over their limit.
 _TOO_WIDE = re.compile(r"range|too many|too large|more than|exceed|limit|size", re.IGNORECASE)
 
@@ -106,7 +106,7 @@ CREATE INDEX IF NOT EXISTS undo_block ON undo (block);
 CREATE TABLE IF NOT EXISTS markets (
     market_id INTEGER PRIMARY KEY, creator TEXT, verifier TEXT, codehash TEXT, binding INTEGER,
     address_input INTEGER, min_collateral TEXT, min_reward TEXT, grace_period INTEGER,
-    requester_bps INTEGER, caller_bps INTEGER, paused INTEGER, block INTEGER);
+    requester_bps INTEGER, caller_bps INTEGER, paused INTEGER, custom INTEGER, block INTEGER);
 CREATE TABLE IF NOT EXISTS mechanisms (
     mechanism_id INTEGER PRIMARY KEY, registrant TEXT, name TEXT, retired INTEGER, block INTEGER);
 CREATE TABLE IF NOT EXISTS frontends (
@@ -791,6 +791,7 @@ class Mirror:
                 "requester_bps": e.requester_bps,
                 "caller_bps": e.caller_bps,
                 "paused": 0,
+                "custom": int(e.custom),
             },
         )
 
@@ -1002,7 +1003,11 @@ class Mirror:
     def _on_TaskProven(self, e: Event, _: Event | None) -> None:
         tid, terms = self._task(e.task_id)
         key = {"task_id": tid, "prover": e.prover}
-        if terms["mechanism_id"] == OPEN_RACE:  # no assignment: the proof takes an open slot
+        claimed = self.db.execute(
+            "SELECT 1 FROM assignments WHERE task_id = ? AND prover = ? AND slot = ? AND state = ?",
+            (tid, e.prover, e.slot, LIVE),
+        ).fetchone()
+        if terms["mechanism_id"] == OPEN_RACE and not claimed:  # the proof takes an open slot
             self._slot(tid, e.slot, OPEN)
             price, deadline = terms["max_reward"], terms["posted_at"] + terms["proving_window"]
             self._put(
@@ -1040,11 +1045,11 @@ class Mirror:
     def _on_SlotsClosed(self, e: Event, following: Event | None) -> None:
         tid, terms = self._task(e.task_id)
         self._credit(terms["requester"], e.refund)
-        # A decline or slash past the assignment window refunds its slot first (this
-        # event, one slot) and then reports it (reopened False): that event closes it.
+        # A decline or slash past the assignment window (or of a cancelled task) refunds
+        # its slot first (this event, one slot) and then reports it (reopened False):
+        # that event closes it.
         if (
-            not e.cancelled
-            and e.slots == 1
+            e.slots == 1
             and following is not None
             and following.name in ("TaskDeclined", "Slashed")
             and following.tx == e.tx
@@ -1101,6 +1106,7 @@ class Mirror:
                 caller_bps=r["caller_bps"],
                 min_collateral=int(r["min_collateral"]),
                 min_reward=int(r["min_reward"]),
+                custom=bool(r["custom"]),
             )
             for r in self.db.execute("SELECT * FROM markets ORDER BY market_id")
         ]

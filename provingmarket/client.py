@@ -200,6 +200,13 @@ class Market:
     caller_bps: int
     min_collateral: int
     min_reward: int
+    # The verifier was not deployed by the registry from its blueprint: its answers may
+    # change, so provers take part only if they reviewed its code hash (docs/security.md).
+    custom: bool = False
+    # Custom, and its verifier's code hash is no longer the one recorded: no new tasks,
+    # assignments or proofs; live assignments are voided. The mirror cannot see this (no
+    # event says so): read `RegistryClient.market` for it.
+    frozen: bool = False
 
     @property
     def exists(self) -> bool:

@@ -230,8 +230,9 @@ def post_task(
     @notice Post a task and escrow redundancy * (max_reward + frontend_fee).
     @param terms The task's terms; `requester` and `posted_at` are filled by the
            registry (the sender and this block's timestamp). Each is bounded (the
-           MAX_ constants); the proving window must be longer than the market's
-           grace period, so an assigned prover can always decline in time.
+           MAX_ constants); for a registered mechanism the proving window must be
+           longer than the market's grace period, so an assigned prover can always
+           decline in time.
     @param prover_input What a prover needs to produce the proof, hashing to
            terms.prover_input_hash; may be empty when input_uri is given.
     @param input_uri Where a large prover input can be fetched.
@@ -253,7 +254,12 @@ def post_task(
         reasons.fail(reasons.REWARD_TOO_LOW)
     if t.max_reward > MAX_REWARD or t.frontend_fee > MAX_REWARD or t.collateral > MAX_COLLATERAL:
         reasons.fail(reasons.AMOUNT_TOO_LARGE)
-    if t.proving_window <= words.head_grace(head):
+    if t.proving_window == 0:
+        reasons.fail(reasons.ZERO_PROVING_WINDOW)
+    # A frontend's assignment can be declined within the grace period, so its window
+    # must outlast it. A DUTCH lock or a race commit is taken by a prover who saw the
+    # task first, and cannot be declined.
+    if t.mechanism_id > mechanisms.DUTCH and t.proving_window <= words.head_grace(head):
         reasons.fail(reasons.WINDOW_WITHIN_GRACE)
     if t.proving_window > MAX_PROVING_WINDOW:
         reasons.fail(reasons.PROVING_WINDOW_TOO_LONG)

@@ -23,7 +23,7 @@ def test_prove__open_race__first_prover_paid_then_the_race_is_won(
     assert won.json()["paid"] == terms.max_reward
     assert won.json()["public_inputs"][0] == str(int(provers[0].address, 16))
     assert registry.balances(provers[0]) == terms.max_reward
-    assert registry.proofs_delivered(task) == 1
+    assert registry.task_status(task).proven == 1
 
     late = run("prover", "prove", task, account="TEST::3")
     assert late.code == 1

@@ -396,15 +396,18 @@ def chain_snapshot(chain, registry, market: int, mechanism: int, provers, tasks:
 def test_match__its_batch__is_applied_by_the_registry_without_a_skip(
     chain, registry, market, mechanism, staked_provers, create_task, keeper
 ):
-    p0, p1, p2 = staked_provers  # capacity 2 each, proving time 60, capabilities 0b11
+    p0, p1, p2 = staked_provers  # capacity 2 each, capabilities 0b11
     ask = ETHER // 100
-    registry.update_membership(market, 2, 2 * ask, 60, 0b11, sender=p1)
-    registry.update_membership(market, 2, 3 * ask, 60, 0b11, sender=p2)
+    # Proving time 90 s each: a task with a 61 s window is too fast for all of them (a
+    # frontend's task must give more than the market's 60 s grace).
+    registry.update_membership(market, 2, ask, 90, 0b11, sender=p0)
+    registry.update_membership(market, 2, 2 * ask, 90, 0b11, sender=p1)
+    registry.update_membership(market, 2, 3 * ask, 90, 0b11, sender=p2)
     big = create_task(redundancy=2, max_reward=ETHER // 10)
     mid = create_task(redundancy=3, max_reward=ETHER // 20)
     small = create_task(max_reward=2 * ask)  # only p2 has capacity left for it, at 3 * ask
     needs_gpu = create_task(capabilities=0b100)
-    rushed = create_task(proving_window=30)
+    rushed = create_task(proving_window=61)
     # p2 already holds a slot of `mid`: two slots open, p2 barred from them.
     registry.assign((mid.as_tuple(), p2.address, 3 * ask, 0, 0, 0, b""), sender=keeper)
     tasks = [big, mid, small, needs_gpu, rushed]

@@ -93,7 +93,8 @@ BAD_TERMS = [
     ({"redundancy": 9}, PROVER_INPUT, "", 0, "registry: redundancy out of range"),
     ({"collateral": ETHER // 10 - 1}, PROVER_INPUT, "", 0, "registry: collateral below market minimum"),
     ({"max_reward": ETHER // 100 - 1}, PROVER_INPUT, "", 0, "registry: reward below market minimum"),
-    ({"proving_window": 0}, PROVER_INPUT, "", 0, "registry: proving window not above grace"),
+    ({"proving_window": 0}, PROVER_INPUT, "", 0, "registry: zero proving window"),
+    ({"mechanism_id": OPEN_RACE, "proving_window": 0}, PROVER_INPUT, "", 0, "registry: zero proving window"),
     # The market's grace is 60 s: a window of 60 s leaves no time to prove after it.
     ({"proving_window": 60}, PROVER_INPUT, "", 0, "registry: proving window not above grace"),
     ({"proving_window": MAX_PROVING_WINDOW + 1}, PROVER_INPUT, "", 0, "registry: proving window too long"),
@@ -143,6 +144,16 @@ def test_post_task__invalid_terms__reverts_with_reason(
 
     with ape.reverts(reason):
         post(registry, requester, terms, prover_input, input_uri, value=value)
+
+
+@pytest.mark.parametrize("mechanism_id", [OPEN_RACE, DUTCH])
+def test_post_task__built_in_mechanism__may_be_shorter_than_the_grace_period(
+    registry, requester, market, mechanism_id
+):
+    """Nobody assigns a race or a Dutch task: a prover takes it having seen it, and cannot
+    decline it, so its window need not outlast the grace period (60 s here)."""
+    recorded, _ = post(registry, requester, make_terms(market, mechanism_id, proving_window=30))
+    assert recorded.proving_window == 30
 
 
 def test_post_task__market_without_binding__refuses_redundancy_and_races(
