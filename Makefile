@@ -9,7 +9,7 @@ ANVIL_BIN := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(BIN):$(PATH)
 export APE_DATA_FOLDER := $(CURDIR)/.ape
 export PYTHONPATH := $(CURDIR)
-# The stateful test's size: `ci` (100 examples of 30 steps) or `fuzz` (make fuzz).
+# The stateful test's size: `ci` (100 examples of up to 30 steps) or `fuzz` (make fuzz).
 export HYPOTHESIS_PROFILE ?= ci
 
 .PHONY: install compile test demo bench sim fuzz lint clean circuits chain
@@ -43,8 +43,10 @@ compile: install .build/.compiled
 test: compile lint
 	ape test tests/ -q
 
+# At least 100,000 random steps of the registry's state machine (tests/stateful), hostile
+# terms included; prints the steps, the rate and what the runs reached.
 fuzz: compile
-	HYPOTHESIS_PROFILE=fuzz ape test tests/stateful -q
+	HYPOTHESIS_PROFILE=fuzz ape test tests/stateful -q -s
 
 # A local chain that stays up for the command-line walkthrough (README): anvil on
 # 127.0.0.1:8545 with its default funded accounts (TEST::0..9 in ape) and the chain id ape
