@@ -12,6 +12,7 @@ from provingmarket import (
     OPEN_RACE,
     assignment_word,
     bid_typed_data,
+    formats,
     inputs_commitment,
     proof_commit_digest,
     sign_bid,
@@ -159,3 +160,42 @@ def test_proof_commit_digest__commit_reveal_race__accepts_the_reveal(
 
     assert registry.proofs_delivered(task) == 1
     assert registry.balances(prover) == terms.max_reward
+
+
+def test_bounds__python_matches_registry(registry):
+    bounds = registry.bounds()
+    assert (
+        bounds.max_redundancy,
+        bounds.max_public_inputs,
+        bounds.max_proof_size,
+        bounds.max_prover_input,
+        bounds.max_batch,
+        bounds.max_assign_window,
+        bounds.max_proving_window,
+        bounds.max_reward,
+        bounds.max_collateral,
+        bounds.max_capabilities,
+        bounds.reveal_window,
+        bounds.min_grace_period,
+        bounds.max_grace_period,
+        bounds.max_caller_bps,
+        bounds.max_verify_gas,
+        bounds.max_verifier_args,
+    ) == (
+        formats.MAX_REDUNDANCY,
+        formats.MAX_PUBLIC_INPUTS,
+        formats.MAX_PROOF_SIZE,
+        formats.MAX_PROVER_INPUT,
+        formats.MAX_BATCH,
+        formats.MAX_ASSIGN_WINDOW,
+        formats.MAX_PROVING_WINDOW,
+        formats.MAX_REWARD,
+        formats.MAX_COLLATERAL,
+        formats.MAX_CAPABILITIES,
+        formats.REVEAL_WINDOW,
+        formats.MIN_GRACE_PERIOD,
+        formats.MAX_GRACE_PERIOD,
+        formats.MAX_CALLER_BPS,
+        formats.MAX_VERIFY_GAS,
+        formats.MAX_VERIFIER_ARGS,
+    )
