@@ -18,18 +18,27 @@ answering is waited for with backoff) the agent syncs its mirror of the registry
 the transactions it sent, reads the chain's time, and then:
 
 - takes up every live assignment to its prover (`agent.assigned` when first seen): one a
-  frontend made (an orderbook match, an auction won) or a DUTCH lock of its own;
+  frontend made (an orderbook match, an auction won) or a DUTCH lock of its own. Nothing
+  on chain ties a task's posted inputs to its inputs_commitment, so the moment a
+  frontend's assignment is first seen it checks them (`proving.posted_inputs`: they
+  commit to the task's inputs_commitment, and the circuit's witness generation gives the
+  posted public values from the private ones; milliseconds, not a proof); inputs nobody
+  can prove are declined at once, within the market's grace period (`agent.declined`
+  with the reason; nothing is proven);
 - with `--race`, enters every OPEN_RACE task of a market it joined that still has an open
   slot and whose reward pays its floor (below), whose capabilities it has, whose
-  collateral its free stake covers and whose race leaves time for the expected proving
-  time and `--margin` (`agent.race` when it decides to, `agent.pass` when not, once a task);
+  collateral its free stake covers, whose posted inputs can be proven and whose race
+  leaves time for the expected proving time and `--margin` (`agent.race` when it decides
+  to, `agent.pass` with the reason when not, once a task);
 - with `--dutch` (the default), locks a slot of a DUTCH task of a market it joined once the
   task's rising price reaches its floor, if it has a unit of capacity and the collateral
-  free, the capabilities, and a proving time that fits the window (`agent.dutch_wait` says
-  when the price will get there, `agent.lock` when it sends the lock); the lock makes a
+  free, the capabilities, a proving time that fits the window and posted inputs that can
+  be proven (a slot it took itself cannot be declined; `agent.dutch_wait` says when the
+  price will get there, `agent.lock` when it sends the lock); the lock makes a
   TaskAssigned to it, proven like any assignment;
 - for each `--auction URL` (an auction frontend's API), reads the open auctions
-  (`GET {url}/auctions`) and bids on each one it can serve, once an auction round: a
+  (`GET {url}/auctions`) and bids on each one it can serve (its posted inputs checked
+  first), once an auction round: a
   signed EIP-712 Bid with its floor as the minimum price, sent with `POST {url}/bids`
   (`agent.bid`; `agent.bid_refused` with the server's status and detail on a 4xx, not
   sent again that round, except a 429, waited out (Retry-After) and sent again;
@@ -40,9 +49,21 @@ the transactions it sent, reads the chain's time, and then:
   proof as soon as it has it;
 - gives up early and says so: when the chain's time plus the expected proving time plus
   the margin passes a deadline (before proving, while waiting for capacity, or after a
-  failed attempt) it declines the assignment if the market's grace period after the
-  assignment still runs (`agent.declined`, nothing lost), else logs `agent.give_up` with
-  the numbers and leaves the slot to be slashed;
+  failed attempt) it declines the assignment if a frontend made it and the market's
+  grace period after the assignment still runs (`agent.declined`, nothing lost), else
+  logs `agent.give_up` with the numbers and leaves the slot to be slashed (a slot it
+  took itself, a DUTCH lock or a race commit, cannot be declined);
+- takes no work in a custom market (its verifier not deployed by the registry from its
+  blueprint, so what it accepts may change) unless `--trust-verifier 0x<code hash>`
+  names the code hash the market recorded for its verifier, one the operator reviewed
+  (repeatable): it logs `agent.untrusted_market` once a market with the verifier, its
+  code hash and the option to pass, declines the market's assignments within the grace
+  period, and neither races, locks nor bids there;
+- in a frozen market (custom, and its verifier's code hash changed since creation: the
+  registry refuses proofs there) proves nothing and voids each live assignment by
+  sending `slash` for itself, which there frees the collateral without a penalty
+  (`agent.voided`). Whether a market is frozen is read once a round for each custom
+  market it holds live work in;
 - retries a backend that failed after 1 s, 2 s, 4 s... up to `--retries` times, while the
   deadline allows;
 - withdraws its earnings once they reach `--withdraw-at`, or at the next round after
@@ -121,18 +142,18 @@ proofs finish and be submitted (at most `SHUTDOWN_GRACE` seconds), closes the da
 and exits 0 (`agent.stop`).
 
 Log lines are JSON on stderr, one per thing that happened, on the `provingmarket.agent`
-logger: agent.start, agent.cost, agent.assigned, agent.race, agent.pass, agent.dutch_wait,
-agent.lock, agent.locked, agent.bid, agent.bid_refused, agent.auction_error,
-agent.auction_back, agent.proving, agent.proved, agent.submitted, agent.paid,
-agent.give_up, agent.declined, agent.refused, agent.race_lost, agent.lost,
-agent.proving_failed, agent.rpc_error (the node failed mid-way; the main loop takes the
-work up again), agent.withdraw, agent.stop; and simulated.failure (`--simulate`).
-Decisions about a task (agent.race, agent.pass, agent.dutch_wait) are said once a task
-and reason, not every round.
+logger: agent.start, agent.cost, agent.untrusted_market, agent.assigned, agent.race,
+agent.pass, agent.dutch_wait, agent.lock, agent.locked, agent.bid, agent.bid_refused,
+agent.auction_error, agent.auction_back, agent.proving, agent.proved, agent.submitted,
+agent.paid, agent.give_up, agent.declined, agent.voided, agent.refused, agent.race_lost,
+agent.lost, agent.proving_failed, agent.rpc_error (the node failed mid-way; the main
+loop takes the work up again), agent.withdraw, agent.stop; and simulated.failure
+(`--simulate`). Decisions about a task (agent.race, agent.pass, agent.dutch_wait) are
+said once a task and reason, not every round; agent.untrusted_market once a market.
 Prometheus metrics (`--metrics-port`) count proofs submitted and paid, wei earned,
-failures by reason, give-ups, declines, locks, bids sent and refused, auction frontends'
-failures and RPC errors, and show the live assignments, the proofs running, the last
-proving time and the floor per market.
+failures by reason, give-ups, declines, voided assignments, locks, bids sent and refused,
+auction frontends' failures and RPC errors, and show the live assignments, the proofs
+running, the last proving time and the floor per market.
 """
 
 from __future__ import annotations
@@ -164,6 +185,7 @@ from frontends import runtime
 from frontends.metrics import Metrics
 from frontends.mirror import PROVEN, Mirror, MirrorError, TaskView
 from frontends.outbox import DONE, DROPPED, REVERTED, Outbox, Outcome
+from provingmarket import trust
 from provingmarket.backends import (
     BackendError,
     Groth16pyBackend,
@@ -175,6 +197,7 @@ from provingmarket.circuits import Circuit, CircuitError
 from provingmarket.cli import fail
 from provingmarket.client import (
     ClientError,
+    Market,
     Refused,
     RegistryClient,
     TaskState,
@@ -186,7 +209,7 @@ from provingmarket.client import (
 from provingmarket.costs import CostModel, dutch_price, dutch_time_for, price_for_reward, reward_at
 from provingmarket.deployments import DeploymentError
 from provingmarket.formats import DUTCH, OPEN_RACE, Assignment, TaskTerms, bid_typed_data
-from provingmarket.proving import RACE, circuit_of, task_inputs
+from provingmarket.proving import RACE, circuit_of, posted_inputs, task_inputs
 
 log = logging.getLogger("provingmarket.agent")
 
@@ -359,6 +382,7 @@ class AgentSettings:
     dutch: bool = True  # lock DUTCH tasks once their price passes the floor
     auctions: tuple[str, ...] = ()  # auction frontends' API base URLs to bid at
     simulate: SimulatedHardware = field(default_factory=SimulatedHardware)  # simulations only
+    trusted: frozenset[bytes] = frozenset()  # code hashes of custom verifiers the operator reviewed
 
 
 def settings_from_options(
@@ -377,6 +401,7 @@ def settings_from_options(
     dutch: bool = True,
     auction: Iterable[str] = (),
     simulate: str | None = None,
+    trust_verifier: Iterable[str] = (),
     **_: Any,
 ) -> AgentSettings:
     """Settings from the command line, each value checked (ClientError says which)."""
@@ -413,6 +438,7 @@ def settings_from_options(
         dutch=dutch,
         auctions=tuple(_auction_url(url) for url in auction),
         simulate=simulated_hardware(simulate),
+        trusted=trust.parse_codehashes(trust_verifier),
     )
 
 
@@ -733,6 +759,10 @@ def lock_key(task_id: bytes) -> str:
     return f"lock:{_hex(task_id)}"
 
 
+def void_key(task_id: bytes, slot: int) -> str:
+    return f"void:{_hex(task_id)}:{slot}"
+
+
 WITHDRAW_KEY = "withdraw"
 
 
@@ -773,6 +803,14 @@ class Agent:
         self.floors_logged: dict[int, int] = {}  # market -> the floor agent.cost last said
         self.said: set[tuple[str, str]] = set()  # (task, event) logged once
         self.lock_refused: dict[str, float] = {}  # lock key -> monotonic time of the refusal
+        self.void_refused: dict[str, float] = {}  # void key -> monotonic time of the refusal
+        # What a market's creation fixed (verifier, custom, code hash); `frozen` is read
+        # afresh, once a round, for custom markets with live work (frozen_now).
+        self.market_facts: dict[int, Market] = {}
+        self.untrusted_said: set[int] = set()  # markets agent.untrusted_market named
+        self.frozen_now: dict[int, Market] = {}
+        # task -> why its posted inputs cannot be proven (None: they can), checked once
+        self.inputs_checked: dict[bytes, str | None] = {}
         self.auction_down: dict[str, tuple[int, float]] = {}  # url -> (failures, retry at)
         self.http = requests.Session()
 
@@ -806,6 +844,7 @@ class Agent:
             risk_rate=str(self.cost.risk_rate),
             price_margin=str(self.cost.margin),
             withdraw_at=self.settings.withdraw_at,
+            trusted_verifiers=sorted(trust.hex32(h) for h in self.settings.trusted),
             metrics_port=self.metrics_port,
             **self._simulated(),
         )
@@ -894,10 +933,15 @@ class Agent:
         memberships = {m.market_id: m for m in self.mirror.memberships(prover=self.me)}
         grace = {m.market_id: m.grace_period for m in self.mirror.markets()}
 
+        for market_id in memberships:
+            self._untrusted(market_id)  # agent.untrusted_market, once a market
+
         live = self.mirror.live_assignments(self.me)
         self.metrics.gauge("assignments_live", "Assignments awaiting this prover's proof", len(live))
         live_keys = {prove_key(a.task_id, a.slot) for a in live}
         self._reconcile(now, live_keys)
+        self.frozen_now = self._frozen({a.market_id for a in live})
+        self._void(live, in_flight)
 
         work: list[Work] = []
         for a in sorted(live, key=lambda a: a.deadline):
@@ -942,7 +986,8 @@ class Agent:
         if not work.race and decline_key(work.task_id, work.assignment.slot) in in_flight:
             return  # declined (the row may not say so if the process died right after)
         row = self.store.get(work.key)
-        if row is None and not work.race:
+        first = row is None and not work.race
+        if first:
             self.store.insert(work, QUEUED)
             row = self.store.get(work.key)
             runtime.emit(
@@ -953,12 +998,25 @@ class Agent:
                 deadline=work.deadline,
                 left_s=work.deadline - now,
             )
+        if work.market_id in self.frozen_now:
+            return  # nothing can be proven there: voided instead (agent.voided)
         state = row["state"] if row else QUEUED  # no row: a race not entered yet
         if state == PROVED:
             self._submit_stored(work, row)
             return
         if state not in (QUEUED, PROVING):
             return
+        needs = self.expected(work.market_id, memberships) + self.settings.margin
+        if not work.race:
+            # A market whose verifier it does not trust, or (the moment a frontend's
+            # assignment is first seen) inputs nobody can prove: decline while the grace
+            # period runs.
+            why = self._untrusted(work.market_id)
+            if why is None and first and _from_frontend(work.assignment):
+                why = self._unprovable(work.task_id, work.terms, work.prover_input, work.input_uri)
+            if why is not None:
+                self._give_up(work, now, needs, why)
+                return
         hardware = self.settings.simulate
         if hardware.fails(self.me, work.task_id, 0 if work.race else work.assignment.slot):
             # Simulated hardware that crashed on this work: nothing is sent, not even a
@@ -969,7 +1027,6 @@ class Agent:
             self.metrics.counter("simulated_failures_total", "Work the simulated hardware failed on")
             runtime.emit(log, "simulated.failure", logging.WARNING, **work.fields(), seed=hardware.seed)
             return
-        needs = self.expected(work.market_id, memberships) + self.settings.margin
         if row is not None and row["attempts"] > self.settings.retries:
             self._give_up(work, now, needs, f"the backend failed {row['attempts']} times: {row['error']}")
             return
@@ -999,6 +1056,8 @@ class Agent:
         standing = self.mirror.prover(self.me)
         found: list[Work] = []
         for market_id, membership in memberships.items():
+            if self._untrusted(market_id) is not None:
+                continue
             expected = self.expected(market_id, memberships)
             needs = expected + self.settings.margin
             # A race locks no collateral and a beaten racer is not slashed: none at risk.
@@ -1018,6 +1077,10 @@ class Agent:
                     and standing.free >= terms.collateral
                     and now + needs <= end
                 ):
+                    continue
+                why = self._unprovable(task.task_id, terms, task.prover_input, task.input_uri)
+                if why is not None:
+                    self._once(task.task_id, "agent.pass", market=market_id, race=True, reason=why)
                     continue
                 # What a proof made now pays: the reward, decayed to when it would land.
                 reward = reward_at(terms, terms.max_reward, end, math.ceil(now + needs))
@@ -1166,6 +1229,92 @@ class Agent:
             )
         return None
 
+    # -------------------------------------------------------------- markets and inputs
+
+    def _market(self, market_id: int) -> Market:
+        """What the market's creation fixed (verifier, custom, code hash), read once."""
+        if market_id not in self.market_facts:
+            self.market_facts[market_id] = self.client.market(market_id)
+        return self.market_facts[market_id]
+
+    def _untrusted(self, market_id: int) -> str | None:
+        """Why it takes no work in this market (a custom one whose verifier's code hash is
+        not among --trust-verifier), or None; agent.untrusted_market the first time."""
+        market = self._market(market_id)
+        why = trust.untrusted(market, self.settings.trusted)
+        if why is not None and market_id not in self.untrusted_said:
+            self.untrusted_said.add(market_id)
+            runtime.emit(
+                log,
+                "agent.untrusted_market",
+                logging.WARNING,
+                market=market_id,
+                verifier=market.verifier,
+                codehash=trust.hex32(market.codehash),
+                reason=why,
+            )
+        return why
+
+    def _frozen(self, market_ids: Iterable[int]) -> dict[int, Market]:
+        """Which of these markets (those with live work) are frozen now, as read now: only
+        a custom market can be, so only those are asked, once each."""
+        found = {}
+        for market_id in set(market_ids):
+            if self._market(market_id).custom:
+                market = self.client.market(market_id)
+                if market.frozen:
+                    found[market_id] = market
+        return found
+
+    def _void(self, live: Iterable[Any], in_flight: set[str]) -> None:
+        """Void each live assignment of a frozen market (`slash` voids them there: the
+        collateral comes back, no penalty); the registry would refuse its proof."""
+        for a in live:
+            if a.market_id not in self.frozen_now:
+                continue
+            key = void_key(a.task_id, a.slot)
+            refused = self.void_refused.get(key)
+            if key in in_flight or (refused is not None and time.monotonic() - refused < LOCK_RETRY):
+                continue
+            fields = {"task": _hex(a.task_id), "market": a.market_id, "slot": a.slot}
+            assignment = Assignment(a.slot, a.price, a.deadline, a.frontend)
+            self.settings.simulate.wait()  # latency to the chain (simulations)
+            try:
+                sent = self.outbox.send(
+                    "slash", a.terms.as_tuple(), self.me, assignment.as_tuple(), keys=[key]
+                )
+            except Refused as error:
+                self.void_refused[key] = time.monotonic()
+                runtime.emit(log, "agent.refused", **fields, fn="slash", reason=error.reason)
+                continue
+            self.metrics.counter("voided_total", "Assignments voided in frozen markets")
+            runtime.emit(
+                log,
+                "agent.voided",
+                logging.WARNING,
+                **fields,
+                tx=sent.tx_hash,
+                reason=trust.frozen(self.frozen_now[a.market_id]),
+            )
+
+    def _unprovable(
+        self, task_id: bytes, terms: TaskTerms, prover_input: bytes, input_uri: str
+    ) -> str | None:
+        """Why nobody can prove the task from its posted inputs (not its commitment's, or
+        not satisfying the circuit), or None; checked once a task (witness generation,
+        far cheaper than proving)."""
+        task = bytes(task_id)
+        if task not in self.inputs_checked:
+            try:
+                posted_inputs(terms, prover_input, input_uri, self._circuit(terms.market_id))
+                why = None
+            except (ClientError, CircuitError) as error:
+                why = str(error)
+            if len(self.inputs_checked) >= MAX_SAID:  # a long run: check some again
+                self.inputs_checked.clear()
+            self.inputs_checked[task] = why
+        return self.inputs_checked[task]
+
     # -------------------------------------------------------------- DUTCH locks
 
     def _lock_dutch(
@@ -1180,7 +1329,7 @@ class Agent:
         standing = self.mirror.prover(self.me)
         paused = {m.market_id for m in self.mirror.markets() if m.paused}
         for market_id, membership in memberships.items():
-            if market_id in paused or self.stop.stopped:
+            if market_id in paused or self.stop.stopped or self._untrusted(market_id) is not None:
                 continue
             expected = self.expected(market_id, memberships)
             needs = expected + self.settings.margin
@@ -1191,8 +1340,10 @@ class Agent:
                 refused = self.lock_refused.get(key)
                 if refused is not None and time.monotonic() - refused < LOCK_RETRY:
                     continue
-                why = self._fits(membership, terms, needs)
-                if why is not None:
+                why = self._fits(membership, terms, needs) or self._unprovable(
+                    task.task_id, terms, task.prover_input, task.input_uri
+                )
+                if why is not None:  # a locked slot cannot be declined: check the inputs first
                     self._once(task.task_id, "agent.pass", market=market_id, dutch=True, reason=why)
                     continue
                 least = self.cost.least_price(expected, gas_price, terms.collateral, needs_lock=True)
@@ -1314,14 +1465,16 @@ class Agent:
             self._once(tid, "agent.pass", url=url, reason="the auction's terms are not the task's on chain")
             return True
         membership = memberships.get(terms.market_id)
-        if membership is None:
-            return True  # a market it did not join
+        if membership is None or self._untrusted(terms.market_id) is not None:
+            return True  # a market it did not join, or whose verifier it does not trust
         if not membership.accepts(terms.mechanism_id):
             self._once(tid, "agent.pass", url=url, reason=f"does not accept mechanism {terms.mechanism_id}")
             return True
         expected = self.expected(terms.market_id, memberships)
         needs = expected + self.settings.margin
-        why = self._fits(membership, terms, needs)
+        why = self._fits(membership, terms, needs) or self._unprovable(
+            task.task_id, terms, task.prover_input, task.input_uri
+        )
         if why is not None:
             self._once(tid, "agent.pass", url=url, reason=why)
             return True
@@ -1806,11 +1959,13 @@ class Agent:
     # -------------------------------------------------------------- giving up
 
     def _give_up(self, work: Work, now: int, needs: float, reason: str) -> None:
-        """Decline while the grace period runs (no penalty), else say the deadline will
-        be missed and leave the slot (to be slashed)."""
+        """Decline a frontend's assignment while the grace period runs (no penalty), else
+        say why it will not be proven and leave the slot (to be slashed). A slot the
+        prover took itself (a DUTCH lock, a race commit) cannot be declined."""
         left = work.deadline - now
         numbers = {"needs_s": round(needs, 3), "left_s": left, "reason": reason}
-        if work.decline_until is not None and now <= work.decline_until:
+        declinable = work.decline_until is not None and _from_frontend(work.assignment)
+        if declinable and now <= work.decline_until:
             self.settings.simulate.wait()  # latency to the chain (simulations)
             try:
                 sent = self.outbox.send(
@@ -1936,6 +2091,12 @@ def _hex(task_id: bytes) -> str:
     return "0x" + bytes(task_id).hex()
 
 
+def _from_frontend(assignment: Assignment) -> bool:
+    """A frontend made it (it may be declined), not the prover itself (a DUTCH lock, a
+    race commit: its frontend is the zero address)."""
+    return int(assignment.frontend, 16) != 0
+
+
 # ------------------------------------------------------------------ entry points
 
 
@@ -2029,6 +2190,17 @@ def agent_options(function: Callable) -> Callable:
             "--retries", type=int, default=3, show_default=True, help="Retries of a failed backend."
         ),
         click.option(
+            "--trust-verifier",
+            "trust_verifier",
+            multiple=True,
+            metavar="0xHASH",
+            help=(
+                "The code hash (0x and 64 hex digits) of a custom market's verifier you reviewed "
+                "(repeatable). A custom market's verifier was not deployed by the registry, so "
+                "what it accepts may change: without its hash here the agent takes no work there."
+            ),
+        ),
+        click.option(
             "--simulate",
             default=None,
             metavar="JSON",
@@ -2068,8 +2240,9 @@ def agent_options(function: Callable) -> Callable:
 @agent_options
 def command(rpc: str, deployment: str, key_env: str, db: str, log_level: str, **options: Any) -> int:
     """Prove what the registry assigns to one prover, race open races, lock DUTCH tasks
-    and bid in auctions that pay its cost model's floor; submit before the deadlines,
-    withdraw earnings; resumes where it stopped."""
+    and bid in auctions that pay its cost model's floor; decline tasks whose posted
+    inputs nobody can prove and work in custom markets not trusted (--trust-verifier);
+    submit before the deadlines, withdraw earnings; resumes where it stopped."""
     runtime.configure_logging(log_level)
     try:
         settings = settings_from_options(**options)

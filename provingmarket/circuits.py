@@ -220,7 +220,8 @@ def _squarings(x: int, k: int, **_) -> dict[str, int]:
     return {"x": x % R, "y": y}
 
 
-# How each kind of circuit turns a secret into a task's inputs (a requester's job).
+# How each kind of circuit turns a secret into a task's inputs (a requester's job). They
+# are also the circuits' witness generators: from the private inputs, every public one.
 KINDS = {"square": _square, "squarings": _squarings}
 
 
@@ -335,6 +336,21 @@ class Circuit:
                 raise CircuitError(f"input {name} is {value!r}, not a field element (0 <= value < {R})")
             checked[name] = value
         return checked
+
+    def unsatisfied(self, inputs: Mapping[str, int]) -> dict[str, tuple[int, int]]:
+        """Public inputs the private ones do not give, by witness generation (far cheaper
+        than proving): name -> (what the circuit computes, what `inputs` say). Empty when
+        a proof of `inputs` can be made."""
+        values = self.check_inputs(inputs)
+        if not self.private:  # nothing to compute from
+            return {}
+        computed = KINDS[self.kind](**{name: values[name] for name in self.private}, **self.parameters)
+        address = self.public[self.address_input]
+        return {
+            name: (computed[name], values[name])
+            for name in self.public
+            if name != address and name in computed and computed[name] != values[name]
+        }
 
     def public_inputs(self, inputs: Mapping[str, int], prover: str | int) -> list[int]:
         """The public inputs the registry and the verifier see, with `prover`'s address."""

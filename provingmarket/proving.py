@@ -3,7 +3,11 @@ requester posted, through a proving backend, then submit. Used by `ape run prove
 and `prove`, and by the prover agent.
 
 Every rule the registry would check is looked at first, and said in words with the
-values seen; nothing is sent for a task the prover cannot be paid for.
+values seen; nothing is sent for a task the prover cannot be paid for. Nothing on chain
+ties a task's posted inputs to its inputs_commitment, so a hostile requester can post a
+task nobody can prove: `posted_inputs` checks them (the commitment, and the circuit's
+witness generation) before a prover locks, races, bids on or proves a task, and the
+agent declines an assignment that fails within the market's grace period.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from dataclasses import dataclass
 from eth_utils import keccak
 
 from provingmarket.backends import ProofResult, ProvingBackend
-from provingmarket.circuits import Circuit
+from provingmarket.circuits import Circuit, CircuitError
 from provingmarket.client import ClientError, RegistryClient, TaskState, chain_time, format_ether
-from provingmarket.formats import DUTCH, OPEN_RACE, ZERO_ADDRESS, Assignment
+from provingmarket.formats import DUTCH, OPEN_RACE, ZERO_ADDRESS, Assignment, TaskTerms
 
 RACE = Assignment(0, 0, 0, ZERO_ADDRESS)  # an OPEN_RACE proof carries no assignment
 
@@ -30,20 +34,51 @@ class Delivered:
 
 
 def task_inputs(state: TaskState, circuit: Circuit) -> dict[str, int]:
-    """The inputs the requester posted, checked against their hash and the circuit."""
-    if keccak(state.prover_input) != state.terms.prover_input_hash:
+    """The inputs the requester posted, checked before a prover takes or proves the task
+    (see `posted_inputs`)."""
+    return posted_inputs(state.terms, state.prover_input, state.input_uri, circuit)
+
+
+def posted_inputs(terms: TaskTerms, prover_input: bytes, input_uri: str, circuit: Circuit) -> dict[str, int]:
+    """A task's posted inputs, as field elements, once they are known to be provable: they
+    hash to the terms' prover_input_hash, are a JSON object that fits the circuit, commit
+    to the terms' inputs_commitment (nothing on chain ties the two together) and satisfy
+    the circuit (witness generation: far cheaper than proving). Any failure is a
+    ClientError, one line naming the values seen and what was expected."""
+    if keccak(prover_input) != terms.prover_input_hash:
         raise ClientError("the task's posted inputs do not match its prover_input_hash; nobody can prove it")
-    if not state.prover_input:
-        where = f" (at {state.input_uri})" if state.input_uri else ""
+    if not prover_input:
+        where = f" (at {input_uri})" if input_uri else ""
         raise ClientError(f"the task carries no inputs on-chain{where}; fetching them is not supported yet")
     try:
-        inputs = json.loads(state.prover_input)
+        inputs = json.loads(prover_input)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ClientError("the task's posted inputs are not JSON") from None
     if not isinstance(inputs, dict):
         raise ClientError("the task's posted inputs are not a JSON object of input signals")
-    circuit.check_inputs(inputs)
-    return inputs
+    try:
+        values = circuit.check_inputs(inputs)
+        commitment = circuit.commitment(values)
+        unsatisfied = circuit.unsatisfied(values)
+    except CircuitError as error:
+        raise ClientError(f"the task's posted {error}; nobody can prove it") from None
+    if commitment != bytes(terms.inputs_commitment):
+        address = circuit.public[circuit.address_input]
+        posted = ", ".join(f"{name} = {values[name]}" for name in circuit.public if name != address)
+        raise ClientError(
+            f"the task's inputs do not match its inputs_commitment: the posted public inputs "
+            f"({posted}) commit to 0x{commitment.hex()}, the task's terms to "
+            f"0x{bytes(terms.inputs_commitment).hex()}; nobody can prove it"
+        )
+    if unsatisfied:
+        private = ", ".join(f"{name} = {values[name]}" for name in circuit.private)
+        gives = ", ".join(f"{name} = {computed}" for name, (computed, _) in unsatisfied.items())
+        posted = ", ".join(f"{name} = {given}" for name, (_, given) in unsatisfied.items())
+        raise ClientError(
+            f"the task's inputs do not satisfy circuit {circuit.name}: {private} gives {gives}, "
+            f"the task posted {posted}; nobody can prove it"
+        )
+    return values
 
 
 def circuit_of(client: RegistryClient, market_id: int) -> Circuit:
@@ -56,8 +91,9 @@ def circuit_of(client: RegistryClient, market_id: int) -> Circuit:
     return Circuit.load(market.circuit)
 
 
-def lock(client: RegistryClient, task_id: bytes) -> tuple[int, Assignment]:
-    """Take a slot of a DUTCH task at its current price; returns (price, assignment)."""
+def lock(client: RegistryClient, task_id: bytes, circuit: Circuit | None = None) -> tuple[int, Assignment]:
+    """Take a slot of a DUTCH task at its current price, once its posted inputs are known
+    to be provable (a locked slot cannot be declined); returns (price, assignment)."""
     state = client.task(task_id)
     me = client.signer.address
     if state.terms.mechanism_id != DUTCH:
@@ -71,6 +107,7 @@ def lock(client: RegistryClient, task_id: bytes) -> tuple[int, Assignment]:
             f"no open slot: {state.assigned} assigned, {state.proven} proven, {state.closed} closed"
         )
     _check_free_stake(client, me, state)
+    task_inputs(state, circuit or circuit_of(client, state.terms.market_id))
     _, events = client.transact("lock", state.terms.as_tuple(), action="lock")
     assigned = next(e for e in events if e.name == "TaskAssigned")
     return assigned.price, Assignment(assigned.slot, assigned.price, assigned.deadline, assigned.frontend)

@@ -11,6 +11,10 @@ accept mechanisms, and see where a prover stands.
 
 Every command checks first what the registry would refuse and says it in one line with
 the values it saw (exit code 1, nothing sent); `--json` prints JSON instead of text.
+`join` refuses a custom market (its verifier not deployed by the registry) unless
+`--trust-verifier` names the code hash of the verifier the prover reviewed; `lock` and
+`prove` refuse a task whose posted inputs nobody can prove (they do not match its
+commitment, or do not satisfy the circuit).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import click
 from ape.cli import ConnectedProviderCommand, account_option, network_option
 from eth_utils import to_checksum_address
 
-from provingmarket import proving
+from provingmarket import proving, trust
 from provingmarket.backends import backend_from_config
 from provingmarket.cli import (
     BUILT_IN,
@@ -328,11 +332,31 @@ def withdraw(account, as_json):
 @click.argument("market_id")
 @with_membership_options
 @click.option("--even-if-paused", is_flag=True, help="Join a paused market (no work until it resumes).")
+@click.option(
+    "--trust-verifier",
+    "trusted",
+    metavar="HASH",
+    help="A custom market's verifier code hash (0x and 64 hex digits) you reviewed: needed to join one.",
+)
 @json_option
 @handled
-def join(account, market_id, capacity, ask, proving_time, capabilities, mechanisms, even_if_paused, as_json):
-    """Join MARKET_ID with a capacity, an ask, a proving time and the mechanisms accepted."""
+def join(
+    account,
+    market_id,
+    capacity,
+    ask,
+    proving_time,
+    capabilities,
+    mechanisms,
+    even_if_paused,
+    trusted,
+    as_json,
+):
+    """Join MARKET_ID with a capacity, an ask, a proving time and the mechanisms accepted.
+    A custom market (its verifier not deployed by the registry) needs --trust-verifier
+    with the code hash of the verifier you reviewed."""
     market_id = whole(market_id, "market id")
+    reviewed = {trust.parse_codehash(trusted)} if trusted is not None else set()
     missing = [
         o
         for o, v in (("--capacity N", capacity), ("--ask ETH", ask), ("--proving-time SECONDS", proving_time))
@@ -349,6 +373,9 @@ def join(account, market_id, capacity, ask, proving_time, capabilities, mechanis
     account = require(account)
     registry = client(account)
     found = market_or_fail(registry, market_id)
+    refusal = trust.frozen(found) or trust.untrusted(found, reviewed)
+    if refusal is not None:
+        fail(refusal)
     if found.paused and not even_if_paused:
         fail(
             f"market {market_id} is paused: no new tasks or assignments until its creator resumes it; "
@@ -377,6 +404,12 @@ def join(account, market_id, capacity, ask, proving_time, capabilities, mechanis
         f"joined market {market_id}: {membership_text(terms)}; "
         f"mechanisms accepted: {', '.join(map(str, accepted)) or 'none'}"
     ]
+    if found.custom:
+        codehash = trust.hex32(found.codehash)
+        lines.append(
+            f"note: market {market_id} is custom: you trust its verifier {found.verifier} at code hash "
+            f"{codehash}; run the agent with --trust-verifier {codehash}"
+        )
     if found.paused:
         lines.append(f"note: market {market_id} is paused; no assignments until it resumes")
     if s.free < found.min_collateral:
@@ -391,6 +424,8 @@ def join(account, market_id, capacity, ask, proving_time, capabilities, mechanis
             "market_id": market_id,
             **terms,
             "mechanisms": accepted,
+            "custom": found.custom,
+            "codehash": trust.hex32(found.codehash),
             "tx": tx_hash(receipt),
         },
         "\n".join(lines),
@@ -545,7 +580,8 @@ def leave(account, market_id, as_json):
 @json_option
 @handled
 def lock(account, task, as_json):
-    """Take a slot of Dutch task TASK at its current (rising) price."""
+    """Take a slot of Dutch task TASK at its current (rising) price, once its posted inputs
+    are known to be provable (a locked slot cannot be declined)."""
     registry = client(require(account))
     price, assignment = proving.lock(registry, parse_task_id(task))
     emit(
@@ -570,7 +606,8 @@ def lock(account, task, as_json):
 @handled
 def prove(account, task, backend, as_json):
     """Prove TASK from the inputs its requester posted and submit the proof: a task
-    assigned to the prover, or an open race it may enter."""
+    assigned to the prover, or an open race it may enter. Inputs nobody can prove (not
+    matching the task's commitment, or not satisfying the circuit) are refused first."""
     registry = client(require(account))
     delivered = proving.prove(registry, parse_task_id(task), backend_from_config({"backend": backend}))
     emit(

@@ -241,11 +241,13 @@ def post_task(
     t: TaskTerms = terms
     t.requester = msg.sender
     t.posted_at = block.timestamp
-    head: uint256 = markets.head(t.market_id)
-    reason: uint256 = markets.refusal(t.market_id, head)
-    if reason != reasons.OK:
-        reasons.fail(reason)
-    limits: uint256 = markets.limits(t.market_id)
+    head: uint256 = markets._market_head[t.market_id]
+    reason: uint256 = reasons.OK
+    if head == 0 or head & (words.PAUSED | words.CUSTOM) != 0:  # else known, trusted and open
+        reason = markets.refusal(t.market_id, head)
+        if reason != reasons.OK:
+            reasons.fail(reason)
+    limits: uint256 = markets._market_limits[t.market_id]
     if t.redundancy == 0 or t.redundancy > MAX_REDUNDANCY:
         reasons.fail(reasons.REDUNDANCY_OUT_OF_RANGE)
     if t.collateral < limits & words.MASK128:
@@ -259,7 +261,7 @@ def post_task(
     # A frontend's assignment can be declined within the grace period, so its window
     # must outlast it. A DUTCH lock or a race commit is taken by a prover who saw the
     # task first, and cannot be declined.
-    if t.mechanism_id > mechanisms.DUTCH and t.proving_window <= words.head_grace(head):
+    if t.mechanism_id > mechanisms.DUTCH and t.proving_window <= (head >> words.GRACE_SHIFT) & words.MASK32:
         reasons.fail(reasons.WINDOW_WITHIN_GRACE)
     if t.proving_window > MAX_PROVING_WINDOW:
         reasons.fail(reasons.PROVING_WINDOW_TOO_LONG)
@@ -285,7 +287,7 @@ def post_task(
     # Redundancy means independent provers, which only an address input guarantees:
     # any other proof can be copied (Groth16 proofs can even be re-randomized). A race
     # needs a binding: an address input, or commits that take a slot.
-    binding: uint256 = words.head_binding(head)
+    binding: uint256 = (head >> words.BINDING_SHIFT) & 255
     if t.redundancy > 1 and binding != markets.BINDING_ADDRESS_INPUT:
         reasons.fail(reasons.CANNOT_BIND)
     if t.mechanism_id == mechanisms.OPEN_RACE and binding == markets.BINDING_NONE:
@@ -692,22 +694,31 @@ def _assign(item: AssignmentItem, frontend: address) -> uint256:
     if self._slots[task_id][0] == 0:
         return reasons.UNKNOWN_TASK
     market_id: uint256 = terms.market_id
-    reason: uint256 = markets.refusal(market_id, markets.head(market_id))
-    if reason != reasons.OK:
-        return reason
-    builtin: bool = terms.mechanism_id == mechanisms.OPEN_RACE or terms.mechanism_id == mechanisms.DUTCH
+    mechanism_id: uint256 = terms.mechanism_id
+    # The hot path of every assignment reads the packed words inline, in the layout
+    # words.vy names: an internal call per field would cost more gas than the rule.
+    head: uint256 = markets._market_head[market_id]
+    reason: uint256 = reasons.OK
+    if head & (words.PAUSED | words.CUSTOM) != 0:  # else trusted and open: nothing to ask
+        reason = markets.refusal(market_id, head)
+        if reason != reasons.OK:
+            return reason
     if frontend != empty(address):
-        if builtin:
+        if mechanism_id <= mechanisms.DUTCH:  # a posted task names a mechanism from 1 up
             return reasons.NOT_FOR_FRONTENDS
-        if not mechanisms.allows(terms.mechanism_id, frontend):
+        if not mechanisms._frontends[mechanism_id][frontend]:
             return reasons.NOT_A_FRONTEND
-    if block.timestamp > self._assign_end(terms):
+    end: uint256 = terms.posted_at + terms.assign_window
+    if mechanism_id == mechanisms.OPEN_RACE:
+        end = terms.posted_at + terms.proving_window
+    if block.timestamp > end:
         return reasons.TASK_EXPIRED
-    membership: uint256 = memberships.word(prover, market_id)
+    membership: uint256 = memberships._memberships[prover][market_id]
     if membership & words.JOINED == 0:
         return reasons.NOT_IN_MARKET
     if frontend != empty(address):
-        if not memberships.accepted(prover, market_id, terms.mechanism_id, membership):
+        # An acceptance holds for the join it was made in: its epoch, 1 up.
+        if memberships._accepts[prover][market_id][mechanism_id] != membership >> words.EPOCH_SHIFT:
             return reasons.MECHANISM_NOT_ACCEPTED
     slot: uint256 = 0
     slot_word: uint256 = 0
@@ -725,14 +736,15 @@ def _assign(item: AssignmentItem, frontend: address) -> uint256:
     if slot == MAX_REDUNDANCY:
         return reasons.NO_FREE_SLOT
 
-    if words.member_used(membership) >= words.member_capacity(membership):
+    if (membership >> words.USED_SHIFT) & words.MASK16 >= (membership >> words.CAPACITY_SHIFT) & words.MASK16:
         return reasons.AT_CAPACITY
-    stake_word: uint256 = stakes.word(prover)
-    if words.stake_free(stake_word) < terms.collateral:
+    stake_word: uint256 = stakes._stakes[prover]
+    if (stake_word & words.MASK88) - ((stake_word >> words.LOCKED_SHIFT) & words.MASK88) < terms.collateral:
         return reasons.NOT_ENOUGH_FREE_STAKE
-    if words.member_capabilities(membership) & terms.capabilities != terms.capabilities:
+    # Capabilities were bounded to 64 bits at post: the AND keeps only the field's bits.
+    if (membership >> words.CAPABILITIES_SHIFT) & terms.capabilities != terms.capabilities:
         return reasons.LACKS_CAPABILITIES
-    if words.member_proving_time(membership) > terms.proving_window:
+    if (membership >> words.PROVING_TIME_SHIFT) & words.MASK32 > terms.proving_window:
         return reasons.TOO_SLOW
     price: uint256 = item.price
     window: uint256 = terms.proving_window
@@ -740,7 +752,7 @@ def _assign(item: AssignmentItem, frontend: address) -> uint256:
         if terms.mechanism_id == mechanisms.DUTCH:
             price = self.dutch_price(terms, block.timestamp)
         else:
-            price = self.reward_at(terms, terms.max_reward, self._assign_end(terms), block.timestamp)
+            price = self.reward_at(terms, terms.max_reward, end, block.timestamp)
             window = REVEAL_WINDOW
     if price > terms.max_reward:
         return reasons.PRICE_ABOVE_MAXIMUM
@@ -750,7 +762,7 @@ def _assign(item: AssignmentItem, frontend: address) -> uint256:
         )
         if reason != reasons.OK:
             return reason
-    elif price < words.member_ask(membership):
+    elif price < membership & words.MASK96:
         return reasons.PRICE_BELOW_ASK
 
     # The item holds: lock collateral and a unit of capacity, fill the slot.
@@ -787,10 +799,10 @@ def _prove(
     task_id: bytes32 = self._task_id(terms)
     if self._slots[task_id][0] == 0:
         return reasons.UNKNOWN_TASK
-    head: uint256 = markets.head(terms.market_id)
-    if markets.frozen(terms.market_id, head):
+    head: uint256 = markets._market_head[terms.market_id]  # inline, as in _assign
+    if head & words.CUSTOM != 0 and markets.frozen(terms.market_id, head):
         return reasons.VERIFIER_CHANGED
-    binding: uint256 = words.head_binding(head)
+    binding: uint256 = (head >> words.BINDING_SHIFT) & 255
     race: bool = terms.mechanism_id == mechanisms.OPEN_RACE and binding != markets.BINDING_COMMIT_REVEAL
     slot: uint256 = 0
     paid: uint256 = 0
@@ -831,12 +843,14 @@ def _prove(
             if not self._proof_commits[keccak256(abi_encode(task_id, msg.sender, keccak256(proof)))]:
                 return reasons.PROOF_NOT_COMMITTED
             paid = assignment.price
-        else:
+        elif terms.decay:
             paid = self.reward_at(terms, assignment.price, assignment.deadline, block.timestamp)
+        else:
+            paid = assignment.price
 
     # Bind the proof to its sender, check the inputs, then the proof.
     inputs: DynArray[uint256, markets.MAX_PUBLIC_INPUTS] = public_inputs
-    index: uint256 = words.head_address_input(head)
+    index: uint256 = (head >> words.ADDRESS_INPUT_SHIFT) & 255
     if binding == markets.BINDING_ADDRESS_INPUT:
         if index >= len(inputs):
             return reasons.ADDRESS_INPUT_MISSING
@@ -852,7 +866,7 @@ def _prove(
         proof_hash = keccak256(proof)
         if self._paid_proofs[proof_hash]:
             return reasons.PROOF_ALREADY_PAID
-    reason: uint256 = markets.verify(words.head_verifier(head), inputs, proof)
+    reason: uint256 = markets.verify(words.to_address(head), inputs, proof)
     if reason != reasons.OK:
         return reason
 
@@ -864,7 +878,8 @@ def _prove(
             self._engagements[task_id][msg.sender] = ENGAGED
         stakes.earn(msg.sender, paid)
     else:
-        self._end_assignment(msg.sender, terms, 0, paid)
+        stakes.release(msg.sender, terms.collateral, 0, paid)
+        memberships.vacate(msg.sender, terms.market_id)
     fee: uint256 = 0
     if frontend != empty(address):
         fee = terms.frontend_fee

@@ -1,12 +1,19 @@
-"""`ape run prover`: stake, unstake and withdraw, join, update, accept and leave markets,
-and a prover's status; each refusal is one line with the values seen, exit 1, nothing sent."""
+"""`ape run prover`: stake, unstake and withdraw, join (a custom market only with its
+verifier's code hash reviewed), update, accept and leave markets, a prover's status, and
+lock and prove refusing a task nobody can prove; each refusal is one line with the values
+seen, exit 1, nothing sent."""
 
 from __future__ import annotations
 
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 
+from eth_utils import keccak
+
+from provingmarket import DUTCH
 from provingmarket.cli import when
+from provingmarket.devnet import SQUARE
 from tests.conftest import UNBONDING_DELAY, advance
 from tests.utils.market import ETHER, STATEMENT, assigned, item, proof_for
 
@@ -229,3 +236,85 @@ def test_refusals__say_what_was_seen__exit_1_nothing_sent(
     assert (fresh.nonce, member.nonce) == nonces
     assert registry.standing(fresh).stake == 0 and not registry.membership(fresh, market).joined
     assert registry.membership(member, market).capacity == 2
+
+
+def test_join__custom_market__only_with_the_code_hash_reviewed__nothing_sent_otherwise(
+    run, recorded, registry, create_market, deploy_custom_verifier, accounts, chain
+):
+    prover = accounts[8]
+    registry.stake(sender=prover, value=ETHER)
+    verifier = deploy_custom_verifier()
+    custom = create_market(verifier_address=verifier)
+    codehash = "0x" + bytes(registry.market(custom).codehash).hex()
+    changing = deploy_custom_verifier()
+    frozen = create_market(verifier_address=changing)
+    chain.provider.make_request("anvil_setCode", [changing.address, "0x00"])
+    frozen_hash = "0x" + bytes(registry.market(frozen).codehash).hex()
+    wrong = "0x" + "ab" * 32
+    join = ["join", str(custom), "--capacity", "1", "--ask", "0.01", "--proving-time", "60"]
+    cases = [
+        (
+            join,
+            f"market {custom} is custom: its verifier {verifier.address} was not deployed by the registry, "
+            "so what it accepts may change; review the verifier's code, then pass "
+            f"--trust-verifier {codehash} (its code hash) to take part",
+        ),
+        (
+            [*join, "--trust-verifier", wrong],
+            f"market {custom} is custom and --trust-verifier {wrong} is not its verifier's code hash: "
+            f"verifier {verifier.address} has code hash {codehash}; review the verifier's code, then pass "
+            f"--trust-verifier {codehash} to take part",
+        ),
+        ([*join, "--trust-verifier", "0x1234"], "--trust-verifier '0x1234' is not a code hash (0x and 64"),
+        (
+            ["join", str(frozen), *join[2:], "--trust-verifier", frozen_hash],
+            f"market {frozen} is frozen: its verifier {changing.address}'s code is no longer the code hash "
+            f"{frozen_hash} recorded at its creation",
+        ),
+    ]
+    nonce = prover.nonce
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda case: run("prover", *case[0], account="TEST::8"), cases))
+    for (args, message), result in zip(cases, results, strict=True):
+        refused(result, message, args)
+        assert len(result.error.splitlines()) == 1
+    assert prover.nonce == nonce
+    assert not registry.membership(prover, custom).joined and not registry.membership(prover, frozen).joined
+
+    joined = run("prover", *join, "--trust-verifier", codehash.upper().replace("0X", "0x"), account="TEST::8")
+    assert joined.code == 0, joined.err
+    assert (
+        f"note: market {custom} is custom: you trust its verifier {verifier.address} at code hash "
+        f"{codehash}; run the agent with --trust-verifier {codehash}" in joined.out
+    )
+    assert registry.membership(prover, custom).joined
+
+
+def test_lock_and_prove__inputs_nobody_can_prove__one_line_nothing_sent(
+    run, recorded, registry, create_task, provers, keeper
+):
+    posted = {"x": 7, "y": 50}  # committed to as posted, but x = 7 gives y = 49
+    prover_input = json.dumps(posted).encode()
+    unprovable = {
+        "prover_input": prover_input,
+        "prover_input_hash": keccak(prover_input),
+        "inputs_commitment": SQUARE.commitment(posted),
+    }
+    assigned_task = create_task(**unprovable)
+    assigned(registry, registry.assign(item(assigned_task, provers[0], ETHER // 20), sender=keeper))
+    dutch = create_task(mechanism_id=DUTCH, start_price=ETHER // 100, ramp=600, **unprovable)
+    says = (
+        "the task's inputs do not satisfy circuit square: x = 7 gives y = 49, the task posted y = 50; "
+        "nobody can prove it"
+    )
+    nonce = provers[0].nonce
+    for args in (["prove", task_hex(registry, assigned_task)], ["lock", task_hex(registry, dutch)]):
+        result = run("prover", *args, account="TEST::2")
+        refused(result, says, args)
+        assert result.error == f"error: {says}"
+    assert provers[0].nonce == nonce
+    assert registry.standing(provers[0]).locked == assigned_task.collateral  # the lock was not sent
+
+
+def task_hex(registry, terms) -> str:
+    return "0x" + bytes(registry.task_id(terms.as_tuple())).hex()

@@ -21,6 +21,7 @@ from eth_account import Account
 
 from provingmarket.client import KeySigner, RegistryClient
 from provingmarket.formats import OPEN_RACE, Assignment
+from tests.conftest import advance
 from tests.processes.conftest import ROOT, wait_until
 from tests.utils.market import ETHER, assigned, item
 
@@ -287,15 +288,15 @@ def test_agent__deadline_out_of_reach__declines_within_the_grace_period(
 
 
 def test_agent__deadline_out_of_reach_after_grace__gives_up_and_says_so(
-    make_stack, keeper, post, prover_key, start_agent
+    make_stack, keeper, post, prover_key, start_agent, chain
 ):
     key, join = prover_key
-    stack = make_stack([keeper.address], grace_period=0)
+    stack = make_stack([keeper.address], grace_period=2)  # the least the registry allows
     join(stack)
     me = address(key)
     terms = post(stack)
     assign(stack, keeper, terms, me)
-    time.sleep(1.1)  # the chain's clock passes the assignment's second: no decline any more
+    advance(chain, 3)  # the chain's clock passes the grace period: no decline any more
     agent = start_agent(stack, key, "--margin", "1000")
 
     gave_up = agent.wait_for("agent.give_up", where=for_task(stack, terms))[0]
@@ -428,6 +429,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         ("no deployment", "no deployment record at"),
         ("no key", "set PROVER_KEY"),
         ("bad amount", "--withdraw-at"),
+        ("bad code hash", "--trust-verifier '0x1234' is not a code hash (0x and 64 hex digits)"),
         ("missing option", "--db"),
     ],
 )
@@ -448,6 +450,8 @@ def test_agent__bad_input__one_line_error_and_exit_code_1(tmp_path, rpc, case, e
         env = {}
     elif case == "bad amount":
         args += ["--withdraw-at", "lots"]
+    elif case == "bad code hash":
+        args += ["--trust-verifier", "0x" + "ab" * 32, "--trust-verifier", "0x1234"]
     elif case == "missing option":
         args = args[:-2]
     done = run_cli(*args, env=env)

@@ -61,7 +61,8 @@ def for_task(stack, terms):
 def test_simulated__failure_rate_one__never_proves_nor_declines__slashed_after_the_deadline(
     make_stack, keeper, post, make_prover, start_agent, chain
 ):
-    stack = make_stack([keeper.address], grace_period=30)  # a decline would cost nothing
+    # A decline within the 3 s grace would cost nothing; a frontend's window outlasts it.
+    stack = make_stack([keeper.address], grace_period=3)
     key, me = make_prover(stack, capacity=1, proving_time=1)
     agent = start_agent(stack, key, {"failure_rate": 1, "seed": 3})
     assert agent.events("agent.start")[0]["simulate"] == {
@@ -103,7 +104,7 @@ def test_simulated__failure_rate_one__never_proves_nor_declines__slashed_after_t
 def test_simulated__slow_hardware__proof_lands_seconds_later_and_the_agent_plans_with_it(
     make_stack, keeper, post, make_prover, start_agent, chain
 ):
-    stack = make_stack([keeper.address], grace_period=30)
+    stack = make_stack([keeper.address], grace_period=3)  # the 4 s window below must outlast it
     # It declares a second a proof: the simulated seconds are what it learns instead.
     key, me = make_prover(stack, capacity=1, proving_time=1)
     agent = start_agent(stack, key, {"prove_seconds": 3, "latency": 0.3})

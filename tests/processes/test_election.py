@@ -269,7 +269,7 @@ def test_silent_winner__slashed_after_its_deadline__its_slot_reopens_and_is_draw
     make_stack, make_prover, funded, post, spawn, tmp_path, miner
 ):
     key, address = frontend_account(funded)
-    stack = make_stack([address])
+    stack = make_stack([address], grace_period=2)  # the 3 s window must outlast the grace
     provers = {make_prover(stack, proving_time=1)[1] for _ in range(2)}  # neither ever proves
     frontend = start_frontend(spawn, stack, key, tmp_path / "election.sqlite")
     frontend.wait_for("election.start")
