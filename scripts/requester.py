@@ -101,7 +101,13 @@ from provingmarket.formats import (
     BINDING_ADDRESS_INPUT,
     BINDING_NONE,
     DUTCH,
+    MAX_ASSIGN_WINDOW,
+    MAX_CAPABILITIES,
+    MAX_COLLATERAL,
+    MAX_PROVER_INPUT,
+    MAX_PROVING_WINDOW,
     MAX_REDUNDANCY,
+    MAX_REWARD,
     OPEN_RACE,
     ZERO_ADDRESS,
     TaskTerms,
@@ -110,11 +116,7 @@ from provingmarket.preferences import PreferenceError, Preferences, parse_weight
 from provingmarket.router import Choice, Infeasible, Router
 
 DEFAULT_WINDOW = 600  # seconds, for both windows
-MAX_PROVER_INPUT = 4096  # bytes, as Registry.vy
 MAX_URI = 256  # characters, as Registry.vy
-MAX_REWARD = 2**80 - 1  # wei: the registry's bound on a reward and a fee
-MAX_COLLATERAL = 2**88 - 1  # wei: the registry's bound on a collateral
-MAX_CAPABILITIES = 2**64 - 1  # a prover declares 64 bits of hardware
 UINT256 = 2**256 - 1
 
 
@@ -827,6 +829,27 @@ def post(
         )
     if collateral_wei > MAX_COLLATERAL:
         fail(f"--collateral {eth(collateral_wei)} is above the registry's limit {eth(MAX_COLLATERAL)}")
+    if proving_window > MAX_PROVING_WINDOW:
+        fail(
+            f"--proving-window {proving_window} s is above the registry's limit of {MAX_PROVING_WINDOW} s "
+            f"({MAX_PROVING_WINDOW // 86_400} days)"
+        )
+    if assign_window > MAX_ASSIGN_WINDOW:
+        fail(
+            f"--assign-window {assign_window} s is above the registry's limit of {MAX_ASSIGN_WINDOW} s "
+            f"({MAX_ASSIGN_WINDOW // 86_400} days)"
+        )
+    if mechanism_id not in BUILT_IN and proving_window <= market.grace_period:
+        fail(
+            f"--proving-window {proving_window} s is not above market {market_id}'s grace period of "
+            f"{market.grace_period} s: an assigned prover may decline for that long, so give it more "
+            f"(at least {market.grace_period + 1} s)"
+        )
+    if redundancy > 1 and market.binding != BINDING_ADDRESS_INPUT:
+        fail(
+            f"market {market_id}'s proofs do not carry the prover's address, so a second prover could "
+            "copy the first's proof: it takes --redundancy 1 only"
+        )
     if (mechanism_id == OPEN_RACE or redundancy > 1) and market.binding == BINDING_NONE:
         fail(
             f"market {market_id} does not bind proofs to their prover, so a proof could be copied: "
@@ -851,6 +874,8 @@ def post(
                 "the price rises from the start price to the reward"
             )
         ramp_s = assign_window if ramp is None else _integer(ramp, "--ramp")
+        if ramp_s > MAX_ASSIGN_WINDOW:
+            fail(f"--ramp {ramp_s} s is above the registry's limit of {MAX_ASSIGN_WINDOW} s")
     if floor_wei > reward_wei:
         fail(
             f"--decay-floor {eth(floor_wei)} is above --reward {eth(reward_wei)}: the reward would not decay"

@@ -401,6 +401,7 @@ def refused(capsys, command, account, **options) -> str:
     return err.removeprefix("error: ")
 
 
+MONTH = 30 * 86_400  # the registry's longest window
 POST_REFUSALS = [
     ({"collateral": "0.0000000000000000001"}, "'0.0000000000000000001' has more than 18 decimals"),
     ({"fee": "abc"}, "--fee 'abc' is not a number of ETH (write it like 0.25)"),
@@ -416,6 +417,10 @@ POST_REFUSALS = [
     ({"mechanism": "99"}, "no mechanism 99 (1 is the open race, 2 dutch; "),
     ({"fee": "0.001"}, "--fee 0.001 for mechanism 1 (open race): only a registered mechanism's frontend"),
     ({"proving_window": "0"}, "--proving-window is 0"),
+    ({"proving_window": str(MONTH + 1)}, "--proving-window 2592001 s is above the registry's limit"),
+    ({"mechanism": "2", "assign_window": str(MONTH + 1)}, "--assign-window 2592001 s is above the registry"),
+    ({"mechanism": "2", "ramp": str(MONTH + 1)}, "--ramp 2592001 s is above the registry's limit"),
+    ({"mechanism": "3", "proving_window": "60"}, "--proving-window 60 s is not above market {market}'s"),
     ({"assign_window": "60"}, "--assign-window is unused by mechanism 1 (open race)"),
     ({"mechanism": "2", "assign_window": "0"}, "--assign-window is 0: mechanism 2 could never assign"),
     ({"ramp": "60"}, "--start-price and --ramp are for mechanism 2 (dutch), not 1"),

@@ -86,7 +86,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "fuzz",  # make fuzz: at least 100,000 steps in all
-    max_examples=2_000,
+    max_examples=2_500,
     stateful_step_count=60,
     deadline=None,
     suppress_health_check=list(HealthCheck),
@@ -113,10 +113,6 @@ HOSTILE = {
 }
 
 
-def event_name_and_reason(error: ContractLogicError) -> str:
-    return str(error.message or error).removeprefix("execution reverted: ").removeprefix("registry: ")[:40]
-
-
 @dataclass
 class Task:
     terms: TaskTerms
@@ -141,21 +137,23 @@ class Node:
         return self.web3.eth.get_block("latest")["timestamp"]
 
     def call(self, name: str, *args, sender: str | None = None):
-        return getattr(self.registry.functions, name)(*args).call({"from": sender} if sender else {})
+        """A view, or a dry run, on the latest block as mined (its timestamp included)."""
+        latest = self.web3.eth.block_number
+        return getattr(self.registry.functions, name)(*args).call({"from": sender} if sender else {}, latest)
 
     def send(self, name: str, *args, sender: str, value: int = 0) -> list | None:
-        """The events of the transaction, or None (counted) if the registry refuses it."""
+        """The events of the transaction, or None (counted, with the registry's reason) if
+        the registry refuses it. It is sent as it is, not simulated first: anvil's calls
+        read a clock of their own, which its blocks need not follow after a revert."""
         fn = getattr(self.registry.functions, name)(*args)
-        params = {"from": sender, "value": value, "gas": GAS}
-        try:
-            fn.call(params)
-        except ContractLogicError as error:
-            key = f"{name} refused ({event_name_and_reason(error)})"
-            OUTCOMES[key] = OUTCOMES.get(key, 0) + 1
-            return None
-        receipt = self.receipt(fn.transact(params))
-        if receipt["status"] != 1:  # the clock moved between the call and the block
-            key = f"{name} reverted when mined"
+        tx_hash = fn.transact({"from": sender, "value": value, "gas": GAS})
+        receipt = self.receipt(tx_hash)
+        if receipt["status"] != 1:
+            trace = self.request(
+                "debug_traceTransaction", "0x" + bytes(tx_hash).hex(), {"tracer": "callTracer"}
+            )
+            reason = trace["result"].get("revertReason") or trace["result"].get("error") or "?"
+            key = f"{name} refused ({reason.removeprefix('registry: ')[:40]})"
             OUTCOMES[key] = OUTCOMES.get(key, 0) + 1
             return None
         events = []
@@ -190,6 +188,9 @@ class RegistryMachine(RuleBasedStateMachine):
         c = self.ctx
         self.node: Node = c["node"]
         self.snapshot = self.node.request("evm_snapshot")["result"]
+        # Each example starts one second after the snapshot's block, whatever time anvil's
+        # clock kept from the last example's jumps: examples replay exactly.
+        self.node.request("anvil_setNextBlockTimestamp", self.node.now() + 1)
         self.provers: list = c["provers"]
         self.markets: list[int] = c["markets"]
         self.flipping = c["flipping"]
@@ -271,12 +272,32 @@ class RegistryMachine(RuleBasedStateMachine):
     def start(self):
         pass
 
-    @rule(
-        p=st.integers(0, 5),
-        action=st.sampled_from(["stake", "unstake", "withdraw_stake", "withdraw"]),
-        amount=st.sampled_from([ETHER // 4, ETHER, 3 * ETHER]),
-    )
-    def money(self, p, action, amount):
+    @rule(kind=st.sampled_from(["membership", "money", "verifier"]), data=st.data())
+    def side(self, kind, data):
+        """What happens around the tasks, one rule so it does not crowd them out: money
+        moves, memberships change, the custom verifier misbehaves, markets are opened."""
+        if kind == "money":
+            self._money(
+                data.draw(st.integers(0, 5), label="p"),
+                data.draw(
+                    st.sampled_from(["stake", "unstake", "withdraw_stake", "withdraw"]), label="action"
+                ),
+                data.draw(st.sampled_from([ETHER // 4, ETHER, 3 * ETHER]), label="amount"),
+            )
+        elif kind == "membership":
+            self._membership(
+                data.draw(st.integers(0, 2), label="p"),
+                data.draw(st.integers(0, 3), label="m"),
+                data.draw(st.sampled_from([2, 1, 2, 0]), label="capacity"),
+                data.draw(st.sampled_from([0, 1, 3, MAX_CAPABILITIES]), label="caps"),
+                data.draw(st.sampled_from([0, 60, 120]), label="proving_time"),
+                data.draw(st.sampled_from([False, False, False, True]), label="leave"),
+            )
+        else:
+            changes = ["accept", "reject", "replace code", "restore code", "grace 2", "grace 0", "grace 1"]
+            self._hostile_market(data.draw(st.sampled_from([*changes, "grace 86401"]), label="change"))
+
+    def _money(self, p, action, amount):
         """Stake, unstake, withdraw unbonded stake (provers) or withdraw credits (anyone)."""
         if action == "withdraw":
             self._send("withdraw", sender=self.accounts[p])
@@ -289,15 +310,7 @@ class RegistryMachine(RuleBasedStateMachine):
         else:
             self._send("withdraw_stake", sender=prover)
 
-    @rule(
-        p=st.integers(0, 2),
-        m=st.integers(0, 3),
-        capacity=st.sampled_from([2, 1, 2, 0]),
-        caps=st.sampled_from([0, 1, 3, MAX_CAPABILITIES]),
-        proving_time=st.sampled_from([0, 60, 120]),
-        leave=st.sampled_from([False, False, False, True]),
-    )
-    def membership(self, p, m, capacity, caps, proving_time, leave):
+    def _membership(self, p, m, capacity, caps, proving_time, leave):
         prover, market = self.provers[p], self.markets[m]
         if self.node.call("membership", prover.address, market)[0]:
             if leave:
@@ -322,9 +335,10 @@ class RegistryMachine(RuleBasedStateMachine):
         collateral=st.sampled_from([ETHER // 10, ETHER // 2, ETHER]),
         caps=st.sampled_from([0, 0, 1, 2]),
         hostile=st.sampled_from([None, None, None, *HOSTILE]),
+        assign_to=st.sampled_from([0, 1, 2, None]),
         data=st.data(),
     )
-    def post(self, m, kind, n, decay, proving_window, collateral, caps, hostile, data):
+    def post(self, m, kind, n, decay, proving_window, collateral, caps, hostile, assign_to, data):
         mechanism = {"frontend": self.ctx["mechanism"], "dutch": DUTCH, "race": OPEN_RACE}[kind]
         overrides = dict(
             redundancy=n,
@@ -343,7 +357,7 @@ class RegistryMachine(RuleBasedStateMachine):
             overrides["frontend_fee"] = 0
         self.salt += 1  # anvil may mine two posts in one second: keep tasks distinct
         terms = make_terms(self.markets[m], mechanism, salt=self.salt, **overrides)
-        value = min(terms.escrow(), 2**128)  # anvil cannot send more; such terms are refused anyway
+        value = min(terms.escrow(), 2**100)  # more than bounded terms escrow; others are refused anyway
         args = (terms.as_tuple(), PROVER_INPUT, "")
         events = self._send("post_task", *args, sender=self.requester, value=value)
         for event in events or []:
@@ -351,6 +365,10 @@ class RegistryMachine(RuleBasedStateMachine):
                 task = Task(TaskTerms.from_event(event.terms), bytes(event.task_id))
                 self.tasks.append(task)
                 self.by_id[task.task_id] = task
+                if kind == "frontend" and assign_to is not None:  # a frontend that is quick
+                    prover = self.provers[assign_to]
+                    price = task.terms.max_reward
+                    self._assign_checked([(task.terms.as_tuple(), prover.address, price, 0, 0, 0, b"")])
 
     @precondition(lambda self: any(t.terms.mechanism_id > DUTCH for t in self.tasks))
     @rule(data=st.data(), size=st.integers(1, 3), signed=st.booleans())
@@ -400,29 +418,52 @@ class RegistryMachine(RuleBasedStateMachine):
         if events:
             assert member[2] < member[1], "a slot a prover took itself landed at capacity"
 
-    @precondition(lambda self: bool(self.live))
-    @rule(
-        data=st.data(),
-        action=st.sampled_from(["prove", "prove", "decline", "slash"]),
-        slasher=st.sampled_from(["stranger", "requester", "prover"]),
-    )
-    def settle(self, data, action, slasher):
-        """End a live assignment: prove or decline it, or slash it (by a keeper, the
-        task's requester or the prover itself), which is all there is once it is overdue."""
-        key = data.draw(st.sampled_from(sorted(self.live)))
-        prover, assignment, task = self.live[key]
+    def _live_one(self, data, frontend_only: bool = False, market: int | None = None):
+        keys = sorted(
+            k
+            for k, (_, a, t) in self.live.items()
+            if not (frontend_only and a.frontend == ZERO_ADDRESS) and market in (None, t.terms.market_id)
+        )
+        if not keys:
+            return None
+        prover, assignment, task = self.live[data.draw(st.sampled_from(keys))]
         sender = next(a for a in self.accounts if a.address == prover)
-        args = (task.terms.as_tuple(), assignment.as_tuple())
-        if self.node.now() > assignment.deadline:
-            action = "slash"
-        if action == "prove":
-            proof = self.committed.get((task.task_id, prover)) or self._proof(task, prover)
-            self._send("prove", *args, STATEMENT, proof, sender=sender)
-        elif action == "decline":
-            self._send("decline", *args, sender=sender)
-        else:
-            who = {"stranger": self.stranger, "requester": self.requester, "prover": sender}[slasher]
-            self._send("slash", task.terms.as_tuple(), prover, assignment.as_tuple(), sender=who)
+        return sender, assignment, task
+
+    @precondition(lambda self: bool(self.live))
+    @rule(data=st.data())
+    def prove(self, data):
+        """A live assignment's prover proves it (too late, in a frozen market, with a flipped
+        verifier, or in time)."""
+        sender, assignment, task = self._live_one(data)
+        proof = self.committed.get((task.task_id, sender.address)) or self._proof(task, sender.address)
+        self._send("prove", task.terms.as_tuple(), assignment.as_tuple(), STATEMENT, proof, sender=sender)
+
+    @precondition(lambda self: bool(self.live))
+    @rule(data=st.data(), frontend_only=st.booleans())
+    def decline(self, data, frontend_only):
+        """A prover gives an assignment back: within the grace period, or too late, or a
+        slot it took itself (refused)."""
+        found = self._live_one(data, frontend_only)
+        if found is not None:
+            sender, assignment, task = found
+            self._send("decline", task.terms.as_tuple(), assignment.as_tuple(), sender=sender)
+
+    @precondition(lambda self: bool(self.live))
+    @rule(data=st.data(), slasher=st.sampled_from(["stranger", "requester", "prover"]), frozen=st.booleans())
+    def slash(self, data, slasher, frozen):
+        """Anyone slashes a live assignment (refused before its deadline unless the market
+        is frozen): a keeper, the task's requester or the prover itself; one in the custom
+        market half the time, whose verifier's code is then replaced (a void, not a slash)."""
+        found = None
+        if frozen:  # in the custom market, its verifier's code replaced first: a void
+            found = self._live_one(data, market=self.markets[2])
+            if found is not None and not self.code_replaced:
+                self._hostile_market("replace code")
+        sender, assignment, task = found or self._live_one(data)
+        who = {"stranger": self.stranger, "requester": self.requester, "prover": sender}[slasher]
+        args = (task.terms.as_tuple(), sender.address, assignment.as_tuple())
+        self._send("slash", *args, sender=who)
 
     @precondition(lambda self: bool(self.live) or any(t.terms.mechanism_id == OPEN_RACE for t in self.tasks))
     @rule(data=st.data(), p=st.integers(0, 2), size=st.integers(1, 3))
@@ -472,21 +513,7 @@ class RegistryMachine(RuleBasedStateMachine):
         else:
             self._send("reclaim", task.terms.as_tuple(), sender=self.stranger)
 
-    @rule(
-        change=st.sampled_from(
-            [
-                "reject",
-                "accept",
-                "replace code",
-                "restore code",
-                "grace 0",
-                "grace 1",
-                "grace 2",
-                "grace 86401",
-            ]
-        )
-    )
-    def hostile_market(self, change):
+    def _hostile_market(self, change):
         """The custom verifier flips its answer (its code hash stays), or its code is
         replaced (its market freezes) and later restored (it thaws); or someone opens a
         market with a grace period of 0 (refused), 1 (refused), 2 or too long (refused)."""
@@ -509,7 +536,7 @@ class RegistryMachine(RuleBasedStateMachine):
             self.node.request("anvil_setCode", self.flipping.address, code)
         OUTCOMES[f"verifier: {change}"] = OUTCOMES.get(f"verifier: {change}", 0) + 1
 
-    @rule(seconds=st.sampled_from([5, 30, 120, 310, 400, 4_000, MONTH + 1]))
+    @rule(seconds=st.sampled_from([5, 30, 5, 120, 310, 400, 4_000, MONTH + 1]))
     def wait(self, seconds):
         STEPS["steps"] += 1
         self.node.jump(seconds)
