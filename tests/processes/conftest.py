@@ -209,6 +209,32 @@ def spawn(tmp_path):
         process.stop(timeout=10)
 
 
+def spawn_agent(
+    spawn, stack, key: str, db, *options: str, rpc: str | None = None, name: str = "agent", wait: bool = True
+):
+    """A prover agent process for `key` on `stack` (its database at `db`, polling every
+    0.2 s), once it logged agent.start (unless `wait` is False)."""
+    process = spawn(
+        "provingmarket.agent",
+        "--rpc",
+        rpc or stack.rpc,
+        "--deployment",
+        str(stack.record),
+        "--key-env",
+        "PROVER_KEY",
+        "--db",
+        str(db),
+        "--poll",
+        "0.2",
+        *options,
+        env={"PROVER_KEY": key},
+        name=name,
+    )
+    if wait:
+        process.wait_for("agent.start", timeout=60)
+    return process
+
+
 def wait_until(predicate, timeout: float = 60, every: float = 0.2, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

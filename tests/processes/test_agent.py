@@ -22,7 +22,7 @@ from eth_account import Account
 from provingmarket.client import KeySigner, RegistryClient
 from provingmarket.formats import OPEN_RACE, Assignment
 from tests.conftest import advance
-from tests.processes.conftest import ROOT, wait_until
+from tests.processes.conftest import ROOT, spawn_agent, wait_until
 from tests.utils.market import ETHER, assigned, item
 
 ASK = ETHER // 100
@@ -67,24 +67,7 @@ def start_agent(spawn, tmp_path):
     """start_agent(stack, key, *options, rpc=None) -> the agent's Process, once it logged agent.start."""
 
     def start(stack, key: str, *options: str, rpc: str | None = None, db: Path | None = None):
-        process = spawn(
-            "provingmarket.agent",
-            "--rpc",
-            rpc or stack.rpc,
-            "--deployment",
-            str(stack.record),
-            "--key-env",
-            "PROVER_KEY",
-            "--db",
-            str(db or tmp_path / "agent.sqlite"),
-            "--poll",
-            "0.2",
-            *options,
-            env={"PROVER_KEY": key},
-            name="agent",
-        )
-        process.wait_for("agent.start", timeout=60)
-        return process
+        return spawn_agent(spawn, stack, key, db or tmp_path / "agent.sqlite", *options, rpc=rpc)
 
     return start
 

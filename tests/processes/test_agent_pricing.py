@@ -38,7 +38,7 @@ from provingmarket.costs import (
     reward_at,
 )
 from provingmarket.formats import DUTCH, OPEN_RACE, bid_typed_data
-from tests.processes.conftest import free_port, wait_until
+from tests.processes.conftest import free_port, spawn_agent, wait_until
 from tests.processes.test_agent import SLOW_BACKEND, address, backend_file, for_task, proofs, task_id
 from tests.utils.market import ETHER, item, make_terms
 
@@ -172,24 +172,7 @@ def start_agent(spawn, tmp_path):
     """start_agent(stack, key, *options) -> the agent's Process, once it logged agent.start."""
 
     def start(stack, key: str, *options: str):
-        process = spawn(
-            "provingmarket.agent",
-            "--rpc",
-            stack.rpc,
-            "--deployment",
-            str(stack.record),
-            "--key-env",
-            "PROVER_KEY",
-            "--db",
-            str(tmp_path / "agent.sqlite"),
-            "--poll",
-            "0.2",
-            *options,
-            env={"PROVER_KEY": key},
-            name="agent",
-        )
-        process.wait_for("agent.start", timeout=60)
-        return process
+        return spawn_agent(spawn, stack, key, tmp_path / "agent.sqlite", *options)
 
     return start
 

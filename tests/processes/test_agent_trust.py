@@ -22,6 +22,7 @@ from provingmarket.deployments import MarketRecord
 from provingmarket.devnet import SQUARE, default_backend
 from provingmarket.formats import OPEN_RACE, inputs_commitment
 from provingmarket.markets import MarketTerms, open_market
+from tests.processes.conftest import spawn_agent
 from tests.processes.test_agent import (
     SLOW_BACKEND,
     address,
@@ -62,24 +63,7 @@ def start_agent(spawn, tmp_path):
     """start_agent(stack, key, *options) -> the agent's Process, once it logged agent.start."""
 
     def start(stack, key: str, *options: str):
-        process = spawn(
-            "provingmarket.agent",
-            "--rpc",
-            stack.rpc,
-            "--deployment",
-            str(stack.record),
-            "--key-env",
-            "PROVER_KEY",
-            "--db",
-            str(tmp_path / f"agent-{time.monotonic_ns()}.sqlite"),
-            "--poll",
-            "0.2",
-            *options,
-            env={"PROVER_KEY": key},
-            name="agent",
-        )
-        process.wait_for("agent.start", timeout=60)
-        return process
+        return spawn_agent(spawn, stack, key, tmp_path / f"agent-{time.monotonic_ns()}.sqlite", *options)
 
     return start
 

@@ -8,26 +8,13 @@ import signal
 import sqlite3
 import time
 
+from tests.processes.conftest import spawn_agent
 from tests.processes.test_keeper import decisions_by_pair, frontend_account, start_frontend
 from tests.utils.market import ETHER
 
 
 def start_agent(spawn, stack, key, db, name):
-    return spawn(
-        "provingmarket.agent",
-        "--rpc",
-        stack.rpc,
-        "--deployment",
-        str(stack.record),
-        "--key-env",
-        "PROVER_KEY",
-        "--db",
-        str(db),
-        "--poll",
-        "0.2",
-        env={"PROVER_KEY": key},
-        name=name,
-    )
+    return spawn_agent(spawn, stack, key, db, name=name, wait=False)
 
 
 def restart(process, kind: str) -> None:
