@@ -15,14 +15,18 @@
      - mechanisms: registered mechanisms and their frontends;
      - memberships: provers in markets, capacity, accepted mechanisms;
      - bids: EIP-712 signed consent;
-     - tasks: the task lifecycle.
+     - tasks: a task's terms, escrow and slots: post, cancel, reclaim;
+     - assignments: assign, lock, commit, decline, slash;
+     - proofs: prove, prove_batch.
      docs/security.md holds the threat model and which test checks each rule.
 """
 
+from .registry import assignments
 from .registry import bids
 from .registry import markets
 from .registry import mechanisms
 from .registry import memberships
+from .registry import proofs
 from .registry import stakes
 from .registry import tasks
 from .registry import words
@@ -32,13 +36,16 @@ initializes: markets
 initializes: mechanisms
 initializes: memberships[markets := markets]
 initializes: bids
-initializes: tasks[
-    stakes := stakes,
+initializes: tasks[stakes := stakes, markets := markets, mechanisms := mechanisms, memberships := memberships]
+initializes: assignments[
+    bids := bids,
     markets := markets,
     mechanisms := mechanisms,
     memberships := memberships,
-    bids := bids,
+    stakes := stakes,
+    tasks := tasks,
 ]
+initializes: proofs[markets := markets, memberships := memberships, stakes := stakes, tasks := tasks]
 
 exports: (
     stakes.__interface__,
@@ -47,6 +54,8 @@ exports: (
     memberships.__interface__,
     bids.__interface__,
     tasks.__interface__,
+    assignments.__interface__,
+    proofs.__interface__,
 )
 
 

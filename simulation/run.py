@@ -28,6 +28,7 @@ def simulate(ape, config: SimConfig, folder: Path, say=print) -> dict:
                 Anvil(block_time=1) as anvil,
                 ape.networks.parse_network_choice(f"ethereum:local:{anvil.uri}"),
             ):
+                say(f"seed {seed}: anvil at {anvil.uri} (pid {anvil.process.pid})")
                 world = World(ape, anvil, config, seed, folder / "logs" / f"seed-{seed}", say)
                 clean = False
                 try:

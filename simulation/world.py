@@ -246,7 +246,7 @@ class World:
         self.say(
             f"seed {self.seed}: registry {registry.address}; {len(self.prover_keys)} provers in "
             f"{len(config.fleets)} fleets; frontends and agents started "
-            f"({', '.join(f'{n} {p.pid}' for n, p in self.processes.items())})"
+            f"({', '.join(f'{n} (pid {p.pid})' for n, p in self.processes.items())})"
         )
 
     def _spawn(self, name: str, module: str, key: str, *args: str, sub: tuple[str, ...] = ()) -> None:

@@ -1,8 +1,11 @@
 # pragma version 0.4.3
 # pragma nonreentrancy on
 """
-@title Tasks: post, assign, prove, decline, slash, cancel, reclaim
+@title Tasks: terms, escrow and slots; post, cancel, reclaim
 @notice A task escrows redundancy * (max_reward + frontend_fee) and carries its terms.
+        This module holds what every step shares: the terms and their bounds, the
+        slots, the records, the events, and the helpers the assignments and proofs
+        modules call. Those two modules hold the steps between post and close.
         A frontend of the task's mechanism assigns its slots (or a prover locks a
         DUTCH slot, or races an OPEN_RACE), within every rule below; an assigned
         prover proves by its deadline, declines within the market's grace period, or
@@ -21,19 +24,18 @@
      `provingmarket/formats.py`; tests check that both sides agree.
 """
 
+from . import bids  # its SIGNATURE_SIZE only
 from . import reasons
 from . import words
 from . import stakes
 from . import markets
 from . import mechanisms
 from . import memberships
-from . import bids
 
 uses: stakes
 uses: markets
 uses: mechanisms
 uses: memberships
-uses: bids
 
 # ------------------------------------------------------------------ constants
 
@@ -300,7 +302,7 @@ def post_task(
     if msg.value != t.redundancy * (t.max_reward + t.frontend_fee):
         reasons.fail(reasons.WRONG_ESCROW)
 
-    task_id: bytes32 = self._task_id(t)
+    task_id: bytes32 = self.id_of(t)
     if self._slots[task_id][0] != 0:
         reasons.fail(reasons.TASK_EXISTS)
     for i: uint256 in range(MAX_REDUNDANCY):
@@ -319,196 +321,6 @@ def post_task(
 
 
 @external
-def assign(item: AssignmentItem):
-    """
-    @notice Assign a task to a prover, as a frontend of the task's mechanism.
-            Reverts with the reason the assignment does not hold.
-    @param item The task's terms, the prover, the price and the prover's
-           optional signed Bid.
-    """
-    reason: uint256 = self._assign(item, msg.sender)
-    if reason != reasons.OK:
-        reasons.fail(reason)
-
-
-@external
-def assign_batch(items: DynArray[AssignmentItem, MAX_BATCH]) -> uint256:
-    """
-    @notice Assign many; an item that does not hold is skipped with an
-            AssignmentSkipped event naming why, and the rest apply.
-    @param items Assignments, as for `assign`.
-    @return How many were applied.
-    """
-    applied: uint256 = 0
-    for item: AssignmentItem in items:
-        reason: uint256 = self._assign(item, msg.sender)
-        if reason == reasons.OK:
-            applied += 1
-        else:
-            log AssignmentSkipped(
-                task_id=self._task_id(item.terms), prover=item.prover, frontend=msg.sender, reason=reasons.text(reason)
-            )
-    return applied
-
-
-@external
-def lock(terms: TaskTerms):
-    """
-    @notice Take a slot of a DUTCH task at its current price, as the prover. The
-            prover saw the task's inputs before locking, so it cannot decline.
-    @param terms The task's terms.
-    """
-    if terms.mechanism_id != mechanisms.DUTCH:
-        reasons.fail(reasons.NOT_DUTCH)
-    self._take(terms)
-
-
-@external
-def commit_proof(terms: TaskTerms, digest: bytes32):
-    """
-    @notice Race an OPEN_RACE task in a BINDING_COMMIT_REVEAL market: commit to a
-            proof already made, which takes a free slot at the reward of this moment,
-            locking collateral like an assignment. Reveal it with `prove` (this
-            assignment) within REVEAL_WINDOW, or be slashed. A copier who sees the
-            reveal finds no free slot: only the first committer is paid.
-    @param terms The task's terms.
-    @param digest keccak256(abi.encode(task_id, prover, keccak256(proof))).
-    """
-    if terms.mechanism_id != mechanisms.OPEN_RACE:
-        reasons.fail(reasons.NOT_A_RACE)
-    if words.head_binding(markets.head(terms.market_id)) != markets.BINDING_COMMIT_REVEAL:
-        reasons.fail(reasons.NOT_COMMIT_REVEAL)
-    self._take(terms)
-    self._proof_commits[digest] = True
-    log ProofCommitted(task_id=self._task_id(terms), prover=msg.sender, digest=digest)
-
-
-@external
-def decline(terms: TaskTerms, assignment: Assignment):
-    """
-    @notice Give an assignment back within the market's grace period (and before
-            its deadline), at no penalty. The slot reopens (or is refunded if the
-            assignment window is over or the task was cancelled) and the sender can
-            no longer be assigned this task. A slot the prover took itself (a DUTCH
-            lock, a race commit) cannot be declined.
-    @param terms The task's terms.
-    @param assignment The assignment, as in its TaskAssigned event.
-    """
-    task_id: bytes32 = self._task_id(terms)
-    if not self._assigned(task_id, assignment, msg.sender):
-        reasons.fail(reasons.NOT_ASSIGNED)
-    if assignment.frontend == empty(address):
-        reasons.fail(reasons.LOCKED_SLOT)
-    assigned_at: uint256 = assignment.deadline - terms.proving_window
-    grace_end: uint256 = assigned_at + words.head_grace(markets.head(terms.market_id))
-    if block.timestamp > min(grace_end, assignment.deadline):
-        reasons.fail(reasons.GRACE_OVER)
-    self._end_assignment(msg.sender, terms, 0, 0)
-    self._engagements[task_id][msg.sender] = DECLINED
-    reopened: bool = self._reopen_or_refund(task_id, terms, assignment.slot)
-    log TaskDeclined(task_id=task_id, prover=msg.sender, slot=assignment.slot, reopened=reopened)
-
-
-@external
-def prove(
-    terms: TaskTerms,
-    assignment: Assignment,
-    public_inputs: DynArray[uint256, markets.MAX_PUBLIC_INPUTS],
-    proof: Bytes[markets.MAX_PROOF_SIZE],
-):
-    """
-    @notice Submit the proof of an assignment, or of an OPEN_RACE task in a market
-            with an address input (then `assignment` is ignored). A valid proof in
-            time credits the prover its price (decayed if the task says so), the
-            frontend its fee and the requester the rest of the slot's escrow, and
-            frees collateral and capacity.
-    @param terms The task's terms.
-    @param assignment The sender's assignment, as in its TaskAssigned event.
-    @param public_inputs The proof's public inputs; the market's address input,
-           if any, is overwritten with the sender's address.
-    @param proof The proof bytes.
-    """
-    reason: uint256 = self._prove(terms, assignment, public_inputs, proof)
-    if reason != reasons.OK:
-        reasons.fail(reason)
-
-
-@external
-def prove_batch(items: DynArray[ProofItem, MAX_BATCH]) -> uint256:
-    """
-    @notice Submit many proofs; one that does not hold is skipped with a
-            ProofSkipped event naming why (a rival filled the race, the deadline
-            passed), and the rest apply.
-    @param items Proofs, as for `prove`.
-    @return How many were applied.
-    """
-    applied: uint256 = 0
-    for item: ProofItem in items:
-        reason: uint256 = self._prove(item.terms, item.assignment, item.public_inputs, item.proof)
-        if reason == reasons.OK:
-            applied += 1
-        else:
-            log ProofSkipped(task_id=self._task_id(item.terms), prover=msg.sender, reason=reasons.text(reason))
-    return applied
-
-
-@external
-def slash(terms: TaskTerms, prover: address, assignment: Assignment):
-    """
-    @notice Slash an assignment whose deadline passed without a proof. Anyone may.
-            Its collateral is split as the market says, except that the caller's
-            bounty is burnt when the caller is the task's requester or the slashed
-            prover; the slot reopens while the assignment window lasts and the task
-            is not cancelled, else its escrow is refunded.
-            In a frozen market (its custom verifier's code changed) nobody is
-            slashed, deadline or not: the assignment is voided, the collateral freed
-            and the slot's escrow refunded (AssignmentVoided).
-    @param terms The task's terms.
-    @param prover The assigned prover.
-    @param assignment The assignment, as in its TaskAssigned event.
-    """
-    task_id: bytes32 = self._task_id(terms)
-    if not self._assigned(task_id, assignment, prover):
-        reasons.fail(reasons.NOT_ASSIGNED)
-    head: uint256 = markets.head(terms.market_id)
-    if markets.frozen(terms.market_id, head):
-        # Not the verifier everyone agreed to: nobody is punished. The prover gets its
-        # collateral back and the requester the slot's escrow.
-        self._end_assignment(prover, terms, 0, 0)
-        self._slots[task_id][assignment.slot] = words.SLOT_DONE
-        stakes.credit(terms.requester, terms.max_reward + terms.frontend_fee)
-        log AssignmentVoided(task_id=task_id, prover=prover, slot=assignment.slot)
-        return
-    if block.timestamp <= assignment.deadline:
-        reasons.fail(reasons.DEADLINE_NOT_PASSED)
-    collateral: uint256 = terms.collateral
-    self._end_assignment(prover, terms, collateral, 0)
-    self._engagements[task_id][prover] = SLASHED
-
-    to_requester: uint256 = min(collateral * words.head_requester_bps(head) // markets.BPS, terms.max_reward)
-    to_caller: uint256 = 0
-    # A requester or prover slashing itself would take the bounty on top of its share.
-    if msg.sender != terms.requester and msg.sender != prover:
-        to_caller = collateral * words.head_caller_bps(head) // markets.BPS
-    burn: uint256 = collateral - to_requester - to_caller
-    stakes.credit(terms.requester, to_requester)
-    stakes.credit(msg.sender, to_caller)
-    stakes.burn(burn)
-    reopened: bool = self._reopen_or_refund(task_id, terms, assignment.slot)
-    log Slashed(
-        task_id=task_id,
-        prover=prover,
-        caller=msg.sender,
-        slot=assignment.slot,
-        collateral=collateral,
-        to_requester=to_requester,
-        to_caller=to_caller,
-        burnt=burn,
-        reopened=reopened,
-    )
-
-
-@external
 def cancel(terms: TaskTerms):
     """
     @notice Close the task's open slots and refund their escrow; slots held now
@@ -516,7 +328,7 @@ def cancel(terms: TaskTerms):
             an OPEN_RACE's race is on.
     @param terms The task's terms; only its requester may.
     """
-    task_id: bytes32 = self._known(terms)
+    task_id: bytes32 = self.known(terms)
     if msg.sender != terms.requester:
         reasons.fail(reasons.NOT_REQUESTER)
     if terms.mechanism_id == mechanisms.OPEN_RACE:
@@ -540,8 +352,8 @@ def reclaim(terms: TaskTerms):
             Assigned slots left unproven are refunded by `slash`.
     @param terms The task's terms.
     """
-    task_id: bytes32 = self._known(terms)
-    if block.timestamp <= self._assign_end(terms):
+    task_id: bytes32 = self.known(terms)
+    if block.timestamp <= self.assign_end(terms):
         reasons.fail(reasons.WINDOWS_NOT_PASSED)
     closed: uint256 = 0
     held: uint256 = 0
@@ -559,7 +371,7 @@ def task_id(terms: TaskTerms) -> bytes32:
     @param terms The terms.
     @return keccak256(abi.encode(deployment chain id, registry, terms)).
     """
-    return self._task_id(terms)
+    return self.id_of(terms)
 
 
 @view
@@ -578,18 +390,18 @@ def task_status(task_id: bytes32) -> TaskStatus:
 
 @view
 @internal
-def _task_id(terms: TaskTerms) -> bytes32:
+def id_of(terms: TaskTerms) -> bytes32:
     return keccak256(abi_encode(_TASK_CHAIN_ID, self, terms))
 
 
 @view
 @internal
-def _known(terms: TaskTerms) -> bytes32:
+def known(terms: TaskTerms) -> bytes32:
     """
     @dev The id of a posted task, so its terms are authenticated (and bounded) before
          any arithmetic on them; fails for terms nobody posted.
     """
-    task_id: bytes32 = self._task_id(terms)
+    task_id: bytes32 = self.id_of(terms)
     if self._slots[task_id][0] == 0:
         reasons.fail(reasons.UNKNOWN_TASK)
     return task_id
@@ -597,7 +409,7 @@ def _known(terms: TaskTerms) -> bytes32:
 
 @pure
 @internal
-def _assign_end(terms: TaskTerms) -> uint256:
+def assign_end(terms: TaskTerms) -> uint256:
     """
     @dev When slots stop being taken: the assignment window, or for a race its end.
     """
@@ -608,7 +420,7 @@ def _assign_end(terms: TaskTerms) -> uint256:
 
 @pure
 @internal
-def _assignment_word(task_id: bytes32, prover: address, assignment: Assignment) -> uint256:
+def assignment_word(task_id: bytes32, prover: address, assignment: Assignment) -> uint256:
     digest: uint256 = convert(
         keccak256(
             abi_encode(
@@ -627,10 +439,10 @@ def _assignment_word(task_id: bytes32, prover: address, assignment: Assignment) 
 
 @view
 @internal
-def _assigned(task_id: bytes32, assignment: Assignment, prover: address) -> bool:
+def assigned(task_id: bytes32, assignment: Assignment, prover: address) -> bool:
     if assignment.slot >= MAX_REDUNDANCY:
         return False
-    return self._slots[task_id][assignment.slot] == self._assignment_word(task_id, prover, assignment)
+    return self._slots[task_id][assignment.slot] == self.assignment_word(task_id, prover, assignment)
 
 
 @view
@@ -665,244 +477,7 @@ def reward_at(terms: TaskTerms, price: uint256, deadline: uint256, at: uint256) 
 
 
 @internal
-def _take(terms: TaskTerms):
-    """
-    @dev The sender takes a slot itself (a DUTCH lock or a race commit), at the price
-         the registry sets.
-    """
-    item: AssignmentItem = AssignmentItem(
-        terms=terms, prover=msg.sender, price=0, min_price=0, expiry=0, nonce=0, signature=b""
-    )
-    reason: uint256 = self._assign(item, empty(address))
-    if reason != reasons.OK:
-        reasons.fail(reason)
-
-
-@internal
-def _assign(item: AssignmentItem, frontend: address) -> uint256:
-    """
-    @dev The one place the assignment rules live: returns why `item` does not hold, or
-         applies it and returns "". `frontend` is empty when the prover takes the slot
-         itself: a DUTCH lock at the current price, or a commit-reveal race commit at
-         the race's reward now, due within REVEAL_WINDOW. Nothing here can revert on
-         an item's data: the terms are authenticated (a known task) before any
-         arithmetic, and a known task's terms were bounded at post.
-    """
-    terms: TaskTerms = item.terms
-    prover: address = item.prover
-    task_id: bytes32 = self._task_id(terms)
-    if self._slots[task_id][0] == 0:
-        return reasons.UNKNOWN_TASK
-    market_id: uint256 = terms.market_id
-    mechanism_id: uint256 = terms.mechanism_id
-    # The hot path of every assignment reads the packed words inline, in the layout
-    # words.vy names: an internal call per field would cost more gas than the rule.
-    head: uint256 = markets._market_head[market_id]
-    reason: uint256 = reasons.OK
-    if head & (words.PAUSED | words.CUSTOM) != 0:  # else trusted and open: nothing to ask
-        reason = markets.refusal(market_id, head)
-        if reason != reasons.OK:
-            return reason
-    if frontend != empty(address):
-        if mechanism_id <= mechanisms.DUTCH:  # a posted task names a mechanism from 1 up
-            return reasons.NOT_FOR_FRONTENDS
-        if not mechanisms._frontends[mechanism_id][frontend]:
-            return reasons.NOT_A_FRONTEND
-    end: uint256 = terms.posted_at + terms.assign_window
-    if mechanism_id == mechanisms.OPEN_RACE:
-        end = terms.posted_at + terms.proving_window
-    if block.timestamp > end:
-        return reasons.TASK_EXPIRED
-    membership: uint256 = memberships._memberships[prover][market_id]
-    if membership & words.JOINED == 0:
-        return reasons.NOT_IN_MARKET
-    if frontend != empty(address):
-        # An acceptance holds for the join it was made in: its epoch, 1 up.
-        if memberships._accepts[prover][market_id][mechanism_id] != membership >> words.EPOCH_SHIFT:
-            return reasons.MECHANISM_NOT_ACCEPTED
-    slot: uint256 = 0
-    slot_word: uint256 = 0
-    slot, slot_word = self._open_slot(task_id, terms.redundancy)
-    # A prover's record on the task exists only for redundancy above 1 or once a
-    # slot was reopened: skip the cold read otherwise.
-    if terms.redundancy > 1 or (slot != MAX_REDUNDANCY and slot_word & words.RECORDED != 0):
-        record: uint8 = self._engagements[task_id][prover]
-        if record == ENGAGED:
-            return reasons.ALREADY_ON_TASK
-        if record == DECLINED:
-            return reasons.DECLINED_TASK
-        if record == SLASHED:
-            return reasons.SLASHED_ON_TASK
-    if slot == MAX_REDUNDANCY:
-        return reasons.NO_FREE_SLOT
-
-    if (membership >> words.USED_SHIFT) & words.MASK16 >= (membership >> words.CAPACITY_SHIFT) & words.MASK16:
-        return reasons.AT_CAPACITY
-    stake_word: uint256 = stakes._stakes[prover]
-    if (stake_word & words.MASK88) - ((stake_word >> words.LOCKED_SHIFT) & words.MASK88) < terms.collateral:
-        return reasons.NOT_ENOUGH_FREE_STAKE
-    # Capabilities were bounded to 64 bits at post: the AND keeps only the field's bits.
-    if (membership >> words.CAPABILITIES_SHIFT) & terms.capabilities != terms.capabilities:
-        return reasons.LACKS_CAPABILITIES
-    if (membership >> words.PROVING_TIME_SHIFT) & words.MASK32 > terms.proving_window:
-        return reasons.TOO_SLOW
-    price: uint256 = item.price
-    window: uint256 = terms.proving_window
-    if frontend == empty(address):
-        if terms.mechanism_id == mechanisms.DUTCH:
-            price = self.dutch_price(terms, block.timestamp)
-        else:
-            price = self.reward_at(terms, terms.max_reward, end, block.timestamp)
-            window = REVEAL_WINDOW
-    if price > terms.max_reward:
-        return reasons.PRICE_ABOVE_MAXIMUM
-    if len(item.signature) > 0:
-        reason = bids.check(
-            task_id, prover, price, item.min_price, item.expiry, item.nonce, item.signature
-        )
-        if reason != reasons.OK:
-            return reason
-    elif price < membership & words.MASK96:
-        return reasons.PRICE_BELOW_ASK
-
-    # The item holds: lock collateral and a unit of capacity, fill the slot.
-    stakes.lock(prover, stake_word, terms.collateral)
-    memberships.occupy(prover, market_id, membership)
-    if terms.redundancy > 1:
-        self._engagements[task_id][prover] = ENGAGED
-    assignment: Assignment = Assignment(
-        slot=slot, price=price, deadline=block.timestamp + window, frontend=frontend
-    )
-    self._slots[task_id][slot] = self._assignment_word(task_id, prover, assignment)
-    log TaskAssigned(
-        task_id=task_id,
-        prover=prover,
-        frontend=frontend,
-        slot=slot,
-        price=price,
-        deadline=assignment.deadline,
-    )
-    return reasons.OK
-
-
-@internal
-def _prove(
-    terms: TaskTerms,
-    assignment: Assignment,
-    public_inputs: DynArray[uint256, markets.MAX_PUBLIC_INPUTS],
-    proof: Bytes[markets.MAX_PROOF_SIZE],
-) -> uint256:
-    """
-    @dev Returns why the proof is not accepted, or pays it and returns "". Every check
-         comes before the first write, so a refusal changes nothing.
-    """
-    task_id: bytes32 = self._task_id(terms)
-    if self._slots[task_id][0] == 0:
-        return reasons.UNKNOWN_TASK
-    head: uint256 = markets._market_head[terms.market_id]  # inline, as in _assign
-    if head & words.CUSTOM != 0 and markets.frozen(terms.market_id, head):
-        return reasons.VERIFIER_CHANGED
-    binding: uint256 = (head >> words.BINDING_SHIFT) & 255
-    race: bool = terms.mechanism_id == mechanisms.OPEN_RACE and binding != markets.BINDING_COMMIT_REVEAL
-    slot: uint256 = 0
-    paid: uint256 = 0
-    frontend: address = empty(address)
-
-    if race:
-        # Anyone eligible may prove; the first `redundancy` valid proofs are paid.
-        deadline: uint256 = self._assign_end(terms)
-        if block.timestamp > deadline:
-            return reasons.RACE_OVER
-        membership: uint256 = memberships.word(msg.sender, terms.market_id)
-        if membership & words.JOINED == 0:
-            return reasons.NOT_IN_MARKET
-        if words.member_capabilities(membership) & terms.capabilities != terms.capabilities:
-            return reasons.LACKS_CAPABILITIES
-        if words.stake_free(stakes.word(msg.sender)) < terms.collateral:
-            return reasons.NOT_ENOUGH_FREE_STAKE
-        if terms.redundancy > 1:
-            if self._engagements[task_id][msg.sender] != 0:
-                return reasons.ALREADY_ON_TASK
-        slot_word: uint256 = 0
-        slot, slot_word = self._open_slot(task_id, terms.redundancy)
-        if slot == MAX_REDUNDANCY:
-            return reasons.NO_FREE_SLOT
-        paid = self.reward_at(terms, terms.max_reward, deadline, block.timestamp)
-    else:
-        if not self._assigned(task_id, assignment, msg.sender):
-            if terms.mechanism_id == mechanisms.OPEN_RACE:
-                return reasons.PROOF_NOT_COMMITTED  # a commit-reveal race: commit first
-            return reasons.NOT_ASSIGNED
-        if block.timestamp > assignment.deadline:
-            return reasons.DEADLINE_PASSED
-        slot = assignment.slot
-        frontend = assignment.frontend
-        if terms.mechanism_id == mechanisms.OPEN_RACE:
-            # A commit-reveal race claim: its reward was fixed at the commit, and the
-            # proof must be the one committed.
-            if not self._proof_commits[keccak256(abi_encode(task_id, msg.sender, keccak256(proof)))]:
-                return reasons.PROOF_NOT_COMMITTED
-            paid = assignment.price
-        elif terms.decay:
-            paid = self.reward_at(terms, assignment.price, assignment.deadline, block.timestamp)
-        else:
-            paid = assignment.price
-
-    # Bind the proof to its sender, check the inputs, then the proof.
-    inputs: DynArray[uint256, markets.MAX_PUBLIC_INPUTS] = public_inputs
-    index: uint256 = (head >> words.ADDRESS_INPUT_SHIFT) & 255
-    if binding == markets.BINDING_ADDRESS_INPUT:
-        if index >= len(inputs):
-            return reasons.ADDRESS_INPUT_MISSING
-        inputs[index] = 0
-    if keccak256(abi_encode(inputs)) != terms.inputs_commitment:
-        return reasons.INPUTS_MISMATCH
-    proof_hash: bytes32 = empty(bytes32)
-    if binding == markets.BINDING_ADDRESS_INPUT:
-        inputs[index] = convert(msg.sender, uint256)
-    else:
-        # Nothing ties this proof to its sender: a proof already paid (on a task with
-        # the same inputs, say) is someone else's work.
-        proof_hash = keccak256(proof)
-        if self._paid_proofs[proof_hash]:
-            return reasons.PROOF_ALREADY_PAID
-    reason: uint256 = markets.verify(words.to_address(head), inputs, proof)
-    if reason != reasons.OK:
-        return reason
-
-    # Pay: the prover its (decayed) price, the frontend its fee, the requester the rest.
-    if binding != markets.BINDING_ADDRESS_INPUT:
-        self._paid_proofs[proof_hash] = True
-    if race:
-        if terms.redundancy > 1:
-            self._engagements[task_id][msg.sender] = ENGAGED
-        stakes.earn(msg.sender, paid)
-    else:
-        stakes.release(msg.sender, terms.collateral, 0, paid)
-        memberships.vacate(msg.sender, terms.market_id)
-    fee: uint256 = 0
-    if frontend != empty(address):
-        fee = terms.frontend_fee
-    refund: uint256 = terms.max_reward + terms.frontend_fee - paid - fee
-    stakes.credit(frontend, fee)
-    stakes.credit(terms.requester, refund)
-    self._slots[task_id][slot] = block.number << 2 | words.SLOT_DONE
-    log TaskProven(
-        task_id=task_id,
-        prover=msg.sender,
-        frontend=frontend,
-        slot=slot,
-        paid=paid,
-        fee=fee,
-        refund=refund,
-        public_inputs=inputs,
-        proof=proof,
-    )
-    return reasons.OK
-
-
-@internal
-def _end_assignment(prover: address, terms: TaskTerms, taken: uint256, earned: uint256):
+def end_assignment(prover: address, terms: TaskTerms, taken: uint256, earned: uint256):
     """
     @dev Unlock an assignment's collateral and capacity, take `taken` (a slash) and
          credit `earned` (a proof).
@@ -933,7 +508,7 @@ def status(task_id: bytes32) -> TaskStatus:
 
 @view
 @internal
-def _open_slot(task_id: bytes32, redundancy: uint256) -> (uint256, uint256):
+def open_slot(task_id: bytes32, redundancy: uint256) -> (uint256, uint256):
     """
     @dev The first open slot and its word, or MAX_REDUNDANCY if none is open.
     """
@@ -947,13 +522,13 @@ def _open_slot(task_id: bytes32, redundancy: uint256) -> (uint256, uint256):
 
 
 @internal
-def _reopen_or_refund(task_id: bytes32, terms: TaskTerms, slot: uint256) -> bool:
+def reopen_or_refund(task_id: bytes32, terms: TaskTerms, slot: uint256) -> bool:
     """
     @dev A slot given back (declined, slashed) reopens while slots may be taken and
          the task is not cancelled; else it closes and its escrow is refunded.
     """
     cancelled: bool = False
-    if block.timestamp <= self._assign_end(terms):
+    if block.timestamp <= self.assign_end(terms):
         cancelled = self._cancelled[task_id]
         if not cancelled:
             self._slots[task_id][slot] = words.SLOT_OPEN | words.RECORDED

@@ -9,25 +9,22 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import xml.etree.ElementTree as ET
 
 from simulation.config import POLICIES, PRESETS, ROUTER
 from tests.processes.conftest import ROOT
 
+STARTED = re.compile(r"\(pid (\d+)\)")  # the simulation names each process it starts, with its pid
 
-def sim_processes(folder: str) -> list[str]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    line = f.read().decode(errors="replace").replace("\0", " ")
-            except OSError:
-                continue
-            if folder in line:
-                found.append(line)
-    return found
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):  # gone, or the number is someone else's now
+        return False
+    return True
 
 
 def test_small_simulation__report_has_every_persona_and_policy__plots__no_process_left(tmp_path):
@@ -37,7 +34,9 @@ def test_small_simulation__report_has_every_persona_and_policy__plots__no_proces
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
-    assert sim_processes(str(folder)) == []
+    started = {int(pid) for pid in STARTED.findall(run.stdout + run.stderr)}
+    assert len(started) >= 4, (run.stdout + run.stderr)[-2000:]  # an anvil and processes per seed
+    assert [pid for pid in started if alive(pid)] == []
     config = PRESETS["small"]
     personas = [r.persona for r in config.requesters]
     policies = [*POLICIES, ROUTER]

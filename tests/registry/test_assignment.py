@@ -254,8 +254,8 @@ def test_assign_batch__one_item_breaking_each_rule__skips_each_with_its_reason_a
     assert skipped(registry, tx) == expected
     # Every reason the registry can give for an assignment of a posted task is in the
     # batch (an unknown market cannot hold a posted task).
-    possible = (
-        returned_by("tasks", "_assign") | returned_by("bids", "check") | returned_by("markets", "refusal")
+    possible = set().union(
+        returned_by("assignments", "_assign"), returned_by("bids", "check"), returned_by("markets", "refusal")
     )
     assert set(expected) == possible - {"registry: unknown market"}
     failing = [case for case in mixed.cases if case.reason]
