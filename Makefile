@@ -65,9 +65,9 @@ sim: compile
 
 bench: compile
 	ape run bench
-	$(BIN)/python -m frontends.orderbook_bench
+	$(BIN)/python -m benches.orderbook_bench
 	ape run keeper_bench
-	$(BIN)/python -m frontends.auction_bench
+	$(BIN)/python -m benches.auction_bench
 
 # Regenerate the sample circuits' keys (single-party setup; see circuits/README.md).
 circuits: install

@@ -31,7 +31,7 @@ BIN = ROOT / "node_modules" / ".bin"
 PTAU_DIR = HERE / ".ptau"  # Powers of Tau, regenerated on demand, not committed
 sys.path.insert(0, str(ROOT))
 
-from provingmarket.circuits import KINDS, Circuit  # noqa: E402
+from provingmarket.proving.circuits import KINDS, Circuit  # noqa: E402
 
 TEMPLATES = {"square": "Square()", "squarings": "Squarings({k})"}
 SAMPLE_SECRET = 7

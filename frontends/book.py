@@ -132,7 +132,7 @@ def eligible_provers(snapshot: Snapshot, task: OpenTask, price: int | None = Non
     """The provers a frontend may assign to `task` at `price` (its `max_reward` by default)
     without a signed Bid, in the snapshot's state: every rule of the registry's `_assign`
     that concerns the prover or the task's terms, as the orderbook's docstring lists them
-    (frontends/orderbook.py):
+    (frontends/orderbook/mechanism.py):
 
     - the task's market is in the snapshot and not paused, the task is inside its
       assignment window (`now <= posted_at + assign_window`) and `price <= max_reward`;

@@ -6,10 +6,10 @@
 A round
 -------
 1. **Follow.** `Mirror.sync()` applies the registry's events up to the head less
-   `confirmations` blocks into the SQLite mirror (frontends/mirror.py): backfilling from
+   `confirmations` blocks into the SQLite mirror (provingmarket/chain/mirror.py): backfilling from
    its cursor after a restart, rolling back blocks a reorg dropped.
 2. **Settle.** `Outbox.settle(cursor)` looks up every transaction sent and not yet seen
-   by the mirror (frontends/outbox.py): each one mined is reported once, one decision
+   by the mirror (provingmarket/chain/outbox.py): each one mined is reported once, one decision
    per line (`keeper.assigned`, or `keeper.skipped` with the registry's reason); one a
    reorg dropped or the node lost is rebroadcast, byte for byte.
 3. **Snapshot.** The mirror's state at the pending block's time becomes a
@@ -52,12 +52,12 @@ from eth_utils import to_checksum_address
 from web3 import Web3
 
 from frontends import book
-from frontends.metrics import Metrics
-from frontends.mirror import Mirror, Snapshot
-from frontends.outbox import Outbox, Outcome
-from frontends.runtime import Stopper, emit, run_forever
-from provingmarket.client import Refused, RegistryClient, chain_time
+from provingmarket.chain.client import Refused, RegistryClient, chain_time
+from provingmarket.chain.mirror import Mirror, Snapshot
+from provingmarket.chain.outbox import Outbox, Outcome
 from provingmarket.formats import DUTCH, OPEN_RACE
+from provingmarket.runtime.metrics import Metrics
+from provingmarket.runtime.process import Stopper, emit, run_forever
 
 log = logging.getLogger("frontends.keeper")
 

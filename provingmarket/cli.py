@@ -15,12 +15,12 @@ from typing import Any, NoReturn
 import click
 
 from provingmarket import deployments
-from provingmarket.backends import BackendError
-from provingmarket.circuits import CircuitError
-from provingmarket.client import ClientError, Market, RegistryClient, format_ether
+from provingmarket.chain.client import ClientError, Market, RegistryClient, format_ether
+from provingmarket.chain.markets import MarketError
 from provingmarket.deployments import DeploymentError
 from provingmarket.formats import DUTCH, OPEN_RACE
-from provingmarket.markets import MarketError
+from provingmarket.proving.backends import BackendError
+from provingmarket.proving.circuits import CircuitError
 
 # The mechanisms every registry has, by id.
 BUILT_IN = {OPEN_RACE: "open race", DUTCH: "dutch"}

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from eth_utils import keccak
 
-from provingmarket.backends import CommandBackend, Groth16pyBackend, ProvingBackend
-from provingmarket.circuits import Circuit
+from provingmarket.chain.markets import MarketTerms, deploy_registry, open_market
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms, inputs_commitment
-from provingmarket.markets import MarketTerms, deploy_registry, open_market
+from provingmarket.proving.backends import CommandBackend, Groth16pyBackend, ProvingBackend
+from provingmarket.proving.circuits import Circuit
 
 ETHER = 10**18
 SQUARE = Circuit.load("square")

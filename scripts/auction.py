@@ -3,11 +3,11 @@
     ape run auction --mechanism 3 --db auction.sqlite --window 10 --port 8000 \\
         --network ethereum:local:node --account frontend
 
-The same process as `python -m frontends.auction_frontend` (which takes an RPC URL, a
+The same process as `python -m frontends.auction.process` (which takes an RPC URL, a
 deployment record and a key from the environment): for each open task of the mechanism
 it runs a sealed-bid second-price auction, takes provers' signed bids over HTTP (OpenAPI
 at /openapi.json), and assigns the winners with their signatures until SIGTERM or
-Ctrl-C. See frontends/auction_frontend.py, frontends/auction.py and frontends/auction_api.py.
+Ctrl-C. See frontends/auction/process.py, frontends/auction/mechanism.py and frontends/auction/api.py.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from __future__ import annotations
 import click
 from ape.cli import ConnectedProviderCommand, account_option, network_option
 
-from frontends.auction_frontend import auction_options, run_auction
+from frontends.auction.process import auction_options, run_auction
 from frontends.keeper import keeper_options
-from frontends.runtime import Stopper, configure_logging
 from provingmarket.cli import client, handled, require
+from provingmarket.runtime.process import Stopper, configure_logging
 
 
 @click.command(cls=ConnectedProviderCommand)

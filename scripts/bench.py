@@ -48,11 +48,18 @@ from ape.cli import ConnectedProviderCommand, network_option
 from ape.contracts import ContractContainer
 from ethpm_types import ContractType
 
-from provingmarket.backends import BackendError, CommandBackend, Groth16pyBackend
-from provingmarket.circuits import Circuit, CircuitError, R, VerifyingKey, proof_from_snarkjs, sample_circuits
+from provingmarket.chain.markets import groth16_args
 from provingmarket.devnet import ETHER, PROVER_INPUT, SQUARE, STATEMENT, deploy_stack, proof_for, task_terms
 from provingmarket.formats import DUTCH, GROTH16_BLUEPRINT, Assignment, TaskTerms
-from provingmarket.markets import groth16_args
+from provingmarket.proving.backends import BackendError, CommandBackend, Groth16pyBackend
+from provingmarket.proving.circuits import (
+    Circuit,
+    CircuitError,
+    R,
+    VerifyingKey,
+    proof_from_snarkjs,
+    sample_circuits,
+)
 
 # Targets, net of the intrinsic cost and calldata (issue 13: what safety may cost).
 LIFECYCLE_TARGET = 115_000  # post + assign + prove, steady

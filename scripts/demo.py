@@ -5,8 +5,8 @@
    an "orderbook" mechanism is registered with the frontend's account.
 3. Three provers stake and join the market with different asks and capacities.
 4. Separate processes start, each as a user starts them: the orderbook frontend
-   (`python -m frontends.orderbook_frontend`) and one prover agent per prover
-   (`python -m provingmarket.agent`). Their JSON logs go to reports/demo/.
+   (`python -m frontends.orderbook.process`) and one prover agent per prover
+   (`python -m provingmarket.agent.agent`). Their JSON logs go to reports/demo/.
 5. A requester posts a stream of tasks with different maximum rewards, in bursts. The frontend
    matches them with the asks (price, then time), the agents prove them with real
    Groth16 proofs (groth16py, in-process) and the registry checks each proof on chain.
@@ -15,7 +15,7 @@
    started again later and picks up where it left off.
 7. Act two: the same provers price their work (a cost model: proving time, gas, the
    collateral at risk) and serve tasks through two more mechanisms: a sealed-bid
-   second-price auction run by the auction frontend (`python -m frontends.auction_frontend`,
+   second-price auction run by the auction frontend (`python -m frontends.auction.process`,
    an HTTP API the agents bid on) and the registry's reverse-Dutch auction, whose price
    rises until an agent finds it worth locking.
 8. When every task is proven or refunded, a summary: tasks proven, time from posting to
@@ -43,7 +43,8 @@ import click
 from ape import accounts
 from eth_account import Account
 
-from provingmarket.client import KeySigner, RegistryClient
+from provingmarket.chain.client import KeySigner, RegistryClient
+from provingmarket.chain.markets import MarketTerms
 from provingmarket.deployments import Deployment, MarketRecord, save
 from provingmarket.devnet import (
     ETHER,
@@ -55,9 +56,8 @@ from provingmarket.devnet import (
     task_terms,
 )
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
-from provingmarket.markets import MarketTerms
-from provingmarket.personas import PERSONAS, persona_terms
-from provingmarket.qos import block_clock
+from provingmarket.market.personas import PERSONAS, persona_terms
+from provingmarket.market.qos import block_clock
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / "reports" / "demo"
@@ -218,7 +218,13 @@ class Demo:
 
     def start_agent(self, p: Prover) -> None:
         p.process = self.start(
-            p.name, "provingmarket.agent", p.key, "--auction", self.auction_url, "--risk-rate", p.risk_rate
+            p.name,
+            "provingmarket.agent.agent",
+            p.key,
+            "--auction",
+            self.auction_url,
+            "--risk-rate",
+            p.risk_rate,
         )
         p.starts += 1
         self.say(f"{p.name}'s agent {'restarted' if p.starts > 1 else 'started'} (pid {p.process.pid})")
@@ -227,7 +233,7 @@ class Demo:
 
     def post(self, item: tuple[int, str | None], i: int, nonce: int) -> None:
         """Post task number `i`: (mechanism, persona) — a persona's own terms for that
-        mechanism (provingmarket/personas.py), or else the stream's."""
+        mechanism (provingmarket/market/personas.py), or else the stream's."""
         mechanism, persona = item
         if persona is not None:
             chosen = persona_terms(persona, MIN_REWARD, MIN_COLLATERAL, mechanism_id=mechanism)
@@ -329,13 +335,13 @@ class Demo:
         self.deploy()
         self.join()
         mechanism = ["--mechanism", str(self.stack.mechanism_id)]
-        self.start("frontend", "frontends.orderbook_frontend", self.frontend_key, *mechanism)
+        self.start("frontend", "frontends.orderbook.process", self.frontend_key, *mechanism)
         self.say(f"orderbook frontend started (pid {self.processes['frontend'].pid})")
         port = free_port()
         self.auction_url = f"http://127.0.0.1:{port}"
         self.start(
             "auction",
-            "frontends.auction_frontend",
+            "frontends.auction.process",
             self.auction_key,
             *("--mechanism", str(self.auction_id), "--port", str(port), "--window", str(AUCTION_WINDOW)),
         )
@@ -344,7 +350,7 @@ class Demo:
         )
         self.start(
             "election",
-            "frontends.election_frontend",
+            "frontends.election.process",
             self.election_key,
             *("--mechanism", str(self.election_id)),
             sub=("run",),

@@ -4,14 +4,14 @@
         --network ethereum:local:node --account frontend
     ape run election verify 0x<task id> --network ethereum:local:node
 
-`run` is the same process as `python -m frontends.election_frontend run` (which takes an
+`run` is the same process as `python -m frontends.election.process run` (which takes an
 RPC URL, a deployment record and a key from the environment): for each task of the
 mechanism it waits for the randomness block (`--delay` blocks after the task was posted,
 with `--confirmations` on it), draws the task's provers at random among those eligible,
 and assigns them at the task's maximum reward, until SIGTERM or Ctrl-C. `verify`
 recomputes a task's draws from the chain alone and prints them beside what the frontend
-sent: "matches" (exit code 0) or "does not match" (1). See frontends/election.py and
-frontends/election_frontend.py.
+sent: "matches" (exit code 0) or "does not match" (1). See frontends/election/mechanism.py and
+frontends/election/process.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import click
 from ape.cli import ConnectedProviderCommand, account_option, network_option
 
-from frontends.election_frontend import (
+from frontends.election.process import (
     election_options,
     print_verdict,
     run_election,
@@ -27,8 +27,8 @@ from frontends.election_frontend import (
     verify_task,
 )
 from frontends.keeper import keeper_options
-from frontends.runtime import Stopper, configure_logging
 from provingmarket.cli import client, handled, require
+from provingmarket.runtime.process import Stopper, configure_logging
 
 
 @click.group()

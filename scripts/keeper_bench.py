@@ -1,6 +1,6 @@
 """End to end on anvil (`make bench`; an anvil of its own, started and stopped here, mining
 each transaction at once): 1,000 tasks posted at once, then the orderbook
-frontend started as its own process (`python -m frontends.orderbook_frontend`), timed
+frontend started as its own process (`python -m frontends.orderbook.process`), timed
 until every task is assigned.
 
 Twenty provers (fresh accounts, 30 ETH stake each) sit in the square circuit's market with
@@ -31,7 +31,7 @@ from ape import accounts, chain
 from eth_account import Account
 from eth_utils import keccak
 
-from provingmarket.client import KeySigner, RegistryClient
+from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.deployments import Deployment, MarketRecord, save
 from provingmarket.devnet import ETHER, PROVER_INPUT, Anvil, deploy_stack, send_all, task_terms
 
@@ -100,7 +100,7 @@ def run() -> None:
         )
         path = save(record, Path(tmp))
         argv = [
-            sys.executable, "-m", "frontends.orderbook_frontend", "--rpc", chain.provider.uri,
+            sys.executable, "-m", "frontends.orderbook.process", "--rpc", chain.provider.uri,
             "--deployment", str(path), "--mechanism", str(stack.mechanism_id),
             "--db", str(Path(tmp) / "orderbook.sqlite"), "--poll", "0.1",
         ]  # fmt: skip

@@ -17,8 +17,8 @@ import click
 from ape.cli import ConnectedProviderCommand, account_option, network_option
 
 from provingmarket import deployments
-from provingmarket.backends import backend_from_config
-from provingmarket.circuits import Circuit, sample_circuits
+from provingmarket.chain.client import parse_address, parse_ether
+from provingmarket.chain.markets import MarketTerms, deploy_registry, open_market
 from provingmarket.cli import (
     BUILT_IN,
     client,
@@ -33,9 +33,9 @@ from provingmarket.cli import (
     require,
     table,
 )
-from provingmarket.client import parse_address, parse_ether
 from provingmarket.deployments import Deployment, DeploymentError, MarketRecord
-from provingmarket.markets import MarketTerms, deploy_registry, open_market
+from provingmarket.proving.backends import backend_from_config
+from provingmarket.proving.circuits import Circuit, sample_circuits
 
 BINDINGS = {0: "none", 1: "address input", 2: "commit-reveal"}
 

@@ -2,10 +2,10 @@
 
     ape run orderbook --mechanism 3 --db orderbook.sqlite --network ethereum:local:node --account frontend
 
-The same process as `python -m frontends.orderbook_frontend` (which takes an RPC URL, a
+The same process as `python -m frontends.orderbook.process` (which takes an RPC URL, a
 deployment record and a key from the environment): it follows the registry recorded for
 the network, matches open tasks with provers' asks by price then time, and assigns them
-in batches until SIGTERM or Ctrl-C. See frontends/keeper.py and frontends/orderbook.py.
+in batches until SIGTERM or Ctrl-C. See frontends/keeper.py and frontends/orderbook/mechanism.py.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import click
 from ape.cli import ConnectedProviderCommand, account_option, network_option
 
 from frontends.keeper import keeper_options
-from frontends.orderbook_frontend import run_orderbook
-from frontends.runtime import Stopper, configure_logging
+from frontends.orderbook.process import run_orderbook
 from provingmarket.cli import client, handled, require
+from provingmarket.runtime.process import Stopper, configure_logging
 
 
 @click.command(cls=ConnectedProviderCommand)

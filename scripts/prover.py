@@ -23,8 +23,17 @@ import click
 from ape.cli import ConnectedProviderCommand, account_option, network_option
 from eth_utils import to_checksum_address
 
-from provingmarket import proving, trust
-from provingmarket.backends import backend_from_config
+from provingmarket.chain import tasks as proving
+from provingmarket.chain import trust
+from provingmarket.chain.client import (
+    Membership,
+    RegistryClient,
+    Standing,
+    chain_time,
+    parse_address,
+    parse_ether,
+    parse_task_id,
+)
 from provingmarket.cli import (
     BUILT_IN,
     client,
@@ -38,15 +47,7 @@ from provingmarket.cli import (
     table,
     when,
 )
-from provingmarket.client import (
-    Membership,
-    RegistryClient,
-    Standing,
-    chain_time,
-    parse_address,
-    parse_ether,
-    parse_task_id,
-)
+from provingmarket.proving.backends import backend_from_config
 
 # The registry's limits on a membership (the widths of its packed word).
 MAX_CAPACITY = 2**16 - 1

@@ -1,4 +1,4 @@
-"""Quality of service as the chain recorded it (provingmarket/qos.py): per mechanism with
+"""Quality of service as the chain recorded it (provingmarket/market/qos.py): per mechanism with
 the parameters that shape its service, per market and per requester.
 
     ape run qos --network ethereum:local:node
@@ -26,9 +26,9 @@ from pathlib import Path
 import click
 from ape.cli import ConnectedProviderCommand, network_option
 
-from provingmarket import qos
 from provingmarket.cli import client, emit, fail, handled, json_option, market_or_fail
-from provingmarket.plots import bar_chart
+from provingmarket.market import qos
+from provingmarket.market.plots import bar_chart
 
 KEYS = ("mechanism", "market", "requester")
 CSV_COLUMNS = (

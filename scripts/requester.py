@@ -28,7 +28,7 @@
   two blocks one timestamp, and identical terms posted then would be one task).
 
 `--persona NAME` fills the terms from a ready-made requester profile
-(provingmarket/personas.py; `ape run requester personas` lists them): `arbitrage` posts an
+(provingmarket/market/personas.py; `ape run requester personas` lists them): `arbitrage` posts an
 open race of 30 s with a decaying reward, `rollup` an election of 3 provers with long
 windows and 5x collateral, `batch` a sealed-bid auction or, without
 `--auction-mechanism`, the built-in Dutch auction. A registered mechanism's id is per
@@ -36,7 +36,7 @@ deployment, so a persona that needs one takes it from `--election-mechanism ID` 
 `--auction-mechanism ID`. Options given explicitly still override the persona's terms;
 the command says which mechanism and terms the persona chose, and why.
 
-`--auto` lets the router (provingmarket/router.py) choose the mechanism and every term
+`--auto` lets the router (provingmarket/market/router.py) choose the mechanism and every term
 from the requester's preferences: `--weights S,C,Sa,CR` (speed, cost, safety, censorship
 resistance, each 0 or more) or a persona's weights (`--persona NAME`), and hard limits
 `--max-time SECONDS` (to the proof), `--max-price ETH` (everything the task may cost) and
@@ -71,9 +71,15 @@ import click
 from ape.cli import ConnectedProviderCommand, account_option, network_option
 from eth_utils import keccak
 
-from provingmarket import personas as persona_book
-from provingmarket import qos, routing
-from provingmarket.circuits import Circuit, CircuitError
+from provingmarket.chain.client import (
+    ClientError,
+    RegistryClient,
+    TaskState,
+    chain_time,
+    parse_address,
+    parse_ether,
+    parse_task_id,
+)
 from provingmarket.cli import (
     BUILT_IN,
     client,
@@ -87,15 +93,6 @@ from provingmarket.cli import (
     require,
     table,
     when,
-)
-from provingmarket.client import (
-    ClientError,
-    RegistryClient,
-    TaskState,
-    chain_time,
-    parse_address,
-    parse_ether,
-    parse_task_id,
 )
 from provingmarket.formats import (
     BINDING_ADDRESS_INPUT,
@@ -112,8 +109,11 @@ from provingmarket.formats import (
     ZERO_ADDRESS,
     TaskTerms,
 )
-from provingmarket.preferences import PreferenceError, Preferences, parse_weights
-from provingmarket.router import Choice, Infeasible, Router
+from provingmarket.market import personas as persona_book
+from provingmarket.market import qos, routing
+from provingmarket.market.preferences import PreferenceError, Preferences, parse_weights
+from provingmarket.market.router import Choice, Infeasible, Router
+from provingmarket.proving.circuits import Circuit, CircuitError
 
 DEFAULT_WINDOW = 600  # seconds, for both windows
 MAX_URI = 256  # characters, as Registry.vy

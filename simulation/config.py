@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from provingmarket.personas import PERSONAS
+from provingmarket.market.personas import PERSONAS
 
 POLICIES = ("orderbook", "auction", "election", "open race", "dutch")  # every mechanism alone …
 ROUTER = "router"  # … then the router over the same workload
@@ -40,7 +40,7 @@ class Fleet:
 
 @dataclass(frozen=True)
 class Requester:
-    """A persona (provingmarket/personas.py: its weights) as a requester in the workload,
+    """A persona (provingmarket/market/personas.py: its weights) as a requester in the workload,
     its share of the tasks and its hard limits (sim seconds; price in multiples of the
     market's least reward)."""
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from provingmarket.plots import bar_chart, line_chart
-from provingmarket.preferences import qos_loss
+from provingmarket.market.plots import bar_chart, line_chart
+from provingmarket.market.preferences import qos_loss
 from simulation.world import Outcome
 
 OVERALL = "overall"

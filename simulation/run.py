@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from provingmarket.devnet import Anvil
-from provingmarket.router import Pace, Router
+from provingmarket.market.router import Pace, Router
 from simulation import report
 from simulation.config import ROUTER, SimConfig
 from simulation.world import Outcome, SimulationError, World, workload
@@ -77,7 +77,7 @@ def simulate(ape, config: SimConfig, folder: Path, say=print) -> dict:
         + f". Windows: race {config.race_window} s, assignment {config.assign_window} s, proving "
         f"{config.proving_window} s, auction bidding {config.auction_window} s. "
         f"Run time {minutes:.1f} min.\n\nUtility, QoS loss and the router's method: "
-        "provingmarket/preferences.py and provingmarket/router.py.\n"
+        "provingmarket/market/preferences.py and provingmarket/market/router.py.\n"
     )
     personas = [r.persona for r in config.requesters]
     return report.write(folder, config.name, splits, personas, policies, preamble)

@@ -32,14 +32,14 @@ from pathlib import Path
 from eth_account import Account
 from eth_utils import keccak
 
-from provingmarket.client import KeySigner, Refused, RegistryClient
+from provingmarket.chain.client import KeySigner, Refused, RegistryClient
 from provingmarket.deployments import Deployment, MarketRecord, save
 from provingmarket.devnet import ETHER, PROVER_INPUT, deploy_stack, send_signed, stop_processes, task_terms
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
-from provingmarket.preferences import Preferences, utility
-from provingmarket.qos import TaskQoS, block_clock, measure
-from provingmarket.router import Arm, Infeasible, Router
-from provingmarket.routing import market_view, persona_preferences
+from provingmarket.market.preferences import Preferences, utility
+from provingmarket.market.qos import TaskQoS, block_clock, measure
+from provingmarket.market.router import Arm, Infeasible, Router
+from provingmarket.market.routing import market_view, persona_preferences
 from simulation.config import ROUTER, Fleet, Requester, SimConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,7 +201,7 @@ class World:
 
         self._spawn(
             "orderbook",
-            "frontends.orderbook_frontend",
+            "frontends.orderbook.process",
             keys["orderbook"],
             "--mechanism",
             str(ids["orderbook"]),
@@ -210,7 +210,7 @@ class World:
         auction_url = f"http://127.0.0.1:{port}"
         self._spawn(
             "auction",
-            "frontends.auction_frontend",
+            "frontends.auction.process",
             keys["auction"],
             *(
                 "--mechanism",
@@ -223,7 +223,7 @@ class World:
         )
         self._spawn(
             "election",
-            "frontends.election_frontend",
+            "frontends.election.process",
             keys["election"],
             "--mechanism",
             str(ids["election"]),
@@ -238,7 +238,7 @@ class World:
             }
             self._spawn(
                 name,
-                "provingmarket.agent",
+                "provingmarket.agent.agent",
                 key,
                 *("--auction", auction_url, "--simulate", json.dumps(hardware)),
                 *("--cost-per-second", fleet.cost_per_second, "--margin", "1"),

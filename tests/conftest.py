@@ -11,9 +11,10 @@ import ape
 import ape_ethereum.trace
 import pytest
 
-from provingmarket import BINDING_ADDRESS_INPUT, markets
+from provingmarket import BINDING_ADDRESS_INPUT
+from provingmarket.chain import markets
+from provingmarket.chain.markets import deploy_registry
 from provingmarket.devnet import SQUARE
-from provingmarket.markets import deploy_registry
 from tests.utils.market import (
     ADDRESS_INPUT,
     ETHER,

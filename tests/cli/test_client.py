@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from provingmarket import OPEN_RACE, deployments
-from provingmarket.client import (
+from provingmarket.chain.client import (
     ApeSigner,
     ClientError,
     KeySigner,

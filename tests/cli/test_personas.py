@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from provingmarket import personas
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
+from provingmarket.market import personas
 from tests.utils.market import ETHER
 
 MIN_REWARD, MIN_COLLATERAL = ETHER // 100, ETHER // 10  # the session market's (tests/conftest.py)

@@ -3,7 +3,7 @@ requester from the registry's events; SVG plots and a CSV with `--plots`; "no ta
 registry nobody used.
 
 The tasks: an open race proven, an orderbook task assigned and proven, a Dutch task left
-open. The tables' numbers are provingmarket/qos.py's (tested there); here the command
+open. The tables' numbers are provingmarket/market/qos.py's (tested there); here the command
 shows them, writes them and reads the chain it is pointed at."""
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import ape
 import pytest
 
 from provingmarket import deployments
-from provingmarket.circuits import Circuit
+from provingmarket.chain.markets import deploy_registry
 from provingmarket.cli import DEPLOYMENTS_ENV
 from provingmarket.deployments import Deployment, MarketRecord
 from provingmarket.devnet import default_backend
 from provingmarket.formats import DUTCH, OPEN_RACE, ZERO_ADDRESS, Assignment
-from provingmarket.markets import deploy_registry
+from provingmarket.proving.circuits import Circuit
 from tests.conftest import UNBONDING_DELAY
 from tests.utils.market import assigned, item
 

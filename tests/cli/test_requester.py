@@ -18,11 +18,11 @@ import pytest
 from eth_utils import keccak
 
 from provingmarket import deployments
-from provingmarket.circuits import Circuit
 from provingmarket.cli import DEPLOYMENTS_ENV
 from provingmarket.deployments import Deployment, MarketRecord
 from provingmarket.devnet import default_backend
 from provingmarket.formats import BINDING_NONE, DUTCH, OPEN_RACE, Assignment, TaskTerms
+from provingmarket.proving.circuits import Circuit
 from tests.conftest import UNBONDING_DELAY, advance
 from tests.utils.market import ETHER, assigned, item
 

@@ -16,15 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from provingmarket import deployments, routing
-from provingmarket.circuits import Circuit
+from provingmarket import deployments
+from provingmarket.chain.client import Event
 from provingmarket.cli import DEPLOYMENTS_ENV
-from provingmarket.client import Event
 from provingmarket.deployments import Deployment, MarketRecord
 from provingmarket.devnet import default_backend
 from provingmarket.formats import DUTCH, OPEN_RACE, ZERO_ADDRESS, Assignment, TaskTerms
-from provingmarket.preferences import Preferences
-from provingmarket.router import Pace
+from provingmarket.market import routing
+from provingmarket.market.preferences import Preferences
+from provingmarket.market.router import Pace
+from provingmarket.proving.circuits import Circuit
 from tests.conftest import UNBONDING_DELAY
 from tests.utils.market import ETHER
 

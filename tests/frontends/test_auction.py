@@ -1,4 +1,4 @@
-"""The sealed-bid auction (frontends/auction.py) over snapshots, with no chain: the second
+"""The sealed-bid auction (frontends/auction/mechanism.py) over snapshots, with no chain: the second
 price, N winners at the (N+1)th price, a single bid paid the maximum, no bids, ties by
 the earlier bid, one bid per prover, every registry rule that drops a bid (with the
 resources earlier auctions of the round took), revoked nonces and expiry; on random bid
@@ -13,8 +13,8 @@ from eth_account import Account
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frontends.auction import SealedBid, clear_auctions
-from frontends.auction_api import SECP256K1_HALF_N, RateLimiter, _Refused, recover_bidder
+from frontends.auction.api import SECP256K1_HALF_N, RateLimiter, _Refused, recover_bidder
+from frontends.auction.mechanism import SealedBid, clear_auctions
 from frontends.book import MarketState, MembershipState, OpenTask, ProverState, Snapshot
 from provingmarket.formats import TaskTerms, sign_bid
 
@@ -312,7 +312,7 @@ def test_rate_limiter__a_burst_then_the_rate():
 
 
 def test_store__a_provers_later_bid_replaces_its_earlier__capped__none_once_closed(tmp_path):
-    from frontends.auction_store import AuctionStore, StoreRefusal
+    from frontends.auction.store import AuctionStore, StoreRefusal
 
     store = AuctionStore(str(tmp_path / "a.sqlite"))
     t = task()
@@ -344,8 +344,8 @@ def test_store__a_provers_later_bid_replaces_its_earlier__capped__none_once_clos
 def test_api__an_unexpected_error__answers_503_with_no_trace_and_logs_it(caplog):
     import asyncio
 
-    from frontends.auction_api import make_app
-    from frontends.auction_store import AuctionStore
+    from frontends.auction.api import make_app
+    from frontends.auction.store import AuctionStore
 
     store = AuctionStore(":memory:")
 

@@ -1,4 +1,4 @@
-"""The election mechanism (frontends/election.py) with no chain: the draw is reproducible,
+"""The election mechanism (frontends/election/mechanism.py) with no chain: the draw is reproducible,
 a function of the task, the randomness and the eligible set only, and uniform (chi-square
 tests over many fixed seeds); eligibility follows every registry rule; a round's outcome
 and the next round's block follow the stated rules; and the verdict catches every way a
@@ -21,7 +21,7 @@ import pytest
 from eth_utils import keccak, to_checksum_address
 
 from frontends.book import MarketState, MembershipState, OpenTask, ProverState, Snapshot, eligible_provers
-from frontends.election import (
+from frontends.election.mechanism import (
     DRAWN,
     FULL,
     NONE,
@@ -34,7 +34,7 @@ from frontends.election import (
     ticket,
     verify_rounds,
 )
-from provingmarket.client import Event
+from provingmarket.chain.client import Event
 from provingmarket.formats import TaskTerms
 
 ALPHA = 0.001

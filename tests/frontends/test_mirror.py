@@ -13,9 +13,9 @@ import pytest
 from eth_abi import encode
 from web3 import Web3
 
-from frontends.mirror import DECLINED, SLASHED, Mirror, MirrorError
 from provingmarket import OPEN_RACE
-from provingmarket.client import KeySigner, RegistryClient
+from provingmarket.chain.client import KeySigner, RegistryClient
+from provingmarket.chain.mirror import DECLINED, SLASHED, Mirror, MirrorError
 from provingmarket.formats import ZERO_ADDRESS
 from tests.conftest import GRACE_PERIOD, advance
 from tests.utils.market import ETHER, STATEMENT, assigned, item, proof_for
@@ -38,10 +38,10 @@ def mirror(client):
 @pytest.fixture
 def records(caplog):
     """The mirror's log lines, each parsed as the JSON object it is."""
-    caplog.set_level(logging.INFO, logger="frontends.mirror")
+    caplog.set_level(logging.INFO, logger="provingmarket.chain.mirror")
 
     def lines(kind: str | None = None) -> list[dict]:
-        found = [json.loads(r.getMessage()) for r in caplog.records if r.name == "frontends.mirror"]
+        found = [json.loads(r.getMessage()) for r in caplog.records if r.name == "provingmarket.chain.mirror"]
         return [f for f in found if kind is None or f["event"] == kind]
 
     return lines

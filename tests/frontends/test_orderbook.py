@@ -1,4 +1,4 @@
-"""The orderbook mechanism (frontends/orderbook.py) over snapshots, with no chain: price and
+"""The orderbook mechanism (frontends/orderbook/mechanism.py) over snapshots, with no chain: price and
 time priority on both sides, deterministic tie-breaks, every rule the registry's `_assign`
 enforces, resources consumed within a round, partial fills; on random snapshots, an
 independent check of the registry's rules, of price priority and against a plain matcher
@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benches.orderbook_bench import make_snapshot
 from frontends.book import Decision, MarketState, MembershipState, OpenTask, ProverState, Snapshot
-from frontends.orderbook import match_orders
-from frontends.orderbook_bench import make_snapshot
+from frontends.orderbook.mechanism import match_orders
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
 from tests.utils.market import ETHER
 

@@ -1,4 +1,4 @@
-"""SVG plots with the standard library only (provingmarket/plots.py), with no chain: each
+"""SVG plots with the standard library only (provingmarket/market/plots.py), with no chain: each
 document parses as XML; a bar chart has one `rect.bar` per value present, taller for larger
 values, and none (a "–" instead) for None, NaN and infinity; a line chart has one polyline
 per unbroken run of a series; the legend names every series in palette order; text is
@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from provingmarket.plots import PALETTE, bar_chart, line_chart, nice_ticks
+from provingmarket.market.plots import PALETTE, bar_chart, line_chart, nice_ticks
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -1,4 +1,4 @@
-"""A requester's preferences (provingmarket/preferences.py) on hand-made outcomes (TaskQoS
+"""A requester's preferences (provingmarket/market/preferences.py) on hand-made outcomes (TaskQoS
 built directly, no chain): each score's documented values (speed 1 at 0 s and 0.5 at 30 s,
 cost 0.5 at the market's least reward, safety 0.5 / 0.875 for 1 / 3 proofs, censorship
 resistance 0.33 for a single prover), the utility as their weighted mean, 0 when no proof
@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from provingmarket.preferences import (
+from provingmarket.market.preferences import (
     QUALITIES,
     PreferenceError,
     Preferences,
@@ -21,7 +21,7 @@ from provingmarket.preferences import (
     scores,
     utility,
 )
-from provingmarket.qos import TaskQoS
+from provingmarket.market.qos import TaskQoS
 from tests.utils.qos import task_qos
 
 LEAST = 100  # the market's least reward

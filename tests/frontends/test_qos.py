@@ -1,4 +1,4 @@
-"""QoS measured from the registry's events (provingmarket/qos.py), with no chain: hand-made
+"""QoS measured from the registry's events (provingmarket/market/qos.py), with no chain: hand-made
 event sequences (a market created, a mechanism registered, provers staked, joined and
 accepting, tasks posted and then assigned, proven, slashed, closed) give, per task, the time
 to assignment and to each proof, paid/fees/spent and the price ratio, proofs against the
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 
-from provingmarket.client import Event
+from provingmarket.chain.client import Event
 from provingmarket.formats import DUTCH, OPEN_RACE
-from provingmarket.qos import TaskQoS, measure, summarize, table
+from provingmarket.market.qos import TaskQoS, measure, summarize, table
 
 AUCTION = 3
 ORDERBOOK = 4

@@ -1,4 +1,4 @@
-"""The router (provingmarket/router.py) with no chain: in a stub world whose arms have known
+"""The router (provingmarket/market/router.py) with no chain: in a stub world whose arms have known
 mean utilities it settles on the best one; whatever the preferences and limits, what it
 chooses never breaks a hard limit (and it does not refuse what one mechanism could do);
 impossible limits raise Infeasible naming the limit, with a message a person can act on;
@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from provingmarket.formats import DUTCH, MAX_REDUNDANCY, OPEN_RACE
-from provingmarket.preferences import Preferences, utility
-from provingmarket.qos import TaskQoS
-from provingmarket.router import MOST_LEVEL, Arm, Choice, Infeasible, MarketView, Pace, Router
+from provingmarket.market.preferences import Preferences, utility
+from provingmarket.market.qos import TaskQoS
+from provingmarket.market.router import MOST_LEVEL, Arm, Choice, Infeasible, MarketView, Pace, Router
 from tests.utils.qos import task_qos
 
 LEAST = 100  # the market's least reward, wei

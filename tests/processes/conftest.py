@@ -27,7 +27,7 @@ from eth_account import Account
 from eth_utils import keccak
 
 from provingmarket import deployments
-from provingmarket.client import RegistryClient
+from provingmarket.chain.client import RegistryClient
 from provingmarket.deployments import Deployment, MarketRecord
 from provingmarket.devnet import deploy_stack
 from tests.utils.market import ETHER, PROVER_INPUT, escrow, make_terms, posted_terms
@@ -190,7 +190,7 @@ class Process:
 
 @pytest.fixture
 def spawn(tmp_path):
-    """spawn("frontends.orderbook_frontend", *args, env={...}) -> a started Process;
+    """spawn("frontends.orderbook.process", *args, env={...}) -> a started Process;
     every process is stopped at the end of the test, by its pid."""
     started: list[Process] = []
 
@@ -215,7 +215,7 @@ def spawn_agent(
     """A prover agent process for `key` on `stack` (its database at `db`, polling every
     0.2 s), once it logged agent.start (unless `wait` is False)."""
     process = spawn(
-        "provingmarket.agent",
+        "provingmarket.agent.agent",
         "--rpc",
         rpc or stack.rpc,
         "--deployment",
@@ -332,7 +332,7 @@ def relay(rpc):
 def make_prover(funded, chain):
     """make_prover(stack, capacity=2, ask=0.01 ETH, proving_time=10) -> (key, address):
     a fresh account, staked (5 ETH) and in the stack's market, accepting its mechanism."""
-    from provingmarket.client import KeySigner
+    from provingmarket.chain.client import KeySigner
 
     def make(
         stack: Stack, capacity: int = 2, ask: int = ETHER // 100, proving_time: int = 10, stake: int = 5
@@ -364,7 +364,7 @@ def interval_mining(chain):
 def post_many(funded, chain):
     """post_many(stack, n, **terms) -> [terms as recorded]: n tasks sent at once by a fresh
     requester (consecutive nonces, no waiting between them), then their receipts."""
-    from provingmarket.client import KeySigner
+    from provingmarket.chain.client import KeySigner
     from provingmarket.devnet import send_signed
     from provingmarket.formats import TaskTerms
 

@@ -27,7 +27,7 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from provingmarket.client import KeySigner, RegistryClient
+from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.costs import (
     GAS_PER_LOCK,
     GAS_PER_PROOF,

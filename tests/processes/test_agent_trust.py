@@ -1,4 +1,4 @@
-"""The prover agent (`python -m provingmarket.agent`) against tasks it must not take: a
+"""The prover agent (`python -m provingmarket.agent.agent`) against tasks it must not take: a
 task whose posted inputs nobody can prove (nothing on chain ties them to the task's
 commitment), and work in a custom market (a verifier the registry did not deploy) whose
 code hash the operator did not name with --trust-verifier, or whose verifier's code
@@ -17,11 +17,11 @@ import pytest
 from eth_utils import keccak
 
 from provingmarket import deployments
-from provingmarket.client import KeySigner, RegistryClient
+from provingmarket.chain.client import KeySigner, RegistryClient
+from provingmarket.chain.markets import MarketTerms, open_market
 from provingmarket.deployments import MarketRecord
 from provingmarket.devnet import SQUARE, default_backend
 from provingmarket.formats import OPEN_RACE, inputs_commitment
-from provingmarket.markets import MarketTerms, open_market
 from tests.processes.conftest import spawn_agent
 from tests.processes.test_agent import (
     SLOW_BACKEND,

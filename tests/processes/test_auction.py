@@ -17,12 +17,12 @@ from pathlib import Path
 
 from eth_account import Account
 
-from provingmarket.client import KeySigner, RegistryClient
+from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.formats import sign_bid
 from tests.processes.conftest import wait_until
 from tests.utils.market import ETHER, STATEMENT, proof_for
 
-FRONTEND = "frontends.auction_frontend"
+FRONTEND = "frontends.auction.process"
 HOUR = 3_600
 
 

@@ -17,14 +17,14 @@ import pytest
 from eth_account import Account
 from web3 import Web3
 
-from frontends.election import draw
-from frontends.election_frontend import RoundStore, Walk, task_rounds, verify_task
-from frontends.mirror import Mirror
-from provingmarket.client import KeySigner, RegistryClient
+from frontends.election.mechanism import draw
+from frontends.election.process import RoundStore, Walk, task_rounds, verify_task
+from provingmarket.chain.client import KeySigner, RegistryClient
+from provingmarket.chain.mirror import Mirror
 from tests.processes.conftest import ROOT, wait_until
 from tests.utils.market import ETHER, item
 
-FRONTEND = "frontends.election_frontend"
+FRONTEND = "frontends.election.process"
 DELAY = 2
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import signal
 import urllib.request
 
-from frontends.mirror import Mirror
+from provingmarket.chain.mirror import Mirror
 from tests.processes.conftest import wait_until
 from tests.utils.market import ETHER
 
-FRONTEND = "frontends.orderbook_frontend"
+FRONTEND = "frontends.orderbook.process"
 
 
 def start_frontend(spawn, stack, key, db, *extra, name="orderbook"):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from frontends.outbox import DONE, DROPPED, MINED, PENDING, Outbox
-from provingmarket.client import KeySigner, Refused, RegistryClient
+from provingmarket.chain.client import KeySigner, Refused, RegistryClient
+from provingmarket.chain.outbox import DONE, DROPPED, MINED, PENDING, Outbox
 from tests.utils.market import ETHER
 
 

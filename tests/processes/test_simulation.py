@@ -57,7 +57,7 @@ def test_small_simulation__report_has_every_persona_and_policy__plots__no_proces
         assert svg.tag.endswith("svg")
     rows = (folder / "outcomes.csv").read_text().splitlines()
     assert len(rows) == 1 + config.tasks * len(policies)
-    # a task without a proof scores 0, whatever it saved (provingmarket/preferences.py)
+    # a task without a proof scores 0, whatever it saved (provingmarket/market/preferences.py)
     for row in csv.DictReader(rows):
         if row["proofs"] in ("", "0"):
             assert float(row["utility"]) == 0, row

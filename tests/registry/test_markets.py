@@ -6,10 +6,10 @@ import pytest
 from eth_utils import keccak
 
 from provingmarket import BINDING_ADDRESS_INPUT, BINDING_COMMIT_REVEAL, DUTCH
-from provingmarket.circuits import VerifyingKey
+from provingmarket.chain.markets import groth16_args
 from provingmarket.devnet import SQUARE
 from provingmarket.formats import GROTH16_BLUEPRINT, MAX_GRACE_PERIOD, MIN_GRACE_PERIOD
-from provingmarket.markets import groth16_args
+from provingmarket.proving.circuits import VerifyingKey
 from tests.conftest import advance
 from tests.utils.market import (
     ETHER,

@@ -6,8 +6,8 @@ import ape.exceptions
 import pytest
 
 from provingmarket import BINDING_COMMIT_REVEAL, OPEN_RACE, Assignment, TaskTerms, proof_commit_digest
-from provingmarket.circuits import Circuit
 from provingmarket.formats import REVEAL_WINDOW, ZERO_ADDRESS
+from provingmarket.proving.circuits import Circuit
 from tests.conftest import advance
 from tests.utils.market import (
     ETHER,

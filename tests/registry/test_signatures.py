@@ -14,7 +14,7 @@ from eth_account.messages import _hash_eip191_message, encode_typed_data
 from eth_utils import keccak
 
 from provingmarket import bid_typed_data, sign_bid
-from provingmarket.markets import deploy_registry
+from provingmarket.chain.markets import deploy_registry
 from tests.conftest import advance
 from tests.utils.market import ETHER, STATEMENT, assigned, item, proof_for, skipped
 

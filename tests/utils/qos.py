@@ -1,11 +1,11 @@
-"""A task's measured QoS built by hand (provingmarket.qos.TaskQoS), for tests of the
+"""A task's measured QoS built by hand (provingmarket.market.qos.TaskQoS), for tests of the
 utility and the router: what matters is when the proofs came, what was spent and how
 many provers could take part; the rest is a fixed auction task in market 1."""
 
 from __future__ import annotations
 
 from provingmarket.formats import TaskTerms
-from provingmarket.qos import TaskQoS
+from provingmarket.market.qos import TaskQoS
 
 
 def task_qos(

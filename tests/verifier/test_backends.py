@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from provingmarket.backends import (
+from provingmarket.proving.backends import (
     PLACEHOLDERS,
     BackendError,
     CommandBackend,
@@ -22,7 +22,7 @@ from provingmarket.backends import (
     ProofResult,
     backend_from_config,
 )
-from provingmarket.circuits import CIRCUITS, PROOF_SIZE, Circuit, CircuitError
+from provingmarket.proving.circuits import CIRCUITS, PROOF_SIZE, Circuit, CircuitError
 
 CIRCUIT_NAMES = ("square", "squarings-1000")
 SNARKJS_PROVE = CIRCUITS / "snarkjs-prove.sh"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from provingmarket.circuits import (
+from provingmarket.formats import inputs_commitment
+from provingmarket.proving.circuits import (
     CIRCUITS,
     MAX_PUBLIC_INPUTS,
     PROOF_SIZE,
@@ -22,7 +23,6 @@ from provingmarket.circuits import (
     proof_from_snarkjs,
     sample_circuits,
 )
-from provingmarket.formats import inputs_commitment
 
 SQUARE_KEY = CIRCUITS / "square" / "verification_key.json"
 PROVER = "0x" + "ab" * 20

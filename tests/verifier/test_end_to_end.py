@@ -11,10 +11,10 @@ import pytest
 from eth_utils import keccak
 
 from provingmarket import OPEN_RACE, Assignment, TaskTerms
-from provingmarket.backends import CommandBackend, Groth16pyBackend
-from provingmarket.circuits import Circuit
+from provingmarket.chain.markets import MarketError, MarketTerms, open_market
 from provingmarket.formats import ZERO_ADDRESS
-from provingmarket.markets import MarketError, MarketTerms, open_market
+from provingmarket.proving.backends import CommandBackend, Groth16pyBackend
+from provingmarket.proving.circuits import Circuit
 from tests.utils.market import ETHER, make_terms
 
 HEAVY = "squarings-1000"

@@ -9,8 +9,8 @@ import pytest
 from eth_abi import encode
 from eth_utils import function_signature_to_4byte_selector
 
-from provingmarket.circuits import Circuit, P, R, _on_g2, sample_circuits
 from provingmarket.devnet import default_backend
+from provingmarket.proving.circuits import Circuit, P, R, _on_g2, sample_circuits
 
 PROVER = "0x" + "ab" * 20
 OTHER = "0x" + "cd" * 20

@@ -11,11 +11,11 @@ import json
 import pytest
 from eth_utils import keccak
 
-from provingmarket.circuits import Circuit
-from provingmarket.client import ClientError
+from provingmarket.chain.client import ClientError
+from provingmarket.chain.tasks import posted_inputs
 from provingmarket.devnet import task_terms
 from provingmarket.formats import inputs_commitment
-from provingmarket.proving import posted_inputs
+from provingmarket.proving.circuits import Circuit
 
 SQUARE = Circuit.load("square")
 SQUARINGS = Circuit.load("squarings-1000")

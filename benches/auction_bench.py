@@ -1,0 +1,303 @@
+"""The auction frontend under load (`make bench`), on an anvil of its own:
+
+    .venv/bin/python -m benches.auction_bench [--provers 100] [--tasks 50] [--clients 16] [--poll 0.1]
+
+A registry with the square circuit's market on a fresh anvil (mining each transaction at
+once); `--provers` provers (fresh keys, staked, in the market, accepting the mechanism,
+capacity for every task) and `--tasks` tasks posted at once. The frontend runs as its own
+process (`python -m frontends.auction.process`), its rate limits off (they are policy,
+not capacity: the question is how many bids the API can take). Once every auction is
+open, every prover bids on every task (provers x tasks bids, each a distinct EIP-712
+signature made beforehand), sent over HTTP from `--clients` threads with a kept-alive
+connection each, in this process: the API checks each signature, the prover's standing
+and the auction's terms, and stores it sealed in SQLite before it answers 202.
+
+Reported: bids accepted per second (first request sent to last answer received), answer
+latency, and once the auctions close, the time from each auction's close (the chain's
+clock) to its clearing (the keeper's next round) and to its assignment mined (the keeper
+seeing the receipt), with the assignments checked on chain: every task assigned at its
+second price. Judged against 500 bids per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = 500  # bids per second
+WINDOW = 30  # seconds of bidding: the bids must all land inside it
+
+
+def fresh_key(label: str) -> str:
+    from eth_utils import keccak
+
+    return "0x" + keccak(f"auction-bench-{label}-{time.time_ns()}".encode()).hex()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--provers", type=int, default=100)
+    parser.add_argument("--tasks", type=int, default=50)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--poll", type=float, default=0.1, help="the frontend's seconds between rounds")
+    args = parser.parse_args()
+
+    import ape
+    from ape.logging import logger
+
+    logger.set_level("WARNING")  # no line per setup transaction
+
+    from provingmarket.devnet import Anvil
+
+    with Anvil() as anvil, ape.networks.parse_network_choice(f"ethereum:local:{anvil.uri}"):
+        run(anvil.uri, args.provers, args.tasks, args.clients, args.poll)
+
+
+def run(rpc: str, n_provers: int, n_tasks: int, n_clients: int, poll: float) -> None:
+    import ape
+    from ape import accounts, chain
+    from eth_account import Account
+
+    from provingmarket.chain.client import KeySigner, RegistryClient
+    from provingmarket.deployments import Deployment, MarketRecord, save
+    from provingmarket.devnet import ETHER, PROVER_INPUT, deploy_stack, send_all, task_terms
+    from provingmarket.formats import sign_bid
+
+    web3 = chain.provider.web3
+    owner = accounts.test_accounts[0]
+    frontend_key = fresh_key("frontend")
+    frontend = Account.from_key(frontend_key).address
+    owner.transfer(frontend, 10 * ETHER)
+    stack = deploy_stack(ape, owner, [frontend])
+    registry = stack.registry.address
+    funder = RegistryClient(web3, registry, KeySigner(fresh_key("funder")))
+    owner.transfer(funder.signer.address, (n_provers * 7 + 100) * ETHER)
+
+    started_setup = time.perf_counter()
+    prover_keys = [fresh_key(f"prover-{i}") for i in range(n_provers)]
+    nonce = web3.eth.get_transaction_count(funder.signer.address)
+    hashes = [
+        web3.eth.send_raw_transaction(
+            funder.signer.sign_transaction(
+                {
+                    "to": Account.from_key(k).address,
+                    "value": 7 * ETHER,
+                    "gas": 21_000,
+                    "nonce": nonce + i,
+                    "chainId": web3.eth.chain_id,
+                    "maxFeePerGas": 10**10,
+                    "maxPriorityFeePerGas": 0,
+                }
+            )
+        )
+        for i, k in enumerate(prover_keys)
+    ]
+    for h in hashes:
+        web3.eth.wait_for_transaction_receipt(h, timeout=120)
+    for key in prover_keys:
+        prover = RegistryClient(web3, registry, KeySigner(key))
+        f = prover.contract.functions
+        send_all(
+            prover,
+            [
+                (f.stake(), 6 * ETHER),  # a 0.1 ETH collateral for each of 50 tasks
+                (f.join_market(stack.market_id, n_tasks, ETHER // 100, 60, 0, [stack.mechanism_id]), 0),
+            ],
+        )
+    calls = []
+    for i in range(n_tasks):
+        terms = task_terms(
+            stack.market_id, stack.mechanism_id, salt=i + 1, max_reward=ETHER // 10, collateral=ETHER // 10
+        )
+        calls.append(
+            (funder.contract.functions.post_task(terms.as_tuple(), PROVER_INPUT, ""), terms.escrow())
+        )
+    send_all(funder, calls)
+    setup_s = time.perf_counter() - started_setup
+
+    with tempfile.TemporaryDirectory() as tmp:
+        record = Deployment(
+            "ethereum:local",
+            chain.chain_id,
+            registry,
+            0,
+            3_600,
+            {stack.market_id: MarketRecord("square", stack.verifier.address)},
+        )
+        path = save(record, Path(tmp))
+        argv = [
+            sys.executable, "-m", "frontends.auction.process", "--rpc", rpc, "--deployment", str(path),
+            "--mechanism", str(stack.mechanism_id), "--db", str(Path(tmp) / "auction.sqlite"),
+            "--poll", str(poll), "--window", str(WINDOW), "--port", "0",
+            "--prover-rate", "0", "--client-rate", "0",
+        ]  # fmt: skip
+        env = dict(os.environ, AUCTION_KEY=frontend_key, PYTHONPATH=str(ROOT))
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+        lines: list[dict] = []
+
+        def read() -> None:
+            for line in process.stderr:
+                try:
+                    lines.append(json.loads(line))
+                except ValueError:
+                    pass
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            report = measure(process, lines, web3, stack, prover_keys, n_tasks, n_clients, sign_bid, ETHER)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
+            reader.join(5)
+    print_report(report, n_provers, n_tasks, n_clients, setup_s)
+
+
+def wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} not seen within {timeout} s")
+
+
+def measure(process, lines, web3, stack, prover_keys, n_tasks, n_clients, sign_bid, ether) -> dict:
+    from eth_account import Account
+
+    def event(kind: str) -> list[dict]:
+        return [e for e in lines if e.get("event") == kind]
+
+    url = wait(lambda: event("auction.api"), 60, "the API")[0]["url"]
+    host, port = url.removeprefix("http://").split(":")
+    wait(lambda: len(event("auction.opened")) >= n_tasks, 60, "every auction open")
+    opened = {e["task"]: e for e in event("auction.opened")}
+    tasks = sorted(opened)
+    expiry = web3.eth.get_block("latest")["timestamp"] + 3_600
+    chain_id, registry = web3.eth.chain_id, stack.registry.address
+
+    signing = time.perf_counter()
+    bodies: list[bytes] = []
+    prices: dict[str, list[int]] = {t: [] for t in tasks}
+    for p, key in enumerate(prover_keys):
+        prover = Account.from_key(key).address
+        for t, task in enumerate(tasks):
+            price = ether // 1000 * (1 + (p * 7 + t * 13) % 97)  # distinct enough, below the maximum
+            prices[task].append(price)
+            signature = sign_bid(key, chain_id, registry, bytes.fromhex(task[2:]), price, expiry, 0)
+            bodies.append(
+                json.dumps(
+                    {
+                        "task_id": task,
+                        "prover": prover,
+                        "min_price": str(price),
+                        "expiry": expiry,
+                        "nonce": 0,
+                        "signature": "0x" + signature.hex(),
+                    }
+                ).encode()
+            )
+    signing_s = time.perf_counter() - signing
+
+    local = threading.local()
+
+    def post(body: bytes) -> tuple[int, float]:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        sent = time.perf_counter()
+        conn.request("POST", "/bids", body, {"Content-Type": "application/json"})
+        answer = conn.getresponse()
+        answer.read()
+        return answer.status, time.perf_counter() - sent
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(n_clients) as pool:
+        answers = list(pool.map(post, bodies))
+    elapsed = time.perf_counter() - began
+    accepted = sum(1 for status, _ in answers if status == 202)
+    statuses: dict[int, int] = {}
+    for status, _ in answers:
+        statuses[status] = statuses.get(status, 0) + 1
+    latencies = sorted(latency for _, latency in answers)
+
+    # The auctions close WINDOW seconds after they opened; then cleared and assigned.
+    closes_at = {task: opened[task]["closes_at"] for task in tasks}
+    wait(lambda: len(event("auction.cleared")) >= n_tasks, WINDOW + 60, "every auction cleared")
+    wait(lambda: len(event("auction.assigned")) >= n_tasks, 60, "every assignment mined")
+    cleared = {e["task"]: e for e in event("auction.cleared")}
+    mined = {e["task"]: e for e in event("auction.assigned")}
+    to_clear = [cleared[t]["ts"] - closes_at[t] for t in tasks]
+    to_mine = [mined[t]["ts"] - closes_at[t] for t in tasks]
+    clear_to_mine = [mined[t]["ts"] - cleared[t]["ts"] for t in tasks]
+
+    # On chain: each task assigned once, at the second lowest bid.
+    from provingmarket.chain.client import RegistryClient
+
+    client = RegistryClient(web3, stack.registry.address)
+    on_chain = {"0x" + bytes(e.task_id).hex(): e.price for e in client.events(["TaskAssigned"])}
+    second = {t: sorted(prices[t])[1] for t in tasks}
+    right = sum(1 for t in tasks if on_chain.get(t) == second[t])
+    return {
+        "bids": len(bodies),
+        "accepted": accepted,
+        "statuses": statuses,
+        "elapsed": elapsed,
+        "signing": signing_s,
+        "p50": statistics.median(latencies),
+        "p99": latencies[int(len(latencies) * 0.99) - 1],
+        "to_clear": to_clear,
+        "to_mine": to_mine,
+        "clear_to_mine": clear_to_mine,
+        "right_price": right,
+        "tasks": len(tasks),
+        "process_alive": process.poll() is None,
+    }
+
+
+def print_report(r: dict, n_provers: int, n_tasks: int, n_clients: int, setup_s: float) -> None:
+    rate = r["accepted"] / r["elapsed"]
+
+    def spread(values: list[float]) -> str:
+        return f"median {statistics.median(values):.2f} s, max {max(values):.2f} s"
+
+    print(
+        f"\nAuction frontend on anvil: {n_provers} provers x {n_tasks} tasks = {r['bids']:,} signed bids "
+        f"from {n_clients} HTTP clients (setup {setup_s:.1f} s, signing {r['signing']:.1f} s, not timed)\n"
+    )
+    rows = [
+        ("bids accepted (202)", f"{r['accepted']:,} of {r['bids']:,} {r['statuses']}"),
+        ("time to answer them all", f"{r['elapsed']:.2f} s"),
+        ("bids accepted per second", f"{rate:,.0f}"),
+        ("answer latency", f"p50 {r['p50'] * 1000:.1f} ms, p99 {r['p99'] * 1000:.1f} ms"),
+        ("auction close -> cleared (keeper round)", spread(r["to_clear"])),
+        ("cleared -> assignment mined (seen)", spread(r["clear_to_mine"])),
+        ("auction close -> assignment mined", spread(r["to_mine"])),
+        ("tasks assigned at the second price", f"{r['right_price']} of {r['tasks']}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+    print(
+        "\n  (close times are the chain's clock in whole seconds: close -> cleared is within a second "
+        "plus a keeper round)"
+    )
+    verdict = "met" if rate >= TARGET else "MISSED"
+    print(f"\ntarget, at least {TARGET} bids accepted per second: {rate:,.0f}/s ({verdict})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,663 @@
+"""The auction frontend's HTTP API (FastAPI; its OpenAPI description at /openapi.json).
+
+    GET  /auctions               open auctions and their terms (bids: a count only)
+    GET  /auctions/{task_id}     one auction (the latest round, or ?round=N); its result once closed
+    POST /bids                   submit a signed bid: 202 and a bid id, or 4xx and the reason
+    GET  /bids/{bid_id}          a bid's status: sealed, won (and the price), lost, invalid, replaced
+    GET  /health                 the chain, registry and block the frontend's view is at
+
+Bids are sealed: nothing about a bid (prover, price) is served before its auction closes,
+except to whoever holds its id (unguessable: 128 random bits), and an auction's listing
+shows only how many bids it has. Amounts are wei as decimal strings; on input an
+integer is accepted too.
+
+A bid is checked on arrival against everything that can be known then, each failure a
+4xx with {"detail": reason}: its form (422; malformed JSON 422, undecodable 400, a body
+over `max_body` 413), the auction (404 unknown task, 409 closed), the signature (422
+wrong length, v not 27 or 28, high s: the registry's rules; 401 signed by someone other
+than `prover`), the signed terms (422 min_price above the task's max_reward, 422 expiry
+before the close plus `expiry_margin`, 409 nonce revoked, 422 nonce ahead), the prover
+(409 not in the market, mechanism not accepted, on the task already, no free capacity,
+not enough free stake, lacking capabilities, too slow), a replayed signature (409), and
+floods (429 with Retry-After: per client address, per prover address, and at most
+`bids_per_prover` bids per prover per auction). The frontend's view of the chain comes
+from the keeper's last round (`Board`); until there is one, bids get 503. Anything
+unexpected is logged with its trace and answered 503 with no detail.
+
+The endpoints run on the server's event loop (signature recovery and one SQLite write
+are each a fraction of a millisecond; no thread hop), with a connection of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import to_checksum_address
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from frontends.auction.mechanism import Eligibility, Refusal
+from frontends.auction.store import CLOSED, AuctionRow, AuctionStore, BidRow, StoreRefusal
+from frontends.book import OpenTask
+from provingmarket.formats import bid_typed_data
+from provingmarket.runtime.metrics import Metrics
+from provingmarket.runtime.process import emit
+
+log = logging.getLogger("frontends.auction.api")
+
+UINT256_MAX = 2**256 - 1
+SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+TASK_ID = r"^0x[0-9a-fA-F]{64}$"
+BID_ID = r"^[0-9a-f]{32}$"
+
+# What each refusal answers: the request's own content is wrong (422), the state of the
+# market or the auction refuses it (409), the signer is not the prover (401).
+STATUS = {
+    "bad_signature": 422,
+    "bad_signature_v": 422,
+    "malleable_signature": 422,
+    "wrong_signer": 401,
+    "price_above_maximum": 422,
+    "expired": 422,
+    "nonce_ahead": 422,
+    "revoked": 409,
+    "closed": 409,
+    "replayed": 409,
+    "unknown_task": 404,
+    "too_many": 429,
+    "rate_limited": 429,
+    "starting": 503,
+}
+
+
+# ------------------------------------------------------------------ the view it works from
+
+
+@dataclass(frozen=True)
+class OpenAuction:
+    task: OpenTask
+    auction: AuctionRow
+
+
+@dataclass(frozen=True)
+class Board:
+    """What the keeper's last round saw, published for the API thread (replaced whole,
+    never changed: reading it needs no lock)."""
+
+    now: int  # chain time (the pending block's timestamp) when the round started
+    wall: float  # time.monotonic() then
+    block: int  # the mirror's cursor
+    chain_id: int
+    registry: str
+    frontend: str
+    mechanisms: tuple[int, ...]
+    rules: Eligibility = field(repr=False)
+    auctions: dict[str, OpenAuction] = field(repr=False)  # open ones, by task id (0x lowercase)
+
+    def chain_now(self) -> int:
+        """The chain's time now, as far as the round's clock and the seconds since tell."""
+        return self.now + int(time.monotonic() - self.wall)
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    expiry_margin: int = 30  # seconds a bid must outlive its auction's close (mining the assignment)
+    bids_per_prover: int = 5  # bids a prover may make in one auction (its latest stands)
+    prover_rate: float = 5.0  # bids per second per prover address (token bucket) …
+    prover_burst: int = 20  # … and the burst it allows
+    client_rate: float = 200.0  # bids per second per client IP address; 0: no limit
+    client_burst: int = 400
+    max_body: int = 4_096  # bytes a request body may hold
+
+
+class RateLimiter:
+    """Token buckets by key (`rate` per second, up to `burst`), for at most `keys` keys
+    (the least recently used are forgotten: a flood of fresh keys cannot grow it)."""
+
+    def __init__(self, rate: float, burst: int, keys: int = 100_000):
+        self.rate = rate
+        self.burst = float(burst)
+        self.keys = keys
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str) -> float:
+        """0 if `key` may go now (a token taken), else the seconds until it may."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        tokens, at = self.buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens >= 1:
+            self.buckets[key] = (tokens - 1, now)
+            wait = 0.0
+        else:
+            self.buckets[key] = (tokens, now)
+            wait = (1 - tokens) / self.rate
+        while len(self.buckets) > self.keys:
+            self.buckets.popitem(last=False)
+        return wait
+
+
+def recover_bidder(
+    chain_id: int,
+    registry: str,
+    task_id: bytes,
+    min_price: int,
+    expiry: int,
+    nonce: int,
+    signature: bytes,
+) -> str:
+    """The address that signed this Bid, by the registry's rules (`_check_bid`): 65 bytes
+    (r, s, v), v 27 or 28, s in the lower half of the curve's order, the EIP-712 digest
+    of the registry's domain. Raises `Refusal` for a signature the registry refuses."""
+    if len(signature) != 65:
+        return _refuse("bad_signature", f"the signature has {len(signature)} bytes; the registry takes 65")
+    v = signature[64]
+    if v not in (27, 28):
+        return _refuse("bad_signature_v", f"the signature's v is {v}; the registry takes 27 or 28")
+    if int.from_bytes(signature[32:64], "big") > SECP256K1_HALF_N:
+        return _refuse(
+            "malleable_signature",
+            "the signature's s is in the upper half of the curve's order; the registry takes the "
+            "low-s form (as eth_account signs)",
+        )
+    message = encode_typed_data(
+        full_message=bid_typed_data(chain_id, registry, task_id, min_price, expiry, nonce)
+    )
+    try:
+        return Account.recover_message(message, signature=signature)
+    except Exception:  # r or s out of range: ecrecover finds no key
+        return _refuse("bad_signature", "the signature does not recover to any address")
+
+
+def _refuse(code: str, reason: str):
+    raise _Refused(Refusal(code, reason))
+
+
+class _Refused(Exception):
+    def __init__(self, refusal: Refusal):
+        super().__init__(refusal.reason)
+        self.refusal = refusal
+
+
+# ------------------------------------------------------------------ messages
+
+
+def _uint(value: int | str) -> int:
+    number = int(value)
+    if not 0 <= number <= UINT256_MAX:
+        raise ValueError("must be between 0 and 2**256 - 1")
+    return number
+
+
+def _address(value: str) -> str:
+    digits = value[2:]
+    if digits != digits.lower() and digits != digits.upper() and to_checksum_address(value) != value:
+        raise ValueError(f"{value} has a bad checksum (its mixed case does not match EIP-55)")
+    return to_checksum_address(value)
+
+
+Uint = Annotated[
+    Annotated[int, Field(strict=True, ge=0)] | Annotated[str, Field(pattern=r"^[0-9]{1,78}$")],
+    AfterValidator(_uint),
+    Field(description="A uint256 (0 to 2**256 - 1): a decimal string, or an integer"),
+]
+Address = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$"), AfterValidator(_address)]
+TaskId = Annotated[str, Field(pattern=TASK_ID, description="0x and 64 hex digits")]
+Wei = Annotated[str, Field(pattern=r"^[0-9]+$", description="wei, as a decimal string")]
+
+
+class BidIn(BaseModel):
+    """A prover's Bid and its EIP-712 signature in the registry's domain (see /health for
+    the chain id and registry)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: TaskId
+    prover: Address
+    min_price: Uint
+    expiry: Uint
+    nonce: Uint
+    signature: Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{130}$", description="65 bytes: r, s, v")]
+
+
+class BidAccepted(BaseModel):
+    bid_id: str
+    status: Literal["sealed"]
+    task_id: str
+    round: int
+    closes_at: int
+
+
+class BidOut(BaseModel):
+    bid_id: str
+    task_id: str
+    round: int
+    prover: str
+    min_price: Wei
+    expiry: Wei
+    nonce: Wei
+    status: Literal["sealed", "won", "lost", "invalid", "replaced"]
+    price: Wei | None = Field(description="what it is paid, when it won")
+    reason: str | None = Field(description="why it lost, was replaced or is invalid")
+    received_at: float
+    closes_at: int
+    assigned_block: int | None = Field(description="the block its assignment was seen in, when it won")
+
+
+class AuctionOut(BaseModel):
+    task_id: str
+    round: int
+    market_id: int
+    mechanism_id: int
+    max_reward: Wei
+    collateral: Wei
+    proving_window: int
+    capabilities: Wei
+    redundancy: int
+    open_slots: int
+    assignable_until: int
+    opened_at: int
+    closes_at: int
+    min_expiry: int = Field(description="the least expiry a bid may carry")
+    bids: int = Field(description="how many bids it holds (sealed: a count only)")
+
+
+class Winner(BaseModel):
+    prover: str
+    price: Wei
+
+
+class Result(BaseModel):
+    winners: list[Winner]
+    price: Wei | None
+    bids: int
+    note: str
+
+
+class AuctionDetail(AuctionOut):
+    state: Literal["open", "closed"]
+    result: Result | None = Field(description="once closed")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "starting"]
+    chain_id: int | None
+    registry: str | None
+    frontend: str | None
+    mechanisms: list[int]
+    block: int | None
+    chain_time: int | None
+    open_auctions: int
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    said = {
+        400: "The body could not be read",
+        401: "The signature is not the prover's",
+        404: "Not found",
+        409: "The auction's or the prover's state refuses it",
+        413: "The body is too large",
+        422: "Malformed or invalid input",
+        429: "Too many bids (see Retry-After)",
+        503: "Not ready, or an unexpected error (logged)",
+    }
+    return {code: {"model": Problem, "description": said[code]} for code in codes}
+
+
+# ------------------------------------------------------------------ the app
+
+
+class Guard:
+    """Outermost of the app's own middleware: bodies over `max_body` get 413 before they
+    are read whole, and anything unexpected becomes a logged 503 with no trace for the
+    client."""
+
+    def __init__(self, app, max_body: int, metrics: Metrics):
+        self.app = app
+        self.max_body = max_body
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_body
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await _problem(413, f"the body may hold at most {self.max_body} bytes")(
+                        scope, receive, send
+                    )
+                    return
+        seen = 0
+
+        async def receiving():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_body:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, receiving, sending)
+        except _TooLarge:
+            if not started:
+                await _problem(413, f"the body may hold at most {self.max_body} bytes")(scope, receive, send)
+        except Exception as error:
+            emit(
+                log,
+                "auction.api_error",
+                logging.ERROR,
+                path=scope.get("path"),
+                error=f"{type(error).__name__}: {error}"[:300],
+                trace=traceback.format_exc(limit=8),
+            )
+            self.metrics.counter("api_errors_total", "Requests that failed unexpectedly")
+            if not started:
+                await _problem(503, "the frontend could not answer this request; try again")(
+                    scope, receive, send
+                )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def make_app(
+    board: Callable[[], Board | None],
+    store: AuctionStore,
+    settings: ApiSettings | None = None,
+    metrics: Metrics | None = None,
+) -> FastAPI:
+    """The API over the keeper's latest `board` and a store connection of its own."""
+    settings = settings or ApiSettings()
+    metrics = metrics or Metrics("auction")
+    clients = RateLimiter(settings.client_rate, settings.client_burst)
+    provers = RateLimiter(settings.prover_rate, settings.prover_burst)
+    app = FastAPI(
+        title="Proving market: sealed-bid auction frontend",
+        version="1",
+        description=(
+            "Second-price reverse auctions for the tasks of this frontend's mechanism. A bid is the "
+            "prover's EIP-712 `Bid(bytes32 task, uint256 minPrice, uint256 expiry, uint256 nonce)` "
+            "signature in the registry's domain (name ProvingMarketRegistry, version 1, the chain id and "
+            "registry address of /health). At close the N lowest bids win a task's N open slots and "
+            "each is paid the (N+1)th lowest bid, or the task's max_reward when there were at most N. "
+            "Bids are sealed until close. Amounts are wei as decimal strings."
+        ),
+    )
+    app.add_middleware(Guard, max_body=settings.max_body, metrics=metrics)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        return _problem(422, _describe(error.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return _problem(error.status_code, str(error.detail), getattr(error, "headers", None))
+
+    def refused(code: str, reason: str, retry_after: float | None = None) -> JSONResponse:
+        metrics.counter("bids_refused_total", "Bids refused, by rule", rule=code)
+        if log.isEnabledFor(logging.DEBUG):
+            emit(log, "auction.bid_refused", logging.DEBUG, rule=code, reason=reason)
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
+        return _problem(STATUS.get(code, 409), reason, headers)
+
+    def auction_out(row: AuctionRow) -> dict[str, Any]:
+        return {
+            "task_id": row.task_id,
+            "round": row.round,
+            "market_id": row.market_id,
+            "mechanism_id": row.mechanism_id,
+            "max_reward": str(row.max_reward),
+            "collateral": str(row.collateral),
+            "proving_window": row.proving_window,
+            "capabilities": str(row.capabilities),
+            "redundancy": row.redundancy,
+            "open_slots": row.open_slots,
+            "assignable_until": row.assignable_until,
+            "opened_at": row.opened_at,
+            "closes_at": row.closes_at,
+            "min_expiry": row.closes_at + settings.expiry_margin,
+            "bids": row.bids,
+        }
+
+    @app.get("/health", response_model=Health, responses=_responses(503))
+    async def health() -> dict[str, Any]:
+        """Whether the frontend has a view of the chain yet, and which chain and registry
+        bids are signed for."""
+        seen = board()
+        if seen is None:
+            return {
+                "status": "starting",
+                "chain_id": None,
+                "registry": None,
+                "frontend": None,
+                "mechanisms": [],
+                "block": None,
+                "chain_time": None,
+                "open_auctions": 0,
+            }
+        return {
+            "status": "ok",
+            "chain_id": seen.chain_id,
+            "registry": seen.registry,
+            "frontend": seen.frontend,
+            "mechanisms": list(seen.mechanisms),
+            "block": seen.block,
+            "chain_time": seen.chain_now(),
+            "open_auctions": len(seen.auctions),
+        }
+
+    @app.get("/auctions", response_model=list[AuctionOut], responses=_responses(503))
+    async def auctions() -> list[dict[str, Any]]:
+        """Open auctions, soonest to close first: each task's terms and how many bids it
+        holds (sealed: no prices, no provers)."""
+        seen = board()
+        now = seen.chain_now() if seen is not None else 0
+        return [auction_out(row) for row in store.open_auctions() if row.closes_at > now]
+
+    @app.get(
+        "/auctions/{task_id}",
+        response_model=AuctionDetail,
+        responses=_responses(404, 422, 503),
+    )
+    async def auction(
+        task_id: Annotated[str, Path(pattern=TASK_ID)],
+        round: Annotated[
+            int | None, Query(ge=1, le=2**31, description="a round; the latest if absent")
+        ] = None,
+    ) -> Any:
+        """A task's auction (its latest round unless `round` is given): its terms, whether
+        it is open, and once closed its result: the winners and the price each is paid."""
+        row = store.auction(task_id.lower(), round)
+        if row is None:
+            which = f"round {round} of task {task_id}" if round else f"task {task_id}"
+            return _problem(404, f"no auction for {which}")
+        out = auction_out(row)
+        out["state"] = row.state
+        out["result"] = None
+        if row.state == CLOSED:
+            out["result"] = {
+                "winners": [
+                    {"prover": w.prover, "price": str(w.price)}
+                    for w in sorted(store.winners(row.task_id, row.round), key=lambda b: (b.min_price, b.seq))
+                ],
+                "price": None if row.price is None else str(row.price),
+                "bids": row.bids,
+                "note": row.note or "",
+            }
+        return out
+
+    @app.post(
+        "/bids",
+        status_code=202,
+        response_model=BidAccepted,
+        responses=_responses(400, 401, 404, 409, 413, 422, 429, 503),
+    )
+    async def submit(bid: BidIn, request: Request) -> Any:
+        """Submit a sealed bid. Accepted (202) means stored and sealed until the auction
+        closes; keep the bid id to see its status. A prover's later bid in the same
+        auction replaces its earlier one (at most `bids_per_prover` per auction)."""
+        client = request.client.host if request.client else "?"
+        wait = clients.take(client)
+        if wait:
+            return refused("rate_limited", f"too many bids from {client}; slow down", wait)
+        seen = board()
+        if seen is None:
+            return refused("starting", "the frontend is catching up with the chain; retry shortly", 2)
+        task_id = bid.task_id.lower()
+        found = seen.auctions.get(task_id)
+        now = seen.chain_now()
+        if found is None or found.auction.closes_at <= now:
+            latest = store.auction(task_id)
+            if latest is None:
+                return refused(
+                    "unknown_task",
+                    f"no auction for task {task_id}: not an open task of mechanism "
+                    f"{'/'.join(map(str, seen.mechanisms))}, or not seen yet",
+                )
+            return refused(
+                "closed",
+                f"the auction of task {task_id} (round {latest.round}) closed at {latest.closes_at}",
+            )
+        task, auction = found.task, found.auction
+        signature = bytes.fromhex(bid.signature[2:])
+        try:
+            signer = recover_bidder(
+                seen.chain_id,
+                seen.registry,
+                task.task_id,
+                bid.min_price,
+                bid.expiry,
+                bid.nonce,
+                signature,
+            )
+        except _Refused as no:
+            return refused(no.refusal.code, no.refusal.reason)
+        if signer != bid.prover:
+            return refused(
+                "wrong_signer",
+                f"the signature is {signer}'s, not prover {bid.prover}'s: sign the Bid (task, min_price, "
+                f"expiry, nonce) with the prover's own key, in the domain of chain {seen.chain_id} and "
+                f"registry {seen.registry}",
+            )
+        least = auction.closes_at + settings.expiry_margin
+        why = seen.rules.terms_refusal(task, bid.prover, bid.min_price, bid.expiry, bid.nonce, least)
+        if why is not None and why.code == "expired":
+            why = Refusal(
+                "expired",
+                f"the bid expires at {bid.expiry}; it must last until at least {least}, the auction's "
+                f"close ({auction.closes_at}) plus {settings.expiry_margin} s for the assignment to be mined",
+            )
+        why = why or seen.rules.prover_refusal(task, bid.prover)
+        if why is not None:
+            return refused(why.code, why.reason)
+        wait = provers.take(bid.prover)
+        if wait:
+            return refused("rate_limited", f"too many bids from prover {bid.prover}; slow down", wait)
+        try:
+            row = store.add_bid(
+                task_id,
+                auction.round,
+                bid.prover,
+                bid.min_price,
+                bid.expiry,
+                bid.nonce,
+                signature,
+                settings.bids_per_prover,
+            )
+        except StoreRefusal as no:
+            return refused(no.code, no.reason)
+        metrics.counter("bids_accepted_total", "Bids accepted (sealed)")
+        if log.isEnabledFor(logging.DEBUG):
+            emit(log, "auction.bid", logging.DEBUG, bid=row.bid_id, task=task_id, round=auction.round)
+        return JSONResponse(
+            {
+                "bid_id": row.bid_id,
+                "status": "sealed",
+                "task_id": task_id,
+                "round": auction.round,
+                "closes_at": auction.closes_at,
+            },
+            status_code=202,
+        )
+
+    @app.get("/bids/{bid_id}", response_model=BidOut, responses=_responses(404, 422, 503))
+    async def bid_status(bid_id: Annotated[str, Path(pattern=BID_ID)]) -> Any:
+        """A bid's status (its id is the only way to it): sealed until its auction closes,
+        then won (with the price it is paid), lost or invalid (with the reason); replaced
+        when the prover bid again in the same auction."""
+        row = store.bid(bid_id)
+        if row is None:
+            return _problem(404, f"no bid {bid_id}")
+        return bid_out(row, store.auction(row.task_id, row.round))
+
+    return app
+
+
+def bid_out(row: BidRow, auction: AuctionRow | None) -> dict[str, Any]:
+    return {
+        "bid_id": row.bid_id,
+        "task_id": row.task_id,
+        "round": row.round,
+        "prover": row.prover,
+        "min_price": str(row.min_price),
+        "expiry": str(row.expiry),
+        "nonce": str(row.nonce),
+        "status": row.status,
+        "price": None if row.price is None else str(row.price),
+        "reason": row.reason,
+        "received_at": row.received_at,
+        "closes_at": auction.closes_at if auction else 0,
+        "assigned_block": row.assigned_block,
+    }
+
+
+_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def _describe(errors: Any) -> str:
+    """Validation errors as one line: where, what was wrong (the input is not echoed)."""
+    parts = []
+    for error in list(errors)[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        message = _PRINTABLE.sub("?", str(error.get("msg", "invalid")))[:200]
+        if error.get("type") == "json_invalid":
+            where, message = "body", "the body is not valid JSON"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts) or "invalid request"

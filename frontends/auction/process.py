@@ -1,0 +1,423 @@
+"""The auction frontend: sealed-bid second-price auctions (frontends/auction/mechanism.py) for the
+tasks of a mechanism, on the keeper runtime (frontends/keeper.py), with the HTTP API
+(frontends/auction/api.py) in a thread of the same process.
+
+    AUCTION_KEY=0x… python -m frontends.auction.process \\
+        --rpc http://127.0.0.1:8545 --deployment deployments/ethereum-local.json \\
+        --mechanism 3 --db auction.sqlite --window 10 --port 8000
+
+or through ape: `ape run auction --network … --account … --mechanism 3 --db auction.sqlite`.
+
+An auction's life
+-----------------
+- **Open.** Each keeper round, every open task of the mechanism (slots open, inside its
+  assignment window) that has no open auction gets one: round 1 when the frontend first
+  sees it, opened at the chain's time and closing `--window` seconds later, but no later
+  than `close_margin` seconds before the task's assignment window ends (a task with less
+  time left gets no auction). The API takes bids for it until it closes.
+- **Close.** The first round at or after the close time clears it: in one SQLite
+  transaction (no bid can be stored for it after) its sealed bids are read, cleared with
+  the round's registry state (`clear_auctions`: the N lowest eligible bids win the N open
+  slots at the (N+1)th lowest price, or at the task's maximum with at most N bids), and
+  the result and every bid's status (won, lost, invalid with the reason) written. The
+  keeper then sends the winners' assignments with their signatures in `assign_batch`, so
+  the registry checks each prover's consent itself.
+- **After.** Each round, a winner whose assignment the mirror shows is confirmed (its
+  block recorded); one the registry skipped becomes invalid with the registry's reason;
+  one whose transaction is neither in flight nor mined (refused or dropped) becomes
+  invalid too. Its slot is open again.
+- **Again.** A task that still has open slots after an auction (no bids, fewer bids than
+  slots, a winner skipped) gets a new round at the next keeper round, as long as its
+  assignment window leaves time for one: round 2, 3, … with fresh bids (a signature is
+  accepted once). Nothing is ever assigned without a bid, so a task nobody bids on stays
+  open until its requester cancels it or the window ends and the keeper reclaims its
+  escrow. An open auction whose task leaves the book (cancelled, filled by another
+  frontend, window over, mechanism no longer served) closes with a note and no result.
+
+Everything (auctions, bids, results) is in the `--db` SQLite file beside the mirror and
+outbox: killed and restarted, the process serves the same answers, and clears the sealed
+bids of an auction that closed while it was down at its first round back.
+
+The account must be one of the mechanism's frontends. The key is read from an
+environment variable (`--key-env`, AUCTION_KEY by default). SIGTERM stops it after the
+round in progress. Log lines are JSON on stderr: `auction.api` (the URL), `auction.opened`,
+`auction.cleared`, `auction.closed`, `auction.confirmed`, `auction.invalid`, and the
+keeper's own (`auction.decision`, `auction.assigned`, `auction.skipped`, …).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+import click
+import uvicorn
+
+from frontends import book
+from frontends.auction.api import ApiSettings, Board, OpenAuction, make_app
+from frontends.auction.mechanism import Eligibility, clear_auctions
+from frontends.auction.store import AuctionStore
+from frontends.keeper import Keeper, assign_key, keeper_options
+from provingmarket.chain.client import ClientError, RegistryClient
+from provingmarket.chain.mirror import MirrorError, Snapshot
+from provingmarket.deployments import DeploymentError
+from provingmarket.runtime.metrics import Metrics
+from provingmarket.runtime.process import (
+    Stopper,
+    configure_logging,
+    connect,
+    connection_options,
+    emit,
+    key_from_env,
+    log,
+)
+
+CLOSE_MARGIN = 8  # seconds between an auction's close and the end of its task's assignment window
+MINING_MARGIN = 4  # seconds from a clearing to its assignment mined, for expiry and window checks
+
+
+class Auctioneer:
+    """The keeper's `observe` hook and mechanism for sealed-bid auctions."""
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        db: str,
+        mechanisms: tuple[int, ...],
+        window: int,
+        settings: ApiSettings,
+        metrics: Metrics,
+        close_margin: int = CLOSE_MARGIN,
+        mining_margin: int = MINING_MARGIN,
+        **keeper: Any,
+    ):
+        self.window = window
+        self.settings = settings
+        self.metrics = metrics
+        self.close_margin = close_margin
+        self.mining_margin = mining_margin
+        self.keeper = Keeper(
+            client,
+            db,
+            self.decide,
+            mechanisms,
+            name="auction",
+            metrics=metrics,
+            observe=self.observe,
+            **keeper,
+        )
+        self.store = AuctionStore(db)
+        self.me = self.keeper.me
+        self.chain_id = client.web3.eth.chain_id
+        self.registry = client.address
+        self.board: Board | None = None
+        self.snap: Snapshot | None = None
+        self.nonces: dict[str, int] = {}
+
+    # -------------------------------------------------------------- each round
+
+    def observe(self, snap: Snapshot, view: book.Snapshot) -> None:
+        now = view.now
+        self.snap = snap
+        self.nonces = {p.prover: p.nonce for p in snap.provers.values()}
+        self._reconcile(snap)
+        tasks = {_hex(t.task_id): t for t in view.tasks}
+        open_rows = {row.task_id: row for row in self.store.open_auctions()}
+        for task_id, row in list(open_rows.items()):
+            if task_id not in tasks:
+                note = self._gone(task_id, now)
+                self.store.close_auction(task_id, row.round, now, note)
+                del open_rows[task_id]
+                self._say("closed", task=task_id, round=row.round, note=note, bids=row.bids)
+        for task_id, row in open_rows.items():
+            if row.open_slots != tasks[task_id].open_slots:  # another frontend filled one
+                self.store.set_open_slots(task_id, row.round, tasks[task_id].open_slots)
+        fresh = [task_id for task_id in tasks if task_id not in open_rows]
+        rounds = self.store.last_rounds(fresh)
+        for task_id in fresh:
+            task = tasks[task_id]
+            closes = min(
+                now + self.window, task.terms.posted_at + task.terms.assign_window - self.close_margin
+            )
+            if closes <= now:
+                continue  # too late for an auction: the keeper reclaims it when the window ends
+            row = self.store.open_auction(task, rounds.get(task_id, 0) + 1, now, closes)
+            open_rows[task_id] = row
+            self.metrics.counter("auctions_opened_total", "Auctions opened")
+            self._say(
+                "opened",
+                task=task_id,
+                round=row.round,
+                opened_at=now,
+                closes_at=closes,
+                open_slots=task.open_slots,
+                max_reward=task.terms.max_reward,
+            )
+        self.metrics.gauge("auctions_open", "Auctions taking bids", len(open_rows))
+        self.board = Board(
+            now=now,
+            wall=time.monotonic(),
+            block=snap.block,
+            chain_id=self.chain_id,
+            registry=self.registry,
+            frontend=self.me,
+            mechanisms=tuple(sorted(view.mechanisms)),
+            rules=Eligibility(view, self.nonces),
+            auctions={task_id: OpenAuction(tasks[task_id], row) for task_id, row in open_rows.items()},
+        )
+
+    def decide(self, view: book.Snapshot) -> list[book.Decision]:
+        """Clear the auctions whose close time has come (the keeper sends the decisions)."""
+        if not self.store.due(view.now):
+            return []
+        tasks = {_hex(t.task_id): t for t in view.tasks}
+        block = self.snap.block if self.snap is not None else 0
+        with self.store.transaction():
+            batch = []
+            for row in self.store.due(view.now):
+                task = tasks.get(row.task_id)
+                if task is None:  # not in the book since `observe` looked: next round closes it
+                    continue
+                bids = [b.sealed() for b in self.store.sealed_bids(row.task_id, row.round)]
+                batch.append((row, task, bids))
+            cleared = clear_auctions(
+                view, [(task, bids) for _, task, bids in batch], self.nonces, view.now + self.mining_margin
+            )
+            for (row, _, _), result in zip(batch, cleared, strict=True):
+                self.store.record(row, result, view.now, block)
+        decisions = []
+        for (row, _, bids), result in zip(batch, cleared, strict=True):
+            decisions.extend(result.decisions)
+            self.metrics.counter("auctions_cleared_total", "Auctions cleared")
+            self.metrics.counter("bids_cleared_total", "Bids cleared", len(bids))
+            self._say(
+                "cleared",
+                task=row.task_id,
+                round=row.round,
+                closes_at=row.closes_at,
+                bids=len(bids),
+                winners=[d.prover for d in result.decisions],
+                price=result.price,
+                dropped={bid_id: why.code for bid_id, why in result.dropped.items()},
+                note=result.note,
+            )
+        return decisions
+
+    # -------------------------------------------------------------- helpers
+
+    def _reconcile(self, snap: Snapshot) -> None:
+        """What became of the winners sent: assigned, skipped, or lost on the way."""
+        pending = self.store.unconfirmed_winners()
+        if not pending:
+            return
+        mirror = self.keeper.mirror
+        in_flight = self.keeper.outbox.in_flight_keys()
+        for bid, auction in pending:
+            task_id = bytes.fromhex(bid.task_id[2:])
+            after = auction.cleared_block or 0
+            assigned = [
+                a
+                for a in mirror.assignments(prover=bid.prover, task_id=task_id)
+                if a.frontend == self.me and a.assigned_block > after
+            ]
+            if assigned:
+                self.store.confirm(bid.bid_id, assigned[0].assigned_block)
+                self._say(
+                    "confirmed",
+                    task=bid.task_id,
+                    prover=bid.prover,
+                    price=bid.price,
+                    block=assigned[0].assigned_block,
+                )
+                continue
+            skipped = [
+                s
+                for s in mirror.skipped_assignments(task_id)
+                if s["prover"] == bid.prover and s["frontend"] == self.me and s["block"] > after
+            ]
+            if skipped:
+                reason = skipped[-1]["reason"]
+            elif assign_key(task_id, bid.prover) in in_flight:
+                continue
+            else:
+                reason = "its assignment was not mined: the transaction was refused or dropped"
+            self.store.invalidate(bid.bid_id, reason)
+            self.metrics.counter("winners_invalid_total", "Winners the registry did not assign")
+            self._say("invalid", logging.WARNING, task=bid.task_id, prover=bid.prover, reason=reason)
+
+    def _gone(self, task_id: str, now: int) -> str:
+        """Why a task with an open auction is no longer in the book."""
+        task = self.keeper.mirror.task(task_id)
+        if task is None:
+            return "the task is no longer known (a reorg dropped it)"
+        if task.open == 0:
+            if task.closed and not task.assigned and not task.proven:
+                return "the task was cancelled or its escrow reclaimed"
+            return "no open slot left"
+        if now > task.assignable_until:
+            return "the task's assignment window is over"
+        return "the task's mechanism is no longer served by this frontend"
+
+    def _say(self, kind: str, level: int = logging.INFO, **fields: Any) -> None:
+        emit(log, f"auction.{kind}", level, **fields)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class ApiServer:
+    """uvicorn serving the app in a thread, on a socket bound before it starts."""
+
+    def __init__(self, app, port: int, host: str = "127.0.0.1"):
+        # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so, and
+        # without it every answer waits out the client's delayed ACK (40 ms).
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        config = uvicorn.Config(app, log_config=None, access_log=False, timeout_keep_alive=30, backlog=1024)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def start(self) -> ApiServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not self.server.started:
+            self.stop()
+            raise ClientError(f"the API did not start on {self.url}; see the log lines above")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+def run_auction(
+    client: RegistryClient,
+    window: int,
+    port: int,
+    settings: ApiSettings,
+    metrics_port: int | None = None,
+    stop: Stopper | None = None,
+    **keeper: Any,
+) -> None:
+    """Run the auctions and their API until `stop` (SIGTERM); `keeper` are the Keeper's
+    arguments (`keeper_options`)."""
+    metrics = Metrics("auction")
+    db = keeper.pop("db_path")
+    try:
+        auctioneer = Auctioneer(client, db, keeper.pop("mechanisms"), window, settings, metrics, **keeper)
+    except ValueError as error:
+        raise ClientError(str(error)) from None
+    if metrics_port is not None:
+        served = metrics.serve(metrics_port)
+        emit(log, "auction.metrics", url=f"http://127.0.0.1:{served}/metrics")
+    api_store = AuctionStore(db, timeout=5.0)  # a locked database answers 503, not a stalled API
+    server = ApiServer(make_app(lambda: auctioneer.board, api_store, settings, metrics), port).start()
+    emit(log, "auction.api", url=server.url, openapi=f"{server.url}/openapi.json", docs=f"{server.url}/docs")
+    try:
+        auctioneer.keeper.run(stop or Stopper())
+    finally:
+        server.stop()
+        api_store.close()
+        auctioneer.close()
+        metrics.close()
+
+
+def auction_options(command):
+    """The auction's own options, shared by this process and `ape run auction`; the
+    command receives `window`, `port` and `settings` (ApiSettings)."""
+    defaults = ApiSettings()
+    options = [
+        click.option(
+            "--window",
+            default=10,
+            show_default=True,
+            type=click.IntRange(1, 86_400),
+            help="Bidding window, seconds.",
+        ),
+        click.option(
+            "--port",
+            default=8000,
+            show_default=True,
+            type=click.IntRange(0, 65535),
+            help="API port (0: any).",
+        ),
+        click.option(
+            "--expiry-margin",
+            default=defaults.expiry_margin,
+            show_default=True,
+            type=click.IntRange(0, 3_600),
+            help="Seconds a bid must outlive its auction's close.",
+        ),
+        click.option(
+            "--bids-per-prover",
+            default=defaults.bids_per_prover,
+            show_default=True,
+            type=click.IntRange(1, 1_000),
+            help="Bids a prover may make in one auction.",
+        ),
+        click.option(
+            "--prover-rate",
+            default=defaults.prover_rate,
+            show_default=True,
+            type=click.FloatRange(0),
+            help="Bids per second per prover (0: no limit).",
+        ),
+        click.option(
+            "--prover-burst", default=defaults.prover_burst, show_default=True, type=click.IntRange(1)
+        ),
+        click.option(
+            "--client-rate",
+            default=defaults.client_rate,
+            show_default=True,
+            type=click.FloatRange(0),
+            help="Bids per second per client IP (0: no limit).",
+        ),
+        click.option(
+            "--client-burst", default=defaults.client_burst, show_default=True, type=click.IntRange(1)
+        ),
+    ]
+    names = ("expiry_margin", "bids_per_prover", "prover_rate", "prover_burst", "client_rate", "client_burst")
+
+    @functools.wraps(command)
+    def settled(**kwargs):
+        kwargs["settings"] = ApiSettings(**{name: kwargs.pop(name) for name in names})
+        return command(**kwargs)
+
+    for option in reversed(options):
+        settled = option(settled)
+    return settled
+
+
+@click.command()
+@connection_options("AUCTION_KEY")
+@auction_options
+@keeper_options
+def main(rpc, deployment, key_env, log_level, **options):
+    """Run sealed-bid second-price auctions for open tasks, and assign the winners."""
+    configure_logging(log_level)
+    stop = Stopper()
+    try:
+        client = connect(rpc, deployment, key_from_env(key_env))
+        run_auction(client, stop=stop, **options)
+    except (ClientError, DeploymentError, MirrorError, OSError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+def _hex(task_id: bytes) -> str:
+    return "0x" + bytes(task_id).hex()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,426 @@
+"""Quality of service as the chain recorded it: per task, and aggregated.
+
+Everything here is read from the registry's events (no frontend's or agent's word is
+taken): `measure` replays them in order and returns one `TaskQoS` per posted task:
+
+- **time to assignment**: from the task's posting block to its first `TaskAssigned`
+  (None for an open race, which nobody assigns, and for a task never assigned);
+- **time to first proof** and the time of every valid proof (`TaskProven`), in seconds
+  after posting, by block timestamps;
+- **price paid against the maximum**: what the provers were paid over what the proofs
+  could have cost at the task's maximum reward (`paid / (max_reward × proofs)`), and what
+  the requester spent in all (paid plus frontend fees);
+- **proofs delivered against the redundancy asked**;
+- **slashes** of the task's provers;
+- **provers who could take part** (in the task's market when it was posted, accepting
+  its mechanism unless built in, with stake at least the task's collateral, capabilities
+  covering the task's and a proving time within its proving window) and **provers who
+  did** (distinct provers assigned or that proved);
+- whether its slots were refunded, and whether the requester cancelled it.
+
+`summarize` aggregates tasks per mechanism with its parameters (`arm`), per market or per
+requester; `table` prints the aggregate. The scores a requester's weights give these
+numbers are in provingmarket/market/preferences.py.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
+
+BUILT_IN = {OPEN_RACE: "open race", DUTCH: "dutch"}
+
+
+@dataclass(frozen=True)
+class TaskQoS:
+    task_id: str  # 0x hex
+    market_id: int
+    mechanism_id: int
+    mechanism: str  # the registered name, or "open race" / "dutch"
+    requester: str
+    posted_at: int  # unix seconds: the posting block's timestamp
+    terms: TaskTerms
+    min_reward: int  # the market's least reward: the unit the cost score measures in
+    assigned_after: int | None  # seconds from posting to the first assignment
+    proof_times: tuple[int, ...]  # seconds from posting to each valid proof, in order
+    provers: tuple[str, ...]  # who proved, in order
+    paid: int  # to provers, every proof
+    fees: int  # to frontends
+    slashes: int
+    could: int  # distinct provers that could take part when it was posted
+    took_part: int  # distinct provers assigned to it or that proved it
+    refunded: int  # slots closed unfilled (windows passed, cancelled or assignment voided)
+    cancelled: bool
+
+    @property
+    def redundancy(self) -> int:
+        return self.terms.redundancy
+
+    @property
+    def proofs(self) -> int:
+        return len(self.proof_times)
+
+    @property
+    def first_proof(self) -> int | None:
+        return self.proof_times[0] if self.proof_times else None
+
+    @property
+    def spent(self) -> int:
+        """What the requester paid in all: the provers and the frontends."""
+        return self.paid + self.fees
+
+    @property
+    def price_ratio(self) -> float | None:
+        """Paid over the most its proofs could have cost (None without a proof)."""
+        ceiling = self.terms.max_reward * self.proofs
+        return self.paid / ceiling if ceiling else None
+
+    @property
+    def settled(self) -> bool:
+        """Every slot ended: proven, or closed with its escrow refunded."""
+        return self.proofs + self.refunded >= self.redundancy
+
+    @property
+    def arm(self) -> str:
+        """The mechanism with the parameters that shape its service, e.g. "auction ×1"
+        or "election ×3 decaying"."""
+        return arm_label(self.mechanism, self.terms)
+
+
+def arm_label(mechanism: str, terms: TaskTerms) -> str:
+    return f"{mechanism} ×{terms.redundancy}" + (" decaying" if terms.decay else "")
+
+
+@dataclass
+class Member:
+    """A prover's membership of a market, as its events left it."""
+
+    capacity: int
+    proving_time: int
+    capabilities: int
+    accepts: set[int] = field(default_factory=set)
+
+
+class ProverBook:
+    """Provers' stake and market memberships replayed from the registry's events: what
+    the QoS (who could take a task) and the router (who is in a market) both read."""
+
+    def __init__(self) -> None:
+        self.stake: dict[str, int] = {}  # lowercase address → stake, locked included
+        self.members: dict[int, dict[str, Member]] = {}  # market → lowercase address → membership
+
+    def apply(self, e) -> None:
+        """Apply one event; events about anything else are ignored."""
+        a = e.args
+        if e.name == "Staked":
+            self.stake[a["prover"].lower()] = a["stake"]  # the stake after it, in all
+        elif e.name in ("Unstaked", "Slashed"):
+            who = a["prover"].lower()
+            self.stake[who] = self.stake.get(who, 0) - a["amount" if e.name == "Unstaked" else "collateral"]
+        elif e.name in ("ProverJoined", "ProverUpdated"):
+            market = self.members.setdefault(a["market_id"], {})
+            who = a["prover"].lower()
+            old = market.get(who)
+            # A join starts afresh: acceptances made before a leave do not hold after it.
+            accepts = old.accepts if old is not None and e.name == "ProverUpdated" else set()
+            market[who] = Member(a["capacity"], a["proving_time"], a["capabilities"], accepts)
+        elif e.name == "ProverLeft":
+            self.members.get(a["market_id"], {}).pop(a["prover"].lower(), None)
+        elif e.name == "MechanismAccepted":
+            member = self.members.get(a["market_id"], {}).get(a["prover"].lower())
+            if member is not None:
+                (member.accepts.add if a["accepted"] else member.accepts.discard)(a["mechanism_id"])
+
+    def eligible(
+        self,
+        market_id: int,
+        collateral: int,
+        capabilities: int = 0,
+        mechanism_id: int | None = None,
+        proving_window: int | None = None,
+    ) -> list[Member]:
+        """The market's members with capacity, stake of at least `collateral` and
+        capabilities covering `capabilities`; accepting `mechanism_id` unless it is None
+        or built in, and proving within `proving_window` unless it is None."""
+        return [
+            m
+            for who, m in self.members.get(market_id, {}).items()
+            if m.capacity > 0
+            and self.stake.get(who, 0) >= collateral
+            and m.capabilities & capabilities == capabilities
+            and (mechanism_id is None or mechanism_id in BUILT_IN or mechanism_id in m.accepts)
+            and (proving_window is None or m.proving_time <= proving_window)
+        ]
+
+
+@dataclass
+class _Task:
+    terms: TaskTerms
+    requester: str
+    posted_at: int
+    could: int
+    min_reward: int
+    mechanism: str
+    assigned_at: int | None = None
+    proofs: list[tuple[int, str]] = field(default_factory=list)
+    paid: int = 0
+    fees: int = 0
+    slashes: int = 0
+    took_part: set[str] = field(default_factory=set)
+    refunded: int = 0
+    cancelled: bool = False
+
+
+def _hex(value: bytes | str) -> str:
+    return value if isinstance(value, str) else "0x" + bytes(value).hex()
+
+
+def measure(events: Iterable, block_time: Callable[[int], int]) -> list[TaskQoS]:
+    """One TaskQoS per task posted in `events` (the registry's decoded events, oldest
+    first, with `name`, `args` and `block` as provingmarket.chain.client.Event has them), in
+    posting order. `block_time(number)` gives a block's timestamp. Events of tasks posted
+    before the first event given are ignored: give the history from the registry's
+    deployment to count who could take part."""
+    names: dict[int, str] = dict(BUILT_IN)
+    min_rewards: dict[int, int] = {}
+    provers = ProverBook()
+    tasks: dict[str, _Task] = {}
+    for e in events:
+        a = e.args
+        provers.apply(e)
+        if e.name == "MarketCreated":
+            min_rewards[a["market_id"]] = a["min_reward"]
+        elif e.name == "MechanismRegistered":
+            names[a["mechanism_id"]] = a["name"]
+        elif e.name == "TaskPosted":
+            terms = TaskTerms.from_event(a["terms"])
+            could = len(
+                provers.eligible(
+                    terms.market_id,
+                    terms.collateral,
+                    terms.capabilities,
+                    terms.mechanism_id,
+                    terms.proving_window,
+                )
+            )
+            tasks[_hex(a["task_id"])] = _Task(
+                terms,
+                a["requester"],
+                terms.posted_at or block_time(e.block),
+                could,
+                min_rewards.get(terms.market_id, 0),
+                names.get(terms.mechanism_id, f"mechanism {terms.mechanism_id}"),
+            )
+        else:
+            task = tasks.get(_hex(a["task_id"])) if "task_id" in a else None
+            if task is None:
+                continue
+            if e.name == "TaskAssigned":
+                if task.assigned_at is None:
+                    task.assigned_at = block_time(e.block)
+                task.took_part.add(a["prover"].lower())
+            elif e.name == "TaskProven":
+                task.proofs.append((block_time(e.block), a["prover"]))
+                task.paid += a["paid"]
+                task.fees += a["fee"]
+                task.took_part.add(a["prover"].lower())
+            elif e.name == "Slashed":
+                task.slashes += 1
+            elif e.name == "SlotsClosed":
+                task.refunded += a["slots"]
+                task.cancelled = task.cancelled or bool(a["cancelled"])
+            elif e.name == "AssignmentVoided":
+                # The verifier changed under the assignment: the registry ends the slot and
+                # refunds its escrow without a SlotsClosed.
+                task.refunded += 1
+    return [
+        TaskQoS(
+            task_id=tid,
+            market_id=t.terms.market_id,
+            mechanism_id=t.terms.mechanism_id,
+            mechanism=t.mechanism,
+            requester=t.requester,
+            posted_at=t.posted_at,
+            terms=t.terms,
+            min_reward=t.min_reward,
+            assigned_after=None if t.assigned_at is None else t.assigned_at - t.posted_at,
+            proof_times=tuple(at - t.posted_at for at, _ in t.proofs),
+            provers=tuple(who for _, who in t.proofs),
+            paid=t.paid,
+            fees=t.fees,
+            slashes=t.slashes,
+            could=t.could,
+            took_part=len(t.took_part),
+            refunded=t.refunded,
+            cancelled=t.cancelled,
+        )
+        for tid, t in tasks.items()
+    ]
+
+
+def block_clock(web3) -> Callable[[int], int]:
+    """A block's timestamp by its number, each block's header read once."""
+    times: dict[int, int] = {}
+
+    def block_time(number: int) -> int:
+        if number not in times:
+            times[number] = web3.eth.get_block(number)["timestamp"]
+        return times[number]
+
+    return block_time
+
+
+def from_chain(client, from_block: int | None = None, to_block: int | str = "latest") -> list[TaskQoS]:
+    """Measure every task from the registry's history (provingmarket.chain.client.RegistryClient;
+    from its deployment block unless `from_block` is given)."""
+    return measure(client.events(from_block=from_block, to_block=to_block), block_clock(client.web3))
+
+
+# ------------------------------------------------------------------ aggregates
+
+
+@dataclass(frozen=True)
+class GroupQoS:
+    """QoS over a group of tasks. Times in seconds; None where no task had one."""
+
+    key: str
+    tasks: int
+    proven: int  # with at least one proof
+    delivered: int  # with every proof asked for
+    assigned_after: float | None  # median
+    first_proof: float | None  # median
+    first_proof_p95: float | None
+    price_ratio: float | None  # paid over the maxima of the proofs delivered, in all
+    spent: int  # what the requesters paid, in all
+    proofs: int
+    proofs_asked: int
+    slashes: int
+    could: float  # mean provers that could take part
+    took_part: float  # mean provers that did
+    refunded: int  # tasks with a refunded slot
+
+    @property
+    def delivery(self) -> float:
+        """Proofs delivered over proofs asked for."""
+        return self.proofs / self.proofs_asked if self.proofs_asked else 0.0
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _p95(values: Sequence[float]) -> float | None:
+    """Nearest rank."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, round(0.95 * len(ordered)) - 1)]
+
+
+KEYS: dict[str, Callable[[TaskQoS], str]] = {
+    "mechanism": lambda q: q.arm,
+    "market": lambda q: f"market {q.market_id}",
+    "requester": lambda q: q.requester,
+}
+
+
+def summarize(tasks: Iterable[TaskQoS], key: str | Callable[[TaskQoS], str] = "mechanism") -> list[GroupQoS]:
+    """Aggregate per `key`: "mechanism" (with its parameters), "market", "requester", or
+    a function of a task. Groups sorted by key."""
+    by = KEYS[key] if isinstance(key, str) else key
+    groups: dict[str, list[TaskQoS]] = {}
+    for q in tasks:
+        groups.setdefault(by(q), []).append(q)
+    return [_group(name, groups[name]) for name in sorted(groups)]
+
+
+def _group(key: str, tasks: Sequence[TaskQoS]) -> GroupQoS:
+    firsts = [q.first_proof for q in tasks if q.first_proof is not None]
+    ceiling = sum(q.terms.max_reward * q.proofs for q in tasks)
+    return GroupQoS(
+        key=key,
+        tasks=len(tasks),
+        proven=sum(1 for q in tasks if q.proofs),
+        delivered=sum(1 for q in tasks if q.proofs >= q.redundancy),
+        assigned_after=_median([q.assigned_after for q in tasks if q.assigned_after is not None]),
+        first_proof=_median(firsts),
+        first_proof_p95=_p95(firsts),
+        price_ratio=sum(q.paid for q in tasks) / ceiling if ceiling else None,
+        spent=sum(q.spent for q in tasks),
+        proofs=sum(q.proofs for q in tasks),
+        proofs_asked=sum(q.redundancy for q in tasks),
+        slashes=sum(q.slashes for q in tasks),
+        could=statistics.fmean(q.could for q in tasks),
+        took_part=statistics.fmean(q.took_part for q in tasks),
+        refunded=sum(1 for q in tasks if q.refunded),
+    )
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+COLUMNS = (
+    ("tasks", 5),
+    ("proven", 6),
+    ("to assign", 9),
+    ("to proof", 8),
+    ("p95", 5),
+    ("paid/max", 8),
+    ("proofs/asked", 12),
+    ("slashes", 7),
+    ("could", 5),
+    ("did", 4),
+    ("refunded", 8),
+)
+
+
+def table(
+    groups: Sequence[GroupQoS], title: str = "mechanism", extra: Mapping[str, Sequence[str]] | None = None
+) -> str:
+    """The groups as a text table: times are medians in seconds after posting; paid/max
+    is what provers were paid over the maxima of the proofs delivered; could/did are the
+    mean provers that could take part and that did. `extra` adds columns (name → one
+    cell per group)."""
+    extra = dict(extra or {})
+    width = max([len(title), *(len(g.key) for g in groups)])
+    head = f"{title:<{width}}  " + " ".join(f"{n:>{w}}" for n, w in COLUMNS)
+    head += "".join(f" {n:>{max(len(n), 6)}}" for n in extra)
+    lines = [head]
+    for i, g in enumerate(groups):
+        cells = [
+            str(g.tasks),
+            str(g.proven),
+            _fmt(g.assigned_after, ".0f"),
+            _fmt(g.first_proof, ".0f"),
+            _fmt(g.first_proof_p95, ".0f"),
+            _fmt(None if g.price_ratio is None else 100 * g.price_ratio, ".0f")
+            + ("%" if g.price_ratio is not None else ""),
+            f"{g.proofs}/{g.proofs_asked}",
+            str(g.slashes),
+            f"{g.could:.1f}",
+            f"{g.took_part:.1f}",
+            str(g.refunded),
+        ]
+        row = f"{g.key:<{width}}  " + " ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, COLUMNS, strict=True))
+        row += "".join(f" {v[i]:>{max(len(n), 6)}}" for n, v in extra.items())
+        lines.append(row)
+    return "\n".join(lines)
+
+
+__all__ = [
+    "BUILT_IN",
+    "GroupQoS",
+    "Member",
+    "ProverBook",
+    "TaskQoS",
+    "block_clock",
+    "arm_label",
+    "from_chain",
+    "measure",
+    "summarize",
+    "table",
+]

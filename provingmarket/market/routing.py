@@ -1,0 +1,119 @@
+"""Between the chain and the router (provingmarket/market/router.py): what the router needs to
+know, read from the registry's events.
+
+- `market_view`: a market's least reward and collateral and the provers that could take
+  its tasks now, by replaying the registry's events;
+- `arms`: the mechanisms a task can be posted through (the built-in open race and reverse
+  Dutch auction, and every registered mechanism not retired), by name;
+- `routable`: of those, the ones some prover in the market takes tasks from;
+- `persona_preferences`: a persona's weights (provingmarket/market/personas.py) as preferences.
+
+The events are `provingmarket.chain.client.RegistryClient.events(from_block=...)`, oldest first
+(anything with `name` and `args` as provingmarket.chain.client.Event has them); give the history
+from the registry's deployment, or provers who joined earlier are missed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
+
+from provingmarket.market.personas import persona
+from provingmarket.market.preferences import Preferences
+from provingmarket.market.qos import BUILT_IN, ProverBook
+from provingmarket.market.router import Arm, MarketView
+
+
+def market_view(events: Iterable, market_id: int, capabilities: int = 0) -> MarketView:
+    """The market's least reward and collateral (MarketCreated) and its provers now: each
+    one joined (ProverJoined, ProverUpdated, not ProverLeft since) with capacity above 0,
+    with stake (Staked, Unstaked, Slashed) at least the market's least collateral, and
+    covering `capabilities` (a task's hardware bitmask; 0: any); for each, its declared
+    proving time and the mechanisms it accepts in the market (MechanismAccepted).
+
+    Raises ValueError if the events hold no market `market_id`."""
+    created: dict[int, tuple[int, int]] = {}
+    provers = ProverBook()
+    for e in events:
+        provers.apply(e)
+        if e.name == "MarketCreated":
+            created[e.args["market_id"]] = (e.args["min_reward"], e.args["min_collateral"])
+    if market_id not in created:
+        known = ", ".join(map(str, sorted(created))) or "none"
+        raise ValueError(f"no market {market_id} in the registry's events (markets: {known})")
+    min_reward, min_collateral = created[market_id]
+    return MarketView(
+        market_id=market_id,
+        min_reward=min_reward,
+        min_collateral=min_collateral,
+        provers=tuple(
+            (m.proving_time, frozenset(m.accepts))
+            for m in provers.eligible(market_id, min_collateral, capabilities)
+        ),
+    )
+
+
+def arms(
+    events: Iterable,
+    fees: Mapping[str, int] | None = None,
+    least_times: Mapping[str, int] | None = None,
+) -> list[Arm]:
+    """The open race, the Dutch auction and every registered mechanism not retired, in
+    that order (registered ones by id), each named as the registry names it. A registered
+    mechanism whose name is taken already (by a built-in one or one registered before it)
+    is named with its id too: "auction #5". `fees` (wei per slot) and `least_times`
+    (seconds before an assignment can be made) are per name (the suffixed name, else the
+    registered one unless a built-in one has it); 0 when not given. The built-in mechanisms
+    pay no frontend, so no fee."""
+    fees, least_times = dict(fees or {}), dict(least_times or {})
+    registered: dict[int, str] = {}
+    retired: set[int] = set()
+    for e in events:
+        if e.name == "MechanismRegistered":
+            registered[e.args["mechanism_id"]] = e.args["name"]
+        elif e.name == "MechanismRetired":
+            retired.add(e.args["mechanism_id"])
+    found = [
+        Arm(name, mechanism_id, least_time=least_times.get(name, 0))
+        for mechanism_id, name in BUILT_IN.items()
+    ]
+    taken = {a.name for a in found}
+    for mechanism_id in sorted(registered):
+        base = registered[mechanism_id]
+        name = base if base not in taken else f"{base} #{mechanism_id}"
+        taken.add(name)  # a retired one keeps its name: the names stay the same as others retire
+        if mechanism_id in retired:
+            continue
+        # "auction #5" takes what is given for "auction" too, but never a built-in one's
+        alias = base if base not in BUILT_IN.values() else name
+        found.append(
+            Arm(
+                name,
+                mechanism_id,
+                least_time=least_times.get(name, least_times.get(alias, 0)),
+                fee=fees.get(name, fees.get(alias, 0)),
+            )
+        )
+    return found
+
+
+def routable(candidates: Sequence[Arm], market: MarketView) -> list[Arm]:
+    """The arms some prover of the market takes tasks from: the built-in ones if any prover
+    is in it, a registered one if one of them accepts it. The router bars the others
+    anyway; leaving them out keeps its reasons about the mechanisms that could serve."""
+    return [a for a in candidates if market.could(a, proving_window=2**255) > 0]
+
+
+def persona_preferences(
+    name: str, *, max_time: int | None = None, max_price: int | None = None, min_redundancy: int | None = None
+) -> Preferences:
+    """A persona's weights (provingmarket/market/personas.py) as preferences, with the hard limits
+    given (None: no limit). Raises personas.UnknownPersona for a name it does not know and
+    preferences.PreferenceError for a limit that cannot be used."""
+    limits: dict[str, int] = {"max_time": max_time, "max_price": max_price}
+    if min_redundancy is not None:
+        limits["min_redundancy"] = min_redundancy
+    return Preferences(**asdict(persona(name).weights), **limits)
+
+
+__all__ = ["arms", "market_view", "persona_preferences", "routable"]

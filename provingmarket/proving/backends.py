@@ -1,0 +1,346 @@
+"""Proving backends: given a market's circuit and a task's inputs, the proof bytes and the
+public inputs the registry expects.
+
+Two backends implement `ProvingBackend`:
+
+- `Groth16pyBackend` proves in-process with groth16py (PyPI). groth16py is GPL-3.0, so it
+  is an optional extra (requirements-groth16py.txt); nothing else imports it, and without
+  it this backend says how to install it.
+- `CommandBackend` runs any external command (snarkjs, a zkVM's prover wrapped to emit a
+  Groth16 proof, a remote prover's client), configured, not coded: see `from_config`.
+
+Neither returns a proof it has not checked: the in-process backend verifies its proof with
+the circuit's verifying key (a witness that does not satisfy the circuit would otherwise
+give a well-formed but invalid proof), and the command backend checks the output's shape,
+its points and its public inputs, and then runs the caller's `check` if given (the prover
+agent passes an eth_call of the market's verifier). Failures raise `BackendError` with
+what happened: the exit code and the tail of a command's output, or the inputs that do
+not fit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from provingmarket.proving.circuits import (
+    PROOF_SIZE,
+    Circuit,
+    CircuitError,
+    P,
+    _on_g1,
+    _on_g2,
+    proof_from_snarkjs,
+)
+
+ProofCheck = Callable[[bytes, list[int]], bool]
+
+
+class BackendError(RuntimeError):
+    """A proof could not be produced; the message says why and what to look at."""
+
+
+@dataclass(frozen=True)
+class ProofResult:
+    proof: bytes  # 256 bytes: A, B, C (see contracts/verifiers/Groth16Verifier.vy)
+    public_inputs: list[int]  # in the circuit's order, the prover's address included
+    seconds: float  # wall time of the proving itself
+    backend: str
+
+
+class ProvingBackend(Protocol):
+    name: str
+
+    def prove(self, circuit: Circuit, inputs: Mapping[str, int], prover: str) -> ProofResult:
+        """Prove `circuit` for a task's `inputs` as `prover` (its address goes in the
+        circuit's address input). Raises CircuitError for inputs that do not fit the
+        circuit and BackendError when no valid proof came out."""
+        ...
+
+
+def check_proof_shape(proof: bytes, source: str) -> None:
+    """The proof is 256 bytes of reduced coordinates with A and C on the curve and B on
+    the twist; anything else is refused before it costs gas."""
+    if len(proof) != PROOF_SIZE:
+        raise BackendError(f"{source}: proof is {len(proof)} bytes, expected {PROOF_SIZE} (A, B, C)")
+    words = [int.from_bytes(proof[i : i + 32], "big") for i in range(0, PROOF_SIZE, 32)]
+    if any(w >= P for w in words):
+        raise BackendError(f"{source}: a proof coordinate is not below the field modulus")
+    if not _on_g1(words[0], words[1]) or not _on_g1(words[6], words[7]):
+        raise BackendError(f"{source}: proof point A or C is not on the BN254 curve")
+    if not _on_g2((words[3], words[2]), (words[5], words[4])):
+        raise BackendError(f"{source}: proof point B is not on BN254's G2 twist")
+
+
+# ------------------------------------------------------------------ in-process (groth16py)
+
+
+@contextmanager
+def _quiet():
+    """groth16py's circuit compiler prints to the process's stdout; keep it off ours."""
+    saved = os.dup(1)
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+class Groth16pyBackend:
+    """Prove in this process with groth16py, from the circuit's snarkjs proving key."""
+
+    name = "groth16py"
+
+    def __init__(self) -> None:
+        try:
+            import groth16py
+        except ImportError:
+            raise BackendError(
+                "the groth16py backend needs the optional groth16py package (GPL-3.0): "
+                "pip install -r requirements-groth16py.txt, or use the command backend"
+            ) from None
+        self._lib = groth16py
+        self._keys: dict[Path, tuple[object, object]] = {}
+
+    def _load(self, circuit: Circuit) -> tuple[object, object]:
+        key = circuit.path.resolve()
+        if key not in self._keys:
+            circuit.verifying_key()  # clear errors for a bad key file first
+            try:
+                with _quiet():
+                    proving_key, _ = self._lib.import_zkey(str(circuit.zkey), str(circuit.source))
+                verifier = self._lib.Verifier(
+                    self._lib.VerifyingKey.from_snarkjs_file(str(circuit.verification_key_file))
+                )
+            except Exception as error:
+                raise BackendError(
+                    f"{circuit.zkey}: cannot load it with {circuit.source} ({error}); "
+                    "regenerate the keys with circuits/build.py"
+                ) from None
+            self._keys[key] = (proving_key, verifier)
+        return self._keys[key]
+
+    def prove(self, circuit: Circuit, inputs: Mapping[str, int], prover: str) -> ProofResult:
+        witness = circuit.witness(inputs, prover)
+        public = circuit.public_inputs(inputs, prover)
+        proving_key, verifier = self._load(circuit)
+        started = time.perf_counter()
+        try:
+            proof = bytes(self._lib.prove(proving_key, witness))
+        except Exception as error:
+            raise BackendError(f"{circuit.name}: groth16py could not prove ({error})") from None
+        seconds = time.perf_counter() - started
+        if not verifier.verify(proof, public):
+            shown = ", ".join(f"{k}={v}" for k, v in witness.items())
+            raise BackendError(
+                f"{circuit.name}: the inputs do not satisfy the circuit ({shown}); "
+                "the proof would be rejected, so none is returned"
+            )
+        return ProofResult(proof, public, seconds, self.name)
+
+
+# ------------------------------------------------------------------ external command
+
+PLACEHOLDERS = (
+    "circuit",
+    "zkey",
+    "wasm",
+    "source",
+    "verification_key",
+    "inputs",
+    "proof",
+    "public",
+    "workdir",
+)
+
+
+class CommandBackend:
+    """Run an external prover. Each argument of `command` may name placeholders:
+
+        {circuit} the circuit's folder     {zkey} {wasm} {source} {verification_key} its files
+        {inputs}  a JSON file of every input signal, the prover's address included,
+                  as decimal strings (circom's input.json)
+        {proof}   where to write the proof: snarkjs's proof.json (pi_a, pi_b, pi_c) or
+                  {"proof": "0x" + 256 bytes in hex}
+        {public}  where the command may write the public inputs (snarkjs's public.json);
+                  if it does they must be the ones expected
+        {workdir} a scratch folder, removed afterwards
+
+    The command must exit 0 within `timeout` seconds."""
+
+    name = "command"
+
+    def __init__(
+        self, command: Sequence[str], timeout: float = 600.0, check: ProofCheck | None = None
+    ) -> None:
+        if isinstance(command, str) or not command or not all(isinstance(a, str) for a in command):
+            raise BackendError("the command backend needs a command: a non-empty list of strings")
+        self.command = list(command)
+        self.timeout = timeout
+        self.check = check
+
+    @classmethod
+    def snarkjs(cls, timeout: float = 600.0, check: ProofCheck | None = None) -> CommandBackend:
+        """snarkjs from node_modules: witness from the circuit's wasm, then a Groth16 proof."""
+        script = Path(__file__).resolve().parents[2] / "circuits" / "snarkjs-prove.sh"
+        return cls(
+            ["bash", str(script), "{wasm}", "{zkey}", "{inputs}", "{proof}", "{public}"], timeout, check
+        )
+
+    def _argv(self, values: Mapping[str, str]) -> list[str]:
+        # One pass per argument, so a substituted path that happens to contain
+        # "{proof}" is not substituted again.
+        pattern = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+        return [pattern.sub(lambda m: values[m.group(1)], arg) for arg in self.command]
+
+    def prove(self, circuit: Circuit, inputs: Mapping[str, int], prover: str) -> ProofResult:
+        witness = circuit.witness(inputs, prover)
+        expected = circuit.public_inputs(inputs, prover)
+        with tempfile.TemporaryDirectory(prefix="prove-") as tmp:
+            work = Path(tmp)
+            (work / "input.json").write_text(json.dumps({k: str(v) for k, v in witness.items()}))
+            values = {
+                "circuit": str(circuit.path),
+                "zkey": str(circuit.zkey),
+                "wasm": str(circuit.wasm),
+                "source": str(circuit.source),
+                "verification_key": str(circuit.verification_key_file),
+                "inputs": str(work / "input.json"),
+                "proof": str(work / "proof.json"),
+                "public": str(work / "public.json"),
+                "workdir": str(work),
+            }
+            argv = self._argv(values)
+            started = time.perf_counter()
+            result = self._run(argv, work)
+            seconds = time.perf_counter() - started
+            if result.returncode != 0:
+                raise BackendError(
+                    f"backend command {argv[0]} failed with exit code {result.returncode}; "
+                    f"its output ended:\n{_tail(result.stdout, result.stderr)}"
+                )
+            proof = self._read_proof(Path(values["proof"]), result)
+            public_file = Path(values["public"])
+            if public_file.exists():
+                try:
+                    public = [int(v) for v in json.loads(public_file.read_text())]
+                except (ValueError, TypeError):
+                    raise BackendError(
+                        f"backend command wrote {public_file.name} that is not a list of numbers"
+                    ) from None
+                if public != expected:
+                    raise BackendError(
+                        f"backend command proved public inputs {public}, but the task's are {expected}"
+                    )
+        check_proof_shape(proof, f"backend command {argv[0]}")
+        if self.check is not None and not self.check(proof, expected):
+            raise BackendError(f"backend command {argv[0]} produced a proof the verifier rejects")
+        return ProofResult(proof, expected, seconds, self.name)
+
+    def _run(self, argv: list[str], work: Path) -> subprocess.CompletedProcess:
+        """Run the command in a process group of its own, so that a timeout (or an
+        interrupt) stops everything it started (snarkjs-prove.sh's node, say), not only
+        the command itself."""
+        try:
+            process = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=work,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise BackendError(f"backend command {argv[0]!r} not found") from None
+        with process:
+            try:
+                stdout, stderr = process.communicate(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(process)
+                stdout, stderr = process.communicate()
+                raise BackendError(
+                    f"backend command {argv[0]} timed out after {self.timeout:g}s; its output ended:\n"
+                    + _tail(stdout, stderr)
+                ) from None
+            except BaseException:
+                _kill_group(process)
+                raise
+        return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+    @staticmethod
+    def _read_proof(path: Path, result: subprocess.CompletedProcess) -> bytes:
+        if not path.exists() or path.stat().st_size == 0:
+            raise BackendError(
+                "backend command exited 0 but wrote no proof to {proof}; its output ended:\n"
+                + _tail(result.stdout, result.stderr)
+            )
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BackendError("backend command wrote a proof file that is not JSON") from None
+        if isinstance(data, dict) and isinstance(data.get("proof"), str):
+            text = data["proof"].removeprefix("0x")
+            try:
+                return bytes.fromhex(text)
+            except ValueError:
+                raise BackendError("backend command's proof is not hex") from None
+        try:
+            return proof_from_snarkjs(data, "backend command's proof")
+        except CircuitError as error:
+            raise BackendError(str(error)) from None
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """Stop the command and everything it started (its process group; see `_run`)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _tail(stdout: str | bytes, stderr: str | bytes, lines: int = 20) -> str:
+    text = "\n".join(
+        (s.decode(errors="replace") if isinstance(s, bytes) else s).strip() for s in (stdout, stderr) if s
+    )
+    return "\n".join(text.splitlines()[-lines:]) or "(no output)"
+
+
+# ------------------------------------------------------------------ configuration
+
+
+def backend_from_config(config: Mapping[str, object], check: ProofCheck | None = None) -> ProvingBackend:
+    """A backend from configuration (a prover agent's, per market):
+
+    {"backend": "groth16py"}
+    {"backend": "snarkjs", "timeout": 120}
+    {"backend": "command", "command": ["my-prover", "--in", "{inputs}", "--out", "{proof}"],
+     "timeout": 600}
+    """
+    kind = config.get("backend")
+    timeout = config.get("timeout", 600)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
+        raise BackendError(f"a backend's timeout should be a positive number of seconds, not {timeout!r}")
+    timeout = float(timeout)
+    if kind == "groth16py":
+        return Groth16pyBackend()
+    if kind == "snarkjs":
+        return CommandBackend.snarkjs(timeout, check)
+    if kind == "command":
+        command = config.get("command")
+        if not isinstance(command, list):
+            raise BackendError("a command backend's configuration needs command: a list of arguments")
+        return CommandBackend(command, timeout, check)
+    raise BackendError(f"unknown backend {kind!r}: use groth16py, snarkjs or command")

@@ -1,0 +1,217 @@
+"""What every long-running process (a frontend's keeper, a prover's agent) shares:
+connecting from a command line, JSON log lines, stopping on SIGTERM, and a loop that
+rides out a node that stops answering.
+
+    client = connect(rpc, deployment_file, key)
+    stop = Stopper()                      # SIGTERM / SIGINT set it
+    run_forever(round_, stop, poll=1.0, name="keeper")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import requests
+from web3.exceptions import TimeExhausted, Web3Exception
+
+from provingmarket import deployments
+from provingmarket.chain.client import ClientError, KeySigner, RegistryClient
+
+log = logging.getLogger("provingmarket.runtime.process")
+
+# Errors that mean "the node did not answer (well)": wait and try again.
+RPC_ERRORS: tuple[type[BaseException], ...] = (
+    requests.exceptions.RequestException,
+    ConnectionError,
+    TimeoutError,
+    TimeExhausted,
+    Web3Exception,
+    OSError,
+)
+
+MAX_BACKOFF = 30.0  # seconds between attempts while the node is down
+
+
+def connect(rpc_url: str, deployment_file: str | Path, key: str | None) -> RegistryClient:
+    """A client for the registry recorded in `deployment_file` (as `ape run operator
+    deploy` writes it), through the node at `rpc_url`, signing with `key`."""
+    path = Path(deployment_file)
+    if not path.exists():
+        raise ClientError(f"no deployment record at {path}; deploy first: ape run operator deploy")
+    record = deployments.Deployment.from_json(path.read_text(), str(path))
+    client = RegistryClient.connect(rpc_url, record.registry, None, record.block)
+    if key:
+        client.signer = KeySigner(key)
+    if client.web3.eth.chain_id != record.chain_id:
+        raise ClientError(
+            f"{path} records a registry on chain {record.chain_id}, but {rpc_url} is chain "
+            f"{client.web3.eth.chain_id}"
+        )
+    client.deployment = record
+    return client
+
+
+def key_from_env(name: str) -> str:
+    """A private key from an environment variable (never from the command line, where
+    every user of the machine can read it)."""
+    key = os.environ.get(name, "").strip()
+    if not key:
+        raise ClientError(f"set {name} to the account's private key (0x followed by 64 hex digits)")
+    return key
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: the message if it is one (the runtime's own lines), else
+    {"event": "log", "message": ...}; with the time and the logger."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        try:
+            fields = json.loads(message)
+            if not isinstance(fields, dict):
+                raise ValueError
+        except ValueError:
+            fields = {"event": "log", "message": message}
+        if record.exc_info:
+            fields["trace"] = self.formatException(record.exc_info)
+        return json.dumps(
+            {
+                "ts": round(record.created, 3),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                **fields,
+            },
+            default=str,
+        )
+
+
+def configure_logging(level: str = "INFO", stream=None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("urllib3", "web3", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def emit(logger: logging.Logger, kind: str, level: int = logging.INFO, **fields: Any) -> None:
+    logger.log(level, json.dumps({"event": kind, **fields}, default=str))
+
+
+class Stopper:
+    """Set by SIGTERM or SIGINT (or `set()`); `wait(seconds)` sleeps unless it is set."""
+
+    def __init__(self, install: bool = True):
+        self.event = threading.Event()
+        self.signal: str | None = None
+        if install and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        self.signal = signal.Signals(signum).name
+        self.event.set()
+
+    def set(self) -> None:
+        self.event.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self.event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        return self.event.wait(seconds)
+
+
+def run_forever(
+    round_: Callable[[], Any],
+    stop: Stopper,
+    poll: float,
+    name: str,
+    on_error: Callable[[str], None] | None = None,
+) -> None:
+    """Call `round_` every `poll` seconds until `stop` is set. A node that does not answer
+    is waited for with exponential backoff (0.5 s doubling to 30 s) and a log line per
+    attempt; any other error is logged with its trace and the loop goes on: a process
+    never dies of one bad round."""
+    failures = 0
+    while not stop.stopped:
+        try:
+            round_()
+            if failures:
+                emit(log, f"{name}.rpc_back", after_failures=failures)
+            failures = 0
+            stop.wait(poll)
+        except RPC_ERRORS as error:
+            failures += 1
+            delay = min(0.5 * 2 ** (failures - 1), MAX_BACKOFF)
+            emit(
+                log,
+                f"{name}.rpc_error",
+                logging.WARNING,
+                error=f"{type(error).__name__}: {error}"[:300],
+                attempt=failures,
+                retry_in=delay,
+            )
+            if on_error:
+                on_error("rpc")
+            stop.wait(delay)
+        except Exception as error:  # a bug or a malformed answer: log it, keep going
+            failures += 1
+            delay = min(0.5 * 2 ** (failures - 1), MAX_BACKOFF)
+            emit(
+                log,
+                f"{name}.error",
+                logging.ERROR,
+                error=f"{type(error).__name__}: {error}"[:300],
+                trace=traceback.format_exc(limit=8),
+                retry_in=delay,
+            )
+            if on_error:
+                on_error("internal")
+            stop.wait(delay)
+
+
+def monotonic_ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+def connection_options(key_env: str) -> Callable:
+    """--rpc, --deployment and --key-env (defaulting to `key_env`): how a process run
+    without ape reaches the registry and holds its account's key."""
+
+    def decorate(command: Callable) -> Callable:
+        options = [
+            click.option(
+                "--rpc", default="http://127.0.0.1:8545", show_default=True, help="The node's JSON-RPC URL."
+            ),
+            click.option(
+                "--deployment",
+                required=True,
+                type=click.Path(dir_okay=False),
+                help="The deployment record (deployments/<network>.json).",
+            ),
+            click.option(
+                "--key-env",
+                default=key_env,
+                show_default=True,
+                help="Variable holding the account's private key.",
+            ),
+        ]
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
