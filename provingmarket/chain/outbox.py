@@ -48,6 +48,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
 from provingmarket.chain.client import GAS_MARGIN, ClientError, Event, Refused, RegistryClient, revert_reason
+from provingmarket.chain.database import connect, marks
 
 log = logging.getLogger("provingmarket.chain.outbox")
 
@@ -109,12 +110,9 @@ class Outbox:
         self.lock = threading.RLock()
         if isinstance(path, sqlite3.Connection):
             self.db = path
+            self.db.row_factory = sqlite3.Row
         else:
-            self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            if str(path) != ":memory:":
-                self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-        self.db.row_factory = sqlite3.Row
+            self.db = connect(str(path), threads=True)
         self.db.executescript(SCHEMA)
         self.chain_id = self.web3.eth.chain_id
 
@@ -162,7 +160,7 @@ class Outbox:
     def _next_nonce(self) -> int:
         node = self.web3.eth.get_transaction_count(self.me, "pending")
         row = self.db.execute(
-            f"SELECT MAX(nonce) FROM outbox WHERE state IN ({_marks(OPEN_STATES)})", OPEN_STATES
+            f"SELECT MAX(nonce) FROM outbox WHERE state IN ({marks(OPEN_STATES)})", OPEN_STATES
         ).fetchone()
         local = -1 if row[0] is None else row[0]
         return max(node, local + 1)
@@ -188,7 +186,7 @@ class Outbox:
         outcomes: list[Outcome] = []
         with self.lock:
             rows = self.db.execute(
-                f"SELECT * FROM outbox WHERE state IN ({_marks(OPEN_STATES)}) ORDER BY nonce", OPEN_STATES
+                f"SELECT * FROM outbox WHERE state IN ({marks(OPEN_STATES)}) ORDER BY nonce", OPEN_STATES
             ).fetchall()
             used: int | None = None
             for row in rows:
@@ -302,7 +300,7 @@ class Outbox:
         with self.lock:
             if states:
                 found = self.db.execute(
-                    f"SELECT tx_hash FROM outbox WHERE state IN ({_marks(states)}) ORDER BY nonce",
+                    f"SELECT tx_hash FROM outbox WHERE state IN ({marks(states)}) ORDER BY nonce",
                     tuple(states),
                 ).fetchall()
             else:
@@ -322,10 +320,6 @@ class Outbox:
             r["sent_at"],
             r["broadcasts"],
         )
-
-
-def _marks(values: Sequence[Any]) -> str:
-    return ", ".join("?" for _ in values)
 
 
 def _emit(level: int, kind: str, **fields: Any) -> None:

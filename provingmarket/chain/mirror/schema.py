@@ -1,0 +1,221 @@
+"""What the mirror's SQLite file holds, and how values are stored in it.
+
+- **Journal and derived tables.** Every event applied is kept in `journal` (block, log
+  index, block hash, tx, name, task id, args as JSON). The registry's state is kept in
+  derived tables, updated as each event is applied: `markets`, `mechanisms`, `frontends`,
+  `provers` (stake, locked, unbonding, signature nonce), `balances` (credited, withdrawable),
+  `memberships` (capacity, used, ask, proving time, capabilities, joined), `accepts`
+  (mechanisms a member accepts), `tasks` (full terms, prover input, input URI), `slots`
+  (one row per redundancy slot: open / assigned / proven / closed, who holds it, and
+  whether a prover declined or was slashed on it), `assignments` (one row per prover that
+  took part in a task: live / proven / declined / slashed / voided) and
+  `skipped_assignments` (AssignmentSkipped with its reason). Every derived row records
+  the block of its last change (`block`). The built-in mechanisms (OPEN_RACE, DUTCH)
+  emit no MechanismRegistered and are not in `mechanisms`.
+- **Bookkeeping.** `meta` holds the schema version, the registry and chain mirrored, the
+  start block and the cursor; `block_hashes` the hashes of the last applied blocks; `undo`
+  what each derived-table write replaced (see `tables.py`).
+- **Versions.** A file written by another schema version is refused (`MirrorError`): it is
+  deleted and rebuilt from the chain, never migrated.
+- **Values.** Amounts are decimal TEXT (SQLite integers stop at 2**63); task ids and
+  hashes 0x-hex TEXT; JSON (terms, journal args, undo entries) keeps bytes as
+  {"$b": hex}, so a restored row gets its BLOBs back.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from eth_utils import to_checksum_address
+
+from provingmarket.chain.database import connect
+from provingmarket.formats import TaskTerms
+
+SCHEMA_VERSION = "3"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS block_hashes (number INTEGER PRIMARY KEY, hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (
+    block INTEGER NOT NULL, log_index INTEGER NOT NULL, block_hash TEXT NOT NULL, tx TEXT NOT NULL,
+    name TEXT NOT NULL, task_id TEXT, args TEXT NOT NULL, PRIMARY KEY (block, log_index));
+CREATE INDEX IF NOT EXISTS journal_task ON journal (task_id);
+CREATE TABLE IF NOT EXISTS undo (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, block INTEGER NOT NULL, tbl TEXT NOT NULL,
+    key TEXT NOT NULL, old TEXT);
+CREATE INDEX IF NOT EXISTS undo_block ON undo (block);
+
+CREATE TABLE IF NOT EXISTS markets (
+    market_id INTEGER PRIMARY KEY, creator TEXT, verifier TEXT, codehash TEXT, binding INTEGER,
+    address_input INTEGER, min_collateral TEXT, min_reward TEXT, grace_period INTEGER,
+    requester_bps INTEGER, caller_bps INTEGER, paused INTEGER, custom INTEGER, block INTEGER);
+CREATE TABLE IF NOT EXISTS mechanisms (
+    mechanism_id INTEGER PRIMARY KEY, registrant TEXT, name TEXT, retired INTEGER, block INTEGER);
+CREATE TABLE IF NOT EXISTS frontends (
+    mechanism_id INTEGER, frontend TEXT, block INTEGER, PRIMARY KEY (mechanism_id, frontend));
+CREATE TABLE IF NOT EXISTS provers (
+    prover TEXT PRIMARY KEY, stake TEXT, locked TEXT, unbonding TEXT, unbonding_ready_at TEXT,
+    nonce TEXT, block INTEGER);
+CREATE TABLE IF NOT EXISTS balances (account TEXT PRIMARY KEY, amount TEXT, block INTEGER);
+CREATE TABLE IF NOT EXISTS memberships (
+    prover TEXT, market_id INTEGER, joined INTEGER, capacity INTEGER, used INTEGER, ask TEXT,
+    proving_time INTEGER, capabilities TEXT, since INTEGER, block INTEGER,
+    PRIMARY KEY (prover, market_id));
+CREATE TABLE IF NOT EXISTS accepts (
+    prover TEXT, market_id INTEGER, mechanism_id INTEGER, block INTEGER,
+    PRIMARY KEY (prover, market_id, mechanism_id));
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY, market_id INTEGER, mechanism_id INTEGER, requester TEXT, terms TEXT,
+    prover_input BLOB, input_uri TEXT, redundancy INTEGER, posted_block INTEGER, tx TEXT,
+    block INTEGER);
+CREATE TABLE IF NOT EXISTS slots (
+    task_id TEXT, slot INTEGER, state TEXT, recorded INTEGER, prover TEXT, price TEXT,
+    deadline TEXT, frontend TEXT, proven_block INTEGER, block INTEGER, PRIMARY KEY (task_id, slot));
+CREATE INDEX IF NOT EXISTS slots_state ON slots (state, task_id);
+CREATE TABLE IF NOT EXISTS assignments (
+    task_id TEXT, prover TEXT, slot INTEGER, price TEXT, deadline TEXT, frontend TEXT, state TEXT,
+    assigned_block INTEGER, block INTEGER, PRIMARY KEY (task_id, prover));
+CREATE INDEX IF NOT EXISTS assignments_state ON assignments (state, prover);
+CREATE TABLE IF NOT EXISTS skipped_assignments (
+    block INTEGER, log_index INTEGER, task_id TEXT, prover TEXT, frontend TEXT, reason TEXT,
+    tx TEXT, PRIMARY KEY (block, log_index));
+"""
+
+# The derived tables and their keys: what a rollback restores and a reset clears.
+KEYS: dict[str, tuple[str, ...]] = {
+    "markets": ("market_id",),
+    "mechanisms": ("mechanism_id",),
+    "frontends": ("mechanism_id", "frontend"),
+    "provers": ("prover",),
+    "balances": ("account",),
+    "memberships": ("prover", "market_id"),
+    "accepts": ("prover", "market_id", "mechanism_id"),
+    "tasks": ("task_id",),
+    "slots": ("task_id", "slot"),
+    "assignments": ("task_id", "prover"),
+    "skipped_assignments": ("block", "log_index"),
+}
+
+# Slot states (the registry's slot words: open, hash|3 assigned, block<<2|2 proven, 2 closed).
+OPEN, ASSIGNED, PROVEN, CLOSED = "open", "assigned", "proven", "closed"
+# Assignment states: what became of a prover's part in a task.
+LIVE, DECLINED, SLASHED, VOIDED = "live", "declined", "slashed", "voided"
+
+
+class MirrorError(RuntimeError):
+    """The mirror cannot go on as asked (another registry's file, for one)."""
+
+
+def open_file(path: str) -> sqlite3.Connection:
+    """The mirror's database, its tables created if they are not there yet."""
+    db = connect(path)
+    db.executescript(SCHEMA)
+    return db
+
+
+def read_meta(db: sqlite3.Connection) -> dict[str, str | None]:
+    return {r["key"]: r["value"] for r in db.execute("SELECT key, value FROM meta")}
+
+
+def write_meta(db: sqlite3.Connection, values: Mapping[str, str | None]) -> None:
+    db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items()))
+
+
+def open_meta(
+    db: sqlite3.Connection, path: str, registry: str, chain_id: str, start_block: int
+) -> dict[str, str | None]:
+    """The file's `meta`, written for a new file (its cursor just before `start_block`).
+    Raises `MirrorError` for a file of another schema version, registry or chain."""
+    meta = read_meta(db)
+    if not meta:
+        write_meta(
+            db,
+            {
+                "schema": SCHEMA_VERSION,
+                "registry": registry,
+                "chain_id": chain_id,
+                "start_block": str(start_block),
+                "cursor_block": str(start_block - 1),
+                "cursor_hash": None,
+            },
+        )
+        meta = read_meta(db)
+    if meta.get("schema") != SCHEMA_VERSION:
+        raise MirrorError(
+            f"{path} was written by another version of the mirror (schema {meta.get('schema')}, "
+            f"this one reads {SCHEMA_VERSION}); delete it and it is rebuilt from the chain"
+        )
+    if meta.get("registry") != registry or meta.get("chain_id") != chain_id:
+        raise MirrorError(
+            f"{path} mirrors registry {meta.get('registry')} on chain {meta.get('chain_id')}, "
+            f"not {registry} on chain {chain_id}: use another file"
+        )
+    return meta
+
+
+def new_prover(prover: str) -> dict[str, str]:
+    """The `provers` row of a prover no event has mentioned yet: all zero."""
+    return {
+        "prover": prover,
+        "stake": "0",
+        "locked": "0",
+        "unbonding": "0",
+        "unbonding_ready_at": "0",
+        "nonce": "0",
+    }
+
+
+# ------------------------------------------------------------------ values
+
+
+def checksum(value: Any) -> str:
+    """A checksummed address from a string or anything with an `.address` (an ape account)."""
+    return to_checksum_address(getattr(value, "address", value))
+
+
+def hex_id(value: Any) -> str:
+    """A task id or hash as stored: lowercase 0x-hex, from bytes or a hex string."""
+    if isinstance(value, str):
+        return "0x" + value.removeprefix("0x").lower()
+    return "0x" + bytes(value).hex()
+
+
+def optional_int(value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(_plain(value), separators=(",", ":"))
+
+
+def loads(text: str) -> Any:
+    return _revive(json.loads(text))
+
+
+def terms_from(text: str) -> TaskTerms:
+    """A task's terms from their stored JSON."""
+    return TaskTerms.from_event(loads(text))
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: bytes as {"$b": hex} (so undo entries restore BLOBs), mappings as dicts."""
+    if isinstance(value, (bytes, bytearray)):
+        return {"$b": bytes(value).hex()}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _revive(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$b"}:
+            return bytes.fromhex(value["$b"])
+        return {k: _revive(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_revive(v) for v in value]
+    return value
