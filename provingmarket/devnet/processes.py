@@ -23,13 +23,13 @@ KEY_ENV = "DEVNET_KEY"  # the environment variable a process reads its private k
 
 
 def command(
-    module: str, rpc: str, record: Path, db: Path, *args: str, sub: tuple[str, ...] = (), poll: str = "0.5"
+    module: str, rpc: str, record: Path, db: Path, *args: str, sub: tuple[str, ...] = ()
 ) -> list[str]:
-    """`python -m module [sub...] --rpc … --deployment … --key-env KEY_ENV --db … --poll … args`:
+    """`python -m module [sub...] --rpc … --deployment … --key-env KEY_ENV --db … --poll 0.5 args`:
     how a frontend or an agent is started against the deployment `record`."""
     return [
         sys.executable, "-m", module, *sub, "--rpc", rpc, "--deployment", str(record),
-        "--key-env", KEY_ENV, "--db", str(db), "--poll", poll, *args,
+        "--key-env", KEY_ENV, "--db", str(db), "--poll", "0.5", *args,
     ]  # fmt: skip
 
 
