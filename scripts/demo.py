@@ -6,7 +6,7 @@
 3. Three provers stake and join the market with different asks and capacities.
 4. Separate processes start, each as a user starts them: the orderbook frontend
    (`python -m frontends.orderbook.process`) and one prover agent per prover
-   (`python -m provingmarket.agent.agent`). Their JSON logs go to reports/demo/.
+   (provingmarket/agent). Their JSON logs go to reports/demo/.
 5. A requester posts a stream of tasks with different maximum rewards, in bursts. The frontend
    matches them with the asks (price, then time), the agents prove them with real
    Groth16 proofs (groth16py, in-process) and the registry checks each proof on chain.
@@ -28,10 +28,8 @@ The circuit's keys come from a single-party setup: for demos only (circuits/READ
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,18 +41,8 @@ import click
 from ape import accounts
 from eth_account import Account
 
-from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.chain.markets import MarketTerms
-from provingmarket.deployments import Deployment, MarketRecord, save
-from provingmarket.devnet import (
-    ETHER,
-    PROVER_INPUT,
-    Anvil,
-    deploy_stack,
-    send_signed,
-    stop_processes,
-    task_terms,
-)
+from provingmarket.devnet import ETHER, FRONTENDS, Anvil, Processes, deploy_marketplace, task_terms
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
 from provingmarket.market.personas import PERSONAS, persona_terms
 from provingmarket.market.qos import block_clock
@@ -84,7 +72,6 @@ class Prover:
     def __init__(self, name: str, key: str, ask: int, capacity: int, risk_rate: str):
         self.name, self.key, self.ask, self.capacity = name, key, ask, capacity
         self.risk_rate = risk_rate  # its cost model: the share of the collateral it prices in
-        self.address = ""
         self.process: subprocess.Popen | None = None
         self.starts = 0
 
@@ -112,12 +99,6 @@ def percentile(values: list[int], q: float) -> int:
     return values[max(0, round(q * len(values)) - 1)] if values else 0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def eth(wei: int) -> str:
     return f"{wei / ETHER:.4f}"
 
@@ -129,9 +110,11 @@ class Demo:
         test = accounts.test_accounts
         self.owner = test[0]
         self.requester_key = test[1].private_key
-        self.frontend_key = test[2].private_key
-        self.auction_key = test[6].private_key
-        self.election_key = test[7].private_key
+        self.frontend_keys = {  # the frontends' accounts
+            "orderbook": test[2].private_key,
+            "auction": test[6].private_key,
+            "election": test[7].private_key,
+        }
         # Asks and cost models agree: with 0.1 ETH of collateral, a risk rate of 0.10 prices
         # 0.010 ETH in (proving the square circuit takes milliseconds, gas is free here).
         self.provers = [
@@ -140,7 +123,7 @@ class Demo:
             Prover("carol", test[5].private_key, ETHER // 200, 1, "0.05"),  # cheapest, smallest
         ]
         self.names = {Account.from_key(p.key).address: p.name for p in self.provers}
-        self.processes: dict[str, subprocess.Popen] = {}
+        self.processes: Processes | None = None  # once the marketplace is deployed
         self.tasks: dict[bytes, TaskRecord] = {}
         self.random = random.Random(7)
         self.started = time.monotonic()
@@ -155,83 +138,45 @@ class Demo:
     # -------------------------------------------------------------- setting up
 
     def deploy(self) -> None:
-        frontend = Account.from_key(self.frontend_key).address
-        stack = deploy_stack(ape, self.owner, [frontend], unbonding_delay=600, grace_period=5)
-        self.stack = stack
-        self.registry = RegistryClient(self.web3, stack.registry.address)
-        self.cursor = self.web3.eth.block_number + 1
         LOGS.mkdir(parents=True, exist_ok=True)
         for old in LOGS.glob("*"):
             old.unlink()
-        record = Deployment(
-            "ethereum:local",
-            self.web3.eth.chain_id,
-            stack.registry.address,
-            0,
-            600,
-            {stack.market_id: MarketRecord("square", stack.verifier.address)},
-        )
-        self.record = save(record, LOGS)
+        frontends = {name: Account.from_key(key).address for name, key in self.frontend_keys.items()}
+        self.market = deploy_marketplace(ape, self.owner, frontends, LOGS, grace_period=5)
+        self.ids = self.market.mechanisms
+        self.registry = self.market.client()
+        self.cursor = self.web3.eth.block_number + 1
+        self.processes = Processes(self.anvil.uri, self.market.record, LOGS)
+        stack = self.market.stack
         self.say(
             f"registry {stack.registry.address}, market {stack.market_id} (square circuit, Groth16 verifier "
-            f"{stack.verifier.address}), mechanism {stack.mechanism_id} 'orderbook' served by {frontend}"
+            f"{stack.verifier.address}), mechanism {stack.mechanism_id} 'orderbook' served by "
+            f"{frontends['orderbook']}"
         )
-        auctioneer = Account.from_key(self.auction_key).address
-        tx = stack.registry.register_mechanism("auction", [auctioneer], sender=self.owner)
-        self.auction_id = tx.events.filter(stack.registry.MechanismRegistered)[0].mechanism_id
-        self.say(f"mechanism {self.auction_id} 'auction' served by {auctioneer}")
-        elector = Account.from_key(self.election_key).address
-        tx = stack.registry.register_mechanism("election", [elector], sender=self.owner)
-        self.election_id = tx.events.filter(stack.registry.MechanismRegistered)[0].mechanism_id
-        self.say(f"mechanism {self.election_id} 'election' served by {elector}")
-        self.mechanisms = {
-            stack.mechanism_id: "orderbook",
-            self.auction_id: "auction",
-            self.election_id: "election",
-            DUTCH: "dutch",
-            OPEN_RACE: "open race",
-        }
+        for name in FRONTENDS[1:]:
+            self.say(f"mechanism {self.ids[name]} '{name}' served by {frontends[name]}")
+        self.mechanisms = {i: name for name, i in self.ids.items()} | {DUTCH: "dutch", OPEN_RACE: "open race"}
 
     def join(self) -> None:
         for p in self.provers:
-            client = RegistryClient(self.web3, self.registry.address, KeySigner(p.key))
-            p.address = client.signer.address
-            client.transact("stake", value=5 * ETHER)
-            mechanisms = [self.stack.mechanism_id, self.auction_id, self.election_id]
-            client.transact("join_market", self.stack.market_id, p.capacity, p.ask, 10, 0, mechanisms)
+            self.market.join(p.key, p.capacity, p.ask, 10)
             self.say(f"{p.name} staked 5 ETH and joined: ask {eth(p.ask)} ETH, capacity {p.capacity}")
 
-    def start(
-        self, name: str, module: str, key: str, *args: str, sub: tuple[str, ...] = ()
-    ) -> subprocess.Popen:
-        """Start `python -m module [sub...] --rpc … --deployment … --key-env … --db … args`."""
-        env = dict(os.environ, DEMO_KEY=key, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-        log = open(LOGS / f"{name}.log", "a")  # noqa: SIM115 (the child holds it)
-        process = subprocess.Popen(
-            [sys.executable, "-m", module, *sub, "--rpc", self.anvil.uri, "--deployment", str(self.record),
-             "--key-env", "DEMO_KEY", "--db", str(LOGS / f"{name}.sqlite"), "--poll", "0.5", *args],
-            cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True,
-        )  # fmt: skip
-        log.close()
-        self.processes[name] = process
-        return process
+    def start_frontends(self) -> None:
+        self.auction_url = self.processes.start_frontends(self.frontend_keys, self.ids, AUCTION_WINDOW)
+        started = self.processes.started
+        self.say(f"orderbook frontend started (pid {started['orderbook'].pid})")
+        self.say(f"auction frontend started (pid {started['auction'].pid}), its API at {self.auction_url}")
+        self.say(f"election frontend started (pid {started['election'].pid})")
 
     def start_agent(self, p: Prover) -> None:
-        p.process = self.start(
-            p.name,
-            "provingmarket.agent.agent",
-            p.key,
-            "--auction",
-            self.auction_url,
-            "--risk-rate",
-            p.risk_rate,
-        )
+        p.process = self.processes.start_agent(p.name, p.key, self.auction_url, "--risk-rate", p.risk_rate)
         p.starts += 1
         self.say(f"{p.name}'s agent {'restarted' if p.starts > 1 else 'started'} (pid {p.process.pid})")
 
     # -------------------------------------------------------------- the stream
 
-    def post(self, item: tuple[int, str | None], i: int, nonce: int) -> None:
+    def post(self, item: tuple[int, str | None], i: int) -> None:
         """Post task number `i`: (mechanism, persona) — a persona's own terms for that
         mechanism (provingmarket/market/personas.py), or else the stream's."""
         mechanism, persona = item
@@ -241,13 +186,13 @@ class Demo:
             if mechanism != OPEN_RACE and not chosen["assign_window"]:  # a race's terms elsewhere
                 chosen["assign_window"] = chosen["proving_window"]
             fee = 0 if mechanism in (OPEN_RACE, DUTCH) else ETHER // 1000
-            terms = task_terms(self.stack.market_id, mechanism, salt=i, frontend_fee=fee, **chosen)
+            terms = task_terms(self.market.stack.market_id, mechanism, salt=i, frontend_fee=fee, **chosen)
             self.personas[i] = persona
         else:
             max_reward = self.random.choice([2, 3, 4, 5]) * ETHER // 100
             dutch = {"start_price": DUTCH_START, "ramp": DUTCH_RAMP} if mechanism == DUTCH else {}
             terms = task_terms(
-                self.stack.market_id,
+                self.market.stack.market_id,
                 mechanism,
                 max_reward=max_reward,
                 collateral=COLLATERAL,
@@ -256,8 +201,7 @@ class Demo:
                 salt=i,
                 **dutch,
             )
-        call = self.requester.contract.functions.post_task(terms.as_tuple(), PROVER_INPUT, "")
-        send_signed(self.requester, call, terms.escrow(), nonce, gas=500_000)
+        self.requester.post(terms, gas=500_000)
 
     def follow(self) -> None:
         """Read the registry's new events and say what happened."""
@@ -317,9 +261,7 @@ class Demo:
             if now - r.posted_at < PATIENCE:
                 continue
             r.cancelled = True
-            call = self.requester.contract.functions.cancel(r.terms.as_tuple())
-            send_signed(self.requester, call, 0, self.nonce + self.posted + self.cancels, gas=300_000)
-            self.cancels += 1
+            self.requester.cancel(r.terms)
             self.say(f"{r.label}: no prover took it within {PATIENCE} s; the requester cancels it")
 
     def progress(self) -> str:
@@ -334,40 +276,17 @@ class Demo:
     def run(self) -> bool:
         self.deploy()
         self.join()
-        mechanism = ["--mechanism", str(self.stack.mechanism_id)]
-        self.start("frontend", "frontends.orderbook.process", self.frontend_key, *mechanism)
-        self.say(f"orderbook frontend started (pid {self.processes['frontend'].pid})")
-        port = free_port()
-        self.auction_url = f"http://127.0.0.1:{port}"
-        self.start(
-            "auction",
-            "frontends.auction.process",
-            self.auction_key,
-            *("--mechanism", str(self.auction_id), "--port", str(port), "--window", str(AUCTION_WINDOW)),
-        )
-        self.say(
-            f"auction frontend started (pid {self.processes['auction'].pid}), its API at {self.auction_url}"
-        )
-        self.start(
-            "election",
-            "frontends.election.process",
-            self.election_key,
-            *("--mechanism", str(self.election_id)),
-            sub=("run",),
-        )
-        self.say(f"election frontend started (pid {self.processes['election'].pid})")
+        self.start_frontends()
         for p in self.provers:
             self.start_agent(p)
-        self.requester = RegistryClient(self.web3, self.registry.address, KeySigner(self.requester_key))
-        self.nonce = self.web3.eth.get_transaction_count(self.requester.signer.address, "pending")
+        self.requester = self.market.requester(self.requester_key)
         self.posted = 0
-        self.cancels = 0
         self.personas: dict[int, str] = {}  # task number (its salt) -> the persona that posted it
 
         click.echo("\nAct one: a stream of tasks through the orderbook; carol's agent is killed midway\n")
-        self.act([(self.stack.mechanism_id, None)] * TASKS, kill_carol=True)
+        self.act([(self.ids["orderbook"], None)] * TASKS, kill_carol=True)
         click.echo("\nAct two: the same provers price their work: sealed-bid auctions and Dutch auctions\n")
-        plan = [(self.auction_id, None)] * AUCTION_TASKS + [(DUTCH, None)] * DUTCH_TASKS
+        plan = [(self.ids["auction"], None)] * AUCTION_TASKS + [(DUTCH, None)] * DUTCH_TASKS
         self.random.shuffle(plan)
         self.act(plan)
         click.echo(
@@ -377,7 +296,7 @@ class Demo:
         plan = [
             (mechanism, persona)
             for persona in PERSONA_NAMES
-            for mechanism in (self.election_id, OPEN_RACE, self.stack.mechanism_id, self.auction_id)
+            for mechanism in (self.ids["election"], OPEN_RACE, self.ids["orderbook"], self.ids["auction"])
             for _ in range(PERSONA_TASKS)
         ]
         self.random.shuffle(plan)
@@ -399,7 +318,7 @@ class Demo:
             if queue and now >= next_post:
                 for _ in range(min(self.random.randint(1, 6), len(queue))):
                     self.posted += 1
-                    self.post(queue.pop(0), self.posted, self.nonce + self.posted + self.cancels - 1)
+                    self.post(queue.pop(0), self.posted)
                     mine.add(self.posted)  # its salt
                 next_post = now + BURST_EVERY
             self.follow()
@@ -505,7 +424,7 @@ class Demo:
             click.echo(f"  {persona:<10} " + " ".join(cells))
 
     def stop(self) -> bool:
-        clean = stop_processes(self.processes, LOGS, click.echo)
+        clean = self.processes is None or self.processes.stop(click.echo)
         click.echo(f"\nevery process stopped; logs in {LOGS.relative_to(ROOT)}/")
         return clean
 

@@ -20,11 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +28,8 @@ from pathlib import Path
 from eth_account import Account
 from eth_utils import keccak
 
-from provingmarket.chain.client import KeySigner, Refused, RegistryClient
-from provingmarket.deployments import Deployment, MarketRecord, save
-from provingmarket.devnet import ETHER, PROVER_INPUT, deploy_stack, send_signed, stop_processes, task_terms
+from provingmarket.chain.client import Refused
+from provingmarket.devnet import ETHER, FRONTENDS, Processes, deploy_marketplace, fund, task_terms
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
 from provingmarket.market.preferences import Preferences, utility
 from provingmarket.market.qos import TaskQoS, block_clock, measure
@@ -42,9 +37,7 @@ from provingmarket.market.router import Arm, Infeasible, Router
 from provingmarket.market.routing import market_view, persona_preferences
 from simulation.config import ROUTER, Fleet, Requester, SimConfig
 
-ROOT = Path(__file__).resolve().parent.parent
 FEE = ETHER // 1000  # the frontend fee per slot through a registered mechanism
-STAKE = 5 * ETHER
 
 
 class SimulationError(RuntimeError):
@@ -100,12 +93,6 @@ def _key(seed: int, role: str) -> str:
     return "0x" + keccak(text=f"simulation {seed} {role}").hex()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class World:
     """Started with `start()` inside an ape network context on the seed's anvil; every
     process it starts is stopped by `stop()`, by its pid."""
@@ -120,7 +107,7 @@ class World:
             say,
         )
         self.web3 = ape.chain.provider.web3
-        self.processes: dict[str, subprocess.Popen] = {}
+        self.processes: Processes | None = None  # once the marketplace is deployed
         self.events: list = []
         self.cursor = 0
         self.block_time = block_clock(self.web3)
@@ -130,50 +117,26 @@ class World:
     # -------------------------------------------------------------- setting up
 
     def start(self) -> None:
-        ape, config = self.ape, self.config
-        owner = ape.accounts.test_accounts[0]
-        keys = {role: _key(self.seed, role) for role in ("orderbook", "auction", "election", "janitor")}
-        keys.update(
-            {f"requester {r.persona}": _key(self.seed, f"requester {r.persona}") for r in config.requesters}
-        )
-        self.prover_keys: list[tuple[Fleet, str, str]] = []
-        for fleet in config.fleets:
-            for i in range(fleet.provers):
-                name = f"{fleet.name}-{i + 1}"
-                self.prover_keys.append((fleet, name, _key(self.seed, f"prover {name}")))
-        for _, _, key in self.prover_keys:
-            keys[key] = key
-        funding = [
-            self.web3.eth.send_transaction(
-                {"from": owner.address, "to": Account.from_key(k).address, "value": 100 * ETHER}
-            )
-            for k in sorted(set(keys.values()))
+        """Fund every account, deploy the marketplace, stake and join the provers, then
+        start the frontends and one agent per prover."""
+        config = self.config
+        roles = [*FRONTENDS, "janitor", *(f"requester {r.persona}" for r in config.requesters)]
+        keys = {role: _key(self.seed, role) for role in roles}
+        self.prover_keys: list[tuple[Fleet, str, str]] = [
+            (fleet, name, _key(self.seed, f"prover {name}"))
+            for fleet in config.fleets
+            for name in (f"{fleet.name}-{i + 1}" for i in range(fleet.provers))
         ]
-        for tx in funding:  # mined before the owner sends anything else
-            self.web3.eth.wait_for_transaction_receipt(tx, timeout=60)
-        address = {role: Account.from_key(k).address for role, k in keys.items()}
-        stack = deploy_stack(ape, owner, [address["orderbook"]], unbonding_delay=600, grace_period=2)
-        registry = stack.registry
-        ids = {"orderbook": stack.mechanism_id}
-        for role in ("auction", "election"):
-            tx = registry.register_mechanism(role, [address[role]], sender=owner)
-            ids[role] = tx.events.filter(registry.MechanismRegistered)[0].mechanism_id
-        self.market_id = stack.market_id
-        self.client = RegistryClient(self.web3, registry.address, KeySigner(keys["janitor"]))
-        self.min_reward = self.client.market(stack.market_id).min_reward
-        self.logs.mkdir(parents=True, exist_ok=True)
-        self.record = save(
-            Deployment(
-                "ethereum:local",
-                self.web3.eth.chain_id,
-                registry.address,
-                0,
-                600,
-                {stack.market_id: MarketRecord("square", stack.verifier.address)},
-            ),
-            self.logs,
-        )
+        owner = self.ape.accounts.test_accounts[0]
+        every = sorted({*keys.values(), *(key for _, _, key in self.prover_keys)})
+        fund(self.web3, owner.address, [Account.from_key(k).address for k in every], 100 * ETHER)
+        frontends = {name: Account.from_key(keys[name]).address for name in FRONTENDS}
+        marketplace = deploy_marketplace(self.ape, owner, frontends, self.logs, grace_period=2)
+        self.market_id = marketplace.stack.market_id
+        self.client = marketplace.client(keys["janitor"])
+        self.min_reward = self.client.market(self.market_id).min_reward
         self.cursor = 0  # a fresh chain: every event from genesis, the market's creation included
+        ids = marketplace.mechanisms
         self.arms = [
             Arm("orderbook", ids["orderbook"], least_time=2, fee=FEE),
             Arm("auction", ids["auction"], least_time=config.auction_window + 2, fee=FEE),
@@ -181,54 +144,21 @@ class World:
             Arm("open race", OPEN_RACE),
             Arm("dutch", DUTCH, least_time=2),
         ]
-        accepted = sorted(ids.values())
         for fleet, _, key in self.prover_keys:
-            client = RegistryClient(self.web3, registry.address, KeySigner(key))
-            proving_time = math.ceil(fleet.prove_seconds) + 2
-            client.transact("stake", value=STAKE)
-            ask = int(fleet.ask_x * self.min_reward)
-            client.transact("join_market", stack.market_id, fleet.capacity, ask, proving_time, 0, accepted)
-        self.market = market_view(self.client.events(from_block=0), stack.market_id)  # as the chain has it
+            marketplace.join(
+                key, fleet.capacity, int(fleet.ask_x * self.min_reward), math.ceil(fleet.prove_seconds) + 2
+            )
+        self.market = market_view(self.client.events(from_block=0), self.market_id)  # as the chain has it
         self.requesters = {
-            r.persona: RegistryClient(self.web3, registry.address, KeySigner(keys[f"requester {r.persona}"]))
-            for r in config.requesters
-        }
-        self.nonces = {
-            name: self.web3.eth.get_transaction_count(c.signer.address, "pending")
-            for name, c in self.requesters.items()
+            r.persona: marketplace.requester(keys[f"requester {r.persona}"]) for r in config.requesters
         }
         self.prefs = {r.persona: preferences(r, self.min_reward) for r in config.requesters}
+        self.processes = Processes(self.anvil.uri, marketplace.record, self.logs)
+        self._start_processes(keys, ids)
 
-        self._spawn(
-            "orderbook",
-            "frontends.orderbook.process",
-            keys["orderbook"],
-            "--mechanism",
-            str(ids["orderbook"]),
-        )
-        port = _free_port()
-        auction_url = f"http://127.0.0.1:{port}"
-        self._spawn(
-            "auction",
-            "frontends.auction.process",
-            keys["auction"],
-            *(
-                "--mechanism",
-                str(ids["auction"]),
-                "--port",
-                str(port),
-                "--window",
-                str(config.auction_window),
-            ),
-        )
-        self._spawn(
-            "election",
-            "frontends.election.process",
-            keys["election"],
-            "--mechanism",
-            str(ids["election"]),
-            sub=("run",),
-        )
+    def _start_processes(self, keys: dict[str, str], mechanisms: dict[str, int]) -> None:
+        """The frontends, then one agent per prover made to behave like its fleet's hardware."""
+        auction = self.processes.start_frontends(keys, mechanisms, self.config.auction_window)
         for fleet, name, key in self.prover_keys:
             hardware = {
                 "prove_seconds": fleet.prove_seconds,
@@ -236,32 +166,23 @@ class World:
                 "latency": fleet.latency,
                 "seed": self.seed,
             }
-            self._spawn(
+            self.processes.start_agent(
                 name,
-                "provingmarket.agent.agent",
                 key,
-                *("--auction", auction_url, "--simulate", json.dumps(hardware)),
+                auction,
+                *("--simulate", json.dumps(hardware)),
                 *("--cost-per-second", fleet.cost_per_second, "--margin", "1"),
             )
+        started = self.processes.started
         self.say(
-            f"seed {self.seed}: registry {registry.address}; {len(self.prover_keys)} provers in "
-            f"{len(config.fleets)} fleets; frontends and agents started "
-            f"({', '.join(f'{n} (pid {p.pid})' for n, p in self.processes.items())})"
+            f"seed {self.seed}: registry {self.client.address}; {len(self.prover_keys)} provers in "
+            f"{len(self.config.fleets)} fleets; frontends and agents started "
+            f"({', '.join(f'{n} (pid {p.pid})' for n, p in started.items())})"
         )
-
-    def _spawn(self, name: str, module: str, key: str, *args: str, sub: tuple[str, ...] = ()) -> None:
-        env = dict(os.environ, SIM_KEY=key, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-        log = open(self.logs / f"{name}.log", "a")  # noqa: SIM115 (the child holds it)
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", module, *sub, "--rpc", self.anvil.uri, "--deployment", str(self.record),
-             "--key-env", "SIM_KEY", "--db", str(self.logs / f"{name}.sqlite"), "--poll", "0.5", *args],
-            cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True,
-        )  # fmt: skip
-        log.close()
 
     def stop(self) -> bool:
         """Stop every process started, by pid; True if each exited cleanly."""
-        return stop_processes(self.processes, self.logs, self.say)
+        return self.processes is None or self.processes.stop(self.say)
 
     # -------------------------------------------------------------- following the chain
 
@@ -270,11 +191,9 @@ class World:
         if head >= self.cursor:
             self.events += self.client.events(from_block=self.cursor, to_block=head)
             self.cursor = head + 1
-        for name, process in self.processes.items():
-            if process.poll() is not None:
-                raise SimulationError(
-                    f"{name} (pid {process.pid}) exited with {process.returncode}; see its log"
-                )
+        exited = self.processes.exited()
+        if exited:
+            raise SimulationError(f"{exited[0]}; see its log")
         return measure(self.events, self.block_time)
 
     def tidy(self, tasks: list[TaskQoS], ours: set[str]) -> None:
@@ -363,12 +282,11 @@ class World:
         self, policy: str, arrival: Arrival, arms: dict[str, Arm], router: Router, posted: dict
     ) -> Outcome:
         prefs = self.prefs[arrival.persona]
-        client = self.requesters[arrival.persona]
-        requester = client.signer.address
+        requester = self.requesters[arrival.persona]
         outcome = Outcome(self.seed, policy, arrival.index, arrival.persona, "-", "")
         if policy == ROUTER:
             try:
-                choice = router.choose(prefs, self.market, requester)
+                choice = router.choose(prefs, self.market, requester.address)
             except Infeasible as error:
                 outcome.reason = str(error)
                 return outcome
@@ -382,12 +300,10 @@ class World:
             reason = f"every task through {policy}"
         salt = self.policy_number * 100_000 + arrival.index
         terms: TaskTerms = task_terms(self.market_id, salt=salt, **chosen)
-        call = client.contract.functions.post_task(terms.as_tuple(), PROVER_INPUT, "")
-        send_signed(client, call, terms.escrow(), self.nonces[arrival.persona], gas=600_000)
-        self.nonces[arrival.persona] += 1
+        requester.post(terms, gas=600_000)
         outcome.mechanism, outcome.reason = arm.name, reason
         posted[str(salt)] = outcome
         if policy == ROUTER:
-            self.choices[str(salt)] = (choice, prefs, requester)
+            self.choices[str(salt)] = (choice, prefs, requester.address)
         self.say(f"  [{policy}] task {arrival.index} ({arrival.persona}) → {arm.name}: {reason}")
         return outcome

@@ -1,0 +1,103 @@
+"""A development chain of one's own (anvil) and sending to it without waiting for each
+transaction: development chains only (fees are fixed; anvil runs with a base fee of 0)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+
+ETHER = 10**18
+
+
+def free_port() -> int:
+    """A loopback port free at the time of asking."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Anvil:
+    """An anvil node this process starts on a free loopback port and stops by its pid:
+    for the demo, the simulation and the benchmarks, which want a chain of their own (ape's
+    foundry provider records a full step trace of every transaction, which makes large
+    batches slow to mine). `block_time` None mines each transaction at once; a number mines
+    a block every that many seconds, like a real chain."""
+
+    def __init__(self, block_time: int | None = None, chain_id: int = 1337):
+        binary = shutil.which("anvil")
+        if binary is None:
+            raise RuntimeError("anvil is not on PATH; run `make install` (it links it into .venv/bin)")
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        argv = [binary, "--host", "127.0.0.1", "--port", str(self.port), "--chain-id", str(chain_id)]
+        argv += ["--silent", "--base-fee", "0", "--gas-price", "0"]
+        if block_time is not None:
+            argv += ["--block-time", str(block_time)]
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"anvil exited at start: {self.process.stderr.read().decode()[-500:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("anvil did not start listening within 30 s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def __enter__(self) -> Anvil:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def fund(web3, sender: str, addresses: list[str], value: int) -> None:
+    """Send `value` wei from `sender` (an account the node holds) to each of `addresses`,
+    then wait until every transfer is mined."""
+    sent = [web3.eth.send_transaction({"from": sender, "to": to, "value": value}) for to in addresses]
+    for tx in sent:
+        web3.eth.wait_for_transaction_receipt(tx, timeout=60)
+
+
+def send_signed(client, call, value: int, nonce: int, gas: int = 1_000_000) -> bytes:
+    """Sign `call` (a contract function call) from the client's signer at `nonce` and
+    hand it to the node without waiting; its hash."""
+    web3 = client.web3
+    tx = {
+        "to": client.address,
+        "value": value,
+        "data": call._encode_transaction_data(),
+        "gas": gas,
+        "nonce": nonce,
+        "chainId": web3.eth.chain_id,
+        "maxFeePerGas": 10**10,
+        "maxPriorityFeePerGas": 0,
+    }
+    return web3.eth.send_raw_transaction(client.signer.sign_transaction(tx))
+
+
+def send_all(client, calls: list[tuple[object, int]], gas: int = 1_000_000) -> list[dict]:
+    """Send `calls` ((contract function call, value) pairs) from the client's signer with
+    consecutive nonces, without waiting between them, then wait for every receipt; a
+    reverted one raises. For setting up many transactions at once on a development chain."""
+    web3 = client.web3
+    nonce = web3.eth.get_transaction_count(client.signer.address, "pending")
+    hashes = [send_signed(client, call, value, nonce + i, gas) for i, (call, value) in enumerate(calls)]
+    receipts = [web3.eth.wait_for_transaction_receipt(h, timeout=300) for h in hashes]
+    reverted = [r["transactionHash"].hex() for r in receipts if r["status"] != 1]
+    if reverted:
+        raise RuntimeError(f"{len(reverted)} transactions reverted, the first {reverted[0]}")
+    return receipts

@@ -1,0 +1,102 @@
+"""The frontends and prover agents of a marketplace on a development chain, each a process
+of its own started by its command line as a user starts it (`python -m ...`), logging into
+a folder, watched, and stopped by its own pid.
+
+This library starts them by module name only: it imports none of them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from provingmarket.devnet.chain import free_port
+
+ROOT = Path(__file__).resolve().parents[2]  # where `python -m` finds frontends/ and provingmarket/
+AGENT = "provingmarket.agent.agent"  # the prover agent's module
+ORDERBOOK = "frontends.orderbook.process"
+AUCTION = "frontends.auction.process"
+ELECTION = "frontends.election.process"  # a group: its long-running command is `run`
+KEY_ENV = "DEVNET_KEY"  # the environment variable a process reads its private key from
+
+
+def command(
+    module: str, rpc: str, record: Path, db: Path, *args: str, sub: tuple[str, ...] = ()
+) -> list[str]:
+    """`python -m module [sub...] --rpc … --deployment … --key-env KEY_ENV --db … --poll 0.5 args`:
+    how a frontend or an agent is started against the deployment `record`."""
+    return [
+        sys.executable, "-m", module, *sub, "--rpc", rpc, "--deployment", str(record),
+        "--key-env", KEY_ENV, "--db", str(db), "--poll", "0.5", *args,
+    ]  # fmt: skip
+
+
+def stop_processes(processes: dict, logs, say) -> bool:
+    """Stop each process started (name → subprocess.Popen) by its pid: SIGTERM, then
+    SIGKILL after 30 s. True if every one exited 0 (one that had already exited counts
+    with its own code); `say` names each that did not, with its log in `logs`."""
+    clean = True
+    for name, process in processes.items():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        if process.returncode != 0:
+            clean = False
+            say(f"  {exit_line(name, process)}; see {logs / (name + '.log')}")
+    return clean
+
+
+def exit_line(name: str, process: subprocess.Popen) -> str:
+    return f"{name} (pid {process.pid}) exited with {process.returncode}"
+
+
+class Processes:
+    """Processes started against the deployment `record` on the node at `rpc`, each with
+    its log (`<name>.log`) and database (`<name>.sqlite`) in `logs`; `started` maps each
+    name to its latest process."""
+
+    def __init__(self, rpc: str, record: Path, logs: Path):
+        self.rpc, self.record, self.logs = rpc, record, logs
+        self.started: dict[str, subprocess.Popen] = {}
+
+    def start(
+        self, name: str, module: str, key: str, *args: str, sub: tuple[str, ...] = ()
+    ) -> subprocess.Popen:
+        """Start `module` as `name`, holding `key`, in a session of its own."""
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **{KEY_ENV: key})
+        argv = command(module, self.rpc, self.record, self.logs / f"{name}.sqlite", *args, sub=sub)
+        with open(self.logs / f"{name}.log", "a") as log:  # the child holds its own copy
+            process = subprocess.Popen(
+                argv, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+            )
+        self.started[name] = process
+        return process
+
+    def start_frontends(self, keys: dict[str, str], mechanisms: dict[str, int], auction_window: int) -> str:
+        """Start the orderbook, auction and election frontends, each named after its
+        mechanism and holding its key in `keys`; the auction's API address."""
+        port = free_port()
+        mechanism = {name: ("--mechanism", str(i)) for name, i in mechanisms.items()}
+        self.start("orderbook", ORDERBOOK, keys["orderbook"], *mechanism["orderbook"])
+        auction = ("--port", str(port), "--window", str(auction_window))
+        self.start("auction", AUCTION, keys["auction"], *mechanism["auction"], *auction)
+        self.start("election", ELECTION, keys["election"], *mechanism["election"], sub=("run",))
+        return f"http://127.0.0.1:{port}"
+
+    def start_agent(self, name: str, key: str, auction: str, *options: str) -> subprocess.Popen:
+        """Start a prover agent holding `key` that bids in the auction frontend at `auction`."""
+        return self.start(name, AGENT, key, "--auction", auction, *options)
+
+    def exited(self) -> list[str]:
+        """Each process that has exited, as `name (pid N) exited with CODE`."""
+        return [exit_line(n, p) for n, p in self.started.items() if p.poll() is not None]
+
+    def stop(self, say) -> bool:
+        """Stop every process started, by its pid; True if each exited cleanly."""
+        return stop_processes(self.started, self.logs, say)
