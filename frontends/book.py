@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from provingmarket.formats import TaskTerms
+from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
+
+BUILT_IN = frozenset((OPEN_RACE, DUTCH))  # mechanisms the registry runs itself: no frontend assigns
 
 
 @dataclass(frozen=True, slots=True)

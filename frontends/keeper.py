@@ -52,12 +52,12 @@ from eth_utils import to_checksum_address
 from web3 import Web3
 
 from frontends import book
-from frontends.book import task_hex
+from frontends.book import BUILT_IN, task_hex
 from frontends.process import shown, with_options
 from provingmarket.chain.client import Event, Refused, RegistryClient, chain_time
 from provingmarket.chain.mirror import Mirror, Snapshot
 from provingmarket.chain.outbox import Outbox, Outcome, Sent
-from provingmarket.formats import DUTCH, MAX_BATCH, OPEN_RACE
+from provingmarket.formats import MAX_BATCH
 from provingmarket.runtime.metrics import Metrics
 from provingmarket.runtime.process import Stopper, emit, run_forever
 
@@ -162,7 +162,7 @@ class Keeper:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch size {batch_size}: the registry takes 1 to {MAX_BATCH} items per batch")
         wanted = set(mechanisms)
-        if not wanted or wanted & {OPEN_RACE, DUTCH}:
+        if not wanted or wanted & BUILT_IN:
             raise ValueError(
                 "give the id of a registered mechanism; the open race and the Dutch auction need no frontend"
             )

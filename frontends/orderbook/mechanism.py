@@ -92,12 +92,10 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Set
 
-from frontends.book import Decision, MembershipState, OpenTask, Snapshot
-from provingmarket.formats import DUTCH, OPEN_RACE
+from frontends.book import BUILT_IN, Decision, MembershipState, OpenTask, Snapshot
 
 __all__ = ["match_orders"]
 
-_BUILT_IN = frozenset((OPEN_RACE, DUTCH))
 _GONE = 1 << 256  # the proving time of an offer that left the book: slower than any window
 
 
@@ -300,7 +298,7 @@ def _tasks(snapshot: Snapshot, by_market: dict[int, list[_Offer]]) -> list[OpenT
     """The tasks that may be matched now (an open slot, a mechanism of this frontend, inside
     their assignment window, a market with offers), best first."""
     now = snapshot.now
-    mechanisms = snapshot.mechanisms - _BUILT_IN
+    mechanisms = snapshot.mechanisms - BUILT_IN
     task_ids: set[bytes] = set()
     tasks = []
     for task in snapshot.tasks:
