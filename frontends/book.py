@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from provingmarket.formats import TaskTerms
+from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
+
+BUILT_IN = frozenset((OPEN_RACE, DUTCH))  # mechanisms the registry runs itself: no frontend assigns
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,3 +172,10 @@ def eligible_provers(snapshot: Snapshot, task: OpenTask, price: int | None = Non
         ):
             found[address] = m.prover
     return [found[a] for a in sorted(found, key=lambda a: int(a, 16))]
+
+
+def task_hex(task_id: bytes | str) -> str:
+    """A task id as the frontends write it: 0x and 64 lowercase hex digits."""
+    if isinstance(task_id, str):
+        return "0x" + task_id.removeprefix("0x").lower()
+    return "0x" + bytes(task_id).hex()

@@ -52,10 +52,12 @@ from eth_utils import to_checksum_address
 from web3 import Web3
 
 from frontends import book
-from provingmarket.chain.client import Refused, RegistryClient, chain_time
+from frontends.book import BUILT_IN, task_hex
+from frontends.process import shown, with_options
+from provingmarket.chain.client import Event, Refused, RegistryClient, chain_time
 from provingmarket.chain.mirror import Mirror, Snapshot
-from provingmarket.chain.outbox import Outbox, Outcome
-from provingmarket.formats import DUTCH, OPEN_RACE
+from provingmarket.chain.outbox import Outbox, Outcome, Sent
+from provingmarket.formats import MAX_BATCH
 from provingmarket.runtime.metrics import Metrics
 from provingmarket.runtime.process import Stopper, emit, run_forever
 
@@ -64,8 +66,8 @@ log = logging.getLogger("frontends.keeper")
 Mechanism = Callable[[book.Snapshot], list[book.Decision]]
 Observer = Callable[[Snapshot, book.Snapshot], None]
 
-MAX_BATCH = 64  # the registry's MAX_BATCH
 HOLD_SECONDS = 10.0  # a slash or reclaim the registry refused is tried again after this
+HOUSEKEEPING = {"slash": "slashes", "reclaim": "reclaims"}  # each one's metric: <name>_sent_total
 
 
 def assign_key(task_id: bytes, prover: str) -> str:
@@ -160,7 +162,7 @@ class Keeper:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch size {batch_size}: the registry takes 1 to {MAX_BATCH} items per batch")
         wanted = set(mechanisms)
-        if not wanted or wanted & {OPEN_RACE, DUTCH}:
+        if not wanted or wanted & BUILT_IN:
             raise ValueError(
                 "give the id of a registered mechanism; the open race and the Dutch auction need no frontend"
             )
@@ -285,7 +287,7 @@ class Keeper:
         for d in batch:
             self._say(
                 "decision",
-                task=_hex(d.task_id),
+                task=task_hex(d.task_id),
                 prover=d.prover,
                 price=d.price,
                 max_reward=d.terms.max_reward,
@@ -302,44 +304,21 @@ class Keeper:
                     "gas_used_total", "Gas used by assign_batch transactions", sent.gas_used or 0
                 )
                 for e in outcome.events:
-                    if e.name == "TaskAssigned" and e.frontend == self.me:
-                        self.metrics.counter("assignments_applied_total", "Assignments the registry applied")
-                        self._say(
-                            "assigned",
-                            task=_hex(e.task_id),
-                            prover=e.prover,
-                            slot=e.slot,
-                            price=e.price,
-                            deadline=e.deadline,
-                            tx=sent.tx_hash,
-                            block=sent.block,
-                        )
-                    elif e.name == "AssignmentSkipped" and e.frontend == self.me:
-                        self.metrics.counter(
-                            "assignments_skipped_total", "Assignments the registry skipped", reason=e.reason
-                        )
-                        self.cooling[(bytes(e.task_id), e.prover)] = time.monotonic() + self.retry_after
-                        self._say(
-                            "skipped",
-                            task=_hex(e.task_id),
-                            prover=e.prover,
-                            reason=e.reason,
-                            tx=sent.tx_hash,
-                            block=sent.block,
-                        )
+                    if e.name in ("TaskAssigned", "AssignmentSkipped") and e.frontend == self.me:
+                        self._assignment_settled(e, sent)
             elif outcome.kind == "mined" and sent.fn in ("slash", "reclaim"):
                 for e in outcome.events:
                     if e.name == "Slashed":
                         self._say(
                             "slashed",
-                            task=_hex(e.task_id),
+                            task=task_hex(e.task_id),
                             prover=e.prover,
                             collateral=e.collateral,
                             reopened=e.reopened,
                             to_caller=e.to_caller,
                         )
                     elif e.name == "SlotsClosed":
-                        self._say("reclaimed", task=_hex(e.task_id), tx=sent.tx_hash)
+                        self._say("reclaimed", task=task_hex(e.task_id), tx=sent.tx_hash)
             elif outcome.kind in ("reverted", "dropped", "reorged"):
                 self.metrics.counter(
                     "transactions_lost_total",
@@ -347,50 +326,69 @@ class Keeper:
                     kind=outcome.kind,
                 )
 
+    def _assignment_settled(self, e: Event, sent: Sent) -> None:
+        """One of this frontend's assignments mined: applied, or skipped with the registry's
+        reason (the pair then cools for `retry_after` seconds)."""
+        if e.name == "TaskAssigned":
+            self.metrics.counter("assignments_applied_total", "Assignments the registry applied")
+            kind, fields = "assigned", {"slot": e.slot, "price": e.price, "deadline": e.deadline}
+        else:
+            self.metrics.counter(
+                "assignments_skipped_total", "Assignments the registry skipped", reason=e.reason
+            )
+            self.cooling[(bytes(e.task_id), e.prover)] = time.monotonic() + self.retry_after
+            kind, fields = "skipped", {"reason": e.reason}
+        self._say(
+            kind, task=task_hex(e.task_id), prover=e.prover, **fields, tx=sent.tx_hash, block=sent.block
+        )
+
     def _slash_overdue(self, now: int, mechanisms: set[int], busy: set[str]) -> None:
         for a in self.mirror.overdue(now):
-            if a.terms.mechanism_id not in mechanisms:
-                continue
-            key = f"slash:{_hex(a.task_id)}:{a.prover}:{a.slot}"
-            if key in busy or key in self.held:
-                continue
-            assignment = (a.slot, a.price, a.deadline, a.frontend)
-            try:
-                sent = self.outbox.send("slash", a.terms.as_tuple(), a.prover, assignment, keys=[key])
-            except Refused as refused:
-                self.held[key] = time.monotonic() + HOLD_SECONDS
-                self._say("slash_refused", task=_hex(a.task_id), prover=a.prover, reason=refused.reason)
-                continue
-            self.metrics.counter("slashes_sent_total", "slash transactions sent")
-            self._say("slash", task=_hex(a.task_id), prover=a.prover, deadline=a.deadline, tx=sent.tx_hash)
+            if a.terms.mechanism_id in mechanisms:
+                self._housekeep(
+                    "slash",
+                    f"slash:{task_hex(a.task_id)}:{a.prover}:{a.slot}",
+                    busy,
+                    (a.terms.as_tuple(), a.prover, (a.slot, a.price, a.deadline, a.frontend)),
+                    {"task": task_hex(a.task_id), "prover": a.prover},
+                    deadline=a.deadline,
+                )
 
     def _reclaim_expired(self, now: int, mechanisms: set[int], busy: set[str]) -> None:
         for t in self.mirror.open_tasks():
-            if t.terms.mechanism_id not in mechanisms or now <= t.assignable_until:
-                continue
-            key = f"reclaim:{_hex(t.task_id)}"
-            if key in busy or key in self.held:
-                continue
-            try:
-                sent = self.outbox.send("reclaim", t.terms.as_tuple(), keys=[key])
-            except Refused as refused:
-                self.held[key] = time.monotonic() + HOLD_SECONDS
-                self._say("reclaim_refused", task=_hex(t.task_id), reason=refused.reason)
-                continue
-            self.metrics.counter("reclaims_sent_total", "reclaim transactions sent")
-            self._say("reclaim", task=_hex(t.task_id), open_slots=t.open, tx=sent.tx_hash)
+            if t.terms.mechanism_id in mechanisms and now > t.assignable_until:
+                self._housekeep(
+                    "reclaim",
+                    f"reclaim:{task_hex(t.task_id)}",
+                    busy,
+                    (t.terms.as_tuple(),),
+                    {"task": task_hex(t.task_id)},
+                    open_slots=t.open,
+                )
+
+    def _housekeep(
+        self, fn: str, key: str, busy: set[str], args: tuple, about: dict[str, Any], **sent_fields: Any
+    ) -> None:
+        """Send a `slash` or `reclaim` once: not while one is in flight, nor for
+        HOLD_SECONDS after the registry refused it. Its log lines carry `about`."""
+        if key in busy or key in self.held:
+            return
+        try:
+            sent = self.outbox.send(fn, *args, keys=[key])
+        except Refused as refused:
+            self.held[key] = time.monotonic() + HOLD_SECONDS
+            self._say(f"{fn}_refused", **about, reason=refused.reason)
+            return
+        self.metrics.counter(f"{HOUSEKEEPING[fn]}_sent_total", f"{fn} transactions sent")
+        self._say(fn, **about, **sent_fields, tx=sent.tx_hash)
 
     def _say(self, kind: str, level: int = logging.INFO, **fields: Any) -> None:
         emit(log, f"{self.name}.{kind}", level, **fields)
 
 
-def _hex(value: Any) -> str:
-    return "0x" + bytes(value).hex()
-
-
 def keeper_options(command: Callable) -> Callable:
     """The options of every frontend command (the keeper's), shared by the plain process
-    (`python -m frontends.<name>_frontend`) and its `ape run` wrapper. The command
+    (`python -m frontends.<mechanism>.process`) and its `ape run` wrapper. The command
     receives `mechanisms`, `db_path`, `confirmations`, `batch_size`, `poll`, `slash`,
     `reclaim` (the Keeper's own arguments), `metrics_port` and `log_level`."""
     options = [
@@ -409,31 +407,16 @@ def keeper_options(command: Callable) -> Callable:
             type=click.Path(dir_okay=False),
             help="SQLite file: the mirror, its cursor, the outbox (and the mechanism's own tables).",
         ),
-        click.option("--confirmations", default=0, show_default=True, type=click.IntRange(0, 1000)),
-        click.option("--batch-size", default=MAX_BATCH, show_default=True, type=click.IntRange(1, MAX_BATCH)),
-        click.option(
-            "--poll",
-            default=1.0,
-            show_default=True,
-            type=click.FloatRange(0.05, 600),
-            help="Seconds between rounds.",
-        ),
+        shown("--confirmations", 0, click.IntRange(0, 1000)),
+        shown("--batch-size", MAX_BATCH, click.IntRange(1, MAX_BATCH)),
+        shown("--poll", 1.0, click.FloatRange(0.05, 600), "Seconds between rounds."),
         click.option(
             "--metrics-port",
             type=click.IntRange(0, 65535),
             help="Serve Prometheus metrics (0: any free port).",
         ),
-        click.option(
-            "--slash/--no-slash",
-            default=True,
-            show_default=True,
-            help="Slash overdue assignments of its tasks.",
-        ),
-        click.option(
-            "--reclaim/--no-reclaim", default=True, show_default=True, help="Refund slots left unfilled."
-        ),
-        click.option("--log-level", default="INFO", show_default=True),
+        shown("--slash/--no-slash", True, None, "Slash overdue assignments of its tasks."),
+        shown("--reclaim/--no-reclaim", True, None, "Refund slots left unfilled."),
+        shown("--log-level", "INFO", None),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(command, options)

@@ -38,7 +38,7 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -183,7 +183,7 @@ def recover_bidder(
         return _refuse("bad_signature", "the signature does not recover to any address")
 
 
-def _refuse(code: str, reason: str):
+def _refuse(code: str, reason: str) -> NoReturn:
     raise _Refused(Refusal(code, reason))
 
 
@@ -397,47 +397,224 @@ def _problem(status: int, detail: str, headers: dict[str, str] | None = None) ->
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-def make_app(
-    board: Callable[[], Board | None],
-    store: AuctionStore,
-    settings: ApiSettings | None = None,
-    metrics: Metrics | None = None,
-) -> FastAPI:
-    """The API over the keeper's latest `board` and a store connection of its own."""
-    settings = settings or ApiSettings()
-    metrics = metrics or Metrics("auction")
-    clients = RateLimiter(settings.client_rate, settings.client_burst)
-    provers = RateLimiter(settings.prover_rate, settings.prover_burst)
-    app = FastAPI(
-        title="Proving market: sealed-bid auction frontend",
-        version="1",
-        description=(
-            "Second-price reverse auctions for the tasks of this frontend's mechanism. A bid is the "
-            "prover's EIP-712 `Bid(bytes32 task, uint256 minPrice, uint256 expiry, uint256 nonce)` "
-            "signature in the registry's domain (name ProvingMarketRegistry, version 1, the chain id and "
-            "registry address of /health). At close the N lowest bids win a task's N open slots and "
-            "each is paid the (N+1)th lowest bid, or the task's max_reward when there were at most N. "
-            "Bids are sealed until close. Amounts are wei as decimal strings."
-        ),
-    )
-    app.add_middleware(Guard, max_body=settings.max_body, metrics=metrics)
+DESCRIPTION = (
+    "Second-price reverse auctions for the tasks of this frontend's mechanism. A bid is the "
+    "prover's EIP-712 `Bid(bytes32 task, uint256 minPrice, uint256 expiry, uint256 nonce)` "
+    "signature in the registry's domain (name ProvingMarketRegistry, version 1, the chain id and "
+    "registry address of /health). At close the N lowest bids win a task's N open slots and "
+    "each is paid the (N+1)th lowest bid, or the task's max_reward when there were at most N. "
+    "Bids are sealed until close. Amounts are wei as decimal strings."
+)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        return _problem(422, _describe(error.errors()))
+STARTING = {
+    "status": "starting",
+    "chain_id": None,
+    "registry": None,
+    "frontend": None,
+    "mechanisms": [],
+    "block": None,
+    "chain_time": None,
+    "open_auctions": 0,
+}
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return _problem(error.status_code, str(error.detail), getattr(error, "headers", None))
 
-    def refused(code: str, reason: str, retry_after: float | None = None) -> JSONResponse:
-        metrics.counter("bids_refused_total", "Bids refused, by rule", rule=code)
+class AuctionApi:
+    """The routes over the keeper's latest `board` and a store connection of their own,
+    one method each; the rate limiters and metrics are shared by every request."""
+
+    def __init__(
+        self,
+        board: Callable[[], Board | None],
+        store: AuctionStore,
+        settings: ApiSettings | None = None,
+        metrics: Metrics | None = None,
+    ):
+        self.board = board
+        self.store = store
+        self.settings = settings or ApiSettings()
+        self.metrics = metrics or Metrics("auction")
+        self.clients = RateLimiter(self.settings.client_rate, self.settings.client_burst)
+        self.provers = RateLimiter(self.settings.prover_rate, self.settings.prover_burst)
+
+    def app(self) -> FastAPI:
+        """The FastAPI app serving these routes (behind `Guard`)."""
+        app = FastAPI(
+            title="Proving market: sealed-bid auction frontend", version="1", description=DESCRIPTION
+        )
+        app.add_middleware(Guard, max_body=self.settings.max_body, metrics=self.metrics)
+        app.add_exception_handler(RequestValidationError, _invalid)
+        app.add_exception_handler(StarletteHTTPException, _http_error)
+        app.get("/health", response_model=Health, responses=_responses(503))(self.health)
+        app.get("/auctions", response_model=list[AuctionOut], responses=_responses(503))(self.auctions)
+        app.get("/auctions/{task_id}", response_model=AuctionDetail, responses=_responses(404, 422, 503))(
+            self.auction
+        )
+        app.post(
+            "/bids",
+            status_code=202,
+            response_model=BidAccepted,
+            responses=_responses(400, 401, 404, 409, 413, 422, 429, 503),
+        )(self.submit)
+        app.get("/bids/{bid_id}", response_model=BidOut, responses=_responses(404, 422, 503))(self.bid_status)
+        return app
+
+    # -------------------------------------------------------------- routes
+
+    async def health(self) -> dict[str, Any]:
+        """Whether the frontend has a view of the chain yet, and which chain and registry
+        bids are signed for."""
+        seen = self.board()
+        if seen is None:
+            return dict(STARTING)
+        return {
+            "status": "ok",
+            "chain_id": seen.chain_id,
+            "registry": seen.registry,
+            "frontend": seen.frontend,
+            "mechanisms": list(seen.mechanisms),
+            "block": seen.block,
+            "chain_time": seen.chain_now(),
+            "open_auctions": len(seen.auctions),
+        }
+
+    async def auctions(self) -> list[dict[str, Any]]:
+        """Open auctions, soonest to close first: each task's terms and how many bids it
+        holds (sealed: no prices, no provers)."""
+        seen = self.board()
+        now = seen.chain_now() if seen is not None else 0
+        return [self.auction_out(row) for row in self.store.open_auctions() if row.closes_at > now]
+
+    async def auction(
+        self,
+        task_id: Annotated[str, Path(pattern=TASK_ID)],
+        round: Annotated[
+            int | None, Query(ge=1, le=2**31, description="a round; the latest if absent")
+        ] = None,
+    ) -> Any:
+        """A task's auction (its latest round unless `round` is given): its terms, whether
+        it is open, and once closed its result: the winners and the price each is paid."""
+        row = self.store.auction(task_id.lower(), round)
+        if row is None:
+            which = f"round {round} of task {task_id}" if round else f"task {task_id}"
+            return _problem(404, f"no auction for {which}")
+        out = self.auction_out(row)
+        out["state"] = row.state
+        out["result"] = self.result(row) if row.state == CLOSED else None
+        return out
+
+    async def submit(self, bid: BidIn, request: Request) -> Any:
+        """Submit a sealed bid. Accepted (202) means stored and sealed until the auction
+        closes; keep the bid id to see its status. A prover's later bid in the same
+        auction replaces its earlier one (at most `bids_per_prover` per auction)."""
+        client = request.client.host if request.client else "?"
+        wait = self.clients.take(client)
+        if wait:
+            return self.refused("rate_limited", f"too many bids from {client}; slow down", wait)
+        seen = self.board()
+        if seen is None:
+            return self.refused("starting", "the frontend is catching up with the chain; retry shortly", 2)
+        task_id = bid.task_id.lower()
+        signature = bytes.fromhex(bid.signature[2:])
+        try:
+            auction = self.check(seen, self.open_auction(seen, task_id), bid, signature)
+            wait = self.provers.take(bid.prover)
+            if wait:
+                return self.refused(
+                    "rate_limited", f"too many bids from prover {bid.prover}; slow down", wait
+                )
+            row = self.store.add_bid(
+                task_id,
+                auction.round,
+                bid.prover,
+                bid.min_price,
+                bid.expiry,
+                bid.nonce,
+                signature,
+                self.settings.bids_per_prover,
+            )
+        except _Refused as no:
+            return self.refused(no.refusal.code, no.refusal.reason)
+        except StoreRefusal as no:
+            return self.refused(no.code, no.reason)
+        self.metrics.counter("bids_accepted_total", "Bids accepted (sealed)")
+        if log.isEnabledFor(logging.DEBUG):
+            emit(log, "auction.bid", logging.DEBUG, bid=row.bid_id, task=task_id, round=auction.round)
+        accepted = {
+            "bid_id": row.bid_id,
+            "status": "sealed",
+            "task_id": task_id,
+            "round": auction.round,
+            "closes_at": auction.closes_at,
+        }
+        return JSONResponse(accepted, status_code=202)
+
+    async def bid_status(self, bid_id: Annotated[str, Path(pattern=BID_ID)]) -> Any:
+        """A bid's status (its id is the only way to it): sealed until its auction closes,
+        then won (with the price it is paid), lost or invalid (with the reason); replaced
+        when the prover bid again in the same auction."""
+        row = self.store.bid(bid_id)
+        if row is None:
+            return _problem(404, f"no bid {bid_id}")
+        return bid_out(row, self.store.auction(row.task_id, row.round))
+
+    # -------------------------------------------------------------- a bid's checks
+
+    def open_auction(self, seen: Board, task_id: str) -> OpenAuction:
+        """The task's auction if it takes bids now; else raises `_Refused` (unknown task or
+        closed)."""
+        found = seen.auctions.get(task_id)
+        if found is not None and found.auction.closes_at > seen.chain_now():
+            return found
+        latest = self.store.auction(task_id)
+        if latest is None:
+            _refuse(
+                "unknown_task",
+                f"no auction for task {task_id}: not an open task of mechanism "
+                f"{'/'.join(map(str, seen.mechanisms))}, or not seen yet",
+            )
+        _refuse(
+            "closed", f"the auction of task {task_id} (round {latest.round}) closed at {latest.closes_at}"
+        )
+
+    def check(self, seen: Board, found: OpenAuction, bid: BidIn, signature: bytes) -> AuctionRow:
+        """The signature, the signed terms and the prover, by the registry's rules as of the
+        board; returns the auction, or raises `_Refused` with the first rule broken."""
+        task, auction = found.task, found.auction
+        signer = recover_bidder(
+            seen.chain_id, seen.registry, task.task_id, bid.min_price, bid.expiry, bid.nonce, signature
+        )
+        if signer != bid.prover:
+            _refuse(
+                "wrong_signer",
+                f"the signature is {signer}'s, not prover {bid.prover}'s: sign the Bid (task, min_price, "
+                f"expiry, nonce) with the prover's own key, in the domain of chain {seen.chain_id} and "
+                f"registry {seen.registry}",
+            )
+        margin = self.settings.expiry_margin
+        least = auction.closes_at + margin
+        why = seen.rules.terms_refusal(task, bid.prover, bid.min_price, bid.expiry, bid.nonce, least)
+        if why is not None and why.code == "expired":
+            why = Refusal(
+                "expired",
+                f"the bid expires at {bid.expiry}; it must last until at least {least}, the auction's "
+                f"close ({auction.closes_at}) plus {margin} s for the assignment to be mined",
+            )
+        why = why or seen.rules.prover_refusal(task, bid.prover)
+        if why is not None:
+            raise _Refused(why)
+        return auction
+
+    # -------------------------------------------------------------- answers
+
+    def refused(self, code: str, reason: str, retry_after: float | None = None) -> JSONResponse:
+        """A refusal: counted by rule, its status by `STATUS`, Retry-After when given."""
+        self.metrics.counter("bids_refused_total", "Bids refused, by rule", rule=code)
         if log.isEnabledFor(logging.DEBUG):
             emit(log, "auction.bid_refused", logging.DEBUG, rule=code, reason=reason)
         headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
         return _problem(STATUS.get(code, 409), reason, headers)
 
-    def auction_out(row: AuctionRow) -> dict[str, Any]:
+    def auction_out(self, row: AuctionRow) -> dict[str, Any]:
         return {
             "task_id": row.task_id,
             "round": row.round,
@@ -452,182 +629,37 @@ def make_app(
             "assignable_until": row.assignable_until,
             "opened_at": row.opened_at,
             "closes_at": row.closes_at,
-            "min_expiry": row.closes_at + settings.expiry_margin,
+            "min_expiry": row.closes_at + self.settings.expiry_margin,
             "bids": row.bids,
         }
 
-    @app.get("/health", response_model=Health, responses=_responses(503))
-    async def health() -> dict[str, Any]:
-        """Whether the frontend has a view of the chain yet, and which chain and registry
-        bids are signed for."""
-        seen = board()
-        if seen is None:
-            return {
-                "status": "starting",
-                "chain_id": None,
-                "registry": None,
-                "frontend": None,
-                "mechanisms": [],
-                "block": None,
-                "chain_time": None,
-                "open_auctions": 0,
-            }
+    def result(self, row: AuctionRow) -> dict[str, Any]:
+        """A closed auction's winners (lowest bid first) and the price they are paid."""
+        winners = sorted(self.store.winners(row.task_id, row.round), key=lambda b: (b.min_price, b.seq))
         return {
-            "status": "ok",
-            "chain_id": seen.chain_id,
-            "registry": seen.registry,
-            "frontend": seen.frontend,
-            "mechanisms": list(seen.mechanisms),
-            "block": seen.block,
-            "chain_time": seen.chain_now(),
-            "open_auctions": len(seen.auctions),
+            "winners": [{"prover": w.prover, "price": str(w.price)} for w in winners],
+            "price": None if row.price is None else str(row.price),
+            "bids": row.bids,
+            "note": row.note or "",
         }
 
-    @app.get("/auctions", response_model=list[AuctionOut], responses=_responses(503))
-    async def auctions() -> list[dict[str, Any]]:
-        """Open auctions, soonest to close first: each task's terms and how many bids it
-        holds (sealed: no prices, no provers)."""
-        seen = board()
-        now = seen.chain_now() if seen is not None else 0
-        return [auction_out(row) for row in store.open_auctions() if row.closes_at > now]
 
-    @app.get(
-        "/auctions/{task_id}",
-        response_model=AuctionDetail,
-        responses=_responses(404, 422, 503),
-    )
-    async def auction(
-        task_id: Annotated[str, Path(pattern=TASK_ID)],
-        round: Annotated[
-            int | None, Query(ge=1, le=2**31, description="a round; the latest if absent")
-        ] = None,
-    ) -> Any:
-        """A task's auction (its latest round unless `round` is given): its terms, whether
-        it is open, and once closed its result: the winners and the price each is paid."""
-        row = store.auction(task_id.lower(), round)
-        if row is None:
-            which = f"round {round} of task {task_id}" if round else f"task {task_id}"
-            return _problem(404, f"no auction for {which}")
-        out = auction_out(row)
-        out["state"] = row.state
-        out["result"] = None
-        if row.state == CLOSED:
-            out["result"] = {
-                "winners": [
-                    {"prover": w.prover, "price": str(w.price)}
-                    for w in sorted(store.winners(row.task_id, row.round), key=lambda b: (b.min_price, b.seq))
-                ],
-                "price": None if row.price is None else str(row.price),
-                "bids": row.bids,
-                "note": row.note or "",
-            }
-        return out
+def make_app(
+    board: Callable[[], Board | None],
+    store: AuctionStore,
+    settings: ApiSettings | None = None,
+    metrics: Metrics | None = None,
+) -> FastAPI:
+    """The API over the keeper's latest `board` and a store connection of its own."""
+    return AuctionApi(board, store, settings, metrics).app()
 
-    @app.post(
-        "/bids",
-        status_code=202,
-        response_model=BidAccepted,
-        responses=_responses(400, 401, 404, 409, 413, 422, 429, 503),
-    )
-    async def submit(bid: BidIn, request: Request) -> Any:
-        """Submit a sealed bid. Accepted (202) means stored and sealed until the auction
-        closes; keep the bid id to see its status. A prover's later bid in the same
-        auction replaces its earlier one (at most `bids_per_prover` per auction)."""
-        client = request.client.host if request.client else "?"
-        wait = clients.take(client)
-        if wait:
-            return refused("rate_limited", f"too many bids from {client}; slow down", wait)
-        seen = board()
-        if seen is None:
-            return refused("starting", "the frontend is catching up with the chain; retry shortly", 2)
-        task_id = bid.task_id.lower()
-        found = seen.auctions.get(task_id)
-        now = seen.chain_now()
-        if found is None or found.auction.closes_at <= now:
-            latest = store.auction(task_id)
-            if latest is None:
-                return refused(
-                    "unknown_task",
-                    f"no auction for task {task_id}: not an open task of mechanism "
-                    f"{'/'.join(map(str, seen.mechanisms))}, or not seen yet",
-                )
-            return refused(
-                "closed",
-                f"the auction of task {task_id} (round {latest.round}) closed at {latest.closes_at}",
-            )
-        task, auction = found.task, found.auction
-        signature = bytes.fromhex(bid.signature[2:])
-        try:
-            signer = recover_bidder(
-                seen.chain_id,
-                seen.registry,
-                task.task_id,
-                bid.min_price,
-                bid.expiry,
-                bid.nonce,
-                signature,
-            )
-        except _Refused as no:
-            return refused(no.refusal.code, no.refusal.reason)
-        if signer != bid.prover:
-            return refused(
-                "wrong_signer",
-                f"the signature is {signer}'s, not prover {bid.prover}'s: sign the Bid (task, min_price, "
-                f"expiry, nonce) with the prover's own key, in the domain of chain {seen.chain_id} and "
-                f"registry {seen.registry}",
-            )
-        least = auction.closes_at + settings.expiry_margin
-        why = seen.rules.terms_refusal(task, bid.prover, bid.min_price, bid.expiry, bid.nonce, least)
-        if why is not None and why.code == "expired":
-            why = Refusal(
-                "expired",
-                f"the bid expires at {bid.expiry}; it must last until at least {least}, the auction's "
-                f"close ({auction.closes_at}) plus {settings.expiry_margin} s for the assignment to be mined",
-            )
-        why = why or seen.rules.prover_refusal(task, bid.prover)
-        if why is not None:
-            return refused(why.code, why.reason)
-        wait = provers.take(bid.prover)
-        if wait:
-            return refused("rate_limited", f"too many bids from prover {bid.prover}; slow down", wait)
-        try:
-            row = store.add_bid(
-                task_id,
-                auction.round,
-                bid.prover,
-                bid.min_price,
-                bid.expiry,
-                bid.nonce,
-                signature,
-                settings.bids_per_prover,
-            )
-        except StoreRefusal as no:
-            return refused(no.code, no.reason)
-        metrics.counter("bids_accepted_total", "Bids accepted (sealed)")
-        if log.isEnabledFor(logging.DEBUG):
-            emit(log, "auction.bid", logging.DEBUG, bid=row.bid_id, task=task_id, round=auction.round)
-        return JSONResponse(
-            {
-                "bid_id": row.bid_id,
-                "status": "sealed",
-                "task_id": task_id,
-                "round": auction.round,
-                "closes_at": auction.closes_at,
-            },
-            status_code=202,
-        )
 
-    @app.get("/bids/{bid_id}", response_model=BidOut, responses=_responses(404, 422, 503))
-    async def bid_status(bid_id: Annotated[str, Path(pattern=BID_ID)]) -> Any:
-        """A bid's status (its id is the only way to it): sealed until its auction closes,
-        then won (with the price it is paid), lost or invalid (with the reason); replaced
-        when the prover bid again in the same auction."""
-        row = store.bid(bid_id)
-        if row is None:
-            return _problem(404, f"no bid {bid_id}")
-        return bid_out(row, store.auction(row.task_id, row.round))
+async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+    return _problem(422, _describe(error.errors()))
 
-    return app
+
+async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    return _problem(error.status_code, str(error.detail), getattr(error, "headers", None))
 
 
 def bid_out(row: BidRow, auction: AuctionRow | None) -> dict[str, Any]:

@@ -61,12 +61,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from frontends.book import Decision, OpenTask, Snapshot
-from provingmarket.formats import DUTCH, OPEN_RACE
+from frontends.book import BUILT_IN, Decision, OpenTask, Snapshot
 
 __all__ = ["Clearing", "Eligibility", "Refusal", "SealedBid", "clear_auctions", "ordinal"]
-
-_BUILT_IN = frozenset((OPEN_RACE, DUTCH))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +114,7 @@ class Eligibility:
 
     def __init__(self, snapshot: Snapshot, nonces: Mapping[str, int]):
         self.now = snapshot.now
-        self.mechanisms = snapshot.mechanisms - _BUILT_IN
+        self.mechanisms = snapshot.mechanisms - BUILT_IN
         self.paused = {m.market_id: m.paused for m in snapshot.markets}
         self.free = {p.address.lower(): p.free_stake for p in snapshot.provers}
         self.left = {(m.prover.lower(), m.market_id): m.capacity - m.used for m in snapshot.memberships}

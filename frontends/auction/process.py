@@ -50,7 +50,6 @@ from __future__ import annotations
 import functools
 import logging
 import socket
-import sys
 import threading
 import time
 from typing import Any
@@ -62,20 +61,13 @@ from frontends import book
 from frontends.auction.api import ApiSettings, Board, OpenAuction, make_app
 from frontends.auction.mechanism import Eligibility, clear_auctions
 from frontends.auction.store import AuctionStore
+from frontends.book import task_hex
 from frontends.keeper import Keeper, assign_key, keeper_options
+from frontends.process import FATAL, run_frontend, serve, shown, with_options
 from provingmarket.chain.client import ClientError, RegistryClient
-from provingmarket.chain.mirror import MirrorError, Snapshot
-from provingmarket.deployments import DeploymentError
+from provingmarket.chain.mirror import Snapshot
 from provingmarket.runtime.metrics import Metrics
-from provingmarket.runtime.process import (
-    Stopper,
-    configure_logging,
-    connect,
-    connection_options,
-    emit,
-    key_from_env,
-    log,
-)
+from provingmarket.runtime.process import Stopper, connection_options, emit, log
 
 CLOSE_MARGIN = 8  # seconds between an auction's close and the end of its task's assignment window
 MINING_MARGIN = 4  # seconds from a clearing to its assignment mined, for expiry and window checks
@@ -92,11 +84,14 @@ class Auctioneer:
         window: int,
         settings: ApiSettings,
         metrics: Metrics,
+        port: int = 8000,
         close_margin: int = CLOSE_MARGIN,
         mining_margin: int = MINING_MARGIN,
         **keeper: Any,
     ):
+        self.db = db
         self.window = window
+        self.port = port
         self.settings = settings
         self.metrics = metrics
         self.close_margin = close_margin
@@ -119,6 +114,25 @@ class Auctioneer:
         self.snap: Snapshot | None = None
         self.nonces: dict[str, int] = {}
 
+    def run(self, stop: Stopper) -> None:
+        """Serve the API (a store connection of its own) and run the keeper until `stop`."""
+        api_store = AuctionStore(self.db, timeout=5.0)  # a locked database answers 503, not a stalled API
+        server = ApiServer(make_app(lambda: self.board, api_store, self.settings, self.metrics), self.port)
+        server.start()
+        emit(
+            log,
+            "auction.api",
+            url=server.url,
+            openapi=f"{server.url}/openapi.json",
+            docs=f"{server.url}/docs",
+        )
+        try:
+            self.keeper.run(stop)
+        finally:
+            server.stop()
+            api_store.close()
+            self.close()
+
     # -------------------------------------------------------------- each round
 
     def observe(self, snap: Snapshot, view: book.Snapshot) -> None:
@@ -126,7 +140,7 @@ class Auctioneer:
         self.snap = snap
         self.nonces = {p.prover: p.nonce for p in snap.provers.values()}
         self._reconcile(snap)
-        tasks = {_hex(t.task_id): t for t in view.tasks}
+        tasks = {task_hex(t.task_id): t for t in view.tasks}
         open_rows = {row.task_id: row for row in self.store.open_auctions()}
         for task_id, row in list(open_rows.items()):
             if task_id not in tasks:
@@ -175,7 +189,7 @@ class Auctioneer:
         """Clear the auctions whose close time has come (the keeper sends the decisions)."""
         if not self.store.due(view.now):
             return []
-        tasks = {_hex(t.task_id): t for t in view.tasks}
+        tasks = {task_hex(t.task_id): t for t in view.tasks}
         block = self.snap.block if self.snap is not None else 0
         with self.store.transaction():
             batch = []
@@ -312,25 +326,12 @@ def run_auction(
 ) -> None:
     """Run the auctions and their API until `stop` (SIGTERM); `keeper` are the Keeper's
     arguments (`keeper_options`)."""
-    metrics = Metrics("auction")
-    db = keeper.pop("db_path")
-    try:
-        auctioneer = Auctioneer(client, db, keeper.pop("mechanisms"), window, settings, metrics, **keeper)
-    except ValueError as error:
-        raise ClientError(str(error)) from None
-    if metrics_port is not None:
-        served = metrics.serve(metrics_port)
-        emit(log, "auction.metrics", url=f"http://127.0.0.1:{served}/metrics")
-    api_store = AuctionStore(db, timeout=5.0)  # a locked database answers 503, not a stalled API
-    server = ApiServer(make_app(lambda: auctioneer.board, api_store, settings, metrics), port).start()
-    emit(log, "auction.api", url=server.url, openapi=f"{server.url}/openapi.json", docs=f"{server.url}/docs")
-    try:
-        auctioneer.keeper.run(stop or Stopper())
-    finally:
-        server.stop()
-        api_store.close()
-        auctioneer.close()
-        metrics.close()
+    db, mechanisms = keeper.pop("db_path"), keeper.pop("mechanisms")
+
+    def build(metrics: Metrics) -> Auctioneer:
+        return Auctioneer(client, db, mechanisms, window, settings, metrics, port, **keeper)
+
+    run_frontend("auction", build, metrics_port, stop)
 
 
 def auction_options(command):
@@ -338,54 +339,22 @@ def auction_options(command):
     command receives `window`, `port` and `settings` (ApiSettings)."""
     defaults = ApiSettings()
     options = [
-        click.option(
-            "--window",
-            default=10,
-            show_default=True,
-            type=click.IntRange(1, 86_400),
-            help="Bidding window, seconds.",
-        ),
-        click.option(
-            "--port",
-            default=8000,
-            show_default=True,
-            type=click.IntRange(0, 65535),
-            help="API port (0: any).",
-        ),
-        click.option(
+        shown("--window", 10, click.IntRange(1, 86_400), "Bidding window, seconds."),
+        shown("--port", 8000, click.IntRange(0, 65535), "API port (0: any)."),
+        shown(
             "--expiry-margin",
-            default=defaults.expiry_margin,
-            show_default=True,
-            type=click.IntRange(0, 3_600),
-            help="Seconds a bid must outlive its auction's close.",
+            defaults.expiry_margin,
+            click.IntRange(0, 3_600),
+            "Seconds a bid must outlive its auction's close.",
         ),
-        click.option(
+        shown(
             "--bids-per-prover",
-            default=defaults.bids_per_prover,
-            show_default=True,
-            type=click.IntRange(1, 1_000),
-            help="Bids a prover may make in one auction.",
+            defaults.bids_per_prover,
+            click.IntRange(1, 1_000),
+            "Bids a prover may make in one auction.",
         ),
-        click.option(
-            "--prover-rate",
-            default=defaults.prover_rate,
-            show_default=True,
-            type=click.FloatRange(0),
-            help="Bids per second per prover (0: no limit).",
-        ),
-        click.option(
-            "--prover-burst", default=defaults.prover_burst, show_default=True, type=click.IntRange(1)
-        ),
-        click.option(
-            "--client-rate",
-            default=defaults.client_rate,
-            show_default=True,
-            type=click.FloatRange(0),
-            help="Bids per second per client IP (0: no limit).",
-        ),
-        click.option(
-            "--client-burst", default=defaults.client_burst, show_default=True, type=click.IntRange(1)
-        ),
+        *_rate_options("prover", "prover", defaults.prover_rate, defaults.prover_burst),
+        *_rate_options("client", "client IP", defaults.client_rate, defaults.client_burst),
     ]
     names = ("expiry_margin", "bids_per_prover", "prover_rate", "prover_burst", "client_rate", "client_burst")
 
@@ -394,29 +363,24 @@ def auction_options(command):
         kwargs["settings"] = ApiSettings(**{name: kwargs.pop(name) for name in names})
         return command(**kwargs)
 
-    for option in reversed(options):
-        settled = option(settled)
-    return settled
+    return with_options(settled, options)
+
+
+def _rate_options(who: str, per: str, rate: float, burst: int) -> list:
+    """--<who>-rate and --<who>-burst: a token bucket of bids per `per`."""
+    return [
+        shown(f"--{who}-rate", rate, click.FloatRange(0), f"Bids per second per {per} (0: no limit)."),
+        shown(f"--{who}-burst", burst, click.IntRange(1)),
+    ]
 
 
 @click.command()
 @connection_options("AUCTION_KEY")
 @auction_options
 @keeper_options
-def main(rpc, deployment, key_env, log_level, **options):
+def main(**options):
     """Run sealed-bid second-price auctions for open tasks, and assign the winners."""
-    configure_logging(log_level)
-    stop = Stopper()
-    try:
-        client = connect(rpc, deployment, key_from_env(key_env))
-        run_auction(client, stop=stop, **options)
-    except (ClientError, DeploymentError, MirrorError, OSError) as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
-
-
-def _hex(task_id: bytes) -> str:
-    return "0x" + bytes(task_id).hex()
+    serve(run_auction, errors=(*FATAL, OSError), **options)
 
 
 if __name__ == "__main__":

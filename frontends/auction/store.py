@@ -28,10 +28,11 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 from frontends.auction.mechanism import Clearing, SealedBid
-from frontends.book import OpenTask
+from frontends.book import OpenTask, task_hex
 
 OPEN, CLOSED = "open", "closed"
 SEALED, WON, LOST, INVALID, REPLACED = "sealed", "won", "lost", "invalid", "replaced"
@@ -150,7 +151,7 @@ class AuctionStore:
             "proving_window, capabilities, redundancy, open_slots, assignable_until, opened_at, closes_at, "
             "state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                _hex(task.task_id),
+                task_hex(task.task_id),
                 round,
                 t.market_id,
                 t.mechanism_id,
@@ -166,7 +167,7 @@ class AuctionStore:
                 OPEN,
             ),
         )
-        return self.auction(_hex(task.task_id), round)
+        return self.auction(task_hex(task.task_id), round)
 
     def open_auctions(self) -> list[AuctionRow]:
         return [
@@ -405,50 +406,24 @@ _COUNT = (
 )
 
 
-def _hex(task_id: bytes | str) -> str:
-    if isinstance(task_id, str):
-        return "0x" + task_id.removeprefix("0x").lower()
-    return "0x" + bytes(task_id).hex()
+# Columns stored as decimal TEXT (uint256 values), read back as ints.
+_DECIMALS = frozenset(("max_reward", "collateral", "capabilities", "price", "min_price", "expiry", "nonce"))
+
+
+def _read(cls: type, r: sqlite3.Row, **given: Any) -> Any:
+    """A row as `cls`: each field from the column of its name (decimals as ints), but
+    those `given`."""
+    values = {}
+    for f in fields(cls):
+        if f.name not in given:
+            value = r[f.name]
+            values[f.name] = int(value) if f.name in _DECIMALS and value is not None else value
+    return cls(**values, **given)
 
 
 def _auction(r: sqlite3.Row) -> AuctionRow:
-    return AuctionRow(
-        task_id=r["task_id"],
-        round=r["round"],
-        market_id=r["market_id"],
-        mechanism_id=r["mechanism_id"],
-        max_reward=int(r["max_reward"]),
-        collateral=int(r["collateral"]),
-        proving_window=r["proving_window"],
-        capabilities=int(r["capabilities"]),
-        redundancy=r["redundancy"],
-        open_slots=r["open_slots"],
-        assignable_until=r["assignable_until"],
-        opened_at=r["opened_at"],
-        closes_at=r["closes_at"],
-        state=r["state"],
-        closed_at=r["closed_at"],
-        cleared_block=r["cleared_block"],
-        price=None if r["price"] is None else int(r["price"]),
-        bids=r["counted"] or 0,
-        note=r["note"],
-    )
+    return _read(AuctionRow, r, bids=r["counted"] or 0)
 
 
 def _bid(r: sqlite3.Row) -> BidRow:
-    return BidRow(
-        seq=r["seq"],
-        bid_id=r["bid_id"],
-        task_id=r["task_id"],
-        round=r["round"],
-        prover=r["prover"],
-        min_price=int(r["min_price"]),
-        expiry=int(r["expiry"]),
-        nonce=int(r["nonce"]),
-        signature=bytes.fromhex(r["signature"][2:]),
-        received_at=r["received_at"],
-        status=r["status"],
-        price=None if r["price"] is None else int(r["price"]),
-        reason=r["reason"],
-        assigned_block=r["assigned_block"],
-    )
+    return _read(BidRow, r, signature=bytes.fromhex(r["signature"][2:]))

@@ -56,6 +56,7 @@ from eth_utils import to_checksum_address
 from web3 import Web3
 
 from frontends import book
+from frontends.book import task_hex
 from frontends.election.mechanism import (
     DEFAULT_DELAY,
     DRAWN,
@@ -69,19 +70,12 @@ from frontends.election.mechanism import (
     verify_rounds,
 )
 from frontends.keeper import Keeper, assign_key, book_snapshot, keeper_options
+from frontends.process import exit_on, run_frontend, serve, shown, with_options
 from provingmarket.chain.client import TASK_EVENTS, ClientError, RegistryClient, parse_task_id
-from provingmarket.chain.mirror import Mirror, MirrorError, Snapshot, TaskView
-from provingmarket.deployments import DeploymentError
+from provingmarket.chain.mirror import Mirror, Snapshot, TaskView
 from provingmarket.formats import ZERO_ADDRESS, TaskTerms
 from provingmarket.runtime.metrics import Metrics
-from provingmarket.runtime.process import (
-    Stopper,
-    configure_logging,
-    connect,
-    connection_options,
-    emit,
-    key_from_env,
-)
+from provingmarket.runtime.process import Stopper, connect, connection_options, emit
 
 log = logging.getLogger("frontends.election.mechanism")
 
@@ -115,7 +109,7 @@ class RoundStore:
         self.db.execute(
             "INSERT OR REPLACE INTO election_rounds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                _hex(d.task_id),
+                task_hex(d.task_id),
                 d.round,
                 d.block,
                 d.block_hash,
@@ -130,13 +124,14 @@ class RoundStore:
 
     def rounds(self, task_id: bytes | str) -> list[Draw]:
         rows = self.db.execute(
-            "SELECT * FROM election_rounds WHERE task_id = ? ORDER BY round", (_hex(task_id),)
+            "SELECT * FROM election_rounds WHERE task_id = ? ORDER BY round", (task_hex(task_id),)
         ).fetchall()
         return [_draw(r) for r in rows]
 
     def last(self, task_id: bytes | str) -> Draw | None:
         row = self.db.execute(
-            "SELECT * FROM election_rounds WHERE task_id = ? ORDER BY round DESC LIMIT 1", (_hex(task_id),)
+            "SELECT * FROM election_rounds WHERE task_id = ? ORDER BY round DESC LIMIT 1",
+            (task_hex(task_id),),
         ).fetchone()
         return _draw(row) if row is not None else None
 
@@ -155,7 +150,7 @@ class RoundStore:
         return {r[0] for r in self.db.execute("SELECT task_id FROM election_done")}
 
     def finish(self, task_id: bytes | str, block: int) -> None:
-        self.db.execute("INSERT OR REPLACE INTO election_done VALUES (?, ?)", (_hex(task_id), block))
+        self.db.execute("INSERT OR REPLACE INTO election_done VALUES (?, ?)", (task_hex(task_id), block))
 
     def drop_after(self, block: int) -> list[Draw]:
         """Forget the rounds of blocks after `block` (a reorganisation took them back)."""
@@ -196,7 +191,7 @@ class Walk:
         self.delay = delay
         self.frontend = to_checksum_address(frontend) if frontend else None
         self.mechanisms = tuple(sorted(set(mechanisms)))
-        self.task = _hex(task) if task is not None else None
+        self.task = task_hex(task) if task is not None else None
         self.posted_block = posted_block
         self.on_round = on_round or (lambda d: None)
         self.on_dropped = on_dropped or (lambda dropped: None)
@@ -428,7 +423,7 @@ class Elector:
                 or view.now > task.assignable_until
                 or not task.open
             ):
-                key = (_hex(d.task_id), d.round)
+                key = (task_hex(d.task_id), d.round)
                 if key not in self.seen_unsent:
                     self.seen_unsent.add(key)
                     why = (
@@ -488,7 +483,7 @@ class Elector:
                 log,
                 "election.stale" if sent else "election.redraw",
                 logging.WARNING if sent else logging.INFO,
-                task=_hex(d.task_id),
+                task=task_hex(d.task_id),
                 round=d.round,
                 block=d.block,
                 block_hash=d.block_hash,
@@ -534,18 +529,12 @@ def run_election(
 ) -> None:
     """Run the election frontend until `stop` (SIGTERM); `keeper` are the Keeper's
     arguments (`keeper_options`)."""
-    metrics = Metrics("election")
-    try:
-        elector = Elector(client, keeper.pop("db_path"), keeper.pop("mechanisms"), delay, metrics, **keeper)
-    except ValueError as error:
-        raise ClientError(str(error)) from None
-    if metrics_port is not None:
-        port = metrics.serve(metrics_port)
-        emit(log, "election.metrics", url=f"http://127.0.0.1:{port}/metrics")
-    try:
-        elector.run(stop or Stopper())
-    finally:
-        metrics.close()
+    db, mechanisms = keeper.pop("db_path"), keeper.pop("mechanisms")
+
+    def build(metrics: Metrics) -> Elector:
+        return Elector(client, db, mechanisms, delay, metrics, **keeper)
+
+    run_frontend("election", build, metrics_port, stop)
 
 
 # ------------------------------------------------------------------ verify
@@ -577,11 +566,11 @@ def verify_task(
     posted = next((e for e in events if e.name == "TaskPosted"), None)
     if posted is None:
         raise ClientError(
-            f"no task {_hex(task_id)} posted in the registry at {client.address} up to block {horizon}"
+            f"no task {task_hex(task_id)} posted in the registry at {client.address} up to block {horizon}"
         )
     terms = TaskTerms.from_event(posted.terms)
     lines = [
-        f"task {_hex(task_id)}: mechanism {terms.mechanism_id}, {terms.redundancy} slot(s), "
+        f"task {task_hex(task_id)}: mechanism {terms.mechanism_id}, {terms.redundancy} slot(s), "
         f"max reward {terms.max_reward} wei, posted in block {posted.block}; delay {delay} block(s), "
         f"chain read up to block {horizon}"
     ]
@@ -621,12 +610,11 @@ def verify_task(
 
 def election_options(command: Callable) -> Callable:
     """The election's own option (`delay`), shared with `ape run election run`."""
-    return click.option(
+    return shown(
         "--delay",
-        default=DEFAULT_DELAY,
-        show_default=True,
-        type=click.IntRange(1, 256),
-        help="Blocks from a round's trigger (the task's posting, …) to its randomness block.",
+        DEFAULT_DELAY,
+        click.IntRange(1, 256),
+        "Blocks from a round's trigger (the task's posting, …) to its randomness block.",
     )(command)
 
 
@@ -636,24 +624,15 @@ def verify_options(command: Callable) -> Callable:
         click.option(
             "--frontend", help="Check this frontend only (default: every one that assigned the task)."
         ),
-        click.option(
-            "--delay",
-            default=DEFAULT_DELAY,
-            show_default=True,
-            type=click.IntRange(1, 256),
-            help="The frontend's --delay.",
-        ),
-        click.option(
+        shown("--delay", DEFAULT_DELAY, click.IntRange(1, 256), "The frontend's --delay."),
+        shown(
             "--confirmations",
-            default=0,
-            show_default=True,
-            type=click.IntRange(0, 1000),
-            help="Read the chain up to the head less this many blocks.",
+            0,
+            click.IntRange(0, 1000),
+            "Read the chain up to the head less this many blocks.",
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(command, options)
 
 
 def print_verdict(matches: bool, lines: list[str]) -> None:
@@ -671,16 +650,9 @@ def main():
 @connection_options("ELECTION_KEY")
 @election_options
 @keeper_options
-def run(rpc, deployment, key_env, log_level, **options):
+def run(**options):
     """Draw provers at random for the open tasks of a mechanism, and assign them."""
-    configure_logging(log_level)
-    stop = Stopper()
-    try:
-        client = connect(rpc, deployment, key_from_env(key_env))
-        run_election(client, stop=stop, **options)
-    except (ClientError, DeploymentError, MirrorError) as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+    serve(run_election, **options)
 
 
 @main.command()
@@ -694,19 +666,10 @@ def run(rpc, deployment, key_env, log_level, **options):
 @verify_options
 def verify(rpc, deployment, task_id, frontend, delay, confirmations):
     """Recompute a task's draws from the chain; say whether the frontends' choices match."""
-    try:
+    with exit_on():
         client = connect(rpc, deployment, None)
         matches, lines = verify_task(client, task_id, frontend, delay, confirmations)
-    except (ClientError, DeploymentError, MirrorError) as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
     print_verdict(matches, lines)
-
-
-def _hex(value: bytes | str) -> str:
-    if isinstance(value, str):
-        return "0x" + value.removeprefix("0x").lower()
-    return "0x" + bytes(value).hex()
 
 
 def _draw(row: sqlite3.Row) -> Draw:

@@ -92,12 +92,10 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Set
 
-from frontends.book import Decision, MembershipState, Snapshot
-from provingmarket.formats import DUTCH, OPEN_RACE
+from frontends.book import BUILT_IN, Decision, MembershipState, OpenTask, Snapshot
 
 __all__ = ["match_orders"]
 
-_BUILT_IN = frozenset((OPEN_RACE, DUTCH))
 _GONE = 1 << 256  # the proving time of an offer that left the book: slower than any window
 
 
@@ -232,6 +230,35 @@ def match_orders(snapshot: Snapshot) -> list[Decision]:
     module's description). Returns the assignments in batch order: tasks best first, and
     for each task its provers best first. Raises ValueError on a snapshot that names a
     market, prover, membership or task twice."""
+    by_market = _offers(snapshot)
+    books: dict[tuple[int, int, int], _Book] = {}
+    decisions: list[Decision] = []
+    for task in _tasks(snapshot, by_market):
+        terms = task.terms
+        key = (terms.market_id, terms.mechanism_id, terms.capabilities)
+        book = books.get(key)
+        if book is None:
+            mechanism, capabilities = key[1], key[2]
+            book = books[key] = _Book(
+                [
+                    o
+                    for o in by_market[terms.market_id]
+                    if o.left > 0
+                    and mechanism in o.membership.mechanisms
+                    and o.membership.capabilities & capabilities == capabilities
+                ]
+            )
+        barred = {a.lower() for a in task.barred} if task.barred else task.barred
+        for offer in book.take(
+            task.open_slots, terms.max_reward, terms.proving_window, terms.collateral, barred
+        ):
+            decisions.append(Decision(task.task_id, terms, offer.membership.prover, offer.ask))
+    return decisions
+
+
+def _offers(snapshot: Snapshot) -> dict[int, list[_Offer]]:
+    """The offers of each unpaused market with capacity left, in priority order; the
+    offers of one prover share its purse."""
     paused: dict[int, bool] = {}
     for market in snapshot.markets:
         if market.market_id in paused:
@@ -264,9 +291,14 @@ def match_orders(snapshot: Snapshot) -> list[Decision]:
         by_market.setdefault(membership.market_id, []).append(_Offer(membership, address, left, purse))
     for offers in by_market.values():
         offers.sort(key=lambda o: (o.ask, o.membership.since, o.address))
+    return by_market
 
+
+def _tasks(snapshot: Snapshot, by_market: dict[int, list[_Offer]]) -> list[OpenTask]:
+    """The tasks that may be matched now (an open slot, a mechanism of this frontend, inside
+    their assignment window, a market with offers), best first."""
     now = snapshot.now
-    mechanisms = snapshot.mechanisms - _BUILT_IN
+    mechanisms = snapshot.mechanisms - BUILT_IN
     task_ids: set[bytes] = set()
     tasks = []
     for task in snapshot.tasks:
@@ -284,27 +316,4 @@ def match_orders(snapshot: Snapshot) -> list[Decision]:
         ):
             tasks.append(task)
     tasks.sort(key=lambda t: (-t.terms.max_reward, t.terms.posted_at, bytes(t.task_id)))
-
-    books: dict[tuple[int, int, int], _Book] = {}
-    decisions: list[Decision] = []
-    for task in tasks:
-        terms = task.terms
-        key = (terms.market_id, terms.mechanism_id, terms.capabilities)
-        book = books.get(key)
-        if book is None:
-            mechanism, capabilities = key[1], key[2]
-            book = books[key] = _Book(
-                [
-                    o
-                    for o in by_market[terms.market_id]
-                    if o.left > 0
-                    and mechanism in o.membership.mechanisms
-                    and o.membership.capabilities & capabilities == capabilities
-                ]
-            )
-        barred = {a.lower() for a in task.barred} if task.barred else task.barred
-        for offer in book.take(
-            task.open_slots, terms.max_reward, terms.proving_window, terms.collateral, barred
-        ):
-            decisions.append(Decision(task.task_id, terms, offer.membership.prover, offer.ask))
-    return decisions
+    return tasks

@@ -17,55 +17,33 @@ twice. Log lines are JSON, one per decision and per outcome, on stderr.
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from frontends.keeper import Keeper, keeper_options
 from frontends.orderbook.mechanism import match_orders
-from provingmarket.chain.client import ClientError
-from provingmarket.chain.mirror import MirrorError
-from provingmarket.deployments import DeploymentError
-from provingmarket.runtime.metrics import Metrics
-from provingmarket.runtime.process import (
-    Stopper,
-    configure_logging,
-    connect,
-    connection_options,
-    emit,
-    key_from_env,
-    log,
-)
+from frontends.process import run_frontend, serve
+from provingmarket.chain.client import RegistryClient
+from provingmarket.runtime.process import Stopper, connection_options
 
 
-def run_orderbook(client, metrics_port: int | None = None, stop: Stopper | None = None, **keeper) -> None:
+def run_orderbook(
+    client: RegistryClient, metrics_port: int | None = None, stop: Stopper | None = None, **keeper
+) -> None:
     """Run the orderbook keeper until `stop` (SIGTERM); `keeper` are the Keeper's arguments
     (`keeper_options`)."""
-    metrics = Metrics("orderbook")
-    try:
-        runner = Keeper(client, mechanism=match_orders, name="orderbook", metrics=metrics, **keeper)
-    except ValueError as error:
-        raise ClientError(str(error)) from None
-    if metrics_port is not None:
-        port = metrics.serve(metrics_port)
-        emit(log, "orderbook.metrics", url=f"http://127.0.0.1:{port}/metrics")
-    runner.run(stop or Stopper())
-    metrics.close()
+
+    def build(metrics):
+        return Keeper(client, mechanism=match_orders, name="orderbook", metrics=metrics, **keeper)
+
+    run_frontend("orderbook", build, metrics_port, stop)
 
 
 @click.command()
 @connection_options("ORDERBOOK_KEY")
 @keeper_options
-def main(rpc, deployment, key_env, log_level, **keeper):
+def main(**options):
     """Match open tasks with provers' asks by price and time, and assign them."""
-    configure_logging(log_level)
-    stop = Stopper()  # before anything slow: a SIGTERM while starting stops it cleanly too
-    try:
-        client = connect(rpc, deployment, key_from_env(key_env))
-        run_orderbook(client, stop=stop, **keeper)
-    except (ClientError, DeploymentError, MirrorError) as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
+    serve(run_orderbook, **options)
 
 
 if __name__ == "__main__":

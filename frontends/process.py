@@ -1,0 +1,102 @@
+"""The skeleton every frontend process shares (orderbook, auction, election): its command
+line, connecting, its metrics, the keeper's loop until SIGTERM, and an error a person can
+act on as one line and exit code 1.
+
+    @click.command()
+    @connection_options("ORDERBOOK_KEY")
+    @keeper_options
+    def main(**options):
+        serve(run_orderbook, **options)
+
+    def run_orderbook(client, metrics_port=None, stop=None, **keeper):
+        run_frontend("orderbook", lambda metrics: Keeper(client, ..., metrics=metrics), metrics_port, stop)
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import click
+
+from provingmarket.chain.client import ClientError
+from provingmarket.chain.mirror import MirrorError
+from provingmarket.deployments import DeploymentError
+from provingmarket.runtime.metrics import Metrics
+from provingmarket.runtime.process import Stopper, configure_logging, connect, emit, key_from_env, log
+
+# What stops a process with one line: the registry or the node refused, a bad deployment
+# record, a mirror that belongs to another chain or registry.
+FATAL: tuple[type[BaseException], ...] = (ClientError, DeploymentError, MirrorError)
+
+
+class Runner(Protocol):
+    """A frontend: its keeper, or what wraps it (`run` returns once `stop` is set)."""
+
+    def run(self, stop: Stopper) -> None: ...
+
+
+def with_options(command: Callable, options: Sequence[Callable]) -> Callable:
+    """`command` with click `options`, listed in the order `--help` shows them."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def shown(name: str, default: Any, kind: click.ParamType | None, help: str | None = None) -> Callable:
+    """A click option whose default `--help` shows."""
+    return click.option(name, default=default, show_default=True, type=kind, help=help)
+
+
+@contextmanager
+def exit_on(errors: tuple[type[BaseException], ...] = FATAL) -> Iterator[None]:
+    """Turn `errors` into `error: <message>` on stderr and exit code 1."""
+    try:
+        yield
+    except errors as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+def serve(
+    run: Callable[..., None],
+    rpc: str,
+    deployment: str,
+    key_env: str,
+    log_level: str,
+    errors: tuple[type[BaseException], ...] = FATAL,
+    **options: Any,
+) -> None:
+    """The body of a frontend's command: JSON logs, a `Stopper` installed before anything
+    slow (a SIGTERM while starting stops it cleanly too), connect with the key from
+    `key_env`, then `run(client, stop=…, **options)`; `errors` end it with one line."""
+    configure_logging(log_level)
+    stop = Stopper()
+    with exit_on(errors):
+        client = connect(rpc, deployment, key_from_env(key_env))
+        run(client, stop=stop, **options)
+
+
+def run_frontend(
+    name: str,
+    build: Callable[[Metrics], Runner],
+    metrics_port: int | None = None,
+    stop: Stopper | None = None,
+) -> None:
+    """Build a frontend from its metrics (a ValueError, an argument the keeper refuses,
+    becomes a ClientError), serve the metrics on `metrics_port` if given, and run it until
+    `stop` (SIGTERM)."""
+    metrics = Metrics(name)
+    try:
+        try:
+            runner = build(metrics)
+        except ValueError as error:
+            raise ClientError(str(error)) from None
+        if metrics_port is not None:
+            port = metrics.serve(metrics_port)
+            emit(log, f"{name}.metrics", url=f"http://127.0.0.1:{port}/metrics")
+        runner.run(stop or Stopper())
+    finally:
+        metrics.close()
