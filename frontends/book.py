@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from provingmarket import rules
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
 
 BUILT_IN = frozenset((OPEN_RACE, DUTCH))  # mechanisms the registry runs itself: no frontend assigns
@@ -132,16 +133,8 @@ class Decision:
 
 def eligible_provers(snapshot: Snapshot, task: OpenTask, price: int | None = None) -> list[str]:
     """The provers a frontend may assign to `task` at `price` (its `max_reward` by default)
-    without a signed Bid, in the snapshot's state: every rule of the registry's `_assign`
-    that concerns the prover or the task's terms, as the orderbook's docstring lists them
-    (frontends/orderbook/mechanism.py):
-
-    - the task's market is in the snapshot and not paused, the task is inside its
-      assignment window (`now <= posted_at + assign_window`) and `price <= max_reward`;
-    - the prover is in the market and accepts the task's mechanism there, is not barred
-      from the task, has free capacity, free stake of at least the collateral,
-      capabilities covering the task's and a proving time within its proving window;
-    - its ask is at most `price` (without a Bid the registry takes no price below the ask).
+    without a signed Bid, in the snapshot's state: those `rules.assign_refusal` (the
+    registry's `_assign`) refuses nothing, a frontend of the task's mechanism asking.
 
     Not checked, as they are the caller's business: whether the task has an open slot and
     whether the frontend serves the task's mechanism. Addresses as the memberships give
@@ -149,29 +142,39 @@ def eligible_provers(snapshot: Snapshot, task: OpenTask, price: int | None = Non
     terms = task.terms
     price = terms.max_reward if price is None else price
     paused = {m.market_id: m.paused for m in snapshot.markets}
-    if (
-        paused.get(terms.market_id, True)
-        or snapshot.now > terms.posted_at + terms.assign_window
-        or price > terms.max_reward
-    ):
+    market = rules.market_refusal(terms.market_id in paused, paused.get(terms.market_id, False))
+    slots = rules.Slots(open=1, market=market)  # open slots are the caller's business
+    if rules.task_refusal(terms, slots, snapshot.now, frontend_serves=True):
         return []
     free = {p.address.lower(): p.free_stake for p in snapshot.provers}
     barred = {a.lower() for a in task.barred}
     found: dict[str, str] = {}
     for m in snapshot.memberships:
+        if m.market_id != terms.market_id:
+            continue
         address = m.prover.lower()
-        if (
-            m.market_id == terms.market_id
-            and terms.mechanism_id in m.mechanisms
-            and address not in barred
-            and m.free_capacity > 0
-            and free.get(address, 0) >= terms.collateral
-            and m.capabilities & terms.capabilities == terms.capabilities
-            and m.proving_time <= terms.proving_window
-            and m.ask <= price
-        ):
+        who = candidate(m, free.get(address, 0), terms.mechanism_id, address in barred)
+        if not rules.assign_refusal(terms, slots, who, snapshot.now, price, frontend_serves=True):
             found[address] = m.prover
     return [found[a] for a in sorted(found, key=lambda a: int(a, 16))]
+
+
+def candidate(
+    membership: MembershipState, free_stake: int, mechanism_id: int, barred: bool
+) -> rules.Candidate:
+    """A member of a task's market as the registry's rules see it (provingmarket/rules.py);
+    `barred`: assigned to the task already, declined it or slashed on it."""
+    return rules.Candidate(
+        address=membership.prover,
+        accepts=mechanism_id in membership.mechanisms,
+        ask=membership.ask,
+        capacity=membership.capacity,
+        used=membership.used,
+        proving_time=membership.proving_time,
+        capabilities=membership.capabilities,
+        free_stake=free_stake,
+        engagement=rules.ENGAGED if barred else "",
+    )
 
 
 def task_hex(task_id: bytes | str) -> str:

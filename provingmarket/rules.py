@@ -133,9 +133,9 @@ def assign_refusal(
     price by the registry's formula and ignores `price`. A `bid` is checked by
     `bid_check` (the registry's domain and the prover's current nonce)."""
     by_frontend = frontend_serves is not None
-    reason = _task_refusal(terms, slots, now, frontend_serves)
+    reason = task_refusal(terms, slots, now, frontend_serves)
     if not reason:
-        reason = _prover_refusal(terms, slots, candidate, by_frontend)
+        reason = prover_refusal(terms, slots, candidate, by_frontend)
     if reason:
         return reason
     if not by_frontend:
@@ -149,7 +149,8 @@ def assign_refusal(
     return PRICE_BELOW_ASK if price < candidate.ask else ""
 
 
-def _task_refusal(terms: TaskTerms, slots: Slots, now: int, frontend_serves: bool | None) -> str:
+def task_refusal(terms: TaskTerms, slots: Slots, now: int, frontend_serves: bool | None) -> str:
+    """The rules of `assign_refusal` about the task and the caller, in the registry's order."""
     if not slots.known:
         return UNKNOWN_TASK
     if slots.market:
@@ -162,7 +163,9 @@ def _task_refusal(terms: TaskTerms, slots: Slots, now: int, frontend_serves: boo
     return TASK_EXPIRED if now > taking_ends(terms) else ""
 
 
-def _prover_refusal(terms: TaskTerms, slots: Slots, candidate: Candidate, by_frontend: bool) -> str:
+def prover_refusal(terms: TaskTerms, slots: Slots, candidate: Candidate, by_frontend: bool) -> str:
+    """The rules of `assign_refusal` about the prover (and the task's open slots), in the
+    registry's order; the price apart."""
     if not candidate.joined:
         return NOT_IN_MARKET
     if by_frontend and not candidate.accepts:
@@ -209,6 +212,15 @@ class BidCheck:
         if reason:
             return reason
         return "" if signer.lower() == prover.lower() else SIGNER_NOT_PROVER
+
+
+def market_refusal(known: bool, paused: bool, frozen: bool = False) -> str:
+    """Why a market takes no assignment now (`Registry.market`'s view of it), or ""."""
+    if not known:
+        return UNKNOWN_MARKET
+    if paused:
+        return MARKET_PAUSED
+    return VERIFIER_CHANGED if frozen else ""
 
 
 def signer_of(chain_id: int, registry: str, task: bytes, bid: Bid) -> tuple[str, str]:

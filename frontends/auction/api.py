@@ -40,8 +40,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, NoReturn
 
-from eth_account import Account
-from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -52,14 +50,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from frontends.auction.mechanism import Eligibility, Refusal
 from frontends.auction.store import CLOSED, AuctionRow, AuctionStore, BidRow, StoreRefusal
 from frontends.book import OpenTask
-from provingmarket.formats import bid_typed_data
+from provingmarket import rules
 from provingmarket.runtime.metrics import Metrics
 from provingmarket.runtime.process import emit
 
 log = logging.getLogger("frontends.auction.api")
 
 UINT256_MAX = 2**256 - 1
-SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+SECP256K1_HALF_N = rules.SECP256K1_HALF_N  # the registry's low-s bound on a Bid's signature
 TASK_ID = r"^0x[0-9a-fA-F]{64}$"
 BID_ID = r"^[0-9a-f]{32}$"
 
@@ -160,27 +158,28 @@ def recover_bidder(
     nonce: int,
     signature: bytes,
 ) -> str:
-    """The address that signed this Bid, by the registry's rules (`_check_bid`): 65 bytes
-    (r, s, v), v 27 or 28, s in the lower half of the curve's order, the EIP-712 digest
-    of the registry's domain. Raises `Refusal` for a signature the registry refuses."""
-    if len(signature) != 65:
-        return _refuse("bad_signature", f"the signature has {len(signature)} bytes; the registry takes 65")
-    v = signature[64]
-    if v not in (27, 28):
-        return _refuse("bad_signature_v", f"the signature's v is {v}; the registry takes 27 or 28")
-    if int.from_bytes(signature[32:64], "big") > SECP256K1_HALF_N:
+    """The address that signed this Bid, by the registry's rules (`rules.signer_of`, the
+    registry's `bids.check`): 65 bytes (r, s, v), v 27 or 28, s in the lower half of the
+    curve's order, the EIP-712 digest of the registry's domain. Raises `_Refused` for a
+    signature the registry refuses, saying what to fix."""
+    reason, signer = rules.signer_of(
+        chain_id, registry, task_id, rules.Bid(min_price, expiry, nonce, signature)
+    )
+    if reason == rules.INVALID_SIGNATURE_V:
+        return _refuse(
+            "bad_signature_v", f"the signature's v is {signature[64]}; the registry takes 27 or 28"
+        )
+    if reason == rules.MALLEABLE_SIGNATURE:
         return _refuse(
             "malleable_signature",
             "the signature's s is in the upper half of the curve's order; the registry takes the "
             "low-s form (as eth_account signs)",
         )
-    message = encode_typed_data(
-        full_message=bid_typed_data(chain_id, registry, task_id, min_price, expiry, nonce)
-    )
-    try:
-        return Account.recover_message(message, signature=signature)
-    except Exception:  # r or s out of range: ecrecover finds no key
+    if reason and len(signature) != rules.SIGNATURE_SIZE:
+        return _refuse("bad_signature", f"the signature has {len(signature)} bytes; the registry takes 65")
+    if reason:
         return _refuse("bad_signature", "the signature does not recover to any address")
+    return signer
 
 
 def _refuse(code: str, reason: str) -> NoReturn:

@@ -59,9 +59,10 @@ No eligible bid: no decision, the task stays open (its requester may cancel it).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from frontends.book import BUILT_IN, Decision, OpenTask, Snapshot
+from frontends.book import BUILT_IN, Decision, OpenTask, Snapshot, candidate
+from provingmarket import rules
 
 __all__ = ["Clearing", "Eligibility", "Refusal", "SealedBid", "clear_auctions", "ordinal"]
 
@@ -125,26 +126,31 @@ class Eligibility:
         return self.nonces.get(prover.lower(), 0)
 
     def task_refusal(self, task: OpenTask, at: int) -> Refusal | None:
-        """Why no slot of `task` can be assigned at time `at`, if so."""
+        """Why no slot of `task` can be assigned at time `at`, if so (`rules.task_refusal`)."""
         terms = task.terms
-        if terms.mechanism_id not in self.mechanisms:
+        paused = self.paused.get(terms.market_id)
+        slots = rules.Slots(
+            open=task.open_slots, market=rules.market_refusal(paused is not None, bool(paused))
+        )
+        reason = rules.task_refusal(terms, slots, at, frontend_serves=terms.mechanism_id in self.mechanisms)
+        if reason in (rules.NOT_FOR_FRONTENDS, rules.NOT_A_FRONTEND):
             return Refusal(
                 "not_served", f"the task's mechanism {terms.mechanism_id} is not one this frontend serves"
             )
-        paused = self.paused.get(terms.market_id)
-        if paused is None:
+        if reason == rules.UNKNOWN_MARKET:
             return Refusal("unknown_market", f"market {terms.market_id} is not known")
-        if paused:
+        if reason == rules.MARKET_PAUSED:
             return Refusal("market_paused", f"market {terms.market_id} is paused")
-        until = terms.posted_at + terms.assign_window
-        if at > until:
+        if reason == rules.TASK_EXPIRED:
+            until = terms.posted_at + terms.assign_window
             return Refusal("task_expired", f"the task's assignment window closed at {until}")
         if task.open_slots <= 0:
             return Refusal("no_free_slot", "the task has no open slot")
         return None
 
     def prover_refusal(self, task: OpenTask, prover: str) -> Refusal | None:
-        """Why `prover` cannot take a slot of `task` now, if so (its signed terms apart)."""
+        """Why `prover` cannot take a slot of `task` now, if so, its signed terms apart
+        (`rules.prover_refusal`, said so the prover knows what to do)."""
         terms = task.terms
         address = prover.lower()
         key = (address, terms.market_id)
@@ -153,44 +159,13 @@ class Eligibility:
             return Refusal(
                 "not_in_market", f"prover {prover} is not in market {terms.market_id}: join it first"
             )
-        if terms.mechanism_id not in member.mechanisms:
-            return Refusal(
-                "mechanism_not_accepted",
-                f"prover {prover} does not accept mechanism {terms.mechanism_id} in market "
-                f"{terms.market_id}: accept it with set_mechanism_accepted",
-            )
-        if address in {b.lower() for b in task.barred}:
-            return Refusal(
-                "barred",
-                f"prover {prover} is on this task already, declined it or was slashed on it (or the "
-                "registry skipped its assignment to it a moment ago)",
-            )
-        if self.left.get(key, 0) <= 0:
-            return Refusal(
-                "at_capacity",
-                f"prover {prover} has no free capacity in market {terms.market_id} "
-                f"(capacity {member.capacity}, all in use)",
-            )
-        free = self.free.get(address, 0)
-        if free < terms.collateral:
-            return Refusal(
-                "not_enough_stake",
-                f"prover {prover} has {free} wei of free stake, less than the task's collateral "
-                f"{terms.collateral} wei: stake more",
-            )
-        if member.capabilities & terms.capabilities != terms.capabilities:
-            return Refusal(
-                "lacks_capabilities",
-                f"prover {prover} lacks capabilities: the task needs {terms.capabilities:#x}, "
-                f"it has {member.capabilities:#x}",
-            )
-        if member.proving_time > terms.proving_window:
-            return Refusal(
-                "too_slow",
-                f"prover {prover} needs {member.proving_time} s to prove, more than the task's "
-                f"proving window of {terms.proving_window} s",
-            )
-        return None
+        barred = address in {b.lower() for b in task.barred}
+        seen = candidate(member, self.free.get(address, 0), terms.mechanism_id, barred)
+        seen = replace(seen, used=member.capacity - self.left.get(key, 0))
+        reason = rules.prover_refusal(
+            terms, rules.Slots(open=max(task.open_slots, 1)), seen, by_frontend=True
+        )
+        return _prover_refusal(reason, prover, terms, seen)
 
     def terms_refusal(
         self, task: OpenTask, prover: str, min_price: int, expiry: int, nonce: int, at: int
@@ -222,6 +197,46 @@ class Eligibility:
         key = (prover.lower(), task.terms.market_id)
         self.left[key] = self.left.get(key, 0) - 1
         self.free[key[0]] = self.free.get(key[0], 0) - task.terms.collateral
+
+
+def _prover_refusal(reason: str, prover: str, terms, seen: rules.Candidate) -> Refusal | None:
+    """The registry's reason for refusing a prover, as the auction's code and a message."""
+    if not reason:
+        return None
+    messages = {
+        rules.MECHANISM_NOT_ACCEPTED: (
+            "mechanism_not_accepted",
+            f"prover {prover} does not accept mechanism {terms.mechanism_id} in market "
+            f"{terms.market_id}: accept it with set_mechanism_accepted",
+        ),
+        rules.ALREADY_ON_TASK: (
+            "barred",
+            f"prover {prover} is on this task already, declined it or was slashed on it (or the "
+            "registry skipped its assignment to it a moment ago)",
+        ),
+        rules.AT_CAPACITY: (
+            "at_capacity",
+            f"prover {prover} has no free capacity in market {terms.market_id} "
+            f"(capacity {seen.capacity}, all in use)",
+        ),
+        rules.NOT_ENOUGH_FREE_STAKE: (
+            "not_enough_stake",
+            f"prover {prover} has {seen.free_stake} wei of free stake, less than the task's collateral "
+            f"{terms.collateral} wei: stake more",
+        ),
+        rules.LACKS_CAPABILITIES: (
+            "lacks_capabilities",
+            f"prover {prover} lacks capabilities: the task needs {terms.capabilities:#x}, "
+            f"it has {seen.capabilities:#x}",
+        ),
+        rules.TOO_SLOW: (
+            "too_slow",
+            f"prover {prover} needs {seen.proving_time} s to prove, more than the task's "
+            f"proving window of {terms.proving_window} s",
+        ),
+    }
+    code, message = messages.get(reason, (reason.replace(" ", "_"), f"registry: {reason}"))
+    return Refusal(code, message)
 
 
 def clear_auctions(
