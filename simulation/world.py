@@ -238,7 +238,7 @@ class World:
             }
             self._spawn(
                 name,
-                "provingmarket.agent.agent",
+                "provingmarket.agent",
                 key,
                 *("--auction", auction_url, "--simulate", json.dumps(hardware)),
                 *("--cost-per-second", fleet.cost_per_second, "--margin", "1"),
