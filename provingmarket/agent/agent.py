@@ -5,9 +5,9 @@ model, why nothing is proven or sent twice, the threads and the log lines: docs/
 
 The services, in the order a round uses them: monitor.py (following the market),
 picker.py (what to take, at what price; auction.py: the auction frontends' API),
-workers.py (proving), submitter.py (sending, settling); beneath them store.py (the
-agent's rows), backends.py, settings.py. The command line: main.py
-(`python -m provingmarket.agent`).
+workers.py (proving), submitter.py (sending, settling), each on the shared Context
+(context.py); beneath them store.py (the agent's rows), backends.py, settings.py. The
+command line: main.py (`python -m provingmarket.agent`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from web3 import Web3
 
 from provingmarket.agent.auction import AuctionClient
 from provingmarket.agent.backends import Backends, verifier_check
+from provingmarket.agent.context import Context
 from provingmarket.agent.monitor import Monitor
 from provingmarket.agent.picker import Picker
 from provingmarket.agent.settings import AgentSettings, SimulatedHardware
@@ -74,26 +75,12 @@ class Agent:
         self.mirror = Mirror(path, client, confirmations=settings.confirmations)
         self.outbox = Outbox(path, client)
         self.store = AgentStore(path)
-        self.submitter = Submitter(client, self.mirror, self.outbox, self.store, self.metrics, settings)
-        self.monitor = Monitor(
-            client, self.mirror, self.outbox, self.store, self.submitter, self.metrics, settings
-        )
-        self.workers = Workers(
-            client, self.store, self.backends, self.monitor, self.submitter, self.metrics, settings, stop
-        )
+        context = Context(client, self.mirror, self.outbox, self.store, self.metrics, settings, stop)
+        self.submitter = Submitter(context)
+        self.monitor = Monitor(context, self.submitter)
+        self.workers = Workers(context, self.backends, self.monitor, self.submitter)
         self.auctions = AuctionClient(self.store, self.metrics)
-        self.picker = Picker(
-            client,
-            self.mirror,
-            self.outbox,
-            self.store,
-            self.monitor,
-            self.submitter,
-            self.auctions,
-            self.metrics,
-            settings,
-            stop,
-        )
+        self.picker = Picker(context, self.monitor, self.submitter, self.auctions)
 
     # -------------------------------------------------------------- running
 

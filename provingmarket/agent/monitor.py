@@ -9,45 +9,27 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from provingmarket.agent.settings import AgentSettings
-from provingmarket.agent.store import QUEUED, AgentStore, Work, prove_key
+from provingmarket.agent.context import Context, Service
+from provingmarket.agent.store import QUEUED, Work, prove_key
 from provingmarket.agent.submitter import Submitter
 from provingmarket.chain import trust
-from provingmarket.chain.client import ClientError, Market, RegistryClient
-from provingmarket.chain.mirror import Mirror
-from provingmarket.chain.outbox import Outbox
+from provingmarket.chain.client import ClientError, Market
 from provingmarket.chain.tasks import circuit_of, posted_inputs
 from provingmarket.formats import Assignment, TaskTerms
 from provingmarket.proving.circuits import Circuit, CircuitError
 from provingmarket.runtime import process as runtime
-from provingmarket.runtime.metrics import Metrics
 
 log = logging.getLogger("provingmarket.agent.agent")
 
 MAX_SAID = 100_000  # tasks remembered as checked or logged; a long run forgets, at worst asks again
 
 
-class Monitor:
+class Monitor(Service):
     """What the chain says about the prover's markets and work, as the main loop sees it."""
 
-    def __init__(
-        self,
-        client: RegistryClient,
-        mirror: Mirror,
-        outbox: Outbox,
-        store: AgentStore,
-        submitter: Submitter,
-        metrics: Metrics,
-        settings: AgentSettings,
-    ):
-        self.client = client
-        self.me = client.signer.address
-        self.mirror = mirror
-        self.outbox = outbox
-        self.store = store
+    def __init__(self, context: Context, submitter: Submitter):
+        super().__init__(context)
         self.submitter = submitter
-        self.metrics = metrics
-        self.settings = settings
         self.circuits: dict[int, Circuit] = {}
         # What a market's creation fixed (verifier, custom, code hash); `frozen` is read
         # afresh, once a round, for custom markets with live work (frozen_now).

@@ -15,13 +15,12 @@ from fractions import Fraction
 from typing import Any
 
 from provingmarket.agent.auction import Auction, AuctionClient
+from provingmarket.agent.context import Context, Service
 from provingmarket.agent.monitor import MAX_SAID, Monitor
-from provingmarket.agent.settings import AgentSettings
 from provingmarket.agent.store import (
     PROVED,
     PROVING,
     QUEUED,
-    AgentStore,
     Bid,
     Work,
     hex_id,
@@ -29,14 +28,12 @@ from provingmarket.agent.store import (
     race_key,
 )
 from provingmarket.agent.submitter import Submitter
-from provingmarket.chain.client import ClientError, RegistryClient, format_ether
-from provingmarket.chain.mirror import Mirror, TaskView
-from provingmarket.chain.outbox import Outbox
+from provingmarket.chain.client import ClientError, format_ether
+from provingmarket.chain.mirror import TaskView
 from provingmarket.chain.tasks import RACE
 from provingmarket.costs import dutch_price, dutch_time_for, price_for_reward, reward_at
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms, bid_typed_data
 from provingmarket.runtime import process as runtime
-from provingmarket.runtime.metrics import Metrics
 
 log = logging.getLogger("provingmarket.agent.agent")
 
@@ -58,35 +55,15 @@ class Committed:
         self.collateral += collateral
 
 
-class Picker:
+class Picker(Service):
     """Races, DUTCH locks and auction bids worth taking this round, at the floor's price."""
 
-    def __init__(
-        self,
-        client: RegistryClient,
-        mirror: Mirror,
-        outbox: Outbox,
-        store: AgentStore,
-        monitor: Monitor,
-        submitter: Submitter,
-        auctions: AuctionClient,
-        metrics: Metrics,
-        settings: AgentSettings,
-        stop: runtime.Stopper,
-    ):
-        self.client = client
-        self.web3 = client.web3
-        self.me = client.signer.address
-        self.mirror = mirror
-        self.outbox = outbox
-        self.store = store
+    def __init__(self, context: Context, monitor: Monitor, submitter: Submitter, auctions: AuctionClient):
+        super().__init__(context)
         self.monitor = monitor
         self.submitter = submitter
         self.auctions = auctions
-        self.metrics = metrics
-        self.settings = settings
-        self.stop = stop
-        self.cost = settings.cost
+        self.cost = context.settings.cost
         self.gas_price_read: tuple[float, int] | None = None  # (monotonic time, wei)
         self.floors_logged: dict[int, int] = {}  # market -> the floor agent.cost last said
         self.said: set[tuple[str, str]] = set()  # (task, event) logged once

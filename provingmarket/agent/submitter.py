@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from provingmarket.agent.settings import AgentSettings
+from provingmarket.agent.context import Context, Service
 from provingmarket.agent.store import (
     DONE_,
     FAILED,
@@ -22,19 +22,17 @@ from provingmarket.agent.store import (
     QUEUED,
     SUBMITTED,
     WITHDRAW_KEY,
-    AgentStore,
     Work,
     decline_key,
     hex_id,
     void_key,
 )
 from provingmarket.chain import trust
-from provingmarket.chain.client import Market, Refused, RegistryClient, format_ether
-from provingmarket.chain.mirror import PROVEN, Mirror, TaskView
-from provingmarket.chain.outbox import DONE, DROPPED, REVERTED, Outbox, Outcome, Sent
+from provingmarket.chain.client import Market, Refused, format_ether
+from provingmarket.chain.mirror import PROVEN, TaskView
+from provingmarket.chain.outbox import DONE, DROPPED, REVERTED, Outcome, Sent
 from provingmarket.formats import Assignment, TaskTerms
 from provingmarket.runtime import process as runtime
-from provingmarket.runtime.metrics import Metrics
 
 log = logging.getLogger("provingmarket.agent.agent")
 
@@ -54,25 +52,11 @@ def is_lost(reason: str) -> bool:
     return any(part in reason for part in LOST_REASONS)
 
 
-class Submitter:
+class Submitter(Service):
     """Sends the prover's transactions and settles their outcomes into the agent's rows."""
 
-    def __init__(
-        self,
-        client: RegistryClient,
-        mirror: Mirror,
-        outbox: Outbox,
-        store: AgentStore,
-        metrics: Metrics,
-        settings: AgentSettings,
-    ):
-        self.client = client
-        self.me = client.signer.address
-        self.mirror = mirror
-        self.outbox = outbox
-        self.store = store
-        self.metrics = metrics
-        self.settings = settings
+    def __init__(self, context: Context):
+        super().__init__(context)
         self.refused_at: dict[str, float] = {}  # lock or void key -> monotonic time of the refusal
         self.withdraw_asked = False  # SIGUSR1: withdraw at the next round whatever the amount
 

@@ -15,16 +15,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from provingmarket.agent.backends import Backends
+from provingmarket.agent.context import Context, Service
 from provingmarket.agent.monitor import Monitor
-from provingmarket.agent.settings import AgentSettings
-from provingmarket.agent.store import GAVE_UP, PROVED, PROVING, QUEUED, AgentStore, Work, decline_key
+from provingmarket.agent.store import GAVE_UP, PROVED, PROVING, QUEUED, Work, decline_key
 from provingmarket.agent.submitter import Submitter
-from provingmarket.chain.client import ClientError, RegistryClient, TaskState, chain_time
+from provingmarket.chain.client import ClientError, TaskState, chain_time
 from provingmarket.chain.tasks import task_inputs
 from provingmarket.proving.backends import BackendError, ProvingBackend
 from provingmarket.proving.circuits import Circuit, CircuitError
 from provingmarket.runtime import process as runtime
-from provingmarket.runtime.metrics import Metrics
 
 log = logging.getLogger("provingmarket.agent.agent")
 
@@ -32,30 +31,15 @@ MIN_WORKERS = 8
 SHUTDOWN_GRACE = 30.0  # seconds running proofs get to finish after SIGTERM
 
 
-class Workers:
+class Workers(Service):
     """The proving threads and what they hold: the keys being worked on and the proofs
     running per market (both under `lock`)."""
 
-    def __init__(
-        self,
-        client: RegistryClient,
-        store: AgentStore,
-        backends: Backends,
-        monitor: Monitor,
-        submitter: Submitter,
-        metrics: Metrics,
-        settings: AgentSettings,
-        stop: runtime.Stopper,
-    ):
-        self.client = client
-        self.me = client.signer.address
-        self.store = store
+    def __init__(self, context: Context, backends: Backends, monitor: Monitor, submitter: Submitter):
+        super().__init__(context)
         self.backends = backends
         self.monitor = monitor
         self.submitter = submitter
-        self.metrics = metrics
-        self.settings = settings
-        self.stop = stop
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.futures: set[concurrent.futures.Future] = set()
         self.lock = threading.Lock()  # busy, running
@@ -247,7 +231,7 @@ class Workers:
         """Inputs the circuit (or the backend's configuration) refuses: given up."""
         self.metrics.counter("proving_failures_total", "Failed proving attempts", reason="inputs")
         self.store.update(work.key, error=str(error))
-        self.submitter.give_up(work, chain_time(self.client.web3), needs, str(error))
+        self.submitter.give_up(work, chain_time(self.web3), needs, str(error))
 
     def _retry(self, work: Work, needs: float, attempt: int, error: Exception) -> bool:
         """A failed attempt: True once the backoff is waited out and another attempt fits
@@ -257,7 +241,7 @@ class Workers:
         self.metrics.counter("proving_failures_total", "Failed proving attempts", reason=reason)
         self.store.update(work.key, error=message[:1000])
         delay = float(2 ** (attempt - 1))
-        now = chain_time(self.client.web3)
+        now = chain_time(self.web3)
         retry = attempt <= self.settings.retries and now + delay + needs <= work.deadline
         runtime.emit(
             log,
