@@ -1,11 +1,11 @@
-"""Run the prover agent (provingmarket/agent/agent.py) for an ape account, on the network ape is
+"""Run the prover agent (provingmarket/agent/; docs/agent.md) for an ape account, on the network ape is
 connected to, with the deployment recorded for it:
 
     ape run agent --network ethereum:local:node --account TEST::2 --db agent.sqlite
     ape run agent --network ethereum:local:node --account TEST::2 --db agent.sqlite \\
         --backend snarkjs --withdraw-at 0.5 --metrics-port 9102
 
-The same agent as `python -m provingmarket.agent.agent`, which a service manager runs with the
+The same agent as `python -m provingmarket.agent`, which a service manager runs with the
 key in an environment variable; this one takes the key of an ape account that holds it in
 the clear (the test accounts). It runs until SIGTERM or Ctrl-C.
 """
@@ -19,7 +19,9 @@ import click
 from ape.cli import ConnectedProviderCommand, account_option, network_option
 
 from provingmarket import deployments
-from provingmarket.agent.agent import agent_options, run_agent, settings_from_options
+from provingmarket.agent.agent import run_agent
+from provingmarket.agent.main import agent_options
+from provingmarket.agent.settings import settings_from_options
 from provingmarket.cli import deployments_folder, fail, handled, network_name, require
 from provingmarket.runtime import process as runtime
 
@@ -38,7 +40,7 @@ def cli(account, db, log_level, **options):
         fail(
             f"account {account.address} does not hold its key in the clear (a keyfile or hardware "
             "account); run the agent with the key in an environment variable: "
-            "python -m provingmarket.agent.agent --key-env PROVER_KEY ..."
+            "python -m provingmarket.agent --key-env PROVER_KEY ..."
         )
     record = deployments.path_for(network_name(), deployments_folder())
     if not record.exists():

@@ -6,7 +6,7 @@
 3. Three provers stake and join the market with different asks and capacities.
 4. Separate processes start, each as a user starts them: the orderbook frontend
    (`python -m frontends.orderbook.process`) and one prover agent per prover
-   (provingmarket/agent). Their JSON logs go to reports/demo/.
+   (`python -m provingmarket.agent`). Their JSON logs go to reports/demo/.
 5. A requester posts a stream of tasks with different maximum rewards, in bursts. The frontend
    matches them with the asks (price, then time), the agents prove them with real
    Groth16 proofs (groth16py, in-process) and the registry checks each proof on chain.

@@ -15,7 +15,7 @@ from pathlib import Path
 from provingmarket.devnet.chain import free_port
 
 ROOT = Path(__file__).resolve().parents[2]  # where `python -m` finds frontends/ and provingmarket/
-AGENT = "provingmarket.agent.agent"  # the prover agent's module
+AGENT = "provingmarket.agent"  # the prover agent (python -m provingmarket.agent)
 ORDERBOOK = "frontends.orderbook.process"
 AUCTION = "frontends.auction.process"
 ELECTION = "frontends.election.process"  # a group: its long-running command is `run`

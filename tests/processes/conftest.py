@@ -215,7 +215,7 @@ def spawn_agent(
     """A prover agent process for `key` on `stack` (its database at `db`, polling every
     0.2 s), once it logged agent.start (unless `wait` is False)."""
     process = spawn(
-        "provingmarket.agent.agent",
+        "provingmarket.agent",
         "--rpc",
         rpc or stack.rpc,
         "--deployment",

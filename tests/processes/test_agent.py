@@ -1,4 +1,4 @@
-"""The prover agent (`python -m provingmarket.agent.agent`) as a prover runs it: against this
+"""The prover agent (`python -m provingmarket.agent`) as a prover runs it: against this
 session's anvil, with a staked and joined account whose key only the agent holds, tasks
 assigned to it by the mechanism's frontend (the test, as `keeper`), real Groth16 proofs.
 Each test checks what a prover would look up on the chain: TaskProven, TaskDeclined,
@@ -397,7 +397,7 @@ def test_agent__sigterm_while_proving__submits_then_exits_zero(
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k != "PROVER_KEY"}
     return subprocess.run(
-        [sys.executable, "-m", "provingmarket.agent.agent", *args],
+        [sys.executable, "-m", "provingmarket.agent", *args],
         cwd=ROOT,
         env=dict(environment, PYTHONPATH=str(ROOT), **(env or {})),
         capture_output=True,

@@ -29,7 +29,7 @@ def start_agent(spawn, tmp_path):
 
     def start(stack, key: str, hardware: dict):
         process = spawn(
-            "provingmarket.agent.agent",
+            "provingmarket.agent",
             *("--rpc", stack.rpc, "--deployment", str(stack.record), "--key-env", "PROVER_KEY"),
             *("--db", str(tmp_path / "agent.sqlite"), "--poll", "0.2", "--no-dutch"),
             *("--simulate", json.dumps(hardware)),
@@ -135,7 +135,7 @@ def run_agent_cli(tmp_path: Path, rpc: str, simulate: str) -> subprocess.Complet
         [
             sys.executable,
             "-m",
-            "provingmarket.agent.agent",
+            "provingmarket.agent",
             *("--rpc", rpc, "--deployment", str(tmp_path / "none.json"), "--key-env", "PROVER_KEY"),
             *("--db", str(tmp_path / "a.db"), "--simulate", simulate),
         ],

@@ -1,4 +1,4 @@
-"""The prover agent (`python -m provingmarket.agent.agent`) against tasks it must not take: a
+"""The prover agent (`python -m provingmarket.agent`) against tasks it must not take: a
 task whose posted inputs nobody can prove (nothing on chain ties them to the task's
 commitment), and work in a custom market (a verifier the registry did not deploy) whose
 code hash the operator did not name with --trust-verifier, or whose verifier's code
