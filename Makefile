@@ -12,7 +12,7 @@ export PYTHONPATH := $(CURDIR)
 # The stateful test's size: `ci` (100 examples of up to 30 steps) or `fuzz` (make fuzz).
 export HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: install compile test demo bench sim fuzz lint lint-contracts clean circuits chain
+.PHONY: install compile test demo bench sim fuzz lint lint-contracts lint-imports clean circuits chain
 
 install: $(VENV)/.installed $(BIN)/anvil
 
@@ -34,11 +34,19 @@ $(BIN)/anvil: node_modules/.installed $(VENV)/.installed
 # (contracts/registry/*.vy): rebuild all of them whenever any contract source changes.
 CONTRACTS := $(shell find contracts -name '*.vy')
 
-compile: install .build/.compiled
+# The registry's ABI ships with the package (committed, one entry a line); the client reads
+# it, and tests/test_package.py fails when it differs from the compiled registry.
+REGISTRY_ABI := provingmarket/chain/abi/Registry.json
+
+compile: install .build/.compiled $(REGISTRY_ABI)
 
 .build/.compiled: $(CONTRACTS) ape-config.yaml
 	ape compile --force
 	touch $@
+
+$(REGISTRY_ABI): .build/.compiled
+	$(BIN)/python -c 'import json, sys; abi = json.load(open(".build/__local__.json"))["contractTypes"]["Registry"]["abi"]; \
+	  open(sys.argv[1], "w").write("[\n" + ",\n".join(json.dumps(item) for item in abi) + "\n]\n")' $@
 
 test: compile lint
 	ape test tests/ -q
@@ -69,13 +77,14 @@ bench: compile
 	ape run keeper_bench
 	$(BIN)/python -m benches.auction_bench
 
-# Regenerate the sample circuits' keys (single-party setup; see circuits/README.md).
+# Regenerate the sample circuits' keys (single-party setup; see circuits/README.md): build.py
+# writes them into the package, provingmarket/proving/samples/.
 circuits: install
 	$(BIN)/python circuits/build.py square
 	$(BIN)/python circuits/build.py squarings --k 1000
 	$(BIN)/python circuits/build.py squarings --k 10000
 
-lint: install lint-contracts
+lint: install lint-contracts lint-imports
 	ruff check .
 	ruff format --check .
 
@@ -96,6 +105,11 @@ lint-contracts: $(LINT_VENV)/.installed $(VENV)/.installed
 	HOME=$(CURDIR)/$(LINT_VENV) VIRTUAL_ENV=$(CURDIR)/$(LINT_VENV) PATH=$(BIN):$(LINT_BIN):/usr/bin:/bin \
 	  COLUMNS=120 $(LINT_BIN)/vyper-guard analyze contracts -c .guardianrc.yaml \
 	    --baseline-file vyper-guard-baseline.json --ci
+
+# The layers (import-linter's contracts in pyproject.toml) with lint-imports from .venv-lint:
+# it reads the sources it finds on PYTHONPATH (this checkout) and imports none of them.
+lint-imports: $(LINT_VENV)/.installed
+	$(LINT_BIN)/lint-imports
 
 clean:
 	rm -rf .build .ape .pytest_cache .hypothesis

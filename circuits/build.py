@@ -1,4 +1,6 @@
 """Regenerate a sample circuit's keys: compile with circom, run a Groth16 setup with snarkjs.
+The circuits ship with the package, in provingmarket/proving/samples/ (their templates in
+its lib/); this script writes there.
 
     .venv/bin/python circuits/build.py square               # the tiny circuit
     .venv/bin/python circuits/build.py squarings --k 1000   # squarings-1000
@@ -31,7 +33,7 @@ BIN = ROOT / "node_modules" / ".bin"
 PTAU_DIR = HERE / ".ptau"  # Powers of Tau, regenerated on demand, not committed
 sys.path.insert(0, str(ROOT))
 
-from provingmarket.proving.circuits import KINDS, Circuit  # noqa: E402
+from provingmarket.proving.circuits import CIRCUITS, KINDS, Circuit  # noqa: E402
 
 TEMPLATES = {"square": "Square()", "squarings": "Squarings({k})"}
 SAMPLE_SECRET = 7
@@ -94,7 +96,7 @@ def powers_of_tau(power: int) -> Path:
 def build(kind: str, k: int | None, zkey: Path | None) -> Path:
     parameters = {"k": k} if kind == "squarings" else {}
     name = f"{kind}-{k}" if kind == "squarings" else kind
-    folder = HERE / name
+    folder = CIRCUITS / name
     folder.mkdir(exist_ok=True)
     (folder / "circuit.circom").write_text(
         "pragma circom 2.0.0;\n\n"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -26,11 +25,11 @@ from provingmarket.proving.circuits import CircuitError
 BUILT_IN = {OPEN_RACE: "open race", DUTCH: "dutch"}
 
 # Where deployment records live; tests point this at a folder of their own.
-DEPLOYMENTS_ENV = "PROVINGMARKET_DEPLOYMENTS"
+DEPLOYMENTS_ENV = deployments.FOLDER_ENV
 
 
 def deployments_folder() -> Path:
-    return Path(os.environ.get(DEPLOYMENTS_ENV, deployments.DEPLOYMENTS))
+    return deployments.default_folder()
 
 
 def network_name() -> str:

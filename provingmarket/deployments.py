@@ -1,7 +1,8 @@
 """Deployments recorded per network, written by `ape run operator deploy` and read by every
 other command and process.
 
-One JSON file per network in deployments/ (`ethereum-sepolia.json`, `ethereum-local.json`):
+One JSON file per network in a deployments folder (`ethereum-sepolia.json`,
+`ethereum-local.json`; where the folder is: `default_folder`):
 the registry's address, the block it was deployed in, the chain id, and each market's
 circuit and verifier. Files for local chains are ignored by git: a local chain starts empty
 each time, and a recorded address with no code behind it is reported as stale.
@@ -10,11 +11,16 @@ each time, and a recorded address with no code behind it is reported as stale.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DEPLOYMENTS = ROOT / "deployments"
+# Run from the repository, the records are its deployments/ whatever the current directory;
+# installed as a package, they are deployments/ in the current directory.
+_CHECKOUT = Path(__file__).resolve().parent.parent
+DEPLOYMENTS = _CHECKOUT / "deployments" if (_CHECKOUT / "ape-config.yaml").is_file() else Path("deployments")
+# An environment variable that names another folder (tests point it at one of their own).
+FOLDER_ENV = "PROVINGMARKET_DEPLOYMENTS"
 
 
 class DeploymentError(LookupError):
@@ -57,11 +63,16 @@ def network_key(network: str) -> str:
     return ":".join(parts[:2]) if len(parts) >= 2 else network
 
 
-def path_for(network: str, folder: Path = DEPLOYMENTS) -> Path:
-    return folder / (network_key(network).replace(":", "-") + ".json")
+def default_folder() -> Path:
+    """The folder named by $PROVINGMARKET_DEPLOYMENTS, else `DEPLOYMENTS`."""
+    return Path(os.environ.get(FOLDER_ENV, DEPLOYMENTS))
 
 
-def load(network: str, folder: Path = DEPLOYMENTS) -> Deployment:
+def path_for(network: str, folder: Path | None = None) -> Path:
+    return (folder or default_folder()) / (network_key(network).replace(":", "-") + ".json")
+
+
+def load(network: str, folder: Path | None = None) -> Deployment:
     path = path_for(network, folder)
     if not path.exists():
         raise DeploymentError(
@@ -71,8 +82,8 @@ def load(network: str, folder: Path = DEPLOYMENTS) -> Deployment:
     return Deployment.from_json(path.read_text(), str(path))
 
 
-def save(deployment: Deployment, folder: Path = DEPLOYMENTS) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+def save(deployment: Deployment, folder: Path | None = None) -> Path:
     path = path_for(deployment.network, folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(deployment.to_json())
     return path

@@ -31,8 +31,9 @@ from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 from provingmarket import deployments
 from provingmarket.formats import Assignment, TaskTerms, bid_typed_data
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD = ROOT / ".build" / "__local__.json"
+# The registry's ABI, package data: `make compile` writes it from the compiled project, and
+# tests/test_package.py fails when it differs from what `ape compile` produced.
+REGISTRY_ABI = Path(__file__).resolve().parent / "abi" / "Registry.json"
 ETHER = 10**18
 GAS_MARGIN = 1.25  # headroom over eth_estimateGas
 
@@ -51,11 +52,11 @@ class Refused(ClientError):
 
 @cache
 def registry_abi() -> list[dict]:
-    """The registry's ABI from the compiled project (`ape compile`)."""
+    """The registry's ABI, as shipped with the package (`REGISTRY_ABI`)."""
     try:
-        return json.loads(BUILD.read_text())["contractTypes"]["Registry"]["abi"]
-    except (FileNotFoundError, KeyError):
-        raise ClientError(f"{BUILD} has no compiled Registry: run `make compile` (ape compile)") from None
+        return json.loads(REGISTRY_ABI.read_text())
+    except FileNotFoundError:
+        raise ClientError(f"{REGISTRY_ABI} is missing: reinstall the package (or `make compile`)") from None
 
 
 # ------------------------------------------------------------------ signers

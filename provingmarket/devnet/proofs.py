@@ -1,7 +1,7 @@
 """The sample circuit every development market proves, and real proofs of it.
 
-The market proves the sample circuit `square` (circuits/square: "I know x with x*x = y",
-the prover's address as public input 0) and its verifier is
+The market proves the sample circuit `square` (provingmarket/proving/samples/square: "I
+know x with x*x = y", the prover's address as public input 0) and its verifier is
 contracts/verifiers/Groth16Verifier.vy deployed with that circuit's verifying key. Proofs
 are real Groth16 proofs from a proving backend (groth16py in-process when installed, else
 snarkjs). The circuit's keys come from a single-party setup: for tests and demos only.

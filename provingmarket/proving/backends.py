@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Protocol
 
 from provingmarket.proving.circuits import (
+    CIRCUITS,
     PROOF_SIZE,
     Circuit,
     CircuitError,
@@ -45,6 +46,8 @@ from provingmarket.proving.circuits import (
 )
 
 ProofCheck = Callable[[bytes, list[int]], bool]
+# The snarkjs command backend's script, shipped with the sample circuits.
+SNARKJS_PROVE = CIRCUITS / "snarkjs-prove.sh"
 
 
 class BackendError(RuntimeError):
@@ -195,9 +198,10 @@ class CommandBackend:
     @classmethod
     def snarkjs(cls, timeout: float = 600.0, check: ProofCheck | None = None) -> CommandBackend:
         """snarkjs from node_modules: witness from the circuit's wasm, then a Groth16 proof."""
-        script = Path(__file__).resolve().parents[2] / "circuits" / "snarkjs-prove.sh"
         return cls(
-            ["bash", str(script), "{wasm}", "{zkey}", "{inputs}", "{proof}", "{public}"], timeout, check
+            ["bash", str(SNARKJS_PROVE), "{wasm}", "{zkey}", "{inputs}", "{proof}", "{public}"],
+            timeout,
+            check,
         )
 
     def _argv(self, values: Mapping[str, str]) -> list[str]:

@@ -1,6 +1,7 @@
 """Circuits a market proves, their verifying keys and the proof encoding the verifier reads.
 
-A circuit lives in a folder of its own (see circuits/README.md):
+A circuit lives in a folder of its own; the sample circuits ship with the package, in
+provingmarket/proving/samples/ (circuits/README.md says how they were made):
 
     circuit.json            manifest: name, kind, parameters, public inputs in order,
                             which one carries the prover's address, a sample
@@ -29,8 +30,9 @@ R = 2188824287183927522224640574525727508854836440041603434369820418657580849561
 MAX_PUBLIC_INPUTS = 16  # the verifier's and the registry's bound
 PROOF_SIZE = 256  # A, B, C as eight 32-byte words
 
-ROOT = Path(__file__).resolve().parents[2]
-CIRCUITS = ROOT / "circuits"
+# The sample circuits (square, squarings-1000, squarings-10000), their templates (lib/) and
+# the snarkjs prover script: package data, found wherever the package is installed.
+CIRCUITS = Path(__file__).resolve().parent / "samples"
 
 
 class CircuitError(ValueError):
@@ -374,5 +376,5 @@ class Circuit:
 
 
 def sample_circuits() -> list[str]:
-    """Names of the sample circuits shipped under circuits/."""
+    """Names of the sample circuits shipped with the package (`CIRCUITS`)."""
     return sorted(p.parent.name for p in CIRCUITS.glob("*/circuit.json"))

@@ -21,6 +21,7 @@ from eth_account import Account
 
 from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.formats import OPEN_RACE, Assignment
+from provingmarket.proving.backends import SNARKJS_PROVE
 from tests.conftest import advance
 from tests.processes.conftest import ROOT, spawn_agent, wait_until
 from tests.utils.market import ETHER, assigned, item
@@ -35,7 +36,7 @@ SLOW_BACKEND = {
         "bash",
         "-c",
         'sleep 1 && exec bash "$0" "$@"',
-        str(ROOT / "circuits" / "snarkjs-prove.sh"),
+        str(SNARKJS_PROVE),
         "{wasm}",
         "{zkey}",
         "{inputs}",
