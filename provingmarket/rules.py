@@ -176,13 +176,26 @@ def prover_refusal(terms: TaskTerms, slots: Slots, candidate: Candidate, by_fron
         return ENGAGEMENT_REASONS[candidate.engagement]
     if slots.open <= 0:
         return NO_FREE_SLOT
-    if candidate.used >= candidate.capacity:
+    room = room_refusal(candidate.capacity, candidate.used, candidate.free_stake, terms.collateral)
+    if room:
+        return room
+    return offer_refusal(terms, candidate.capabilities, candidate.proving_time)
+
+
+def room_refusal(capacity: int, used: int, free_stake: int, collateral: int) -> str:
+    """Why a member has no room for one more task now: a unit of capacity and the task's
+    collateral in free stake; or ""."""
+    if used >= capacity:
         return AT_CAPACITY
-    if candidate.free_stake < terms.collateral:
-        return NOT_ENOUGH_FREE_STAKE
-    if candidate.capabilities & terms.capabilities != terms.capabilities:
+    return NOT_ENOUGH_FREE_STAKE if free_stake < collateral else ""
+
+
+def offer_refusal(terms: TaskTerms, capabilities: int, proving_time: int) -> str:
+    """Why a prover's standing offer in the task's market (its capabilities and declared
+    proving time) can never serve the task, whatever its capacity and stake, or ""."""
+    if capabilities & terms.capabilities != terms.capabilities:
         return LACKS_CAPABILITIES
-    if candidate.proving_time > terms.proving_window:
+    if proving_time > terms.proving_window:
         return TOO_SLOW
     return ""
 

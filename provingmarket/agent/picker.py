@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from provingmarket import rules
 from provingmarket.agent.auction import Auction, AuctionClient
 from provingmarket.agent.context import Context, Service
 from provingmarket.agent.monitor import MAX_SAID, Monitor
@@ -92,7 +93,7 @@ class Picker(Service):
                     continue
                 if not (
                     task.eligible(self.me)
-                    and membership.capabilities & terms.capabilities == terms.capabilities
+                    and not rules.offer_refusal(terms, membership.capabilities, 0)
                     and standing.free >= terms.collateral
                     and now + needs <= end
                 ):
@@ -221,18 +222,20 @@ class Picker(Service):
         """Why one more task of this market cannot be taken on now (a reason and its
         numbers, for agent.pass), or None if it can."""
         used = membership.used + committed.slots.get(membership.market_id, 0)
-        if used >= membership.capacity:
-            return {"reason": "no free capacity", "in_use_or_promised": used, "capacity": membership.capacity}
         free = standing.free - committed.collateral
-        if free < collateral:
+        reason = rules.room_refusal(membership.capacity, used, free, collateral)
+        if reason == rules.AT_CAPACITY:
+            return {"reason": "no free capacity", "in_use_or_promised": used, "capacity": membership.capacity}
+        if reason == rules.NOT_ENOUGH_FREE_STAKE:
             return {"reason": "not enough free stake", "free_stake": free, "collateral": collateral}
         return None
 
     def _fits(self, membership: Any, terms: TaskTerms, needs: float) -> str | None:
         """Why this prover cannot serve a task of the market at all, or None."""
-        if membership.capabilities & terms.capabilities != terms.capabilities:
+        reason = rules.offer_refusal(terms, membership.capabilities, membership.proving_time)
+        if reason == rules.LACKS_CAPABILITIES:
             return "lacks the task's capabilities"
-        if membership.proving_time > terms.proving_window or needs > terms.proving_window:
+        if reason == rules.TOO_SLOW or needs > terms.proving_window:
             return (
                 f"proving time does not fit the {terms.proving_window} s window "
                 f"(declared {membership.proving_time} s, expected with margin {round(needs, 3)} s)"
