@@ -225,8 +225,9 @@ class Router:
 
     def tune(
         self, arm: Arm, prefs: Preferences, market: MarketView, level: int
-    ) -> tuple[dict | None, str | None, str]:
-        """The terms for `arm`, or None with the limit that bars it and why."""
+    ) -> tuple[dict | None, str, str]:
+        """The terms for `arm` (with "" for limit and why), or None with the limit that bars
+        it and why."""
         assign, prove = self._windows(arm, prefs.max_time)
         fastest = min((t for t, _ in market.provers), default=None)
         if fastest is None:
@@ -292,7 +293,7 @@ class Router:
             "start_price": 0,
             "ramp": assign if arm.mechanism_id == DUTCH else 0,
         }
-        return terms, None, ""
+        return terms, "", ""
 
     def _windows(self, arm: Arm, max_time: int | None) -> tuple[int, int]:
         """The assignment and proving windows for `arm`: the pace's, shrunk to end by `max_time`."""
