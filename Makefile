@@ -84,9 +84,14 @@ circuits: install
 	$(BIN)/python circuits/build.py squarings --k 1000
 	$(BIN)/python circuits/build.py squarings --k 10000
 
-lint: install lint-contracts lint-imports
+lint: install lint-contracts lint-imports typecheck
 	ruff check .
 	ruff format --check .
+
+# The library's types (pyright in basic mode, pyrightconfig.json; from npm, pinned in package.json).
+.PHONY: typecheck
+typecheck: node_modules/.installed $(VENV)/.installed
+	node_modules/.bin/pyright
 
 # Static analysis of the Vyper sources (every .vy under contracts/, the registry's modules
 # included) with vyper-guard, in a virtualenv of its own (.venv-lint, from

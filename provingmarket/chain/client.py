@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import keccak, to_checksum_address
+from eth_typing import BlockIdentifier, ChecksumAddress
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
+from web3.types import FilterParams, TxParams
 
 from provingmarket import deployments
 from provingmarket.formats import Assignment, TaskTerms, bid_typed_data
@@ -63,10 +66,14 @@ def registry_abi() -> list[dict]:
 
 
 class Signer(Protocol):
-    address: str
+    address: ChecksumAddress
 
     def sign_typed(self, typed_data: dict) -> bytes:
         """A 65-byte (r, s, v) EIP-712 signature."""
+        ...
+
+    def sign_transaction(self, tx: dict) -> bytes:
+        """The signed raw transaction (nonce, gas, fees and chain id filled by the caller)."""
         ...
 
     def send(self, web3: Web3, tx: dict) -> Any:
@@ -283,6 +290,10 @@ class TaskState:
 
 
 class RegistryClient:
+    # The deployment record it was built from (from_ape, runtime.process.connect); unset
+    # for a client made from an address alone.
+    deployment: deployments.Deployment
+
     def __init__(self, web3: Web3, address: str, signer: Signer | None = None, from_block: int = 0):
         self.web3 = web3
         self.address = to_checksum_address(address)
@@ -402,7 +413,10 @@ class RegistryClient:
         for task_id, events in by_task.items():
             held = live_assignments(events).get(prover)
             if held is not None:
-                terms = TaskTerms.from_event(self.posted(task_id).terms)
+                posted = self.posted(task_id)
+                if posted is None:
+                    raise ClientError(f"no TaskPosted event for task {Web3.to_hex(task_id)}")
+                terms = TaskTerms.from_event(posted.terms)
                 live.append(LiveAssignment(task_id, terms.market_id, held[0], terms))
         return ProverStatus(prover, self.standing(prover), [m for m in memberships if m.joined], live)
 
@@ -410,19 +424,25 @@ class RegistryClient:
         """The signer's EIP-712 Bid for a task (in this registry's domain, at its current
         signature nonce): consent to be assigned at any price from `min_price` up to the
         task's maximum, until `expiry`."""
-        if self.signer is None:
-            raise ClientError("signing a bid needs an account")
-        nonce = self.call("signature_nonce", self.signer.address)
+        signer = self.require_signer("signing a bid needs an account")
+        nonce = self.call("signature_nonce", signer.address)
         typed = bid_typed_data(
             self.web3.eth.chain_id, self.address, parse_task_id(task_id), min_price, expiry, nonce
         )
-        return self.signer.sign_typed(typed)
+        return signer.sign_typed(typed)
+
+    def require_signer(self, why: str) -> Signer:
+        """The client's signer; a ClientError saying `why` one is needed if it has none."""
+        if self.signer is None:
+            raise ClientError(why)
+        return self.signer
 
     # -------------------------------------------------------------- events
 
     def decode(self, log: Any) -> Event | None:
-        topic = Web3.to_hex(log["topics"][0]) if log["topics"] else None
-        name = self._events.get(topic)
+        if not log["topics"]:
+            return None
+        name = self._events.get(Web3.to_hex(log["topics"][0]))
         if name is None:
             return None
         decoded = getattr(self.contract.events, name)().process_log(log)
@@ -441,7 +461,7 @@ class RegistryClient:
         self,
         names: Sequence[str] | None = None,
         from_block: int | None = None,
-        to_block: int | str = "latest",
+        to_block: BlockIdentifier = "latest",
         task_id: bytes | None = None,
         prover: str | None = None,
     ) -> list[Event]:
@@ -456,14 +476,13 @@ class RegistryClient:
             topics += [None] * (2 - len(topics)) + [
                 "0x" + "00" * 12 + to_checksum_address(prover)[2:].lower()
             ]
-        logs = self.web3.eth.get_logs(
-            {
-                "address": self.address,
-                "fromBlock": self.from_block if from_block is None else from_block,
-                "toBlock": to_block,
-                "topics": topics,
-            }
-        )
+        query: FilterParams = {
+            "address": self.address,
+            "fromBlock": self.from_block if from_block is None else from_block,
+            "toBlock": to_block,
+            "topics": topics,
+        }
+        logs = self.web3.eth.get_logs(query)
         return [e for log in logs if (e := self.decode(log)) is not None]
 
     # -------------------------------------------------------------- writes
@@ -471,30 +490,30 @@ class RegistryClient:
     def transact(self, name: str, *args, value: int = 0, action: str = "") -> tuple[Any, list[Event]]:
         """Simulate, then send. Raises Refused with the registry's reason (nothing sent)
         if the simulation reverts, or if the mined transaction reverted anyway."""
-        if self.signer is None:
-            raise ClientError("this command sends a transaction: give an account (--account)")
+        signer = self.require_signer("this command sends a transaction: give an account (--account)")
         fn = getattr(self.contract.functions, name)(*args)
         try:
-            gas = fn.estimate_gas({"from": self.signer.address, "value": value})
+            gas = fn.estimate_gas({"from": signer.address, "value": value})
         except ContractLogicError as error:
             raise Refused(revert_reason(error), action) from None
         except (ValueError, Web3RPCError) as error:  # some nodes report reverts as plain RPC errors
             raise Refused(revert_reason(error), action) from None
         tx = {
-            "from": self.signer.address,
+            "from": signer.address,
             "to": self.address,
             "value": value,
             "data": fn._encode_transaction_data(),
             "gas": int(gas * GAS_MARGIN),
         }
-        receipt = self.signer.send(self.web3, tx)
+        receipt = signer.send(self.web3, tx)
         if receipt["status"] != 1:
             raise Refused(self._replay_reason(tx, receipt), action)
         return receipt, self.receipt_events(receipt)
 
     def _replay_reason(self, tx: dict, receipt: Any) -> str:
         try:
-            self.web3.eth.call({k: v for k, v in tx.items() if k != "gas"}, receipt["blockNumber"] - 1)
+            call = cast(TxParams, {k: v for k, v in tx.items() if k != "gas"})
+            self.web3.eth.call(call, receipt["blockNumber"] - 1)
         except Exception as error:
             return revert_reason(error)
         return f"the transaction {Web3.to_hex(receipt['transactionHash'])} reverted"
@@ -567,9 +586,17 @@ def chain_time(web3: Web3) -> int:
     or the latest block's time right after a snapshot is restored). The wall clock is no
     substitute: a local chain's clock can be minutes away from it."""
     try:
-        return web3.eth.get_block("pending")["timestamp"]
+        return reported(web3.eth.get_block("pending"), "timestamp")
     except Exception:  # a node without a pending block
-        return web3.eth.get_block("latest")["timestamp"]
+        return reported(web3.eth.get_block("latest"), "timestamp")
+
+
+def reported(answer: Mapping[str, Any], key: str) -> Any:
+    """A field every node puts in a block or transaction it returns, though web3 types it
+    as optional; a ClientError naming it if this node left it out."""
+    if key not in answer:
+        raise ClientError(f"the node's answer has no {key!r}")
+    return answer[key]
 
 
 def parse_task_id(value: bytes | str) -> bytes:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eth_abi import encode
+from eth_abi.abi import encode
 
 from provingmarket.formats import (
     BINDING_ADDRESS_INPUT,

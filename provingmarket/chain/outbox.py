@@ -44,10 +44,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth_typing import HexStr
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
-from provingmarket.chain.client import GAS_MARGIN, ClientError, Event, Refused, RegistryClient, revert_reason
+from provingmarket.chain.client import (
+    GAS_MARGIN,
+    ClientError,
+    Event,
+    Refused,
+    RegistryClient,
+    reported,
+    revert_reason,
+)
 from provingmarket.chain.database import connect, marks
 
 log = logging.getLogger("provingmarket.chain.outbox")
@@ -104,6 +113,7 @@ class Outbox:
         if client.signer is None or not hasattr(client.signer, "sign_transaction"):
             raise ClientError("sending needs an account whose key this process holds")
         self.client = client
+        self.signer = client.signer
         self.web3: Web3 = client.web3
         self.me = client.signer.address
         self.gas_margin = gas_margin
@@ -144,7 +154,7 @@ class Outbox:
                 "chainId": self.chain_id,
                 **self._fees(),
             }
-            raw = self.client.signer.sign_transaction(tx)
+            raw = self.signer.sign_transaction(tx)
             tx_hash = Web3.to_hex(Web3.keccak(raw))
             # The same bytes again (a reorg undid the first one and the decision came out
             # the same): one transaction, back to pending.
@@ -238,13 +248,13 @@ class Outbox:
 
     def _receipt(self, tx_hash: str) -> Any:
         try:
-            return self.web3.eth.get_transaction_receipt(tx_hash)
+            return self.web3.eth.get_transaction_receipt(HexStr(tx_hash))
         except TransactionNotFound:
             return None
 
     def _known(self, tx_hash: str) -> bool:
         try:
-            self.web3.eth.get_transaction(tx_hash)
+            self.web3.eth.get_transaction(HexStr(tx_hash))
             return True
         except TransactionNotFound:
             return False
@@ -253,7 +263,12 @@ class Outbox:
         try:
             tx = self.web3.eth.get_transaction(row["tx_hash"])
             self.web3.eth.call(
-                {"from": self.me, "to": tx["to"], "data": tx["input"], "value": tx["value"]},
+                {
+                    "from": self.me,
+                    "to": reported(tx, "to"),
+                    "data": reported(tx, "input"),
+                    "value": reported(tx, "value"),
+                },
                 receipt["blockNumber"] - 1,
             )
         except Exception as error:

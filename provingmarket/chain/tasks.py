@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from provingmarket.chain.client import ClientError, RegistryClient, TaskState, chain_time, format_ether
 from provingmarket.formats import DUTCH, OPEN_RACE, ZERO_ADDRESS, Assignment, TaskTerms
@@ -95,7 +95,7 @@ def lock(client: RegistryClient, task_id: bytes, circuit: Circuit | None = None)
     """Take a slot of a DUTCH task at its current price, once its posted inputs are known
     to be provable (a locked slot cannot be declined); returns (price, assignment)."""
     state = client.task(task_id)
-    me = client.signer.address
+    me = client.require_signer("locking a slot needs an account").address
     if state.terms.mechanism_id != DUTCH:
         raise ClientError(
             f"task is not a Dutch auction (mechanism {state.terms.mechanism_id}); nothing to lock"
@@ -118,7 +118,7 @@ def prove(
 ) -> Delivered:
     """Prove the task from its posted inputs as the client's signer and submit."""
     state = client.task(task_id)
-    me = client.signer.address
+    me = client.require_signer("proving a task needs an account").address
     now = chain_time(client.web3)
     terms = state.terms
     if terms.mechanism_id == OPEN_RACE:

@@ -39,7 +39,8 @@ class Anvil:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"anvil exited at start: {self.process.stderr.read().decode()[-500:]}")
+                _, stderr = self.process.communicate()
+                raise RuntimeError(f"anvil exited at start: {stderr.decode()[-500:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return

@@ -41,7 +41,7 @@ def square_proof(public_inputs: tuple[int, ...] | list[int], prover: str | None 
     x = math.isqrt(y)
     if x * x != y:
         raise ValueError(f"{y} is not a perfect square; this helper proves squares only")
-    address = prover if prover is not None else public[ADDRESS_INPUT]
+    address = prover if prover is not None else hex(public[ADDRESS_INPUT])
     return default_backend().prove(SQUARE, {"x": x, "y": y}, address).proof
 
 

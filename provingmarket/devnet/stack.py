@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
+from web3 import Web3
 
 from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.chain.markets import MarketTerms, deploy_registry, open_market
@@ -16,14 +18,17 @@ from provingmarket.devnet.chain import ETHER, send_signed
 from provingmarket.devnet.proofs import ADDRESS_INPUT, PROVER_INPUT, SQUARE, STATEMENT, default_backend
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms, inputs_commitment
 
+if TYPE_CHECKING:
+    from ape.contracts import ContractInstance
+
 FRONTENDS = ("orderbook", "auction", "election")  # a marketplace's mechanisms, each served by its frontend
 STAKE = 5 * ETHER  # what each prover stakes before it joins
 
 
 @dataclass
 class Stack:
-    registry: object
-    verifier: object
+    registry: ContractInstance
+    verifier: ContractInstance
     market_id: int
     mechanism_id: int
 
@@ -50,7 +55,7 @@ def task_terms(market_id: int, mechanism_id: int, **overrides) -> TaskTerms:
     """Terms of a task proving STATEMENT, with the registry's fields left for it to fill.
     Built-in mechanisms pay no frontend fee, and an open race has no assignment window."""
     builtin = mechanism_id in (OPEN_RACE, DUTCH)
-    values = dict(
+    values: dict[str, Any] = dict(
         market_id=market_id,
         requester="0x" + "00" * 20,
         posted_at=0,
@@ -79,7 +84,7 @@ class Requester:
 
     def __init__(self, client: RegistryClient):
         self.client = client
-        self.address = client.signer.address
+        self.address = client.require_signer("a requester needs an account").address
         self.nonce = client.web3.eth.get_transaction_count(self.address, "pending")
 
     def post(self, terms: TaskTerms, gas: int) -> bytes:
@@ -101,7 +106,7 @@ class Marketplace:
     """A stack with a mechanism for each of FRONTENDS, recorded in `record` (a deployment
     record the frontends and agents read with --deployment)."""
 
-    web3: object
+    web3: Web3
     stack: Stack
     mechanisms: dict[str, int]  # frontend → its mechanism's id, in FRONTENDS' order
     record: Path

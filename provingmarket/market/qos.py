@@ -173,6 +173,29 @@ class _Task:
     refunded: int = 0
     cancelled: bool = False
 
+    def qos(self, task_id: str) -> TaskQoS:
+        """What the task got, its times counted from its posting."""
+        return TaskQoS(
+            task_id=task_id,
+            market_id=self.terms.market_id,
+            mechanism_id=self.terms.mechanism_id,
+            mechanism=self.mechanism,
+            requester=self.requester,
+            posted_at=self.posted_at,
+            terms=self.terms,
+            min_reward=self.min_reward,
+            assigned_after=None if self.assigned_at is None else self.assigned_at - self.posted_at,
+            proof_times=tuple(at - self.posted_at for at, _ in self.proofs),
+            provers=tuple(who for _, who in self.proofs),
+            paid=self.paid,
+            fees=self.fees,
+            slashes=self.slashes,
+            could=self.could,
+            took_part=len(self.took_part),
+            refunded=self.refunded,
+            cancelled=self.cancelled,
+        )
+
 
 def _hex(value: bytes | str) -> str:
     return value if isinstance(value, str) else "0x" + bytes(value).hex()
@@ -236,29 +259,7 @@ def measure(events: Iterable, block_time: Callable[[int], int]) -> list[TaskQoS]
                 # The verifier changed under the assignment: the registry ends the slot and
                 # refunds its escrow without a SlotsClosed.
                 task.refunded += 1
-    return [
-        TaskQoS(
-            task_id=tid,
-            market_id=t.terms.market_id,
-            mechanism_id=t.terms.mechanism_id,
-            mechanism=t.mechanism,
-            requester=t.requester,
-            posted_at=t.posted_at,
-            terms=t.terms,
-            min_reward=t.min_reward,
-            assigned_after=None if t.assigned_at is None else t.assigned_at - t.posted_at,
-            proof_times=tuple(at - t.posted_at for at, _ in t.proofs),
-            provers=tuple(who for _, who in t.proofs),
-            paid=t.paid,
-            fees=t.fees,
-            slashes=t.slashes,
-            could=t.could,
-            took_part=len(t.took_part),
-            refunded=t.refunded,
-            cancelled=t.cancelled,
-        )
-        for tid, t in tasks.items()
-    ]
+    return [t.qos(tid) for tid, t in tasks.items()]
 
 
 def block_clock(web3) -> Callable[[int], int]:

@@ -225,8 +225,9 @@ class Router:
 
     def tune(
         self, arm: Arm, prefs: Preferences, market: MarketView, level: int
-    ) -> tuple[dict | None, str | None, str]:
-        """The terms for `arm`, or None with the limit that bars it and why."""
+    ) -> tuple[dict | None, str, str]:
+        """The terms for `arm` (with "" for limit and why), or None with the limit that bars
+        it and why."""
         assign, prove = self._windows(arm, prefs.max_time)
         fastest = min((t for t, _ in market.provers), default=None)
         if fastest is None:
@@ -292,7 +293,7 @@ class Router:
             "start_price": 0,
             "ramp": assign if arm.mechanism_id == DUTCH else 0,
         }
-        return terms, None, ""
+        return terms, "", ""
 
     def _windows(self, arm: Arm, max_time: int | None) -> tuple[int, int]:
         """The assignment and proving windows for `arm`: the pace's, shrunk to end by `max_time`."""
@@ -361,64 +362,65 @@ class Router:
             self.state.moved.setdefault(who, {})[moved[0]] = len(self.state.mine[who][moved[0]])
         else:
             moved = None  # the only arm left: not moved off it
-        waiting = self._pending(prefs)
-        untried = [a for a in candidates if a.name not in estimates and a.name not in waiting]
-        known = [a for a in candidates if a.name in estimates]
-        if not untried and not known:  # every arm left awaits its first outcome
-            arm = min(candidates, key=lambda a: waiting.get(a.name, 0))
-            reason = (
-                f"{arm.name}: no outcome observed yet for these preferences ({waiting.get(arm.name, 0)} "
-                "task(s) through it still running), and no other mechanism has one either"
-            )
-        elif untried:
-            arm = untried[0]
-            reason = f"exploring: no task through {arm.name} observed yet for these preferences"
-        else:
-            total = sum(n for _, n in estimates.values())
-
-            def bound(a: Arm) -> float:
-                mean, n = estimates[a.name]
-                return mean + self.exploration * math.sqrt(math.log(total) / n)
-
-            candidates = known
-            arm = max(candidates, key=bound)
-            best = max(candidates, key=lambda a: estimates[a.name][0])
-            mean, n = estimates[arm.name]
-            if arm is best:
-                runner = [a for a in candidates if a is not arm]
-                other = max(runner, key=lambda a: estimates[a.name][0]) if runner else None
-                reason = (
-                    f"{arm.name} serves these preferences best so far: utility {mean:.2f} over {n} tasks"
-                    + (
-                        f" (next, {other.name}: {estimates[other.name][0]:.2f} "
-                        f"over {estimates[other.name][1]})"
-                        if other
-                        else ""
-                    )
-                )
-            else:
-                reason = (
-                    f"exploring {arm.name}: utility {mean:.2f} over only {n} tasks could still beat "
-                    f"{best.name}'s {estimates[best.name][0]:.2f} (upper bound {bound(arm):.2f})"
-                )
+        arm, reason = self._pick(candidates, estimates, self._pending(prefs))
         if moved:
             reason = moved[1] + "; " + reason
         barred_text = "; ".join(sum(barred.values(), []))
         if barred_text:
             reason += f" (not possible within the limits: {barred_text})"
         terms, level = tuned[arm.name]
+        offered = terms["max_reward"] / market.min_reward if market.min_reward else level
         base = self.level(arm, prefs, None)
         if level > base:
             history = self.state.mine.get((requester or "").lower(), {}).get(arm.name, [])
             unserved = sum(1 for _, delivered in history if not delivered)
-            paid = terms["max_reward"] / market.min_reward if market.min_reward else level
             reason += (
                 f"; retuned: {unserved} of your tasks through {arm.name} went unproven, so it offers "
-                f"{paid:g}x the least reward instead of {base}x"
-                + (" (as far as your price limit allows)" if paid < level else "")
+                f"{offered:g}x the least reward instead of {base}x"
+                + (" (as far as your price limit allows)" if offered < level else "")
             )
-        offered = terms["max_reward"] / market.min_reward if market.min_reward else level
         return Choice(arm, terms, reason, estimates, offered)
+
+    def _pick(
+        self, candidates: list[Arm], estimates: dict[str, tuple[float, int]], waiting: dict[str, int]
+    ) -> tuple[Arm, str]:
+        """The arm to use among `candidates` and why: one never tried for these preferences
+        first, else the highest upper confidence bound on its utility."""
+        untried = [a for a in candidates if a.name not in estimates and a.name not in waiting]
+        known = [a for a in candidates if a.name in estimates]
+        if not untried and not known:  # every arm left awaits its first outcome
+            arm = min(candidates, key=lambda a: waiting.get(a.name, 0))
+            return arm, (
+                f"{arm.name}: no outcome observed yet for these preferences ({waiting.get(arm.name, 0)} "
+                "task(s) through it still running), and no other mechanism has one either"
+            )
+        if untried:
+            arm = untried[0]
+            return arm, f"exploring: no task through {arm.name} observed yet for these preferences"
+        total = sum(n for _, n in estimates.values())
+
+        def bound(a: Arm) -> float:
+            mean, n = estimates[a.name]
+            return mean + self.exploration * math.sqrt(math.log(total) / n)
+
+        arm = max(known, key=bound)
+        best = max(known, key=lambda a: estimates[a.name][0])
+        mean, n = estimates[arm.name]
+        if arm is not best:
+            return arm, (
+                f"exploring {arm.name}: utility {mean:.2f} over only {n} tasks could still beat "
+                f"{best.name}'s {estimates[best.name][0]:.2f} (upper bound {bound(arm):.2f})"
+            )
+        runner = [a for a in known if a is not arm]
+        other = max(runner, key=lambda a: estimates[a.name][0]) if runner else None
+        return arm, (
+            f"{arm.name} serves these preferences best so far: utility {mean:.2f} over {n} tasks"
+            + (
+                f" (next, {other.name}: {estimates[other.name][0]:.2f} over {estimates[other.name][1]})"
+                if other
+                else ""
+            )
+        )
 
     def _pending(self, prefs: Preferences) -> dict[str, int]:
         """Tasks posted for this profile whose outcome is not in yet, per arm: an arm with

@@ -110,10 +110,9 @@ def persona_preferences(
     """A persona's weights (provingmarket/market/personas.py) as preferences, with the hard limits
     given (None: no limit). Raises personas.UnknownPersona for a name it does not know and
     preferences.PreferenceError for a limit that cannot be used."""
-    limits: dict[str, int] = {"max_time": max_time, "max_price": max_price}
-    if min_redundancy is not None:
-        limits["min_redundancy"] = min_redundancy
-    return Preferences(**asdict(persona(name).weights), **limits)
+    redundancy = {} if min_redundancy is None else {"min_redundancy": min_redundancy}
+    weights = asdict(persona(name).weights)
+    return Preferences(**weights, max_time=max_time, max_price=max_price, **redundancy)
 
 
 __all__ = ["arms", "market_view", "persona_preferences", "routable"]

@@ -29,7 +29,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from provingmarket.chain.database import connect
 from provingmarket.formats import TaskTerms
@@ -118,6 +118,14 @@ def open_file(path: str) -> sqlite3.Connection:
 
 def read_meta(db: sqlite3.Connection) -> dict[str, str | None]:
     return {r["key"]: r["value"] for r in db.execute("SELECT key, value FROM meta")}
+
+
+def meta_block(meta: Mapping[str, str | None], key: str) -> int:
+    """A block number every mirror file's `meta` holds (start_block, cursor_block)."""
+    value = meta.get(key)
+    if value is None:
+        raise MirrorError(f"the mirror file has no {key}; delete it and it is rebuilt from the chain")
+    return int(value)
 
 
 def write_meta(db: sqlite3.Connection, values: Mapping[str, str | None]) -> None:

@@ -39,10 +39,18 @@ from typing import Any
 from web3 import Web3
 from web3.exceptions import BlockNotFound
 
-from provingmarket.chain.client import Event, RegistryClient
+from provingmarket.chain.client import Event, RegistryClient, reported
 from provingmarket.chain.database import transaction
 from provingmarket.chain.mirror.projection import Projection
-from provingmarket.chain.mirror.schema import KEYS, dumps, hex_id, open_file, open_meta, write_meta
+from provingmarket.chain.mirror.schema import (
+    KEYS,
+    dumps,
+    hex_id,
+    meta_block,
+    open_file,
+    open_meta,
+    write_meta,
+)
 from provingmarket.chain.mirror.tables import Inapplicable, Tables
 from provingmarket.chain.mirror.views import Reader
 
@@ -100,8 +108,8 @@ class Mirror(Reader):
             str(self.web3.eth.chain_id),
             start_block if start_block is not None else client.from_block,
         )
-        self.start_block = int(meta["start_block"])
-        self.cursor = int(meta["cursor_block"])
+        self.start_block = meta_block(meta, "start_block")
+        self.cursor = meta_block(meta, "cursor_block")
         self.cursor_hash = meta.get("cursor_hash")
 
     def close(self) -> None:
@@ -146,7 +154,7 @@ class Mirror(Reader):
             return None
         if block is None:
             return None
-        return Web3.to_hex(block["hash"]), Web3.to_hex(block["parentHash"])
+        return Web3.to_hex(reported(block, "hash")), Web3.to_hex(reported(block, "parentHash"))
 
     def _check_reorg(self, report: SyncReport) -> None:
         if self.cursor_hash is None:

@@ -27,6 +27,7 @@ from provingmarket.chain.mirror.schema import (
     checksum,
     hex_id,
     loads,
+    meta_block,
     new_prover,
     optional_int,
     read_meta,
@@ -187,7 +188,7 @@ class Reader:
         try:
             meta = read_meta(self.db)
             return Snapshot(
-                block=int(meta["cursor_block"]),
+                block=meta_block(meta, "cursor_block"),
                 block_hash=meta.get("cursor_hash"),
                 markets={m.market_id: m for m in self.markets()},
                 mechanisms={m.mechanism_id: m for m in self.mechanisms()},
