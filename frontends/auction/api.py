@@ -334,62 +334,73 @@ class Guard:
         self.max_body = max_body
         self.metrics = metrics
 
+    def declared_too_big(self, scope) -> bool:
+        """Whether the request's Content-Length is above the limit (or not a number)."""
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    return int(value) > self.max_body
+                except ValueError:
+                    return True
+        return False
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def sending(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > self.max_body
-                except ValueError:
-                    too_big = True
-                if too_big:
-                    await _problem(413, f"the body may hold at most {self.max_body} bytes")(
-                        scope, receive, send
-                    )
-                    return
-        seen = 0
-
-        async def receiving():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_body:
-                raise _TooLarge
-            return message
-
+        if self.declared_too_big(scope):
+            await _problem(413, f"the body may hold at most {self.max_body} bytes")(scope, receive, send)
+            return
+        watch = _Watch(receive, send, self.max_body)
         try:
-            await self.app(scope, receiving, sending)
+            await self.app(scope, watch.receive, watch.send)
         except _TooLarge:
-            if not started:
+            if not watch.started:
                 await _problem(413, f"the body may hold at most {self.max_body} bytes")(scope, receive, send)
         except Exception as error:
-            emit(
-                log,
-                "auction.api_error",
-                logging.ERROR,
-                path=scope.get("path"),
-                error=f"{type(error).__name__}: {error}"[:300],
-                trace=traceback.format_exc(limit=8),
-            )
-            self.metrics.counter("api_errors_total", "Requests that failed unexpectedly")
-            if not started:
+            self.failed(scope, error)
+            if not watch.started:
                 await _problem(503, "the frontend could not answer this request; try again")(
                     scope, receive, send
                 )
 
+    def failed(self, scope, error: Exception) -> None:
+        """Log and count a request that failed unexpectedly."""
+        emit(
+            log,
+            "auction.api_error",
+            logging.ERROR,
+            path=scope.get("path"),
+            error=f"{type(error).__name__}: {error}"[:300],
+            trace=traceback.format_exc(limit=8),
+        )
+        self.metrics.counter("api_errors_total", "Requests that failed unexpectedly")
+
 
 class _TooLarge(Exception):
     pass
+
+
+class _Watch:
+    """One request's channels, watched: whether the response has started, and the body's
+    size so far (past `limit`, `_TooLarge`)."""
+
+    def __init__(self, receive, send, limit: int):
+        self._receive, self._send, self.limit = receive, send, limit
+        self.started = False
+        self.seen = 0
+
+    async def send(self, message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+    async def receive(self):
+        message = await self._receive()
+        self.seen += len(message.get("body", b""))
+        if self.seen > self.limit:
+            raise _TooLarge
+        return message
 
 
 def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -257,13 +257,7 @@ def clear_auctions(
 def _clear(rules: Eligibility, task: OpenTask, bids: Sequence[SealedBid], at: int) -> Clearing:
     slots = task.open_slots
     dropped: dict[str, Refusal] = {}
-    latest: dict[str, SealedBid] = {}
-    for bid in sorted(bids, key=lambda b: b.seq):
-        address = bid.prover.lower()
-        earlier = latest.get(address)
-        if earlier is not None:
-            dropped[earlier.bid_id] = Refusal("replaced", f"replaced by the prover's later bid {bid.bid_id}")
-        latest[address] = bid
+    latest = _latest_bids(bids, dropped)
 
     def done(note: str, won=(), lost=(), price=None, decisions=()) -> Clearing:
         return Clearing(task.task_id, slots, tuple(decisions), price, tuple(won), tuple(lost), dropped, note)
@@ -272,36 +266,14 @@ def _clear(rules: Eligibility, task: OpenTask, bids: Sequence[SealedBid], at: in
         return done("no bids")
     refused = rules.task_refusal(task, at)
     if refused is not None:
-        for bid in latest.values():
+        for bid in latest:
             dropped[bid.bid_id] = refused
         return done(f"not assigned: {refused.reason}")
-
-    eligible: list[SealedBid] = []
-    for bid in sorted(latest.values(), key=lambda b: (b.min_price, b.seq)):
-        why = rules.terms_refusal(
-            task, bid.prover, bid.min_price, bid.expiry, bid.nonce, at
-        ) or rules.prover_refusal(task, bid.prover)
-        if why is None:
-            eligible.append(bid)
-        else:
-            dropped[bid.bid_id] = why
+    eligible = _eligible_bids(rules, task, latest, at, dropped)
     if not eligible:
         return done(f"no eligible bids ({len(latest)} dropped)")
-
     winners, losers = eligible[:slots], eligible[slots:]
-    if losers:
-        price = losers[0].min_price
-        note = (
-            f"{len(winners)} of {slots} slots at the {ordinal(slots + 1)} lowest price, "
-            f"{len(eligible)} eligible bids"
-        )
-    else:
-        price = task.terms.max_reward
-        note = (
-            f"{len(winners)} of {slots} slots at the task's maximum: "
-            f"{len(eligible)} eligible {'bid' if len(eligible) == 1 else 'bids'} for {slots} "
-            f"{'slot' if slots == 1 else 'slots'}"
-        )
+    price, note = _price(task, slots, eligible, losers)
     decisions = []
     for bid in winners:
         rules.take(task, bid.prover)
@@ -323,6 +295,49 @@ def _clear(rules: Eligibility, task: OpenTask, bids: Sequence[SealedBid], at: in
         lost=[b.bid_id for b in losers],
         price=price,
         decisions=decisions,
+    )
+
+
+def _latest_bids(bids: Sequence[SealedBid], dropped: dict[str, Refusal]) -> list[SealedBid]:
+    """Each prover's latest bid, in the order they came; the earlier ones `dropped`."""
+    latest: dict[str, SealedBid] = {}
+    for bid in sorted(bids, key=lambda b: b.seq):
+        address = bid.prover.lower()
+        earlier = latest.get(address)
+        if earlier is not None:
+            dropped[earlier.bid_id] = Refusal("replaced", f"replaced by the prover's later bid {bid.bid_id}")
+        latest[address] = bid
+    return list(latest.values())
+
+
+def _eligible_bids(
+    rules: Eligibility, task: OpenTask, latest: list[SealedBid], at: int, dropped: dict[str, Refusal]
+) -> list[SealedBid]:
+    """The bids the registry would take, cheapest first (then earliest); the others `dropped`."""
+    eligible: list[SealedBid] = []
+    for bid in sorted(latest, key=lambda b: (b.min_price, b.seq)):
+        why = rules.terms_refusal(
+            task, bid.prover, bid.min_price, bid.expiry, bid.nonce, at
+        ) or rules.prover_refusal(task, bid.prover)
+        if why is None:
+            eligible.append(bid)
+        else:
+            dropped[bid.bid_id] = why
+    return eligible
+
+
+def _price(task: OpenTask, slots: int, eligible: list[SealedBid], losers: list[SealedBid]) -> tuple[int, str]:
+    """The uniform price every winner is paid, and the clearing's note."""
+    winners = min(slots, len(eligible))
+    if losers:
+        place = ordinal(slots + 1)
+        return losers[
+            0
+        ].min_price, f"{winners} of {slots} slots at the {place} lowest price, {len(eligible)} eligible bids"
+    return task.terms.max_reward, (
+        f"{winners} of {slots} slots at the task's maximum: "
+        f"{len(eligible)} eligible {'bid' if len(eligible) == 1 else 'bids'} for {slots} "
+        f"{'slot' if slots == 1 else 'slots'}"
     )
 
 

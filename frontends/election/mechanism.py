@@ -306,40 +306,7 @@ def verify_rounds(
             verdict.lines.append(f"{head}: {d.kind}" + (f", {d.note}" if d.note else "") + _eligible(d))
             continue
         verdict.lines.append(f"{head}: {d.open_slots} open, drawn {', '.join(d.winners)}{_eligible(d)}")
-        after = [e for e in mine if e.block > d.block]
-        if not after:
-            verdict.lines.append("  not sent yet (pending)")
-            continue
-        block = after[0].block
-        sent = [e for e in after if e.block == block]
-        explained |= {(e.block, e.log_index) for e in sent}
-        verdict.checked += len(sent)
-        provers = [to_checksum_address(e.args["prover"]) for e in sent]
-        outcome = ", ".join(
-            f"{p} {'assigned' if e.name == 'TaskAssigned' else 'skipped (' + e.args.get('reason', '') + ')'}"
-            for p, e in zip(provers, sent, strict=True)
-        )
-        verdict.lines.append(f"  sent in block {block}: {outcome}")
-        if sorted(provers) != sorted(d.winners):
-            extra = sorted(set(provers) - set(d.winners))
-            missing = sorted(set(d.winners) - set(provers))
-            twice = sorted({p for p in provers if provers.count(p) > 1})
-            why = "; ".join(
-                part
-                for part in (
-                    f"sent but not drawn: {', '.join(extra)}" if extra else "",
-                    f"drawn but not sent: {', '.join(missing)}" if missing else "",
-                    f"sent twice: {', '.join(twice)}" if twice else "",
-                )
-                if part
-            )
-            verdict.problems.append(f"round {d.round} (block {d.block}): {why}")
-        for e in sent:
-            if e.name == "TaskAssigned" and e.args["price"] != max_reward:
-                verdict.problems.append(
-                    f"round {d.round}: {e.args['prover']} assigned at {e.args['price']} wei, "
-                    f"not the task's max_reward {max_reward}"
-                )
+        explained |= _check_round(d, mine, max_reward, verdict)
     for e in mine:
         if (e.block, e.log_index) not in explained:
             verdict.checked += 1
@@ -350,6 +317,46 @@ def verify_rounds(
             )
     verdict.matches = not verdict.problems and verdict.checked > 0
     return verdict
+
+
+def _check_round(d: Draw, mine: Sequence[Any], max_reward: int, verdict: Verdict) -> set[tuple[int, int]]:
+    """Compare the frontend's first answer after a drawn round with the draw; returns the
+    (block, log index) of the events that answer it."""
+    after = [e for e in mine if e.block > d.block]
+    if not after:
+        verdict.lines.append("  not sent yet (pending)")
+        return set()
+    block = after[0].block
+    sent = [e for e in after if e.block == block]
+    verdict.checked += len(sent)
+    provers = [to_checksum_address(e.args["prover"]) for e in sent]
+    outcome = ", ".join(
+        f"{p} {'assigned' if e.name == 'TaskAssigned' else 'skipped (' + e.args.get('reason', '') + ')'}"
+        for p, e in zip(provers, sent, strict=True)
+    )
+    verdict.lines.append(f"  sent in block {block}: {outcome}")
+    if sorted(provers) != sorted(d.winners):
+        verdict.problems.append(f"round {d.round} (block {d.block}): {_mismatch(provers, d.winners)}")
+    for e in sent:
+        if e.name == "TaskAssigned" and e.args["price"] != max_reward:
+            verdict.problems.append(
+                f"round {d.round}: {e.args['prover']} assigned at {e.args['price']} wei, "
+                f"not the task's max_reward {max_reward}"
+            )
+    return {(e.block, e.log_index) for e in sent}
+
+
+def _mismatch(provers: list[str], winners: Sequence[str]) -> str:
+    """How the provers sent differ from the provers drawn."""
+    extra = sorted(set(provers) - set(winners))
+    missing = sorted(set(winners) - set(provers))
+    twice = sorted({p for p in provers if provers.count(p) > 1})
+    parts = (
+        f"sent but not drawn: {', '.join(extra)}" if extra else "",
+        f"drawn but not sent: {', '.join(missing)}" if missing else "",
+        f"sent twice: {', '.join(twice)}" if twice else "",
+    )
+    return "; ".join(part for part in parts if part)
 
 
 def _eligible(d: Draw) -> str:

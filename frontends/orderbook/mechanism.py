@@ -194,7 +194,6 @@ class _Book:
             return []
         size = self.size
         start = self.start
-        offers = self.offers
         taken: list[int] = []
         stack = [1]
         while stack:
@@ -205,18 +204,25 @@ class _Book:
                 stack.append(2 * node + 1)
                 stack.append(2 * node)  # the cheaper half first
                 continue
-            index = node - size
-            offer = offers[index]
-            if offer.left <= 0 or offer.purse.free != richest[node]:
-                self._refresh(index)  # assigned from another book since this leaf was set
-                if offer.left <= 0 or offer.purse.free < collateral:
-                    continue
-            if offer.address in barred:
-                continue
-            taken.append(index)
-            if len(taken) == wanted:
-                break
-        chosen = [offers[index] for index in taken]
+            if self._usable(node - size, richest[node], collateral, barred):
+                taken.append(node - size)
+                if len(taken) == wanted:
+                    break
+        return self._spend(taken, collateral)
+
+    def _usable(self, index: int, leaf_free: int, collateral: int, barred: Set[str]) -> bool:
+        """Whether the offer at a leaf the walk reached can take the task, its leaf
+        refreshed first if it was assigned from another book since it was set."""
+        offer = self.offers[index]
+        if offer.left <= 0 or offer.purse.free != leaf_free:
+            self._refresh(index)
+            if offer.left <= 0 or offer.purse.free < collateral:
+                return False
+        return offer.address not in barred
+
+    def _spend(self, taken: list[int], collateral: int) -> list[_Offer]:
+        """The offers taken each lose a unit of capacity and the collateral from their purse."""
+        chosen = [self.offers[index] for index in taken]
         for offer in chosen:
             offer.left -= 1
             offer.purse.free -= collateral
