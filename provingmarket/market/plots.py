@@ -302,16 +302,8 @@ def line_chart(
     _axis_labels(parts, x_label, y_label, left, right, top, bottom)
     for s, values in enumerate(clean):
         color = PALETTE[s % len(PALETTE)]
-        runs: list[list[tuple[float, float]]] = [[]]
-        for xv, v in zip(xs, values, strict=True):
-            if xv is None or v is None:
-                if runs[-1]:
-                    runs.append([])
-                continue
-            runs[-1].append((px(xv), y(v)))
-        for run in runs:
-            if not run:
-                continue
+        for run in _runs(xs, values):
+            run = [(px(xv), y(v)) for xv, v in run]
             points = " ".join(f"{a:.1f},{b:.1f}" for a, b in run)
             parts.append(
                 f'<polyline class="line" points="{points}" fill="none" stroke="{color}" stroke-width="2"/>'
@@ -320,6 +312,18 @@ def line_chart(
                 parts.append(f'<circle class="point" cx="{a:.1f}" cy="{b:.1f}" r="2.5" fill="{color}"/>')
     _legend(parts, names, right + GAP)
     return "\n".join([*parts, "</svg>"])
+
+
+def _runs(xs: Sequence[float | None], values: Sequence[float | None]) -> list[list[tuple[float, float]]]:
+    """The unbroken runs of (x, value) points: a missing x or value ends a run."""
+    runs: list[list[tuple[float, float]]] = [[]]
+    for xv, v in zip(xs, values, strict=True):
+        if xv is None or v is None:
+            if runs[-1]:
+                runs.append([])
+            continue
+        runs[-1].append((xv, v))
+    return [run for run in runs if run]
 
 
 __all__ = ["PALETTE", "bar_chart", "line_chart", "nice_ticks"]

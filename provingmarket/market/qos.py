@@ -25,9 +25,11 @@ numbers are in provingmarket/market/preferences.py.
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
 
@@ -173,6 +175,27 @@ class _Task:
     refunded: int = 0
     cancelled: bool = False
 
+    def apply(self, name: str, a: Mapping[str, Any], at: Callable[[], int]) -> None:
+        """One of the task's events after its posting; `at()` is when it was mined."""
+        if name == "TaskAssigned":
+            if self.assigned_at is None:
+                self.assigned_at = at()
+            self.took_part.add(a["prover"].lower())
+        elif name == "TaskProven":
+            self.proofs.append((at(), a["prover"]))
+            self.paid += a["paid"]
+            self.fees += a["fee"]
+            self.took_part.add(a["prover"].lower())
+        elif name == "Slashed":
+            self.slashes += 1
+        elif name == "SlotsClosed":
+            self.refunded += a["slots"]
+            self.cancelled = self.cancelled or bool(a["cancelled"])
+        elif name == "AssignmentVoided":
+            # The verifier changed under the assignment: the registry ends the slot and
+            # refunds its escrow without a SlotsClosed.
+            self.refunded += 1
+
     def qos(self, task_id: str) -> TaskQoS:
         """What the task got, its times counted from its posting."""
         return TaskQoS(
@@ -237,28 +260,8 @@ def measure(events: Iterable, block_time: Callable[[int], int]) -> list[TaskQoS]
                 min_rewards.get(terms.market_id, 0),
                 names.get(terms.mechanism_id, f"mechanism {terms.mechanism_id}"),
             )
-        else:
-            task = tasks.get(_hex(a["task_id"])) if "task_id" in a else None
-            if task is None:
-                continue
-            if e.name == "TaskAssigned":
-                if task.assigned_at is None:
-                    task.assigned_at = block_time(e.block)
-                task.took_part.add(a["prover"].lower())
-            elif e.name == "TaskProven":
-                task.proofs.append((block_time(e.block), a["prover"]))
-                task.paid += a["paid"]
-                task.fees += a["fee"]
-                task.took_part.add(a["prover"].lower())
-            elif e.name == "Slashed":
-                task.slashes += 1
-            elif e.name == "SlotsClosed":
-                task.refunded += a["slots"]
-                task.cancelled = task.cancelled or bool(a["cancelled"])
-            elif e.name == "AssignmentVoided":
-                # The verifier changed under the assignment: the registry ends the slot and
-                # refunds its escrow without a SlotsClosed.
-                task.refunded += 1
+        elif "task_id" in a and _hex(a["task_id"]) in tasks:
+            tasks[_hex(a["task_id"])].apply(e.name, a, functools.partial(block_time, e.block))
     return [t.qos(tid) for tid, t in tasks.items()]
 
 
