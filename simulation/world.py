@@ -18,6 +18,7 @@ task is left hanging.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -225,10 +226,8 @@ class World:
                 self._try("reclaim", q.terms.as_tuple())
 
     def _try(self, name: str, *args) -> None:
-        try:
+        with contextlib.suppress(Refused):  # someone else did it first, or its time has not come
             self.client.transact(name, *args)
-        except Refused:
-            pass  # someone else did it first, or its time has not come
 
     # -------------------------------------------------------------- serving a workload
 
@@ -250,15 +249,7 @@ class World:
                 arrival = queue.pop(0)
                 outcomes[arrival.index] = self._post(policy, arrival, arms, router, posted)
             tasks = self.follow()
-            for q in tasks:
-                salt = str(q.terms.salt)
-                if salt in posted:
-                    by_task[q.task_id] = posted.pop(salt)
-                    by_task[q.task_id].qos = q
-                    if salt in self.choices:  # the router learns from it once it settles
-                        router.record(q.task_id, *self.choices.pop(salt))
-                elif q.task_id in by_task:
-                    by_task[q.task_id].qos = q
+            self._match(tasks, posted, by_task, router)
             if policy == ROUTER:
                 router.learn(tasks)
             self.tidy(tasks, set(by_task))
@@ -277,6 +268,21 @@ class World:
             if o.qos is not None:
                 o.utility = utility(o.qos, self.prefs[o.persona])
         return [outcomes[i] for i in sorted(outcomes)]
+
+    def _match(
+        self, tasks: list, posted: dict[str, Outcome], by_task: dict[str, Outcome], router: Router
+    ) -> None:
+        """Tie each task seen on chain to the outcome it was posted for (by its salt), and
+        keep each outcome's QoS up to date; the router learns which arm a task went to."""
+        for q in tasks:
+            salt = str(q.terms.salt)
+            if salt in posted:
+                by_task[q.task_id] = posted.pop(salt)
+                by_task[q.task_id].qos = q
+                if salt in self.choices:  # the router learns from it once it settles
+                    router.record(q.task_id, *self.choices.pop(salt))
+            elif q.task_id in by_task:
+                by_task[q.task_id].qos = q
 
     def _post(
         self, policy: str, arrival: Arrival, arms: dict[str, Arm], router: Router, posted: dict
