@@ -35,6 +35,7 @@ from ape import accounts, chain
 from ape.logging import logger
 from eth_account import Account
 from eth_utils import keccak
+from web3 import Web3
 
 from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.devnet import ETHER, PROVER_INPUT, Anvil, Stack, deploy_stack, send_all, task_terms
@@ -54,7 +55,7 @@ class Market:
     """The bench's market on its anvil: the stack, the frontend's key, and the funder, who
     funds the provers and posts the tasks."""
 
-    web3: object
+    web3: Web3
     stack: Stack
     frontend_key: str
     funder: RegistryClient
@@ -73,6 +74,7 @@ def main() -> None:
 
 
 def run(rpc: str, n_provers: int, n_tasks: int, n_clients: int, poll: float) -> None:
+    """Set up the market, run the frontend as its own process, measure, print the table."""
     market = set_up(n_provers)
     started_setup = time.perf_counter()
     prover_keys = fund_provers(market, n_provers)

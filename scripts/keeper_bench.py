@@ -23,6 +23,7 @@ import click
 from ape import accounts, chain
 from eth_account import Account
 from eth_utils import keccak
+from web3 import Web3
 
 from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.devnet import ETHER, PROVER_INPUT, Anvil, Stack, deploy_stack, send_all, task_terms
@@ -43,7 +44,7 @@ def fresh_key(label: str, owner, ether: int) -> str:
 class Market(NamedTuple):
     """The bench's market on its anvil: the stack and the frontend's key and address."""
 
-    web3: object
+    web3: Web3
     owner: object
     stack: Stack
     frontend_key: str
@@ -58,6 +59,7 @@ def cli():
 
 
 def run() -> None:
+    """Set up the market, post, run the frontend as its own process, measure, print the table."""
     market = set_up()
     join_provers(market)
     posted_in = post_tasks(market)
