@@ -24,26 +24,41 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass
 
-ROOT = Path(__file__).resolve().parent.parent
+import ape
+from ape import accounts, chain
+from ape.logging import logger
+from eth_account import Account
+from eth_utils import keccak
+from web3 import Web3
+
+from provingmarket.chain.client import KeySigner, RegistryClient
+from provingmarket.devnet import ETHER, PROVER_INPUT, Anvil, Stack, deploy_stack, send_all, task_terms
+from provingmarket.devnet.processes import AUCTION, LoggedProcess, logged_frontend
+from provingmarket.formats import sign_bid
+
 TARGET = 500  # bids per second
 WINDOW = 30  # seconds of bidding: the bids must all land inside it
 
 
 def fresh_key(label: str) -> str:
-    from eth_utils import keccak
-
     return "0x" + keccak(f"auction-bench-{label}-{time.time_ns()}".encode()).hex()
+
+
+@dataclass
+class Market:
+    """The bench's market on its anvil: the stack, the frontend's key, and the funder, who
+    funds the provers and posts the tasks."""
+
+    web3: Web3
+    stack: Stack
+    frontend_key: str
+    funder: RegistryClient
 
 
 def main() -> None:
@@ -53,44 +68,56 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--poll", type=float, default=0.1, help="the frontend's seconds between rounds")
     args = parser.parse_args()
-
-    import ape
-    from ape.logging import logger
-
     logger.set_level("WARNING")  # no line per setup transaction
-
-    from provingmarket.devnet import Anvil
-
     with Anvil() as anvil, ape.networks.parse_network_choice(f"ethereum:local:{anvil.uri}"):
         run(anvil.uri, args.provers, args.tasks, args.clients, args.poll)
 
 
 def run(rpc: str, n_provers: int, n_tasks: int, n_clients: int, poll: float) -> None:
-    import ape
-    from ape import accounts, chain
-    from eth_account import Account
+    """Set up the market, run the frontend as its own process, measure, print the table."""
+    market = set_up(n_provers)
+    started_setup = time.perf_counter()
+    prover_keys = fund_provers(market, n_provers)
+    join_provers(market, prover_keys, n_tasks)
+    post_tasks(market, n_tasks)
+    setup_s = time.perf_counter() - started_setup
+    options = ("--window", str(WINDOW), "--port", "0", "--prover-rate", "0", "--client-rate", "0")
+    with logged_frontend(
+        AUCTION,
+        rpc,
+        chain.chain_id,
+        market.stack,
+        market.frontend_key,
+        *options,
+        unbonding_delay=3_600,
+        poll=poll,
+    ) as frontend:
+        report = measure(frontend, market, prover_keys, n_tasks, n_clients)
+    print_report(report, n_provers, n_tasks, n_clients, setup_s)
 
-    from provingmarket.chain.client import KeySigner, RegistryClient
-    from provingmarket.deployments import Deployment, MarketRecord, save
-    from provingmarket.devnet import ETHER, PROVER_INPUT, deploy_stack, send_all, task_terms
-    from provingmarket.formats import sign_bid
 
+def set_up(n_provers: int) -> Market:
+    """A fresh stack whose mechanism the frontend (a fresh account with 10 ETH) serves, and
+    a funder with enough for every prover and task."""
     web3 = chain.provider.web3
     owner = accounts.test_accounts[0]
     frontend_key = fresh_key("frontend")
     frontend = Account.from_key(frontend_key).address
     owner.transfer(frontend, 10 * ETHER)
     stack = deploy_stack(ape, owner, [frontend])
-    registry = stack.registry.address
-    funder = RegistryClient(web3, registry, KeySigner(fresh_key("funder")))
+    funder = RegistryClient(web3, stack.registry.address, KeySigner(fresh_key("funder")))
     owner.transfer(funder.signer.address, (n_provers * 7 + 100) * ETHER)
+    return Market(web3, stack, frontend_key, funder)
 
-    started_setup = time.perf_counter()
+
+def fund_provers(market: Market, n_provers: int) -> list[str]:
+    """`n_provers` fresh keys, 7 ETH each from the funder, sent at once; the keys."""
+    web3, signer = market.web3, market.funder.signer
     prover_keys = [fresh_key(f"prover-{i}") for i in range(n_provers)]
-    nonce = web3.eth.get_transaction_count(funder.signer.address)
+    nonce = web3.eth.get_transaction_count(signer.address)
     hashes = [
         web3.eth.send_raw_transaction(
-            funder.signer.sign_transaction(
+            signer.sign_transaction(
                 {
                     "to": Account.from_key(k).address,
                     "value": 7 * ETHER,
@@ -106,16 +133,22 @@ def run(rpc: str, n_provers: int, n_tasks: int, n_clients: int, poll: float) -> 
     ]
     for h in hashes:
         web3.eth.wait_for_transaction_receipt(h, timeout=120)
+    return prover_keys
+
+
+def join_provers(market: Market, prover_keys: list[str], n_tasks: int) -> None:
+    """Each prover stakes 6 ETH and joins with capacity for every task, asking 0.01 ETH."""
+    stack = market.stack
     for key in prover_keys:
-        prover = RegistryClient(web3, registry, KeySigner(key))
+        prover = RegistryClient(market.web3, stack.registry.address, KeySigner(key))
         f = prover.contract.functions
-        send_all(
-            prover,
-            [
-                (f.stake(), 6 * ETHER),  # a 0.1 ETH collateral for each of 50 tasks
-                (f.join_market(stack.market_id, n_tasks, ETHER // 100, 60, 0, [stack.mechanism_id]), 0),
-            ],
-        )
+        join = f.join_market(stack.market_id, n_tasks, ETHER // 100, 60, 0, [stack.mechanism_id])
+        send_all(prover, [(f.stake(), 6 * ETHER), (join, 0)])  # a 0.1 ETH collateral for each of 50 tasks
+
+
+def post_tasks(market: Market, n_tasks: int) -> None:
+    """The funder posts `n_tasks` tasks at once, each up to 0.1 ETH with a 0.1 ETH collateral."""
+    stack, funder = market.stack, market.funder
     calls = []
     for i in range(n_tasks):
         terms = task_terms(
@@ -125,93 +158,69 @@ def run(rpc: str, n_provers: int, n_tasks: int, n_clients: int, poll: float) -> 
             (funder.contract.functions.post_task(terms.as_tuple(), PROVER_INPUT, ""), terms.escrow())
         )
     send_all(funder, calls)
-    setup_s = time.perf_counter() - started_setup
-
-    with tempfile.TemporaryDirectory() as tmp:
-        record = Deployment(
-            "ethereum:local",
-            chain.chain_id,
-            registry,
-            0,
-            3_600,
-            {stack.market_id: MarketRecord("square", stack.verifier.address)},
-        )
-        path = save(record, Path(tmp))
-        argv = [
-            sys.executable, "-m", "frontends.auction.process", "--rpc", rpc, "--deployment", str(path),
-            "--mechanism", str(stack.mechanism_id), "--db", str(Path(tmp) / "auction.sqlite"),
-            "--poll", str(poll), "--window", str(WINDOW), "--port", "0",
-            "--prover-rate", "0", "--client-rate", "0",
-        ]  # fmt: skip
-        env = dict(os.environ, AUCTION_KEY=frontend_key, PYTHONPATH=str(ROOT))
-        process = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-        lines: list[dict] = []
-
-        def read() -> None:
-            for line in process.stderr:
-                try:
-                    lines.append(json.loads(line))
-                except ValueError:
-                    pass
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        try:
-            report = measure(process, lines, web3, stack, prover_keys, n_tasks, n_clients, sign_bid, ETHER)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(30)
-            reader.join(5)
-    print_report(report, n_provers, n_tasks, n_clients, setup_s)
 
 
-def wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} not seen within {timeout} s")
+def wait(frontend: LoggedProcess, kind: str, count: int, timeout: float, what: str) -> None:
+    if not frontend.wait(kind, count, timeout):
+        raise RuntimeError(f"{what} not seen within {timeout} s")
 
 
-def measure(process, lines, web3, stack, prover_keys, n_tasks, n_clients, sign_bid, ether) -> dict:
-    from eth_account import Account
-
-    def event(kind: str) -> list[dict]:
-        return [e for e in lines if e.get("event") == kind]
-
-    url = wait(lambda: event("auction.api"), 60, "the API")[0]["url"]
-    host, port = url.removeprefix("http://").split(":")
-    wait(lambda: len(event("auction.opened")) >= n_tasks, 60, "every auction open")
-    opened = {e["task"]: e for e in event("auction.opened")}
+def measure(frontend: LoggedProcess, market: Market, prover_keys, n_tasks: int, n_clients: int) -> dict:
+    """Every prover bids on every open auction over HTTP; then the auctions clear and are
+    assigned. The figures, with the assignments checked on chain."""
+    wait(frontend, "auction.api", 1, 60, "the API")
+    url = frontend.events("auction.api")[0]["url"]
+    wait(frontend, "auction.opened", n_tasks, 60, "every auction open")
+    opened = {e["task"]: e for e in frontend.events("auction.opened")}
     tasks = sorted(opened)
-    expiry = web3.eth.get_block("latest")["timestamp"] + 3_600
-    chain_id, registry = web3.eth.chain_id, stack.registry.address
-
     signing = time.perf_counter()
+    bodies, prices = sign_bids(market, prover_keys, tasks)
+    signing_s = time.perf_counter() - signing
+    answered = send_bids(url, bodies, n_clients)
+    # The auctions close WINDOW seconds after they opened; then cleared and assigned.
+    wait(frontend, "auction.cleared", n_tasks, WINDOW + 60, "every auction cleared")
+    wait(frontend, "auction.assigned", n_tasks, 60, "every assignment mined")
+    return {
+        "bids": len(bodies),
+        **answered,
+        "signing": signing_s,
+        **delays(frontend, opened, tasks),
+        "right_price": at_second_price(market, prices, tasks),
+        "tasks": len(tasks),
+        "process_alive": frontend.process.poll() is None,
+    }
+
+
+def sign_bids(market: Market, prover_keys: list[str], tasks: list[str]) -> tuple[list[bytes], dict]:
+    """Every prover's bid on every task, signed and encoded as the API takes it; the bodies
+    and each task's prices."""
+    web3 = market.web3
+    expiry = web3.eth.get_block("latest")["timestamp"] + 3_600
+    chain_id, registry = web3.eth.chain_id, market.stack.registry.address
     bodies: list[bytes] = []
     prices: dict[str, list[int]] = {t: [] for t in tasks}
     for p, key in enumerate(prover_keys):
         prover = Account.from_key(key).address
         for t, task in enumerate(tasks):
-            price = ether // 1000 * (1 + (p * 7 + t * 13) % 97)  # distinct enough, below the maximum
+            price = ETHER // 1000 * (1 + (p * 7 + t * 13) % 97)  # distinct enough, below the maximum
             prices[task].append(price)
             signature = sign_bid(key, chain_id, registry, bytes.fromhex(task[2:]), price, expiry, 0)
-            bodies.append(
-                json.dumps(
-                    {
-                        "task_id": task,
-                        "prover": prover,
-                        "min_price": str(price),
-                        "expiry": expiry,
-                        "nonce": 0,
-                        "signature": "0x" + signature.hex(),
-                    }
-                ).encode()
-            )
-    signing_s = time.perf_counter() - signing
+            bid = {
+                "task_id": task,
+                "prover": prover,
+                "min_price": str(price),
+                "expiry": expiry,
+                "nonce": 0,
+                "signature": "0x" + signature.hex(),
+            }
+            bodies.append(json.dumps(bid).encode())
+    return bodies, prices
 
+
+def send_bids(url: str, bodies: list[bytes], n_clients: int) -> dict:
+    """POST every bid to the API at `url` from `n_clients` threads, a kept-alive connection
+    each; how many were accepted, the answers' statuses, the time taken and the latency."""
+    host, port = url.removeprefix("http://").split(":")
     local = threading.local()
 
     def post(body: bytes) -> tuple[int, float]:
@@ -228,44 +237,38 @@ def measure(process, lines, web3, stack, prover_keys, n_tasks, n_clients, sign_b
     with ThreadPoolExecutor(n_clients) as pool:
         answers = list(pool.map(post, bodies))
     elapsed = time.perf_counter() - began
-    accepted = sum(1 for status, _ in answers if status == 202)
     statuses: dict[int, int] = {}
     for status, _ in answers:
         statuses[status] = statuses.get(status, 0) + 1
     latencies = sorted(latency for _, latency in answers)
-
-    # The auctions close WINDOW seconds after they opened; then cleared and assigned.
-    closes_at = {task: opened[task]["closes_at"] for task in tasks}
-    wait(lambda: len(event("auction.cleared")) >= n_tasks, WINDOW + 60, "every auction cleared")
-    wait(lambda: len(event("auction.assigned")) >= n_tasks, 60, "every assignment mined")
-    cleared = {e["task"]: e for e in event("auction.cleared")}
-    mined = {e["task"]: e for e in event("auction.assigned")}
-    to_clear = [cleared[t]["ts"] - closes_at[t] for t in tasks]
-    to_mine = [mined[t]["ts"] - closes_at[t] for t in tasks]
-    clear_to_mine = [mined[t]["ts"] - cleared[t]["ts"] for t in tasks]
-
-    # On chain: each task assigned once, at the second lowest bid.
-    from provingmarket.chain.client import RegistryClient
-
-    client = RegistryClient(web3, stack.registry.address)
-    on_chain = {"0x" + bytes(e.task_id).hex(): e.price for e in client.events(["TaskAssigned"])}
-    second = {t: sorted(prices[t])[1] for t in tasks}
-    right = sum(1 for t in tasks if on_chain.get(t) == second[t])
     return {
-        "bids": len(bodies),
-        "accepted": accepted,
+        "accepted": sum(1 for status, _ in answers if status == 202),
         "statuses": statuses,
         "elapsed": elapsed,
-        "signing": signing_s,
         "p50": statistics.median(latencies),
         "p99": latencies[int(len(latencies) * 0.99) - 1],
-        "to_clear": to_clear,
-        "to_mine": to_mine,
-        "clear_to_mine": clear_to_mine,
-        "right_price": right,
-        "tasks": len(tasks),
-        "process_alive": process.poll() is None,
     }
+
+
+def delays(frontend: LoggedProcess, opened: dict, tasks: list[str]) -> dict:
+    """Seconds from each auction's close (the chain's clock) to its clearing and to its
+    assignment mined, and from clearing to mined, from the frontend's log."""
+    closes_at = {task: opened[task]["closes_at"] for task in tasks}
+    cleared = {e["task"]: e for e in frontend.events("auction.cleared")}
+    mined = {e["task"]: e for e in frontend.events("auction.assigned")}
+    return {
+        "to_clear": [cleared[t]["ts"] - closes_at[t] for t in tasks],
+        "to_mine": [mined[t]["ts"] - closes_at[t] for t in tasks],
+        "clear_to_mine": [mined[t]["ts"] - cleared[t]["ts"] for t in tasks],
+    }
+
+
+def at_second_price(market: Market, prices: dict[str, list[int]], tasks: list[str]) -> int:
+    """How many tasks were assigned on chain at their second lowest bid."""
+    client = RegistryClient(market.web3, market.stack.registry.address)
+    on_chain = {"0x" + bytes(e.task_id).hex(): e.price for e in client.events(["TaskAssigned"])}
+    second = {t: sorted(prices[t])[1] for t in tasks}
+    return sum(1 for t in tasks if on_chain.get(t) == second[t])
 
 
 def print_report(r: dict, n_provers: int, n_tasks: int, n_clients: int, setup_s: float) -> None:

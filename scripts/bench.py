@@ -292,6 +292,11 @@ def one_line(error: BaseException, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def ruled(header: str, lines: list[str]) -> str:
+    """A table: `header`, a rule as long, then `lines`; no line ends in spaces."""
+    return "\n".join(line.rstrip() for line in [header, "-" * len(header), *lines])
+
+
 def run_tool(*argv: str | Path | int, cwd: Path | None = None, stdin: str | None = None) -> str:
     """Run a command; a failure raises RuntimeError with the command and its output's tail."""
     result = subprocess.run([str(a) for a in argv], cwd=cwd, input=stdin, capture_output=True, text=True)
@@ -409,6 +414,22 @@ class VerifierRow(NamedTuple):
     def floor(self) -> int:
         return floor_gas(self.n)
 
+    HEADER = (
+        f"{'inputs':>6}  {'verifier':<20} {'gas':>9} {'net':>9} {'floor':>9} {'over':>8} {'over %':>7} "
+        f"{'floor+intr':>11} {'gas over %':>10}  note"
+    )
+
+    def line(self) -> str:
+        """The row in the table under HEADER."""
+        if self.gas is None:
+            return f"{self.n:>6}  {self.verifier:<20} {'-':>9} {'-':>9} {self.floor:>9,}  {self.note}"
+        over = self.net - self.floor  # also gas - (floor + intrinsic)
+        with_intrinsic = self.floor + self.intrinsic
+        return (
+            f"{self.n:>6}  {self.verifier:<20} {self.gas:>9,} {self.net:>9,} {self.floor:>9,} {over:>+8,} "
+            f"{over / self.floor:>+7.1%} {with_intrinsic:>11,} {over / with_intrinsic:>+10.1%}  {self.note}"
+        )
+
 
 class VerifierBench:
     """Gas to verify one Groth16 proof by number of public inputs: our verifier and
@@ -466,22 +487,7 @@ class VerifierBench:
         return self.measured(circuit.n, SNARKJS_SOL, tx)
 
     def table(self) -> str:
-        header = (
-            f"{'inputs':>6}  {'verifier':<20} {'gas':>9} {'net':>9} {'floor':>9} {'over':>8} {'over %':>7} "
-            f"{'floor+intr':>11} {'gas over %':>10}  note"
-        )
-        lines = [header, "-" * len(header)]
-        for row in self.rows:
-            if row.gas is None:
-                lines.append(f"{row.n:>6}  {row.verifier:<20} {'-':>9} {'-':>9} {row.floor:>9,}  {row.note}")
-                continue
-            over = row.net - row.floor  # also gas - (floor + intrinsic)
-            with_intrinsic = row.floor + row.intrinsic
-            lines.append(
-                f"{row.n:>6}  {row.verifier:<20} {row.gas:>9,} {row.net:>9,} {row.floor:>9,} {over:>+8,} "
-                f"{over / row.floor:>+7.1%} {with_intrinsic:>11,} {over / with_intrinsic:>+10.1%}  {row.note}"
-            )
-        return "\n".join(line.rstrip() for line in lines)
+        return ruled(VerifierRow.HEADER, [row.line() for row in self.rows])
 
     def verdicts(self) -> str:
         """One line per input count: our verifier's net gas against the 20% target."""
@@ -518,6 +524,22 @@ class ProvingRow(NamedTuple):
     seconds: tuple[float, ...] = ()  # each timed run's ProofResult.seconds
     on_chain: str = ""  # the last proof, by an eth_call of Groth16Verifier: valid / REJECTED
     note: str = ""
+
+    HEADER = (
+        f"{'circuit':<16} {'constraints':>11}  {'backend':<10} {'runs':>4} {'median ms':>10} "
+        f"{'min ms':>9} {'µs/constraint':>13}  {'on chain':<8}  note"
+    )
+
+    def line(self) -> str:
+        """The row in the table under HEADER."""
+        if not self.seconds:
+            return f"{self.circuit:<16} {self.constraints:>11,}  {self.backend:<10} {'-':>4}  {self.note}"
+        median = statistics.median(self.seconds)
+        return (
+            f"{self.circuit:<16} {self.constraints:>11,}  {self.backend:<10} {len(self.seconds):>4} "
+            f"{median * 1e3:>10,.1f} {min(self.seconds) * 1e3:>9,.1f} "
+            f"{median * 1e6 / self.constraints:>13,.1f}  {self.on_chain:<8}  {self.note}"
+        )
 
 
 class ProvingBench:
@@ -577,24 +599,7 @@ class ProvingBench:
         )
 
     def table(self) -> str:
-        header = (
-            f"{'circuit':<16} {'constraints':>11}  {'backend':<10} {'runs':>4} {'median ms':>10} "
-            f"{'min ms':>9} {'µs/constraint':>13}  {'on chain':<8}  note"
-        )
-        lines = [header, "-" * len(header)]
-        for row in self.rows:
-            if not row.seconds:
-                lines.append(
-                    f"{row.circuit:<16} {row.constraints:>11,}  {row.backend:<10} {'-':>4}  {row.note}"
-                )
-                continue
-            median = statistics.median(row.seconds)
-            lines.append(
-                f"{row.circuit:<16} {row.constraints:>11,}  {row.backend:<10} {len(row.seconds):>4} "
-                f"{median * 1e3:>10,.1f} {min(row.seconds) * 1e3:>9,.1f} "
-                f"{median * 1e6 / row.constraints:>13,.1f}  {row.on_chain:<8}  {row.note}"
-            )
-        return "\n".join(line.rstrip() for line in lines)
+        return ruled(ProvingRow.HEADER, [row.line() for row in self.rows])
 
 
 @click.command(cls=ConnectedProviderCommand)

@@ -14,28 +14,21 @@ assignment, at 12-second blocks, against which the keeper's rate is judged.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-from pathlib import Path
+from typing import NamedTuple
 
 import ape
 import click
 from ape import accounts, chain
 from eth_account import Account
 from eth_utils import keccak
+from web3 import Web3
 
 from provingmarket.chain.client import KeySigner, RegistryClient
-from provingmarket.deployments import Deployment, MarketRecord, save
-from provingmarket.devnet import ETHER, PROVER_INPUT, Anvil, deploy_stack, send_all, task_terms
+from provingmarket.devnet import ETHER, PROVER_INPUT, Anvil, Stack, deploy_stack, send_all, task_terms
+from provingmarket.devnet.processes import ORDERBOOK, LoggedProcess, logged_frontend
 
-ROOT = Path(__file__).resolve().parent.parent
 TASKS = 1_000
 PROVERS = 20
 CAPACITY = 50
@@ -48,6 +41,16 @@ def fresh_key(label: str, owner, ether: int) -> str:
     return key
 
 
+class Market(NamedTuple):
+    """The bench's market on its anvil: the stack and the frontend's key and address."""
+
+    web3: Web3
+    owner: object
+    stack: Stack
+    frontend_key: str
+    frontend: str
+
+
 @click.command()
 def cli():
     """Time the orderbook frontend assigning 1,000 tasks posted at once, on an anvil of its own."""
@@ -56,29 +59,44 @@ def cli():
 
 
 def run() -> None:
-    web3 = chain.provider.web3
+    """Set up the market, post, run the frontend as its own process, measure, print the table."""
+    market = set_up()
+    join_provers(market)
+    posted_in = post_tasks(market)
+    with logged_frontend(
+        ORDERBOOK, chain.provider.uri, chain.chain_id, market.stack, market.frontend_key,
+        unbonding_delay=60, poll=0.1,
+    ) as frontend:  # fmt: skip
+        frontend.wait("orderbook.assigned", TASKS, 600)
+    print_table(measure(market, frontend), posted_in)
+
+
+def set_up() -> Market:
+    """A fresh stack whose mechanism the frontend (a fresh account with 10 ETH) serves."""
     owner = accounts.test_accounts[0]
     frontend_key = fresh_key("frontend", owner, 10)
     frontend = Account.from_key(frontend_key).address
     stack = deploy_stack(ape, owner, [frontend])
-    registry = stack.registry.address
+    return Market(chain.provider.web3, owner, stack, frontend_key, frontend)
 
+
+def join_provers(market: Market) -> None:
+    """PROVERS fresh provers stake 30 ETH each and join with CAPACITY, asking 0.010 ETH up."""
+    stack = market.stack
     for i in range(PROVERS):
-        prover = RegistryClient(web3, registry, KeySigner(fresh_key(f"prover-{i}", owner, 40)))
+        key = fresh_key(f"prover-{i}", market.owner, 40)
+        prover = RegistryClient(market.web3, stack.registry.address, KeySigner(key))
         f = prover.contract.functions
-        send_all(
-            prover,
-            [
-                (f.stake(), 30 * ETHER),
-                (
-                    f.join_market(
-                        stack.market_id, CAPACITY, (10 + i) * ETHER // 1000, 60, 0, [stack.mechanism_id]
-                    ),
-                    0,
-                ),
-            ],
-        )
-    requester = RegistryClient(web3, registry, KeySigner(fresh_key("requester", owner, 200)))
+        ask = (10 + i) * ETHER // 1000
+        join = f.join_market(stack.market_id, CAPACITY, ask, 60, 0, [stack.mechanism_id])
+        send_all(prover, [(f.stake(), 30 * ETHER), (join, 0)])
+
+
+def post_tasks(market: Market) -> float:
+    """A fresh requester posts TASKS tasks at once; the seconds they took to mine."""
+    stack = market.stack
+    key = fresh_key("requester", market.owner, 200)
+    requester = RegistryClient(market.web3, stack.registry.address, KeySigner(key))
     posting = time.perf_counter()
     calls = []
     for i in range(TASKS):
@@ -87,84 +105,60 @@ def run() -> None:
             (requester.contract.functions.post_task(terms.as_tuple(), PROVER_INPUT, ""), terms.escrow())
         )
     send_all(requester, calls)
-    posted_in = time.perf_counter() - posting
+    return time.perf_counter() - posting
 
-    with tempfile.TemporaryDirectory() as tmp:
-        record = Deployment(
-            "ethereum:local",
-            chain.chain_id,
-            registry,
-            0,
-            60,
-            {stack.market_id: MarketRecord("square", stack.verifier.address)},
-        )
-        path = save(record, Path(tmp))
-        argv = [
-            sys.executable, "-m", "frontends.orderbook.process", "--rpc", chain.provider.uri,
-            "--deployment", str(path), "--mechanism", str(stack.mechanism_id),
-            "--db", str(Path(tmp) / "orderbook.sqlite"), "--poll", "0.1",
-        ]  # fmt: skip
-        env = dict(os.environ, ORDERBOOK_KEY=frontend_key, PYTHONPATH=str(ROOT))
-        lines: list[dict] = []
-        started = time.perf_counter()
-        process = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-        assigned_at: list[float] = []
 
-        def read() -> None:
-            for line in process.stderr:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue
-                lines.append(entry)
-                if entry.get("event") == "orderbook.assigned":
-                    assigned_at.append(time.perf_counter() - started)
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        try:
-            deadline = time.monotonic() + 600
-            while len(assigned_at) < TASKS and time.monotonic() < deadline and process.poll() is None:
-                time.sleep(0.05)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(30)
-            reader.join(5)
-
-    batches = [e for e in lines if e.get("event") == "outbox.mined"]
+def measure(market: Market, frontend: LoggedProcess) -> dict:
+    """The run's figures from the frontend's log, the batches' receipts and the chain."""
+    web3 = market.web3
+    assigned_at = frontend.seconds("orderbook.assigned")
+    batches = frontend.events("outbox.mined")
     gas = [web3.eth.get_transaction_receipt(b["tx"])["gasUsed"] for b in batches]
-    on_chain = [e for e in RegistryClient(web3, registry).events(["TaskAssigned"]) if e.frontend == frontend]
-    first_decision = next((e["ts"] for e in lines if e.get("event") == "orderbook.decision"), None)
-    start_line = next((e["ts"] for e in lines if e.get("event") == "orderbook.start"), None)
+    events = RegistryClient(web3, market.stack.registry.address).events(["TaskAssigned"])
+    on_chain = [e for e in events if e.frontend == market.frontend]
+    first_decision = next((e["ts"] for e in frontend.events("orderbook.decision")), None)
+    start_line = next((e["ts"] for e in frontend.events("orderbook.start")), None)
     nan = float("nan")
-    total = assigned_at[-1] if assigned_at else nan
-    backfill = first_decision - start_line if first_decision and start_line else nan
-    first = assigned_at[0] if assigned_at else nan
-    median_gas = statistics.median(gas) if gas else 0
     per_assignment = sum(gas) / max(len(on_chain), 1)
     block_limit = web3.eth.get_block("latest")["gasLimit"]
     per_block = block_limit // per_assignment if per_assignment else 0
-    bound = per_block / BLOCK_SECONDS
+    return {
+        "assigned": len(assigned_at),
+        "on_chain": len(on_chain),
+        "total": assigned_at[-1] if assigned_at else nan,
+        "backfill": first_decision - start_line if first_decision and start_line else nan,
+        "first": assigned_at[0] if assigned_at else nan,
+        "batches": len(batches),
+        "median_gas": statistics.median(gas) if gas else 0,
+        "per_assignment": per_assignment,
+        "block_limit": block_limit,
+        "per_block": per_block,
+        "bound": per_block / BLOCK_SECONDS,
+    }
 
+
+def print_table(m: dict, posted_in: float) -> None:
+    """The figures as a table, then the verdict against the chain's bound."""
+    total, bound, per_block, block_limit = m["total"], m["bound"], m["per_block"], m["block_limit"]
     click.echo(
         f"\nOrderbook frontend end to end on anvil: {TASKS:,} tasks posted at once (in {posted_in:.1f} s), "
         f"{PROVERS} provers x capacity {CAPACITY}; the frontend started after, with an empty database\n"
     )
     rows = [
-        ("tasks assigned on chain", f"{len(on_chain):,} of {TASKS:,}"),
-        ("backfill: start to first decision", f"{backfill:.2f} s"),
-        ("process start to first assignment mined", f"{first:.2f} s"),
+        ("tasks assigned on chain", f"{m['on_chain']:,} of {TASKS:,}"),
+        ("backfill: start to first decision", f"{m['backfill']:.2f} s"),
+        ("process start to first assignment mined", f"{m['first']:.2f} s"),
         ("process start to last assignment mined", f"{total:.2f} s"),
-        ("tasks assigned per second (whole run)", f"{len(assigned_at) / total:,.0f}"),
-        ("assign_batch transactions", f"{len(batches)} (median {median_gas:,.0f} gas)"),
-        ("gas per assignment, as batched", f"{per_assignment:,.0f}"),
+        ("tasks assigned per second (whole run)", f"{m['assigned'] / total:,.0f}"),
+        ("assign_batch transactions", f"{m['batches']} (median {m['median_gas']:,.0f} gas)"),
+        ("gas per assignment, as batched", f"{m['per_assignment']:,.0f}"),
         ("the chain's bound: assignments per block", f"{per_block:,.0f} (gas limit {block_limit:,})"),
         (f"the chain's bound at {BLOCK_SECONDS} s blocks", f"{bound:,.0f} assignments/s"),
     ]  # fmt: skip
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         click.echo(f"  {name:<{width}}  {value}")
-    rate = len(assigned_at) / total if assigned_at else 0
+    rate = m["assigned"] / total if m["assigned"] else 0
     verdict = "met" if rate >= bound else "MISSED"
     click.echo(
         f"\ntarget, no slower than the registry's gas allows per block: {rate:,.0f}/s "

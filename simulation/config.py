@@ -144,30 +144,10 @@ class SimConfig:
         return self
 
 
-FLEETS = (
-    Fleet(
-        "fast",
-        1,
-        prove_seconds=0.5,
-        failure_rate=0.02,
-        latency=0.1,
-        ask_x=3,
-        capacity=2,
-        cost_per_second="0.004",
-    ),
-    Fleet(
-        "standard",
-        1,
-        prove_seconds=3,
-        failure_rate=0.05,
-        latency=0.5,
-        ask_x=1.5,
-        capacity=2,
-        cost_per_second="0.001",
-    ),
-    Fleet(
-        "cheap", 1, prove_seconds=8, failure_rate=0.15, latency=1.0, ask_x=1, capacity=3, cost_per_second="0"
-    ),
+FLEETS = (  # name, provers, prove_seconds, failure_rate, latency, ask_x, capacity, cost_per_second
+    Fleet("fast", 1, 0.5, 0.02, 0.1, 3, 2, "0.004"),
+    Fleet("standard", 1, 3, 0.05, 0.5, 1.5, 2, "0.001"),
+    Fleet("cheap", 1, 8, 0.15, 1.0, 1, 3, "0"),
 )
 REQUESTERS = (
     Requester("arbitrage", share=1, max_time=30),

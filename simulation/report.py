@@ -123,37 +123,65 @@ def write(
         verdict = _verdict(table, policies)
         results["splits"][split]["verdict"] = verdict
         parts.append("\n" + verdict["text"] + "\n")
-        slug = split.replace(" ", "-")
-        groups = [*personas, OVERALL]
-        for name, title, value, fmt in (
-            ("loss", "QoS loss (lower is better)", lambda c: c.loss, "{:.3f}"),
-            ("utility", "mean utility", lambda c: c.utility, "{:.2f}"),
-            ("time", "median seconds to the first proof", lambda c: c.first_proof, "{:.0f}"),
-            ("price", "mean paid per task (x the least reward)", lambda c: c.spent, "{:.2f}"),
-        ):
-            series = {p: [value(table[g][p]) if p in table[g] else None for g in groups] for p in policies}
-            svg = bar_chart(f"{title}, {split} seeds", groups, series, y_format=fmt)
-            (folder / f"{name}-{slug}.svg").write_text(svg)
-            parts.append(f"![{title}]({name}-{slug}.svg)\n")
-        router_tasks = [o for o in outcomes if o.policy == "router"]
-        if router_tasks:
-            x = list(range(1, len(router_tasks) + 1))
-            running, total = [], 0.0
-            for i, o in enumerate(router_tasks, 1):
-                total += o.utility
-                running.append(total / i)
-            svg = line_chart(
-                f"the router's mean utility as it learns, {split} seeds",
-                x,
-                {"router (running mean)": running},
-                x_label="router task",
-                y_label="mean utility",
-            )
-            (folder / f"router-{slug}.svg").write_text(svg)
-            parts.append(f"![router learning](router-{slug}.svg)\n")
+        parts += _bar_charts(folder, split, table, personas, policies)
+        parts += _router_chart(folder, split, outcomes)
     (folder / "report.md").write_text("\n".join(parts))
     (folder / "results.json").write_text(json.dumps(results, indent=1))
-    with open(folder / "outcomes.csv", "w", newline="") as f:
+    _write_outcomes(folder / "outcomes.csv", splits)
+    return results
+
+
+def _bar_charts(
+    folder: Path,
+    split: str,
+    table: dict[str, dict[str, Cell]],
+    personas: Sequence[str],
+    policies: Sequence[str],
+) -> list[str]:
+    """A bar chart per figure (loss, utility, time, price) by persona and policy, written
+    into `folder`; the report's lines showing them."""
+    slug = split.replace(" ", "-")
+    groups = [*personas, OVERALL]
+    lines = []
+    for name, title, value, fmt in (
+        ("loss", "QoS loss (lower is better)", lambda c: c.loss, "{:.3f}"),
+        ("utility", "mean utility", lambda c: c.utility, "{:.2f}"),
+        ("time", "median seconds to the first proof", lambda c: c.first_proof, "{:.0f}"),
+        ("price", "mean paid per task (x the least reward)", lambda c: c.spent, "{:.2f}"),
+    ):
+        series = {p: [value(table[g][p]) if p in table[g] else None for g in groups] for p in policies}
+        svg = bar_chart(f"{title}, {split} seeds", groups, series, y_format=fmt)
+        (folder / f"{name}-{slug}.svg").write_text(svg)
+        lines.append(f"![{title}]({name}-{slug}.svg)\n")
+    return lines
+
+
+def _router_chart(folder: Path, split: str, outcomes: Sequence[Outcome]) -> list[str]:
+    """The router's running mean utility task by task, if it ran, written into `folder`;
+    the report's line showing it (none without router tasks)."""
+    router_tasks = [o for o in outcomes if o.policy == "router"]
+    if not router_tasks:
+        return []
+    slug = split.replace(" ", "-")
+    x = list(range(1, len(router_tasks) + 1))
+    running, total = [], 0.0
+    for i, o in enumerate(router_tasks, 1):
+        total += o.utility
+        running.append(total / i)
+    svg = line_chart(
+        f"the router's mean utility as it learns, {split} seeds",
+        x,
+        {"router (running mean)": running},
+        x_label="router task",
+        y_label="mean utility",
+    )
+    (folder / f"router-{slug}.svg").write_text(svg)
+    return [f"![router learning](router-{slug}.svg)\n"]
+
+
+def _write_outcomes(path: Path, splits: dict[str, list[Outcome]]) -> None:
+    """Every task of every split as a row of COLUMNS."""
+    with open(path, "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(COLUMNS)
         for split, outcomes in splits.items():
@@ -178,7 +206,6 @@ def write(
                         o.reason,
                     ]
                 )
-    return results
 
 
 def _verdict(table: dict[str, dict[str, Cell]], policies: Sequence[str]) -> dict:

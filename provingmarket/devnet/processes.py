@@ -6,12 +6,19 @@ This library starts them by module name only: it imports none of them."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from provingmarket.deployments import Deployment, MarketRecord, save
 from provingmarket.devnet.chain import free_port
 
 ROOT = Path(__file__).resolve().parents[2]  # where `python -m` finds frontends/ and provingmarket/
@@ -23,13 +30,14 @@ KEY_ENV = "DEVNET_KEY"  # the environment variable a process reads its private k
 
 
 def command(
-    module: str, rpc: str, record: Path, db: Path, *args: str, sub: tuple[str, ...] = ()
+    module: str, rpc: str, record: Path, db: Path, *args: str, sub: tuple[str, ...] = (), poll: float = 0.5
 ) -> list[str]:
-    """`python -m module [sub...] --rpc … --deployment … --key-env KEY_ENV --db … --poll 0.5 args`:
-    how a frontend or an agent is started against the deployment `record`."""
+    """`python -m module [sub...] --rpc … --deployment … --key-env KEY_ENV --db … --poll POLL args`:
+    how a frontend or an agent is started against the deployment `record` (`poll`: its
+    seconds between rounds)."""
     return [
         sys.executable, "-m", module, *sub, "--rpc", rpc, "--deployment", str(record),
-        "--key-env", KEY_ENV, "--db", str(db), "--poll", "0.5", *args,
+        "--key-env", KEY_ENV, "--db", str(db), "--poll", str(poll), *args,
     ]  # fmt: skip
 
 
@@ -100,3 +108,69 @@ class Processes:
     def stop(self, say) -> bool:
         """Stop every process started, by its pid; True if each exited cleanly."""
         return stop_processes(self.started, self.logs, say)
+
+
+class LoggedProcess:
+    """A process started by `argv`, holding `key` in KEY_ENV, whose JSON log (its stderr) a
+    thread reads as it comes into `lines`: (seconds since the start, entry), lines that are
+    not JSON skipped. Leaving it as a context manager stops it by SIGTERM."""
+
+    def __init__(self, argv: list[str], key: str):
+        self.lines: list[tuple[float, dict]] = []
+        env = dict(os.environ, PYTHONPATH=str(ROOT), **{KEY_ENV: key})
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            self.lines.append((time.perf_counter() - self.started, entry))
+
+    def events(self, kind: str) -> list[dict]:
+        """The log's entries whose event is `kind`, in order."""
+        return [entry for _, entry in self.lines if entry.get("event") == kind]
+
+    def seconds(self, kind: str) -> list[float]:
+        """When each entry whose event is `kind` was read, in seconds since the start."""
+        return [at for at, entry in self.lines if entry.get("event") == kind]
+
+    def wait(self, kind: str, count: int, timeout: float) -> bool:
+        """Wait until the log holds `count` entries whose event is `kind`; False if `timeout`
+        seconds pass or the process exits first."""
+        deadline = time.monotonic() + timeout
+        while len(self.events(kind)) < count:
+            if time.monotonic() >= deadline or self.process.poll() is not None:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def __enter__(self) -> LoggedProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(30)
+        self.reader.join(5)
+
+
+@contextmanager
+def logged_frontend(
+    module: str, rpc: str, chain_id: int, stack, key: str, *args: str, unbonding_delay: int, poll: float
+) -> Iterator[LoggedProcess]:
+    """The frontend `module` serving `stack`'s mechanism as its own process, holding `key`,
+    its deployment record (saying `unbonding_delay`) and database in a temporary folder; its
+    log read as it comes. For the benchmarks, which time a frontend by its own log."""
+    markets = {stack.market_id: MarketRecord("square", stack.verifier.address)}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        record = Deployment("ethereum:local", chain_id, stack.registry.address, 0, unbonding_delay, markets)
+        db = folder / f"{module.split('.')[1]}.sqlite"
+        mechanism = ("--mechanism", str(stack.mechanism_id))
+        argv = command(module, rpc, save(record, folder), db, *mechanism, *args, poll=poll)
+        with LoggedProcess(argv, key) as process:
+            yield process
