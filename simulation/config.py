@@ -68,80 +68,95 @@ class SimConfig:
     settle_timeout: int = 240  # seconds a policy's tasks may take to settle before the run fails
 
     def check(self) -> SimConfig:
-        def bad(name: str, must: str, value: Any) -> SimConfigError:
-            return SimConfigError(f"{self.name}: {name} must be {must}, not {value!r}")
-
-        def whole(name: str, value: Any, least: int) -> None:
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise bad(name, f"a whole number of at least {least}", value)
-
-        def number(name: str, value: Any, least: float, most: float = math.inf, above: bool = False) -> None:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            if not ok or value < least or value > most or (above and value == least):
-                span = (
-                    f"above {least}"
-                    if above
-                    else f"from {least}" + (f" to {most}" if most < math.inf else " up")
-                )
-                raise bad(name, f"a number {span}", value)
-
-        whole("tasks", self.tasks, len(self.requesters))
+        """Raise SimConfigError naming the first setting out of bounds; else self."""
+        v = _Checker(self.name)
+        v.whole("tasks", self.tasks, len(self.requesters))
         if not self.train_seeds:
-            raise bad("train_seeds", "at least one seed", self.train_seeds)
+            raise v.bad("train_seeds", "at least one seed", self.train_seeds)
         for s in (*self.train_seeds, *self.held_out_seeds):
-            whole("a seed", s, 0)
+            v.whole("a seed", s, 0)
         if set(self.train_seeds) & set(self.held_out_seeds):
-            raise bad("held_out_seeds", "seeds not also used for training", self.held_out_seeds)
-        number("arrival_every", self.arrival_every, 0, above=True)
+            raise v.bad("held_out_seeds", "seeds not also used for training", self.held_out_seeds)
+        v.number("arrival_every", self.arrival_every, 0, above=True)
         for name in ("race_window", "assign_window", "proving_window", "auction_window", "settle_timeout"):
-            whole(name, getattr(self, name), 1)
+            v.whole(name, getattr(self, name), 1)
         if self.auction_window >= self.assign_window:
-            raise bad(
+            raise v.bad(
                 "auction_window",
                 f"shorter than the assignment window ({self.assign_window} s)",
                 self.auction_window,
             )
         unknown = [p for p in self.policies if p not in POLICIES]
         if unknown or not self.policies:
-            raise bad("policies", f"a non-empty list of {', '.join(POLICIES)}", list(self.policies))
+            raise v.bad("policies", f"a non-empty list of {', '.join(POLICIES)}", list(self.policies))
+        self._check_fleets(v)
+        self._check_requesters(v)
+        return self
+
+    def _check_fleets(self, v: _Checker) -> None:
         if not self.fleets:
-            raise bad("fleets", "at least one fleet", [])
+            raise v.bad("fleets", "at least one fleet", [])
         for f in self.fleets:
-            whole(f"fleet {f.name}: provers", f.provers, 1)
-            whole(f"fleet {f.name}: capacity", f.capacity, 1)
-            number(f"fleet {f.name}: prove_seconds", f.prove_seconds, 0)
-            number(f"fleet {f.name}: failure_rate", f.failure_rate, 0, 1)
-            number(f"fleet {f.name}: latency", f.latency, 0)
-            number(f"fleet {f.name}: ask_x", f.ask_x, 0)
+            v.whole(f"fleet {f.name}: provers", f.provers, 1)
+            v.whole(f"fleet {f.name}: capacity", f.capacity, 1)
+            v.number(f"fleet {f.name}: prove_seconds", f.prove_seconds, 0)
+            v.number(f"fleet {f.name}: failure_rate", f.failure_rate, 0, 1)
+            v.number(f"fleet {f.name}: latency", f.latency, 0)
+            v.number(f"fleet {f.name}: ask_x", f.ask_x, 0)
             try:
                 if float(f.cost_per_second) < 0:
                     raise ValueError
             except ValueError:
-                raise bad(
+                raise v.bad(
                     f"fleet {f.name}: cost_per_second", "an amount of ETH of 0 or more", f.cost_per_second
                 ) from None
             if f.prove_seconds + 1 >= self.proving_window:
-                raise bad(
+                raise v.bad(
                     f"fleet {f.name}: prove_seconds",
                     f"well under the proving window ({self.proving_window} s)",
                     f.prove_seconds,
                 )
         if sum(f.provers for f in self.fleets) > 40:
-            raise bad("fleets", "at most 40 provers in all", sum(f.provers for f in self.fleets))
+            raise v.bad("fleets", "at most 40 provers in all", sum(f.provers for f in self.fleets))
+
+    def _check_requesters(self, v: _Checker) -> None:
         if not self.requesters:
-            raise bad("requesters", "at least one persona", [])
+            raise v.bad("requesters", "at least one persona", [])
         for r in self.requesters:
             if r.persona not in PERSONAS:
-                raise bad("requesters: persona", f"one of {', '.join(PERSONAS)}", r.persona)
-            number(f"requester {r.persona}: share", r.share, 0, above=True)
+                raise v.bad("requesters: persona", f"one of {', '.join(PERSONAS)}", r.persona)
+            v.number(f"requester {r.persona}: share", r.share, 0, above=True)
             if r.max_time is not None:
-                whole(f"requester {r.persona}: max_time", r.max_time, 1)
+                v.whole(f"requester {r.persona}: max_time", r.max_time, 1)
             if r.max_price_x is not None:
-                number(f"requester {r.persona}: max_price_x", r.max_price_x, 0, above=True)
-            whole(f"requester {r.persona}: min_redundancy", r.min_redundancy, 1)
+                v.number(f"requester {r.persona}: max_price_x", r.max_price_x, 0, above=True)
+            v.whole(f"requester {r.persona}: min_redundancy", r.min_redundancy, 1)
         if len({r.persona for r in self.requesters}) != len(self.requesters):
-            raise bad("requesters", "each persona once", [r.persona for r in self.requesters])
-        return self
+            raise v.bad("requesters", "each persona once", [r.persona for r in self.requesters])
+
+
+class _Checker:
+    """Checks of one configuration's settings, each raising SimConfigError naming it."""
+
+    def __init__(self, config: str):
+        self.config = config
+
+    def bad(self, name: str, must: str, value: Any) -> SimConfigError:
+        return SimConfigError(f"{self.config}: {name} must be {must}, not {value!r}")
+
+    def whole(self, name: str, value: Any, least: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise self.bad(name, f"a whole number of at least {least}", value)
+
+    def number(
+        self, name: str, value: Any, least: float, most: float = math.inf, above: bool = False
+    ) -> None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or value < least or value > most or (above and value == least):
+            span = (
+                f"above {least}" if above else f"from {least}" + (f" to {most}" if most < math.inf else " up")
+            )
+            raise self.bad(name, f"a number {span}", value)
 
 
 FLEETS = (  # name, provers, prove_seconds, failure_rate, latency, ask_x, capacity, cost_per_second
