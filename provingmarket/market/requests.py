@@ -395,7 +395,7 @@ class Draft:
     decay: bool = False
     decay_floor: int = 0
     start_price: int | None = None
-    ramp: int | None = None
+    ramp: str | int | None = None  # as given, or as the router chose it
     capabilities: int = 0
     salt: int = 0
     persona: Any = None
@@ -483,6 +483,7 @@ def _fixed_draft(o: PostOptions, market_id: int) -> Draft:
     d.collateral = None if o.collateral is None else parse_ether(o.collateral, "--collateral")
     d.start_price = None if o.start_price is None else parse_ether(o.start_price, "--start-price")
     d.decay_floor = 0 if o.decay_floor is None else parse_ether(o.decay_floor, "--decay-floor")
+    d.ramp = o.ramp
     _fixed_windows(d, o, proving_window, assign_window)
     return d
 
