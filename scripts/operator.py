@@ -203,11 +203,7 @@ def market_pause(account, market_id, resume, as_json):
     )
 
 
-@command(
-    market,
-    click.argument("market_id", type=int),
-    name="show",
-)
+@command(market, click.argument("market_id", type=int), name="show")
 def market_show(market_id, as_json):
     """A market's terms and the provers in it."""
     registry = client()
@@ -308,12 +304,7 @@ def _own_mechanism(registry, account, mechanism_id: int) -> bool:
     return retired
 
 
-@command(
-    mechanism,
-    click.argument("mechanism_id", type=int),
-    name="retire",
-    account=True,
-)
+@command(mechanism, click.argument("mechanism_id", type=int), name="retire", account=True)
 def mechanism_retire(account, mechanism_id, as_json):
     """Retire MECHANISM_ID: no new tasks may name it (posted ones are still served)."""
     account = require(account)

@@ -15,6 +15,9 @@ the values it saw (exit code 1, nothing sent); `--json` prints JSON instead of t
 `--trust-verifier` names the code hash of the verifier the prover reviewed; `lock` and
 `prove` refuse a task whose posted inputs nobody can prove (they do not match its
 commitment, or do not satisfy the circuit).
+
+This file parses and prints; the checks and transactions are provingmarket/chain/provers.py
+(stake, markets, status) and provingmarket/chain/tasks.py (lock, prove).
 """
 
 from __future__ import annotations

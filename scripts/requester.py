@@ -57,6 +57,9 @@ slots, the unspent part of a proven slot's escrow, a share of a slashed collater
 credited in the registry: `withdraw` sends them. `reclaim` may be sent by anyone (the
 registry allows it; the refund still goes to the task's requester); `cancel` only by the
 requester.
+
+This file parses and prints; the terms, their checks and the post are
+provingmarket/market/requests.py, following a posted task provingmarket/chain/requester.py.
 """
 
 from __future__ import annotations
