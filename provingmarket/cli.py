@@ -1,5 +1,5 @@
-"""What the `ape run operator|prover|requester` commands share: the client for the
-network ape is connected to, one-line errors with exit code 1, tables or JSON."""
+"""What the `ape run` commands share: the client for the network ape is connected to,
+their options, one-line errors with exit code 1, tables or JSON."""
 
 from __future__ import annotations
 
@@ -7,22 +7,23 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from provingmarket import deployments
+from provingmarket.chain.checks import existing_market, when
 from provingmarket.chain.client import ClientError, Market, RegistryClient, format_ether
 from provingmarket.chain.markets import MarketError
 from provingmarket.deployments import DeploymentError
-from provingmarket.formats import DUTCH, OPEN_RACE
+from provingmarket.formats import BUILT_IN_MECHANISMS
 from provingmarket.proving.backends import BackendError
 from provingmarket.proving.circuits import CircuitError
+from provingmarket.runtime.process import Stopper, configure_logging
 
 # The mechanisms every registry has, by id.
-BUILT_IN = {OPEN_RACE: "open race", DUTCH: "dutch"}
+BUILT_IN = BUILT_IN_MECHANISMS
 
 # Where deployment records live; tests point this at a folder of their own.
 DEPLOYMENTS_ENV = deployments.FOLDER_ENV
@@ -77,6 +78,39 @@ def handled(function: Callable) -> Callable:
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
+def command(
+    group: Any = click,
+    *params: Callable,
+    name: str | None = None,
+    account: bool = False,
+    as_json: bool = True,
+) -> Callable:
+    """A command of GROUP on the network ape connects to: --network, --account (ACCOUNT),
+    PARAMS (click arguments and options, in order), --json (AS_JSON), and every error a
+    person can act on as one line (`handled`)."""
+    from ape.cli import ConnectedProviderCommand, account_option, network_option
+
+    def decorate(function: Callable) -> click.Command:
+        function = handled(function)
+        if as_json:
+            function = json_option(function)
+        for param in reversed(params):
+            function = param(function)
+        if account:
+            function = account_option(prompt=False)(function)
+        return group.command(name, cls=ConnectedProviderCommand)(network_option()(function))
+
+    return decorate
+
+
+def run_frontend(run: Callable, account, log_level: str, **options) -> None:
+    """Run a frontend's long-running process with the --account's client, until SIGTERM
+    or Ctrl-C."""
+    configure_logging(log_level)
+    stop = Stopper()
+    run(client(require(account)), stop=stop, **options)
+
+
 def emit(as_json: bool, data: Any, text: Callable[[], str] | str) -> None:
     """JSON (bytes as 0x hex) or the readable form."""
     if as_json:
@@ -105,14 +139,28 @@ def eth(wei: int) -> str:
     return format_ether(wei)
 
 
-def when(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def market_or_fail(registry: RegistryClient, market_id: int) -> Market:
     """The market, or one line saying it does not exist and how many do."""
-    found = registry.market(market_id)
-    if not found.exists:
-        count = registry.call("market_count")
-        fail(f"no market {market_id} (this registry has {count} market{'s' if count != 1 else ''})")
-    return found
+    try:
+        return existing_market(registry, market_id)
+    except ClientError as error:
+        fail(str(error))
+
+
+__all__ = [
+    "BUILT_IN",
+    "client",
+    "command",
+    "deployments_folder",
+    "emit",
+    "eth",
+    "fail",
+    "handled",
+    "json_option",
+    "market_or_fail",
+    "network_name",
+    "require",
+    "run_frontend",
+    "table",
+    "when",
+]

@@ -32,6 +32,7 @@ MAX_REDUNDANCY = 8
 MAX_PUBLIC_INPUTS = 16
 MAX_PROOF_SIZE = 1024  # bytes
 MAX_PROVER_INPUT = 4096  # bytes carried in TaskPosted
+MAX_URI = 256  # characters of a task's input URI
 MAX_BATCH = 64  # items per assign or prove batch
 MAX_ASSIGN_WINDOW = 30 * 86_400  # seconds; also bounds a Dutch ramp
 MAX_PROVING_WINDOW = 30 * 86_400  # seconds
@@ -44,6 +45,17 @@ MAX_GRACE_PERIOD = 86_400  # seconds
 MAX_CALLER_BPS = 1_000
 MAX_VERIFY_GAS = 3_000_000
 MAX_VERIFIER_ARGS = 2_048  # bytes
+MAX_MECHANISMS = 16  # mechanisms accepted in one call (memberships.vy)
+MAX_FRONTENDS = 16  # frontends set in one call (mechanisms.vy)
+MAX_NAME = 64  # characters of a mechanism's name (mechanisms.vy)
+# A membership's and a stake's fields, as wide as the registry packs them (words.vy).
+MAX_CAPACITY = 2**16 - 1  # tasks at once
+MAX_ASK = 2**96 - 1  # wei
+MAX_PROVING_TIME = 2**32 - 1  # seconds
+MAX_STAKE = 2**88 - 1  # wei
+
+# The built-in mechanisms' names.
+BUILT_IN_MECHANISMS = {OPEN_RACE: "open race", DUTCH: "dutch"}
 
 # Verifier blueprints the registry deploys from (Registry constructor, in this order).
 GROTH16_BLUEPRINT = 1

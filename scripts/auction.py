@@ -13,22 +13,13 @@ Ctrl-C. See frontends/auction/process.py, frontends/auction/mechanism.py and fro
 from __future__ import annotations
 
 import click
-from ape.cli import ConnectedProviderCommand, account_option, network_option
 
 from frontends.auction.process import auction_options, run_auction
 from frontends.keeper import keeper_options
-from provingmarket.cli import client, handled, require
-from provingmarket.runtime.process import Stopper, configure_logging
+from provingmarket.cli import command, run_frontend
 
 
-@click.command(cls=ConnectedProviderCommand)
-@network_option()
-@account_option(prompt=False)
-@auction_options
-@keeper_options
-@handled
+@command(click, auction_options, keeper_options, account=True, as_json=False)
 def cli(account, log_level, **options):
     """Run sealed-bid second-price auctions for open tasks, and assign the winners."""
-    configure_logging(log_level)
-    stop = Stopper()
-    run_auction(client(require(account)), stop=stop, **options)
+    run_frontend(run_auction, account, log_level, **options)

@@ -17,7 +17,6 @@ frontends/election/process.py.
 from __future__ import annotations
 
 import click
-from ape.cli import ConnectedProviderCommand, account_option, network_option
 
 from frontends.election.process import (
     election_options,
@@ -27,8 +26,7 @@ from frontends.election.process import (
     verify_task,
 )
 from frontends.keeper import keeper_options
-from provingmarket.cli import client, handled, require
-from provingmarket.runtime.process import Stopper, configure_logging
+from provingmarket.cli import client, command, run_frontend
 
 
 @click.group()
@@ -36,23 +34,13 @@ def cli():
     """Elect provers at random for tasks, and check a frontend's elections."""
 
 
-@cli.command(cls=ConnectedProviderCommand)
-@network_option()
-@account_option(prompt=False)
-@election_options
-@keeper_options
-@handled
+@command(cli, election_options, keeper_options, account=True, as_json=False)
 def run(account, log_level, **options):
     """Draw provers at random for the open tasks of a mechanism, and assign them."""
-    configure_logging(log_level)
-    stop = Stopper()
-    run_election(client(require(account)), stop=stop, **options)
+    run_frontend(run_election, account, log_level, **options)
 
 
-@cli.command(cls=ConnectedProviderCommand)
-@network_option()
-@verify_options
-@handled
+@command(cli, verify_options, as_json=False)
 def verify(task_id, frontend, delay, confirmations):
     """Recompute a task's draws from the chain; say whether the frontends' choices match."""
     print_verdict(*verify_task(client(), task_id, frontend, delay, confirmations))

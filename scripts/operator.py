@@ -14,26 +14,25 @@ from __future__ import annotations
 
 import ape
 import click
-from ape.cli import ConnectedProviderCommand, account_option, network_option
 
 from provingmarket import deployments
+from provingmarket.chain.checks import not_built_in, registered_mechanism
 from provingmarket.chain.client import parse_address, parse_ether
 from provingmarket.chain.markets import MarketTerms, deploy_registry, open_market
 from provingmarket.cli import (
-    BUILT_IN,
     client,
+    command,
     deployments_folder,
     emit,
     eth,
     fail,
-    handled,
-    json_option,
     market_or_fail,
     network_name,
     require,
     table,
 )
 from provingmarket.deployments import Deployment, DeploymentError, MarketRecord
+from provingmarket.formats import MAX_FRONTENDS, MAX_NAME
 from provingmarket.proving.backends import backend_from_config
 from provingmarket.proving.circuits import Circuit, sample_circuits
 
@@ -48,13 +47,14 @@ def cli():
 # ------------------------------------------------------------------ deploy
 
 
-@cli.command(cls=ConnectedProviderCommand)
-@network_option()
-@account_option(prompt=False)
-@click.option("--unbonding-delay", default=3_600, show_default=True, help="Seconds unstaked ETH waits.")
-@click.option("--replace", is_flag=True, help="Deploy even if a live registry is recorded for this network.")
-@json_option
-@handled
+@command(
+    cli,
+    click.option("--unbonding-delay", default=3_600, show_default=True, help="Seconds unstaked ETH waits."),
+    click.option(
+        "--replace", is_flag=True, help="Deploy even if a live registry is recorded for this network."
+    ),
+    account=True,
+)
 def deploy(account, unbonding_delay, replace, as_json):
     """Deploy the registry and record it for this network."""
     account = require(account)
@@ -103,21 +103,27 @@ def market():
     """Open, pause and show markets."""
 
 
-@market.command("create", cls=ConnectedProviderCommand)
-@network_option()
-@account_option(prompt=False)
-@click.argument("circuit")
-@click.option("--verifier", "verifier_address", help="Reuse a deployed verifier (its key is checked).")
-@click.option("--min-collateral", default="0.1", show_default=True, help="Least collateral per prover, ETH.")
-@click.option("--min-reward", default="0.01", show_default=True, help="Least maximum reward of a task, ETH.")
-@click.option("--grace-period", default=60, show_default=True, help="Seconds a prover may decline for free.")
-@click.option("--requester-bps", default=5_000, show_default=True, help="Slashed share to the requester.")
-@click.option("--caller-bps", default=1_000, show_default=True, help="Slashed share to whoever slashes.")
-@click.option(
-    "--backend", type=click.Choice(["groth16py", "snarkjs"]), default="groth16py", show_default=True
+@command(
+    market,
+    click.argument("circuit"),
+    click.option("--verifier", "verifier_address", help="Reuse a deployed verifier (its key is checked)."),
+    click.option(
+        "--min-collateral", default="0.1", show_default=True, help="Least collateral per prover, ETH."
+    ),
+    click.option(
+        "--min-reward", default="0.01", show_default=True, help="Least maximum reward of a task, ETH."
+    ),
+    click.option(
+        "--grace-period", default=60, show_default=True, help="Seconds a prover may decline for free."
+    ),
+    click.option("--requester-bps", default=5_000, show_default=True, help="Slashed share to the requester."),
+    click.option("--caller-bps", default=1_000, show_default=True, help="Slashed share to whoever slashes."),
+    click.option(
+        "--backend", type=click.Choice(["groth16py", "snarkjs"]), default="groth16py", show_default=True
+    ),
+    name="create",
+    account=True,
 )
-@json_option
-@handled
 def market_create(
     account,
     circuit,
@@ -173,13 +179,13 @@ def market_create(
     )
 
 
-@market.command("pause", cls=ConnectedProviderCommand)
-@network_option()
-@account_option(prompt=False)
-@click.argument("market_id", type=int)
-@click.option("--resume", is_flag=True, help="Resume a paused market instead.")
-@json_option
-@handled
+@command(
+    market,
+    click.argument("market_id", type=int),
+    click.option("--resume", is_flag=True, help="Resume a paused market instead."),
+    name="pause",
+    account=True,
+)
 def market_pause(account, market_id, resume, as_json):
     """Pause MARKET_ID (no new tasks or assignments) or, with --resume, resume it."""
     account = require(account)
@@ -197,11 +203,7 @@ def market_pause(account, market_id, resume, as_json):
     )
 
 
-@market.command("show", cls=ConnectedProviderCommand)
-@network_option()
-@click.argument("market_id", type=int)
-@json_option
-@handled
+@command(market, click.argument("market_id", type=int), name="show")
 def market_show(market_id, as_json):
     """A market's terms and the provers in it."""
     registry = client()
@@ -265,22 +267,25 @@ def mechanism():
     """Register and retire mechanisms, and choose the frontends that assign for them."""
 
 
-@mechanism.command("register", cls=ConnectedProviderCommand)
-@network_option()
-@account_option(prompt=False)
-@click.argument("name")
-@click.option("--frontend", "frontends", multiple=True, help="A frontend's address (repeat for more).")
-@json_option
-@handled
+@command(
+    mechanism,
+    click.argument("name"),
+    click.option("--frontend", "frontends", multiple=True, help="A frontend's address (repeat for more)."),
+    name="register",
+    account=True,
+)
 def mechanism_register(account, name, frontends, as_json):
     """Register mechanism NAME with the frontends allowed to assign for it."""
     account = require(account)
     registry = client(account)
-    if not 0 < len(name) <= 64:
-        fail(f"mechanism name must be 1 to 64 characters, got {len(name)}")
+    if not 0 < len(name) <= MAX_NAME:
+        fail(f"mechanism name must be 1 to {MAX_NAME} characters, got {len(name)}")
     addresses = [parse_address(f, "--frontend") for f in frontends]
-    if len(addresses) > 16:
-        fail(f"at most 16 frontends in one call, got {len(addresses)}; add more with `mechanism frontend`")
+    if len(addresses) > MAX_FRONTENDS:
+        fail(
+            f"at most {MAX_FRONTENDS} frontends in one call, got {len(addresses)}; "
+            "add more with `mechanism frontend`"
+        )
     _, events = registry.transact("register_mechanism", name, addresses, action=f"register {name}")
     mechanism_id = next(e.mechanism_id for e in events if e.name == "MechanismRegistered")
     emit(
@@ -290,26 +295,16 @@ def mechanism_register(account, name, frontends, as_json):
     )
 
 
-def _own_mechanism(registry, account, mechanism_id: int):
-    if mechanism_id in BUILT_IN:
-        fail(
-            f"mechanism {mechanism_id} ({BUILT_IN[mechanism_id]}) is built in: "
-            "it has no registrant or frontends"
-        )
-    registrant, retired = registry.mechanism(mechanism_id)
-    if int(registrant, 16) == 0:
-        fail(f"no mechanism {mechanism_id} (the last id is {registry.call('mechanism_count')})")
+def _own_mechanism(registry, account, mechanism_id: int) -> bool:
+    """Whether the --account's registered mechanism MECHANISM_ID is retired."""
+    not_built_in(mechanism_id, "it has no registrant or frontends")
+    registrant, retired = registered_mechanism(registry, mechanism_id, lambda last: f"the last id is {last}")
     if registrant != account.address:
         fail(f"only mechanism {mechanism_id}'s registrant {registrant} may change it, not {account.address}")
     return retired
 
 
-@mechanism.command("retire", cls=ConnectedProviderCommand)
-@network_option()
-@account_option(prompt=False)
-@click.argument("mechanism_id", type=int)
-@json_option
-@handled
+@command(mechanism, click.argument("mechanism_id", type=int), name="retire", account=True)
 def mechanism_retire(account, mechanism_id, as_json):
     """Retire MECHANISM_ID: no new tasks may name it (posted ones are still served)."""
     account = require(account)
@@ -320,14 +315,14 @@ def mechanism_retire(account, mechanism_id, as_json):
     emit(as_json, {"mechanism_id": mechanism_id, "retired": True}, f"mechanism {mechanism_id} retired")
 
 
-@mechanism.command("frontend", cls=ConnectedProviderCommand)
-@network_option()
-@account_option(prompt=False)
-@click.argument("mechanism_id", type=int)
-@click.argument("frontend")
-@click.option("--remove", is_flag=True, help="Take the frontend's permission away instead.")
-@json_option
-@handled
+@command(
+    mechanism,
+    click.argument("mechanism_id", type=int),
+    click.argument("frontend"),
+    click.option("--remove", is_flag=True, help="Take the frontend's permission away instead."),
+    name="frontend",
+    account=True,
+)
 def mechanism_frontend(account, mechanism_id, frontend, remove, as_json):
     """Allow FRONTEND to assign for MECHANISM_ID (or, with --remove, no longer)."""
     account = require(account)

@@ -11,21 +11,13 @@ in batches until SIGTERM or Ctrl-C. See frontends/keeper.py and frontends/orderb
 from __future__ import annotations
 
 import click
-from ape.cli import ConnectedProviderCommand, account_option, network_option
 
 from frontends.keeper import keeper_options
 from frontends.orderbook.process import run_orderbook
-from provingmarket.cli import client, handled, require
-from provingmarket.runtime.process import Stopper, configure_logging
+from provingmarket.cli import command, run_frontend
 
 
-@click.command(cls=ConnectedProviderCommand)
-@network_option()
-@account_option(prompt=False)
-@keeper_options
-@handled
+@command(click, keeper_options, account=True, as_json=False)
 def cli(account, log_level, **keeper):
     """Match open tasks with provers' asks by price and time, and assign them."""
-    configure_logging(log_level)
-    stop = Stopper()
-    run_orderbook(client(require(account)), stop=stop, **keeper)
+    run_frontend(run_orderbook, account, log_level, **keeper)

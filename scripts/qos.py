@@ -24,9 +24,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
-from ape.cli import ConnectedProviderCommand, network_option
 
-from provingmarket.cli import client, emit, fail, handled, json_option, market_or_fail
+from provingmarket.cli import client, command, emit, fail, market_or_fail
 from provingmarket.market import qos
 from provingmarket.market.plots import bar_chart
 
@@ -103,37 +102,43 @@ def write_plots(tasks: list[qos.TaskQoS], folder: Path) -> list[Path]:
     names = [g.key for g in groups]
     n = f" ({sum(g.tasks for g in groups)} tasks)"
     width = max(720, 210 + 130 * len(names))  # room for each mechanism's label
+    # file: (title, {series: value per group}, y label, y format)
+    specs = {
+        "first-proof.svg": (
+            "Time from posting to the first proof, per mechanism",
+            {"median": lambda g: g.first_proof, "p95": lambda g: g.first_proof_p95},
+            "seconds",
+            "{:.0f}",
+        ),
+        "price.svg": (
+            "Paid over the maximum, per mechanism",
+            {"paid / max": lambda g: g.price_ratio},
+            "paid / max",
+            "{:.2f}",
+        ),
+        "delivery.svg": (
+            "Proofs delivered over proofs asked for, per mechanism",
+            {"delivered / asked": lambda g: g.delivery},
+            "delivered / asked",
+            "{:.2f}",
+        ),
+        "provers.svg": (
+            "Provers who could take part and who did, per mechanism (mean per task)",
+            {"could": lambda g: g.could, "did": lambda g: g.took_part},
+            "provers",
+            "{:.1f}",
+        ),
+    }
     charts = {
-        "first-proof.svg": bar_chart(
-            "Time from posting to the first proof, per mechanism" + n,
+        name: bar_chart(
+            title + n,
             names,
-            {"median": [g.first_proof for g in groups], "p95": [g.first_proof_p95 for g in groups]},
-            y_label="seconds",
-            y_format="{:.0f}",
+            {label: [value(g) for g in groups] for label, value in series.items()},
+            y_label=y_label,
             width=width,
-        ),
-        "price.svg": bar_chart(
-            "Paid over the maximum, per mechanism" + n,
-            names,
-            {"paid / max": [g.price_ratio for g in groups]},
-            y_label="paid / max",
-            width=width,
-        ),
-        "delivery.svg": bar_chart(
-            "Proofs delivered over proofs asked for, per mechanism" + n,
-            names,
-            {"delivered / asked": [g.delivery for g in groups]},
-            y_label="delivered / asked",
-            width=width,
-        ),
-        "provers.svg": bar_chart(
-            "Provers who could take part and who did, per mechanism (mean per task)" + n,
-            names,
-            {"could": [g.could for g in groups], "did": [g.took_part for g in groups]},
-            y_label="provers",
-            y_format="{:.1f}",
-            width=width,
-        ),
+            y_format=y_format,
+        )
+        for name, (title, series, y_label, y_format) in specs.items()
     }
     written = []
     for name, svg in charts.items():
@@ -149,25 +154,24 @@ def write_plots(tasks: list[qos.TaskQoS], folder: Path) -> list[Path]:
     return written
 
 
-@click.command(cls=ConnectedProviderCommand)
-@network_option()
-@click.option(
-    "--by",
-    "keys",
-    type=click.Choice(KEYS),
-    multiple=True,
-    help="Group per mechanism, market or requester (repeat for several).  [default: all three]",
+@command(
+    click,
+    click.option(
+        "--by",
+        "keys",
+        type=click.Choice(KEYS),
+        multiple=True,
+        help="Group per mechanism, market or requester (repeat for several).  [default: all three]",
+    ),
+    click.option("--market", "market_id", type=int, metavar="ID", help="Only the tasks of this market."),
+    click.option(
+        "--from-block",
+        type=int,
+        metavar="N",
+        help="Read the registry's events from this block.  [default: its deployment block]",
+    ),
+    click.option("--plots", "plots", metavar="DIR", help="Write SVG plots per mechanism and qos.csv here."),
 )
-@click.option("--market", "market_id", type=int, metavar="ID", help="Only the tasks of this market.")
-@click.option(
-    "--from-block",
-    type=int,
-    metavar="N",
-    help="Read the registry's events from this block.  [default: its deployment block]",
-)
-@click.option("--plots", "plots", metavar="DIR", help="Write SVG plots per mechanism and qos.csv here.")
-@json_option
-@handled
 def cli(keys, market_id, from_block, plots, as_json):
     """Quality of service per mechanism, market and requester, from the registry's events."""
     keys = tuple(dict.fromkeys(keys)) or KEYS
