@@ -154,34 +154,22 @@ def run_forever(
                 emit(log, f"{name}.rpc_back", after_failures=failures)
             failures = 0
             stop.wait(poll)
+            continue
         except RPC_ERRORS as error:
-            failures += 1
-            delay = min(0.5 * 2 ** (failures - 1), MAX_BACKOFF)
-            emit(
-                log,
-                f"{name}.rpc_error",
-                logging.WARNING,
-                error=f"{type(error).__name__}: {error}"[:300],
-                attempt=failures,
-                retry_in=delay,
-            )
-            if on_error:
-                on_error("rpc")
-            stop.wait(delay)
+            kind, event, level = "rpc", "rpc_error", logging.WARNING
+            fields = {"error": f"{type(error).__name__}: {error}"[:300], "attempt": failures + 1}
         except Exception as error:  # a bug or a malformed answer: log it, keep going
-            failures += 1
-            delay = min(0.5 * 2 ** (failures - 1), MAX_BACKOFF)
-            emit(
-                log,
-                f"{name}.error",
-                logging.ERROR,
-                error=f"{type(error).__name__}: {error}"[:300],
-                trace=traceback.format_exc(limit=8),
-                retry_in=delay,
-            )
-            if on_error:
-                on_error("internal")
-            stop.wait(delay)
+            kind, event, level = "internal", "error", logging.ERROR
+            fields = {
+                "error": f"{type(error).__name__}: {error}"[:300],
+                "trace": traceback.format_exc(limit=8),
+            }
+        failures += 1
+        delay = min(0.5 * 2 ** (failures - 1), MAX_BACKOFF)
+        emit(log, f"{name}.{event}", level, **fields, retry_in=delay)
+        if on_error:
+            on_error(kind)
+        stop.wait(delay)
 
 
 def monotonic_ms(started: float) -> int:
