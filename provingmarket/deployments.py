@@ -15,6 +15,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from provingmarket.errors import ProvingMarketError
+
 # Run from the repository, the records are its deployments/ whatever the current directory;
 # installed as a package, they are deployments/ in the current directory.
 _CHECKOUT = Path(__file__).resolve().parent.parent
@@ -23,7 +25,7 @@ DEPLOYMENTS = _CHECKOUT / "deployments" if (_CHECKOUT / "ape-config.yaml").is_fi
 FOLDER_ENV = "PROVINGMARKET_DEPLOYMENTS"
 
 
-class DeploymentError(LookupError):
+class DeploymentError(ProvingMarketError, LookupError):
     """No usable deployment for a network; the message says how to make one."""
 
 

@@ -48,7 +48,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from frontends.auction.mechanism import Eligibility, Refusal
-from frontends.auction.store import CLOSED, AuctionRow, AuctionStore, BidRow, StoreRefusal
+from frontends.auction.store import CLOSED, AuctionRow, AuctionStore, BidRow
 from frontends.book import OpenTask
 from provingmarket import rules
 from provingmarket.runtime.metrics import Metrics
@@ -160,7 +160,7 @@ def recover_bidder(
 ) -> str:
     """The address that signed this Bid, by the registry's rules (`rules.signer_of`, the
     registry's `bids.check`): 65 bytes (r, s, v), v 27 or 28, s in the lower half of the
-    curve's order, the EIP-712 digest of the registry's domain. Raises `_Refused` for a
+    curve's order, the EIP-712 digest of the registry's domain. Raises `Refusal` for a
     signature the registry refuses, saying what to fix."""
     reason, signer = rules.signer_of(
         chain_id, registry, task_id, rules.Bid(min_price, expiry, nonce, signature)
@@ -183,13 +183,7 @@ def recover_bidder(
 
 
 def _refuse(code: str, reason: str) -> NoReturn:
-    raise _Refused(Refusal(code, reason))
-
-
-class _Refused(Exception):
-    def __init__(self, refusal: Refusal):
-        super().__init__(refusal.reason)
-        self.refusal = refusal
+    raise Refusal(code, reason)
 
 
 # ------------------------------------------------------------------ messages
@@ -542,9 +536,7 @@ class AuctionApi:
                 signature,
                 self.settings.bids_per_prover,
             )
-        except _Refused as no:
-            return self.refused(no.refusal.code, no.refusal.reason)
-        except StoreRefusal as no:
+        except Refusal as no:  # the store's refusals too (StoreRefusal)
             return self.refused(no.code, no.reason)
         self.metrics.counter("bids_accepted_total", "Bids accepted (sealed)")
         if log.isEnabledFor(logging.DEBUG):
@@ -570,7 +562,7 @@ class AuctionApi:
     # -------------------------------------------------------------- a bid's checks
 
     def open_auction(self, seen: Board, task_id: str) -> OpenAuction:
-        """The task's auction if it takes bids now; else raises `_Refused` (unknown task or
+        """The task's auction if it takes bids now; else raises `Refusal` (unknown task or
         closed)."""
         found = seen.auctions.get(task_id)
         if found is not None and found.auction.closes_at > seen.chain_now():
@@ -588,7 +580,7 @@ class AuctionApi:
 
     def check(self, seen: Board, found: OpenAuction, bid: BidIn, signature: bytes) -> AuctionRow:
         """The signature, the signed terms and the prover, by the registry's rules as of the
-        board; returns the auction, or raises `_Refused` with the first rule broken."""
+        board; returns the auction, or raises `Refusal` with the first rule broken."""
         task, auction = found.task, found.auction
         signer = recover_bidder(
             seen.chain_id, seen.registry, task.task_id, bid.min_price, bid.expiry, bid.nonce, signature
@@ -611,7 +603,7 @@ class AuctionApi:
             )
         why = why or seen.rules.prover_refusal(task, bid.prover)
         if why is not None:
-            raise _Refused(why)
+            raise why
         return auction
 
     # -------------------------------------------------------------- answers

@@ -63,6 +63,7 @@ from dataclasses import dataclass, field, replace
 
 from frontends.book import BUILT_IN, Decision, OpenTask, Snapshot, candidate
 from provingmarket import rules
+from provingmarket.errors import Refusal  # why a bid cannot be assigned: its code and a sentence
 
 __all__ = ["Clearing", "Eligibility", "Refusal", "SealedBid", "clear_auctions", "ordinal"]
 
@@ -78,18 +79,6 @@ class SealedBid:
     nonce: int
     signature: bytes = field(repr=False)
     seq: int  # arrival order: lower is earlier
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why a bid cannot be assigned: a short `code` (for programs: the API's status) and a
-    sentence a prover can act on."""
-
-    code: str
-    reason: str
-
-    def __str__(self) -> str:
-        return self.reason
 
 
 @dataclass(frozen=True)

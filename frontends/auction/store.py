@@ -33,6 +33,7 @@ from typing import Any
 
 from frontends.auction.mechanism import Clearing, SealedBid
 from frontends.book import OpenTask, task_hex
+from provingmarket.errors import Refusal
 
 OPEN, CLOSED = "open", "closed"
 SEALED, WON, LOST, INVALID, REPLACED = "sealed", "won", "lost", "invalid", "replaced"
@@ -62,13 +63,8 @@ CREATE INDEX IF NOT EXISTS bids_status ON bids (status);
 """
 
 
-class StoreRefusal(Exception):
-    """A bid the store does not take: `code` says which rule, the message why."""
-
-    def __init__(self, code: str, reason: str):
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+class StoreRefusal(Refusal):
+    """A bid the store does not take: `code` says which rule, `reason` why."""
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 from web3.types import FilterParams, TxParams
 
 from provingmarket import deployments
+from provingmarket.errors import ProvingMarketError, Refusal
 from provingmarket.formats import Assignment, TaskTerms, bid_typed_data
 
 # The registry's ABI, package data: `make compile` writes it from the compiled project, and
@@ -41,16 +42,16 @@ ETHER = 10**18
 GAS_MARGIN = 1.25  # headroom over eth_estimateGas
 
 
-class ClientError(RuntimeError):
+class ClientError(ProvingMarketError, RuntimeError):
     """Something a person can act on: the message says what and what to do."""
 
 
-class Refused(ClientError):
-    """The registry would refuse (or did refuse) a transaction; `reason` is its own."""
+class Refused(ClientError, Refusal):
+    """The registry would refuse (or did refuse) a transaction; `reason` (and `code`) is its
+    own ("registry: <text>"), the message says which action it refused."""
 
     def __init__(self, reason: str, action: str = ""):
-        self.reason = reason
-        super().__init__(f"{action + ': ' if action else ''}{reason}")
+        Refusal.__init__(self, reason, reason, f"{action + ': ' if action else ''}{reason}")
 
 
 @cache

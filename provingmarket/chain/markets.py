@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from eth_abi.abi import encode
 
+from provingmarket.errors import ProvingMarketError
 from provingmarket.formats import (
     BINDING_ADDRESS_INPUT,
     GROTH16_BLUEPRINT,
@@ -34,7 +35,7 @@ BPS = 10_000
 GROTH16_ARGS_ABI = ["uint256[2]", "uint256[4]", "uint256[4]", "uint256[4]", "uint256[2][]"]
 
 
-class MarketError(ValueError):
+class MarketError(ProvingMarketError, ValueError):
     """A market cannot be opened as asked; the message says why and what to change."""
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from provingmarket.errors import ProvingMarketError
 from provingmarket.formats import DUTCH, OPEN_RACE
 
 # The roles a registered mechanism plays for a persona; the built-in ones need no id.
@@ -66,7 +67,7 @@ PERSONA_FIELDS = (
 )
 
 
-class PersonaError(ValueError):
+class PersonaError(ProvingMarketError, ValueError):
     """A persona cannot be used as asked; the message says why and what to give."""
 
 

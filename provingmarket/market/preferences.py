@@ -40,13 +40,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from provingmarket.errors import ProvingMarketError
 from provingmarket.market.qos import TaskQoS
 
 SPEED_SCALE = 30.0  # seconds to a proof that halve the speed score
 QUALITIES = ("speed", "cost", "safety", "censorship_resistance")
 
 
-class PreferenceError(ValueError):
+class PreferenceError(ProvingMarketError, ValueError):
     """Preferences that cannot be used; the message says which value and why."""
 
 

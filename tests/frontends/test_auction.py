@@ -13,9 +13,10 @@ from eth_account import Account
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frontends.auction.api import SECP256K1_HALF_N, RateLimiter, _Refused, recover_bidder
+from frontends.auction.api import SECP256K1_HALF_N, RateLimiter, recover_bidder
 from frontends.auction.mechanism import SealedBid, clear_auctions
 from frontends.book import MarketState, MembershipState, OpenTask, ProverState, Snapshot
+from provingmarket.errors import Refusal
 from provingmarket.formats import TaskTerms, sign_bid
 
 MECHANISM = 5
@@ -289,15 +290,15 @@ def test_signature__high_s_and_bad_v_refused_like_the_registry():
     signature = sign_bid(KEY, 1337, REGISTRY, TASK, 10, 2_000, 0)
     r, s, v = signature[:32], int.from_bytes(signature[32:64], "big"), signature[64]
     flipped = r + (N - s).to_bytes(32, "big") + bytes([55 - v])  # the same signer, high s
-    with pytest.raises(_Refused) as refused:
+    with pytest.raises(Refusal) as refused:
         recover_bidder(1337, REGISTRY, TASK, 10, 2_000, 0, flipped)
-    assert refused.value.refusal.code == "malleable_signature"
-    with pytest.raises(_Refused) as refused:
+    assert refused.value.code == "malleable_signature"
+    with pytest.raises(Refusal) as refused:
         recover_bidder(1337, REGISTRY, TASK, 10, 2_000, 0, signature[:64] + bytes([v - 27]))
-    assert refused.value.refusal.code == "bad_signature_v"
-    with pytest.raises(_Refused) as refused:
+    assert refused.value.code == "bad_signature_v"
+    with pytest.raises(Refusal) as refused:
         recover_bidder(1337, REGISTRY, TASK, 10, 2_000, 0, b"\x00" * 64 + b"\x1b")
-    assert refused.value.refusal.code == "bad_signature"
+    assert refused.value.code == "bad_signature"
 
 
 def test_rate_limiter__a_burst_then_the_rate():

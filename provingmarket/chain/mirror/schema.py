@@ -32,6 +32,7 @@ from typing import Any
 from eth_utils.address import to_checksum_address
 
 from provingmarket.chain.database import connect
+from provingmarket.errors import ProvingMarketError
 from provingmarket.formats import TaskTerms
 
 SCHEMA_VERSION = "3"
@@ -105,7 +106,7 @@ OPEN, ASSIGNED, PROVEN, CLOSED = "open", "assigned", "proven", "closed"
 LIVE, DECLINED, SLASHED, VOIDED = "live", "declined", "slashed", "voided"
 
 
-class MirrorError(RuntimeError):
+class MirrorError(ProvingMarketError, RuntimeError):
     """The mirror cannot go on as asked (another registry's file, for one)."""
 
 
