@@ -20,20 +20,8 @@ from dataclasses import asdict
 from typing import Any
 
 from provingmarket.chain.client import Event
-from provingmarket.chain.mirror.schema import (
-    ASSIGNED,
-    CLOSED,
-    DECLINED,
-    LIVE,
-    OPEN,
-    PROVEN,
-    SLASHED,
-    VOIDED,
-    dumps,
-    hex_id,
-    loads,
-    new_prover,
-)
+from provingmarket.chain.mirror import schema  # the slot and assignment states: schema.OPEN, …
+from provingmarket.chain.mirror.schema import dumps, hex_id, loads, new_prover
 from provingmarket.chain.mirror.tables import Inapplicable, Tables
 from provingmarket.formats import OPEN_RACE, ZERO_ADDRESS, TaskTerms
 
@@ -74,7 +62,7 @@ class Projection:
 
     def _live(self, tid: str, prover: str, slot: int) -> dict:
         row = self.tables.get("assignments", {"task_id": tid, "prover": prover})
-        if row is None or row["state"] != LIVE or row["slot"] != slot:
+        if row is None or row["state"] != schema.LIVE or row["slot"] != slot:
             raise Inapplicable(f"{prover} holds no live assignment of slot {slot} of task {tid}")
         return row
 
@@ -147,7 +135,7 @@ class Projection:
         """The live assignment of the event's prover on the event's (assigned) slot ended
         in `state`: unlock its collateral (taking `taken` of the stake) and free a unit of
         capacity. Returns the assignment as it was."""
-        self._slot(tid, e.slot, ASSIGNED)
+        self._slot(tid, e.slot, schema.ASSIGNED)
         live = self._live(tid, e.prover, e.slot)
         self.tables.update("assignments", {"task_id": tid, "prover": e.prover}, state=state)
         standing = self._prover(e.prover)
@@ -188,7 +176,7 @@ class Projection:
 
     def _end_slot(self, tid: str, slot: int, reopened: bool) -> None:
         """A slot's holder is gone: open it again (recording that), or close it."""
-        self._fill_slot(tid, slot, OPEN if reopened else CLOSED, recorded=1 if reopened else 0)
+        self._fill_slot(tid, slot, schema.OPEN if reopened else schema.CLOSED, recorded=1 if reopened else 0)
 
     # -------------------------------------------------------------- markets and mechanisms
 
@@ -289,7 +277,7 @@ class Projection:
                 "slots",
                 {"task_id": tid, "slot": slot},
                 {
-                    "state": OPEN,
+                    "state": schema.OPEN,
                     "recorded": 0,
                     "prover": None,
                     "price": None,
@@ -301,9 +289,9 @@ class Projection:
 
     def _on_TaskAssigned(self, e: Event, _: Event | None) -> None:
         tid, terms = self._task(e.task_id)
-        self._slot(tid, e.slot, OPEN)
-        self._fill_slot(tid, e.slot, ASSIGNED, e.prover, e.price, e.deadline, e.frontend)
-        self._put_assignment(tid, e, e.price, e.deadline, e.frontend, LIVE)
+        self._slot(tid, e.slot, schema.OPEN)
+        self._fill_slot(tid, e.slot, schema.ASSIGNED, e.prover, e.price, e.deadline, e.frontend)
+        self._put_assignment(tid, e, e.price, e.deadline, e.frontend, schema.LIVE)
         key, member = self._member(e.prover, terms["market_id"])
         self.tables.update("memberships", key, used=member["used"] + 1)
         standing = self._prover(e.prover)
@@ -324,19 +312,19 @@ class Projection:
 
     def _on_TaskDeclined(self, e: Event, _: Event | None) -> None:
         tid, terms = self._task(e.task_id)
-        self._end_assignment(tid, terms, e, DECLINED)
+        self._end_assignment(tid, terms, e, schema.DECLINED)
         self._end_slot(tid, e.slot, e.reopened)
 
     def _on_Slashed(self, e: Event, _: Event | None) -> None:
         tid, terms = self._task(e.task_id)
-        self._end_assignment(tid, terms, e, SLASHED, taken=e.collateral)
+        self._end_assignment(tid, terms, e, schema.SLASHED, taken=e.collateral)
         self._credit(terms["requester"], e.to_requester)
         self._credit(e.caller, e.to_caller)
         self._end_slot(tid, e.slot, e.reopened)
 
     def _on_AssignmentVoided(self, e: Event, _: Event | None) -> None:
         tid, terms = self._task(e.task_id)
-        self._end_assignment(tid, terms, e, VOIDED)
+        self._end_assignment(tid, terms, e, schema.VOIDED)
         self._credit(terms["requester"], terms["max_reward"] + terms["frontend_fee"])
         self._end_slot(tid, e.slot, False)
 
@@ -344,16 +332,17 @@ class Projection:
         tid, terms = self._task(e.task_id)
         claimed = self.tables.db.execute(
             "SELECT 1 FROM assignments WHERE task_id = ? AND prover = ? AND slot = ? AND state = ?",
-            (tid, e.prover, e.slot, LIVE),
+            (tid, e.prover, e.slot, schema.LIVE),
         ).fetchone()
         if terms["mechanism_id"] == OPEN_RACE and not claimed:  # the proof takes an open slot
-            self._slot(tid, e.slot, OPEN)
+            self._slot(tid, e.slot, schema.OPEN)
             price, deadline = terms["max_reward"], terms["posted_at"] + terms["proving_window"]
-            self._put_assignment(tid, e, price, deadline, ZERO_ADDRESS, PROVEN)
+            self._put_assignment(tid, e, price, deadline, ZERO_ADDRESS, schema.PROVEN)
         else:
-            live = self._end_assignment(tid, terms, e, PROVEN)
+            live = self._end_assignment(tid, terms, e, schema.PROVEN)
             price, deadline = int(live["price"]), int(live["deadline"])
-        self._fill_slot(tid, e.slot, PROVEN, e.prover, price, deadline, e.frontend, proven_block=e.block)
+        proven = schema.PROVEN
+        self._fill_slot(tid, e.slot, proven, e.prover, price, deadline, e.frontend, proven_block=e.block)
         self._credit(e.prover, e.paid)
         self._credit(e.frontend, e.fee)
         self._credit(terms["requester"], e.refund)
@@ -375,7 +364,7 @@ class Projection:
         ):
             return
         rows = self.tables.db.execute(
-            "SELECT slot FROM slots WHERE task_id = ? AND state = ? ORDER BY slot", (tid, OPEN)
+            "SELECT slot FROM slots WHERE task_id = ? AND state = ? ORDER BY slot", (tid, schema.OPEN)
         ).fetchall()
         if len(rows) != e.slots:
             raise Inapplicable(f"{e.slots} slots closed but the mirror has {len(rows)} open")
