@@ -25,7 +25,7 @@ from web3 import Web3
 
 from provingmarket.agent.auction import AuctionClient
 from provingmarket.agent.backends import Backends, verifier_check
-from provingmarket.agent.context import Context
+from provingmarket.agent.context import NEEDS_KEY, Context
 from provingmarket.agent.monitor import Monitor
 from provingmarket.agent.picker import Picker
 from provingmarket.agent.settings import AgentSettings, SimulatedHardware
@@ -61,11 +61,9 @@ class Agent:
         stop: runtime.Stopper,
         metrics: Metrics | None = None,
     ):
-        if client.signer is None:
-            raise ClientError("the agent needs the prover's key")
         self.client = client
         self.web3: Web3 = client.web3
-        self.me = client.signer.address
+        self.me = client.require_signer(NEEDS_KEY).address
         self.settings = settings
         self.backends = Backends(settings.backend, lambda market_id: verifier_check(client, market_id))
         self.stop = stop

@@ -14,6 +14,8 @@ from provingmarket.chain.outbox import Outbox
 from provingmarket.runtime import process as runtime
 from provingmarket.runtime.metrics import Metrics
 
+NEEDS_KEY = "the agent needs the prover's key"
+
 
 @dataclass(frozen=True)
 class Context:
@@ -33,7 +35,8 @@ class Service:
         self.context = context
         self.client = context.client
         self.web3 = context.client.web3
-        self.me = context.client.signer.address
+        self.signer = context.client.require_signer(NEEDS_KEY)
+        self.me = self.signer.address
         self.mirror = context.mirror
         self.outbox = context.outbox
         self.store = context.store

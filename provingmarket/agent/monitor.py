@@ -14,6 +14,7 @@ from provingmarket.agent.store import QUEUED, Work, prove_key
 from provingmarket.agent.submitter import Submitter
 from provingmarket.chain import trust
 from provingmarket.chain.client import ClientError, Market
+from provingmarket.chain.mirror import AssignmentView, MirrorError
 from provingmarket.chain.tasks import circuit_of, posted_inputs
 from provingmarket.formats import Assignment, TaskTerms
 from provingmarket.proving.circuits import Circuit, CircuitError
@@ -46,7 +47,7 @@ class Monitor(Service):
             self.outbox.rollback(min(fork for _, fork in report.reorgs))
         self.submitter.settle()
 
-    def live(self, now: int, memberships: Mapping[int, Any], busy: set[str]) -> list[Any]:
+    def live(self, now: int, memberships: Mapping[int, Any], busy: set[str]) -> list[AssignmentView]:
         """The prover's live assignments, its rows reconciled with them (`busy`: the keys
         workers hold); says once which joined markets it does not trust."""
         for market_id in memberships:
@@ -56,18 +57,20 @@ class Monitor(Service):
         self.submitter.reconcile(now, {prove_key(a.task_id, a.slot) for a in live}, busy)
         return live
 
-    def void_frozen(self, live: list[Any], in_flight: set[str]) -> None:
+    def void_frozen(self, live: list[AssignmentView], in_flight: set[str]) -> None:
         """Read which markets with live work are frozen now, and void their assignments."""
         self.frozen_now = self._frozen({a.market_id for a in live})
         self.submitter.void(live, self.frozen_now, in_flight)
 
-    def work(self, live: list[Any]) -> list[Work]:
+    def work(self, live: list[AssignmentView]) -> list[Work]:
         """The live assignments as work, earliest deadline first, each with the last
         moment the registry takes its decline (the market's grace after the assignment)."""
         grace = {m.market_id: m.grace_period for m in self.mirror.markets()}
         work: list[Work] = []
         for a in sorted(live, key=lambda a: a.deadline):
             task = self.mirror.task(a.task_id)
+            if task is None:  # the mirror reads assignments joined with their tasks
+                raise MirrorError(f"assignment {a.task_id.hex()}:{a.slot} has no task in the mirror")
             work.append(
                 Work(
                     prove_key(a.task_id, a.slot),

@@ -432,7 +432,7 @@ class Picker(Service):
         tid = hex_id(auction.task_id)
         expiry = max(auction.closes_at + BID_EXPIRY_AFTER_CLOSE, auction.min_expiry)
         bid = Bid(url, tid, auction.round, terms.market_id, terms.collateral, min_price, expiry, nonce)
-        signature = self.client.signer.sign_typed(
+        signature = self.signer.sign_typed(
             bid_typed_data(
                 self.outbox.chain_id, self.client.address, auction.task_id, min_price, expiry, nonce
             )

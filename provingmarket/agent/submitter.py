@@ -29,7 +29,7 @@ from provingmarket.agent.store import (
 )
 from provingmarket.chain import trust
 from provingmarket.chain.client import Market, Refused, format_ether
-from provingmarket.chain.mirror import PROVEN, TaskView
+from provingmarket.chain.mirror import PROVEN, AssignmentView, TaskView
 from provingmarket.chain.outbox import DONE, DROPPED, REVERTED, Outcome, Sent
 from provingmarket.formats import Assignment, TaskTerms
 from provingmarket.runtime import process as runtime
@@ -111,8 +111,7 @@ class Submitter(Service):
         prover took itself (a DUTCH lock, a race commit) cannot be declined."""
         left = work.deadline - now
         numbers = {"needs_s": round(needs, 3), "left_s": left, "reason": reason}
-        declinable = work.decline_until is not None and work.from_frontend
-        if declinable and now <= work.decline_until:
+        if work.from_frontend and work.decline_until is not None and now <= work.decline_until:
             sent = self._send(
                 "decline",
                 work.terms.as_tuple(),
@@ -143,7 +142,7 @@ class Submitter(Service):
             return None
         return sent
 
-    def void(self, live: Iterable[Any], frozen: dict[int, Market], in_flight: set[str]) -> None:
+    def void(self, live: Iterable[AssignmentView], frozen: dict[int, Market], in_flight: set[str]) -> None:
         """Void each live assignment of a frozen market (`slash` voids them there: the
         collateral comes back, no penalty); the registry would refuse its proof."""
         for a in live:
@@ -204,34 +203,38 @@ class Submitter(Service):
     def outcome(self, outcome: Outcome) -> None:
         """What a settled transaction means for the work it carries."""
         for key in outcome.sent.keys:
+            if key.startswith(("prove:", "race:")):
+                self._proof_outcome(key, outcome)
+                continue
             if key.startswith("lock:"):
                 self._lock_outcome(key, outcome)
-            if not key.startswith(("prove:", "race:")):
-                if outcome.kind == "reverted":
-                    runtime.emit(
-                        log,
-                        "agent.refused",
-                        fn=outcome.sent.fn,
-                        key=key,
-                        tx=outcome.sent.tx_hash,
-                        reason=outcome.reason,
-                    )
-                continue
-            row = self.store.get(key)
-            if row is None:
-                continue
-            if outcome.kind == "mined":
-                proven = [e for e in outcome.events if e.name == "TaskProven" and e.prover == self.me]
-                if proven:
-                    e = proven[0]
-                    self._paid(key, row["task_id"], e.slot, e.paid, outcome.sent.tx_hash)
-            elif outcome.kind == "reverted":
-                state = LOST if is_lost(outcome.reason) else FAILED
-                self._refused(row, state, outcome.sent.fn, outcome.sent.tx_hash, outcome.reason)
-            elif outcome.kind == "reorged" and row["state"] == DONE_:
-                self.store.update(key, state=SUBMITTED)
-            elif outcome.kind == "dropped":
-                self.store.update(key, state=PROVED)
+            if outcome.kind == "reverted":
+                runtime.emit(
+                    log,
+                    "agent.refused",
+                    fn=outcome.sent.fn,
+                    key=key,
+                    tx=outcome.sent.tx_hash,
+                    reason=outcome.reason,
+                )
+
+    def _proof_outcome(self, key: str, outcome: Outcome) -> None:
+        """A proof mined (paid, if the registry says so), reverted, reorged or dropped."""
+        row = self.store.get(key)
+        if row is None:
+            return
+        if outcome.kind == "mined":
+            proven = [e for e in outcome.events if e.name == "TaskProven" and e.prover == self.me]
+            if proven:
+                e = proven[0]
+                self._paid(key, row["task_id"], e.slot, e.paid, outcome.sent.tx_hash)
+        elif outcome.kind == "reverted":
+            state = LOST if is_lost(outcome.reason) else FAILED
+            self._refused(row, state, outcome.sent.fn, outcome.sent.tx_hash, outcome.reason)
+        elif outcome.kind == "reorged" and row["state"] == DONE_:
+            self.store.update(key, state=SUBMITTED)
+        elif outcome.kind == "dropped":
+            self.store.update(key, state=PROVED)
 
     def _lock_outcome(self, key: str, outcome: Outcome) -> None:
         """A DUTCH lock mined (agent.locked: the slot is the prover's) or reverted."""
@@ -263,28 +266,32 @@ class Submitter(Service):
         rows = [r for r in self.store.rows(OPEN_WORK) if r["key"] not in in_flight and r["key"] not in busy]
         if not rows:
             return
-        sent: dict[str, Any] = {}
+        sent: dict[str, Sent] = {}
         if any(r["state"] in (PROVED, SUBMITTED) for r in rows):
             for s in self.outbox.rows():
                 for key in s.keys:
                     sent[key] = s  # ordered by nonce: the newest wins
         for row in rows:
-            key, task_id = row["key"], bytes.fromhex(row["task_id"][2:])
-            tx = sent.get(key)
-            if row["state"] in (PROVED, SUBMITTED) and tx is not None:
-                if tx.state == DONE:
-                    self._paid_from_mirror(row, task_id, tx.tx_hash)
-                    continue
-                if tx.state == REVERTED:
-                    self._refused(row, FAILED, "prove", tx.tx_hash, "the proof's transaction reverted")
-                    continue
-            if row["state"] == SUBMITTED and (tx is None or tx.state == DROPPED):
-                self.store.update(key, state=PROVED)  # never mined: the kept proof goes again
-                row["state"] = PROVED
-            if row["kind"] == "prove" and key not in live_keys:
-                self._ended(row, task_id)
-            elif row["kind"] == "race" and row["state"] in (QUEUED, PROVING, PROVED):
-                self._race_over(row, task_id, now)
+            self._reconcile_row(row, sent.get(row["key"]), now, row["key"] in live_keys)
+
+    def _reconcile_row(self, row: dict, tx: Sent | None, now: int, live: bool) -> None:
+        """One row against its newest transaction in the outbox (`tx`, if any) and the
+        mirror: paid or refused, proven again, or its assignment or race over."""
+        key, task_id = row["key"], bytes.fromhex(row["task_id"][2:])
+        if row["state"] in (PROVED, SUBMITTED) and tx is not None:
+            if tx.state == DONE:
+                self._paid_from_mirror(row, task_id, tx.tx_hash)
+                return
+            if tx.state == REVERTED:
+                self._refused(row, FAILED, "prove", tx.tx_hash, "the proof's transaction reverted")
+                return
+        if row["state"] == SUBMITTED and (tx is None or tx.state == DROPPED):
+            self.store.update(key, state=PROVED)  # never mined: the kept proof goes again
+            row["state"] = PROVED
+        if row["kind"] == "prove" and not live:
+            self._ended(row, task_id)
+        elif row["kind"] == "race" and row["state"] in (QUEUED, PROVING, PROVED):
+            self._race_over(row, task_id, now)
 
     def _race_over(self, row: dict, task_id: bytes, now: int) -> None:
         """A race it entered that has no open slot left or ended: paid, or lost."""

@@ -82,27 +82,35 @@ class Workers(Service):
     def take(self, work: Work, now: int, in_flight: set[str], memberships: Mapping[int, Any]) -> None:
         """Decide what to do with one piece of work this round: submit a kept proof, give
         it up, or start proving it if its market has a unit of capacity free."""
-        with self.lock:
-            if work.key in self.busy:
-                return
-        if work.key in in_flight:
+        if self._held(work, in_flight):
             return
-        if not work.race and decline_key(work.task_id, work.assignment.slot) in in_flight:
-            return  # declined (the row may not say so if the process died right after)
         row, first = self.monitor.notice(work, now)
         if work.market_id in self.monitor.frozen_now:
             return  # nothing can be proven there: voided instead (agent.voided)
-        state = row["state"] if row else QUEUED  # no row: a race not entered yet
-        if state == PROVED:
+        if row is not None and row["state"] == PROVED:
             self._submit_kept(work, row)
             return
-        if state not in (QUEUED, PROVING):
+        if row is not None and row["state"] not in (QUEUED, PROVING):  # no row: a race not entered yet
             return
         needs = self.store.expected(work.market_id, memberships) + self.settings.margin
         if self._dropped(work, row, first, now, needs) or self.stop.stopped:  # stopping: no new work
             return
         membership = memberships.get(work.market_id)
-        capacity = membership.capacity if membership is not None else 1
+        self._start(work, row, needs, membership.capacity if membership is not None else 1)
+
+    def _held(self, work: Work, in_flight: set[str]) -> bool:
+        """Whether the work is in hand already: a worker holds it, or a transaction for
+        it (its proof, or its decline) is in flight."""
+        with self.lock:
+            held = work.key in self.busy
+        # declined: the row may not say so if the process died right after
+        declined = not work.race and decline_key(work.task_id, work.assignment.slot) in in_flight
+        return held or work.key in in_flight or declined
+
+    def _start(self, work: Work, row: dict | None, needs: float, capacity: int) -> None:
+        """Prove the work in a worker if its market has fewer than `capacity` proofs running."""
+        if self.pool is None:
+            raise RuntimeError("Workers.start makes the pool before work is taken up")
         with self.lock:
             if self.running.get(work.market_id, 0) >= capacity:
                 return

@@ -29,10 +29,10 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from provingmarket.proving.circuits import (
     CIRCUITS,
@@ -44,6 +44,9 @@ from provingmarket.proving.circuits import (
     _on_g2,
     proof_from_snarkjs,
 )
+
+if TYPE_CHECKING:  # an optional extra: imported for its types only, never at run time here
+    from groth16py import ProvingKey, Verifier
 
 ProofCheck = Callable[[bytes, list[int]], bool]
 # The snarkjs command backend's script, shipped with the sample circuits.
@@ -116,9 +119,9 @@ class Groth16pyBackend:
                 "pip install -r requirements-groth16py.txt, or use the command backend"
             ) from None
         self._lib = groth16py
-        self._keys: dict[Path, tuple[object, object]] = {}
+        self._keys: dict[Path, tuple[ProvingKey, Verifier]] = {}
 
-    def _load(self, circuit: Circuit) -> tuple[object, object]:
+    def _load(self, circuit: Circuit) -> tuple[ProvingKey, Verifier]:
         key = circuit.path.resolve()
         if key not in self._keys:
             circuit.verifying_key()  # clear errors for a bad key file first
@@ -142,7 +145,8 @@ class Groth16pyBackend:
         proving_key, verifier = self._load(circuit)
         started = time.perf_counter()
         try:
-            proof = bytes(self._lib.prove(proving_key, witness))
+            signals: dict[str, object] = dict(witness)  # what groth16py.prove declares it takes
+            proof = bytes(self._lib.prove(proving_key, signals))
         except Exception as error:
             raise BackendError(f"{circuit.name}: groth16py could not prove ({error})") from None
         seconds = time.perf_counter() - started
@@ -309,10 +313,8 @@ class CommandBackend:
 
 def _kill_group(process: subprocess.Popen) -> None:
     """Stop the command and everything it started (its process group; see `_run`)."""
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _tail(stdout: str | bytes, stderr: str | bytes, lines: int = 20) -> str:

@@ -96,88 +96,125 @@ class VerifyingKey:
     @classmethod
     def from_snarkjs(cls, data: object, source: str = "verifying key") -> VerifyingKey:
         """Read snarkjs's verification_key.json shape; `source` names the file in errors."""
-
-        def fail(what: str) -> CircuitError:
-            return CircuitError(f"{source}: {what}")
-
-        if not isinstance(data, dict):
-            raise fail("expected a JSON object (snarkjs verification_key.json)")
-        if data.get("protocol") != "groth16":
-            raise fail(f"protocol is {data.get('protocol')!r}, expected 'groth16'")
-        if data.get("curve") not in ("bn128", "bn254"):
-            raise fail(f"curve is {data.get('curve')!r}, expected 'bn128' (BN254)")
-
-        def number(value: object, where: str) -> int:
-            try:
-                n = int(value, 0) if isinstance(value, str) and value.startswith("0x") else int(value)
-            except (TypeError, ValueError):
-                raise fail(f"{where} is {value!r}, not a number") from None
-            if not 0 <= n < P:
-                raise fail(f"{where} is not a coordinate below the field modulus")
-            return n
-
-        def g1(value: object, where: str) -> tuple[int, int]:
-            if not isinstance(value, list) or len(value) not in (2, 3):
-                raise fail(f"{where} should be a G1 point [x, y, 1], got {value!r:.80}")
-            x, y = number(value[0], f"{where}[0]"), number(value[1], f"{where}[1]")
-            z = number(value[2], f"{where}[2]") if len(value) == 3 else 1
-            if z not in (0, 1):
-                raise fail(f"{where} is not in affine form (z must be 1)")
-            if z == 0:
-                x, y = 0, 0
-            if not _on_g1(x, y):
-                raise fail(f"{where} is not on the BN254 curve")
-            return x, y
-
-        def g2(value: object, where: str) -> tuple[int, int, int, int]:
-            if (
-                not isinstance(value, list)
-                or len(value) not in (2, 3)
-                or not all(isinstance(c, list) and len(c) == 2 for c in value)
-            ):
-                raise fail(f"{where} should be a G2 point [[x0, x1], [y0, y1], [1, 0]], got {value!r:.80}")
-            x0, x1 = (number(c, f"{where}[0]") for c in value[0])
-            y0, y1 = (number(c, f"{where}[1]") for c in value[1])
-            if (x0, x1, y0, y1) == (0, 0, 0, 0) or not _on_g2((x0, x1), (y0, y1)):
-                raise fail(f"{where} is not a point of BN254's G2 twist")
-            return x1, x0, y1, y0
-
-        for name in ("vk_alpha_1", "vk_beta_2", "vk_gamma_2", "vk_delta_2", "IC", "nPublic"):
-            if name not in data:
-                raise fail(f"{name} is missing")
-        ic = data["IC"]
-        if not isinstance(ic, list) or not ic:
-            raise fail("IC should be a non-empty list of G1 points")
-        n_public = data["nPublic"]
-        if not isinstance(n_public, int) or n_public != len(ic) - 1:
-            raise fail(f"nPublic is {n_public!r} but IC has {len(ic)} points (expected nPublic + 1)")
-        if n_public > MAX_PUBLIC_INPUTS:
-            raise fail(f"{n_public} public inputs; the verifier takes at most {MAX_PUBLIC_INPUTS}")
-        points = tuple(g1(p, f"IC[{i}]") for i, p in enumerate(ic))
-        for i, point in enumerate(points[1:], start=1):
-            if point == (0, 0):
-                raise fail(
-                    f"IC[{i}] is the point at infinity: public input {i - 1} takes part in no "
-                    "constraint, so any value of it would verify"
-                )
-        alpha = g1(data["vk_alpha_1"], "vk_alpha_1")
-        if alpha == (0, 0):
-            raise fail(
-                "vk_alpha_1 is the point at infinity: such a key accepts forged proofs "
-                "(the verifier refuses it at deployment)"
-            )
-        gamma, delta = g2(data["vk_gamma_2"], "vk_gamma_2"), g2(data["vk_delta_2"], "vk_delta_2")
-        if gamma == delta:
-            raise fail(
-                "vk_gamma_2 equals vk_delta_2: with such a key anyone can forge a proof of any "
-                "inputs (C = -vk_x cancels them); the verifier refuses it at deployment"
-            )
-        return cls(alpha=alpha, beta=g2(data["vk_beta_2"], "vk_beta_2"), gamma=gamma, delta=delta, ic=points)
+        read = _SnarkjsKey(source)
+        fields = read.fields(data)
+        ic = read.ic(fields["IC"], fields["nPublic"])
+        alpha = read.alpha(fields["vk_alpha_1"])
+        gamma, delta = read.gamma_delta(fields["vk_gamma_2"], fields["vk_delta_2"])
+        return cls(
+            alpha=alpha, beta=read.g2(fields["vk_beta_2"], "vk_beta_2"), gamma=gamma, delta=delta, ic=ic
+        )
 
     @classmethod
     def load(cls, path: Path | str) -> VerifyingKey:
         path = Path(path)
         return cls.from_snarkjs(_read_json(path), str(path))
+
+
+class _SnarkjsKey:
+    """The checks `VerifyingKey.from_snarkjs` makes of a snarkjs verification_key.json,
+    each raising a CircuitError that starts with `source`."""
+
+    FIELDS = ("vk_alpha_1", "vk_beta_2", "vk_gamma_2", "vk_delta_2", "IC", "nPublic")
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, what: str) -> CircuitError:
+        return CircuitError(f"{self.source}: {what}")
+
+    def fields(self, data: object) -> dict[str, object]:
+        """The key's JSON object: a Groth16 key over BN254 with every field present."""
+        if not isinstance(data, dict):
+            raise self.fail("expected a JSON object (snarkjs verification_key.json)")
+        if data.get("protocol") != "groth16":
+            raise self.fail(f"protocol is {data.get('protocol')!r}, expected 'groth16'")
+        if data.get("curve") not in ("bn128", "bn254"):
+            raise self.fail(f"curve is {data.get('curve')!r}, expected 'bn128' (BN254)")
+        for name in self.FIELDS:
+            if name not in data:
+                raise self.fail(f"{name} is missing")
+        return {str(name): value for name, value in data.items()}
+
+    def number(self, value: object, where: str) -> int:
+        """A coordinate: a decimal or 0x-hex string, or a JSON integer, below the modulus."""
+        try:
+            if isinstance(value, str):
+                n = int(value, 0) if value.startswith("0x") else int(value)
+            elif isinstance(value, int) and not isinstance(value, bool):
+                n = value
+            else:
+                raise TypeError
+        except (TypeError, ValueError):
+            raise self.fail(f"{where} is {value!r}, not a number") from None
+        if not 0 <= n < P:
+            raise self.fail(f"{where} is not a coordinate below the field modulus")
+        return n
+
+    def g1(self, value: object, where: str) -> tuple[int, int]:
+        """A G1 point [x, y, 1] (or [x, y]; [0, 1, 0] is the point at infinity, (0, 0))."""
+        if not isinstance(value, list) or len(value) not in (2, 3):
+            raise self.fail(f"{where} should be a G1 point [x, y, 1], got {value!r:.80}")
+        x, y = self.number(value[0], f"{where}[0]"), self.number(value[1], f"{where}[1]")
+        z = self.number(value[2], f"{where}[2]") if len(value) == 3 else 1
+        if z not in (0, 1):
+            raise self.fail(f"{where} is not in affine form (z must be 1)")
+        if z == 0:
+            x, y = 0, 0
+        if not _on_g1(x, y):
+            raise self.fail(f"{where} is not on the BN254 curve")
+        return x, y
+
+    def g2(self, value: object, where: str) -> tuple[int, int, int, int]:
+        """A G2 point [[x0, x1], [y0, y1], [1, 0]], in EIP-197 order (x1, x0, y1, y0)."""
+        if (
+            not isinstance(value, list)
+            or len(value) not in (2, 3)
+            or not all(isinstance(c, list) and len(c) == 2 for c in value)
+        ):
+            raise self.fail(f"{where} should be a G2 point [[x0, x1], [y0, y1], [1, 0]], got {value!r:.80}")
+        x0, x1 = (self.number(c, f"{where}[0]") for c in value[0])
+        y0, y1 = (self.number(c, f"{where}[1]") for c in value[1])
+        if (x0, x1, y0, y1) == (0, 0, 0, 0) or not _on_g2((x0, x1), (y0, y1)):
+            raise self.fail(f"{where} is not a point of BN254's G2 twist")
+        return x1, x0, y1, y0
+
+    def ic(self, ic: object, n_public: object) -> tuple[tuple[int, int], ...]:
+        """IC: one G1 point per public input after the first, none of them at infinity."""
+        if not isinstance(ic, list) or not ic:
+            raise self.fail("IC should be a non-empty list of G1 points")
+        if not isinstance(n_public, int) or n_public != len(ic) - 1:
+            raise self.fail(f"nPublic is {n_public!r} but IC has {len(ic)} points (expected nPublic + 1)")
+        if n_public > MAX_PUBLIC_INPUTS:
+            raise self.fail(f"{n_public} public inputs; the verifier takes at most {MAX_PUBLIC_INPUTS}")
+        points = tuple(self.g1(p, f"IC[{i}]") for i, p in enumerate(ic))
+        for i, point in enumerate(points[1:], start=1):
+            if point == (0, 0):
+                raise self.fail(
+                    f"IC[{i}] is the point at infinity: public input {i - 1} takes part in no "
+                    "constraint, so any value of it would verify"
+                )
+        return points
+
+    def alpha(self, value: object) -> tuple[int, int]:
+        alpha = self.g1(value, "vk_alpha_1")
+        if alpha == (0, 0):
+            raise self.fail(
+                "vk_alpha_1 is the point at infinity: such a key accepts forged proofs "
+                "(the verifier refuses it at deployment)"
+            )
+        return alpha
+
+    def gamma_delta(
+        self, gamma: object, delta: object
+    ) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+        g, d = self.g2(gamma, "vk_gamma_2"), self.g2(delta, "vk_delta_2")
+        if g == d:
+            raise self.fail(
+                "vk_gamma_2 equals vk_delta_2: with such a key anyone can forge a proof of any "
+                "inputs (C = -vk_x cancels them); the verifier refuses it at deployment"
+            )
+        return g, d
 
 
 def _read_json(path: Path) -> object:
@@ -195,17 +232,30 @@ def _read_json(path: Path) -> object:
 def proof_from_snarkjs(data: object, source: str = "proof") -> bytes:
     """snarkjs's proof.json (pi_a, pi_b, pi_c) as the 256 bytes the verifier reads."""
     try:
-        a, b, c = data["pi_a"], data["pi_b"], data["pi_c"]
-        words = [
-            int(a[0]), int(a[1]),
-            int(b[0][1]), int(b[0][0]), int(b[1][1]), int(b[1][0]),
-            int(c[0]), int(c[1]),
-        ]  # fmt: skip
-    except (KeyError, IndexError, TypeError, ValueError):
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        a, b, c = (_pair(data[name]) for name in ("pi_a", "pi_b", "pi_c"))
+        b0, b1 = _pair(b[0]), _pair(b[1])
+        words = [_integer(w) for w in (a[0], a[1], b0[1], b0[0], b1[1], b1[0], c[0], c[1])]
+    except (KeyError, TypeError, ValueError):
         raise CircuitError(f"{source}: not a snarkjs Groth16 proof (pi_a, pi_b, pi_c)") from None
     if any(not 0 <= w < P for w in words):
         raise CircuitError(f"{source}: a coordinate is not below the field modulus")
     return b"".join(w.to_bytes(32, "big") for w in words)
+
+
+def _pair(value: object) -> list[object]:
+    """A JSON list of at least two items (a point's coordinates, their first two read)."""
+    if not isinstance(value, list) or len(value) < 2:
+        raise TypeError(f"{value!r:.40} is not a list of coordinates")
+    return value
+
+
+def _integer(value: object) -> int:
+    """A JSON integer, or a string of one in decimal."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"{value!r:.40} is not a number")
+    return int(value)
 
 
 # ------------------------------------------------------------------ circuits
@@ -234,12 +284,12 @@ class Circuit:
     path: Path
     name: str
     kind: str
-    parameters: dict = field(hash=False)
+    parameters: dict[str, int] = field(hash=False)
     public: tuple[str, ...]
     private: tuple[str, ...]
     address_input: int
     constraints: int
-    sample: dict = field(hash=False)
+    sample: dict[str, int] = field(hash=False)
 
     @property
     def zkey(self) -> Path:
@@ -275,17 +325,19 @@ class Circuit:
         manifest = path / "circuit.json"
         data = _read_json(manifest)
         try:
-            public = tuple(data["public"])
+            if not isinstance(data, dict):
+                raise TypeError("not a JSON object")
+            public = _names(data, "public")
             circuit = cls(
                 path=path,
-                name=str(data["name"]),
-                kind=str(data["kind"]),
-                parameters=dict(data.get("parameters", {})),
+                name=_text(data, "name"),
+                kind=_text(data, "kind"),
+                parameters=_numbers(data, "parameters", {}),
                 public=public,
-                private=tuple(data.get("private", [])),
+                private=_names(data, "private", []),
                 address_input=public.index(data["address_input"]),
-                constraints=int(data["constraints"]),
-                sample=dict(data["sample"]),
+                constraints=_integer(data["constraints"]),
+                sample=_numbers(data, "sample"),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CircuitError(
@@ -313,18 +365,14 @@ class Circuit:
         missing = [name for name in wanted if name not in inputs]
         extra = [name for name in inputs if name not in wanted]
         if missing or extra:
+            said = [
+                f"{what} {', '.join(names)}"
+                for what, names in (("missing", missing), ("unknown", extra))
+                if names
+            ]
             raise CircuitError(
-                f"inputs do not fit circuit {self.name}: "
-                + "; ".join(
-                    filter(
-                        None,
-                        [
-                            missing and f"missing {', '.join(missing)}",
-                            extra and f"unknown {', '.join(extra)}",
-                        ],
-                    )
-                )
-                + f" (it takes {', '.join(wanted)}; {address} is the prover's address)"
+                f"inputs do not fit circuit {self.name}: {'; '.join(said)}"
+                f" (it takes {', '.join(wanted)}; {address} is the prover's address)"
             )
         checked = {}
         for name in wanted:
@@ -373,6 +421,34 @@ class Circuit:
         values = self.check_inputs(inputs)
         values[self.public[self.address_input]] = int(prover, 16) if isinstance(prover, str) else prover
         return values
+
+
+# ------------------------------------------------------------------ manifest entries
+# Each raises KeyError for an entry missing (with no default) and TypeError for one of
+# the wrong shape; `Circuit.load` names the manifest and what it expects.
+
+
+def _text(manifest: Mapping[str, object], key: str) -> str:
+    value = manifest[key]
+    if not isinstance(value, str):
+        raise TypeError(f"{key} is {value!r:.40}, not a string")
+    return value
+
+
+def _names(manifest: Mapping[str, object], key: str, default: list[str] | None = None) -> tuple[str, ...]:
+    value = manifest[key] if default is None else manifest.get(key, default)
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise TypeError(f"{key} is {value!r:.40}, not a list of names")
+    return tuple(value)
+
+
+def _numbers(
+    manifest: Mapping[str, object], key: str, default: dict[str, int] | None = None
+) -> dict[str, int]:
+    value = manifest[key] if default is None else manifest.get(key, default)
+    if not isinstance(value, dict):
+        raise TypeError(f"{key} is {value!r:.40}, not an object")
+    return {str(name): _integer(number) for name, number in value.items()}
 
 
 def sample_circuits() -> list[str]:
