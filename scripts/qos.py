@@ -154,6 +154,20 @@ def write_plots(tasks: list[qos.TaskQoS], folder: Path) -> list[Path]:
     return written
 
 
+def measured(market_id: int | None, from_block: int | None) -> tuple:
+    """The registry's client and the QoS of its tasks (of one market, since a block)."""
+    if from_block is not None and from_block < 0:
+        fail(f"--from-block {from_block} is negative")
+    if market_id is not None and market_id < 1:
+        fail(f"--market {market_id}: markets are numbered from 1")
+    registry = client()
+    if market_id is not None:
+        market_or_fail(registry, market_id)
+    latest = registry.web3.eth.block_number
+    tasks = qos.from_chain(registry, from_block) if from_block is None or from_block <= latest else []
+    return registry, [q for q in tasks if market_id is None or q.market_id == market_id]
+
+
 @command(
     click,
     click.option(
@@ -175,17 +189,7 @@ def write_plots(tasks: list[qos.TaskQoS], folder: Path) -> list[Path]:
 def cli(keys, market_id, from_block, plots, as_json):
     """Quality of service per mechanism, market and requester, from the registry's events."""
     keys = tuple(dict.fromkeys(keys)) or KEYS
-    if from_block is not None and from_block < 0:
-        fail(f"--from-block {from_block} is negative")
-    if market_id is not None and market_id < 1:
-        fail(f"--market {market_id}: markets are numbered from 1")
-    registry = client()
-    if market_id is not None:
-        market_or_fail(registry, market_id)
-    latest = registry.web3.eth.block_number
-    tasks = qos.from_chain(registry, from_block) if from_block is None or from_block <= latest else []
-    if market_id is not None:
-        tasks = [q for q in tasks if q.market_id == market_id]
+    registry, tasks = measured(market_id, from_block)
     where = f" in market {market_id}" if market_id is not None else ""
     since = f" since block {from_block}" if from_block is not None else ""
     if not tasks:
