@@ -15,22 +15,11 @@ from __future__ import annotations
 import ape
 import click
 
+from provingmarket import cli as ui  # the commands' shared helpers
 from provingmarket import deployments
 from provingmarket.chain.checks import not_built_in, registered_mechanism
 from provingmarket.chain.client import parse_address, parse_ether
 from provingmarket.chain.markets import MarketTerms, deploy_registry, open_market
-from provingmarket.cli import (
-    client,
-    command,
-    deployments_folder,
-    emit,
-    eth,
-    fail,
-    market_or_fail,
-    network_name,
-    require,
-    table,
-)
 from provingmarket.deployments import Deployment, DeploymentError, MarketRecord
 from provingmarket.formats import MAX_FRONTENDS, MAX_NAME
 from provingmarket.proving.backends import backend_from_config
@@ -47,7 +36,7 @@ def cli():
 # ------------------------------------------------------------------ deploy
 
 
-@command(
+@ui.command(
     cli,
     click.option("--unbonding-delay", default=3_600, show_default=True, help="Seconds unstaked ETH waits."),
     click.option(
@@ -57,10 +46,10 @@ def cli():
 )
 def deploy(account, unbonding_delay, replace, as_json):
     """Deploy the registry and record it for this network."""
-    account = require(account)
-    network, folder = network_name(), deployments_folder()
+    account = ui.require(account)
+    network, folder = ui.network_name(), ui.deployments_folder()
     if unbonding_delay < 0:
-        fail(f"--unbonding-delay {unbonding_delay} is negative")
+        ui.fail(f"--unbonding-delay {unbonding_delay} is negative")
     try:
         existing = deployments.load(network, folder)
         live = ape.chain.chain_id == existing.chain_id and bool(
@@ -69,7 +58,7 @@ def deploy(account, unbonding_delay, replace, as_json):
     except DeploymentError:
         live = False
     if live and not replace:
-        fail(
+        ui.fail(
             f"a registry is already recorded for {network} at {existing.registry}; "
             "pass --replace to deploy a new one (its record replaces the old)"
         )
@@ -82,7 +71,7 @@ def deploy(account, unbonding_delay, replace, as_json):
         unbonding_delay=unbonding_delay,
     )
     path = deployments.save(record, folder)
-    emit(
+    ui.emit(
         as_json,
         {
             "registry": record.registry,
@@ -103,7 +92,7 @@ def market():
     """Open, pause and show markets."""
 
 
-@command(
+@ui.command(
     market,
     click.argument("circuit"),
     click.option("--verifier", "verifier_address", help="Reuse a deployed verifier (its key is checked)."),
@@ -137,13 +126,13 @@ def market_create(
     as_json,
 ):
     """Deploy CIRCUIT's verifier and open its market (CIRCUIT: a sample's name or a folder)."""
-    account = require(account)
-    registry = client(account)
+    account = ui.require(account)
+    registry = ui.client(account)
     try:
         loaded = Circuit.load(circuit)
         loaded.verifying_key()
     except Exception as error:
-        fail(f"{error} (sample circuits: {', '.join(sample_circuits())})")
+        ui.fail(f"{error} (sample circuits: {', '.join(sample_circuits())})")
     terms = MarketTerms(
         parse_ether(min_collateral, "--min-collateral"),
         parse_ether(min_reward, "--min-reward"),
@@ -155,15 +144,15 @@ def market_create(
     if verifier_address:
         verifier_address = parse_address(verifier_address, "--verifier")
         if not ape.chain.provider.get_code(verifier_address):
-            fail(f"no contract at --verifier {verifier_address}")
+            ui.fail(f"no contract at --verifier {verifier_address}")
         verifier = ape.project.Groth16Verifier.at(verifier_address)
     contract = ape.project.Registry.at(registry.address)
     prover = backend_from_config({"backend": backend})
     opened = open_market(ape, contract, loaded, account, prover, terms, verifier)
     record = registry.deployment
     record.markets[opened.market_id] = MarketRecord(loaded.name, opened.verifier)
-    deployments.save(record, deployments_folder())
-    emit(
+    deployments.save(record, ui.deployments_folder())
+    ui.emit(
         as_json,
         {
             "market_id": opened.market_id,
@@ -179,7 +168,7 @@ def market_create(
     )
 
 
-@command(
+@ui.command(
     market,
     click.argument("market_id", type=int),
     click.option("--resume", is_flag=True, help="Resume a paused market instead."),
@@ -188,26 +177,26 @@ def market_create(
 )
 def market_pause(account, market_id, resume, as_json):
     """Pause MARKET_ID (no new tasks or assignments) or, with --resume, resume it."""
-    account = require(account)
-    registry = client(account)
-    found = market_or_fail(registry, market_id)
+    account = ui.require(account)
+    registry = ui.client(account)
+    found = ui.market_or_fail(registry, market_id)
     if found.creator != account.address:
-        fail(f"only market {market_id}'s creator {found.creator} may pause it, not {account.address}")
+        ui.fail(f"only market {market_id}'s creator {found.creator} may pause it, not {account.address}")
     if found.paused != resume:
-        fail(f"market {market_id} is already {'paused' if found.paused else 'running'}")
+        ui.fail(f"market {market_id} is already {'paused' if found.paused else 'running'}")
     registry.transact("set_market_paused", market_id, not resume, action=f"pause market {market_id}")
-    emit(
+    ui.emit(
         as_json,
         {"market_id": market_id, "paused": not resume},
         f"market {market_id} {'resumed' if resume else 'paused'}",
     )
 
 
-@command(market, click.argument("market_id", type=int), name="show")
+@ui.command(market, click.argument("market_id", type=int), name="show")
 def market_show(market_id, as_json):
     """A market's terms and the provers in it."""
-    registry = client()
-    found = market_or_fail(registry, market_id)
+    registry = ui.client()
+    found = ui.market_or_fail(registry, market_id)
     record = registry.deployment.markets.get(market_id)
     members = {}
     for e in registry.events(["ProverJoined", "ProverLeft"]):
@@ -245,7 +234,7 @@ def market_show(market_id, as_json):
             f"  verifier        {found.verifier}",
             f"  creator         {found.creator}",
             f"  binding         {data['binding']} (input {found.address_input})",
-            f"  minimums        collateral {eth(found.min_collateral)}, reward {eth(found.min_reward)}",
+            f"  minimums        collateral {ui.eth(found.min_collateral)}, reward {ui.eth(found.min_reward)}",
             f"  grace period    {found.grace_period} s",
             f"  slash split     requester {found.requester_bps / 100:g}%, "
             f"caller {found.caller_bps / 100:g}%, rest burnt",
@@ -253,10 +242,10 @@ def market_show(market_id, as_json):
         ]
         if not provers:
             return "\n".join([*lines, "no provers in this market"])
-        rows = [(p, f"{m.used}/{m.capacity}", eth(m.ask), f"{m.proving_time} s") for p, m in provers]
-        return "\n".join(lines) + table(["prover", "used/capacity", "ask", "proving time"], rows)
+        rows = [(p, f"{m.used}/{m.capacity}", ui.eth(m.ask), f"{m.proving_time} s") for p, m in provers]
+        return "\n".join(lines) + ui.table(["prover", "used/capacity", "ask", "proving time"], rows)
 
-    emit(as_json, data, text)
+    ui.emit(as_json, data, text)
 
 
 # ------------------------------------------------------------------ mechanisms
@@ -267,7 +256,7 @@ def mechanism():
     """Register and retire mechanisms, and choose the frontends that assign for them."""
 
 
-@command(
+@ui.command(
     mechanism,
     click.argument("name"),
     click.option("--frontend", "frontends", multiple=True, help="A frontend's address (repeat for more)."),
@@ -276,19 +265,19 @@ def mechanism():
 )
 def mechanism_register(account, name, frontends, as_json):
     """Register mechanism NAME with the frontends allowed to assign for it."""
-    account = require(account)
-    registry = client(account)
+    account = ui.require(account)
+    registry = ui.client(account)
     if not 0 < len(name) <= MAX_NAME:
-        fail(f"mechanism name must be 1 to {MAX_NAME} characters, got {len(name)}")
+        ui.fail(f"mechanism name must be 1 to {MAX_NAME} characters, got {len(name)}")
     addresses = [parse_address(f, "--frontend") for f in frontends]
     if len(addresses) > MAX_FRONTENDS:
-        fail(
+        ui.fail(
             f"at most {MAX_FRONTENDS} frontends in one call, got {len(addresses)}; "
             "add more with `mechanism frontend`"
         )
     _, events = registry.transact("register_mechanism", name, addresses, action=f"register {name}")
     mechanism_id = next(e.mechanism_id for e in events if e.name == "MechanismRegistered")
-    emit(
+    ui.emit(
         as_json,
         {"mechanism_id": mechanism_id, "name": name, "frontends": addresses},
         f"mechanism {mechanism_id} '{name}' registered; frontends: {', '.join(addresses) or 'none yet'}",
@@ -300,22 +289,24 @@ def _own_mechanism(registry, account, mechanism_id: int) -> bool:
     not_built_in(mechanism_id, "it has no registrant or frontends")
     registrant, retired = registered_mechanism(registry, mechanism_id, lambda last: f"the last id is {last}")
     if registrant != account.address:
-        fail(f"only mechanism {mechanism_id}'s registrant {registrant} may change it, not {account.address}")
+        ui.fail(
+            f"only mechanism {mechanism_id}'s registrant {registrant} may change it, not {account.address}"
+        )
     return retired
 
 
-@command(mechanism, click.argument("mechanism_id", type=int), name="retire", account=True)
+@ui.command(mechanism, click.argument("mechanism_id", type=int), name="retire", account=True)
 def mechanism_retire(account, mechanism_id, as_json):
     """Retire MECHANISM_ID: no new tasks may name it (posted ones are still served)."""
-    account = require(account)
-    registry = client(account)
+    account = ui.require(account)
+    registry = ui.client(account)
     if _own_mechanism(registry, account, mechanism_id):
-        fail(f"mechanism {mechanism_id} is already retired")
+        ui.fail(f"mechanism {mechanism_id} is already retired")
     registry.transact("retire_mechanism", mechanism_id, action=f"retire mechanism {mechanism_id}")
-    emit(as_json, {"mechanism_id": mechanism_id, "retired": True}, f"mechanism {mechanism_id} retired")
+    ui.emit(as_json, {"mechanism_id": mechanism_id, "retired": True}, f"mechanism {mechanism_id} retired")
 
 
-@command(
+@ui.command(
     mechanism,
     click.argument("mechanism_id", type=int),
     click.argument("frontend"),
@@ -325,15 +316,17 @@ def mechanism_retire(account, mechanism_id, as_json):
 )
 def mechanism_frontend(account, mechanism_id, frontend, remove, as_json):
     """Allow FRONTEND to assign for MECHANISM_ID (or, with --remove, no longer)."""
-    account = require(account)
-    registry = client(account)
+    account = ui.require(account)
+    registry = ui.client(account)
     frontend = parse_address(frontend, "frontend")
     _own_mechanism(registry, account, mechanism_id)
     allowed = registry.call("is_frontend", mechanism_id, frontend)
     if allowed != remove:
-        fail(f"{frontend} is already {'allowed' if allowed else 'not allowed'} for mechanism {mechanism_id}")
+        ui.fail(
+            f"{frontend} is already {'allowed' if allowed else 'not allowed'} for mechanism {mechanism_id}"
+        )
     registry.transact("set_frontend", mechanism_id, frontend, not remove, action="set frontend")
-    emit(
+    ui.emit(
         as_json,
         {"mechanism_id": mechanism_id, "frontend": frontend, "allowed": not remove},
         f"{frontend} {'removed from' if remove else 'allowed for'} mechanism {mechanism_id}",
