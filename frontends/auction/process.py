@@ -79,7 +79,7 @@ class Auctioneer:
     def __init__(
         self,
         client: RegistryClient,
-        db: str,
+        db_path: str,
         mechanisms: tuple[int, ...],
         window: int,
         settings: ApiSettings,
@@ -89,7 +89,7 @@ class Auctioneer:
         mining_margin: int = MINING_MARGIN,
         **keeper: Any,
     ):
-        self.db = db
+        self.db = db_path
         self.window = window
         self.port = port
         self.settings = settings
@@ -98,7 +98,7 @@ class Auctioneer:
         self.mining_margin = mining_margin
         self.keeper = Keeper(
             client,
-            db,
+            db_path,
             self.decide,
             mechanisms,
             name="auction",
@@ -106,7 +106,7 @@ class Auctioneer:
             observe=self.observe,
             **keeper,
         )
-        self.store = AuctionStore(db)
+        self.store = AuctionStore(db_path)
         self.me = self.keeper.me
         self.chain_id = client.web3.eth.chain_id
         self.registry = client.address
@@ -326,12 +326,14 @@ def run_auction(
 ) -> None:
     """Run the auctions and their API until `stop` (SIGTERM); `keeper` are the Keeper's
     arguments (`keeper_options`)."""
-    db, mechanisms = keeper.pop("db_path"), keeper.pop("mechanisms")
-
-    def build(metrics: Metrics) -> Auctioneer:
-        return Auctioneer(client, db, mechanisms, window, settings, metrics, port, **keeper)
-
-    run_frontend("auction", build, metrics_port, stop)
+    run_frontend(
+        "auction",
+        lambda metrics: Auctioneer(
+            client, window=window, settings=settings, metrics=metrics, port=port, **keeper
+        ),
+        metrics_port,
+        stop,
+    )
 
 
 def auction_options(command):

@@ -529,12 +529,12 @@ def run_election(
 ) -> None:
     """Run the election frontend until `stop` (SIGTERM); `keeper` are the Keeper's
     arguments (`keeper_options`)."""
-    db, mechanisms = keeper.pop("db_path"), keeper.pop("mechanisms")
-
-    def build(metrics: Metrics) -> Elector:
-        return Elector(client, db, mechanisms, delay, metrics, **keeper)
-
-    run_frontend("election", build, metrics_port, stop)
+    run_frontend(
+        "election",
+        lambda metrics: Elector(client, delay=delay, metrics=metrics, **keeper),
+        metrics_port,
+        stop,
+    )
 
 
 # ------------------------------------------------------------------ verify

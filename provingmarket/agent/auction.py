@@ -15,6 +15,7 @@ import requests
 
 from provingmarket.agent.store import BID_ACCEPTED, BID_REFUSED, AgentStore, Bid
 from provingmarket.chain.client import format_ether, parse_task_id
+from provingmarket.errors import ProvingMarketError
 from provingmarket.runtime import process as runtime
 from provingmarket.runtime.metrics import Metrics
 
@@ -24,7 +25,7 @@ AUCTION_TIMEOUT = (2.0, 5.0)  # seconds to connect to an auction frontend, to re
 MAX_AUCTION_BACKOFF = 30.0  # seconds between attempts while an auction frontend is down
 
 
-class AuctionError(RuntimeError):
+class AuctionError(ProvingMarketError, RuntimeError):
     """An auction frontend's answer the agent cannot use."""
 
 

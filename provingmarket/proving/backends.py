@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from provingmarket.errors import ProvingMarketError
 from provingmarket.proving.circuits import (
     CIRCUITS,
     PROOF_SIZE,
@@ -53,7 +54,7 @@ ProofCheck = Callable[[bytes, list[int]], bool]
 SNARKJS_PROVE = CIRCUITS / "snarkjs-prove.sh"
 
 
-class BackendError(RuntimeError):
+class BackendError(ProvingMarketError, RuntimeError):
     """A proof could not be produced; the message says why and what to look at."""
 
 

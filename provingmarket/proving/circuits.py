@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from provingmarket.errors import ProvingMarketError
 from provingmarket.formats import inputs_commitment
 
 # BN254: base field (coordinates) and scalar field (public inputs).
@@ -35,7 +36,7 @@ PROOF_SIZE = 256  # A, B, C as eight 32-byte words
 CIRCUITS = Path(__file__).resolve().parent / "samples"
 
 
-class CircuitError(ValueError):
+class CircuitError(ProvingMarketError, ValueError):
     """A circuit's files, or inputs given for it, are not usable; the message says which and why."""
 
 
@@ -277,6 +278,16 @@ def _squarings(x: int, k: int, **_) -> dict[str, int]:
 KINDS = {"square": _square, "squarings": _squarings}
 
 
+class _InFolder:
+    """A file of a circuit's folder, by name: `circuit.zkey` is `circuit.path / "circuit.zkey"`."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, circuit: Circuit, owner: type | None = None) -> Path:
+        return circuit.path / self.name
+
+
 @dataclass(frozen=True)
 class Circuit:
     """A circuit folder, checked on load."""
@@ -291,21 +302,11 @@ class Circuit:
     constraints: int
     sample: dict[str, int] = field(hash=False)
 
-    @property
-    def zkey(self) -> Path:
-        return self.path / "circuit.zkey"
-
-    @property
-    def wasm(self) -> Path:
-        return self.path / "circuit.wasm"
-
-    @property
-    def source(self) -> Path:
-        return self.path / "circuit.circom"
-
-    @property
-    def verification_key_file(self) -> Path:
-        return self.path / "verification_key.json"
+    # The circuit's files in its folder.
+    zkey = _InFolder("circuit.zkey")
+    wasm = _InFolder("circuit.wasm")
+    source = _InFolder("circuit.circom")
+    verification_key_file = _InFolder("verification_key.json")
 
     def verifying_key(self) -> VerifyingKey:
         vk = VerifyingKey.load(self.verification_key_file)
