@@ -14,7 +14,7 @@ import pytest
 from provingmarket import deployments
 from provingmarket.cli import DEPLOYMENTS_ENV
 from provingmarket.deployments import Deployment, MarketRecord
-from tests.conftest import UNBONDING_DELAY
+from tests.factories import UNBONDING_DELAY
 
 
 @dataclass

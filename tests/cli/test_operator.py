@@ -4,7 +4,7 @@ mechanisms and set their frontends; each refusal is one line, exit 1, nothing se
 from __future__ import annotations
 
 from provingmarket import deployments
-from tests.conftest import UNBONDING_DELAY
+from tests.factories import UNBONDING_DELAY
 
 FRONTEND = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
 

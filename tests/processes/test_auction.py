@@ -19,8 +19,7 @@ from eth_account import Account
 
 from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.formats import sign_bid
-from tests.processes.conftest import wait_until
-from tests.utils.market import ETHER, STATEMENT, proof_for
+from tests.factories import ETHER, STATEMENT, proof_for, wait_until
 
 FRONTEND = "frontends.auction.process"
 HOUR = 3_600

@@ -21,8 +21,7 @@ from frontends.election.mechanism import draw
 from frontends.election.process import RoundStore, Walk, task_rounds, verify_task
 from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.chain.mirror import Mirror
-from tests.processes.conftest import ROOT, wait_until
-from tests.utils.market import ETHER, item
+from tests.factories import ETHER, ROOT, item, wait_until
 
 FRONTEND = "frontends.election.process"
 DELAY = 2
