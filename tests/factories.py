@@ -101,6 +101,33 @@ def prove(registry, terms: TaskTerms, assignment: Assignment, prover, inputs=STA
     return registry.prove(terms.as_tuple(), assignment.as_tuple(), inputs, proof, sender=prover, **kwargs)
 
 
+def offchain_terms(**overrides) -> TaskTerms:
+    """Task terms as a mechanism or a QoS record sees them, built by hand: market 1 and
+    mechanism 3, posted at 1,000 by 0x99..99, a reward of up to 100 wei, 600 s to assign
+    and 300 s to prove; `overrides` set any field."""
+    values = dict(
+        market_id=1,
+        requester="0x" + "99" * 20,
+        posted_at=1_000,
+        inputs_commitment=b"\x01" * 32,
+        prover_input_hash=b"\x02" * 32,
+        max_reward=100,
+        frontend_fee=1,
+        assign_window=600,
+        proving_window=300,
+        collateral=10,
+        capabilities=0,
+        redundancy=1,
+        mechanism_id=3,
+        start_price=0,
+        ramp=0,
+        decay=False,
+        decay_floor=0,
+        salt=0,
+    )
+    return TaskTerms(**{**values, **overrides})
+
+
 # ------------------------------------------------------------------ QoS
 
 
@@ -121,24 +148,8 @@ def task_qos(
     frontend), in a market whose least reward is `least`; the redundancy defaults to the
     proofs (at least 1) and the refunded slots to those without a proof."""
     redundancy = redundancy or max(1, len(proof_times))
-    terms = TaskTerms(
-        market_id=1,
-        requester="0x" + "99" * 20,
-        posted_at=1_000,
-        inputs_commitment=b"\x01" * 32,
-        prover_input_hash=b"\x02" * 32,
-        max_reward=10 * least,
-        frontend_fee=0,
-        assign_window=600,
-        proving_window=300,
-        collateral=collateral,
-        capabilities=0,
-        redundancy=redundancy,
-        mechanism_id=3,
-        start_price=0,
-        ramp=0,
-        decay=False,
-        decay_floor=0,
+    terms = offchain_terms(
+        max_reward=10 * least, frontend_fee=0, collateral=collateral, redundancy=redundancy
     )
     return TaskQoS(
         task_id=task_id,
@@ -232,10 +243,12 @@ def spawn_agent(
     return process
 
 
-def start_frontend(spawn, stack, key, db, *extra, name="orderbook"):
-    """The orderbook frontend process for the stack's mechanism, signing with `key`."""
+def spawn_frontend(spawn, stack, key, db, *options, mechanism: str, command=(), name: str | None = None):
+    """A mechanism's frontend process (frontends.<mechanism>.process, `command` first) for the
+    stack's mechanism, signing with `key` (in <MECHANISM>_KEY), polling every 0.2 s."""
     return spawn(
-        "frontends.orderbook.process",
+        f"frontends.{mechanism}.process",
+        *command,
         "--rpc",
         stack.rpc,
         "--deployment",
@@ -246,10 +259,15 @@ def start_frontend(spawn, stack, key, db, *extra, name="orderbook"):
         str(db),
         "--poll",
         "0.2",
-        *extra,
-        env={"ORDERBOOK_KEY": key},
-        name=name,
+        *options,
+        env={f"{mechanism.upper()}_KEY": key},
+        name=name or mechanism,
     )
+
+
+def start_frontend(spawn, stack, key, db, *extra, name="orderbook"):
+    """The orderbook frontend process."""
+    return spawn_frontend(spawn, stack, key, db, *extra, mechanism="orderbook", name=name)
 
 
 def run_agent_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

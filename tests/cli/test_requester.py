@@ -135,6 +135,7 @@ def test_post__inputs_file_with_defaults__opens_a_race_at_the_market_minimums(
 # ------------------------------------------------------------------ status, proof
 
 
+@pytest.mark.ape_run
 def test_status_wait__a_proof_arrives__prints_the_timeline_then_proof_gives_it(
     run, recorded, registry, create_task, keeper, prover, chain, deployments_folder, tmp_path
 ):

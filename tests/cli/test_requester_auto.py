@@ -361,6 +361,7 @@ def test_post_auto__market_with_no_prover__says_so_and_posts_nothing(
 # ------------------------------------------------------------------ as a user runs it
 
 
+@pytest.mark.ape_run
 def test_ape_run_post_auto__persona__prints_the_route_and_keeps_state_next_to_the_deployment(
     run, recorded, registry, routed_market, verifier, chain, deployments_folder
 ):

@@ -19,9 +19,8 @@ from eth_account import Account
 
 from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.formats import sign_bid
-from tests.factories import ETHER, STATEMENT, proof_for, wait_until
+from tests.factories import ETHER, STATEMENT, proof_for, spawn_frontend, wait_until
 
-FRONTEND = "frontends.auction.process"
 HOUR = 3_600
 
 
@@ -29,27 +28,8 @@ HOUR = 3_600
 
 
 def start(spawn, stack, key, db, *extra, window=4, name="auction"):
-    process = spawn(
-        FRONTEND,
-        "--rpc",
-        stack.rpc,
-        "--deployment",
-        str(stack.record),
-        "--mechanism",
-        str(stack.mechanism_id),
-        "--db",
-        str(db),
-        "--poll",
-        "0.2",
-        "--window",
-        str(window),
-        "--port",
-        "0",
-        *extra,
-        env={"AUCTION_KEY": key},
-        name=name,
-    )
-    return process
+    options = ("--window", str(window), "--port", "0", *extra)
+    return spawn_frontend(spawn, stack, key, db, *options, mechanism="auction", name=name)
 
 
 def api_url(process, count: int = 1) -> str:

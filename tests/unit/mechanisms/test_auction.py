@@ -17,6 +17,7 @@ from frontends.auction.api import SECP256K1_HALF_N, RateLimiter, _Refused, recov
 from frontends.auction.mechanism import SealedBid, clear_auctions
 from frontends.book import MarketState, MembershipState, OpenTask, ProverState, Snapshot
 from provingmarket.formats import TaskTerms, sign_bid
+from tests.factories import offchain_terms
 
 MECHANISM = 5
 NOW = 1_000
@@ -26,28 +27,15 @@ A, B, C, D, E = ("0x" + c * 40 for c in "abcde")
 
 
 def terms(**overrides) -> TaskTerms:
-    values = dict(
-        market_id=1,
-        requester=REQUESTER,
-        posted_at=NOW - 10,
-        inputs_commitment=b"\x01" * 32,
-        prover_input_hash=b"\x02" * 32,
-        max_reward=MAX,
-        frontend_fee=1,
-        assign_window=600,
-        proving_window=300,
-        collateral=10,
-        capabilities=0,
-        redundancy=1,
-        mechanism_id=MECHANISM,
-        start_price=0,
-        ramp=0,
-        decay=False,
-        decay_floor=0,
-        salt=0,
+    return offchain_terms(
+        **{
+            "requester": REQUESTER,
+            "posted_at": NOW - 10,
+            "max_reward": MAX,
+            "mechanism_id": MECHANISM,
+            **overrides,
+        }
     )
-    values.update(overrides)
-    return TaskTerms(**values)
 
 
 def task(number: int = 1, open_slots: int | None = None, barred=(), **overrides) -> OpenTask:

@@ -36,6 +36,7 @@ from frontends.election.mechanism import (
 )
 from provingmarket.chain.client import Event
 from provingmarket.formats import TaskTerms
+from tests.factories import offchain_terms
 
 ALPHA = 0.001
 Z_ALPHA = 3.090232306  # the standard normal's 1 - ALPHA quantile
@@ -150,28 +151,15 @@ def test_chi_square__a_biased_drawer__is_rejected():
 
 
 def terms(**overrides) -> TaskTerms:
-    values = dict(
-        market_id=1,
-        requester="0x" + "99" * 20,
-        posted_at=NOW - 10,
-        inputs_commitment=b"\x01" * 32,
-        prover_input_hash=b"\x02" * 32,
-        max_reward=100,
-        frontend_fee=1,
-        assign_window=600,
-        proving_window=300,
-        collateral=10,
-        capabilities=0b0101,
-        redundancy=2,
-        mechanism_id=MECHANISM,
-        start_price=0,
-        ramp=0,
-        decay=False,
-        decay_floor=0,
-        salt=0,
+    return offchain_terms(
+        **{
+            "posted_at": NOW - 10,
+            "capabilities": 0b0101,
+            "redundancy": 2,
+            "mechanism_id": MECHANISM,
+            **overrides,
+        }
     )
-    values.update(overrides)
-    return TaskTerms(**values)
 
 
 def member(prover: str, **overrides) -> MembershipState:

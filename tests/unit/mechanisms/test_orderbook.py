@@ -19,6 +19,7 @@ from benches.orderbook_bench import make_snapshot
 from frontends.book import Decision, MarketState, MembershipState, OpenTask, ProverState, Snapshot
 from frontends.orderbook.mechanism import match_orders
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
+from tests.factories import offchain_terms
 
 MECHANISM = 3  # the orderbook's mechanism in these snapshots
 OTHER = 4
@@ -33,28 +34,9 @@ E = "0x" + "ee" * 20
 
 
 def terms(**overrides) -> TaskTerms:
-    values = dict(
-        market_id=1,
-        requester=REQUESTER,
-        posted_at=NOW - 10,
-        inputs_commitment=b"\x01" * 32,
-        prover_input_hash=b"\x02" * 32,
-        max_reward=100,
-        frontend_fee=1,
-        assign_window=600,
-        proving_window=300,
-        collateral=10,
-        capabilities=0,
-        redundancy=1,
-        mechanism_id=MECHANISM,
-        start_price=0,
-        ramp=0,
-        decay=False,
-        decay_floor=0,
-        salt=0,
+    return offchain_terms(
+        **{"requester": REQUESTER, "posted_at": NOW - 10, "mechanism_id": MECHANISM, **overrides}
     )
-    values.update(overrides)
-    return TaskTerms(**values)
 
 
 def task(number: int, open_slots: int | None = None, barred=(), **overrides) -> OpenTask:
