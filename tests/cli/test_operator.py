@@ -53,13 +53,12 @@ def test_commands__no_deployment_or_stale_one__say_how_to_deploy(run, deployment
     assert "no registry at 0x1212121212121212121212121212121212121212" in gone.error
 
 
-@pytest.mark.ape_run
 def test_market_create_show_pause_resume(run, recorded, deployments_folder, registry, accounts):
     created = run("operator", "market", "create", "squarings-1000", "--min-reward", "0.02", account="TEST::0")
     assert created.code == 0, created.err
     market_id = registry.market_count()
     assert f"market {market_id} opened for circuit squarings-1000" in created.out
-    record = deployments.load("ethereum:custom", deployments_folder)
+    record = deployments.load(recorded.network, deployments_folder)
     assert record.markets[market_id].circuit == "squarings-1000"
     assert registry.market(market_id).verifier == record.markets[market_id].verifier
     assert registry.market(market_id).min_reward == 2 * 10**16
