@@ -70,11 +70,21 @@ def task_id(client, terms) -> bytes:
 def assert_matches_chain(mirror: Mirror, client: RegistryClient, actors) -> None:
     """Every task's slot counts and each actor's record on it, standings, balances,
     memberships, acceptances, markets, mechanisms and live assignments: as the chain says."""
+    addresses = [a.address for a in actors]
+    assert_tasks_match(mirror, client, addresses)
+    market_count = client.call("market_count")
+    mechanism_count = client.call("mechanism_count")
+    for address in addresses:
+        assert_prover_matches(mirror, client, address, market_count, mechanism_count)
+    assert_markets_match(mirror, client, addresses, market_count, mechanism_count)
+
+
+def assert_tasks_match(mirror: Mirror, client: RegistryClient, addresses: list[str]) -> None:
+    """Every posted task's slot counts, and each address's engagement on it."""
     posted = {bytes(e.task_id) for e in client.events(["TaskPosted"])}
     harness = ape.project.RegistryHarness.at(client.address)  # its engagement view is for tests
     tasks = {t.task_id: t for t in mirror.tasks()}
     assert set(tasks) == posted
-    addresses = [a.address for a in actors]
     for tid, task in tasks.items():
         assert (task.open, task.assigned, task.proven, task.closed) == tuple(client.call("task_status", tid))
         states = {a.prover: a.state for a in mirror.assignments(task_id=tid)}
@@ -83,51 +93,58 @@ def assert_matches_chain(mirror: Mirror, client: RegistryClient, actors) -> None
             expected = {DECLINED: 2, SLASHED: 3}.get(state, 1 if state and task.terms.redundancy > 1 else 0)
             assert harness.engagement(tid, address) == expected, (tid.hex(), address)
 
-    market_count = client.call("market_count")
-    mechanism_count = client.call("mechanism_count")
-    for address in addresses:
-        standing = client.standing(address)
-        mirrored = mirror.prover(address)
-        assert (mirrored.stake, mirrored.locked, mirrored.free, mirrored.unbonding) == (
-            standing.stake,
-            standing.locked,
-            standing.free,
-            standing.unbonding,
-        )
-        assert (mirrored.unbonding_ready_at, mirrored.balance, mirrored.nonce) == (
-            standing.unbonding_ready_at,
-            standing.balance,
-            standing.nonce,
-        )
-        assert mirror.balance(address) == client.balance(address)
-        joined = {m.market_id: m for m in mirror.memberships(prover=address)}
-        for market_id in range(1, market_count + 1):
-            chain_view = client.membership(address, market_id)
-            member = joined.get(market_id)
-            assert chain_view.joined == (member is not None)
-            if member is not None:
-                assert (
-                    member.capacity,
-                    member.used,
-                    member.ask,
-                    member.proving_time,
-                    member.capabilities,
-                ) == (
-                    chain_view.capacity,
-                    chain_view.used,
-                    chain_view.ask,
-                    chain_view.proving_time,
-                    chain_view.capabilities,
-                )
-            for mechanism_id in range(1, mechanism_count + 1):
-                assert client.call("accepts", address, market_id, mechanism_id) == (
-                    member is not None and member.accepts(mechanism_id)
-                )
-        live = [(a.task_id, a.assignment.as_tuple()) for a in client.prover_status(address).live]
-        assert sorted(live) == sorted(
-            (a.task_id, (a.slot, a.price, a.deadline, a.frontend)) for a in mirror.live_assignments(address)
-        )
 
+def assert_prover_matches(
+    mirror: Mirror, client: RegistryClient, address: str, market_count: int, mechanism_count: int
+) -> None:
+    """A prover's standing, balance, memberships, acceptances and live assignments."""
+    standing = client.standing(address)
+    mirrored = mirror.prover(address)
+    assert (mirrored.stake, mirrored.locked, mirrored.free, mirrored.unbonding) == (
+        standing.stake,
+        standing.locked,
+        standing.free,
+        standing.unbonding,
+    )
+    assert (mirrored.unbonding_ready_at, mirrored.balance, mirrored.nonce) == (
+        standing.unbonding_ready_at,
+        standing.balance,
+        standing.nonce,
+    )
+    assert mirror.balance(address) == client.balance(address)
+    joined = {m.market_id: m for m in mirror.memberships(prover=address)}
+    for market_id in range(1, market_count + 1):
+        chain_view = client.membership(address, market_id)
+        member = joined.get(market_id)
+        assert chain_view.joined == (member is not None)
+        if member is not None:
+            assert (
+                member.capacity,
+                member.used,
+                member.ask,
+                member.proving_time,
+                member.capabilities,
+            ) == (
+                chain_view.capacity,
+                chain_view.used,
+                chain_view.ask,
+                chain_view.proving_time,
+                chain_view.capabilities,
+            )
+        for mechanism_id in range(1, mechanism_count + 1):
+            assert client.call("accepts", address, market_id, mechanism_id) == (
+                member is not None and member.accepts(mechanism_id)
+            )
+    live = [(a.task_id, a.assignment.as_tuple()) for a in client.prover_status(address).live]
+    assert sorted(live) == sorted(
+        (a.task_id, (a.slot, a.price, a.deadline, a.frontend)) for a in mirror.live_assignments(address)
+    )
+
+
+def assert_markets_match(
+    mirror: Mirror, client: RegistryClient, addresses: list[str], market_count: int, mechanism_count: int
+) -> None:
+    """Every market's settings and every registered mechanism's registrant, state and frontends."""
     markets = {m.market_id: m for m in mirror.markets()}
     assert set(markets) == set(range(1, market_count + 1))
     for market_id, view in markets.items():
@@ -171,22 +188,10 @@ def actors(accounts):
 # ------------------------------------------------------------------ lifecycle
 
 
-def test_sync__whole_lifecycle__matches_the_chains_own_views(
-    mirror,
-    client,
-    registry,
-    create_task,
-    provers,
-    keeper,
-    requester,
-    stranger,
-    chain,
-    market,
-    actors,
-    records,
-):
+def lifecycle(registry, create_task, provers, keeper, requester) -> tuple:
+    """Tasks in every state a slot can reach, before the slashes: (pair, reopens, refunds,
+    late_a, late_b, cancelled, held, race)."""
     p0, p1, p2 = provers
-    mirror.sync()
     # Two slots: p0 proves, p1 declines (its slot reopens), a second item for p0 is skipped.
     pair = create_task(redundancy=2)
     tx = registry.assign_batch(
@@ -207,6 +212,28 @@ def test_sync__whole_lifecycle__matches_the_chains_own_views(
     registry.cancel(cancelled.as_tuple(), sender=requester)
     race = create_task(mechanism_id=OPEN_RACE, redundancy=2)
     prove(registry, race, p1)
+    return pair, reopens, refunds, late_a, late_b, cancelled, held, race
+
+
+def test_sync__whole_lifecycle__matches_the_chains_own_views(
+    mirror,
+    client,
+    registry,
+    create_task,
+    provers,
+    keeper,
+    requester,
+    stranger,
+    chain,
+    market,
+    actors,
+    records,
+):
+    p0, p1, p2 = provers
+    mirror.sync()
+    pair, reopens, refunds, late_a, late_b, cancelled, held, race = lifecycle(
+        registry, create_task, provers, keeper, requester
+    )
     mirror.sync()  # a sync in the middle: the rest applies on top of it
     latest = chain.provider.web3.eth.get_block("latest")["timestamp"]
     assert mirror.overdue(latest) == []

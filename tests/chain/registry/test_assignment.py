@@ -87,25 +87,10 @@ def high_s(signature: bytes) -> bytes:
     return signature[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - signature[64]])
 
 
-@pytest.fixture
-def mixed(
-    chain,
-    accounts,
-    registry,
-    owner,
-    requester,
-    keeper,
-    stranger,
-    provers,
-    market,
-    mechanism,
-    create_market,
-    deploy_custom_verifier,
-    post,
-) -> Mixed:
-    """A world where each assignment rule has an item that breaks it, and the items of
-    `cases`, applied in order, hold or fail with the listed reason."""
-    p0, p1, p2 = provers
+def limited_provers(registry, accounts, provers, market, mechanism) -> tuple:
+    """(at capacity, poor, refuser): three more members of the market, each short of
+    something; p2 leaves the market and p1 revokes its signatures once."""
+    _, p1, p2 = provers
     at_capacity, poor, refuser = accounts[7], accounts[8], accounts[9]
     registry.stake(sender=at_capacity, value=5 * ETHER)
     registry.join_market(market, 1, ASK, 60, 0b11, [mechanism], sender=at_capacity)
@@ -118,7 +103,13 @@ def mixed(
     registry.leave_market(market, sender=p2)
     # p1 revokes its signatures once: its Bids must carry nonce 1.
     registry.revoke_signatures(sender=p1)
+    return at_capacity, poor, refuser
 
+
+def closed_market_tasks(
+    chain, registry, owner, requester, p0, mechanism, create_market, deploy_custom_verifier
+):
+    """(paused, frozen): a task in a market then paused, one in a market then frozen."""
     # A task in a market its creator then pauses.
     paused_market = create_market()
     terms = make_terms(paused_market, mechanism)
@@ -138,6 +129,68 @@ def mixed(
         registry.post_task(terms.as_tuple(), PROVER_INPUT, "", sender=requester, value=escrow(terms)),
     )
     chain.provider.make_request("anvil_setCode", [changing.address, "0x00"])
+    return paused, frozen
+
+
+def signed_cases(chain, registry, c, p0, p1, now: int) -> list:
+    """Items for p1 on task c carrying a Bid, each breaking one rule of signatures but the last."""
+    bid_fields = dict(min_price=ASK // 2, expiry=now + 3_600, nonce=1)
+
+    def bid(signer, **fields) -> bytes:
+        values = {**bid_fields, **fields}
+        task = registry.task_id(c.as_tuple())
+        return sign_bid(
+            signer.private_key,
+            chain.chain_id,
+            registry.address,
+            task,
+            values["min_price"],
+            values["expiry"],
+            values["nonce"],
+        )
+
+    def signed(reason: str, signature: bytes, price: int = ASK // 2, **fields) -> Case:
+        """An item for p1 on task c carrying a Bid (c's price is then free of p1's ask)."""
+        return Case(c, p1, price, reason, signature, **{**bid_fields, **fields})
+
+    good = bid(p1)
+    return [
+        signed("registry: signature expired", bid(p1, expiry=now - 1), expiry=now - 1),
+        signed("registry: signature revoked", bid(p1, nonce=0), nonce=0),
+        signed("registry: price below signed minimum", good, price=ASK // 2 - 1),
+        signed("registry: invalid signature v", good[:64] + bytes([29])),
+        signed("registry: malleable signature", high_s(good)),
+        signed("registry: signer is not the prover", bid(p0)),
+        signed("registry: invalid signature", good[:64]),
+        signed("registry: invalid signature", bytes(32) + good[32:]),  # r = 0: ecrecover finds nobody
+        # A valid Bid lets the frontend go below the prover's ask, down to the signed minimum.
+        signed("", good),
+    ]
+
+
+@pytest.fixture
+def mixed(
+    chain,
+    accounts,
+    registry,
+    owner,
+    requester,
+    keeper,
+    stranger,
+    provers,
+    market,
+    mechanism,
+    create_market,
+    deploy_custom_verifier,
+    post,
+) -> Mixed:
+    """A world where each assignment rule has an item that breaks it, and the items of
+    `cases`, applied in order, hold or fail with the listed reason."""
+    p0, p1, p2 = provers
+    at_capacity, poor, refuser = limited_provers(registry, accounts, provers, market, mechanism)
+    paused, frozen = closed_market_tasks(
+        chain, registry, owner, requester, p0, mechanism, create_market, deploy_custom_verifier
+    )
 
     # A mechanism keeper is no frontend of.
     foreign = register(registry, "auction", [stranger], owner)
@@ -171,28 +224,6 @@ def mixed(
     unknown = replace(a, max_reward=a.max_reward + 1)  # never posted
 
     now = chain.blocks.head.timestamp
-    far = now + 3_600
-
-    bid_fields = dict(min_price=ASK // 2, expiry=far, nonce=1)
-
-    def bid(signer, **fields) -> bytes:
-        values = {**bid_fields, **fields}
-        task = registry.task_id(c.as_tuple())
-        return sign_bid(
-            signer.private_key,
-            chain.chain_id,
-            registry.address,
-            task,
-            values["min_price"],
-            values["expiry"],
-            values["nonce"],
-        )
-
-    def signed(reason: str, signature: bytes, price: int = ASK // 2, **fields) -> Case:
-        """An item for p1 on task c carrying a Bid (c's price is then free of p1's ask)."""
-        return Case(c, p1, price, reason, signature, **{**bid_fields, **fields})
-
-    good = bid(p1)
     cases = [
         Case(a, p0, 5 * ASK),
         Case(paused, p0, ASK, "registry: market paused"),
@@ -215,16 +246,7 @@ def mixed(
         Case(fast, p1, ASK, "registry: proving time exceeds window"),
         Case(c, p1, c.max_reward + 1, "registry: price above maximum"),
         Case(c, p1, ASK - 1, "registry: price below ask"),
-        signed("registry: signature expired", bid(p1, expiry=now - 1), expiry=now - 1),
-        signed("registry: signature revoked", bid(p1, nonce=0), nonce=0),
-        signed("registry: price below signed minimum", good, price=ASK // 2 - 1),
-        signed("registry: invalid signature v", good[:64] + bytes([29])),
-        signed("registry: malleable signature", high_s(good)),
-        signed("registry: signer is not the prover", bid(p0)),
-        signed("registry: invalid signature", good[:64]),
-        signed("registry: invalid signature", bytes(32) + good[32:]),  # r = 0: ecrecover finds nobody
-        # A valid Bid lets the frontend go below the prover's ask, down to the signed minimum.
-        signed("", good),
+        *signed_cases(chain, registry, c, p0, p1, now),
     ]
     return Mixed(cases=cases, holders={p0.address: 1, p1.address: 2, at_capacity.address: 1})
 
