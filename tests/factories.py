@@ -17,6 +17,7 @@ from pathlib import Path
 
 from eth_account import Account
 
+from frontends.book import MembershipState
 from provingmarket import Assignment, TaskTerms
 from provingmarket.devnet import ADDRESS_INPUT, ETHER, PROVER_INPUT, STATEMENT, proof_for
 from provingmarket.devnet import task_terms as make_terms
@@ -126,6 +127,23 @@ def offchain_terms(**overrides) -> TaskTerms:
         salt=0,
     )
     return TaskTerms(**{**values, **overrides})
+
+
+def offchain_member(prover: str, **overrides) -> MembershipState:
+    """A prover's membership as a mechanism's snapshot holds it: market 1, an ask of 10 wei,
+    5 tasks at once and none used, 60 s to prove, mechanism 3 accepted; `overrides` set
+    any field."""
+    values = dict(
+        prover=prover,
+        market_id=1,
+        ask=10,
+        capacity=5,
+        used=0,
+        proving_time=60,
+        capabilities=0,
+        mechanisms=frozenset({3}),
+    )
+    return MembershipState(**{**values, **overrides})
 
 
 # ------------------------------------------------------------------ QoS

@@ -17,7 +17,7 @@ from frontends.auction.api import SECP256K1_HALF_N, RateLimiter, _Refused, recov
 from frontends.auction.mechanism import SealedBid, clear_auctions
 from frontends.book import MarketState, MembershipState, OpenTask, ProverState, Snapshot
 from provingmarket.formats import TaskTerms, sign_bid
-from tests.factories import offchain_terms
+from tests.factories import offchain_member, offchain_terms
 
 MECHANISM = 5
 NOW = 1_000
@@ -44,18 +44,8 @@ def task(number: int = 1, open_slots: int | None = None, barred=(), **overrides)
 
 
 def member(prover: str, **overrides) -> MembershipState:
-    values = dict(
-        prover=prover,
-        market_id=1,
-        ask=90,  # asks play no part: a signed bid sets the least price
-        capacity=5,
-        used=0,
-        proving_time=60,
-        capabilities=0,
-        mechanisms=frozenset({MECHANISM}),
-    )
-    values.update(overrides)
-    return MembershipState(**values)
+    # asks play no part: a signed bid sets the least price
+    return offchain_member(prover, **{"ask": 90, "mechanisms": frozenset({MECHANISM}), **overrides})
 
 
 def snapshot(tasks, members=None, stakes=None, paused=False, now=NOW) -> Snapshot:

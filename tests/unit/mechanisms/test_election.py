@@ -36,7 +36,7 @@ from frontends.election.mechanism import (
 )
 from provingmarket.chain.client import Event
 from provingmarket.formats import TaskTerms
-from tests.factories import offchain_terms
+from tests.factories import offchain_member, offchain_terms
 
 ALPHA = 0.001
 Z_ALPHA = 3.090232306  # the standard normal's 1 - ALPHA quantile
@@ -163,18 +163,18 @@ def terms(**overrides) -> TaskTerms:
 
 
 def member(prover: str, **overrides) -> MembershipState:
-    values = dict(
-        prover=prover,
-        market_id=1,
-        ask=100,
-        capacity=2,
-        used=1,
-        proving_time=300,
-        capabilities=0b0111,
-        mechanisms=frozenset({MECHANISM}),
+    return offchain_member(
+        prover,
+        **{
+            "ask": 100,
+            "capacity": 2,
+            "used": 1,
+            "proving_time": 300,
+            "capabilities": 0b0111,
+            "mechanisms": frozenset({MECHANISM}),
+            **overrides,
+        },
     )
-    values.update(overrides)
-    return MembershipState(**values)
 
 
 def eligible(memberships, barred=(), paused=False, now=NOW, stake=10, **term_overrides) -> list[str]:

@@ -19,7 +19,7 @@ from benches.orderbook_bench import make_snapshot
 from frontends.book import Decision, MarketState, MembershipState, OpenTask, ProverState, Snapshot
 from frontends.orderbook.mechanism import match_orders
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
-from tests.factories import offchain_terms
+from tests.factories import offchain_member, offchain_terms
 
 MECHANISM = 3  # the orderbook's mechanism in these snapshots
 OTHER = 4
@@ -47,19 +47,7 @@ def task(number: int, open_slots: int | None = None, barred=(), **overrides) -> 
 
 
 def member(prover: str, **overrides) -> MembershipState:
-    values = dict(
-        prover=prover,
-        market_id=1,
-        ask=10,
-        capacity=5,
-        used=0,
-        proving_time=60,
-        capabilities=0,
-        mechanisms=frozenset({MECHANISM}),
-        since=0,
-    )
-    values.update(overrides)
-    return MembershipState(**values)
+    return offchain_member(prover, **{"mechanisms": frozenset({MECHANISM}), **overrides})
 
 
 def snapshot(
