@@ -12,7 +12,7 @@ export PYTHONPATH := $(CURDIR)
 # The stateful test's size: `ci` (100 examples of up to 30 steps) or `fuzz` (make fuzz).
 export HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: install compile test demo bench sim fuzz lint lint-contracts lint-imports clean circuits chain
+.PHONY: install compile test test-fast demo bench sim fuzz lint lint-contracts lint-imports clean circuits chain
 
 install: $(VENV)/.installed $(BIN)/anvil
 
@@ -51,10 +51,15 @@ $(REGISTRY_ABI): .build/.compiled
 test: compile lint
 	ape test tests/ -q
 
-# At least 100,000 random steps of the registry's state machine (tests/stateful), hostile
+# The tests that need no chain (tests/unit/): plain pytest without ape's plugin, so no
+# anvil starts and nothing is compiled; the inner loop, under a minute.
+test-fast: install
+	$(BIN)/python -m pytest -p no:ape_test tests/unit -q
+
+# At least 100,000 random steps of the registry's state machine (tests/chain/stateful), hostile
 # terms included; prints the steps, the rate and what the runs reached.
 fuzz: compile
-	HYPOTHESIS_PROFILE=fuzz ape test tests/stateful -q -s
+	HYPOTHESIS_PROFILE=fuzz ape test tests/chain/stateful -q -s
 
 # A local chain that stays up for the command-line walkthrough (README): anvil on
 # 127.0.0.1:8545 with its default funded accounts (TEST::0..9 in ape) and the chain id ape

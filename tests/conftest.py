@@ -5,8 +5,6 @@ mechanism, and factories."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import ape
 import ape_ethereum.trace
 import pytest
@@ -15,22 +13,22 @@ from provingmarket import BINDING_ADDRESS_INPUT
 from provingmarket.chain import markets
 from provingmarket.chain.markets import deploy_registry
 from provingmarket.devnet import SQUARE
-from tests.utils.market import (
+from tests.factories import (
     ADDRESS_INPUT,
+    CALLER_BPS,
     ETHER,
+    GRACE_PERIOD,
+    MIN_COLLATERAL,
+    MIN_REWARD,
     PROVER_INPUT,
+    REQUESTER_BPS,
     STATEMENT,
+    UNBONDING_DELAY,
     escrow,
     make_terms,
     posted_terms,
     proof_for,
 )
-
-UNBONDING_DELAY = 3_600  # seconds
-GRACE_PERIOD = 60  # seconds
-REQUESTER_BPS = 5_000
-CALLER_BPS = 1_000
-TESTS = Path(__file__).parent
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -112,8 +110,8 @@ def create_market(registry, verifier, owner):
     def create(
         binding: int = BINDING_ADDRESS_INPUT,
         address_input: int = ADDRESS_INPUT,
-        min_collateral: int = ETHER // 10,
-        min_reward: int = ETHER // 100,
+        min_collateral: int = MIN_COLLATERAL,
+        min_reward: int = MIN_REWARD,
         grace_period: int = GRACE_PERIOD,
         requester_bps: int = REQUESTER_BPS,
         caller_bps: int = CALLER_BPS,
@@ -177,8 +175,3 @@ def create_task(registry, requester, market, mechanism, staked_provers):
         return posted_terms(registry, tx)
 
     return create
-
-
-def advance(chain, seconds: int) -> None:
-    """Move the chain's clock forward and mine a block there."""
-    chain.mine(1, deltatime=seconds)

@@ -13,15 +13,11 @@ from provingmarket.chain.client import (
     KeySigner,
     Refused,
     RegistryClient,
-    format_ether,
-    parse_address,
-    parse_ether,
-    parse_task_id,
     registry_abi,
 )
 from provingmarket.deployments import Deployment, DeploymentError
 from provingmarket.devnet import STATEMENT, proof_for
-from tests.utils.market import ETHER, assigned, item
+from tests.factories import ETHER, assigned, item
 
 # anvil's default key for accounts[7] (mnemonic "test ... junk")
 KEY_7 = "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356"
@@ -132,44 +128,6 @@ def test_events__filtered_by_name_and_prover(registry, create_task, prover, keep
     assert proven and all(e.prover == prover.address for e in proven)
     assert proven[-1].paid == terms.max_reward
     assert list(proven[-1].public_inputs) == [int(prover.address, 16), *STATEMENT[1:]]
-
-
-@pytest.mark.parametrize(
-    "text, wei",
-    [("1", ETHER), ("0.25", ETHER // 4), ("0.000000000000000001", 1), ("12.5", 12 * ETHER + ETHER // 2)],
-)
-def test_parse_ether__amounts_people_write(text, wei):
-    assert parse_ether(text) == wei
-    assert parse_ether(format_ether(wei).removesuffix(" ETH")) == wei
-
-
-@pytest.mark.parametrize(
-    "text, says",
-    [
-        ("-1", "is negative"),
-        ("0.0000000000000000001", "more than 18 decimals"),
-        ("1e18", "not a number of ETH"),
-        ("one", "not a number of ETH"),
-        ("", "not a number of ETH"),
-    ],
-)
-def test_parse_ether__bad_amounts__say_what_is_wrong(text, says):
-    with pytest.raises(ClientError, match=says):
-        parse_ether(text, "--amount")
-
-
-def test_parse_address_and_task_id():
-    checksummed = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
-    assert parse_address(checksummed.lower()) == checksummed
-    assert parse_address(checksummed) == checksummed
-    with pytest.raises(ClientError, match="bad checksum"):
-        parse_address(checksummed.replace("F79", "f79"))
-    with pytest.raises(ClientError, match="not an address"):
-        parse_address("0x123")
-    assert parse_task_id("0x" + "ab" * 32) == b"\xab" * 32
-    for bad in ("0x1234", "0x" + "zz" * 32, "nope"):
-        with pytest.raises(ClientError, match="not a task id"):
-            parse_task_id(bad)
 
 
 def test_sign_bid__key_and_ape_signers__registry_pays_the_signed_price(

@@ -3,12 +3,15 @@ mechanisms and set their frontends; each refusal is one line, exit 1, nothing se
 
 from __future__ import annotations
 
+import pytest
+
 from provingmarket import deployments
-from tests.conftest import UNBONDING_DELAY
+from tests.factories import UNBONDING_DELAY
 
 FRONTEND = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
 
 
+@pytest.mark.ape_run
 def test_deploy__records_the_registry__then_refuses_to_replace_it(run, deployments_folder, chain, accounts):
     result = run("operator", "deploy", "--unbonding-delay", "120", "--json", account="TEST::0")
 
@@ -36,6 +39,7 @@ def test_deploy__records_the_registry__then_refuses_to_replace_it(run, deploymen
     assert accounts[0].nonce == nonce
 
 
+@pytest.mark.ape_run
 def test_commands__no_deployment_or_stale_one__say_how_to_deploy(run, deployments_folder, chain):
     missing = run("operator", "market", "show", "1")
     assert missing.code == 1
@@ -54,7 +58,7 @@ def test_market_create_show_pause_resume(run, recorded, deployments_folder, regi
     assert created.code == 0, created.err
     market_id = registry.market_count()
     assert f"market {market_id} opened for circuit squarings-1000" in created.out
-    record = deployments.load("ethereum:custom", deployments_folder)
+    record = deployments.load(recorded.network, deployments_folder)
     assert record.markets[market_id].circuit == "squarings-1000"
     assert registry.market(market_id).verifier == record.markets[market_id].verifier
     assert registry.market(market_id).min_reward == 2 * 10**16

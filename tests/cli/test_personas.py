@@ -5,61 +5,14 @@ one line. Each `ape run` costs a few seconds, so there are few of them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
+from provingmarket.formats import TaskTerms
 from provingmarket.market import personas
-from tests.utils.market import ETHER
-
-MIN_REWARD, MIN_COLLATERAL = ETHER // 100, ETHER // 10  # the session market's (tests/conftest.py)
-HOUR = 3_600
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "requester.py"
-
-
-def stated(**terms) -> dict:
-    """The persona fields of a task's terms, with what no persona sets left at 0."""
-    return {"assign_window": 0, "decay": False, "decay_floor": 0, "start_price": 0, "ramp": 0, **terms}
-
-
-ARBITRAGE = stated(
-    mechanism_id=OPEN_RACE,
-    redundancy=1,
-    proving_window=30,
-    max_reward=5 * MIN_REWARD,
-    collateral=MIN_COLLATERAL,
-    decay=True,
-    decay_floor=MIN_REWARD,
-)
-
-
-def rollup(election: int) -> dict:
-    return stated(
-        mechanism_id=election,
-        redundancy=3,
-        assign_window=4 * HOUR,
-        proving_window=2 * HOUR,
-        max_reward=2 * MIN_REWARD,
-        collateral=5 * MIN_COLLATERAL,
-        decay=True,
-        decay_floor=MIN_REWARD,
-    )
-
-
-BATCH_DUTCH = stated(
-    mechanism_id=DUTCH,
-    redundancy=1,
-    assign_window=6 * HOUR,
-    proving_window=6 * HOUR,
-    max_reward=MIN_REWARD,
-    collateral=MIN_COLLATERAL,
-    start_price=0,
-    ramp=6 * HOUR,
-)
+from tests.factories import ARBITRAGE, BATCH_DUTCH, MIN_REWARD, load_script, rollup
 
 
 def persona_fields(terms: TaskTerms) -> dict:
@@ -77,47 +30,6 @@ def register(registry, owner, keeper, name: str) -> int:
 
 
 # ------------------------------------------------------------------ the mapping, as data
-
-
-def test_personas__the_seeds_three__have_the_issues_weights():
-    weights = {name: p.weights for name, p in personas.PERSONAS.items()}
-
-    assert weights == {
-        "arbitrage": personas.Weights(speed=10, cost=3, safety=1, censorship_resistance=1),
-        "rollup": personas.Weights(speed=3, cost=2, safety=10, censorship_resistance=1),
-        "batch": personas.Weights(speed=2, cost=10, safety=3, censorship_resistance=1),
-    }
-    assert all(plan.why for p in personas.PERSONAS.values() for plan in p.plans)
-
-
-def test_persona_terms__each_persona__maps_to_its_mechanism_and_terms_and_overrides_win():
-    terms = personas.persona_terms
-
-    assert terms("arbitrage", MIN_REWARD, MIN_COLLATERAL) == ARBITRAGE
-    assert terms("rollup", MIN_REWARD, MIN_COLLATERAL, {personas.ELECTION: 4}) == rollup(4)
-    assert terms("batch", MIN_REWARD, MIN_COLLATERAL) == BATCH_DUTCH
-    assert terms("batch", MIN_REWARD, MIN_COLLATERAL, {personas.AUCTION: 5}) == {
-        **BATCH_DUTCH,
-        "mechanism_id": 5,
-        "ramp": 0,  # a start price and ramp are the Dutch auction's only
-    }
-    # Explicit terms win, and what depends on them follows: no floor without decay, and
-    # a mechanism given outright needs no id for the persona's own.
-    assert terms("arbitrage", MIN_REWARD, MIN_COLLATERAL, decay=False, redundancy=2) == {
-        **ARBITRAGE,
-        "decay": False,
-        "decay_floor": 0,
-        "redundancy": 2,
-    }
-    assert terms("rollup", MIN_REWARD, MIN_COLLATERAL, mechanism_id=DUTCH)["ramp"] == 4 * HOUR
-    with pytest.raises(
-        personas.MissingMechanism, match="persona rollup posts through the election mechanism"
-    ):
-        terms("rollup", MIN_REWARD, MIN_COLLATERAL)
-    with pytest.raises(
-        personas.UnknownPersona, match="no persona 'miner'; the personas are arbitrage, rollup, batch"
-    ):
-        terms("miner", MIN_REWARD, MIN_COLLATERAL)
 
 
 # ------------------------------------------------------------------ the commands
@@ -221,10 +133,7 @@ def test_post_persona__unknown_or_missing_mechanism_id__one_line_naming_what_to_
 
 
 def _post_command():
-    spec = importlib.util.spec_from_file_location("requester_script_personas", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.post
+    return load_script("requester", "requester_script_personas").post
 
 
 @pytest.mark.parametrize(

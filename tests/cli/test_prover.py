@@ -14,8 +14,7 @@ from eth_utils import keccak
 from provingmarket import DUTCH
 from provingmarket.cli import when
 from provingmarket.devnet import SQUARE
-from tests.conftest import UNBONDING_DELAY, advance
-from tests.utils.market import ETHER, STATEMENT, assigned, item, proof_for
+from tests.factories import ETHER, STATEMENT, UNBONDING_DELAY, advance, assigned, item, proof_for
 
 
 def refused(result, message: str, args=()) -> None:

@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 from provingmarket import DUTCH, OPEN_RACE
-from tests.conftest import advance
-from tests.utils.market import ETHER, assigned, item
+from tests.factories import ETHER, advance, assigned, item
 
 
 def task_hex(registry, terms) -> str:

@@ -9,7 +9,6 @@ shows them, writes them and reads the chain it is pointed at."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -23,24 +22,15 @@ from provingmarket.deployments import Deployment, MarketRecord
 from provingmarket.devnet import default_backend
 from provingmarket.formats import DUTCH, OPEN_RACE, ZERO_ADDRESS, Assignment
 from provingmarket.proving.circuits import Circuit
-from tests.conftest import UNBONDING_DELAY
-from tests.utils.market import assigned, item
+from tests.factories import UNBONDING_DELAY, assigned, item, load_script
 
 SQUARE = Circuit.load("square")
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "qos.py"
 RACE = Assignment(slot=0, price=0, deadline=0, frontend=ZERO_ADDRESS)  # ignored by an open race proof
 SVG = "{http://www.w3.org/2000/svg}"
 PLOTS = ("first-proof.svg", "price.svg", "delivery.svg", "provers.svg")
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("qos_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-qos_script = _load_script()
+qos_script = load_script("qos")
 
 
 def prove(registry, terms, assignment, prover) -> None:

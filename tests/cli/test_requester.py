@@ -7,12 +7,10 @@ nothing sent."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import threading
-from pathlib import Path
 
 import pytest
 from eth_utils import keccak
@@ -23,21 +21,12 @@ from provingmarket.deployments import Deployment, MarketRecord
 from provingmarket.devnet import default_backend
 from provingmarket.formats import BINDING_NONE, DUTCH, OPEN_RACE, Assignment, TaskTerms
 from provingmarket.proving.circuits import Circuit
-from tests.conftest import UNBONDING_DELAY, advance
-from tests.utils.market import ETHER, assigned, item
+from tests.factories import ETHER, UNBONDING_DELAY, advance, assigned, item, load_script
 
 SQUARE = Circuit.load("square")
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "requester.py"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("requester_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-requester_script = _load_script()
+requester_script = load_script("requester")
 
 
 # ------------------------------------------------------------------ helpers
@@ -146,6 +135,7 @@ def test_post__inputs_file_with_defaults__opens_a_race_at_the_market_minimums(
 # ------------------------------------------------------------------ status, proof
 
 
+@pytest.mark.ape_run
 def test_status_wait__a_proof_arrives__prints_the_timeline_then_proof_gives_it(
     run, recorded, registry, create_task, keeper, prover, chain, deployments_folder, tmp_path
 ):

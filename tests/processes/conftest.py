@@ -30,9 +30,8 @@ from provingmarket import deployments
 from provingmarket.chain.client import RegistryClient
 from provingmarket.deployments import Deployment, MarketRecord
 from provingmarket.devnet import deploy_stack
-from tests.utils.market import ETHER, PROVER_INPUT, escrow, make_terms, posted_terms
+from tests.factories import ETHER, PROVER_INPUT, ROOT, escrow, make_terms, posted_terms
 
-ROOT = Path(__file__).resolve().parents[2]
 _keys = itertools.count(1)
 
 
@@ -207,48 +206,6 @@ def spawn(tmp_path):
     yield start
     for process in started:
         process.stop(timeout=10)
-
-
-def spawn_agent(
-    spawn, stack, key: str, db, *options: str, rpc: str | None = None, name: str = "agent", wait: bool = True
-):
-    """A prover agent process for `key` on `stack` (its database at `db`, polling every
-    0.2 s), once it logged agent.start (unless `wait` is False)."""
-    process = spawn(
-        "provingmarket.agent",
-        "--rpc",
-        rpc or stack.rpc,
-        "--deployment",
-        str(stack.record),
-        "--key-env",
-        "PROVER_KEY",
-        "--db",
-        str(db),
-        "--poll",
-        "0.2",
-        *options,
-        env={"PROVER_KEY": key},
-        name=name,
-    )
-    if wait:
-        process.wait_for("agent.start", timeout=60)
-    return process
-
-
-def wait_until(predicate, timeout: float = 60, every: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"{what} not met within {timeout}s")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Relay:

@@ -6,45 +6,34 @@ Withdrawn, its balance, the transactions its account sent."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from eth_account import Account
 
 from provingmarket.chain.client import KeySigner, RegistryClient
-from provingmarket.formats import OPEN_RACE, Assignment
-from provingmarket.proving.backends import SNARKJS_PROVE
-from tests.conftest import advance
-from tests.processes.conftest import ROOT, spawn_agent, wait_until
-from tests.utils.market import ETHER, assigned, item
+from provingmarket.formats import OPEN_RACE
+from tests.factories import (
+    ETHER,
+    PRICE,
+    SLOW_BACKEND,
+    address,
+    advance,
+    assign_in,
+    backend_file,
+    for_task,
+    proofs,
+    run_agent_cli,
+    spawn_agent,
+    task_id,
+    wait_until,
+)
 
 ASK = ETHER // 100
-PRICE = ETHER // 20
-# A backend that takes a while (a second's sleep, then snarkjs): long enough to act while
-# a proof is being made.
-SLOW_BACKEND = {
-    "backend": "command",
-    "command": [
-        "bash",
-        "-c",
-        'sleep 1 && exec bash "$0" "$@"',
-        str(SNARKJS_PROVE),
-        "{wasm}",
-        "{zkey}",
-        "{inputs}",
-        "{proof}",
-        "{public}",
-    ],
-    "timeout": 60,
-}
 
 
 @pytest.fixture
@@ -73,34 +62,6 @@ def start_agent(spawn, tmp_path):
     return start
 
 
-def address(key: str) -> str:
-    return Account.from_key(key).address
-
-
-def assign(stack, keeper, terms, prover: str, price: int = PRICE) -> Assignment:
-    tx = stack.registry.assign(item(terms, prover, price), sender=keeper)
-    return assigned(stack.registry, tx)[0][1]
-
-
-def task_id(stack, terms) -> bytes:
-    return stack.client.task_id(terms)
-
-
-def proofs(stack, terms) -> list:
-    return stack.client.events(["TaskProven"], task_id=task_id(stack, terms))
-
-
-def for_task(stack, terms):
-    tid = "0x" + task_id(stack, terms).hex()
-    return lambda line: line.get("task") == tid
-
-
-def backend_file(tmp_path: Path, config: dict) -> str:
-    path = tmp_path / "backend.json"
-    path.write_text(json.dumps(config))
-    return str(path)
-
-
 # ------------------------------------------------------------------ proving
 
 
@@ -118,7 +79,7 @@ def test_agent__assigned_task__is_proven_once_and_paid(
     assert start["metrics_port"] > 0
 
     terms = post(stack)
-    assign(stack, keeper, terms, me)
+    assign_in(stack, keeper, terms, me)
 
     paid = agent.wait_for("agent.paid", where=for_task(stack, terms))[0]
     found = proofs(stack, terms)
@@ -141,7 +102,7 @@ def test_agent__killed_after_proving__restarts_and_proves_nothing_twice(
     me = address(key)
     agent = start_agent(stack, key)
     terms = post(stack)
-    assign(stack, keeper, terms, me)
+    assign_in(stack, keeper, terms, me)
 
     agent.wait_for(kill_at, where=for_task(stack, terms))
     agent.kill()
@@ -173,7 +134,7 @@ def test_agent__killed_at_random_moments__every_task_proven_once(
     delays = random.Random(7).choices([0.0, 0.05, 0.1, 0.2, 0.4], k=4)
     for terms, delay in zip([*tasks, None], delays, strict=True):
         if terms is not None:
-            assign(stack, keeper, terms, me)
+            assign_in(stack, keeper, terms, me)
         time.sleep(delay)
         agent.kill()
         agent.popen.wait(10)
@@ -198,7 +159,7 @@ def test_agent__node_gone_after_proving__submits_the_kept_proof_after_restart(
     me = address(key)
     agent = start_agent(stack, key, "--backend", backend_file(tmp_path, SLOW_BACKEND), rpc=relay.url)
     terms = post(stack)
-    assign(stack, keeper, terms, me)
+    assign_in(stack, keeper, terms, me)
 
     agent.wait_for("agent.proving", where=for_task(stack, terms))
     relay.cut()
@@ -227,7 +188,7 @@ def test_agent__capacity_two__proves_two_at_a_time_and_races(
     agent = start_agent(stack, key, "--backend", backend_file(tmp_path, SLOW_BACKEND))
     tasks = [post(stack) for _ in range(2)]
     for terms in tasks:
-        assign(stack, keeper, terms, me)
+        assign_in(stack, keeper, terms, me)
     race = post(stack, mechanism_id=OPEN_RACE)
 
     for terms in [*tasks, race]:
@@ -258,7 +219,7 @@ def test_agent__deadline_out_of_reach__declines_within_the_grace_period(
     me = address(key)
     agent = start_agent(stack, key, "--margin", "1000")  # more than the 300 s proving window
     terms = post(stack)
-    assign(stack, keeper, terms, me)
+    assign_in(stack, keeper, terms, me)
 
     declined = agent.wait_for("agent.declined", where=for_task(stack, terms))[0]
     assert declined["left_s"] < declined["needs_s"]
@@ -279,7 +240,7 @@ def test_agent__deadline_out_of_reach_after_grace__gives_up_and_says_so(
     join(stack)
     me = address(key)
     terms = post(stack)
-    assign(stack, keeper, terms, me)
+    assign_in(stack, keeper, terms, me)
     advance(chain, 3)  # the chain's clock passes the grace period: no decline any more
     agent = start_agent(stack, key, "--margin", "1000")
 
@@ -308,7 +269,7 @@ def test_agent__backend_fails_once__retries_and_is_paid(
     me = address(key)
     agent = start_agent(stack, key, "--backend", backend_file(tmp_path, failing_backend(tmp_path, 1)))
     terms = post(stack)
-    assign(stack, keeper, terms, me)
+    assign_in(stack, keeper, terms, me)
 
     agent.wait_for("agent.paid", where=for_task(stack, terms))
     failed = agent.events("agent.proving_failed")
@@ -327,7 +288,7 @@ def test_agent__backend_keeps_failing__gives_up_after_retries_and_declines(
     failing = backend_file(tmp_path, failing_backend(tmp_path, 100))
     agent = start_agent(stack, key, "--backend", failing, "--retries", "1")
     terms = post(stack)
-    assign(stack, keeper, terms, me)
+    assign_in(stack, keeper, terms, me)
 
     declined = agent.wait_for("agent.declined", where=for_task(stack, terms))[0]
     assert "the backend failed 2 times" in declined["reason"]
@@ -356,12 +317,12 @@ def test_agent__withdraws_past_the_threshold_and_when_asked(
         return [e.amount for e in stack.client.events(["Withdrawn"]) if e.account == me]
 
     terms = post(stack)
-    assign(stack, keeper, terms, me, PRICE)  # 0.05 ETH: past the threshold
+    assign_in(stack, keeper, terms, me, PRICE)  # 0.05 ETH: past the threshold
     wait_until(withdrawn, timeout=30, what="a Withdrawn event")
     assert withdrawn() == [PRICE]
 
     small = post(stack)
-    assign(stack, keeper, small, me, ASK)  # 0.01 ETH: below it, kept
+    assign_in(stack, keeper, small, me, ASK)  # 0.01 ETH: below it, kept
     agent.wait_for("agent.paid", where=for_task(stack, small))
     time.sleep(1)
     assert withdrawn() == [PRICE]
@@ -380,7 +341,7 @@ def test_agent__sigterm_while_proving__submits_then_exits_zero(
     me = address(key)
     agent = start_agent(stack, key, "--backend", backend_file(tmp_path, SLOW_BACKEND))
     terms = post(stack)
-    assign(stack, keeper, terms, me)
+    assign_in(stack, keeper, terms, me)
 
     agent.wait_for("agent.proving", where=for_task(stack, terms))
     assert agent.stop() == 0
@@ -393,18 +354,6 @@ def test_agent__sigterm_while_proving__submits_then_exits_zero(
 
 
 # ------------------------------------------------------------------ bad input
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if k != "PROVER_KEY"}
-    return subprocess.run(
-        [sys.executable, "-m", "provingmarket.agent", *args],
-        cwd=ROOT,
-        env=dict(environment, PYTHONPATH=str(ROOT), **(env or {})),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.mark.parametrize(
@@ -438,7 +387,7 @@ def test_agent__bad_input__one_line_error_and_exit_code_1(tmp_path, rpc, case, e
         args += ["--trust-verifier", "0x" + "ab" * 32, "--trust-verifier", "0x1234"]
     elif case == "missing option":
         args = args[:-2]
-    done = run_cli(*args, env=env)
+    done = run_agent_cli(*args, env=env)
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], done.stderr
@@ -448,7 +397,7 @@ def test_agent__prover_in_no_market__says_to_join_and_exits_1(make_stack, keeper
     stack = make_stack([keeper.address])
     key = funded()
     args = ["--rpc", rpc, "--deployment", str(stack.record), "--key-env", "PROVER_KEY"]
-    done = run_cli(*args, "--db", str(tmp_path / "a.db"), env={"PROVER_KEY": key})
+    done = run_agent_cli(*args, "--db", str(tmp_path / "a.db"), env={"PROVER_KEY": key})
     assert done.returncode == 1
     lines = [line for line in done.stderr.strip().splitlines() if not line.startswith("{")]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "has joined no market" in lines[0], (

@@ -19,7 +19,6 @@ import json
 import math
 import threading
 import time
-from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -29,8 +28,6 @@ from eth_account.messages import encode_typed_data
 
 from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.costs import (
-    GAS_PER_LOCK,
-    GAS_PER_PROOF,
     CostModel,
     dutch_price,
     dutch_time_for,
@@ -38,11 +35,22 @@ from provingmarket.costs import (
     reward_at,
 )
 from provingmarket.formats import DUTCH, OPEN_RACE, bid_typed_data
-from tests.processes.conftest import free_port, spawn_agent, wait_until
-from tests.processes.test_agent import SLOW_BACKEND, address, backend_file, for_task, proofs, task_id
-from tests.utils.market import ETHER, item, make_terms
+from tests.factories import (
+    ETHER,
+    SLOW_BACKEND,
+    address,
+    backend_file,
+    for_task,
+    free_port,
+    item,
+    make_terms,
+    proofs,
+    run_agent_cli,
+    spawn_agent,
+    task_id,
+    wait_until,
+)
 
-GWEI = 10**9
 ASK = ETHER // 100
 # The strategy the process tests run: 0.04 ETH a proving second, 2% of the collateral
 # expected lost to slashes, 10% margin. With the declared proving time (1 s) and anvil's
@@ -52,51 +60,6 @@ MODEL = CostModel(cost_per_second=ETHER * 4 // 100, risk_rate="0.02", margin="0.
 
 
 # ------------------------------------------------------------------ the cost model
-
-
-def test_least_price__proving_gas_and_risk__plus_the_margin():
-    model = CostModel(cost_per_second=ETHER // 1000, risk_rate="0.02", margin="0.1")
-    # 4 s * 0.001 ETH + 275,000 gas * 2 gwei + 0.5 ETH * 2%, then 10% more
-    expected = (4 * ETHER // 1000 + GAS_PER_PROOF * 2 * GWEI + ETHER // 100) * 11 // 10
-    assert model.least_price(4.0, 2 * GWEI, ETHER // 2) == expected == 16_005_000_000_000_000
-
-
-def test_least_price__dutch_lock__adds_the_lock_gas():
-    model = CostModel(cost_per_second=ETHER // 1000, risk_rate="0.02", margin="0.1")
-    locked = model.least_price(4.0, 2 * GWEI, ETHER // 2, needs_lock=True)
-    assert locked - model.least_price(4.0, 2 * GWEI, ETHER // 2) == GAS_PER_LOCK * 2 * GWEI * 11 // 10
-
-
-def test_least_price__defaults__ask_for_the_gas_alone():
-    assert CostModel().least_price(30.0, 3 * GWEI, 10 * ETHER) == GAS_PER_PROOF * 3 * GWEI
-    assert CostModel(gas_per_proof=0).least_price(30.0, 3 * GWEI, 10 * ETHER) == 0
-
-
-def test_least_price__fractions_of_a_wei__round_up():
-    model = CostModel(cost_per_second=3, margin=Fraction(1, 3), gas_per_proof=0)
-    # 0.5 s * 3 wei = 1.5 wei, * 4/3 = 2 wei exactly; 0.6 s: 1.8 * 4/3 = 2.4 -> 3
-    assert model.least_price(0.5, 0, 0) == 2
-    assert model.least_price(0.6, 0, 0) == 3
-
-
-def test_cost_model__rates_are_exact_fractions_whatever_their_spelling():
-    assert CostModel(risk_rate=0.1, margin="0.05") == CostModel(risk_rate="0.1", margin=Fraction(1, 20))
-    # a float 0.1 is taken as written: 10 wei of collateral at risk cost exactly 1 wei
-    assert CostModel(risk_rate=0.1, gas_per_proof=0).least_price(0, 0, 10) == 1
-
-
-@pytest.mark.parametrize(
-    ("values", "message"),
-    [
-        ({"cost_per_second": -1}, "negative"),
-        ({"risk_rate": "1.5"}, "0 to 1"),
-        ({"margin": "-0.1"}, "negative"),
-        ({"risk_rate": "lots"}, "not a number"),
-    ],
-)
-def test_cost_model__bad_values__are_refused_saying_which(values, message):
-    with pytest.raises(ValueError, match=message):
-        CostModel(**values)
 
 
 # ------------------------------------------------------------------ the registry's formulas
@@ -455,8 +418,6 @@ def test_agent__auctions__bids_its_floor_once_a_round_within_capacity_and_surviv
 
 
 def test_agent__bad_strategy_options__one_line_error(tmp_path, rpc):
-    from tests.processes.test_agent import run_cli
-
     base = ["--rpc", rpc, "--deployment", str(Path(tmp_path) / "none.json"), "--key-env", "PROVER_KEY"]
     for option, value, expected in [
         ("--risk-rate", "2", "--risk-rate 2 is out of range"),
@@ -464,7 +425,7 @@ def test_agent__bad_strategy_options__one_line_error(tmp_path, rpc):
         ("--auction", "ftp://x", "--auction 'ftp://x' is not an HTTP URL"),
         ("--cost-per-second", "-1", "--cost-per-second '-1' is negative"),
     ]:
-        done = run_cli(
+        done = run_agent_cli(
             *base, "--db", str(tmp_path / "a.db"), option, value, env={"PROVER_KEY": "0x" + "11" * 32}
         )
         lines = done.stderr.strip().splitlines()

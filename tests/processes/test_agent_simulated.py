@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from provingmarket.formats import OPEN_RACE
-from tests.processes.conftest import ROOT, wait_until
-from tests.utils.market import ETHER, assigned, item
+from tests.factories import ETHER, ROOT, assigned, item, wait_until
 
 PRICE = ETHER // 20
 MARGIN = 2  # the agent's --margin (its default): seconds kept before a deadline

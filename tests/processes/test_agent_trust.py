@@ -22,17 +22,20 @@ from provingmarket.chain.markets import MarketTerms, open_market
 from provingmarket.deployments import MarketRecord
 from provingmarket.devnet import SQUARE, default_backend
 from provingmarket.formats import OPEN_RACE, inputs_commitment
-from tests.processes.conftest import spawn_agent
-from tests.processes.test_agent import (
+from tests.factories import (
+    ETHER,
     SLOW_BACKEND,
     address,
-    assign,
+    assign_in,
     backend_file,
+    escrow,
     for_task,
+    make_terms,
+    posted_terms,
     proofs,
+    spawn_agent,
     task_id,
 )
-from tests.utils.market import ETHER, escrow, make_terms, posted_terms
 
 STAKE = 5 * ETHER
 GRACE = 5  # seconds: the processes' stacks' grace period
@@ -139,7 +142,7 @@ def test_agent__assigned_unprovable_inputs__declined_at_once_in_the_grace_period
     other = post_inputs(stack, requester, {"x": 8, "y": 64}, committed={"x": 7, "y": 49})
     # Posts and commits to y = 50, but x = 7 gives 49: nobody can make that proof.
     wrong = post_inputs(stack, requester, {"x": 7, "y": 50}, committed={"x": 7, "y": 50})
-    assignments = {id(terms): assign(stack, keeper, terms, me) for terms in (other, wrong)}
+    assignments = {id(terms): assign_in(stack, keeper, terms, me) for terms in (other, wrong)}
 
     reasons = {
         id(terms): agent.wait_for("agent.declined", where=for_task(stack, terms))[0]["reason"]
@@ -183,7 +186,7 @@ def test_agent__custom_market__declined_unless_its_code_hash_is_trusted_then_pro
     untrusting = start_agent(stack, key)
     race = post_inputs(stack, requester, sample, sample, market_id, mechanism_id=OPEN_RACE)
     first = post_inputs(stack, requester, sample, sample, market_id)
-    held = assign(stack, keeper, first, me)
+    held = assign_in(stack, keeper, first, me)
     declined = untrusting.wait_for("agent.declined", where=for_task(stack, first))[0]
     [said] = untrusting.events("agent.untrusted_market")
     assert (said["market"], said["verifier"], said["codehash"]) == (market_id, verifier.address, codehash)
@@ -199,7 +202,7 @@ def test_agent__custom_market__declined_unless_its_code_hash_is_trusted_then_pro
     trusting = start_agent(stack, key, "--trust-verifier", codehash)
     assert trusting.events("agent.start")[0]["trusted_verifiers"] == [codehash]
     second = post_inputs(stack, requester, sample, sample, market_id)
-    assign(stack, keeper, second, me)
+    assign_in(stack, keeper, second, me)
     for terms in (second, race):
         trusting.wait_for("agent.paid", where=for_task(stack, terms))
         assert [e.prover for e in proofs(stack, terms)] == [me]
@@ -215,7 +218,7 @@ def test_agent__frozen_market__voids_its_live_assignment_and_never_proves(
     key = joined(stack, market_id)
     me = address(key)
     terms = post_inputs(stack, requester, SQUARE.sample, SQUARE.sample, market_id)
-    assign(stack, keeper, terms, me)
+    assign_in(stack, keeper, terms, me)
     assert stack.client.standing(me).locked == terms.collateral
     chain.provider.make_request("anvil_setCode", [verifier.address, "0x00"])  # the verifier changed
     assert stack.client.market(market_id).frozen

@@ -19,10 +19,8 @@ from eth_account import Account
 
 from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.formats import sign_bid
-from tests.processes.conftest import wait_until
-from tests.utils.market import ETHER, STATEMENT, proof_for
+from tests.factories import ETHER, STATEMENT, proof_for, spawn_frontend, wait_until
 
-FRONTEND = "frontends.auction.process"
 HOUR = 3_600
 
 
@@ -30,27 +28,8 @@ HOUR = 3_600
 
 
 def start(spawn, stack, key, db, *extra, window=4, name="auction"):
-    process = spawn(
-        FRONTEND,
-        "--rpc",
-        stack.rpc,
-        "--deployment",
-        str(stack.record),
-        "--mechanism",
-        str(stack.mechanism_id),
-        "--db",
-        str(db),
-        "--poll",
-        "0.2",
-        "--window",
-        str(window),
-        "--port",
-        "0",
-        *extra,
-        env={"AUCTION_KEY": key},
-        name=name,
-    )
-    return process
+    options = ("--window", str(window), "--port", "0", *extra)
+    return spawn_frontend(spawn, stack, key, db, *options, mechanism="auction", name=name)
 
 
 def api_url(process, count: int = 1) -> str:
@@ -296,11 +275,10 @@ def test_forged_bid__refused_by_the_frontend__and_skipped_by_the_registry_when_s
 # ------------------------------------------------------------------ bad input
 
 
-def test_bad_input__every_kind_answered_4xx_with_a_reason__never_5xx(
-    make_stack, make_prover, funded, post, spawn, tmp_path
-):
-    key, address = frontend_account(funded)
-    stack = make_stack([address])
+def bidders(stack, make_prover, funded) -> tuple:
+    """(good key, good address, busy, poor, revoked, flood, outsider keys): provers in the
+    stack's market, three of them then unable to take the task (no capacity, stake or
+    signatures left), and an account in no market."""
     good_key, good = make_prover(stack)
     busy_key, _ = make_prover(stack)
     poor_key, _ = make_prover(stack)
@@ -310,19 +288,19 @@ def test_bad_input__every_kind_answered_4xx_with_a_reason__never_5xx(
     prover_client(stack, busy_key).transact("update_membership", stack.market_id, 0, ETHER // 100, 10, 0)
     prover_client(stack, poor_key).transact("unstake", 5 * ETHER)
     prover_client(stack, revoked_key).transact("revoke_signatures")
-    frontend = start(
-        spawn,
-        stack,
-        key,
-        tmp_path / "auction.sqlite",
-        "--prover-rate",
-        "0.2",
-        "--prover-burst",
-        "5",
-        "--bids-per-prover",
-        "3",
-        window=12,
+    return good_key, good, busy_key, poor_key, revoked_key, flood_key, outsider_key
+
+
+def test_bad_input__every_kind_answered_4xx_with_a_reason__never_5xx(
+    make_stack, make_prover, funded, post, spawn, tmp_path
+):
+    key, address = frontend_account(funded)
+    stack = make_stack([address])
+    good_key, good, busy_key, poor_key, revoked_key, flood_key, outsider_key = bidders(
+        stack, make_prover, funded
     )
+    limits = ("--prover-rate", "0.2", "--prover-burst", "5", "--bids-per-prover", "3")
+    frontend = start(spawn, stack, key, tmp_path / "auction.sqlite", *limits, window=12)
     url = api_url(frontend)
     terms = post(stack, max_reward=ETHER // 10)
     task_id = task_hex(stack, terms)

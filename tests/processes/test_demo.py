@@ -10,7 +10,7 @@ import os
 import re
 import subprocess
 
-from tests.processes.conftest import ROOT
+from tests.factories import ROOT
 
 STARTED = re.compile(r"\(pid (\d+)\)")  # the demo names each process it starts, with its pid
 

@@ -21,8 +21,7 @@ from frontends.election.mechanism import draw
 from frontends.election.process import RoundStore, Walk, task_rounds, verify_task
 from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.chain.mirror import Mirror
-from tests.processes.conftest import ROOT, wait_until
-from tests.utils.market import ETHER, item
+from tests.factories import ETHER, ROOT, item, spawn_frontend, wait_until
 
 FRONTEND = "frontends.election.process"
 DELAY = 2
@@ -81,25 +80,8 @@ def frontend_account(funded) -> tuple[str, str]:
 
 
 def start_frontend(spawn, stack, key, db, *extra, name="election"):
-    return spawn(
-        FRONTEND,
-        "run",
-        "--rpc",
-        stack.rpc,
-        "--deployment",
-        str(stack.record),
-        "--mechanism",
-        str(stack.mechanism_id),
-        "--db",
-        str(db),
-        "--poll",
-        "0.2",
-        "--delay",
-        str(DELAY),
-        *extra,
-        env={"ELECTION_KEY": key},
-        name=name,
-    )
+    options = ("--delay", str(DELAY), *extra)
+    return spawn_frontend(spawn, stack, key, db, *options, mechanism="election", command=("run",), name=name)
 
 
 def task_hex(stack, terms) -> str:

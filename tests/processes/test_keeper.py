@@ -8,40 +8,11 @@ import signal
 import urllib.request
 
 from provingmarket.chain.mirror import Mirror
-from tests.processes.conftest import wait_until
-from tests.utils.market import ETHER
-
-FRONTEND = "frontends.orderbook.process"
-
-
-def start_frontend(spawn, stack, key, db, *extra, name="orderbook"):
-    return spawn(
-        FRONTEND,
-        "--rpc",
-        stack.rpc,
-        "--deployment",
-        str(stack.record),
-        "--mechanism",
-        str(stack.mechanism_id),
-        "--db",
-        str(db),
-        "--poll",
-        "0.2",
-        *extra,
-        env={"ORDERBOOK_KEY": key},
-        name=name,
-    )
+from tests.factories import ETHER, decisions_by_pair, frontend_account, start_frontend, wait_until
 
 
 def assignments(stack) -> list:
     return stack.client.events(["TaskAssigned"])
-
-
-def frontend_account(funded):
-    from eth_account import Account
-
-    key = funded()
-    return key, Account.from_key(key).address
 
 
 def test_frontend__assigns_open_tasks_to_the_cheapest_asks_at_their_price(
@@ -70,15 +41,6 @@ def test_frontend__assigns_open_tasks_to_the_cheapest_asks_at_their_price(
     assert "orderbook_assignments_applied_total 2" in text
     assert frontend.stop() == 0
     assert frontend.events("orderbook.stop")
-
-
-def decisions_by_pair(*processes) -> dict[tuple[str, str], int]:
-    counted: dict[tuple[str, str], int] = {}
-    for process in processes:
-        for d in process.events("orderbook.decision"):
-            pair = (d["task"], d["prover"])
-            counted[pair] = counted.get(pair, 0) + 1
-    return counted
 
 
 def assigned_once(stack, tasks) -> bool:

@@ -8,9 +8,7 @@ import signal
 import sqlite3
 import time
 
-from tests.processes.conftest import spawn_agent
-from tests.processes.test_keeper import decisions_by_pair, frontend_account, start_frontend
-from tests.utils.market import ETHER
+from tests.factories import ETHER, decisions_by_pair, frontend_account, spawn_agent, start_frontend
 
 
 def start_agent(spawn, stack, key, db, name):

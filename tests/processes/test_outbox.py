@@ -8,7 +8,7 @@ import pytest
 
 from provingmarket.chain.client import KeySigner, Refused, RegistryClient
 from provingmarket.chain.outbox import DONE, DROPPED, MINED, PENDING, Outbox
-from tests.utils.market import ETHER
+from tests.factories import ETHER
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 from simulation.config import POLICIES, PRESETS, ROUTER
-from tests.processes.conftest import ROOT
+from tests.factories import ROOT
 
 STARTED = re.compile(r"\(pid (\d+)\)")  # the simulation names each process it starts, with its pid
 

@@ -1,0 +1,35 @@
+"""The registry's shape: one module per concern under contracts/registry/, composed by
+contracts/Registry.vy within the size a chain accepts (with room to grow), every module
+with an external function under the reentrancy lock, and views only tests need kept in
+the test harness, not the registry."""
+
+SIZE_LIMIT = 24_000  # bytes of runtime code; EIP-170 allows 24,576
+TEST_VIEWS = {
+    "slot_word",
+    "engagement",
+    "cancelled",
+    "proofs_delivered",
+    "dutch_price",
+    "reward_at",
+    "domain_separator",
+    "bid_digest",
+    "bounds",
+    "reason_text",
+}
+
+
+def runtime_size(container) -> int:
+    return len(container.contract_type.runtime_bytecode.to_bytes())
+
+
+def test_registry_runtime_bytecode__fits_the_size_limit_with_room(project):
+    size = runtime_size(project.Registry)
+    assert size <= SIZE_LIMIT, f"Registry.vy compiles to {size:,} bytes of runtime code, above {SIZE_LIMIT:,}"
+
+
+def test_test_harness__is_the_registry_plus_views_only_tests_need(project):
+    registry = {a.name for a in project.Registry.contract_type.abi if a.type == "function"}
+    harness = {a.name for a in project.RegistryHarness.contract_type.abi if a.type == "function"}
+    assert harness - registry == TEST_VIEWS
+    assert registry < harness
+    assert runtime_size(project.RegistryHarness) <= 24_576  # deployable on a chain that enforces EIP-170

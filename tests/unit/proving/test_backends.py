@@ -1,0 +1,91 @@
+"""Proving backends off the chain: configurations and their refusals, placeholders of a
+command backend, and groth16py missing."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from provingmarket.proving.backends import (
+    PLACEHOLDERS,
+    BackendError,
+    CommandBackend,
+    Groth16pyBackend,
+    backend_from_config,
+)
+from provingmarket.proving.circuits import CIRCUITS
+
+SNARKJS_PROVE = CIRCUITS / "snarkjs-prove.sh"
+
+
+@pytest.mark.parametrize("command", [[], "prover --out {proof}", ["prover", 3], None])
+def test_command__no_command__refused(command):
+    with pytest.raises(
+        BackendError, match="the command backend needs a command: a non-empty list of strings"
+    ):
+        CommandBackend(command)
+
+
+def test_config__groth16py__in_process_backend():
+    assert isinstance(backend_from_config({"backend": "groth16py"}), Groth16pyBackend)
+
+
+def test_config__snarkjs__command_backend_running_the_script():
+    def check(proof, public):
+        return True
+
+    backend = backend_from_config({"backend": "snarkjs", "timeout": 120}, check)
+    assert isinstance(backend, CommandBackend)
+    assert backend.command == [
+        "bash",
+        str(SNARKJS_PROVE),
+        "{wasm}",
+        "{zkey}",
+        "{inputs}",
+        "{proof}",
+        "{public}",
+    ]
+    assert (backend.timeout, backend.check) == (120.0, check)
+    assert backend_from_config({"backend": "snarkjs"}).timeout == 600.0
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        ({}, "unknown backend None: use groth16py, snarkjs or command"),
+        ({"backend": "risc0"}, "unknown backend 'risc0': use groth16py, snarkjs or command"),
+        ({"backend": "Groth16py"}, "unknown backend 'Groth16py'"),
+        ({"backend": "command"}, "needs command: a list of arguments"),
+        ({"backend": "command", "command": "prover --out {proof}"}, "needs command: a list of arguments"),
+        ({"backend": "command", "command": []}, "needs a command: a non-empty list of strings"),
+        ({"backend": "command", "command": ["prover", 3]}, "needs a command: a non-empty list of strings"),
+        (
+            {"backend": "snarkjs", "timeout": "soon"},
+            "timeout should be a positive number of seconds, not 'soon'",
+        ),
+        ({"backend": "snarkjs", "timeout": 0}, "timeout should be a positive number of seconds, not 0"),
+        ({"backend": "snarkjs", "timeout": -5}, "timeout should be a positive number of seconds, not -5"),
+        ({"backend": "snarkjs", "timeout": None}, "timeout should be a positive number of seconds, not None"),
+        ({"backend": "snarkjs", "timeout": True}, "timeout should be a positive number of seconds, not True"),
+        ({"backend": "snarkjs", "timeout": float("inf")}, "timeout should be a positive number of seconds"),
+    ],
+)
+def test_config__invalid__backend_error(config, says):
+    with pytest.raises(BackendError) as error:
+        backend_from_config(config)
+    assert says in str(error.value)
+
+
+def test_command_placeholders__substituted_once__a_path_naming_one_is_left_alone():
+    backend = CommandBackend(["prove", "--in={inputs}", "{proof}", "{unknown}"])
+    values = {name: f"/tmp/{name}" for name in PLACEHOLDERS}
+    values["inputs"] = "/tmp/odd{proof}dir/input.json"
+    assert backend._argv(values) == ["prove", "--in=/tmp/odd{proof}dir/input.json", "/tmp/proof", "{unknown}"]
+
+
+def test_groth16py_backend__library_missing__says_how_to_install(monkeypatch):
+    """groth16py is an optional (GPL-3.0) extra: without it the backend says what to do."""
+    monkeypatch.setitem(sys.modules, "groth16py", None)  # makes `import groth16py` fail
+    with pytest.raises(BackendError, match="pip install -r requirements-groth16py.txt"):
+        Groth16pyBackend()
