@@ -9,6 +9,8 @@ of it that a test can cut to play a node that stops answering.
 
 from __future__ import annotations
 
+import contextlib
+
 import itertools
 import json
 import os
@@ -140,10 +142,8 @@ class Process:
             handle.write(line)
             handle.flush()
             self.text.append(line)
-            try:
+            with contextlib.suppress(ValueError):  # not a JSON line
                 self.lines.append(json.loads(line))
-            except ValueError:
-                pass
         handle.close()
 
     @property
@@ -254,10 +254,8 @@ class Relay:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.close()
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         self.open = False

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from benches.orderbook_bench import make_snapshot
 from frontends.book import Decision, MarketState, MembershipState, OpenTask, ProverState, Snapshot
 from frontends.orderbook.mechanism import match_orders
+from provingmarket import rules
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
 from tests.factories import offchain_member, offchain_terms
 
@@ -375,9 +376,11 @@ def fits(s: Snapshot, t: OpenTask, m: MembershipState) -> bool:
 
 
 def apply_round(s: Snapshot, decisions: list[Decision]) -> tuple[list[str], dict, dict]:
-    """Apply the decisions in order as the registry's `_assign` would; returns the rules
-    broken (empty if none) and what is left: (prover, market) -> free capacity, prover ->
-    free stake."""
+    """Apply the decisions in order, each judged by the registry's rule in Python
+    (provingmarket/rules.py, itself checked against the registry on anvil) in the state the
+    earlier ones left; returns the refusals (empty if none) and what is left: (prover,
+    market) -> free capacity, prover -> free stake. The orderbook also pays each prover its
+    ask, no more."""
     tasks = {t.task_id: t for t in s.tasks}
     members = {(m.prover.lower(), m.market_id): m for m in s.memberships}
     capacity = {key: m.capacity - m.used for key, m in members.items()}
@@ -386,31 +389,21 @@ def apply_round(s: Snapshot, decisions: list[Decision]) -> tuple[list[str], dict
     on_task: dict[bytes, set[str]] = defaultdict(set)
     broken: list[str] = []
     for d in decisions:
-        who = d.prover.lower()
-        t = tasks.get(d.task_id)
-        if t is None or t.terms != d.terms:
-            broken.append(f"unknown task {d.task_id.hex()}")
-            continue
+        who, t = d.prover.lower(), tasks.get(d.task_id)
         m = members.get((who, d.terms.market_id))
-        if m is None:
-            broken.append(f"{who} not in market {d.terms.market_id}")
+        if t is None or t.terms != d.terms or m is None:
+            broken.append(f"{who} on {d.task_id.hex()}: unknown task or not a member")
             continue
-        if not task_open(s, t):
-            broken.append(f"task {d.task_id.hex()} is paused, expired or not ours")
-        if not fits(s, t, m):
-            broken.append(f"{who} does not fit task {d.task_id.hex()}")
-        if who in on_task[d.task_id]:
-            broken.append(f"{who} twice on task {d.task_id.hex()}")
-        if filled[d.task_id] >= t.open_slots:
-            broken.append(f"no open slot left on task {d.task_id.hex()}")
-        if capacity[(who, m.market_id)] <= 0:
-            broken.append(f"{who} at capacity in market {m.market_id}")
-        if stake[who] < d.terms.collateral:
-            broken.append(
-                f"{who} has {stake[who]} free stake, task {d.task_id.hex()} locks {d.terms.collateral}"
-            )
-        if not m.ask <= d.price <= d.terms.max_reward:
-            broken.append(f"price {d.price} outside [{m.ask}, {d.terms.max_reward}]")
+        reason = rules.assign_refusal(
+            d.terms,
+            rules.Slots(open=t.open_slots - filled[d.task_id], market=market_refusal(s, d.terms.market_id)),
+            candidate(s, t, m, capacity, stake, on_task),
+            s.now,
+            d.price,
+            frontend_serves=d.terms.mechanism_id in s.mechanisms,
+        )
+        if reason:
+            broken.append(f"{who} on {d.task_id.hex()}: {reason}")
         if d.price != m.ask or d.signature:
             broken.append(f"price {d.price} is not {who}'s ask {m.ask}")
         filled[d.task_id] += 1
@@ -418,6 +411,28 @@ def apply_round(s: Snapshot, decisions: list[Decision]) -> tuple[list[str], dict
         capacity[(who, m.market_id)] -= 1
         stake[who] -= d.terms.collateral
     return broken, capacity, stake
+
+
+def market_refusal(s: Snapshot, market_id: int) -> str:
+    market = {m.market_id: m for m in s.markets}.get(market_id)
+    return rules.market_refusal(market is not None, market is not None and market.paused)
+
+
+def candidate(s: Snapshot, t: OpenTask, m: MembershipState, capacity, stake, on_task) -> rules.Candidate:
+    """The member as the registry would see it after the round's earlier decisions."""
+    who = m.prover.lower()
+    barred = who in on_task[t.task_id] or who in {a.lower() for a in t.barred}
+    return rules.Candidate(
+        address=m.prover,
+        accepts=t.terms.mechanism_id in m.mechanisms,
+        ask=m.ask,
+        capacity=m.capacity,
+        used=m.capacity - capacity[(who, m.market_id)],
+        proving_time=m.proving_time,
+        capabilities=m.capabilities,
+        free_stake=stake[who],
+        engagement=rules.ENGAGED if barred else "",
+    )
 
 
 def reference_match(s: Snapshot) -> list[Decision]:
