@@ -10,7 +10,6 @@ of it that a test can cut to play a node that stops answering.
 from __future__ import annotations
 
 import contextlib
-
 import itertools
 import json
 import os
