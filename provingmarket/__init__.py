@@ -1,7 +1,7 @@
 """Client side of the proving market: the formats shared with the registry contract.
 
 The registry (contracts/Registry.vy) and this package implement the same formats;
-docs/formats.md describes them and tests/registry/test_formats.py checks both agree.
+docs/formats.md describes them and tests/chain/registry/test_formats.py checks both agree.
 """
 
 from provingmarket.formats import (

@@ -26,7 +26,7 @@ BINDING_NONE = 0
 BINDING_ADDRESS_INPUT = 1
 BINDING_COMMIT_REVEAL = 2
 
-# The registry's bounds (contracts/registry/*.vy); tests/registry/test_formats.py checks
+# The registry's bounds (contracts/registry/*.vy); tests/chain/registry/test_formats.py checks
 # them against the registry. A term outside them is refused at post_task.
 MAX_REDUNDANCY = 8
 MAX_PUBLIC_INPUTS = 16

@@ -9,7 +9,7 @@
      string literal would push a whole 32-byte word and copy it: over a hundred sites,
      that is what keeps the registry under the EIP-170 size limit. Internal checks
      return a reason (0 = none) so batches can skip an item instead of reverting.
-     tests/registry/test_reasons.py checks every constant against its comment and that
+     tests/unit/contracts/test_reasons.py checks every constant against its comment and that
      a test triggers every reason.
 """
 

@@ -17,7 +17,7 @@ which take a keccak collision, by address) are a uniformly random ranking of `E`
 winners are its first `n`, in rank order. So every n-subset of `E` wins with the same
 probability, with no modulo bias to correct (nothing is reduced modulo |E|), and the result
 does not depend on the order `E` is given in. A prover's ticket does not depend on who else
-is eligible. tests/frontends/test_election.py checks it with chi-square tests.
+is eligible. tests/unit/mechanisms/test_election.py checks it with chi-square tests.
 
 Who is eligible
 ---------------
