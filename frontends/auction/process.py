@@ -316,23 +316,12 @@ class ApiServer:
 
 
 def run_auction(
-    client: RegistryClient,
-    window: int,
-    port: int,
-    settings: ApiSettings,
-    metrics_port: int | None = None,
-    stop: Stopper | None = None,
-    **keeper: Any,
-) -> None:
-    """Run the auctions and their API until `stop` (SIGTERM); `keeper` are the Keeper's
-    arguments (`keeper_options`)."""
+    client: RegistryClient, metrics_port: int | None = None, stop: Stopper | None = None, **options
+):
+    """Run the auctions and their API until `stop` (SIGTERM); `options` are the auction's
+    (`auction_options`: window, port, settings) and the Keeper's (`keeper_options`)."""
     run_frontend(
-        "auction",
-        lambda metrics: Auctioneer(
-            client, window=window, settings=settings, metrics=metrics, port=port, **keeper
-        ),
-        metrics_port,
-        stop,
+        "auction", lambda metrics: Auctioneer(client, metrics=metrics, **options), metrics_port, stop
     )
 
 

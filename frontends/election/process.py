@@ -521,20 +521,12 @@ class Elector:
 
 
 def run_election(
-    client: RegistryClient,
-    delay: int = DEFAULT_DELAY,
-    metrics_port: int | None = None,
-    stop: Stopper | None = None,
-    **keeper: Any,
-) -> None:
-    """Run the election frontend until `stop` (SIGTERM); `keeper` are the Keeper's
-    arguments (`keeper_options`)."""
-    run_frontend(
-        "election",
-        lambda metrics: Elector(client, delay=delay, metrics=metrics, **keeper),
-        metrics_port,
-        stop,
-    )
+    client: RegistryClient, metrics_port: int | None = None, stop: Stopper | None = None, **options
+):
+    """Run the election frontend until `stop` (SIGTERM); `options` are its delay (blocks,
+    DEFAULT_DELAY if not given) and the Keeper's arguments (`keeper_options`)."""
+    options.setdefault("delay", DEFAULT_DELAY)
+    run_frontend("election", lambda metrics: Elector(client, metrics=metrics, **options), metrics_port, stop)
 
 
 # ------------------------------------------------------------------ verify
