@@ -15,11 +15,8 @@ import click
 from provingmarket import deployments
 from provingmarket.chain.checks import existing_market, when
 from provingmarket.chain.client import ClientError, Market, RegistryClient, format_ether
-from provingmarket.chain.markets import MarketError
-from provingmarket.deployments import DeploymentError
+from provingmarket.errors import ProvingMarketError
 from provingmarket.formats import BUILT_IN_MECHANISMS
-from provingmarket.proving.backends import BackendError
-from provingmarket.proving.circuits import CircuitError
 from provingmarket.runtime.process import Stopper, configure_logging
 
 # The mechanisms every registry has, by id.
@@ -64,7 +61,7 @@ def handled(function: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except (ClientError, DeploymentError, CircuitError, BackendError, MarketError) as error:
+        except ProvingMarketError as error:  # every error a person can act on (provingmarket/errors.py)
             fail(str(error))
         except click.ClickException:
             raise
