@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from web3 import Web3
+
 from provingmarket.chain import trust
 from provingmarket.chain.checks import existing_market, not_built_in, registered_mechanism, when
 from provingmarket.chain.client import (
@@ -20,6 +22,7 @@ from provingmarket.chain.client import (
     Standing,
     chain_time,
     parse_ether,
+    reported,
 )
 from provingmarket.chain.client import format_ether as eth
 from provingmarket.formats import (
@@ -119,10 +122,10 @@ def stake_line(s: Standing) -> str:
 
 
 def membership_text(m: Membership | dict) -> str:
-    get = m.get if isinstance(m, dict) else lambda k: getattr(m, k)
+    terms = m if isinstance(m, dict) else {key: getattr(m, key) for key in MEMBERSHIP_KEYS}
     return (
-        f"capacity {get('capacity')}, ask {eth(get('ask'))}, proving time {get('proving_time')} s, "
-        f"capabilities {bin(get('capabilities'))}"
+        f"capacity {terms['capacity']}, ask {eth(terms['ask'])}, proving time {terms['proving_time']} s, "
+        f"capabilities {bin(terms['capabilities'])}"
     )
 
 
@@ -190,7 +193,7 @@ def stake(registry: RegistryClient, prover: str, wei: int) -> tuple[Any, Standin
             f"stake would be {eth(before.stake + wei)}, above the registry's limit of {eth(MAX_STAKE)} "
             f"(prover has {eth(before.stake)} staked)"
         )
-    held = registry.web3.eth.get_balance(prover)
+    held = registry.web3.eth.get_balance(Web3.to_checksum_address(prover))
     if held < wei:
         raise ClientError(f"account {prover} holds {eth(held)}, less than the {eth(wei)} to stake (and gas)")
     receipt, _ = registry.transact("stake", value=wei, action=f"stake {eth(wei)}")
@@ -220,7 +223,7 @@ def unstake(registry: RegistryClient, prover: str, wei: int) -> Unstaked:
     receipt, events = registry.transact("unstake", wei, action=f"unstake {eth(wei)}")
     event = next(e for e in events if e.name == "Unstaked")
     # Counted from the block the unstake was mined in: the registry's own clock.
-    left = event.ready_at - registry.web3.eth.get_block(receipt["blockNumber"])["timestamp"]
+    left = event.ready_at - reported(registry.web3.eth.get_block(receipt["blockNumber"]), "timestamp")
     return Unstaked(receipt, event.unbonding, event.ready_at, left, s, registry.standing(prover))
 
 

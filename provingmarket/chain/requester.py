@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from provingmarket.chain.checks import mechanism_name, when
-from provingmarket.chain.client import ClientError, RegistryClient, TaskState, chain_time
+from provingmarket.chain.client import ClientError, RegistryClient, TaskState, chain_time, reported
 from provingmarket.formats import OPEN_RACE, TaskTerms
 
 # ------------------------------------------------------------------ following a task
@@ -60,7 +60,7 @@ def status_data(registry: RegistryClient, state: TaskState) -> dict:
     times = {}
     for e in state.timeline:
         if e.block not in times:
-            times[e.block] = registry.web3.eth.get_block(e.block)["timestamp"]
+            times[e.block] = reported(registry.web3.eth.get_block(e.block), "timestamp")
     terms = state.terms
     return {
         "task_id": "0x" + state.task_id.hex(),

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from provingmarket.deployments import Deployment, MarketRecord, save
 from provingmarket.devnet.chain import free_port
@@ -120,11 +121,14 @@ class LoggedProcess:
         env = dict(os.environ, PYTHONPATH=str(ROOT), **{KEY_ENV: key})
         self.started = time.perf_counter()
         self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-        self.reader = threading.Thread(target=self._read, daemon=True)
+        log = self.process.stderr
+        if log is None:
+            raise RuntimeError(f"{argv[0]}: its stderr was not piped, so its log cannot be read")
+        self.reader = threading.Thread(target=self._read, args=(log,), daemon=True)
         self.reader.start()
 
-    def _read(self) -> None:
-        for line in self.process.stderr:
+    def _read(self, log: IO[str]) -> None:
+        for line in log:
             try:
                 entry = json.loads(line)
             except ValueError:

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
+from web3 import Web3
 
 from provingmarket.chain.checks import existing_market, mechanism_name, registered_mechanism
 from provingmarket.chain.client import (
@@ -157,8 +158,9 @@ def check_satisfiable(circuit: Circuit, inputs: dict[str, int]) -> None:
 def persona_plan(name: str, election: str | None, auction: str | None, mechanism_id: int | None):
     """The persona, the plan it posts with and its mechanism id."""
     roles = {
-        role: None if value is None else whole(value, f"--{role}-mechanism", low=DUTCH + 1)
+        role: whole(value, f"--{role}-mechanism", low=DUTCH + 1)
         for role, value in ((persona_book.ELECTION, election), (persona_book.AUCTION, auction))
+        if value is not None
     }
     try:
         persona = persona_book.persona(name)
@@ -195,19 +197,19 @@ def preferences(
         raise ClientError("--max-price is 0: every task costs at least the market's least reward")
     if weights is not None and persona_name is not None:
         raise ClientError("give the weights one way: --weights S,C,Sa,CR or --persona NAME, not both")
-    if weights is None and persona_name is None:
-        raise ClientError(
-            "the router needs your preferences: give --weights S,C,Sa,CR (speed, cost, safety, "
-            f"censorship resistance, e.g. 10,3,1,1) or --persona NAME ({', '.join(persona_book.PERSONAS)})"
-        )
     try:
         if persona_name is not None:
             prefs = routing.persona_preferences(persona_name, **limits)
             return prefs, f"persona {persona_book.persona(persona_name).name}"
-        given = {k: v for k, v in limits.items() if v is not None}
-        return Preferences(*parse_weights(weights), **given), "--weights"
+        if weights is not None:
+            given = {k: v for k, v in limits.items() if v is not None}
+            return Preferences(*parse_weights(weights), **given), "--weights"
     except (PreferenceError, persona_book.PersonaError) as error:
         raise ClientError(str(error)) from None
+    raise ClientError(
+        "the router needs your preferences: give --weights S,C,Sa,CR (speed, cost, safety, "
+        f"censorship resistance, e.g. 10,3,1,1) or --persona NAME ({', '.join(persona_book.PERSONAS)})"
+    )
 
 
 def state_path(registry: RegistryClient, given: str | None, folder: Path, create: bool = True) -> Path:
@@ -400,8 +402,7 @@ class Draft:
     salt: int = 0
     persona: Any = None
     plan: Any = None
-    prefs: Preferences | None = None
-    source: str | None = None
+    routing: tuple[Preferences, str] | None = None  # with --auto: the preferences and their source
 
 
 def draft(options: PostOptions) -> Draft:
@@ -439,7 +440,7 @@ def _auto_draft(o: PostOptions, market_id: int) -> Draft:
     fee = parse_ether(o.fee, "--fee")
     if fee > MAX_REWARD:
         raise ClientError(f"--fee {eth(fee)} is above the registry's limit {eth(MAX_REWARD)}")
-    return Draft(market_id, fee=fee, prefs=prefs, source=source)
+    return Draft(market_id, fee=fee, routing=(prefs, source))
 
 
 def _fixed_draft(o: PostOptions, market_id: int) -> Draft:
@@ -556,42 +557,23 @@ def post(
             f"{MAX_PROVER_INPUT}"
         )
     routed = None
-    if d.prefs is not None:
+    if d.routing is not None:
         state = state_path(registry, options.router_state, folder)
+        prefs, source = d.routing
         routed = route(
-            registry, market, d.prefs, d.source, requester, state, capabilities=d.capabilities, fee=d.fee
+            registry, market, prefs, source, requester, state, capabilities=d.capabilities, fee=d.fee
         )
         _take_choice(d, routed.choice.terms)
     elif d.plan is not None:
         _fill_from_plan(d, options, market)
-    ramp = _check_terms(registry, market, d)
-    terms = TaskTerms(
-        market_id=d.market_id,
-        requester=ZERO_ADDRESS,
-        posted_at=0,
-        inputs_commitment=circuit.commitment(inputs),
-        prover_input_hash=keccak(prover_input),
-        max_reward=d.reward,
-        frontend_fee=d.fee,
-        assign_window=d.assign_window,
-        proving_window=d.proving_window,
-        collateral=d.collateral,
-        capabilities=d.capabilities,
-        redundancy=d.redundancy,
-        mechanism_id=d.mechanism_id,
-        start_price=d.start_price or 0,
-        ramp=ramp,
-        decay=d.decay,
-        decay_floor=d.decay_floor,
-        salt=d.salt,
-    )
+    terms = _task_terms(registry, market, d, circuit.commitment(inputs), keccak(prover_input))
     posted = _send(registry, requester, terms, prover_input, options.input_uri)
     task_id = "0x" + bytes(posted.task_id).hex()
     result = Posted(
         task_id,
         TaskTerms.from_event(posted.terms),
         circuit.name,
-        mechanism_name(registry, d.mechanism_id),
+        mechanism_name(registry, terms.mechanism_id),
         terms.escrow(),
         inputs,
         prover_input,
@@ -609,7 +591,7 @@ def post(
 def _send(registry: RegistryClient, requester: str, terms: TaskTerms, prover_input: bytes, uri: str):
     """Post TERMS with their escrow, if the requester holds it: the TaskPosted event."""
     escrow = terms.escrow()
-    held = registry.web3.eth.get_balance(requester)
+    held = registry.web3.eth.get_balance(Web3.to_checksum_address(requester))
     if held < escrow:
         raise ClientError(
             f"{requester} holds {eth(held)}, less than the escrow {eth(escrow)} "
@@ -648,6 +630,8 @@ def _take_choice(d: Draft, chosen: dict) -> None:
 def _fill_from_plan(d: Draft, o: PostOptions, market: Market) -> None:
     """The amounts the persona's plan sets in multiples of the market's minimums, where
     no option set them."""
+    if d.mechanism_id is None:
+        raise ClientError(f"persona {d.persona.name}'s plan needs the task's mechanism: give --mechanism ID")
     explicit = {
         "redundancy": d.redundancy,
         "assign_window": d.assign_window,
@@ -672,9 +656,18 @@ def _fill_from_plan(d: Draft, o: PostOptions, market: Market) -> None:
         d.start_price = filled["start_price"]
 
 
-def _check_terms(registry: RegistryClient, market: Market, d: Draft) -> int:
-    """Fill the market's minimums where nothing set the amounts, then check every term
-    against the registry's bounds and the market's terms; the Dutch ramp in seconds."""
+def _task_terms(
+    registry: RegistryClient, market: Market, d: Draft, inputs_commitment: bytes, prover_input_hash: bytes
+) -> TaskTerms:
+    """The drafted terms as the registry takes them: the market's minimums filled where
+    nothing set the amounts, then every term checked against the registry's bounds and the
+    market's terms."""
+    if d.mechanism_id is None or d.redundancy is None or d.assign_window is None or d.proving_window is None:
+        raise ClientError(
+            f"the task's terms are not all set (mechanism {d.mechanism_id}, redundancy {d.redundancy}, "
+            f"assign window {d.assign_window}, proving window {d.proving_window}): give --mechanism, "
+            "--redundancy, --assign-window and --proving-window, or --persona NAME or --auto"
+        )
     market_id = d.market_id
     d.reward = market.min_reward if d.reward is None else d.reward
     d.collateral = market.min_collateral if d.collateral is None else d.collateral
@@ -693,7 +686,7 @@ def _check_terms(registry: RegistryClient, market: Market, d: Draft) -> int:
     _at_most(d.collateral, MAX_COLLATERAL, "--collateral")
     _window_at_most(d.proving_window, MAX_PROVING_WINDOW, "--proving-window")
     _window_at_most(d.assign_window, MAX_ASSIGN_WINDOW, "--assign-window")
-    _check_mechanism(registry, market, d)
+    _check_mechanism(registry, market, d.mechanism_id, d.redundancy, d.proving_window)
     ramp = 0
     if d.mechanism_id == DUTCH:
         if d.start_price is None:
@@ -711,7 +704,26 @@ def _check_terms(registry: RegistryClient, market: Market, d: Draft) -> int:
             f"--decay-floor {eth(d.decay_floor)} is above --reward {eth(d.reward)}: "
             "the reward would not decay"
         )
-    return ramp
+    return TaskTerms(
+        market_id=market_id,
+        requester=ZERO_ADDRESS,
+        posted_at=0,
+        inputs_commitment=inputs_commitment,
+        prover_input_hash=prover_input_hash,
+        max_reward=d.reward,
+        frontend_fee=d.fee,
+        assign_window=d.assign_window,
+        proving_window=d.proving_window,
+        collateral=d.collateral,
+        capabilities=d.capabilities,
+        redundancy=d.redundancy,
+        mechanism_id=d.mechanism_id,
+        start_price=d.start_price or 0,
+        ramp=ramp,
+        decay=d.decay,
+        decay_floor=d.decay_floor,
+        salt=d.salt,
+    )
 
 
 def _at_most(wei: int, most: int, option: str) -> None:
@@ -726,21 +738,23 @@ def _window_at_most(seconds: int, most: int, option: str) -> None:
         )
 
 
-def _check_mechanism(registry: RegistryClient, market: Market, d: Draft) -> None:
+def _check_mechanism(
+    registry: RegistryClient, market: Market, mechanism_id: int, redundancy: int, proving_window: int
+) -> None:
     """What the market's binding and the chosen mechanism allow."""
-    market_id, mechanism_id = d.market_id, d.mechanism_id
-    if mechanism_id not in BUILT_IN_MECHANISMS and d.proving_window <= market.grace_period:
+    market_id = market.market_id
+    if mechanism_id not in BUILT_IN_MECHANISMS and proving_window <= market.grace_period:
         raise ClientError(
-            f"--proving-window {d.proving_window} s is not above market {market_id}'s grace period of "
+            f"--proving-window {proving_window} s is not above market {market_id}'s grace period of "
             f"{market.grace_period} s: an assigned prover may decline for that long, so give it more "
             f"(at least {market.grace_period + 1} s)"
         )
-    if d.redundancy > 1 and market.binding != BINDING_ADDRESS_INPUT:
+    if redundancy > 1 and market.binding != BINDING_ADDRESS_INPUT:
         raise ClientError(
             f"market {market_id}'s proofs do not carry the prover's address, so a second prover could "
             "copy the first's proof: it takes --redundancy 1 only"
         )
-    if (mechanism_id == OPEN_RACE or d.redundancy > 1) and market.binding == BINDING_NONE:
+    if (mechanism_id == OPEN_RACE or redundancy > 1) and market.binding == BINDING_NONE:
         raise ClientError(
             f"market {market_id} does not bind proofs to their prover, so a proof could be copied: "
             "it takes no open race and no redundancy above 1; use --mechanism 2 or a registered "
