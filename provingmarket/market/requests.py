@@ -408,10 +408,7 @@ class Draft:
 def draft(options: PostOptions) -> Draft:
     """What the options say of the task, checked where that needs no chain."""
     market_id = whole(options.market_id, "MARKET_ID")
-    if options.auto:
-        drafted = _auto_draft(options, market_id)
-    else:
-        drafted = _fixed_draft(options, market_id)
+    drafted = _auto_draft(options, market_id) if options.auto else _fixed_draft(options, market_id)
     capabilities = whole(options.capabilities, "--capabilities")
     if capabilities > MAX_CAPABILITIES:
         raise ClientError(f"--capabilities {capabilities:#x} has bits above 63: no prover can declare them")
