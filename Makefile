@@ -48,8 +48,10 @@ $(REGISTRY_ABI): .build/.compiled
 	$(BIN)/python -c 'import json, sys; abi = json.load(open(".build/__local__.json"))["contractTypes"]["Registry"]["abi"]; \
 	  open(sys.argv[1], "w").write("[\n" + ",\n".join(json.dumps(item) for item in abi) + "\n]\n")' $@
 
+# Two workers (pytest-xdist), each with its own anvil, a test file at a time: most of the
+# suite waits on nodes and child processes, so two workers pay even on two cores.
 test: compile lint
-	ape test tests/ -q
+	ape test tests/ -q -n 2 --dist loadfile
 
 # The tests that need no chain (tests/unit/): plain pytest without ape's plugin, so no
 # anvil starts and nothing is compiled; the inner loop, under a minute.

@@ -30,6 +30,24 @@ from tests.factories import (
     proof_for,
 )
 
+# Files that take minutes, collected first: `make test` spreads files over two workers
+# (pytest-xdist, --dist loadfile), and started first they do not end the run alone. The
+# stateful test keeps its place after the mirror's reorg tests (they run before its
+# snapshots, as they always have).
+SLOW_FIRST = (
+    "tests/processes/test_demo.py",
+    "tests/processes/test_simulation.py",
+    "tests/processes/test_auction.py",
+    "tests/processes/test_agent.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        return next((i for i, path in enumerate(SLOW_FIRST) if item.nodeid.startswith(path)), len(SLOW_FIRST))
+
+    items.sort(key=rank)  # stable: every other test keeps its order
+
 
 @pytest.fixture(scope="session", autouse=True)
 def quick_reverts():
