@@ -5,9 +5,12 @@ can fail give a BackendError saying what happened, never a proof."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
-import shutil
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -81,12 +84,47 @@ def command_error(command: list[str], circuits, prover, timeout: float = 30, che
     return str(error.value)
 
 
-def alive(pid: int) -> bool:
+PR_SET_CHILD_SUBREAPER = 36  # prctl(2): orphans of our children become our children
+
+
+@pytest.fixture
+def command_group(monkeypatch):
+    """The process group of the backend command this test runs, its processes ours alone:
+    the test process becomes the reaper of whatever the command leaves behind
+    (PR_SET_CHILD_SUBREAPER), so it sees exactly the processes it started and never looks at
+    any other on the machine. Yields a list holding the group's id once the command started."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    groups: list[int] = []
+    popen = subprocess.Popen
+
+    def recording(*args, **kwargs):
+        process = popen(*args, **kwargs)
+        if kwargs.get("start_new_session"):  # the backend's command: a group of its own
+            groups.append(process.pid)
+        return process
+
+    monkeypatch.setattr(subprocess, "Popen", recording)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
+        yield groups
+    finally:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def outlived(group: int, seconds: float = 5) -> bool:
+    """Whether a process of `group` (our children by then) still runs after `seconds`,
+    reaping those that end; any left is killed, so the test leaves nothing behind."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-group, os.WNOHANG)
+        except ChildProcessError:
+            return False  # none of the group is left
+        if pid == 0:
+            time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
+    return True
 
 
 # ------------------------------------------------------------------ groth16py
@@ -169,35 +207,20 @@ def test_snarkjs__inputs_not_satisfying_the_circuit__exit_code_and_output_tail(
     assert "Assert Failed" in message  # the witness calculator's own words
 
 
-def running_with(text: str) -> list[int]:
-    """Live processes whose command line mentions `text`."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:  # not a process, or one that just ended
-            continue
-        if entry.name.isdigit() and text in cmdline and alive(int(entry.name)):
-            pids.append(int(entry.name))
-    return pids
-
-
-def test_snarkjs__timeout__stops_node_too(prover, tmp_path):
-    """snarkjs-prove.sh runs node under bash; a timeout stops both, not only bash. (The
-    circuit is a private copy, so its path finds exactly this test's processes.)"""
-    folder = Path(shutil.copytree(CIRCUITS / "squarings-1000", tmp_path / "squarings-1000"))
-    circuit = Circuit.load(folder)
+def test_snarkjs__timeout__stops_node_too(prover, command_group, tmp_path, monkeypatch):
+    """snarkjs-prove.sh runs node under bash; a timeout stops both, not only bash. Here
+    node runs a snarkjs that takes a minute (the script's SNARKJS), so a node left running
+    would hold the command's output and outlive the timeout by far."""
+    slow = tmp_path / "slow-snarkjs.js"
+    slow.write_text("setTimeout(() => {}, 60000);\n")
+    monkeypatch.setenv("SNARKJS", str(slow))
+    circuit = Circuit.load(CIRCUITS / "squarings-1000")
     started = time.monotonic()
     with pytest.raises(BackendError, match="timed out after 0.5s"):
         CommandBackend.snarkjs(timeout=0.5).prove(circuit, circuit.sample, prover.address)
     assert time.monotonic() - started < 5
-    deadline = time.monotonic() + 5
-    while running_with(str(folder)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    left = running_with(str(folder))
-    for pid in left:
-        os.kill(pid, 9)
-    assert not left, "snarkjs processes outlived the timeout"
+    [group] = command_group
+    assert not outlived(group), "snarkjs processes outlived the timeout"
 
 
 # ------------------------------------------------------------------ any command
@@ -235,7 +258,7 @@ def test_command__sleeps_past_timeout__timed_out(circuits, prover):
     assert "loading the proving key" in message
 
 
-def test_command__timeout__stops_what_the_command_started(circuits, prover):
+def test_command__timeout__stops_what_the_command_started(circuits, prover, command_group):
     """A prover command that starts helpers: on timeout the helpers are stopped as well."""
     code = (
         "import subprocess, sys, time\n"
@@ -243,14 +266,13 @@ def test_command__timeout__stops_what_the_command_started(circuits, prover):
         "print('helper', child.pid, flush=True)\n"
         "time.sleep(60)\n"
     )
+    started = time.monotonic()
     message = command_error(python(code), circuits, prover, timeout=1)
+    assert time.monotonic() - started < 10  # the helper holds the output: not stopped, it would block
     assert "timed out" in message
     pid = int(message.rsplit("helper ", 1)[1].split()[0])
-    deadline = time.monotonic() + 5
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if alive(pid):
-        os.kill(pid, 9)
+    [group] = command_group
+    if outlived(group):
         pytest.fail(f"the command's helper process {pid} outlived the timeout")
 
 
