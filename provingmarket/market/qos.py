@@ -31,9 +31,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
+from provingmarket.formats import BUILT_IN_MECHANISMS, TaskTerms
 
-BUILT_IN = {OPEN_RACE: "open race", DUTCH: "dutch"}
+BUILT_IN = BUILT_IN_MECHANISMS  # the registry runs these itself: id -> name
 
 
 @dataclass(frozen=True)

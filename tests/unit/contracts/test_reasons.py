@@ -6,6 +6,7 @@ nobody triggers is one nobody has seen work."""
 
 import re
 
+from provingmarket import rules
 from tests.factories import CONTRACTS, TESTS, named_reasons
 
 REASONS = CONTRACTS / "registry" / "reasons.vy"
@@ -34,3 +35,16 @@ def test_every_reason_in_the_contracts__appears_in_a_test():
     tests = "\n".join(p.read_text() for p in TESTS.rglob("test_*.py") if p.name != "test_reasons.py")
     untested = sorted(r for r in reasons if f'"{r}"' not in tests)
     assert not untested, f"reasons no test triggers: {untested}"
+
+
+def test_rules_reasons__each_is_the_registrys_text_of_the_same_name():
+    """provingmarket/rules.py answers with the registry's reasons: each of its reason
+    constants is the text reasons.vy gives the constant of that name."""
+    texts = {name: text for name, (_, text) in named_reasons().items()}
+    ours = {
+        name: value
+        for name, value in vars(rules).items()
+        if name.isupper() and isinstance(value, str) and value not in rules.ENGAGEMENT_REASONS
+    }
+    assert len(ours) >= 26
+    assert {name: texts.get(name) for name in ours} == ours
