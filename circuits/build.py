@@ -33,7 +33,7 @@ BIN = ROOT / "node_modules" / ".bin"
 PTAU_DIR = HERE / ".ptau"  # Powers of Tau, regenerated on demand, not committed
 sys.path.insert(0, str(ROOT))
 
-from provingmarket.proving.circuits import CIRCUITS, KINDS, Circuit  # noqa: E402
+from provingmarket.proving.circuits import CIRCUITS, Circuit, R  # noqa: E402
 
 TEMPLATES = {"square": "Square()", "squarings": "Squarings({k})"}
 SAMPLE_SECRET = 7
@@ -93,6 +93,13 @@ def powers_of_tau(power: int) -> Path:
     return final
 
 
+def _power(x: int, k: int) -> int:
+    """x^(2^k): k squarings."""
+    for _ in range(k):
+        x = x * x % R
+    return x
+
+
 def build(kind: str, k: int | None, zkey: Path | None) -> Path:
     parameters = {"k": k} if kind == "squarings" else {}
     name = f"{kind}-{k}" if kind == "squarings" else kind
@@ -133,16 +140,24 @@ def build(kind: str, k: int | None, zkey: Path | None) -> Path:
             "zkey", "export", "verificationkey", folder / "circuit.zkey", folder / "verification_key.json"
         )
 
-        sample = KINDS[kind](SAMPLE_SECRET, **parameters)
+        k = parameters.get("k", 1)
+        statement = "I know x with x * x = y" if kind == "square" else f"I know x with x^(2^{k}) = y"
         manifest = {
             "name": name,
-            "kind": kind,
-            "parameters": parameters,
-            "public": ["prover", "y"],
-            "private": ["x"],
-            "address_input": "prover",
+            "description": f"{statement}; prover is the submitting prover's address",
+            "proving_system": "groth16",
+            "files": {
+                "verifying_key": "verification_key.json",
+                "proving_key": "circuit.zkey",
+                "witness_generator": "circuit.wasm",
+                "source": "circuit.circom",
+            },
+            "public_signals": [{"name": "prover"}, {"name": "y"}],
+            "inputs": {"x": "field", "y": "field"},
+            "address_signal": "prover",
+            "binding": "address-input",
+            "sample": {"x": str(SAMPLE_SECRET), "y": str(_power(SAMPLE_SECRET, k))},
             "constraints": header["constraints"],
-            "sample": sample,
             "setup": setup,
         }
         (folder / "circuit.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -150,7 +165,8 @@ def build(kind: str, k: int | None, zkey: Path | None) -> Path:
         # Self-check with snarkjs: the keys prove and verify the sample.
         circuit = Circuit.load(folder)
         circuit.verifying_key()
-        (t / "input.json").write_text(json.dumps({k: str(v) for k, v in circuit.witness(sample, 1).items()}))
+        signals = circuit.signal_inputs(circuit.sample, 1)
+        (t / "input.json").write_text(json.dumps({k: str(v) for k, v in signals.items()}))
         snarkjs("wtns", "calculate", folder / "circuit.wasm", t / "input.json", t / "w.wtns")
         snarkjs(
             "groth16", "prove", folder / "circuit.zkey", t / "w.wtns", t / "proof.json", t / "public.json"

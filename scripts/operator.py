@@ -19,11 +19,11 @@ from provingmarket import cli as ui  # the commands' shared helpers
 from provingmarket import deployments
 from provingmarket.chain.checks import not_built_in, registered_mechanism
 from provingmarket.chain.client import parse_address, parse_ether
-from provingmarket.chain.markets import MarketTerms, deploy_registry, open_market
+from provingmarket.chain.markets import MarketError, MarketTerms, deploy_registry, open_market
 from provingmarket.deployments import Deployment, DeploymentError, MarketRecord
 from provingmarket.formats import MAX_FRONTENDS, MAX_NAME
-from provingmarket.proving.backends import backend_from_config
-from provingmarket.proving.circuits import Circuit, sample_circuits
+from provingmarket.proving.backends import BackendError, backend_from_config
+from provingmarket.proving.circuits import Circuit, CircuitError
 
 BINDINGS = {0: "none", 1: "address input", 2: "commit-reveal"}
 
@@ -108,7 +108,11 @@ def market():
     click.option("--requester-bps", default=5_000, show_default=True, help="Slashed share to the requester."),
     click.option("--caller-bps", default=1_000, show_default=True, help="Slashed share to whoever slashes."),
     click.option(
-        "--backend", type=click.Choice(["groth16py", "snarkjs"]), default="groth16py", show_default=True
+        "--backend",
+        type=click.Choice(["snarkjs", "groth16py"]),
+        default="snarkjs",
+        show_default=True,
+        help="How the sample is proved for the checks.",
     ),
     name="create",
     account=True,
@@ -125,14 +129,18 @@ def market_create(
     backend,
     as_json,
 ):
-    """Deploy CIRCUIT's verifier and open its market (CIRCUIT: a sample's name or a folder)."""
+    """Check CIRCUIT, deploy its verifier and open its market.
+
+    CIRCUIT is a manifest (circuit.json, docs/circuits.md), a folder holding one, or a sample
+    circuit's name. Everything is checked before any transaction: the manifest, the keys, the
+    witness generator, the order of the public signals, the binding, and the sample proved and
+    accepted by the verifier's own code (run by eth_call, not deployed)."""
     account = ui.require(account)
     registry = ui.client(account)
     try:
         loaded = Circuit.load(circuit)
-        loaded.verifying_key()
-    except Exception as error:
-        ui.fail(f"{error} (sample circuits: {', '.join(sample_circuits())})")
+    except CircuitError as error:
+        ui.fail(str(error))
     terms = MarketTerms(
         parse_ether(min_collateral, "--min-collateral"),
         parse_ether(min_reward, "--min-reward"),
@@ -147,10 +155,13 @@ def market_create(
             ui.fail(f"no contract at --verifier {verifier_address}")
         verifier = ape.project.Groth16Verifier.at(verifier_address)
     contract = ape.project.Registry.at(registry.address)
-    prover = backend_from_config({"backend": backend})
-    opened = open_market(ape, contract, loaded, account, prover, terms, verifier)
+    try:
+        prover = backend_from_config({"backend": backend})
+        opened = open_market(ape, contract, loaded, account, prover, terms, verifier)
+    except (BackendError, MarketError) as error:
+        ui.fail(str(error))
     record = registry.deployment
-    record.markets[opened.market_id] = MarketRecord(loaded.name, opened.verifier)
+    record.markets[opened.market_id] = MarketRecord(loaded.reference, opened.verifier)
     deployments.save(record, ui.deployments_folder())
     ui.emit(
         as_json,
@@ -160,7 +171,8 @@ def market_create(
             "verifier": opened.verifier,
             "verifier_deployed": opened.deployed_verifier,
             "custom": opened.custom,
-            "address_input": loaded.public[loaded.address_input],
+            "binding": loaded.binding,
+            "address_signal": loaded.address_signal,
         },
         lambda: f"market {opened.market_id} opened for circuit {loaded.name}; verifier {opened.verifier} "
         f"({'deployed by the registry' if opened.deployed_verifier else 'reused'}"

@@ -16,10 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eth_abi.abi import encode
+from eth_utils import keccak
 
 from provingmarket.errors import ProvingMarketError
 from provingmarket.formats import (
     BINDING_ADDRESS_INPUT,
+    BINDING_COMMIT_REVEAL,
+    BINDING_NONE,
     GROTH16_BLUEPRINT,
     MAX_CALLER_BPS,
     MAX_COLLATERAL,
@@ -27,8 +30,9 @@ from provingmarket.formats import (
     MAX_REWARD,
     MIN_GRACE_PERIOD,
 )
-from provingmarket.proving.backends import ProvingBackend
-from provingmarket.proving.circuits import Circuit, VerifyingKey
+from provingmarket.proving.backends import ProofCheck, ProofResult, ProvingBackend
+from provingmarket.proving.checks import check_circuit
+from provingmarket.proving.circuits import Circuit, CircuitError, VerifyingKey
 
 ETHER = 10**18
 BPS = 10_000
@@ -101,6 +105,104 @@ def groth16_args(vk: VerifyingKey) -> bytes:
     return encode(GROTH16_ARGS_ABI, list(vk.constructor_args()))
 
 
+BINDINGS = {
+    "none": BINDING_NONE,
+    "address-input": BINDING_ADDRESS_INPUT,
+    "commit-reveal": BINDING_COMMIT_REVEAL,
+}
+VERIFY_SELECTOR = keccak(text="verify(uint256[],bytes)")[:4]
+# Where a verifier's code is placed for a check by eth_call (a state override): no contract
+# is deployed there, and nothing is sent.
+PROBE_VERIFIER = "0x00000000000000000000000000000000005eeD01"
+PROBE_GAS = 5_000_000
+
+
+def binding_code(circuit: Circuit) -> int:
+    """The registry's binding constant for the circuit's manifest binding."""
+    return BINDINGS[circuit.binding]
+
+
+def market_mismatch(binding: int, address_input: int, circuit: Circuit) -> str | None:
+    """Why a market's binding cannot take proofs of this circuit, or None."""
+    if binding != binding_code(circuit):
+        names = {v: k for k, v in BINDINGS.items()}
+        return (
+            f"the market binds proofs by {names.get(binding, binding)}, circuit {circuit.name}'s manifest "
+            f"by {circuit.binding}"
+        )
+    if binding == BINDING_ADDRESS_INPUT and address_input != circuit.address_input:
+        return (
+            f"the market binds the prover through public input {address_input}, but circuit "
+            f"{circuit.name} has its address signal at {circuit.address_input}"
+        )
+    return None
+
+
+def verify_call(verifier: str, proof: bytes, public_inputs: list[int]) -> dict:
+    return {
+        "to": verifier,
+        "data": "0x" + (VERIFY_SELECTOR + encode(["uint256[]", "bytes"], [public_inputs, proof])).hex(),
+        "gas": PROBE_GAS,
+    }
+
+
+def accepted(answer: bytes) -> bool:
+    return len(answer) == 32 and int.from_bytes(answer, "big") == 1
+
+
+def code_check(web3, initcode: bytes) -> ProofCheck:
+    """Check proofs with the code a verifier would have, without deploying it: one eth_call
+    runs its constructor and returns its code, the others call `verify` on that code
+    placed at PROBE_VERIFIER by a state override. The same bytes the registry (or the
+    account) would deploy, run by the chain's own EVM."""
+    try:
+        runtime = bytes(web3.eth.call({"data": "0x" + initcode.hex(), "gas": 30_000_000}))
+    except Exception as error:
+        raise MarketError(f"the verifier's constructor refuses this key ({_one_line(error)})") from None
+    if not runtime:
+        raise MarketError("the verifier's constructor returned no code")
+    override = {PROBE_VERIFIER: {"code": "0x" + runtime.hex()}}
+
+    def check(proof: bytes, public_inputs: list[int]) -> bool:
+        try:
+            return accepted(
+                bytes(web3.eth.call(verify_call(PROBE_VERIFIER, proof, public_inputs), "latest", override))
+            )
+        except Exception:  # a revert: not an acceptance
+            return False
+
+    return check
+
+
+def deployed_check(web3, verifier: str) -> ProofCheck:
+    """Check proofs with a verifier already on chain (eth_call)."""
+
+    def check(proof: bytes, public_inputs: list[int]) -> bool:
+        try:
+            return accepted(bytes(web3.eth.call(verify_call(verifier, proof, public_inputs))))
+        except Exception:
+            return False
+
+    return check
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:200]
+
+
+def groth16_initcode(web3, registry) -> bytes:
+    """The Groth16 verifier's deployment code, as the registry deploys it: its blueprint's
+    code after the ERC-5202 preamble."""
+    blueprint = registry.blueprint(GROTH16_BLUEPRINT)
+    code = bytes(web3.eth.get_code(blueprint))
+    if code[:3] != b"\xfe\x71\x00":
+        raise MarketError(
+            f"the registry's blueprint {GROTH16_BLUEPRINT} at {blueprint} is not an ERC-5202 blueprint"
+        )
+    return code[3:]
+
+
 def deploy_verifier(ape, registry, account, circuit: Circuit):
     """Have the registry deploy `circuit`'s Groth16 verifier from its blueprint."""
     tx = registry.deploy_verifier(GROTH16_BLUEPRINT, groth16_args(circuit.verifying_key()), sender=account)
@@ -124,6 +226,44 @@ def check_verifier(verifier, circuit: Circuit) -> None:
         )
 
 
+@dataclass(frozen=True)
+class MarketPlan:
+    """What `open_market` will send, every check made: the sample's proof, and the
+    verifier to deploy (its deployment code) or to reuse."""
+
+    circuit: Circuit
+    sample: ProofResult
+    initcode: bytes | None  # None: reuse `verifier`
+    verifier: object | None
+    blueprint: bool  # deployed by the registry from its blueprint (a trusted market)
+
+
+def plan_market(
+    ape, registry, circuit: Circuit, backend: ProvingBackend, terms: MarketTerms, verifier=None
+) -> MarketPlan:
+    """Every check `open_market` makes, and nothing sent: the terms, the circuit
+    (`check_circuit`: keys, witness generator, signal order, binding, the sample proved and
+    accepted by the verifier's own code run by eth_call, and refused for another prover)."""
+    terms.check()
+    web3 = ape.chain.provider.web3
+    if circuit.proving_system != "groth16":
+        raise MarketError(
+            f"{circuit.manifest_file}: proving_system: {circuit.proving_system} markets are not supported yet"
+        )
+    if verifier is not None:
+        check_verifier(verifier, circuit)
+        check = deployed_check(web3, verifier.address)
+        initcode = None
+    else:
+        initcode = groth16_initcode(web3, registry) + groth16_args(circuit.verifying_key())
+        check = code_check(web3, initcode)
+    try:
+        sample = check_circuit(circuit, backend, check)
+    except CircuitError as error:
+        raise MarketError(str(error)) from None
+    return MarketPlan(circuit, sample, initcode, verifier, blueprint=verifier is None)
+
+
 def open_market(
     ape,
     registry,
@@ -133,33 +273,23 @@ def open_market(
     terms: MarketTerms = MarketTerms(),  # noqa: B008 (frozen)
     verifier=None,
 ) -> OpenedMarket:
-    """Have the registry deploy the circuit's verifier from its blueprint (unless
-    `verifier`, checked, is given), prove the circuit's sample as `account`, check the
-    verifier accepts it, create the market. A given verifier the registry did not deploy
-    makes the market custom."""
-    terms.check()
-    sample = backend.prove(circuit, circuit.sample, account.address)
-    deployed = verifier is None
-    if deployed:
-        verifier = deploy_verifier(ape, registry, account, circuit)
-    else:
-        check_verifier(verifier, circuit)
-    if not verifier.verify(sample.public_inputs, sample.proof):
-        raise MarketError(
-            f"the verifier at {verifier.address} rejects {circuit.name}'s sample proof: the circuit's "
-            f"proving key ({circuit.zkey}) and verifying key do not match; regenerate with circuits/build.py"
-        )
+    """Check everything (`plan_market`), then have the registry deploy the circuit's
+    verifier from its blueprint (unless `verifier`, checked, is given) and create the
+    market. A given verifier the registry did not deploy makes the market custom."""
+    plan = plan_market(ape, registry, circuit, backend, terms, verifier)
+    deployed = plan.verifier is None
+    verifier = deploy_verifier(ape, registry, account, circuit) if deployed else plan.verifier
     tx = registry.create_market(
         verifier,
-        sample.public_inputs,
-        sample.proof,
+        plan.sample.public_inputs,
+        plan.sample.proof,
         terms.min_collateral,
         terms.min_reward,
         terms.grace_period,
         terms.requester_bps,
         terms.caller_bps,
-        BINDING_ADDRESS_INPUT,
-        circuit.address_input,
+        binding_code(circuit),
+        circuit.address_input or 0,
         sender=account,
     )
     event = tx.events.filter(registry.MarketCreated)[0]

@@ -20,7 +20,7 @@ from eth_utils.crypto import keccak
 from provingmarket.chain.client import ClientError, RegistryClient, TaskState, chain_time, format_ether
 from provingmarket.formats import DUTCH, OPEN_RACE, ZERO_ADDRESS, Assignment, TaskTerms
 from provingmarket.proving.backends import ProofResult, ProvingBackend
-from provingmarket.proving.circuits import Circuit, CircuitError
+from provingmarket.proving.circuits import Circuit, CircuitError, UnsatisfiedInputs
 
 RACE = Assignment(0, 0, 0, ZERO_ADDRESS)  # an OPEN_RACE proof carries no assignment
 
@@ -33,13 +33,15 @@ class Delivered:
     tx: str
 
 
-def task_inputs(state: TaskState, circuit: Circuit) -> dict[str, int]:
+def task_inputs(state: TaskState, circuit: Circuit) -> dict[str, object]:
     """The inputs the requester posted, checked before a prover takes or proves the task
     (see `posted_inputs`)."""
     return posted_inputs(state.terms, state.prover_input, state.input_uri, circuit)
 
 
-def posted_inputs(terms: TaskTerms, prover_input: bytes, input_uri: str, circuit: Circuit) -> dict[str, int]:
+def posted_inputs(
+    terms: TaskTerms, prover_input: bytes, input_uri: str, circuit: Circuit
+) -> dict[str, object]:
     """A task's posted inputs, as field elements, once they are known to be provable: they
     hash to the terms' prover_input_hash, are a JSON object that fits the circuit, commit
     to the terms' inputs_commitment (nothing on chain ties the two together) and satisfy
@@ -58,27 +60,32 @@ def posted_inputs(terms: TaskTerms, prover_input: bytes, input_uri: str, circuit
         raise ClientError("the task's posted inputs are not a JSON object of input signals")
     try:
         values = circuit.check_inputs(inputs)
+    except CircuitError as error:
+        raise ClientError(f"the task's posted {error}; nobody can prove it") from None
+    try:
         commitment = circuit.commitment(values)
-        unsatisfied = circuit.unsatisfied(values)
+    except UnsatisfiedInputs as error:
+        raise ClientError(
+            f"the task's posted inputs do not satisfy circuit {circuit.name}: {_cause(error)}; "
+            "nobody can prove it"
+        ) from None
     except CircuitError as error:
         raise ClientError(f"the task's posted {error}; nobody can prove it") from None
     if commitment != bytes(terms.inputs_commitment):
-        address = circuit.public[circuit.address_input]
-        posted = ", ".join(f"{name} = {values[name]}" for name in circuit.public if name != address)
+        statement = circuit.named(circuit.statement(values))
+        posted = ", ".join(
+            f"{name} = {value}" for name, value in statement.items() if name != circuit.address_signal
+        )
         raise ClientError(
-            f"the task's inputs do not match its inputs_commitment: the posted public inputs "
-            f"({posted}) commit to 0x{commitment.hex()}, the task's terms to "
+            f"the task's inputs do not match its inputs_commitment: the posted inputs give public "
+            f"signals ({posted}) committing to 0x{commitment.hex()}, the task's terms to "
             f"0x{bytes(terms.inputs_commitment).hex()}; nobody can prove it"
         )
-    if unsatisfied:
-        private = ", ".join(f"{name} = {values[name]}" for name in circuit.private)
-        gives = ", ".join(f"{name} = {computed}" for name, (computed, _) in unsatisfied.items())
-        posted = ", ".join(f"{name} = {given}" for name, (_, given) in unsatisfied.items())
-        raise ClientError(
-            f"the task's inputs do not satisfy circuit {circuit.name}: {private} gives {gives}, "
-            f"the task posted {posted}; nobody can prove it"
-        )
     return values
+
+
+def _cause(error: UnsatisfiedInputs) -> str:
+    return str(error).partition(": ")[2] or str(error)
 
 
 def circuit_of(client: RegistryClient, market_id: int) -> Circuit:

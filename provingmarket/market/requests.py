@@ -47,7 +47,7 @@ from provingmarket.market import personas as persona_book
 from provingmarket.market import qos, routing
 from provingmarket.market.preferences import PreferenceError, Preferences, parse_weights
 from provingmarket.market.router import Choice, Infeasible, Router
-from provingmarket.proving.circuits import Circuit, CircuitError
+from provingmarket.proving.circuits import Circuit, CircuitError, UnsatisfiedInputs, sample_inputs
 
 DEFAULT_WINDOW = 600  # seconds, for both windows
 UINT256 = 2**256 - 1
@@ -114,14 +114,16 @@ def _input_pairs(pairs: tuple[str, ...]) -> dict:
 
 def read_inputs(
     circuit: Circuit, inputs_file: str | None, pairs: tuple[str, ...], secret: str | None
-) -> dict[str, int]:
-    """The task's inputs from exactly one source, checked against the circuit."""
+) -> dict[str, object]:
+    """The task's inputs from exactly one source, checked against the circuit's manifest
+    (names and types) and, with its witness generator, for satisfiability: inputs no
+    prover could prove are refused before anything is sent."""
     sources = [
         name
         for name, given in (("--inputs-file", inputs_file), ("--input", pairs), ("--secret", secret))
         if given not in (None, ())
     ]
-    example = json.dumps(circuit.inputs_for(7))
+    example = json.dumps(circuit.sample)
     if len(sources) != 1:
         raise ClientError(
             ("give the task's inputs with one of --inputs-file, --input NAME=VALUE or --secret N"
@@ -129,30 +131,20 @@ def read_inputs(
             + f" (circuit {circuit.name} takes e.g. {example})"
         )  # fmt: skip
     if secret is not None:
-        return circuit.inputs_for(whole(secret, "--secret"))
+        try:
+            return sample_inputs(circuit, whole(secret, "--secret"))
+        except CircuitError as error:
+            raise ClientError(str(error)) from None
     data = _inputs_file(circuit, inputs_file, example) if inputs_file is not None else _input_pairs(pairs)
+    where = f"--inputs-file {inputs_file}: " if inputs_file else ""
     try:
         inputs = circuit.check_inputs(data)
+        circuit.statement(inputs)
+    except UnsatisfiedInputs as error:
+        raise ClientError(f"{where}{error}; no prover could prove this task") from None
     except CircuitError as error:
-        raise ClientError(f"{'--inputs-file ' + inputs_file + ': ' if inputs_file else ''}{error}") from None
-    check_satisfiable(circuit, inputs)
+        raise ClientError(f"{where}{error}") from None
     return inputs
-
-
-def check_satisfiable(circuit: Circuit, inputs: dict[str, int]) -> None:
-    """The sample kinds compute their public inputs from their one private input: the
-    inputs must be what the circuit computes, or no prover can ever prove the task."""
-    if len(circuit.private) != 1:
-        return
-    secret_name = circuit.private[0]
-    expected = circuit.inputs_for(inputs[secret_name])
-    for name, value in expected.items():
-        if name in inputs and inputs[name] != value:
-            raise ClientError(
-                f"the inputs do not satisfy circuit {circuit.name}: with {secret_name} = "
-                f"{inputs[secret_name]} it gives {name} = {value}, not {inputs[name]}; no prover could "
-                f"prove this task (correct {name}, or let the circuit make the inputs with --secret)"
-            )
 
 
 def persona_plan(name: str, election: str | None, auction: str | None, mechanism_id: int | None):

@@ -69,7 +69,7 @@ class ProofResult:
 class ProvingBackend(Protocol):
     name: str
 
-    def prove(self, circuit: Circuit, inputs: Mapping[str, int], prover: str) -> ProofResult:
+    def prove(self, circuit: Circuit, inputs: Mapping[str, object], prover: str) -> ProofResult:
         """Prove `circuit` for a task's `inputs` as `prover` (its address goes in the
         circuit's address input). Raises CircuitError for inputs that do not fit the
         circuit and BackendError when no valid proof came out."""
@@ -124,6 +124,12 @@ class Groth16pyBackend:
 
     def _load(self, circuit: Circuit) -> tuple[ProvingKey, Verifier]:
         key = circuit.path.resolve()
+        if circuit.proving_system != "groth16" or circuit.manifest.files.source is None:
+            raise BackendError(
+                f"{circuit.name}: groth16py proves Groth16 circuits from their circom source "
+                f"(files.source); this one is {circuit.proving_system}"
+                f"{'' if circuit.manifest.files.source else ' without a source'}: use the snarkjs backend"
+            )
         if key not in self._keys:
             circuit.verifying_key()  # clear errors for a bad key file first
             try:
@@ -140,8 +146,8 @@ class Groth16pyBackend:
             self._keys[key] = (proving_key, verifier)
         return self._keys[key]
 
-    def prove(self, circuit: Circuit, inputs: Mapping[str, int], prover: str) -> ProofResult:
-        witness = circuit.witness(inputs, prover)
+    def prove(self, circuit: Circuit, inputs: Mapping[str, object], prover: str) -> ProofResult:
+        witness = circuit.signal_inputs(inputs, prover)
         public = circuit.public_inputs(inputs, prover)
         proving_key, verifier = self._load(circuit)
         started = time.perf_counter()
@@ -215,12 +221,12 @@ class CommandBackend:
         pattern = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
         return [pattern.sub(lambda m: values[m.group(1)], arg) for arg in self.command]
 
-    def prove(self, circuit: Circuit, inputs: Mapping[str, int], prover: str) -> ProofResult:
-        witness = circuit.witness(inputs, prover)
+    def prove(self, circuit: Circuit, inputs: Mapping[str, object], prover: str) -> ProofResult:
+        witness = circuit.signal_inputs(inputs, prover)
         expected = circuit.public_inputs(inputs, prover)
         with tempfile.TemporaryDirectory(prefix="prove-") as tmp:
             work = Path(tmp)
-            (work / "input.json").write_text(json.dumps({k: str(v) for k, v in witness.items()}))
+            (work / "input.json").write_text(json.dumps(_decimal(witness)))
             values = {
                 "circuit": str(circuit.path),
                 "zkey": str(circuit.zkey),
@@ -310,6 +316,15 @@ class CommandBackend:
             return proof_from_snarkjs(data, "backend command's proof")
         except CircuitError as error:
             raise BackendError(str(error)) from None
+
+
+def _decimal(value: object) -> object:
+    """Signal values as circom's input.json has them: decimal strings, arrays as lists."""
+    if isinstance(value, dict):
+        return {k: _decimal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_decimal(v) for v in value]
+    return str(value)
 
 
 def _kill_group(process: subprocess.Popen) -> None:
