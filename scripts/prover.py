@@ -293,10 +293,10 @@ def lock(account, task, as_json):
     click.argument("task"),
     click.option(
         "--backend",
-        type=click.Choice(["groth16py", "snarkjs"]),
-        default="groth16py",
+        type=click.Choice(["auto", "groth16py", "snarkjs"]),
+        default="auto",
         show_default=True,
-        help="How to prove (groth16py is the optional GPL extra).",
+        help="How to prove: auto is groth16py (the optional GPL extra) where it can, else snarkjs.",
     ),
     account=True,
 )

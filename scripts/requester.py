@@ -71,7 +71,8 @@ from pathlib import Path
 import click
 
 from provingmarket.chain import requester as following
-from provingmarket.chain.client import parse_address, parse_ether, parse_task_id
+from provingmarket.chain.client import ClientError, parse_address, parse_ether, parse_task_id
+from provingmarket.chain.tasks import circuit_of
 from provingmarket.cli import (
     client,
     command,
@@ -89,6 +90,7 @@ from provingmarket.formats import DUTCH, MAX_CAPABILITIES, OPEN_RACE, ZERO_ADDRE
 from provingmarket.market import personas as persona_book
 from provingmarket.market import requests
 from provingmarket.market.requests import DEFAULT_WINDOW, Routed, whole
+from provingmarket.proving.circuits import CircuitError
 
 
 @click.group()
@@ -530,6 +532,11 @@ def _status_text(state, data: dict) -> str:
         f"  reward {eth(terms.max_reward)} x {terms.redundancy}, fee {eth(terms.frontend_fee)}, "
         f"escrow {eth(terms.escrow())}, collateral {eth(terms.collateral)}",
         f"  inputs {data['inputs']}" + (f" ({state.input_uri})" if state.input_uri else ""),
+        *(
+            [f"  public signals {', '.join(f'{k} = {v}' for k, v in data['public_signals'].items())}"]
+            if data["public_signals"]
+            else []
+        ),
         f"  slots: {state.open} open, {state.assigned} assigned, {state.proven} proven, "
         f"{state.closed} closed; {data['phase']}",
         "",
@@ -568,11 +575,24 @@ def status(task_id, wait, timeout, poll, as_json):
     state = registry.task(task_id)
     if wait:
         state = following.wait(registry, state, timeout, poll, lambda line: click.echo(line, err=True))
-    data = following.status_data(registry, state)
+    data = following.status_data(registry, state, _circuit(registry, state.terms.market_id))
     emit(as_json, data, lambda: _status_text(state, data))
 
 
+def _circuit(registry, market_id: int):
+    """The market's circuit if the deployment record names it (to show signals by name)."""
+    try:
+        return circuit_of(registry, market_id)
+    except (ClientError, CircuitError):
+        return None
+
+
 # ------------------------------------------------------------------ proof
+
+
+def _signals(p: dict) -> str:
+    named = p.get("public_signals") or {}
+    return ", ".join(f"{k} = {v}" for k, v in named.items()) if named else ", ".join(p["public_inputs"])
 
 
 @command(
@@ -582,8 +602,9 @@ def status(task_id, wait, timeout, poll, as_json):
 )
 def proof(task_id, out_file, as_json):
     """The proofs TASK_ID received: prover, public inputs, proof bytes."""
-    state = client().task(parse_task_id(task_id))
-    data = following.proofs_data(state)
+    registry = client()
+    state = registry.task(parse_task_id(task_id))
+    data = following.proofs_data(state, _circuit(registry, state.terms.market_id))
     proofs = data["proofs"]
     if out_file:
         try:
@@ -596,7 +617,7 @@ def proof(task_id, out_file, as_json):
         for p in proofs:
             lines += [
                 f"slot {p['slot']} by {p['prover']} (block {p['block']}, tx {p['tx']})",
-                f"  public inputs {', '.join(p['public_inputs'])}",
+                f"  public signals {_signals(p)}",
                 f"  proof {p['proof']}",
             ]
         if out_file:

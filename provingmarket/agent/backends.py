@@ -13,7 +13,6 @@ from web3 import Web3
 from provingmarket.chain.client import RegistryClient
 from provingmarket.proving.backends import (
     BackendError,
-    Groth16pyBackend,
     ProofCheck,
     ProvingBackend,
     backend_from_config,
@@ -41,13 +40,7 @@ class Backends:
         self.check_for = check_for
         self.default: Mapping[str, object] | None = None
         self.per_market: dict[int, Mapping[str, object]] = {}
-        if spec == "auto":
-            try:
-                Groth16pyBackend()
-                self.default = {"backend": "groth16py"}
-            except BackendError:
-                self.default = {"backend": "snarkjs"}
-        elif spec in ("groth16py", "snarkjs"):
+        if spec in ("auto", "groth16py", "snarkjs"):
             self.default = {"backend": spec}
         else:
             self._load(Path(spec))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from eth_abi.abi import encode
 from eth_utils import keccak
+from web3.exceptions import ContractLogicError
 
 from provingmarket.errors import ProvingMarketError
 from provingmarket.formats import (
@@ -113,7 +114,7 @@ BINDINGS = {
 VERIFY_SELECTOR = keccak(text="verify(uint256[],bytes)")[:4]
 # Where a verifier's code is placed for a check by eth_call (a state override): no contract
 # is deployed there, and nothing is sent.
-PROBE_VERIFIER = "0x00000000000000000000000000000000005eeD01"
+PROBE_VERIFIER = "0x00000000000000000000000000000000005EED01"
 PROBE_GAS = 5_000_000
 
 
@@ -178,12 +179,20 @@ def deployed_check(web3, verifier: str) -> ProofCheck:
     """Check proofs with a verifier already on chain (eth_call)."""
 
     def check(proof: bytes, public_inputs: list[int]) -> bool:
-        try:
-            return accepted(bytes(web3.eth.call(verify_call(verifier, proof, public_inputs))))
-        except Exception:
-            return False
+        return _answer(lambda: web3.eth.call(verify_call(verifier, proof, public_inputs)))
 
     return check
+
+
+def _answer(call) -> bool:
+    """The verifier's answer: True only for an acceptance; a revert is no acceptance. A
+    node that cannot run the call is an error, not a rejection."""
+    try:
+        return accepted(bytes(call()))
+    except ContractLogicError:
+        return False
+    except Exception as error:
+        raise MarketError(f"cannot run the verifier by eth_call on this node ({_one_line(error)})") from None
 
 
 def _one_line(error: BaseException) -> str:

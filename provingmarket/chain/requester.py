@@ -11,7 +11,9 @@ from typing import Any
 
 from provingmarket.chain.checks import mechanism_name, when
 from provingmarket.chain.client import ClientError, RegistryClient, TaskState, chain_time, reported
+from provingmarket.chain.tasks import task_inputs
 from provingmarket.formats import OPEN_RACE, TaskTerms
+from provingmarket.proving.circuits import Circuit, CircuitError
 
 # ------------------------------------------------------------------ following a task
 
@@ -55,8 +57,26 @@ def _event_data(e, at: int) -> dict:
     return {"event": e.name, "block": e.block, "time": at, "tx": e.tx, **args}
 
 
-def status_data(registry: RegistryClient, state: TaskState) -> dict:
-    """A task's terms, slots, phase and timeline (each event with its block's time)."""
+def named_signals(circuit: Circuit | None, values: list[int]) -> dict[str, str]:
+    """Public signals by the circuit's names (outputs included), as decimal strings."""
+    if circuit is None or len(values) != len(circuit.public):
+        return {}
+    return {name: str(value) for name, value in circuit.named(values).items()}
+
+
+def posted_signals(circuit: Circuit | None, state: TaskState) -> dict[str, str]:
+    """The public signals a task's posted inputs give (the address signal zeroed), by name."""
+    if circuit is None:
+        return {}
+    try:
+        return named_signals(circuit, circuit.statement(task_inputs(state, circuit)))
+    except (ClientError, CircuitError):  # inputs nobody can prove: status shows the raw inputs
+        return {}
+
+
+def status_data(registry: RegistryClient, state: TaskState, circuit: Circuit | None = None) -> dict:
+    """A task's terms, slots, phase and timeline (each event with its block's time), and,
+    given its market's circuit, the public signals its inputs give, outputs by name."""
     times = {}
     for e in state.timeline:
         if e.block not in times:
@@ -80,6 +100,7 @@ def status_data(registry: RegistryClient, state: TaskState) -> dict:
         "done": state.done,
         "phase": phase(state, chain_time(registry.web3)),
         "inputs": state.prover_input.decode(errors="replace"),
+        "public_signals": posted_signals(circuit, state),
         "input_uri": state.input_uri,
         "terms": asdict(terms),
         "timeline": [_event_data(e, times[e.block]) for e in state.timeline],
@@ -112,8 +133,9 @@ def wait(
     return state
 
 
-def proofs_data(state: TaskState) -> dict:
-    """The proofs a task received: prover, slot, public inputs, proof bytes."""
+def proofs_data(state: TaskState, circuit: Circuit | None = None) -> dict:
+    """The proofs a task received: prover, slot, public inputs (by name too, given the
+    market's circuit), proof bytes."""
     task_id = state.task_id
     if not state.proofs:
         if state.done:
@@ -132,6 +154,7 @@ def proofs_data(state: TaskState) -> dict:
                 "block": e.block,
                 "tx": e.tx,
                 "public_inputs": [str(v) for v in e.public_inputs],
+                "public_signals": named_signals(circuit, list(e.public_inputs)),
                 "proof": "0x" + bytes(e.proof).hex(),
             }
             for e in state.proofs

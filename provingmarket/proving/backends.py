@@ -340,12 +340,41 @@ def _tail(stdout: str | bytes, stderr: str | bytes, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(no output)"
 
 
+# ------------------------------------------------------------------ either
+
+
+class AutoBackend:
+    """groth16py where it can prove the circuit (installed, a Groth16 circuit whose circom
+    source it compiles), snarkjs for every other one: any circuit, the fastest way at hand."""
+
+    name = "auto"
+
+    def __init__(self, timeout: float = 600.0, check: ProofCheck | None = None) -> None:
+        try:
+            self._groth16py: Groth16pyBackend | None = Groth16pyBackend()
+        except BackendError:
+            self._groth16py = None
+        self._snarkjs = CommandBackend.snarkjs(timeout, check)
+        self._not_groth16py: set[Path] = set()
+
+    def prove(self, circuit: Circuit, inputs: Mapping[str, object], prover: str) -> ProofResult:
+        if self._groth16py is not None and circuit.path.resolve() not in self._not_groth16py:
+            try:
+                self._groth16py._load(circuit)
+            except BackendError:  # not a circuit groth16py can load: snarkjs proves it
+                self._not_groth16py.add(circuit.path.resolve())
+            else:
+                return self._groth16py.prove(circuit, inputs, prover)
+        return self._snarkjs.prove(circuit, inputs, prover)
+
+
 # ------------------------------------------------------------------ configuration
 
 
 def backend_from_config(config: Mapping[str, object], check: ProofCheck | None = None) -> ProvingBackend:
     """A backend from configuration (a prover agent's, per market):
 
+    {"backend": "auto"}          groth16py where it can, else snarkjs
     {"backend": "groth16py"}
     {"backend": "snarkjs", "timeout": 120}
     {"backend": "command", "command": ["my-prover", "--in", "{inputs}", "--out", "{proof}"],
@@ -356,6 +385,8 @@ def backend_from_config(config: Mapping[str, object], check: ProofCheck | None =
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
         raise BackendError(f"a backend's timeout should be a positive number of seconds, not {timeout!r}")
     timeout = float(timeout)
+    if kind == "auto":
+        return AutoBackend(timeout, check)
     if kind == "groth16py":
         return Groth16pyBackend()
     if kind == "snarkjs":
@@ -365,4 +396,4 @@ def backend_from_config(config: Mapping[str, object], check: ProofCheck | None =
         if not isinstance(command, list):
             raise BackendError("a command backend's configuration needs command: a list of arguments")
         return CommandBackend(command, timeout, check)
-    raise BackendError(f"unknown backend {kind!r}: use groth16py, snarkjs or command")
+    raise BackendError(f"unknown backend {kind!r}: use auto, groth16py, snarkjs or command")

@@ -374,7 +374,8 @@ class Circuit:
 
     @property
     def sample(self) -> dict[str, object]:
-        return dict(self.manifest.sample)
+        """The manifest's sample inputs in their types (checked when the circuit loaded)."""
+        return self.check_inputs(self.manifest.sample)
 
     def _file(self, key: str) -> Path:
         name = getattr(self.manifest.files, key)

@@ -182,6 +182,8 @@ def _set_input(call, n32: int, prime: int, name: str, value: object) -> int:
         try:
             call("setInputSignal", high, low, i)
         except WitnessError as error:
+            if "assert failed" in str(error):  # the inputs so far break a constraint
+                raise
             raise WitnessError(f"input {name}: {error}") from None
     return size
 

@@ -87,7 +87,7 @@ def test_market_create_show_pause_resume(run, recorded, deployments_folder, regi
 def test_market__bad_input__one_line_exit_1_nothing_sent(run, recorded, registry, accounts):
     nonce, markets = accounts[0].nonce, registry.market_count()
     cases = [
-        (["market", "create", "cube"], "cube/circuit.json: no such file (sample circuits: square"),
+        (["market", "create", "cube"], "cube: no such circuit folder or manifest (sample circuits: square"),
         (["market", "create", "square", "--min-collateral", "-1"], "--min-collateral '-1' is negative"),
         (["market", "create", "square", "--min-reward", "0.0000000000000000001"], "more than 18 decimals"),
         (

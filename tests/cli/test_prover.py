@@ -14,6 +14,7 @@ from eth_utils import keccak
 from provingmarket import DUTCH
 from provingmarket.cli import when
 from provingmarket.devnet import SQUARE
+from provingmarket.formats import inputs_commitment
 from tests.factories import ETHER, STATEMENT, UNBONDING_DELAY, advance, assigned, item, proof_for
 
 
@@ -297,14 +298,14 @@ def test_lock_and_prove__inputs_nobody_can_prove__one_line_nothing_sent(
     unprovable = {
         "prover_input": prover_input,
         "prover_input_hash": keccak(prover_input),
-        "inputs_commitment": SQUARE.commitment(posted),
+        "inputs_commitment": inputs_commitment([0, 50], SQUARE.address_input),  # no witness gives it
     }
     assigned_task = create_task(**unprovable)
     assigned(registry, registry.assign(item(assigned_task, provers[0], ETHER // 20), sender=keeper))
     dutch = create_task(mechanism_id=DUTCH, start_price=ETHER // 100, ramp=600, **unprovable)
     says = (
-        "the task's inputs do not satisfy circuit square: x = 7 gives y = 49, the task posted y = 50; "
-        "nobody can prove it"
+        "the task's posted inputs do not satisfy circuit square: a constraint is not satisfied "
+        "(assert failed) (Error in template Square_0 line: 14); nobody can prove it"
     )
     nonce = provers[0].nonce
     for args in (["prove", task_hex(registry, assigned_task)], ["lock", task_hex(registry, dutch)]):

@@ -24,7 +24,14 @@ from provingmarket.proving.backends import (
     ProofResult,
     backend_from_config,
 )
-from provingmarket.proving.circuits import CIRCUITS, PROOF_SIZE, Circuit, CircuitError
+from provingmarket.proving.circuits import (
+    CIRCUITS,
+    PROOF_SIZE,
+    Circuit,
+    CircuitError,
+    UnsatisfiedInputs,
+    sample_inputs,
+)
 
 CIRCUIT_NAMES = ("square", "squarings-1000")
 
@@ -61,7 +68,7 @@ def prove(circuits, groth16py, snarkjs):
         key = (backend, name, prover.address, secret)
         if key not in made:
             circuit = circuits[name]
-            inputs = circuit.sample if secret is None else circuit.inputs_for(secret)
+            inputs = circuit.sample if secret is None else sample_inputs(circuit, secret)
             made[key] = backends[backend].prove(circuit, inputs, prover.address)
         return made[key]
 
@@ -152,11 +159,10 @@ def test_groth16py__inputs_not_satisfying_the_circuit__backend_error_no_proof(
 ):
     circuit = circuits[name]
     wrong = dict(circuit.sample, y=circuit.sample["y"] + 1)  # y != x^(2^k)
-    with pytest.raises(BackendError) as error:
+    with pytest.raises(UnsatisfiedInputs) as error:  # found by the witness generator, before proving
         groth16py.prove(circuit, wrong, prover.address)
     message = str(error.value)
-    assert message.startswith(f"{name}: the inputs do not satisfy the circuit (y={wrong['y']}, x=7, prover=")
-    assert message.endswith("the proof would be rejected, so none is returned")
+    assert message.startswith(f"the inputs do not satisfy circuit {name}: a constraint is not satisfied")
 
 
 def test_groth16py__inputs_not_fitting__circuit_error(circuits, groth16py, prover):
@@ -176,7 +182,7 @@ def test_both_backends__same_inputs__both_proofs_verify(circuits, verifiers, pro
     theirs = prove("snarkjs", name, someone, secret)
     assert ours.public_inputs == theirs.public_inputs
     assert ours.public_inputs == circuits[name].public_inputs(
-        circuits[name].inputs_for(secret), someone.address
+        sample_inputs(circuits[name], secret), someone.address
     )
     assert ours.proof != theirs.proof  # Groth16 proofs are randomised
     assert verifiers[name].verify(ours.public_inputs, ours.proof)
@@ -195,16 +201,16 @@ def test_snarkjs__proof_for_prover_a__fails_on_chain_for_prover_b(circuits, veri
 
 
 @pytest.mark.parametrize("name", CIRCUIT_NAMES)
-def test_snarkjs__inputs_not_satisfying_the_circuit__exit_code_and_output_tail(
+def test_snarkjs__inputs_not_satisfying_the_circuit__refused_before_node_starts(
     circuits, snarkjs, prover, name
 ):
     circuit = circuits[name]
     wrong = dict(circuit.sample, y=circuit.sample["y"] + 1)
-    with pytest.raises(BackendError) as error:
+    with pytest.raises(UnsatisfiedInputs) as error:  # found in-process, before node starts
         snarkjs.prove(circuit, wrong, prover.address)
     message = str(error.value)
-    assert message.startswith("backend command bash failed with exit code 1; its output ended:\n")
-    assert "Assert Failed" in message  # the witness calculator's own words
+    assert message.startswith(f"the inputs do not satisfy circuit {name}: a constraint is not satisfied")
+    assert "line:" in message  # the witness generator's own words: which template line failed
 
 
 def test_snarkjs__timeout__stops_node_too(prover, command_group, tmp_path, monkeypatch):

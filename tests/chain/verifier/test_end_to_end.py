@@ -14,7 +14,7 @@ from provingmarket import OPEN_RACE, Assignment, TaskTerms
 from provingmarket.chain.markets import MarketError, MarketTerms, open_market
 from provingmarket.formats import ZERO_ADDRESS
 from provingmarket.proving.backends import CommandBackend, Groth16pyBackend
-from provingmarket.proving.circuits import Circuit
+from provingmarket.proving.circuits import Circuit, sample_inputs
 from tests.factories import ETHER, make_terms
 
 HEAVY = "squarings-1000"
@@ -35,7 +35,7 @@ def heavy_market(registry, owner, circuit, mechanism, provers):
 
 
 def post(registry, requester, market_id, mechanism, circuit, secret, **overrides):
-    inputs = circuit.inputs_for(secret)
+    inputs = sample_inputs(circuit, secret)
     prover_input = json.dumps(inputs, sort_keys=True).encode()  # what the prover is sent
     terms = make_terms(
         market_id,
