@@ -73,7 +73,7 @@ class WitnessGenerator:
         except Exception as error:
             raise WitnessError(f"{self.path}: not a WebAssembly module ({_first_line(error)})") from None
         names = {export.name for export in self._module.exports}
-        needed = {"init", "getInputSignalSize", "setInputSignal", "getWitnessSize", "getWitness"}
+        needed = {*_EXPORTS, "memory"}  # everything `_instance` and `witness` use
         if not needed <= names:
             raise WitnessError(
                 f"{self.path}: not a circom witness generator (it exports no {sorted(needed - names)[0]})"
