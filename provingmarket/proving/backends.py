@@ -219,6 +219,13 @@ class CommandBackend:
         # One pass per argument, so a substituted path that happens to contain
         # "{proof}" is not substituted again.
         pattern = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+        for arg in self.command:
+            for name in pattern.findall(arg):
+                if name not in values:
+                    raise BackendError(
+                        f"the backend command uses {{{name}}}, but the circuit's manifest gives no "
+                        f"files.{_FILE_PLACEHOLDERS[name]}"
+                    )
         return [pattern.sub(lambda m: values[m.group(1)], arg) for arg in self.command]
 
     def prove(self, circuit: Circuit, inputs: Mapping[str, object], prover: str) -> ProofResult:
@@ -229,10 +236,7 @@ class CommandBackend:
             (work / "input.json").write_text(json.dumps(_decimal(witness)))
             values = {
                 "circuit": str(circuit.path),
-                "zkey": str(circuit.zkey),
-                "wasm": str(circuit.wasm),
-                "source": str(circuit.source),
-                "verification_key": str(circuit.verification_key_file),
+                **_circuit_files(circuit),
                 "inputs": str(work / "input.json"),
                 "proof": str(work / "proof.json"),
                 "public": str(work / "public.json"),
@@ -316,6 +320,25 @@ class CommandBackend:
             return proof_from_snarkjs(data, "backend command's proof")
         except CircuitError as error:
             raise BackendError(str(error)) from None
+
+
+# The placeholders naming a circuit's files, and the manifest field each comes from.
+_FILE_PLACEHOLDERS = {
+    "zkey": "proving_key",
+    "wasm": "witness_generator",
+    "source": "source",
+    "verification_key": "verifying_key",
+}
+
+
+def _circuit_files(circuit: Circuit) -> dict[str, str]:
+    """The placeholders of the files the manifest gives (files.source and others are optional)."""
+    files = circuit.manifest.files
+    return {
+        placeholder: str(circuit.path / name)
+        for placeholder, field in _FILE_PLACEHOLDERS.items()
+        if (name := getattr(files, field)) is not None
+    }
 
 
 def _decimal(value: object) -> object:

@@ -55,16 +55,16 @@ def zkey_header(path: Path) -> ZkeyHeader:
             (protocol,) = struct.unpack("<I", f.read(4))
             f.seek(found[2])
             header = f.read(256)
+        (n8q,) = struct.unpack_from("<I", header, 0)
+        (n8r,) = struct.unpack_from("<I", header, 4 + n8q)
+        at = 8 + n8q + n8r
+        variables, public, _domain = struct.unpack_from("<III", header, at)
+        name = ZKEY_PROTOCOLS.get(protocol, f"protocol {protocol}")
+        if name == "plonk":
+            (additions,) = struct.unpack_from("<I", header, at + 12)
+            variables -= additions
     except (OSError, struct.error, KeyError):
         raise CircuitError(f"{path}: not a snarkjs proving key (zkey), or cut short") from None
-    (n8q,) = struct.unpack_from("<I", header, 0)
-    (n8r,) = struct.unpack_from("<I", header, 4 + n8q)
-    at = 8 + n8q + n8r
-    variables, public, _domain = struct.unpack_from("<III", header, at)
-    name = ZKEY_PROTOCOLS.get(protocol, f"protocol {protocol}")
-    if name == "plonk":
-        (additions,) = struct.unpack_from("<I", header, at + 12)
-        variables -= additions
     return ZkeyHeader(name, variables, public)
 
 

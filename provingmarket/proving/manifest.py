@@ -98,7 +98,9 @@ class InputType:
         else:
             raise ValueError(f"{where} is {value!r:.50}, not a number ({self.text})")
         if not 0 <= number < R:
-            raise ValueError(f"{where} is not a field element (0 <= value < the BN254 scalar field)")
+            raise ValueError(
+                f"{where} is {value!r:.80}, not a field element (0 <= value < the BN254 scalar field)"
+            )
         if self.bits is not None and number >= 1 << self.bits:
             kind = "0 or 1" if self.base == "bool" else f"below 2^{self.bits} ({self.text})"
             raise ValueError(f"{where} is {number}, which is not {kind}")

@@ -23,6 +23,7 @@ _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
 
 # witness_calculator.js's messages for the generator's exception codes.
+_ASSERT_FAILED = 4
 _EXCEPTIONS = {
     1: "signal not found",
     2: "too many signals set",
@@ -35,6 +36,8 @@ _EXCEPTIONS = {
 
 class WitnessError(ProvingMarketError, ValueError):
     """The witness generator refused the inputs, or is not a circom witness generator."""
+
+    code: int | None = None  # the generator's exception code, when it raised one
 
 
 def fnv_hash(name: str) -> tuple[int, int]:
@@ -70,7 +73,7 @@ class WitnessGenerator:
         except Exception as error:
             raise WitnessError(f"{self.path}: not a WebAssembly module ({_first_line(error)})") from None
         names = {export.name for export in self._module.exports}
-        needed = {"init", "getInputSignalSize", "setInputSignal", "getWitnessSize", "getWitness"}
+        needed = {*_EXPORTS, "memory"}  # everything `_instance` and `witness` use
         if not needed <= names:
             raise WitnessError(
                 f"{self.path}: not a circom witness generator (it exports no {sorted(needed - names)[0]})"
@@ -86,7 +89,9 @@ class WitnessGenerator:
 
         def exception(code: int) -> None:
             detail = "; ".join(m for m in messages if m) or ""
-            raise WitnessError(_EXCEPTIONS.get(code, f"error {code}") + (f" ({detail})" if detail else ""))
+            error = WitnessError(_EXCEPTIONS.get(code, f"error {code}") + (f" ({detail})" if detail else ""))
+            error.code = code
+            raise error
 
         def message() -> None:
             chars = []
@@ -182,8 +187,8 @@ def _set_input(call, n32: int, prime: int, name: str, value: object) -> int:
         try:
             call("setInputSignal", high, low, i)
         except WitnessError as error:
-            if "assert failed" in str(error):  # the inputs so far break a constraint
-                raise
+            if error.code == _ASSERT_FAILED:  # the circuit runs once its last input is set:
+                raise  # a failed assert is the inputs' as a whole, not that input's
             raise WitnessError(f"input {name}: {error}") from None
     return size
 

@@ -3,7 +3,10 @@ command backend, and groth16py missing."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +17,7 @@ from provingmarket.proving.backends import (
     Groth16pyBackend,
     backend_from_config,
 )
-from provingmarket.proving.circuits import CIRCUITS
+from provingmarket.proving.circuits import CIRCUITS, Circuit
 
 SNARKJS_PROVE = CIRCUITS / "snarkjs-prove.sh"
 
@@ -89,3 +92,19 @@ def test_groth16py_backend__library_missing__says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "groth16py", None)  # makes `import groth16py` fail
     with pytest.raises(BackendError, match="pip install -r requirements-groth16py.txt"):
         Groth16pyBackend()
+
+
+def test_command__file_placeholder_the_manifest_does_not_give__refused_naming_the_field(tmp_path):
+    """files.source is optional: a command that needs it says so (the snarkjs one does not;
+    test_checks.py proves a circuit without a source)."""
+    folder = Path(shutil.copytree(CIRCUITS / "square", tmp_path / "square"))
+    manifest = json.loads((folder / "circuit.json").read_text())
+    del manifest["files"]["source"]
+    (folder / "circuit.json").write_text(json.dumps(manifest))
+    circuit = Circuit.load(folder)
+    backend = CommandBackend(["groth16py-prove", "{source}", "{zkey}", "{inputs}", "{proof}"])
+    with pytest.raises(BackendError) as error:
+        backend.prove(circuit, circuit.sample, "0x" + "ab" * 20)
+    assert str(error.value) == (
+        "the backend command uses {source}, but the circuit's manifest gives no files.source"
+    )

@@ -1,6 +1,8 @@
 """Circuit folders, verifying keys and task inputs, read in plain Python: the sample circuits
 load and commit to their samples, and every kind of bad key file, circuit folder, input or
-proof file is refused with a CircuitError naming the file (or input) and what is wrong."""
+proof file is refused with a CircuitError naming the file (or input) and what is wrong.
+The manifest's own fields are tested in test_manifest.py, the witness generator in
+test_witness.py and the checks before a market is opened in test_checks.py."""
 
 from __future__ import annotations
 
@@ -19,9 +21,11 @@ from provingmarket.proving.circuits import (
     CircuitError,
     P,
     R,
+    UnsatisfiedInputs,
     VerifyingKey,
     proof_from_snarkjs,
     sample_circuits,
+    sample_inputs,
 )
 
 SQUARE_KEY = CIRCUITS / "square" / "verification_key.json"
@@ -80,25 +84,43 @@ def test_sample_circuit__load__key_has_one_ic_point_per_public_input(name):
 
 
 @pytest.mark.parametrize("name", sample_circuits())
-def test_sample_circuit__sample__is_the_kinds_inputs_and_commits_to_its_statement(name):
+def test_sample_circuit__sample__is_its_secrets_inputs_and_commits_to_its_statement(name):
     circuit = Circuit.load(name)
-    sample = circuit.sample
-    assert circuit.inputs_for(sample["x"]) == sample
-    statement = circuit.statement(sample)
+    sample = circuit.check_inputs(circuit.sample)
+    assert sample_inputs(circuit, sample["x"]) == sample
+    statement = circuit.statement(circuit.sample)
     assert statement[circuit.address_input] == 0
     assert [v for i, v in enumerate(statement) if i != circuit.address_input] == [
         sample[n] for n in circuit.public if n != "prover"
     ]
-    assert circuit.commitment(sample) == inputs_commitment(statement)
+    assert circuit.commitment(circuit.sample) == inputs_commitment(statement)
     assert circuit.commitment(sample) == inputs_commitment(
         circuit.public_inputs(sample, PROVER), circuit.address_input
     )
-    other = circuit.inputs_for(sample["x"] + 1)
+    other = sample_inputs(circuit, sample["x"] + 1)
     assert circuit.commitment(other) != circuit.commitment(sample)
+
+
+def test_sample_inputs__secret__reduced_into_the_field(square):
+    assert sample_inputs(square, 7) == {"x": 7, "y": 49}
+    assert sample_inputs(square, R + 7) == {"x": 7, "y": 49}
+    assert sample_inputs(square, R - 1) == {"x": R - 1, "y": 1}
+
+
+def test_sample_inputs__another_circuit__says_to_give_inputs_by_name(folder):
+    edit_manifest(folder, name="cube")
+    with pytest.raises(CircuitError) as error:
+        sample_inputs(Circuit.load(folder), 7)
+    assert str(error.value) == (
+        "--secret makes inputs for the sample circuits only; give circuit cube's inputs by name "
+        "(--input NAME=VALUE or --inputs-file)"
+    )
 
 
 def test_circuit__load_by_path__same_as_by_name(square):
     assert Circuit.load(CIRCUITS / "square") == Circuit.load(str(CIRCUITS / "square")) == square
+    assert Circuit.load(CIRCUITS / "square" / "circuit.json") == square
+    assert square.reference == "square"
 
 
 def test_verifying_key__square__g2_points_in_eip197_order(key_data, square):
@@ -303,11 +325,23 @@ def test_circuit__copied_folder__loads(folder, square):
     assert circuit.path == folder
     assert (circuit.name, circuit.public, circuit.sample) == (square.name, square.public, square.sample)
     assert circuit.verifying_key() == square.verifying_key()
+    assert circuit.reference == str(folder / "circuit.json")
 
 
-def test_circuit__no_such_folder__names_the_manifest(tmp_path):
+def test_circuit__manifest_of_another_name__loads_and_is_referenced_by_its_path(folder, square):
+    (folder / "circuit.json").rename(folder / "square-copy.json")
+    circuit = Circuit.load(folder / "square-copy.json")
+    assert (circuit.path, circuit.manifest_file) == (folder, folder / "square-copy.json")
+    assert circuit.reference == str(folder / "square-copy.json")
+    assert circuit.commitment(circuit.sample) == square.commitment(square.sample)
+
+
+def test_circuit__no_such_folder__names_it_and_the_sample_circuits(tmp_path):
     message = circuit_error(tmp_path / "cube")
-    assert f"{tmp_path / 'cube' / 'circuit.json'}: no such file" in message
+    assert message == (
+        f"{tmp_path / 'cube'}: no such circuit folder or manifest "
+        f"(sample circuits: {', '.join(sample_circuits())})"
+    )
 
 
 def test_circuit__manifest_missing__names_it(folder):
@@ -320,55 +354,79 @@ def test_circuit__manifest_not_json__names_it(folder):
     assert f"{folder / 'circuit.json'}: not valid JSON" in circuit_error(folder)
 
 
-def test_circuit__manifest_not_an_object__names_it(folder):
-    (folder / "circuit.json").write_text('["square"]')
-    assert f"{folder / 'circuit.json'}: expected name, kind, public" in circuit_error(folder)
-
-
-@pytest.mark.parametrize("name", ["name", "kind", "public", "address_input", "constraints", "sample"])
-def test_circuit__manifest_field_missing__names_the_field(folder, name):
-    edit_manifest(folder, **{name: None})
-    message = circuit_error(folder)
-    assert message.startswith(f"{folder / 'circuit.json'}: expected name, kind, public (a list)")
-    assert repr(name) in message
-
-
-def test_circuit__address_input_not_public__refused(folder):
-    edit_manifest(folder, address_input="x")
-    message = circuit_error(folder)
-    assert message.startswith(f"{folder / 'circuit.json'}: ")
-    assert "address_input (one of public)" in message
-
-
-def test_circuit__constraints_not_a_number__refused(folder):
-    edit_manifest(folder, constraints="many")
-    assert circuit_error(folder).startswith(f"{folder / 'circuit.json'}: expected name")
-
-
-def test_circuit__unknown_kind__refused(folder):
-    edit_manifest(folder, kind="cube")
-    assert f"{folder / 'circuit.json'}: unknown kind 'cube' (known: square, squarings)" in circuit_error(
-        folder
+@pytest.mark.parametrize("text", ['["square"]', '"square"', "null", "7"])
+def test_circuit__manifest_not_an_object__names_it(folder, text):
+    (folder / "circuit.json").write_text(text)
+    assert (
+        circuit_error(folder) == f"{folder / 'circuit.json'}: expected a JSON object (see docs/circuits.md)"
     )
 
 
-@pytest.mark.parametrize("name", ["circuit.zkey", "verification_key.json", "circuit.circom"])
-def test_circuit__file_missing__names_it(folder, name):
+def test_circuit__manifest_of_the_old_format__refused_naming_a_field(folder):
+    """The format before circuit.json had a manifest model (kind, public, address_input)."""
+    (folder / "circuit.json").write_text(
+        json.dumps(
+            {
+                "name": "square",
+                "kind": "square",
+                "parameters": {},
+                "public": ["prover", "y"],
+                "private": ["x"],
+                "address_input": "prover",
+                "constraints": 2,
+                "sample": {"x": 7, "y": 49},
+            }
+        )
+    )
+    message = circuit_error(folder)
+    assert message.startswith(f"{folder / 'circuit.json'}: proving_system: missing")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("circuit.zkey", "proving_key"),
+        ("verification_key.json", "verifying_key"),
+        ("circuit.circom", "source"),
+        ("circuit.wasm", "witness_generator"),
+    ],
+)
+def test_circuit__file_missing__names_the_manifest_field_and_the_file(folder, name, field):
     (folder / name).unlink()
-    assert f"{folder / name}: missing; regenerate with circuits/build.py" in circuit_error(folder)
+    assert circuit_error(folder) == f"{folder / 'circuit.json'}: files.{field}: {folder / name}: no such file"
+
+
+def test_circuit__file_a_folder__refused_as_no_such_file(folder):
+    (folder / "circuit.zkey").unlink()
+    (folder / "circuit.zkey").mkdir()
+    assert circuit_error(folder).startswith(f"{folder / 'circuit.json'}: files.proving_key: ")
 
 
 def test_circuit__key_for_fewer_public_inputs__names_key_and_manifest(folder, key_data):
-    """A well-formed key with the wrong number of points for the manifest's public inputs."""
+    """A well-formed key with the wrong number of points for the manifest's public signals."""
     key_data["IC"].pop()
     key_data["nPublic"] = 1
     (folder / "verification_key.json").write_text(json.dumps(key_data))
-    circuit = Circuit.load(folder)
-    with pytest.raises(CircuitError) as error:
-        circuit.verifying_key()
-    message = str(error.value)
-    assert message.startswith(f"{folder / 'verification_key.json'}: the key has 1 public inputs")
-    assert f"{folder / 'circuit.json'} names 2 (prover, y)" in message
+    assert circuit_error(folder) == (
+        f"{folder / 'circuit.json'}: public_signals: 2 are named (prover, y) but verification_key.json has 1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("index", "field", "name"), [(1, "address_signal", "prover"), (2, "public_signals", "y")]
+)
+def test_circuit__public_signal_in_no_constraint__names_its_manifest_field(
+    folder, key_data, index, field, name
+):
+    """A key whose IC point for a public signal is at infinity (as a setup that adds no
+    constraint per public input makes for a signal in none): any value of it verifies."""
+    key_data["IC"][index] = ["0", "1", "0"]
+    (folder / "verification_key.json").write_text(json.dumps(key_data))
+    assert circuit_error(folder) == (
+        f"{folder / 'circuit.json'}: {field}: {name} takes part in no constraint (verification_key.json "
+        f"has IC[{index}] at infinity): any value of it would verify, so add a constraint on it"
+    )
 
 
 def test_circuit__bad_key_file__error_names_it(folder, key_data):
@@ -386,7 +444,7 @@ def test_circuit__bad_key_file__error_names_it(folder, key_data):
     ("inputs", "says"),
     [
         ({"x": 7}, "missing y"),
-        ({}, "missing y, x"),
+        ({}, "missing x, y"),
         ({"x": 7, "y": 49, "z": 1}, "unknown z"),
         ({"x": 7, "y": 49, "prover": 1}, "unknown prover"),
         ({"y": 49, "w": 7}, "missing x; unknown w"),
@@ -397,23 +455,23 @@ def test_check_inputs__names_not_fitting__names_them(square, inputs, says):
         square.check_inputs(inputs)
     message = str(error.value)
     assert message.startswith(f"inputs do not fit circuit square: {says} (")
-    assert "it takes y, x; prover is the prover's address" in message
+    assert message.endswith("(it takes x (field), y (field); prover is the prover's address)")
 
 
 @pytest.mark.parametrize(
     ("value", "says"),
     [
-        (R, "not a field element"),
-        (R + 49, "not a field element"),
-        (2**256, "not a field element"),
-        (-49, "not a field element"),
-        ("-49", "not a field element"),
-        (hex(R), "not a field element"),
+        (R, f"{R}, not a field element"),
+        (R + 49, f"{R + 49}, not a field element"),
+        (2**256, f"{2**256}, not a field element"),
+        (-49, "-49, not a field element"),
+        ("-49", "'-49', not a field element"),
+        (hex(R), f"{hex(R)!r}, not a field element"),
         ("forty-nine", "'forty-nine', not a number"),
         ("", "'', not a number"),
-        (True, "True, not a field element"),
-        (49.0, "49.0, not a field element"),
-        (None, "None, not a field element"),
+        (True, "True, not a number (field)"),
+        (49.0, "49.0, not a number (field)"),
+        (None, "None, not a number (field)"),
     ],
 )
 def test_check_inputs__value_not_a_field_element__names_the_input(square, value, says):
@@ -444,14 +502,30 @@ def test_public_inputs__prover_address__at_the_address_input(square):
     assert public[square.address_input] == int(PROVER, 16)
     assert public == [int(PROVER, 16), 49]
     assert square.public_inputs(square.sample, int(PROVER, 16)) == public
-    assert square.witness(square.sample, PROVER) == {"x": 7, "y": 49, "prover": int(PROVER, 16)}
+    assert square.signal_inputs(square.sample, PROVER) == {"x": 7, "y": 49, "prover": int(PROVER, 16)}
 
 
 def test_public_inputs__bad_input__refused_before_the_address_goes_in(square):
     with pytest.raises(CircuitError, match="input x is -7"):
         square.public_inputs({"x": -7, "y": 49}, PROVER)
     with pytest.raises(CircuitError, match="missing y"):
-        square.witness({"x": 7}, PROVER)
+        square.signal_inputs({"x": 7}, PROVER)
+
+
+@pytest.mark.parametrize("call", ["statement", "commitment", "public_inputs"])
+def test_unsatisfiable_inputs__refused_naming_the_circuit_and_the_failed_constraint(square, call):
+    """y is not x * x: no proof of them exists, whoever proves."""
+    args = ({"x": 7, "y": 50}, PROVER) if call == "public_inputs" else ({"x": 7, "y": 50},)
+    with pytest.raises(UnsatisfiedInputs) as error:
+        getattr(square, call)(*args)
+    assert str(error.value) == (
+        "the inputs do not satisfy circuit square: a constraint is not satisfied (assert failed) "
+        "(Error in template Square_0 line: 14)"
+    )
+
+
+def test_named__public_signals_by_name(square):
+    assert square.named(square.public_inputs(square.sample, PROVER)) == {"prover": int(PROVER, 16), "y": 49}
 
 
 # ------------------------------------------------------------------ proof files

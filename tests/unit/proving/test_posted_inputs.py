@@ -1,7 +1,7 @@
 """A task's posted inputs checked before a prover takes or proves it
 (`proving.posted_inputs`): nothing on chain ties them to the task's inputs_commitment, so a
 hostile requester can post a task nobody can prove. The check is the commitment and the
-circuit's witness generation, in plain Python; each refusal is one line naming the values
+circuit's witness generator, run in this process; each refusal is one line naming the values
 seen and what was expected."""
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ SQUARE = Circuit.load("square")
 SQUARINGS = Circuit.load("squarings-1000")
 
 
-def posted(circuit: Circuit, inputs: dict, committed: dict | None = None):
+def posted(circuit: Circuit, inputs: dict, committed: dict | list | None = None):
     """(terms, prover_input) of a task posting `inputs` and committing to `committed`'s
-    statement (by default the posted inputs' own)."""
+    statement (by default the posted inputs' own), or to `committed` if it is a statement."""
     prover_input = json.dumps(inputs).encode()
-    statement = circuit.statement(committed or inputs)
+    statement = committed if isinstance(committed, list) else circuit.statement(committed or inputs)
     terms = task_terms(
         1,
         3,
@@ -39,7 +39,7 @@ def test_posted_inputs__the_circuits_own__are_returned_as_field_elements():
     terms, prover_input = posted(SQUARE, {"x": "7", "y": "0x31"})
     assert posted_inputs(terms, prover_input, "", SQUARE) == {"x": 7, "y": 49}
     sample = SQUARINGS.sample
-    assert posted_inputs(*posted(SQUARINGS, sample), "", SQUARINGS) == sample
+    assert posted_inputs(*posted(SQUARINGS, sample), "", SQUARINGS) == {"x": 7, "y": int(sample["y"])}
 
 
 def test_posted_inputs__not_the_commitments__are_refused_naming_both_commitments():
@@ -47,27 +47,29 @@ def test_posted_inputs__not_the_commitments__are_refused_naming_both_commitments
     with pytest.raises(ClientError) as refused:
         posted_inputs(terms, prover_input, "", SQUARE)
     assert str(refused.value) == (
-        "the task's inputs do not match its inputs_commitment: the posted public inputs (y = 64) "
-        f"commit to 0x{inputs_commitment([0, 64], 0).hex()}, the task's terms to "
+        "the task's inputs do not match its inputs_commitment: the posted inputs give public signals "
+        f"(y = 64) committing to 0x{inputs_commitment([0, 64], 0).hex()}, the task's terms to "
         f"0x{inputs_commitment([0, 49], 0).hex()}; nobody can prove it"
     )
 
 
-def test_posted_inputs__not_satisfying_the_circuit__are_refused_with_what_it_computes():
-    terms, prover_input = posted(SQUARE, {"x": 7, "y": 50})
+def test_posted_inputs__not_satisfying_the_circuit__are_refused_naming_the_failed_constraint():
+    """A hostile requester commits to the statement of inputs no witness satisfies (y = 50
+    is no square of x = 7): the commitment matches, the circuit refuses them."""
+    terms, prover_input = posted(SQUARE, {"x": 7, "y": 50}, committed=[0, 50])
     with pytest.raises(ClientError) as refused:
         posted_inputs(terms, prover_input, "", SQUARE)
     assert str(refused.value) == (
-        "the task's inputs do not satisfy circuit square: x = 7 gives y = 49, the task posted y = 50; "
-        "nobody can prove it"
+        "the task's posted inputs do not satisfy circuit square: a constraint is not satisfied "
+        "(assert failed) (Error in template Square_0 line: 14); nobody can prove it"
     )
 
-    wrong = {"x": 7, "y": 5}
+    terms, prover_input = posted(SQUARINGS, {"x": 7, "y": 5}, committed=[0, 5])
     with pytest.raises(ClientError) as refused:
-        posted_inputs(*posted(SQUARINGS, wrong), "", SQUARINGS)
+        posted_inputs(terms, prover_input, "", SQUARINGS)
     assert str(refused.value) == (
-        f"the task's inputs do not satisfy circuit squarings-1000: x = 7 gives y = {SQUARINGS.sample['y']}, "
-        "the task posted y = 5; nobody can prove it"
+        "the task's posted inputs do not satisfy circuit squarings-1000: a constraint is not satisfied "
+        "(assert failed) (Error in template Squarings_0 line: 18); nobody can prove it"
     )
 
 
