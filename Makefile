@@ -85,11 +85,13 @@ bench: compile
 	$(BIN)/python -m benches.auction_bench
 
 # Regenerate the sample circuits' keys (single-party setup; see circuits/README.md): build.py
-# writes them into the package, provingmarket/proving/samples/.
+# writes them into the package, provingmarket/proving/samples/; foreign/build.py rebuilds the
+# circomlib circuits in circuits/foreign/ (see circuits/foreign/README.md).
 circuits: install
 	$(BIN)/python circuits/build.py square
 	$(BIN)/python circuits/build.py squarings --k 1000
 	$(BIN)/python circuits/build.py squarings --k 10000
+	$(BIN)/python circuits/foreign/build.py
 
 lint: install lint-contracts lint-imports typecheck
 	ruff check .

@@ -52,7 +52,8 @@ def snarkjs(*argv: str | Path) -> str:
 
 
 def r1cs_header(path: Path) -> dict[str, int]:
-    """Wires, public inputs and constraints from a circom .r1cs file's header section."""
+    """Wires, public signals (outputs included), outputs and constraints from a circom .r1cs
+    file's header section."""
     data = path.read_bytes()
     if data[:4] != b"r1cs":
         sys.exit(f"{path}: not an r1cs file")
@@ -66,7 +67,8 @@ def r1cs_header(path: Path) -> dict[str, int]:
             at = offset + 4 + n8
             wires, outputs, public, private = struct.unpack_from("<IIII", data, at)
             (constraints,) = struct.unpack_from("<I", data, at + 16 + 8)
-            return {"wires": wires, "public": outputs + public, "constraints": constraints}
+            public += outputs
+            return {"wires": wires, "public": public, "outputs": outputs, "constraints": constraints}
         offset += size
     sys.exit(f"{path}: no header section")
 
