@@ -56,8 +56,8 @@ def test_config__snarkjs__command_backend_running_the_script():
 @pytest.mark.parametrize(
     ("config", "says"),
     [
-        ({}, "unknown backend None: use groth16py, snarkjs or command"),
-        ({"backend": "risc0"}, "unknown backend 'risc0': use groth16py, snarkjs or command"),
+        ({}, "unknown backend None: use auto, groth16py, snarkjs or command"),
+        ({"backend": "risc0"}, "unknown backend 'risc0': use auto, groth16py, snarkjs or command"),
         ({"backend": "Groth16py"}, "unknown backend 'Groth16py'"),
         ({"backend": "command"}, "needs command: a list of arguments"),
         ({"backend": "command", "command": "prover --out {proof}"}, "needs command: a list of arguments"),
