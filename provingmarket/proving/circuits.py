@@ -301,6 +301,7 @@ class Circuit:
     address_input: int
     constraints: int
     sample: dict[str, int] = field(hash=False)
+    proving_system: str = "groth16"  # or "plonk" (plonk.py): which keys and proofs the files hold
 
     # The circuit's files in its folder.
     zkey = _InFolder("circuit.zkey")
@@ -325,6 +326,8 @@ class Circuit:
             path = CIRCUITS / str(path)
         manifest = path / "circuit.json"
         data = _read_json(manifest)
+        if isinstance(data, dict) and "proving_system" in data:
+            return _from_manifest(path, data)
         try:
             if not isinstance(data, dict):
                 raise TypeError("not a JSON object")
@@ -452,6 +455,65 @@ def _numbers(
     return {str(name): _integer(number) for name, number in value.items()}
 
 
-def sample_circuits() -> list[str]:
-    """Names of the sample circuits shipped with the package (`CIRCUITS`)."""
-    return sorted(p.parent.name for p in CIRCUITS.glob("*/circuit.json"))
+def sample_circuits(proving_system: str | None = None) -> list[str]:
+    """Names of the sample circuits shipped with the package (`CIRCUITS`), those of one
+    proving system ("groth16", "plonk") if given."""
+    names = sorted(p.parent.name for p in CIRCUITS.glob("*/circuit.json"))
+    if proving_system is None:
+        return names
+    return [name for name in names if Circuit.load(name).proving_system == proving_system]
+
+
+PROVING_SYSTEMS = ("groth16", "plonk")
+_STANDARD_FILES = {
+    "verifying_key": "verification_key.json",
+    "proving_key": "circuit.zkey",
+    "witness_generator": "circuit.wasm",
+    "source": "circuit.circom",
+}
+
+
+def _from_manifest(path: Path, data: Mapping[str, object]) -> Circuit:
+    """A circuit.json in the manifest format (proving_system, files, public_signals, inputs,
+    address_signal, sample, ...) as this module's Circuit. Transitional: it reads what
+    Circuit holds, for circuits without outputs whose files have the usual names, until
+    manifest.py reads the whole format."""
+    manifest = path / "circuit.json"
+    try:
+        signals = data["public_signals"]
+        if not isinstance(signals, list) or not all(isinstance(s, dict) for s in signals):
+            raise TypeError("public_signals is not a list of objects")
+        public = tuple(_text(s, "name") for s in signals)
+        inputs = data["inputs"]
+        if not isinstance(inputs, dict):
+            raise TypeError("inputs is not an object")
+        circuit = Circuit(
+            path=path,
+            name=_text(data, "name"),
+            kind="",
+            parameters={},
+            public=public,
+            private=tuple(str(name) for name in inputs if name not in public),
+            address_input=public.index(data["address_signal"]),
+            constraints=_integer(data.get("constraints", 0)),
+            sample=_numbers(data, "sample"),
+            proving_system=_text(data, "proving_system"),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise CircuitError(
+            f"{manifest}: expected name, proving_system, public_signals, inputs, address_signal "
+            f"(one of the public signals) and sample ({error!r})"
+        ) from None
+    if circuit.proving_system not in PROVING_SYSTEMS:
+        raise CircuitError(
+            f"{manifest}: unknown proving_system {circuit.proving_system!r} "
+            f"(known: {', '.join(PROVING_SYSTEMS)})"
+        )
+    files = data.get("files", {})
+    named = files.items() if isinstance(files, dict) else [("files", files)]
+    if any(s.get("output") for s in signals) or any(_STANDARD_FILES.get(k) != v for k, v in named):
+        raise CircuitError(f"{manifest}: outputs and other file names need the manifest reader (manifest.py)")
+    for needed in ("circuit.zkey", "verification_key.json", "circuit.wasm"):
+        if not (path / needed).is_file():
+            raise CircuitError(f"{path / needed}: missing; regenerate with circuits/build.py")
+    return circuit
