@@ -91,6 +91,7 @@ circuits: install
 	$(BIN)/python circuits/build.py square
 	$(BIN)/python circuits/build.py squarings --k 1000
 	$(BIN)/python circuits/build.py squarings --k 10000
+	$(BIN)/python circuits/build.py square --system plonk
 	$(BIN)/python circuits/foreign/build.py
 
 lint: install lint-contracts lint-imports typecheck

@@ -1,18 +1,20 @@
-"""Regenerate a sample circuit's keys: compile with circom, run a Groth16 setup with snarkjs.
-The circuits ship with the package, in provingmarket/proving/samples/ (their templates in
-its lib/); this script writes there.
+"""Regenerate a sample circuit's keys: compile with circom, run a Groth16 (or PLONK) setup
+with snarkjs. The circuits ship with the package, in provingmarket/proving/samples/ (their
+templates in its lib/); this script writes there.
 
     .venv/bin/python circuits/build.py square               # the tiny circuit
     .venv/bin/python circuits/build.py squarings --k 1000   # squarings-1000
     .venv/bin/python circuits/build.py squarings --k 1000 --zkey ceremony.zkey   # import
+    .venv/bin/python circuits/build.py square --system plonk   # square-plonk, a PLONK key
 
 (`make circuits` rebuilds every committed one.) Both tools come from package.json
 (circom2, snarkjs), so this runs offline.
 
 THE SETUP HERE IS SINGLE-PARTY: one process makes the Powers of Tau and the circuit's
-phase-2 contribution from os.urandom and then forgets them. Whoever ran it could have kept
-that randomness and forged proofs. The committed keys are for tests and demos only; see
-circuits/README.md for keys from a multi-party ceremony (`--zkey`).
+phase-2 contribution (Groth16; PLONK has none) from os.urandom and then forgets them.
+Whoever ran it could have kept that randomness and forged proofs. The committed keys are
+for tests and demos only; see circuits/README.md for keys from a multi-party ceremony
+(`--zkey`).
 """
 
 from __future__ import annotations
@@ -33,10 +35,18 @@ BIN = ROOT / "node_modules" / ".bin"
 PTAU_DIR = HERE / ".ptau"  # Powers of Tau, regenerated on demand, not committed
 sys.path.insert(0, str(ROOT))
 
-from provingmarket.proving.circuits import CIRCUITS, Circuit, R  # noqa: E402
+from provingmarket.proving import plonk  # noqa: E402
+from provingmarket.proving.backends import BackendError  # noqa: E402
+from provingmarket.proving.circuits import CIRCUITS, Circuit, CircuitError, R  # noqa: E402
 
 TEMPLATES = {"square": "Square()", "squarings": "Squarings({k})"}
+DESCRIPTIONS = {
+    "square": "I know x with x * x = y; prover is the submitter's address",
+    "squarings": "I know x with x^(2^{k}) = y; prover is the submitter's address",
+}
+SYSTEMS = ("groth16", "plonk")
 SAMPLE_SECRET = 7
+SINGLE_PARTY = "single-party (circuits/build.py): for tests and demos only"
 
 
 def run(*argv: str | Path, cwd: Path | None = None) -> str:
@@ -52,8 +62,7 @@ def snarkjs(*argv: str | Path) -> str:
 
 
 def r1cs_header(path: Path) -> dict[str, int]:
-    """Wires, public signals (outputs included), outputs and constraints from a circom .r1cs
-    file's header section."""
+    """Wires, public inputs and constraints from a circom .r1cs file's header section."""
     data = path.read_bytes()
     if data[:4] != b"r1cs":
         sys.exit(f"{path}: not an r1cs file")
@@ -67,8 +76,7 @@ def r1cs_header(path: Path) -> dict[str, int]:
             at = offset + 4 + n8
             wires, outputs, public, private = struct.unpack_from("<IIII", data, at)
             (constraints,) = struct.unpack_from("<I", data, at + 16 + 8)
-            public += outputs
-            return {"wires": wires, "public": public, "outputs": outputs, "constraints": constraints}
+            return {"wires": wires, "public": outputs + public, "constraints": constraints}
         offset += size
     sys.exit(f"{path}: no header section")
 
@@ -95,16 +103,10 @@ def powers_of_tau(power: int) -> Path:
     return final
 
 
-def _power(x: int, k: int) -> int:
-    """x^(2^k): k squarings."""
-    for _ in range(k):
-        x = x * x % R
-    return x
-
-
-def build(kind: str, k: int | None, zkey: Path | None) -> Path:
+def build(kind: str, k: int | None, zkey: Path | None, system: str = "groth16") -> Path:
     parameters = {"k": k} if kind == "squarings" else {}
     name = f"{kind}-{k}" if kind == "squarings" else kind
+    name += "-plonk" if system == "plonk" else ""
     folder = CIRCUITS / name
     folder.mkdir(exist_ok=True)
     (folder / "circuit.circom").write_text(
@@ -119,67 +121,108 @@ def build(kind: str, k: int | None, zkey: Path | None) -> Path:
         run(BIN / "circom2", folder / "circuit.circom", "--r1cs", "--wasm", "--O2", "-o", t)
         header = r1cs_header(t / "circuit.r1cs")
         shutil.copy(t / "circuit_js" / "circuit.wasm", folder / "circuit.wasm")
-        power = max(8, (header["constraints"] + header["public"] + 1 - 1).bit_length())
         if zkey is not None:
             print(f"{name}: importing {zkey}", flush=True)
             shutil.copy(zkey, folder / "circuit.zkey")
             setup = f"imported from {zkey.name}"
+        elif system == "plonk":
+            setup = plonk_setup(name, header, t / "circuit.r1cs", folder / "circuit.zkey")
         else:
-            print(
-                f"{name}: {header['constraints']} constraints, setup on 2^{power} (single party)", flush=True
-            )
-            snarkjs("groth16", "setup", t / "circuit.r1cs", powers_of_tau(power), t / "0.zkey")
-            snarkjs(
-                "zkey",
-                "contribute",
-                t / "0.zkey",
-                folder / "circuit.zkey",
-                "--name=dev",
-                "-e=" + os.urandom(32).hex(),
-            )
-            setup = "single-party (circuits/build.py): for tests and demos only"
+            setup = groth16_setup(name, header, t / "circuit.r1cs", folder / "circuit.zkey")
         snarkjs(
             "zkey", "export", "verificationkey", folder / "circuit.zkey", folder / "verification_key.json"
         )
 
         k = parameters.get("k", 1)
-        statement = "I know x with x * x = y" if kind == "square" else f"I know x with x^(2^{k}) = y"
-        manifest = {
-            "name": name,
-            "description": f"{statement}; prover is the submitting prover's address",
-            "proving_system": "groth16",
-            "files": {
-                "verifying_key": "verification_key.json",
-                "proving_key": "circuit.zkey",
-                "witness_generator": "circuit.wasm",
-                "source": "circuit.circom",
-            },
-            "public_signals": [{"name": "prover"}, {"name": "y"}],
-            "inputs": {"x": "field", "y": "field"},
-            "address_signal": "prover",
-            "binding": "address-input",
-            "sample": {"x": str(SAMPLE_SECRET), "y": str(_power(SAMPLE_SECRET, k))},
-            "constraints": header["constraints"],
-            "setup": setup,
-        }
+        sample = {"x": SAMPLE_SECRET, "y": _power(SAMPLE_SECRET, k)}
+        manifest = sample_manifest(
+            name, system, DESCRIPTIONS[kind].format(**parameters), header, sample, setup
+        )
         (folder / "circuit.json").write_text(json.dumps(manifest, indent=2) + "\n")
-
-        # Self-check with snarkjs: the keys prove and verify the sample.
-        circuit = Circuit.load(folder)
-        circuit.verifying_key()
-        signals = circuit.signal_inputs(circuit.sample, 1)
-        (t / "input.json").write_text(json.dumps({k: str(v) for k, v in signals.items()}))
-        snarkjs("wtns", "calculate", folder / "circuit.wasm", t / "input.json", t / "w.wtns")
-        snarkjs(
-            "groth16", "prove", folder / "circuit.zkey", t / "w.wtns", t / "proof.json", t / "public.json"
-        )
-        out = snarkjs(
-            "groth16", "verify", folder / "verification_key.json", t / "public.json", t / "proof.json"
-        )
-        if "OK" not in out:
-            sys.exit(f"{name}: the new keys do not verify their own sample proof:\n{out}")
+        self_check(folder, system, t)
     print(f"{name}: ok ({folder.relative_to(ROOT)})", flush=True)
     return folder
+
+
+def groth16_setup(name: str, header: dict[str, int], r1cs: Path, zkey: Path) -> str:
+    """A Groth16 key: setup on a Powers of Tau, then one phase-2 contribution."""
+    power = max(8, (header["constraints"] + header["public"] + 1 - 1).bit_length())
+    print(f"{name}: {header['constraints']} constraints, setup on 2^{power} (single party)", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        snarkjs("groth16", "setup", r1cs, powers_of_tau(power), Path(tmp) / "0.zkey")
+        snarkjs("zkey", "contribute", Path(tmp) / "0.zkey", zkey, "--name=dev", "-e=" + os.urandom(32).hex())
+    return SINGLE_PARTY
+
+
+def plonk_setup(name: str, header: dict[str, int], r1cs: Path, zkey: Path) -> str:
+    """A PLONK key: setup on a Powers of Tau, nothing circuit-specific to contribute. A PLONK
+    row per public input and per constraint, and room for the additions circom's linear
+    combinations take (snarkjs says so if the Powers of Tau is too small)."""
+    power = max(8, (header["constraints"] + header["public"]).bit_length() + 1)
+    print(f"{name}: {header['constraints']} constraints, PLONK setup on 2^{power} (single party)", flush=True)
+    out = snarkjs("plonk", "setup", r1cs, powers_of_tau(power), zkey)
+    if "[ERROR]" in out:
+        sys.exit(f"{name}: snarkjs plonk setup failed:\n{out[-2000:]}")
+    return "single-party Powers of Tau (circuits/build.py): for tests and demos only"
+
+
+def _power(x: int, k: int) -> int:
+    """x^(2^k): k squarings."""
+    for _ in range(k):
+        x = x * x % R
+    return x
+
+
+def sample_manifest(
+    name: str, system: str, description: str, header: dict[str, int], sample: dict[str, int], setup: str
+) -> dict[str, object]:
+    """circuit.json (docs/circuits.md) of a sample circuit: public [prover, y], private x."""
+    return {
+        "name": name,
+        "description": description,
+        "proving_system": system,
+        "files": {
+            "verifying_key": "verification_key.json",
+            "proving_key": "circuit.zkey",
+            "witness_generator": "circuit.wasm",
+            "source": "circuit.circom",
+        },
+        "public_signals": [{"name": "prover"}, {"name": "y"}],
+        "inputs": {"x": "field", "y": "field"},
+        "address_signal": "prover",
+        "binding": "address-input",
+        "sample": {name: str(value) for name, value in sample.items()},
+        "constraints": header["constraints"],
+        "setup": setup,
+    }
+
+
+def self_check(folder: Path, system: str, t: Path) -> None:
+    """With snarkjs: the keys prove and verify the sample (and Python reads key and proof)."""
+    try:
+        circuit = Circuit.load(folder)
+        if system == "plonk":
+            key = plonk.PlonkKey.load(circuit.verification_key_file)
+            if key.public_inputs != len(circuit.public):
+                raise CircuitError(f"{folder}: the key has {key.public_inputs} public inputs")
+        else:
+            circuit.verifying_key()
+    except CircuitError as error:
+        sys.exit(str(error))
+    (t / "input.json").write_text(
+        json.dumps({k: str(v) for k, v in circuit.signal_inputs(circuit.sample, 1).items()})
+    )
+    snarkjs("wtns", "calculate", folder / "circuit.wasm", t / "input.json", t / "w.wtns")
+    snarkjs(system, "prove", folder / "circuit.zkey", t / "w.wtns", t / "proof.json", t / "public.json")
+    out = snarkjs(system, "verify", folder / "verification_key.json", t / "public.json", t / "proof.json")
+    if "OK" not in out:
+        sys.exit(f"{folder.name}: the new keys do not verify their own sample proof:\n{out}")
+    if system == "plonk":
+        try:
+            proof = plonk.proof_from_snarkjs(json.loads((t / "proof.json").read_text()))
+            plonk.check_proof_shape(proof, "snarkjs plonk prove")
+        except (CircuitError, BackendError) as error:
+            sys.exit(str(error))
 
 
 def main() -> None:
@@ -191,12 +234,18 @@ def main() -> None:
     parser.add_argument(
         "--zkey", type=Path, help="use this proving key (from a ceremony) instead of a new setup"
     )
+    parser.add_argument(
+        "--system",
+        choices=SYSTEMS,
+        default="groth16",
+        help="the proving system: groth16 (default) or plonk (the folder's name ends in -plonk)",
+    )
     args = parser.parse_args()
     if args.kind == "squarings" and (args.k is None or args.k < 1):
         parser.error("squarings needs --k, a positive number of squarings")
     if args.zkey is not None and not args.zkey.is_file():
         parser.error(f"{args.zkey}: no such file")
-    build(args.kind, args.k, args.zkey)
+    build(args.kind, args.k, args.zkey, args.system)
 
 
 if __name__ == "__main__":

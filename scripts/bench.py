@@ -27,6 +27,13 @@
    median of a few runs (fewer if a circuit is slow) and microseconds per constraint.
    Each backend's last proof is checked by an eth_call of a Groth16Verifier deployed
    with the circuit's key.
+
+4. Groth16 beside PLONK for the same statement: the square circuit (public prover and y,
+   private x with x * x = y) with its Groth16 key (square, Groth16Verifier.vy) and its
+   PLONK key (square-plonk, snarkjs's PlonkVerifier behind the adapter of
+   provingmarket/proving/plonk.py). One snarkjs proof each, checked by an eth_call, then
+   verified in a transaction of its own; net is gasUsed less the intrinsic cost (so the
+   PLONK proof's larger calldata, 768 bytes against 256, is in intrinsic, not net).
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from ethpm_types import ContractType
 from provingmarket.chain.markets import groth16_args
 from provingmarket.devnet import ETHER, PROVER_INPUT, SQUARE, STATEMENT, deploy_stack, proof_for, task_terms
 from provingmarket.formats import DUTCH, GROTH16_BLUEPRINT, Assignment, TaskTerms
+from provingmarket.proving import plonk
 from provingmarket.proving.backends import BackendError, CommandBackend, Groth16pyBackend
 from provingmarket.proving.circuits import (
     Circuit,
@@ -60,6 +68,7 @@ from provingmarket.proving.circuits import (
     proof_from_snarkjs,
     sample_circuits,
 )
+from provingmarket.proving.solidity import compile_solidity
 
 # Targets, net of the intrinsic cost and calldata (issue 13: what safety may cost).
 LIFECYCLE_TARGET = 115_000  # post + assign + prove, steady
@@ -259,16 +268,6 @@ template Inputs(n) {
 component main {public [in]} = Inputs(%d);
 """
 
-# solc (the npm package) on a standard-JSON request from stdin; prints its version and output.
-SOLC_SCRIPT = """
-const solc = require("solc");
-let request = "";
-process.stdin.on("data", (chunk) => (request += chunk));
-process.stdin.on("end", () => {
-  process.stdout.write(JSON.stringify({version: solc.version(), output: JSON.parse(solc.compile(request))}));
-});
-"""
-
 OURS = "Groth16Verifier.vy"
 SNARKJS_SOL = "snarkjs Verifier.sol"
 
@@ -368,35 +367,6 @@ def inputs_circuit(n: int, ptau: Path, work: Path) -> InputsCircuit:
     assert vk.public_inputs == n, f"{n} inputs: the key has {vk.public_inputs} public inputs"
     proof = json.loads((work / "proof.json").read_text())
     return InputsCircuit(n, vk, proof, public, (work / "Verifier.sol").read_text())
-
-
-def compile_solidity(sources: dict[str, str]) -> tuple[str, dict[str, dict]]:
-    """Compile Solidity sources (name -> text) with solc from node_modules, optimizer on.
-    Returns solc's version and, per source, its one contract's {"name", "abi", "bytecode"};
-    raises RuntimeError with solc's first error."""
-    request = {
-        "language": "Solidity",
-        "sources": {name: {"content": text} for name, text in sources.items()},
-        "settings": {
-            "optimizer": {"enabled": True, "runs": 200},
-            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}},
-        },
-    }
-    # `node -e` resolves require("solc") from its working directory's node_modules.
-    answer = json.loads(run_tool("node", "-e", SOLC_SCRIPT, cwd=ROOT, stdin=json.dumps(request)))
-    output, version = answer["output"], answer["version"].split(".Emscripten")[0]
-    errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
-    if errors:
-        raise RuntimeError(f"solc {version}: {errors[0].get('message', errors[0])}")
-    compiled = {}
-    for source in sources:
-        ((name, contract),) = output["contracts"][source].items()  # snarkjs emits one contract
-        compiled[source] = {
-            "name": name,
-            "abi": contract["abi"],
-            "bytecode": contract["evm"]["bytecode"]["object"],
-        }
-    return version, compiled
 
 
 class VerifierRow(NamedTuple):
@@ -564,7 +534,7 @@ class ProvingBench:
 
     def run(self) -> None:
         backends = self.backends()
-        for name in sample_circuits():
+        for name in sample_circuits("groth16"):
             try:
                 circuit = Circuit.load(name)
                 verifier = self.owner.deploy(
@@ -600,6 +570,81 @@ class ProvingBench:
 
     def table(self) -> str:
         return ruled(ProvingRow.HEADER, [row.line() for row in self.rows])
+
+
+# ------------------------------------------------------------------ Groth16 beside PLONK
+
+
+class SystemRow(NamedTuple):
+    system: str
+    circuit: str
+    verifier: str
+    proof_bytes: int = 0
+    gas: int | None = None  # receipt gasUsed
+    intrinsic: int | None = None  # 21,000 + the transaction's calldata
+    note: str = ""
+
+    HEADER = (
+        f"{'system':<8} {'circuit':<13} {'verifier':<30} {'proof':>6} {'gas':>9} {'intrinsic':>9} "
+        f"{'net':>9}  note"
+    )
+
+    def line(self) -> str:
+        """The row in the table under HEADER."""
+        if self.gas is None:
+            return f"{self.system:<8} {self.circuit:<13} {self.verifier:<30} {'-':>6} {'-':>9}  {self.note}"
+        return (
+            f"{self.system:<8} {self.circuit:<13} {self.verifier:<30} {self.proof_bytes:>6} {self.gas:>9,} "
+            f"{self.intrinsic:>9,} {self.gas - self.intrinsic:>9,}  {self.note}"
+        )
+
+
+class SystemsBench:
+    """Gas to verify one proof of the square statement with Groth16 and with PLONK."""
+
+    def __init__(self, owner):
+        self.owner = owner
+        self.rows: list[SystemRow] = []
+        self.prover = CommandBackend.snarkjs(timeout=120)
+
+    def run(self) -> None:
+        for system, name, verifier in (
+            ("groth16", "square", OURS),
+            ("plonk", "square-plonk", f"{plonk.ADAPTER_NAME} (snarkjs)"),
+        ):
+            try:
+                self.rows.append(self.measure(system, name, verifier))
+            except Exception as error:  # a comparison only: report whatever went wrong
+                self.rows.append(SystemRow(system, name, verifier, note=f"not measured: {one_line(error)}"))
+
+    def deploy(self, system: str, circuit: Circuit):
+        if system == "groth16":
+            return self.owner.deploy(project.Groth16Verifier, *circuit.verifying_key().constructor_args())
+        compiled = plonk.verifier_contract(circuit.path)
+        contract_type = ContractType(
+            contractName=compiled.name, abi=compiled.abi, deploymentBytecode={"bytecode": compiled.bytecode}
+        )
+        return self.owner.deploy(ContractContainer(contract_type))
+
+    def measure(self, system: str, name: str, label: str) -> SystemRow:
+        circuit = Circuit.load(name)
+        verifier = self.deploy(system, circuit)
+        result = self.prover.prove(circuit, circuit.sample, self.owner.address)
+        if not verifier.verify(result.public_inputs, result.proof):
+            return SystemRow(system, name, label, note="not measured: the verifier rejects the proof")
+        tx = verifier.verify.transact(result.public_inputs, result.proof, sender=self.owner)
+        note = f"inner verifyProof {verifier_gas(tx):,}" if system == "plonk" else ""
+        return SystemRow(system, name, label, len(result.proof), tx.gas_used, intrinsic(tx), note)
+
+    def table(self) -> str:
+        return ruled(SystemRow.HEADER, [row.line() for row in self.rows])
+
+    def verdict(self) -> str:
+        measured = {row.system: row for row in self.rows if row.gas is not None}
+        if set(measured) != {"groth16", "plonk"}:
+            return "PLONK against Groth16: not compared (a row was not measured)"
+        g, p = (measured[s].gas - measured[s].intrinsic for s in ("groth16", "plonk"))
+        return f"PLONK net {p:,} against Groth16 net {g:,}: {p - g:+,} ({p / g - 1:+.1%})"
 
 
 @click.command(cls=ConnectedProviderCommand)
@@ -650,6 +695,16 @@ def cli(network):
         "by an eth_call of Groth16Verifier)\n"
     )
     click.echo(proving.table())
+
+    systems = SystemsBench(bench.owner)
+    systems.run()
+    click.echo(
+        "\nGroth16 beside PLONK, the same statement (square: public prover and y, x * x = y), one "
+        "snarkjs proof each verified in a transaction (net = gas - intrinsic, calldata included in "
+        "intrinsic; the PLONK verifier's inner self-call to snarkjs's verifyProof from the call trace)\n"
+    )
+    click.echo(systems.table())
+    click.echo(systems.verdict())
     click.echo(f"\nbench took {time.perf_counter() - started:.0f} s (after compiling)")
 
 

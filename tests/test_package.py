@@ -116,7 +116,7 @@ def test_package_data__installed__abi_and_sample_circuits_found_outside_the_chec
     samples = site / "provingmarket" / "proving" / "samples"
     assert Path(found["package"]).is_relative_to(site)
     assert {"TaskPosted", "TaskAssigned", "TaskProven"} <= set(found["events"])
-    assert found["circuits"] == ["square", "squarings-1000", "squarings-10000"]
+    assert found["circuits"] == ["square", "square-plonk", "squarings-1000", "squarings-10000"]
     assert found["square"] == [str(samples / "square"), 2]
     assert found["sources"] == [True, True]
     assert found["snarkjs_prove"] == [str(samples / "snarkjs-prove.sh"), True]

@@ -7,7 +7,9 @@ Two backends implement `ProvingBackend`:
   is an optional extra (requirements-groth16py.txt); nothing else imports it, and without
   it this backend says how to install it.
 - `CommandBackend` runs any external command (snarkjs, a zkVM's prover wrapped to emit a
-  Groth16 proof, a remote prover's client), configured, not coded: see `from_config`.
+  Groth16 proof, a remote prover's client), configured, not coded: see `from_config`. Its
+  snarkjs configuration proves Groth16 and PLONK circuits (plonk.py), by the circuit's
+  proving system.
 
 Neither returns a proof it has not checked: the in-process backend verifies its proof with
 the circuit's verifying key (a witness that does not satisfy the circuit would otherwise
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from provingmarket.errors import ProvingMarketError
+from provingmarket.proving import plonk
 from provingmarket.proving.circuits import (
     CIRCUITS,
     PROOF_SIZE,
@@ -60,7 +63,8 @@ class BackendError(ProvingMarketError, RuntimeError):
 
 @dataclass(frozen=True)
 class ProofResult:
-    proof: bytes  # 256 bytes: A, B, C (see contracts/verifiers/Groth16Verifier.vy)
+    # Groth16: 256 bytes, A, B, C (contracts/verifiers/Groth16Verifier.vy); PLONK: 768 (plonk.py)
+    proof: bytes
     public_inputs: list[int]  # in the circuit's order, the prover's address included
     seconds: float  # wall time of the proving itself
     backend: str
@@ -178,6 +182,7 @@ PLACEHOLDERS = (
     "proof",
     "public",
     "workdir",
+    "proving_system",
 )
 
 
@@ -187,11 +192,12 @@ class CommandBackend:
         {circuit} the circuit's folder     {zkey} {wasm} {source} {verification_key} its files
         {inputs}  a JSON file of every input signal, the prover's address included,
                   as decimal strings (circom's input.json)
-        {proof}   where to write the proof: snarkjs's proof.json (pi_a, pi_b, pi_c) or
-                  {"proof": "0x" + 256 bytes in hex}
+        {proof}   where to write the proof: snarkjs's proof.json (Groth16: pi_a, pi_b,
+                  pi_c; PLONK: A ... eval_zw) or {"proof": "0x" + its bytes in hex}
         {public}  where the command may write the public inputs (snarkjs's public.json);
                   if it does they must be the ones expected
         {workdir} a scratch folder, removed afterwards
+        {proving_system} the circuit's: groth16 or plonk
 
     The command must exit 0 within `timeout` seconds."""
 
@@ -208,9 +214,19 @@ class CommandBackend:
 
     @classmethod
     def snarkjs(cls, timeout: float = 600.0, check: ProofCheck | None = None) -> CommandBackend:
-        """snarkjs from node_modules: witness from the circuit's wasm, then a Groth16 proof."""
+        """snarkjs from node_modules: witness from the circuit's wasm, then a Groth16 or
+        PLONK proof (the circuit's proving system)."""
         return cls(
-            ["bash", str(SNARKJS_PROVE), "{wasm}", "{zkey}", "{inputs}", "{proof}", "{public}"],
+            [
+                "bash",
+                str(SNARKJS_PROVE),
+                "{wasm}",
+                "{zkey}",
+                "{inputs}",
+                "{proof}",
+                "{public}",
+                "{proving_system}",
+            ],
             timeout,
             check,
         )
@@ -241,6 +257,7 @@ class CommandBackend:
                 "proof": str(work / "proof.json"),
                 "public": str(work / "public.json"),
                 "workdir": str(work),
+                "proving_system": circuit.proving_system,
             }
             argv = self._argv(values)
             started = time.perf_counter()
@@ -251,7 +268,7 @@ class CommandBackend:
                     f"backend command {argv[0]} failed with exit code {result.returncode}; "
                     f"its output ended:\n{_tail(result.stdout, result.stderr)}"
                 )
-            proof = self._read_proof(Path(values["proof"]), result)
+            proof = self._read_proof(Path(values["proof"]), result, circuit.proving_system)
             public_file = Path(values["public"])
             if public_file.exists():
                 try:
@@ -264,7 +281,10 @@ class CommandBackend:
                     raise BackendError(
                         f"backend command proved public inputs {public}, but the task's are {expected}"
                     )
-        check_proof_shape(proof, f"backend command {argv[0]}")
+        if circuit.proving_system == "plonk":
+            plonk.check_proof_shape(proof, f"backend command {argv[0]}")
+        else:
+            check_proof_shape(proof, f"backend command {argv[0]}")
         if self.check is not None and not self.check(proof, expected):
             raise BackendError(f"backend command {argv[0]} produced a proof the verifier rejects")
         return ProofResult(proof, expected, seconds, self.name)
@@ -300,7 +320,7 @@ class CommandBackend:
         return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
 
     @staticmethod
-    def _read_proof(path: Path, result: subprocess.CompletedProcess) -> bytes:
+    def _read_proof(path: Path, result: subprocess.CompletedProcess, proving_system: str) -> bytes:
         if not path.exists() or path.stat().st_size == 0:
             raise BackendError(
                 "backend command exited 0 but wrote no proof to {proof}; its output ended:\n"
@@ -316,8 +336,9 @@ class CommandBackend:
                 return bytes.fromhex(text)
             except ValueError:
                 raise BackendError("backend command's proof is not hex") from None
+        read = plonk.proof_from_snarkjs if proving_system == "plonk" else proof_from_snarkjs
         try:
-            return proof_from_snarkjs(data, "backend command's proof")
+            return read(data, "backend command's proof")
         except CircuitError as error:
             raise BackendError(str(error)) from None
 

@@ -303,7 +303,7 @@ class Circuit:
         for key, name in circuit._files().items():
             if not (circuit.path / name).is_file():
                 raise CircuitError(f"{manifest_file}: files.{key}: {circuit.path / name}: no such file")
-        circuit.verifying_key()
+        circuit.key()
         try:
             circuit.check_inputs(manifest.sample)
         except CircuitError as error:
@@ -420,6 +420,21 @@ class Circuit:
             )
         return vk
 
+    def key(self) -> object:
+        """The verifying key, read and checked for the circuit's proving system
+        (`VerifyingKey` for Groth16, plonk.py's `PlonkKey` for PLONK)."""
+        if self.proving_system == "groth16":
+            return self.verifying_key()
+        from provingmarket.proving import plonk  # plonk.py builds on this module
+
+        key = plonk.PlonkKey.load(self.verification_key_file)
+        if key.public_inputs != len(self.public):
+            raise CircuitError(
+                f"{self.manifest_file}: public_signals: {len(self.public)} are named "
+                f"({', '.join(self.public)}) but {self.verification_key_file.name} has {key.public_inputs}"
+            )
+        return key
+
     def generator(self) -> WitnessGenerator | None:
         """The circuit's witness generator, loaded once per process, or None without one."""
         if self.manifest.files.witness_generator is None:
@@ -520,6 +535,10 @@ def sample_inputs(circuit: Circuit, secret: int) -> dict[str, int]:
     return {"x": x, "y": y}
 
 
-def sample_circuits() -> list[str]:
-    """Names of the sample circuits shipped with the package (`CIRCUITS`)."""
-    return sorted(p.parent.name for p in CIRCUITS.glob("*/circuit.json"))
+def sample_circuits(proving_system: str | None = None) -> list[str]:
+    """Names of the sample circuits shipped with the package (`CIRCUITS`), of one proving
+    system if given."""
+    names = sorted(p.parent.name for p in CIRCUITS.glob("*/circuit.json"))
+    if proving_system is None:
+        return names
+    return [n for n in names if Circuit.load(n).proving_system == proving_system]

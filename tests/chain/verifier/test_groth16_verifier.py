@@ -24,7 +24,7 @@ def backend():
 
 @pytest.fixture(scope="module")
 def circuits():
-    return {name: Circuit.load(name) for name in sample_circuits()}
+    return {name: Circuit.load(name) for name in sample_circuits("groth16")}
 
 
 @pytest.fixture(scope="module")

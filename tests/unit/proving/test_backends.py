@@ -48,6 +48,7 @@ def test_config__snarkjs__command_backend_running_the_script():
         "{inputs}",
         "{proof}",
         "{public}",
+        "{proving_system}",
     ]
     assert (backend.timeout, backend.check) == (120.0, check)
     assert backend_from_config({"backend": "snarkjs"}).timeout == 600.0
