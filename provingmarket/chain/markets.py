@@ -31,9 +31,11 @@ from provingmarket.formats import (
     MAX_REWARD,
     MIN_GRACE_PERIOD,
 )
+from provingmarket.proving import plonk
 from provingmarket.proving.backends import ProofCheck, ProofResult, ProvingBackend
 from provingmarket.proving.checks import check_circuit
 from provingmarket.proving.circuits import Circuit, CircuitError, VerifyingKey
+from provingmarket.proving.solidity import SolidityError
 
 ETHER = 10**18
 BPS = 10_000
@@ -255,22 +257,50 @@ def plan_market(
     accepted by the verifier's own code run by eth_call, and refused for another prover)."""
     terms.check()
     web3 = ape.chain.provider.web3
-    if circuit.proving_system != "groth16":
-        raise MarketError(
-            f"{circuit.manifest_file}: proving_system: {circuit.proving_system} markets are not supported yet"
-        )
     if verifier is not None:
-        check_verifier(verifier, circuit)
+        if circuit.proving_system == "groth16":
+            check_verifier(verifier, circuit)
         check = deployed_check(web3, verifier.address)
         initcode = None
-    else:
+    elif circuit.proving_system == "groth16":
         initcode = groth16_initcode(web3, registry) + groth16_args(circuit.verifying_key())
+        check = code_check(web3, initcode)
+    else:
+        initcode = bytes.fromhex(_plonk_verifier(circuit).bytecode.removeprefix("0x"))
         check = code_check(web3, initcode)
     try:
         sample = check_circuit(circuit, backend, check)
     except CircuitError as error:
         raise MarketError(str(error)) from None
-    return MarketPlan(circuit, sample, initcode, verifier, blueprint=verifier is None)
+    return MarketPlan(
+        circuit,
+        sample,
+        initcode,
+        verifier,
+        blueprint=verifier is None and circuit.proving_system == "groth16",
+    )
+
+
+def _plonk_verifier(circuit: Circuit) -> plonk.VerifierContract:
+    """snarkjs's PLONK verifier for the circuit's key behind the IVerifier adapter, compiled."""
+    try:
+        return plonk.verifier_contract(
+            circuit.path, circuit.manifest.files.proving_key or "", circuit.manifest.files.verifying_key
+        )
+    except (CircuitError, SolidityError) as error:
+        raise MarketError(f"{circuit.manifest_file}: files.proving_key: {error}") from None
+
+
+def deploy_plonk_verifier(ape, account, circuit: Circuit):
+    """Deploy the circuit's PLONK verifier from `account` (no blueprint: a custom market)."""
+    from ape.contracts import ContractContainer  # ape: only where a contract is deployed
+    from ethpm_types import ContractType
+
+    compiled = _plonk_verifier(circuit)
+    contract_type = ContractType(
+        contractName=compiled.name, abi=compiled.abi, deploymentBytecode={"bytecode": compiled.bytecode}
+    )
+    return account.deploy(ContractContainer(contract_type))
 
 
 def open_market(
@@ -287,7 +317,12 @@ def open_market(
     market. A given verifier the registry did not deploy makes the market custom."""
     plan = plan_market(ape, registry, circuit, backend, terms, verifier)
     deployed = plan.verifier is None
-    verifier = deploy_verifier(ape, registry, account, circuit) if deployed else plan.verifier
+    if not deployed:
+        verifier = plan.verifier
+    elif plan.blueprint:
+        verifier = deploy_verifier(ape, registry, account, circuit)
+    else:
+        verifier = deploy_plonk_verifier(ape, account, circuit)
     tx = registry.create_market(
         verifier,
         plan.sample.public_inputs,

@@ -1,0 +1,137 @@
+"""Circuits nobody on this project wrote, from files to a market to paid proofs, with the
+documented commands alone (docs/circuits.md): `operator market create FOLDER`, `prover
+stake` and `join`, `requester post --inputs-file` (the witness generator computes the
+outputs), `prover lock` and `prove`, `requester proof` (signals by name).
+
+The circuits: three built from circomlib templates and committed with their build script
+(circuits/foreign/: a Poseidon preimage with a public hash output bound by address, a
+depth-8 Merkle inclusion proof with a public root under commit-reveal, four public outputs
+and no address input), the PLONK sample (a second proving system: snarkjs's Solidity
+verifier behind the same IVerifier, a custom market), and a circuit written here the way a
+user brings one: circom source, keys from a snarkjs Groth16 setup, a manifest by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from provingmarket.formats import DUTCH
+from provingmarket.proving.circuits import CIRCUITS, Circuit
+from tests.circuit_tools import compile_circom, groth16_setup, write_manifest
+from tests.factories import advance
+
+ETHER = 10**18
+FOREIGN = Path(__file__).resolve().parents[2] / "circuits" / "foreign"
+
+# Two public inputs and two public outputs, no input carrying the prover's address:
+# "I know a secret s with s * a = prod and s + b = total".
+USERS_CIRCUIT = """pragma circom 2.0.0;
+template Blend() {
+    signal input a;
+    signal input b;
+    signal input s;
+    signal output prod;
+    signal output total;
+    prod <== s * a;
+    total <== s + b;
+}
+component main {public [a, b]} = Blend();
+"""
+
+USERS_MANIFEST = {
+    "name": "blend",
+    "description": "I know s with s * a = prod and s + b = total",
+    "proving_system": "groth16",
+    "files": {
+        "verifying_key": "verification_key.json",
+        "proving_key": "circuit.zkey",
+        "witness_generator": "circuit.wasm",
+    },
+    "public_signals": [
+        {"name": "prod", "output": True},
+        {"name": "total", "output": True},
+        {"name": "a"},
+        {"name": "b"},
+    ],
+    "inputs": {"a": "field", "b": "field", "s": "field"},
+    "binding": "none",
+    "sample": {"a": "3", "b": "4", "s": "5"},
+}
+
+# Each circuit and inputs a requester posts for it (not its sample).
+CASES = {
+    "poseidon-preimage": (FOREIGN / "poseidon-preimage", {"x": "987654321"}),
+    "merkle-inclusion": (
+        FOREIGN / "merkle-inclusion",
+        {"leaf": "777", "pathElements": [str(11 * i) for i in range(1, 9)], "pathIndices": [0, 1] * 4},
+    ),
+    "multi-output": (FOREIGN / "multi-output", {"a": "1000", "b": "20", "salt": "0x2a"}),
+    "square-plonk": (CIRCUITS / "square-plonk", {"x": "11", "y": "121"}),
+    "users-own": (None, {"a": "6", "b": "100", "s": "9"}),
+}
+
+
+@pytest.fixture(scope="module")
+def users_circuit(tmp_path_factory) -> Path:
+    folder = compile_circom(USERS_CIRCUIT, tmp_path_factory.mktemp("blend"))
+    groth16_setup(folder)
+    write_manifest(folder, USERS_MANIFEST)
+    return folder
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_own_circuit__from_files_to_a_market__task_locked_proven_paid_and_shown_by_name(
+    run, recorded, registry, chain, accounts, users_circuit, tmp_path, name
+):
+    folder, inputs = CASES[name]
+    folder = folder or users_circuit
+    circuit = Circuit.load(folder)
+    prover = accounts[7]
+
+    created = run("operator", "market", "create", str(folder), "--json", account="TEST::0")
+    assert created.code == 0, created.err
+    opened = created.json()
+    market_id = opened["market_id"]
+    market = registry.market(market_id)
+    assert opened["binding"] == circuit.binding
+    assert market.custom == (circuit.proving_system == "plonk")  # PLONK has no blueprint
+    assert market.address_input == (circuit.address_input or 0)
+
+    trust = ["--trust-verifier", "0x" + bytes(market.codehash).hex()] if market.custom else []
+    staked = run("prover", "stake", "1", account="TEST::7")
+    assert staked.code == 0, staked.err
+    joined = run(
+        "prover", "join", str(market_id), "--capacity", "2", "--ask", "0.01", "--proving-time", "60",
+        *trust, account="TEST::7",
+    )  # fmt: skip
+    assert joined.code == 0, joined.err
+
+    inputs_file = tmp_path / "inputs.json"
+    inputs_file.write_text(json.dumps(inputs))
+    posted = run(
+        "requester", "post", str(market_id), "--inputs-file", str(inputs_file), "--mechanism", str(DUTCH),
+        "--reward", "0.05", "--start-price", "0.01", "--ramp", "600", "--json", account="TEST::1",
+    )  # fmt: skip
+    assert posted.code == 0, posted.err
+    task = posted.json()["task_id"]
+    advance(chain, 30)
+
+    balance = registry.balances(prover)
+    locked = run("prover", "lock", task, "--json", account="TEST::7")
+    assert locked.code == 0, locked.err
+    proved = run("prover", "prove", task, "--backend", "snarkjs", "--json", account="TEST::7")
+    assert proved.code == 0, proved.err
+    assert registry.balances(prover) - balance == locked.json()["price"]
+
+    shown = run("requester", "proof", task, "--json")
+    assert shown.code == 0, shown.err
+    (delivered,) = shown.json()["proofs"]
+    expected = circuit.named(circuit.public_inputs(circuit.check_inputs(inputs), prover.address))
+    assert delivered["public_signals"] == {k: str(v) for k, v in expected.items()}
+    assert set(circuit.outputs) <= set(delivered["public_signals"])
+    status = run("requester", "status", task, "--json").json()
+    statement = circuit.named(circuit.statement(circuit.check_inputs(inputs)))
+    assert status["public_signals"] == {k: str(v) for k, v in statement.items()}
