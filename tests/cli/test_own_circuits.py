@@ -14,6 +14,7 @@ user brings one: circom source, keys from a snarkjs Groth16 setup, a manifest by
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,68 @@ def test_own_circuit__from_files_to_a_market__task_locked_proven_paid_and_shown_
     status = run("requester", "status", task, "--json").json()
     statement = circuit.named(circuit.statement(circuit.check_inputs(inputs)))
     assert status["public_signals"] == {k: str(v) for k, v in statement.items()}
+
+
+# ------------------------------------------------------------------ refused before anything is sent
+
+
+def square_copy(tmp_path: Path, name: str) -> Path:
+    folder = tmp_path / name
+    shutil.copytree(CIRCUITS / "square", folder)
+    return folder
+
+
+def edit(folder: Path, **fields) -> Path:
+    """Change the manifest's fields (None drops one)."""
+    path = folder / "circuit.json"
+    data = json.loads(path.read_text())
+    data.update(fields)
+    for name in [n for n, v in data.items() if v is None]:
+        del data[name]
+    path.write_text(json.dumps(data, indent=2))
+    return folder
+
+
+def bad_circuits(tmp_path: Path, users_circuit: Path) -> list[tuple[Path, str]]:
+    """(folder, what the one-line error says after the manifest's path) per bad input."""
+    cases = []
+    folder = edit(square_copy(tmp_path, "missing"), binding=None)
+    cases.append((folder, "binding: missing"))
+    folder = edit(square_copy(tmp_path, "misspelled"), bindng="address-input")
+    cases.append((folder, "bindng: unknown field (fields: name, description, proving_system, files,"))
+    folder = square_copy(tmp_path, "other-wasm")
+    shutil.copy(CIRCUITS / "squarings-1000" / "circuit.wasm", folder / "circuit.wasm")
+    cases.append((folder, "files.witness_generator: circuit.wasm computes 1004 signals but circuit.zkey's"))
+    folder = edit(square_copy(tmp_path, "order"), public_signals=[{"name": "y"}, {"name": "prover"}])
+    cases.append((folder, "public_signals: position 0 is named y, but the circuit puts prover's value there"))
+    folder = edit(square_copy(tmp_path, "unsatisfied"), sample={"x": "7", "y": "50"})
+    cases.append((folder, "sample: the circuit refuses it (a constraint is not satisfied"))
+    folder = square_copy(tmp_path, "unconstrained")
+    key = json.loads((folder / "verification_key.json").read_text())
+    key["IC"][1] = ["0", "1", "0"]  # the prover's address in no constraint: any address verifies
+    (folder / "verification_key.json").write_text(json.dumps(key))
+    cases.append((folder, "address_signal: prover takes part in no constraint"))
+    folder = tmp_path / "unbindable"
+    shutil.copytree(users_circuit, folder)
+    edit(folder, binding="address-input")
+    cases.append((folder, "binding: address-input needs address_signal"))
+    folder = tmp_path / "mismatched-keys"
+    shutil.copytree(users_circuit, folder)
+    other = groth16_setup(compile_circom(USERS_CIRCUIT, tmp_path / "other-setup"))
+    shutil.copy(other / "verification_key.json", folder / "verification_key.json")
+    cases.append((folder, "files.verifying_key: the verifier rejects the sample's proof"))
+    return cases
+
+
+def test_market_create__each_bad_circuit__one_line_naming_file_and_field_exit_1_nothing_sent(
+    run, recorded, registry, accounts, users_circuit, tmp_path
+):
+    owner = accounts[0]
+    nonce, markets = owner.nonce, registry.market_count()
+    for folder, says in bad_circuits(tmp_path, users_circuit):
+        result = run("operator", "market", "create", str(folder), account="TEST::0")
+        assert result.code == 1, (folder.name, result.out)
+        assert result.error.count("\n") == 0 and result.error.startswith("error: "), result.error
+        assert result.error.startswith(f"error: {folder / 'circuit.json'}: {says}"), result.error
+    assert owner.nonce == nonce  # no verifier deployed, no market created: nothing sent
+    assert registry.market_count() == markets
