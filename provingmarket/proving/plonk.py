@@ -314,7 +314,13 @@ class VerifierContract:
         }
 
 
-CACHE = ROOT / ".cache" / "plonk-verifiers"
+# Compiled verifiers, by key: in the checkout (git-ignored), or the user's cache folder
+# when the package is installed elsewhere.
+CACHE = (
+    ROOT / ".cache" / "plonk-verifiers"
+    if (ROOT / "pyproject.toml").exists()
+    else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "proving-market" / "plonk-verifiers"
+)
 
 
 def snarkjs_command() -> list[str]:
