@@ -301,7 +301,7 @@ class Workers(Service):
         return result.proof, result.public_inputs
 
     def _run_backend(
-        self, backend: ProvingBackend, circuit: Circuit, inputs: Mapping[str, int], market_id: int
+        self, backend: ProvingBackend, circuit: Circuit, inputs: Mapping[str, object], market_id: int
     ):
         """A backend's first proof of a circuit loads its keys: one thread at a time."""
         mark = (market_id, id(backend))

@@ -14,9 +14,10 @@ on (`MarketError`), so no transaction is sent that is bound to fail.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from eth_abi.abi import encode
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 from web3.exceptions import ContractLogicError
 
 from provingmarket.errors import ProvingMarketError
@@ -245,7 +246,7 @@ class MarketPlan:
     circuit: Circuit
     sample: ProofResult
     initcode: bytes | None  # None: reuse `verifier`
-    verifier: object | None
+    verifier: Any
     blueprint: bool  # deployed by the registry from its blueprint (a trusted market)
 
 
@@ -297,8 +298,12 @@ def deploy_plonk_verifier(ape, account, circuit: Circuit):
     from ethpm_types import ContractType
 
     compiled = _plonk_verifier(circuit)
-    contract_type = ContractType(
-        contractName=compiled.name, abi=compiled.abi, deploymentBytecode={"bytecode": compiled.bytecode}
+    contract_type = ContractType.model_validate(
+        {
+            "contractName": compiled.name,
+            "abi": compiled.abi,
+            "deploymentBytecode": {"bytecode": compiled.bytecode},
+        }
     )
     return account.deploy(ContractContainer(contract_type))
 

@@ -17,7 +17,7 @@ from provingmarket.proving.backends import CommandBackend, Groth16pyBackend, Pro
 from provingmarket.proving.circuits import Circuit
 
 SQUARE = Circuit.load("square")
-ADDRESS_INPUT = SQUARE.address_input
+ADDRESS_INPUT: int = SQUARE.address_input or 0  # the square circuit binds by its first public input
 SAMPLE_INPUTS = SQUARE.sample  # {"x": 7, "y": 49}
 STATEMENT = SQUARE.statement(SAMPLE_INPUTS)  # [0, 49]: prover address (filled by the registry), y
 PROVER_INPUT = json.dumps(SAMPLE_INPUTS, sort_keys=True).encode()  # what the prover needs: x

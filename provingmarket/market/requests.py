@@ -132,7 +132,7 @@ def read_inputs(
         )  # fmt: skip
     if secret is not None:
         try:
-            return sample_inputs(circuit, whole(secret, "--secret"))
+            return dict(sample_inputs(circuit, whole(secret, "--secret")))
         except CircuitError as error:
             raise ClientError(str(error)) from None
     data = _inputs_file(circuit, inputs_file, example) if inputs_file is not None else _input_pairs(pairs)
@@ -513,7 +513,7 @@ class Posted:
     circuit: str
     mechanism: str  # the mechanism's name
     escrow: int
-    inputs: dict[str, int]
+    inputs: dict[str, object]
     prover_input: bytes
     tx: str
     block: int

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -227,7 +228,7 @@ class Manifest(BaseModel):
         return next(s for s in self.public_signals if s.name == name)
 
 
-def _location(error: dict) -> str:
+def _location(error: Mapping[str, Any]) -> str:
     parts = [str(p) for p in error.get("loc", ()) if not str(p).startswith("function-after")]
     return ".".join(parts)
 

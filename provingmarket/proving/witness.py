@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from provingmarket.errors import ProvingMarketError
 
@@ -79,13 +80,13 @@ class WitnessGenerator:
                 f"{self.path}: not a circom witness generator (it exports no {sorted(needed - names)[0]})"
             )
 
-    def _instance(self) -> tuple[object, dict[str, object], Callable[[object, int, int], bytes]]:
+    def _instance(self) -> tuple[Any, dict[str, Any], Callable[[Any, int, int], bytes]]:
         """A fresh instance (a generator's state is used once): its store, its exports by
         name, and a reader of its memory."""
         wasmtime = self._wasmtime
         store = wasmtime.Store(self._engine)
         messages: list[str] = []
-        exports: dict[str, object] = {}
+        exports: dict[str, Any] = {}
 
         def exception(code: int) -> None:
             detail = "; ".join(m for m in messages if m) or ""
@@ -114,6 +115,8 @@ class WitnessGenerator:
             raise WitnessError(f"{self.path}: cannot start it ({_first_line(error)})") from None
         exports.update({name: instance.exports(store)[name] for name in _EXPORTS})
         memory = instance.exports(store)["memory"]
+        if not isinstance(memory, wasmtime.Memory):
+            raise WitnessError(f"{self.path}: not a circom witness generator (its memory is not exported)")
         return store, exports, lambda store, start, length: bytes(memory.read(store, start, start + length))
 
     def witness(self, inputs: Mapping[str, object], count: int | None = None) -> list[int]:
