@@ -204,6 +204,14 @@ def market_pause(account, market_id, resume, as_json):
     )
 
 
+def _recorded_circuit(reference: str) -> Circuit | None:
+    """The recorded circuit, if it loads here (a manifest path on another machine may not)."""
+    try:
+        return Circuit.load(reference)
+    except CircuitError:
+        return None
+
+
 @ui.command(market, click.argument("market_id", type=int), name="show")
 def market_show(market_id, as_json):
     """A market's terms and the provers in it."""
@@ -215,10 +223,15 @@ def market_show(market_id, as_json):
         if e.market_id == market_id:
             members[e.prover] = e.name == "ProverJoined"
     provers = [(p, registry.membership(p, market_id)) for p, joined in members.items() if joined]
+    circuit = _recorded_circuit(record.circuit) if record else None
     data = {
         "market_id": market_id,
         "circuit": record.circuit if record else None,
+        "proving_system": circuit.proving_system if circuit else None,
+        "public_signals": list(circuit.public) if circuit else None,
         "verifier": found.verifier,
+        "custom": found.custom,
+        "codehash": "0x" + bytes(found.codehash).hex(),
         "creator": found.creator,
         "paused": found.paused,
         "binding": BINDINGS.get(found.binding, found.binding),
@@ -243,7 +256,13 @@ def market_show(market_id, as_json):
     def text() -> str:
         lines = [
             f"market {market_id}{' (PAUSED)' if found.paused else ''}: circuit {data['circuit'] or '?'}",
-            f"  verifier        {found.verifier}",
+            f"  verifier        {found.verifier}"
+            + (f" (custom: join with --trust-verifier {data['codehash']})" if found.custom else ""),
+            *(
+                [f"  circuit         {circuit.proving_system}, public signals {', '.join(circuit.public)}"]
+                if circuit
+                else []
+            ),
             f"  creator         {found.creator}",
             f"  binding         {data['binding']} (input {found.address_input})",
             f"  minimums        collateral {ui.eth(found.min_collateral)}, reward {ui.eth(found.min_reward)}",

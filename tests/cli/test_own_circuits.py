@@ -101,7 +101,14 @@ def test_own_circuit__from_files_to_a_market__task_locked_proven_paid_and_shown_
     assert market.custom == (circuit.proving_system == "plonk")  # PLONK has no blueprint
     assert market.address_input == (circuit.address_input or 0)
 
-    trust = ["--trust-verifier", "0x" + bytes(market.codehash).hex()] if market.custom else []
+    shown = run("operator", "market", "show", str(market_id), "--json").json()
+    assert (shown["proving_system"], shown["public_signals"]) == (
+        circuit.proving_system,
+        list(circuit.public),
+    )
+    assert shown["custom"] == market.custom and shown["codehash"] == "0x" + bytes(market.codehash).hex()
+
+    trust = ["--trust-verifier", shown["codehash"]] if market.custom else []
     staked = run("prover", "stake", "1", account="TEST::7")
     assert staked.code == 0, staked.err
     joined = run(
