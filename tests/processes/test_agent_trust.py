@@ -96,7 +96,9 @@ def post_inputs(stack, requester, inputs: dict, committed: dict, market_id: int 
     terms = make_terms(
         market_id or stack.market_id,
         terms.pop("mechanism_id", stack.mechanism_id),
-        inputs_commitment=inputs_commitment(SQUARE.statement(committed), SQUARE.address_input),
+        # The square circuit's statement is [prover, y]; built by hand, since a requester's
+        # tools refuse to commit to inputs no witness satisfies.
+        inputs_commitment=inputs_commitment([0, committed["y"]], SQUARE.address_input),
         prover_input_hash=keccak(prover_input),
         salt=time.monotonic_ns(),
         **terms,
@@ -150,13 +152,14 @@ def test_agent__assigned_unprovable_inputs__declined_at_once_in_the_grace_period
     }
     assert not agent.events("agent.proved")  # declined while the races were still being proven
     assert reasons[id(other)] == (
-        "the task's inputs do not match its inputs_commitment: the posted public inputs (y = 64) commit to "
+        "the task's inputs do not match its inputs_commitment: the posted inputs give public signals "
+        "(y = 64) committing to "
         f"0x{SQUARE.commitment({'x': 8, 'y': 64}).hex()}, the task's terms to "
         f"0x{SQUARE.commitment(SQUARE.sample).hex()}; nobody can prove it"
     )
     assert reasons[id(wrong)] == (
-        "the task's inputs do not satisfy circuit square: x = 7 gives y = 49, the task posted y = 50; "
-        "nobody can prove it"
+        "the task's posted inputs do not satisfy circuit square: a constraint is not satisfied "
+        "(assert failed) (Error in template Square_0 line: 14); nobody can prove it"
     )
     for terms in (other, wrong):
         declined_in_grace(stack, terms, me, assignments[id(terms)])

@@ -21,6 +21,7 @@ from provingmarket.proving.circuits import (
     CircuitError,
     P,
     R,
+    UnsatisfiedInputs,
     VerifyingKey,
     sample_circuits,
 )
@@ -41,7 +42,7 @@ def snarkjs_proof(tmp_path_factory):
     """A real snarkjs PLONK proof of the sample as PROVER: (proof.json, public.json, their folder)."""
     work = tmp_path_factory.mktemp("plonk-proof")
     circuit = Circuit.load("square-plonk")
-    witness = circuit.witness(circuit.sample, PROVER)
+    witness = circuit.signal_inputs(circuit.sample, PROVER)
     (work / "input.json").write_text(json.dumps({k: str(v) for k, v in witness.items()}))
     snarkjs = plonk.snarkjs_command()
     for argv in (
@@ -273,7 +274,9 @@ def test_check_proof_shape__every_flaw__refused(snarkjs_proof):
 
 
 def test_groth16py__plonk_circuit__refused_with_what_to_use():
-    with pytest.raises(BackendError, match="groth16py proves Groth16 circuits, and this one is plonk"):
+    with pytest.raises(
+        BackendError, match="groth16py proves Groth16 circuits .*this one is plonk: use the snarkjs"
+    ):
         Groth16pyBackend().prove(Circuit.load("square-plonk"), {"x": 7, "y": 49}, PROVER)
 
 
@@ -287,7 +290,7 @@ def test_snarkjs_backend__plonk_circuit__plonk_proof_bytes():
 
 def test_snarkjs_backend__plonk_inputs_not_satisfied__no_proof():
     circuit = Circuit.load("square-plonk")
-    with pytest.raises(BackendError, match="failed with exit code"):
+    with pytest.raises(UnsatisfiedInputs, match="do not satisfy circuit square-plonk: a constraint is not"):
         CommandBackend.snarkjs(timeout=120).prove(circuit, {"x": 4, "y": 17}, PROVER)
 
 
@@ -305,11 +308,11 @@ def manifest_error(tmp_path: Path, **changes) -> str:
 
 def test_manifest__unknown_proving_system__refused(tmp_path):
     message = manifest_error(tmp_path, proving_system="stark")
-    assert "unknown proving_system 'stark' (known: groth16, plonk)" in message
+    assert "proving_system: 'stark' is not one of the choices ('groth16' or 'plonk')" in message
 
 
 def test_manifest__address_signal_not_public__refused(tmp_path):
-    assert "address_signal (one of the public signals)" in manifest_error(tmp_path, address_signal="x")
+    assert "address_signal: x is not one of public_signals" in manifest_error(tmp_path, address_signal="x")
 
 
 def test_verifier_contract__key_other_than_the_zkeys__refused(tmp_path):
