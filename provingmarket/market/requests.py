@@ -108,8 +108,20 @@ def _input_pairs(pairs: tuple[str, ...]) -> dict:
             raise ClientError(f"--input {pair!r} is not NAME=VALUE (e.g. --input x=7)")
         if name.strip() in data:
             raise ClientError(f"--input {name.strip()} is given twice")
-        data[name.strip()] = value.strip()
+        data[name.strip()] = _input_value(name.strip(), value.strip())
     return data
+
+
+def _input_value(name: str, value: str) -> object:
+    """A value as given: a number, or an array as JSON (`--input path=[1,2,3]`)."""
+    if not value.startswith("["):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise ClientError(
+            f"--input {name}={value!r:.40} is not a JSON array (e.g. --input {name}=[1,2,3])"
+        ) from None
 
 
 def read_inputs(

@@ -423,6 +423,8 @@ POST_REFUSALS = [
     ({"input_pairs": ("x=7",)}, "give the inputs one way, not with --input and --secret"),
     ({"secret": None, "input_pairs": ("x=7", "y=50")}, "(Error in template Square_0 line: 14); no prover"),
     ({"secret": None, "input_pairs": ("x7",)}, "--input 'x7' is not NAME=VALUE (e.g. --input x=7)"),
+    ({"secret": None, "input_pairs": ("x=[7", "y=49")}, "--input x='[7' is not a JSON array"),
+    ({"secret": None, "input_pairs": ("x=[7]", "y=49")}, "input x is [7], not a number (field)"),
     ({"secret": None, "input_pairs": ("x=7", "y=z")}, "input y is 'z', not a number"),
     ({"secret": None, "inputs_file": "{tmp}/list.json"}, "expected a JSON object of circuit square's inputs"),
     ({"secret": None, "inputs_file": "{tmp}/bad.json"}, "not valid JSON"),
