@@ -299,7 +299,7 @@ class Circuit:
             manifest = read_manifest(manifest_file)
         except ManifestError as error:
             raise CircuitError(str(error)) from None
-        circuit = cls(manifest_file, manifest)
+        circuit = cls(manifest_file.resolve(), manifest)  # absolute: provers run in other folders
         for key, name in circuit._files().items():
             if not (circuit.path / name).is_file():
                 raise CircuitError(f"{manifest_file}: files.{key}: {circuit.path / name}: no such file")

@@ -109,3 +109,26 @@ def test_command__file_placeholder_the_manifest_does_not_give__refused_naming_th
     assert str(error.value) == (
         "the backend command uses {source}, but the circuit's manifest gives no files.source"
     )
+
+
+# ------------------------------------------------------------------ auto
+
+
+def test_auto__groth16py_where_it_can__snarkjs_for_the_rest__from_a_folder_given_relatively(monkeypatch):
+    """groth16py proves the sample from its source; it cannot compile circomlib's includes,
+    so a circomlib circuit goes to snarkjs, as does PLONK. The circuit is named by a path
+    relative to the working directory, which the prover command does not run in."""
+    monkeypatch.chdir(CIRCUITS.parents[2])
+    auto = backend_from_config({"backend": "auto", "timeout": 120})
+    prover = "0x" + "11" * 20
+    used = {}
+    for name in ("square", "circuits/foreign/poseidon-preimage", "square-plonk"):
+        circuit = Circuit.load(name)
+        result = auto.prove(circuit, circuit.sample, prover)
+        assert result.public_inputs == circuit.public_inputs(circuit.sample, prover)
+        used[name] = result.backend
+    assert used == {
+        "square": "groth16py",
+        "circuits/foreign/poseidon-preimage": "command",
+        "square-plonk": "command",
+    }
