@@ -48,6 +48,7 @@ from provingmarket.proving.circuits import (
     _on_g2,
     proof_from_snarkjs,
 )
+from provingmarket.proving.witness import write_wtns
 
 if TYPE_CHECKING:  # an optional extra: imported for its types only, never at run time here
     from groth16py import ProvingKey, Verifier
@@ -111,7 +112,10 @@ def _quiet():
 
 
 class Groth16pyBackend:
-    """Prove in this process with groth16py, from the circuit's snarkjs proving key."""
+    """Prove in this process with groth16py, from the circuit's snarkjs proving key: from
+    the inputs when groth16py compiles the circuit's circom source itself, else from the
+    witness the circuit's own witness generator computes (`witness.py`), so any Groth16
+    circuit with a witness generator proves here, circomlib's included."""
 
     name = "groth16py"
 
@@ -124,50 +128,81 @@ class Groth16pyBackend:
                 "pip install -r requirements-groth16py.txt, or use the command backend"
             ) from None
         self._lib = groth16py
-        self._keys: dict[Path, tuple[ProvingKey, Verifier]] = {}
+        # per circuit folder: the proving key, a verifier, and whether it proves from a witness
+        self._keys: dict[Path, tuple[ProvingKey, Verifier, bool]] = {}
 
-    def _load(self, circuit: Circuit) -> tuple[ProvingKey, Verifier]:
+    def _load(self, circuit: Circuit) -> tuple[ProvingKey, Verifier, bool]:
         key = circuit.path.resolve()
-        if circuit.proving_system != "groth16" or circuit.manifest.files.source is None:
+        if circuit.proving_system != "groth16":
             raise BackendError(
-                f"{circuit.name}: groth16py proves Groth16 circuits from their circom source "
-                f"(files.source); this one is {circuit.proving_system}"
-                f"{'' if circuit.manifest.files.source else ' without a source'}: use the snarkjs backend"
+                f"{circuit.name}: groth16py proves Groth16 circuits, and this one is "
+                f"{circuit.proving_system}: use the snarkjs backend"
             )
         if key not in self._keys:
             circuit.verifying_key()  # clear errors for a bad key file first
             try:
-                with _quiet():
-                    proving_key, _ = self._lib.import_zkey(str(circuit.zkey), str(circuit.source))
                 verifier = self._lib.Verifier(
                     self._lib.VerifyingKey.from_snarkjs_file(str(circuit.verification_key_file))
                 )
+                proving_key, from_witness = self._proving_key(circuit)
+            except BackendError:
+                raise
             except Exception as error:
                 raise BackendError(
-                    f"{circuit.zkey}: cannot load it with {circuit.source} ({error}); "
-                    "regenerate the keys with circuits/build.py"
+                    f"{circuit.zkey}: groth16py cannot load it ({error}); regenerate the keys"
                 ) from None
-            self._keys[key] = (proving_key, verifier)
+            self._keys[key] = (proving_key, verifier, from_witness)
         return self._keys[key]
 
+    def _proving_key(self, circuit: Circuit) -> tuple[ProvingKey, bool]:
+        """The key with the compiled source if groth16py compiles it (proving from inputs),
+        else the key alone (proving from the witness generator's witness)."""
+        if circuit.manifest.files.source is not None:
+            try:
+                with _quiet():
+                    proving_key, _ = self._lib.import_zkey(str(circuit.zkey), str(circuit.source))
+                return proving_key, False
+            except Exception:  # includes it cannot resolve, say: the witness path serves
+                pass
+        if circuit.manifest.files.witness_generator is None:
+            raise BackendError(
+                f"{circuit.name}: groth16py needs the circuit's source it can compile or its witness "
+                "generator (files.witness_generator); use the command backend"
+            )
+        with _quiet():
+            proving_key, _ = self._lib.import_zkey(str(circuit.zkey))
+        return proving_key, True
+
     def prove(self, circuit: Circuit, inputs: Mapping[str, object], prover: str) -> ProofResult:
-        witness = circuit.signal_inputs(inputs, prover)
+        signals = circuit.signal_inputs(inputs, prover)
         public = circuit.public_inputs(inputs, prover)
-        proving_key, verifier = self._load(circuit)
+        proving_key, verifier, from_witness = self._load(circuit)
         started = time.perf_counter()
         try:
-            signals: dict[str, object] = dict(witness)  # what groth16py.prove declares it takes
-            proof = bytes(self._lib.prove(proving_key, signals))
+            if from_witness:
+                proof = self._prove_witness(circuit, proving_key, signals)
+            else:
+                proof = bytes(self._lib.prove(proving_key, dict(signals)))
         except Exception as error:
             raise BackendError(f"{circuit.name}: groth16py could not prove ({error})") from None
         seconds = time.perf_counter() - started
         if not verifier.verify(proof, public):
-            shown = ", ".join(f"{k}={v}" for k, v in witness.items())
+            shown = ", ".join(f"{k}={v}" for k, v in signals.items())
             raise BackendError(
                 f"{circuit.name}: the inputs do not satisfy the circuit ({shown}); "
                 "the proof would be rejected, so none is returned"
             )
         return ProofResult(proof, public, seconds, self.name)
+
+    def _prove_witness(
+        self, circuit: Circuit, proving_key: ProvingKey, signals: Mapping[str, object]
+    ) -> bytes:
+        generator = circuit.generator()
+        assert generator is not None  # _proving_key made sure
+        with tempfile.TemporaryDirectory(prefix="witness-") as tmp:
+            path = Path(tmp) / "witness.wtns"
+            write_wtns(path, generator.witness(signals))
+            return bytes(self._lib.prove_wtns(proving_key, str(path)))
 
 
 # ------------------------------------------------------------------ external command

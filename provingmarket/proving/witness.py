@@ -14,12 +14,14 @@ reported it.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from provingmarket.errors import ProvingMarketError
 
+BN254_R = 21888242871839275222246405745257275088548364400416034343698204186575808495617
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
 
@@ -210,6 +212,20 @@ def _write(call, n32: int, value: int) -> None:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+def write_wtns(path: Path, witness: Sequence[int], prime: int = BN254_R) -> None:
+    """The witness in snarkjs's `.wtns` format (version 2: a header section with the field's
+    size, prime and the signal count, then every signal, 32 bytes little-endian)."""
+    size = 32
+    with path.open("wb") as f:
+        f.write(b"wtns" + struct.pack("<II", 2, 2))
+        f.write(
+            struct.pack("<IQ", 1, 4 + size + 4) + struct.pack("<I", size) + prime.to_bytes(size, "little")
+        )
+        f.write(struct.pack("<I", len(witness)))
+        f.write(struct.pack("<IQ", 2, size * len(witness)))
+        f.write(b"".join(value.to_bytes(size, "little") for value in witness))
 
 
 def public_signals(wasm: Path | str, inputs: Mapping[str, object], count: int) -> Sequence[int]:

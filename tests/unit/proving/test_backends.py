@@ -115,9 +115,10 @@ def test_command__file_placeholder_the_manifest_does_not_give__refused_naming_th
 
 
 def test_auto__groth16py_where_it_can__snarkjs_for_the_rest__from_a_folder_given_relatively(monkeypatch):
-    """groth16py proves the sample from its source; it cannot compile circomlib's includes,
-    so a circomlib circuit goes to snarkjs, as does PLONK. The circuit is named by a path
-    relative to the working directory, which the prover command does not run in."""
+    """groth16py proves every Groth16 circuit (the sample from its source; a circomlib one,
+    whose includes it cannot compile, from the witness generator's witness); PLONK goes to
+    snarkjs. The circuit is named by a path relative to the working directory, which the
+    prover command does not run in."""
     monkeypatch.chdir(CIRCUITS.parents[2])
     auto = backend_from_config({"backend": "auto", "timeout": 120})
     prover = "0x" + "11" * 20
@@ -129,6 +130,18 @@ def test_auto__groth16py_where_it_can__snarkjs_for_the_rest__from_a_folder_given
         used[name] = result.backend
     assert used == {
         "square": "groth16py",
-        "circuits/foreign/poseidon-preimage": "command",
+        "circuits/foreign/poseidon-preimage": "groth16py",
         "square-plonk": "command",
     }
+
+
+def test_groth16py__circomlib_circuit__proven_from_the_witness_generators_witness():
+    """groth16py cannot compile circomlib's includes; it proves from the witness the
+    circuit's own generator computes (a .wtns file), arrays included, and checks the proof
+    against the verifying key before returning it."""
+    circuit = Circuit.load(CIRCUITS.parents[2] / "circuits" / "foreign" / "merkle-inclusion")
+    inputs = dict(circuit.sample, pathIndices=[1] * 8)
+    result = Groth16pyBackend().prove(circuit, inputs, "0x" + "22" * 20)
+    assert result.backend == "groth16py" and len(result.proof) == 256
+    assert result.public_inputs == circuit.public_inputs(inputs, 0)  # the root the path gives
+    assert result.public_inputs != circuit.public_inputs(circuit.sample, 0)

@@ -275,7 +275,7 @@ def test_check_proof_shape__every_flaw__refused(snarkjs_proof):
 
 def test_groth16py__plonk_circuit__refused_with_what_to_use():
     with pytest.raises(
-        BackendError, match="groth16py proves Groth16 circuits .*this one is plonk: use the snarkjs"
+        BackendError, match="groth16py proves Groth16 circuits, and this one is plonk: use the snarkjs"
     ):
         Groth16pyBackend().prove(Circuit.load("square-plonk"), {"x": 7, "y": 49}, PROVER)
 
