@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -63,6 +64,7 @@ from provingmarket.devnet import ETHER, PROVER_INPUT, SQUARE, STATEMENT, deploy_
 from provingmarket.formats import DUTCH, GROTH16_BLUEPRINT, Assignment, TaskTerms
 from provingmarket.proving import plonk
 from provingmarket.proving.backends import BackendError, CommandBackend, Groth16pyBackend
+from provingmarket.proving.circuits import CIRCUITS as SAMPLES
 from provingmarket.proving.circuits import (
     Circuit,
     CircuitError,
@@ -72,6 +74,7 @@ from provingmarket.proving.circuits import (
     sample_circuits,
 )
 from provingmarket.proving.solidity import compile_solidity
+from provingmarket.proving.witness import WitnessGenerator, write_wtns
 
 # Targets, net of the intrinsic cost and calldata (issue 13: what safety may cost).
 LIFECYCLE_TARGET = 115_000  # post + assign + prove, steady
@@ -246,6 +249,7 @@ class Bench:
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_BIN = ROOT / "node_modules" / ".bin"
+FOREIGN = ROOT / "circuits" / "foreign"  # circuits built from circomlib templates
 
 PUBLIC_INPUT_COUNTS = (1, 2, 4, 8, 16)
 PAIRING_GAS = 45_000 + 4 * 34_000  # EIP-1108: one pairing check of four pairs
@@ -570,22 +574,81 @@ class ProvingBench:
                 found.append((label, f"not measured: {one_line(error)}", runs, warm_up))
         return found
 
+    def circuits(self) -> list[tuple[str, Circuit | str]]:
+        """(name, circuit or why it is not measured): the Groth16 samples, the circomlib
+        circuits of circuits/foreign/, and poseidon-chain-308 if circuits/foreign/build.py
+        has made it (it needs a Powers of Tau of 2^17: over an hour here, so the bench does
+        not make it)."""
+        found: list[tuple[str, Circuit | str]] = []
+        folders = [
+            *sample_circuits("groth16"),
+            *sorted(str(p.parent) for p in FOREIGN.glob("*/circuit.json")),
+        ]
+        large = ROOT / "circuits" / ".cache" / "poseidon-chain-308"
+        if (large / "circuit.json").exists():
+            folders.append(str(large))
+        else:
+            found.append((large.name, "not built: `circuits/foreign/build.py poseidon-chain` makes it"))
+        for folder in folders:
+            try:
+                found.append((Path(folder).name, Circuit.load(folder)))
+            except CircuitError as error:
+                found.append((Path(folder).name, f"not measured: {one_line(error)}"))
+        return found
+
     def run(self) -> None:
         backends = self.backends()
-        for name in sample_circuits("groth16"):
-            try:
-                circuit = Circuit.load(name)
-                verifier = self.owner.deploy(
-                    project.Groth16Verifier, *circuit.verifying_key().constructor_args()
-                )
-            except CircuitError as error:
-                self.rows.append(ProvingRow(name, 0, "-", note=f"not measured: {one_line(error)}"))
+        for name, circuit in self.circuits():
+            if isinstance(circuit, str):
+                self.rows.append(ProvingRow(name, 0, "-", note=circuit))
                 continue
+            verifier = self.owner.deploy(project.Groth16Verifier, *circuit.verifying_key().constructor_args())
             for label, backend, runs, warm_up in backends:
                 if isinstance(backend, str):
-                    self.rows.append(ProvingRow(name, circuit.constraints, label, note=backend))
+                    self.rows.append(ProvingRow(name, circuit.constraints or 0, label, note=backend))
                     continue
                 self.rows.append(self.timed(circuit, verifier, label, backend, runs, warm_up))
+        self.rows.append(self.large())
+
+    def large(self) -> ProvingRow:
+        """squarings-65536 (65,537 constraints, over 2^16) with groth16py: compiled with circom2
+        and given a key by groth16py's own single-party setup (no Powers of Tau needed; the
+        key is for this measurement only), kept in circuits/.cache/; proved from the witness
+        generator's witness, as Groth16pyBackend proves a circuit whose source it does not
+        compile. snarkjs needs a zkey, so a Powers of Tau of 2^17: see poseidon-chain-308."""
+        name, k = "squarings-65536", 65_536
+        try:
+            import groth16py
+        except ImportError:
+            return ProvingRow(name, k + 1, "groth16py", note="not measured: groth16py is not installed")
+        try:
+            folder = large_squarings(k)
+            proving_key = groth16py.ProvingKey.load(str(folder / "pk.bin"))
+            verifier = self.owner.deploy(
+                project.Groth16Verifier,
+                *VerifyingKey.load(folder / "verification_key.json").constructor_args(),
+            )
+            generator = WitnessGenerator(folder / "circuit.wasm")
+            x, y = 7, 7
+            for _ in range(k):
+                y = y * y % R
+            signals = {"prover": int(self.owner.address, 16), "y": y, "x": x}
+            seconds, proof, public = [], b"", []
+            started = time.perf_counter()
+            while len(seconds) < 3 and (not seconds or time.perf_counter() - started < PROVING_BUDGET):
+                began = time.perf_counter()
+                with tempfile.TemporaryDirectory() as tmp:
+                    witness = generator.witness(signals)
+                    write_wtns(Path(tmp) / "w.wtns", witness)
+                    proof = bytes(groth16py.prove_wtns(proving_key, str(Path(tmp) / "w.wtns")))
+                seconds.append(time.perf_counter() - began)
+                public = witness[1:3]
+        except Exception as error:  # a measurement only: say what went wrong
+            return ProvingRow(name, k + 1, "groth16py", note=f"failed: {one_line(error)}")
+        on_chain = "valid" if verifier.verify(public, proof) else "REJECTED"
+        return ProvingRow(
+            name, k + 1, "groth16py", tuple(seconds), on_chain, "groth16py's own setup; from the witness"
+        )
 
     def timed(self, circuit: Circuit, verifier, label: str, backend, runs: int, warm_up: bool) -> ProvingRow:
         """Prove `circuit`'s sample `runs` times (fewer past PROVING_BUDGET); check the last on chain."""
@@ -608,6 +671,30 @@ class ProvingBench:
 
     def table(self) -> str:
         return ruled(ProvingRow.HEADER, [row.line() for row in self.rows])
+
+
+def large_squarings(k: int) -> Path:
+    """circuits/.cache/squarings-<k>/: the circuit compiled (circom2), a groth16py key and
+    verifying key; made once, reused."""
+    folder = ROOT / "circuits" / ".cache" / f"squarings-{k}"
+    if (folder / "pk.bin").exists() and (folder / "verification_key.json").exists():
+        return folder
+    import groth16py
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SAMPLES / "lib" / "squarings.circom", folder / "squarings.circom")
+    (folder / "circuit.circom").write_text(
+        'pragma circom 2.0.0;\ninclude "squarings.circom";\n'
+        f"component main {{public [prover, y]}} = Squarings({k});\n"
+    )
+    run_tool(
+        "node", NODE_BIN / "circom2", "circuit.circom", "--r1cs", "--wasm", "--O2", "-o", ".", cwd=folder
+    )
+    shutil.copy(folder / "circuit_js" / "circuit.wasm", folder / "circuit.wasm")
+    proving_key, verifying_key = groth16py.setup(str(folder / "circuit.r1cs"))
+    proving_key.save(str(folder / "pk.bin"))
+    (folder / "verification_key.json").write_text(verifying_key.to_json())
+    return folder
 
 
 # ------------------------------------------------------------------ Groth16 beside PLONK
