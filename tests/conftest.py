@@ -35,6 +35,7 @@ from tests.factories import (
 # stateful test keeps its place after the mirror's reorg tests (they run before its
 # snapshots, as they always have).
 SLOW_FIRST = (
+    "tests/chain/stateful/test_registry_machine.py",
     "tests/processes/test_demo.py",
     "tests/processes/test_simulation.py",
     "tests/processes/test_auction.py",

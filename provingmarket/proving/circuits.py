@@ -14,6 +14,7 @@ proving library is needed. Bad files raise `CircuitError` naming the file and th
 
 from __future__ import annotations
 
+import atexit
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -507,6 +508,8 @@ MANIFEST = "circuit.json"
 
 @lru_cache(maxsize=32)
 def _generator(path: Path) -> WitnessGenerator:
+    """One generator per witness generator file, kept for the process (dropped at exit,
+    before the interpreter tears down the wasm runtime under them)."""
     try:
         return WitnessGenerator(path)
     except WitnessError as error:
@@ -542,3 +545,6 @@ def sample_circuits(proving_system: str | None = None) -> list[str]:
     if proving_system is None:
         return names
     return [n for n in names if Circuit.load(n).proving_system == proving_system]
+
+
+atexit.register(_generator.cache_clear)

@@ -6,6 +6,7 @@ import ape.exceptions
 import pytest
 
 from provingmarket import BINDING_COMMIT_REVEAL, OPEN_RACE, Assignment, TaskTerms, proof_commit_digest
+from provingmarket.chain.markets import groth16_args, groth16_initcode
 from provingmarket.formats import REVEAL_WINDOW, ZERO_ADDRESS
 from provingmarket.proving.circuits import Circuit
 from tests.factories import (
@@ -220,8 +221,14 @@ def test_prove__bad_statement_or_proof__reverts_with_reason(
     with ape.reverts("registry: invalid proof"):  # a proof copied from another prover
         prove(registry, terms, assignment, prover, proof=proof_for(STATEMENT, other.address))
     # The verifier's code replaced by a verifier for another circuit: it rejects this proof.
-    other_code = chain.provider.get_code(deploy_verifier(Circuit.load("squarings-1000")).address)
-    chain.provider.make_request("anvil_setCode", [verifier.address, "0x" + bytes(other_code).hex()])
+    # That code is what the registry's blueprint would deploy for the other key, made by an
+    # eth_call of its deployment code (no contract deployed, so no address to collide with).
+    web3 = chain.provider.web3
+    initcode = groth16_initcode(web3, registry) + groth16_args(Circuit.load("squarings-1000").verifying_key())
+    other_code = bytes(web3.eth.call({"data": "0x" + initcode.hex(), "gas": 30_000_000}))
+    assert other_code and other_code != bytes(chain.provider.get_code(verifier.address))
+    chain.provider.make_request("anvil_setCode", [verifier.address, "0x" + other_code.hex()])
+    assert bytes(chain.provider.get_code(verifier.address)) == other_code
     with ape.reverts("registry: invalid proof"):
         prove(registry, terms, assignment, prover)
     assert registry.balances(prover) == 0
