@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from provingmarket.proving.checks import (
 )
 from provingmarket.proving.circuits import CIRCUITS, Circuit, CircuitError, sample_circuits
 from provingmarket.proving.witness import WitnessGenerator
+from tests.circuit_tools import compile_circom, groth16_setup
 
 ROOT = Path(__file__).resolve().parents[3]
 BIN = ROOT / "node_modules" / ".bin"
@@ -40,28 +40,6 @@ ORDER = (
     "name them in the proving system's order (outputs first, then the public inputs as the circuit "
     "declares them)"
 )
-
-# A Groth16 setup in one node process (snarkjs's API; the CLI would start node five times):
-# a single-party powers of tau of 2^3 (enough for a few constraints, like circuits/build.py's
-# powers_of_tau, for tests only), the circuit's zkey, a contribution, the verifying key.
-SETUP_JS = """
-const { createRequire } = require("module");
-const fs = require("fs");
-const [nodeModules, out] = process.argv.slice(2);
-const snarkjs = createRequire(nodeModules + "/")("snarkjs");
-(async () => {
-  const curve = await snarkjs.curves.getCurveFromName("bn128");
-  await snarkjs.powersOfTau.newAccumulator(curve, 3, `${out}/0.ptau`);
-  await snarkjs.powersOfTau.contribute(`${out}/0.ptau`, `${out}/1.ptau`, "test", "entropy one");
-  await snarkjs.powersOfTau.preparePhase2(`${out}/1.ptau`, `${out}/final.ptau`);
-  await snarkjs.zKey.newZKey(`${out}/circuit.r1cs`, `${out}/final.ptau`, `${out}/0.zkey`);
-  await snarkjs.zKey.contribute(`${out}/0.zkey`, `${out}/circuit.zkey`, "test", "entropy two");
-  const key = await snarkjs.zKey.exportVerificationKey(`${out}/circuit.zkey`);
-  fs.writeFileSync(`${out}/verification_key.json`, JSON.stringify(key));
-  await curve.terminate();
-  process.exit(0);
-})().catch((error) => { console.error(error); process.exit(1); });
-"""
 
 # The prover's address in no constraint: any value of it satisfies the circuit.
 LOOSE = """pragma circom 2.0.0;
@@ -86,16 +64,6 @@ template Tagged() {
 }
 component main {public [prover, y]} = Tagged();
 """
-
-
-def compile_circom(source: str, folder: Path) -> Path:
-    """circuit.circom, circuit.r1cs and circuit.wasm in `folder`, compiled as circuits/build.py does."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "circuit.circom").write_text(source)
-    argv = [str(BIN / "circom2"), "circuit.circom", "--r1cs", "--wasm", "--O2", "-o", "."]
-    subprocess.run(argv, cwd=folder, check=True, capture_output=True, timeout=120)
-    shutil.copy(folder / "circuit_js" / "circuit.wasm", folder / "circuit.wasm")
-    return folder
 
 
 def write_manifest(folder: Path, **fields) -> Path:
@@ -386,10 +354,7 @@ def test_check_circuit__address_signal_in_no_constraint__still_bound_by_snarkjs_
     input, so LOOSE, whose prover is in no constraint, gets a key whose point for prover is
     not at infinity: the proof made for one address fails for another, and the checks pass.
     The circuit has no files.source: the snarkjs backend proves without one."""
-    folder = compile_circom(LOOSE, tmp_path / "loose")
-    (folder / "setup.cjs").write_text(SETUP_JS)
-    setup = ["node", "setup.cjs", str(ROOT / "node_modules"), str(folder)]
-    subprocess.run(setup, cwd=folder, check=True, capture_output=True, timeout=120)
+    folder = groth16_setup(compile_circom(LOOSE, tmp_path / "loose"))
     files = {"verifying_key": "verification_key.json", "proving_key": "circuit.zkey"}
     write_manifest(folder, name="loose", files={**files, "witness_generator": "circuit.wasm"})
     circuit = Circuit.load(folder)
