@@ -199,9 +199,7 @@ def test_prove__after_the_deadline__reverts(registry, create_task, prover, keepe
         prove(registry, terms, assignment, prover)
 
 
-def test_prove__bad_statement_or_proof__reverts_with_reason(
-    registry, create_task, provers, keeper, verifier, deploy_verifier, chain
-):
+def test_prove__bad_statement_or_proof__reverts_with_reason(registry, create_task, provers, keeper, chain):
     terms = create_task()
     prover, other = provers[0], provers[1]
     assignment = assign(registry, keeper, terms, prover)
@@ -220,15 +218,16 @@ def test_prove__bad_statement_or_proof__reverts_with_reason(
         prove(registry, terms, assignment, prover, inputs=[])
     with ape.reverts("registry: invalid proof"):  # a proof copied from another prover
         prove(registry, terms, assignment, prover, proof=proof_for(STATEMENT, other.address))
-    # The verifier's code replaced by a verifier for another circuit: it rejects this proof.
-    # That code is what the registry's blueprint would deploy for the other key, made by an
-    # eth_call of its deployment code (no contract deployed, so no address to collide with).
+    # The market's verifier's code replaced by a verifier for another circuit: it rejects
+    # this proof. That code is what the registry's blueprint would deploy for the other key,
+    # made by an eth_call of its deployment code (nothing deployed); the verifier is the one
+    # the market names on chain.
+    market_verifier = registry.market(terms.market_id).verifier
     web3 = chain.provider.web3
     initcode = groth16_initcode(web3, registry) + groth16_args(Circuit.load("squarings-1000").verifying_key())
     other_code = bytes(web3.eth.call({"data": "0x" + initcode.hex(), "gas": 30_000_000}))
-    assert other_code and other_code != bytes(chain.provider.get_code(verifier.address))
-    chain.provider.make_request("anvil_setCode", [verifier.address, "0x" + other_code.hex()])
-    assert bytes(chain.provider.get_code(verifier.address)) == other_code
+    assert other_code and other_code != bytes(chain.provider.get_code(market_verifier))
+    chain.provider.make_request("anvil_setCode", [market_verifier, "0x" + other_code.hex()])
     with ape.reverts("registry: invalid proof"):
         prove(registry, terms, assignment, prover)
     assert registry.balances(prover) == 0
