@@ -26,6 +26,32 @@ BUILT_IN = BUILT_IN_MECHANISMS
 DEPLOYMENTS_ENV = deployments.FOLDER_ENV
 
 
+class _ToStderr(dict):
+    """Echo arguments for every log level: stderr."""
+
+    def get(self, key, default=None):  # noqa: ARG002 (every level alike)
+        return {"err": True}
+
+
+def _ape_messages_to_stderr() -> None:
+    """ape logs "Connecting to ...", "Confirmed ..." and "SUCCESS: Contract ... deployed"
+    through click on stdout. A command's stdout is its output (`--json` must parse as it
+    stands), so every ape message goes to stderr: the handlers ape has made, and those it
+    makes later. Done when the commands' module loads, before `ape run` connects."""
+    try:
+        import ape.logging as ape_logging
+    except ImportError:  # the library without ape: no ape messages to move
+        return
+    ape_logging.CLICK_ECHO_KWARGS = _ToStderr()
+    loggers = [ape_logging.logger._logger, *ape_logging.logger._extra_loggers.values()]
+    for handler in (h for lg in loggers for h in lg.handlers):
+        if isinstance(handler, ape_logging.ClickHandler):
+            handler.echo_kwargs = _ToStderr()
+
+
+_ape_messages_to_stderr()
+
+
 def deployments_folder() -> Path:
     return deployments.default_folder()
 

@@ -38,7 +38,8 @@ class Result:
         return "\n".join(line for line in self.err.splitlines() if line.startswith("error:"))
 
     def json(self):
-        return json.loads(self.out[self.out.index("{") if "{" in self.out else self.out.index("[") :])
+        """stdout as JSON, all of it: `--json` prints nothing else there."""
+        return json.loads(self.out)
 
 
 @pytest.fixture

@@ -381,6 +381,7 @@ def call(command, **options):
 
 def refused(capsys, command, account, **options) -> str:
     nonce = account.nonce if account is not None else None
+    capsys.readouterr()  # what the test itself sent before (ape's log lines) is not the command's
     with pytest.raises(SystemExit) as exit:
         call(command, account=account, **options) if account is not None else call(command, **options)
     assert exit.value.code == 1
