@@ -32,6 +32,9 @@ class _ToStderr(dict):
     def get(self, key, default=None):  # noqa: ARG002 (every level alike)
         return {"err": True}
 
+    def __getitem__(self, key):  # noqa: ARG002
+        return {"err": True}
+
 
 def _ape_messages_to_stderr() -> None:
     """ape logs "Connecting to ...", "Confirmed ..." and "SUCCESS: Contract ... deployed"
