@@ -1,12 +1,17 @@
-"""SQLite plumbing shared by the mirror and the outbox (a keeper keeps both in one file):
-opening a file so that no commit is lost, a write transaction, and SQL for a row's key."""
+"""SQLite plumbing shared by the mirror, the outbox and the other stores: opening a file so
+that no commit is lost, a write transaction, SQL for a row's key, and versioned stores
+(schema migrations and the chain a file belongs to)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
+
+from provingmarket.chain.identity import ChainIdentity
+from provingmarket.errors import ProvingMarketError
 
 
 def connect(path: str, threads: bool = False) -> sqlite3.Connection:
@@ -48,3 +53,105 @@ def fetch(db: sqlite3.Connection, table: str, key: Mapping[str, Any]) -> dict | 
     """The row of `table` with this key, or None."""
     row = db.execute(f"SELECT * FROM {table} WHERE {matching(key)}", tuple(key.values())).fetchone()
     return dict(row) if row is not None else None
+
+
+# ------------------------------------------------------------------ versioned stores
+#
+# Every file the project keeps (the mirror, the outbox, the auction's bids, the agent's
+# jobs) carries `store_meta`: what it is (`component`), the schema version it was last
+# written by, and the chain it belongs to. A file written by an older version is brought up
+# to date by its migrations, in order, each in one transaction; a file from a newer version,
+# of another component or of another chain is refused with one line saying so.
+
+
+class StoreError(ProvingMarketError, RuntimeError):
+    """A database file this code cannot use as it is; the message says why and what to do."""
+
+
+Migration = str | Callable[[sqlite3.Connection], None]
+
+STORE_META = "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
+
+def store_meta(db: sqlite3.Connection) -> dict[str, str]:
+    db.execute(STORE_META)
+    return {row[0]: row[1] for row in db.execute("SELECT key, value FROM store_meta")}
+
+
+def set_store_meta(db: sqlite3.Connection, values: Mapping[str, Any]) -> None:
+    db.executemany(
+        "INSERT INTO store_meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [(k, str(v)) for k, v in values.items()],
+    )
+
+
+def migrate(db: sqlite3.Connection, component: str, migrations: Sequence[Migration], path: str = "") -> int:
+    """Bring `db` to version `len(migrations)`: migration i (0-based) takes a file from
+    version i to i + 1 (SQL run as a script, or a function given the connection), each in
+    its own transaction with the version written in it, so a crash leaves a whole version.
+    A file with no `store_meta` is version 0 (new, or written before versions existed:
+    the first migration must accept both, `CREATE TABLE IF NOT EXISTS`). Returns the
+    version the file was at."""
+    where = path or component
+    meta = store_meta(db)
+    if meta.get("component", component) != component:
+        raise StoreError(f"{where} is a {meta['component']} file, not a {component} file; give another path")
+    try:
+        found = int(meta.get("schema_version", "0"))
+    except ValueError:
+        raise StoreError(f"{where}: schema version {meta.get('schema_version')!r} is not a number") from None
+    target = len(migrations)
+    if found > target:
+        raise StoreError(
+            f"{where} was written by a newer version (schema {found}; this one reads up to {target}); "
+            "upgrade the software, or point it at another file"
+        )
+    for version in range(found, target):
+        step = migrations[version]
+        with transaction(db):
+            if callable(step):
+                step(db)
+            else:
+                for statement in _statements(step):
+                    db.execute(statement)
+            set_store_meta(db, {"component": component, "schema_version": version + 1})
+    if found == target and "component" not in meta:
+        set_store_meta(db, {"component": component, "schema_version": target})
+    return found
+
+
+def _statements(script: str) -> list[str]:
+    """A script's statements, for running inside a transaction (executescript commits)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return [s for s in statements if s.rstrip(";").strip()]
+
+
+def bind_chain(db: sqlite3.Connection, identity: ChainIdentity, path: str, hint: str = "") -> None:
+    """Record the chain `db` belongs to on first use; afterwards refuse (`WrongChain`) an
+    identity that differs, so what the file holds (signed transactions, bids) is never
+    used on another chain. Fields the file did not know yet (a deployment block hash) are
+    filled in."""
+    meta = store_meta(db)
+    if "chain" in meta:
+        recorded = ChainIdentity.from_dict(json.loads(meta["chain"]))
+        recorded.check(
+            identity, path, hint or "point it at the node it was made on, or use another data directory"
+        )
+        merged = {k: v or getattr(recorded, k) for k, v in identity.to_dict().items()}
+        if merged != recorded.to_dict():
+            set_store_meta(db, {"chain": json.dumps(merged)})
+        return
+    set_store_meta(db, {"chain": json.dumps(identity.to_dict())})
+
+
+def chain_of(db: sqlite3.Connection) -> ChainIdentity | None:
+    meta = store_meta(db)
+    return ChainIdentity.from_dict(json.loads(meta["chain"])) if "chain" in meta else None
