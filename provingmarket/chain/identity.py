@@ -38,7 +38,7 @@ class WrongChain(ProvingMarketError, RuntimeError):
 
 def _hex(value: Any) -> str:
     if isinstance(value, bytes | bytearray):
-        return Web3.to_hex(value)
+        return Web3.to_hex(bytes(value))
     return str(value).lower()
 
 
@@ -62,7 +62,7 @@ class ChainIdentity:
             block_hash = _block_hash(web3, deploy_block) or ""
         return cls(
             int(web3.eth.chain_id),
-            _hex(genesis["hash"]),
+            _hex(genesis.get("hash")),
             registry,
             int(deploy_block or 0),
             block_hash,
@@ -142,4 +142,4 @@ class ChainIdentity:
 
 def _block_hash(web3: Web3, number: int) -> str | None:
     block = web3.eth.get_block(number) if number <= web3.eth.block_number else None
-    return _hex(block["hash"]) if block else None
+    return _hex(block.get("hash")) if block else None

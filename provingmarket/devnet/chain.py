@@ -1,5 +1,6 @@
 """A development chain of one's own (anvil) and sending to it without waiting for each
-transaction: development chains only (fees are fixed; anvil runs with a base fee of 0)."""
+transaction: development chains only. `Anvil(base_fee=BASE_FEE)` (1 gwei) charges fees as
+a real chain does; `base_fee=0` gives a free chain."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import subprocess
 import time
 
 ETHER = 10**18
+GWEI = 10**9
+# The base fee a development chain starts with: nonzero, as on every real chain (it then
+# moves with demand per EIP-1559).
+BASE_FEE = GWEI
 
 
 def free_port() -> int:
@@ -23,16 +28,21 @@ class Anvil:
     for the demo, the simulation and the benchmarks, which want a chain of their own (ape's
     foundry provider records a full step trace of every transaction, which makes large
     batches slow to mine). `block_time` None mines each transaction at once; a number mines
-    a block every that many seconds, like a real chain."""
+    a block every that many seconds, like a real chain. `base_fee` (wei) is the first
+    block's base fee."""
 
-    def __init__(self, block_time: int | None = None, chain_id: int = 1337):
+    def __init__(self, block_time: int | None = None, chain_id: int = 1337, base_fee: int = 0):
         binary = shutil.which("anvil")
         if binary is None:
             raise RuntimeError("anvil is not on PATH; run `make install` (it links it into .venv/bin)")
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         argv = [binary, "--host", "127.0.0.1", "--port", str(self.port), "--chain-id", str(chain_id)]
-        argv += ["--silent", "--base-fee", "0", "--gas-price", "0"]
+        argv += ["--silent", "--base-fee", str(base_fee)]
+        if base_fee == 0:
+            argv += ["--gas-price", "0"]
+        self.base_fee = base_fee
+        self.chain_id = chain_id
         if block_time is not None:
             argv += ["--block-time", str(block_time)]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -84,7 +94,9 @@ def send_signed(client, call, value: int, nonce: int, gas: int = 1_000_000) -> b
         "gas": gas,
         "nonce": nonce,
         "chainId": web3.eth.chain_id,
-        "maxFeePerGas": 10**10,
+        # Room for the base fee to rise while a batch is sent (it at most doubles in
+        # a few blocks); development chains only.
+        "maxFeePerGas": max(10**10, 4 * int(web3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)),
         "maxPriorityFeePerGas": 0,
     }
     return web3.eth.send_raw_transaction(client.signer.sign_transaction(tx))
