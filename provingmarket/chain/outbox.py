@@ -380,14 +380,18 @@ class Outbox:
         tip = tips[len(tips) // 2] if tips else int(self.web3.eth.max_priority_fee)
         return Fees(2 * base + tip, tip)
 
-    def _within_cap(self, fees: Fees) -> Fees:
-        """`fees`, or the cap if they are above it (said once, counted)."""
+    def _within_cap(self, fees: Fees, market: Fees | None = None) -> Fees:
+        """`fees` held to the cap. Whether the market (`market`, else `fees`) is above the
+        cap is said once when it goes above, counted, and said again when it comes back."""
         cap = self.max_fee_per_gas
-        if cap is None or fees.max_fee <= cap:
-            self._uncapped()
+        if cap is None:
             return fees
-        self._cap_hit(fees.max_fee)
-        return Fees(cap, min(fees.tip, cap))
+        price = (market or fees).max_fee
+        if price > cap:
+            self._cap_hit(price)
+        else:
+            self._uncapped()
+        return Fees(min(fees.max_fee, cap), min(fees.tip, cap))
 
     def _cap_hit(self, price: int) -> None:
         if self.capped:
@@ -419,7 +423,7 @@ class Outbox:
         market = self.market_fees()
         tip = max(_times(old.tip, BUMP), market.tip)
         wanted = Fees(max(_times(old.max_fee, BUMP), market.max_fee, tip), tip)
-        fees = self._within_cap(wanted)
+        fees = self._within_cap(wanted, market)
         if fees.max_fee >= _times(old.max_fee, NODE_BUMP) and fees.tip >= _times(old.tip, NODE_BUMP):
             return fees
         return None
