@@ -36,13 +36,14 @@ def node(chain, registry):
         code = chain.provider.web3.eth.get_code(registry.address)
         rpc(web3, "anvil_setCode", registry.address, Web3.to_hex(code))
         rpc(web3, "evm_setAutomine", False)
-        yield web3, registry.address
+        yield anvil.uri, registry.address
 
 
 @pytest.fixture
 def client(node) -> RegistryClient:
-    """A fresh account with 100 ETH on the module's node."""
-    web3, registry = node
+    """A fresh account with 100 ETH on the module's node, over a connection of its own."""
+    uri, registry = node
+    web3 = Web3(Web3.HTTPProvider(uri))
     key = Account.create().key
     rpc(web3, "anvil_setBalance", Account.from_key(key).address, hex(100 * ETHER))
     return RegistryClient(web3, registry, KeySigner(key))
