@@ -39,7 +39,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import requests
 from web3 import Web3
+from web3.exceptions import Web3RPCError
 
 from provingmarket.errors import ProvingMarketError
 
@@ -120,8 +122,6 @@ class Failure:
 def classify(error: BaseException) -> Failure | None:
     """What a failed call says, or None for an error that is not the node's answer (a bug
     in the caller, an interrupt): that one is raised as it is."""
-    import requests
-
     if isinstance(error, requests.HTTPError) and error.response is not None:
         status = error.response.status_code
         retry_after = _seconds(error.response.headers.get("Retry-After"))
@@ -142,8 +142,6 @@ def classify(error: BaseException) -> Failure | None:
 def rpc_message(error: BaseException) -> str | None:
     """The node's message in a JSON-RPC error (web3 raises `Web3RPCError`, older code and
     some providers a ValueError holding the error object), or None for other errors."""
-    from web3.exceptions import Web3RPCError
-
     if isinstance(error, Web3RPCError):
         response = error.rpc_response or {}
         found = response.get("error")

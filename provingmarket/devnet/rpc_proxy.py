@@ -29,7 +29,7 @@ FAILURES = ("http_503", "http_429", "rpc_rate_limit", "rpc_timeout")
 RATE_LIMITED = "Your app has exceeded its compute units per second capacity"  # Alchemy's 429
 
 
-def _range_message(style: str, frm: int, to: int, max_blocks: int) -> tuple[int, str]:
+def range_message(style: str, frm: int, to: int, max_blocks: int) -> tuple[int, str]:
     """(code, message) of a refused block range, as the provider says it."""
     if style == "alchemy":
         return -32602, (
@@ -48,7 +48,7 @@ def _range_message(style: str, frm: int, to: int, max_blocks: int) -> tuple[int,
     return -32000, f"exceed maximum block range: {max_blocks}"
 
 
-def _size_message(style: str, frm: int, last: int, max_logs: int) -> tuple[int, str]:
+def size_message(style: str, frm: int, last: int, max_logs: int) -> tuple[int, str]:
     """(code, message) of an answer with too many logs; `last` the last block that fits."""
     if style == "alchemy":
         return -32602, (
@@ -196,13 +196,13 @@ class RpcProxy:
         frm = self._block(params.get("fromBlock", "latest"))
         to = self._block(params.get("toBlock", "latest"))
         if to - frm + 1 > self.max_blocks:
-            code, message = _range_message(self.style, frm, to, self.max_blocks)
+            code, message = range_message(self.style, frm, to, self.max_blocks)
             return self._refusal(call, "refused.range", code, message)
         answer = self._forward(call)
         logs = answer.get("result")
         if isinstance(logs, list) and len(logs) > self.max_logs:
             last = int(logs[self.max_logs]["blockNumber"], 16) - 1  # before the first log over
-            code, message = _size_message(self.style, frm, max(frm, last), self.max_logs)
+            code, message = size_message(self.style, frm, max(frm, last), self.max_logs)
             return self._refusal(call, "refused.size", code, message)
         return answer
 

@@ -6,10 +6,23 @@ from __future__ import annotations
 
 import pytest
 import requests
+from web3 import Web3
 from web3.exceptions import Web3RPCError
 
-from provingmarket.chain.logs import OTHER, RANGE, RATE, SIZE, TIMEOUT, TRANSIENT, classify, parse
-from provingmarket.devnet.rpc_proxy import STYLES, _range_message, _size_message
+from provingmarket.chain.logs import (
+    LOG_BLOCKS_ENV,
+    OTHER,
+    RANGE,
+    RATE,
+    SIZE,
+    TIMEOUT,
+    TRANSIENT,
+    LogReader,
+    LogsError,
+    classify,
+    parse,
+)
+from provingmarket.devnet.rpc_proxy import STYLES, range_message, size_message
 
 ALCHEMY = (
     "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range and "
@@ -87,11 +100,21 @@ def test_classify__not_a_nodes_answer__raised_as_it_is():
 
 @pytest.mark.parametrize("style", STYLES)
 def test_proxy_messages__each_style__narrows_the_page(style):
-    _, ranged = _range_message(style, 100, 9_000, 2_000)
-    _, sized = _size_message(style, 100, 150, 10_000)
+    _, ranged = range_message(style, 100, 9_000, 2_000)
+    _, sized = size_message(style, 100, 150, 10_000)
     assert parse(ranged).kind in (RANGE, SIZE)
     assert parse(sized).kind == SIZE
     if parse(ranged).suggested is not None:
         assert parse(ranged).suggested == (100, 2_099)
     elif parse(ranged).kind == RANGE:
         assert parse(ranged).limit == 2_000
+
+
+def test_reader__page_from_the_environment__first_and_largest_page(monkeypatch):
+    monkeypatch.setenv(LOG_BLOCKS_ENV, "5_000")
+    reader = LogReader(Web3())
+    assert (reader.page, reader.ceiling) == (5_000, 5_000)
+    assert LogReader(Web3(), max_blocks=100).page == 100  # an argument wins
+    monkeypatch.setenv(LOG_BLOCKS_ENV, "lots")
+    with pytest.raises(LogsError, match=f"{LOG_BLOCKS_ENV}='lots' is not a number of blocks"):
+        LogReader(Web3())
