@@ -8,6 +8,7 @@ it returns, ends the read with an error saying so."""
 from __future__ import annotations
 
 import pytest
+import requests
 from web3 import Web3
 
 from provingmarket.chain.logs import LogReader, LogsError
@@ -125,3 +126,18 @@ def test_read__one_block_over_the_log_cap__error_says_to_use_another_provider(ch
         pytest.raises(LogsError, match=rf"refuses the logs of block {first} alone"),
     ):
         LogReader(through(proxy)).logs(EMITTER, first, last)
+
+
+def test_proxy__batch_request__each_call_answered_as_it_would_be_alone(chain, history):
+    first, last, _ = history
+    too_wide = {"address": EMITTER, "fromBlock": hex(first), "toBlock": hex(last)}
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []},
+        {"jsonrpc": "2.0", "id": 2, "method": "eth_getLogs", "params": [too_wide]},
+    ]
+    with RpcProxy(chain.provider.uri) as proxy:
+        answers = requests.post(proxy.uri, json=batch, timeout=30).json()
+
+    assert [a["id"] for a in answers] == [1, 2]
+    assert int(answers[0]["result"], 16) == chain.provider.web3.eth.block_number
+    assert answers[1]["error"]["message"] == "exceed maximum block range: 2000"
