@@ -29,9 +29,10 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
-from web3.types import FilterParams, TxParams
+from web3.types import TxParams
 
 from provingmarket import deployments
+from provingmarket.chain.logs import LogReader
 from provingmarket.errors import ProvingMarketError, Refusal
 from provingmarket.formats import Assignment, TaskTerms, bid_typed_data
 
@@ -301,6 +302,7 @@ class RegistryClient:
         self.contract = web3.eth.contract(address=self.address, abi=registry_abi())
         self.signer = signer
         self.from_block = from_block  # where log searches start: the deployment's block
+        self.logs = LogReader(web3)  # paged eth_getLogs, learning the node's limits
         self._events = {
             Web3.to_hex(keccak(text=_signature(item))): item["name"]
             for item in registry_abi()
@@ -467,7 +469,8 @@ class RegistryClient:
         prover: str | None = None,
     ) -> list[Event]:
         """The registry's events in a block range, oldest first; `task_id` or `prover`
-        narrow them by the first or second indexed argument (task events)."""
+        narrow them by the first or second indexed argument (task events). Read in pages
+        the node accepts (`self.logs`, provingmarket/chain/logs.py)."""
         topics: list[Any] = [None]
         if names:
             topics[0] = [t for t, n in self._events.items() if n in names]
@@ -477,14 +480,18 @@ class RegistryClient:
             topics += [None] * (2 - len(topics)) + [
                 "0x" + "00" * 12 + to_checksum_address(prover)[2:].lower()
             ]
-        query: FilterParams = {
-            "address": self.address,
-            "fromBlock": self.from_block if from_block is None else from_block,
-            "toBlock": to_block,
-            "topics": topics,
-        }
-        logs = self.web3.eth.get_logs(query)
+        start = self.from_block if from_block is None else from_block
+        logs = self.logs.read(self.address, start, self.block_number(to_block), topics)
         return [e for log in logs if (e := self.decode(log)) is not None]
+
+    def block_number(self, block: BlockIdentifier) -> int:
+        """A block's number: `block` itself when it is one, else what the node says the
+        tag ("latest", "safe", "finalized", a hash) names."""
+        if isinstance(block, int):
+            return block
+        if block == "latest":
+            return self.web3.eth.block_number
+        return int(reported(self.web3.eth.get_block(block), "number"))
 
     # -------------------------------------------------------------- writes
 

@@ -22,8 +22,8 @@ One concern a module, each importing only those above it in this list:
 
 Logging: one JSON object per line on the `provingmarket.chain.mirror` logger: `mirror.batch`
 per applied range, `mirror.reorg` per rollback, `mirror.reset` for a reorg beyond the
-kept hashes, `mirror.skip` per skipped log, `mirror.moved` when a range is re-read,
-`mirror.split` when a range too wide for the node is halved.
+kept hashes, `mirror.skip` per skipped log, `mirror.moved` when a range is re-read. How
+the logs were paged is on `provingmarket.chain.logs` (`logs.narrowed`, `logs.retry`).
 """
 
 from provingmarket.chain.mirror.schema import (

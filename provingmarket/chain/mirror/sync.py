@@ -5,8 +5,10 @@ head less `confirmations`, has the projection apply them, and undoes what a reor
   same SQLite transaction as the events of the block range read: a crash leaves either
   the whole range applied or none of it, and a new `Mirror` on the same file resumes
   from the cursor, backfilling what happened while it was down. Ranges are bounded
-  (`batch_blocks`, 2,000 by default; a range the node refuses as too wide is halved; any
-  other RPC or database error ends the sync with nothing of the range written).
+  (`batch_blocks`, 2,000 by default); their logs are read by the client's `LogReader`
+  (provingmarket/chain/logs.py), in pages the node accepts, retrying transient failures.
+  An error it gives up on, or a database error, ends the sync with nothing of the range
+  written.
 - **Reorgs: an undo log.** Each derived-table write records what it replaced
   (`tables.py`). The hashes of the last `keep_blocks` (64) applied blocks are kept in
   `block_hashes`. Each `sync()` first checks the stored hash of the cursor block against
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -58,9 +59,7 @@ from provingmarket.chain.mirror.views import Reader
 log = logging.getLogger("provingmarket.chain.mirror")
 
 KEEP_BLOCKS = 64  # block hashes kept to find where a reorg forked
-BATCH_BLOCKS = 2_000  # blocks per eth_getLogs
-# How nodes say a log query is too wide: block range or result count over their limit.
-_TOO_WIDE = re.compile(r"range|too many|too large|more than|exceed|limit|size", re.IGNORECASE)
+BATCH_BLOCKS = 2_000  # blocks applied per transaction (read in pages the node accepts)
 
 
 class _ChainMoved(Exception):
@@ -275,18 +274,9 @@ class Mirror(Reader):
         return headers, sorted(logs, key=lambda e: (e["blockNumber"], e["logIndex"]))
 
     def _get_logs(self, frm: int, to: int) -> list:
-        """The registry's logs in [frm, to]; a range the node refuses as too wide (too many
-        blocks or results) is read in halves. Any other error ends the sync."""
-        try:
-            return list(
-                self.web3.eth.get_logs({"address": self.client.address, "fromBlock": frm, "toBlock": to})
-            )
-        except Exception as error:
-            if to <= frm or not _TOO_WIDE.search(str(error)):
-                raise
-            middle = (frm + to) // 2
-            _emit(logging.INFO, "mirror.split", from_block=frm, to_block=to, reason=str(error)[:200])
-            return self._get_logs(frm, middle) + self._get_logs(middle + 1, to)
+        """The registry's logs in [frm, to], in the pages the node accepts (the client's
+        `LogReader`, provingmarket/chain/logs.py); an error it gives up on ends the sync."""
+        return self.client.logs.logs(self.client.address, frm, to)
 
     def _keep_hashes(self, headers: dict[int, tuple[str, str]]) -> None:
         """Store the range's block hashes, keeping the newest `keep_blocks`."""

@@ -15,6 +15,7 @@ from web3 import Web3
 
 from provingmarket import OPEN_RACE
 from provingmarket.chain.client import KeySigner, RegistryClient
+from provingmarket.chain.logs import LogReader, LogsError
 from provingmarket.chain.mirror import DECLINED, SLASHED, Mirror, MirrorError
 from provingmarket.formats import ZERO_ADDRESS
 from tests.factories import ETHER, GRACE_PERIOD, STATEMENT, advance, assigned, item, proof_for
@@ -369,7 +370,7 @@ def test_crash__mid_range__leaves_nothing_of_it_and_a_restart_applies_it_whole(
         assert [a.prover for a in second.live_assignments()] == [provers[0].address]
 
 
-def test_sync__node_refuses_wide_ranges__read_in_halves__other_errors_end_the_sync(
+def test_sync__node_refuses_wide_ranges__read_in_pages__a_node_down_ends_the_sync(
     client, chain, actors, monkeypatch
 ):
     web3 = chain.provider.web3
@@ -386,6 +387,7 @@ def test_sync__node_refuses_wide_ranges__read_in_halves__other_errors_end_the_sy
     with Mirror(":memory:", client, start_block=0) as mirror:
         mirror.sync()
         assert mirror.cursor == web3.eth.block_number and len(calls) > 2
+        assert all(to - frm < 3 for frm, to in calls[1:])  # the limit the node named, kept
         assert_matches_chain(mirror, client, actors)
 
     def down(params):
@@ -393,11 +395,12 @@ def test_sync__node_refuses_wide_ranges__read_in_halves__other_errors_end_the_sy
         raise ConnectionError("node unreachable")
 
     monkeypatch.setattr(web3.eth, "get_logs", down)
+    client.logs = LogReader(web3, attempts=2, backoff=0)
     calls.clear()
     with Mirror(":memory:", client, start_block=0) as mirror:
-        with pytest.raises(ConnectionError):
+        with pytest.raises(LogsError, match="failed 2 times, last: node unreachable"):
             mirror.sync()
-        assert (mirror.cursor, len(calls), mirror.dump()["provers"]) == (-1, 1, [])
+        assert (mirror.cursor, len(calls), mirror.dump()["provers"]) == (-1, 2, [])
 
 
 def test_open__a_file_of_another_registry__refused(client, tmp_path, chain, accounts):
