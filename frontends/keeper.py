@@ -1,10 +1,17 @@
 """The keeper runtime every frontend shares: follow the registry, decide, send, settle.
 
-    keeper = Keeper(client, "orderbook.sqlite", match_orders, mechanisms={3}, name="orderbook")
+    keeper = Keeper(client, "data/orderbook", match_orders, mechanisms={3}, name="orderbook")
     keeper.run(Stopper())      # until SIGTERM
+
+Its files are in a data directory (provingmarket/runtime/datadir.py): `mirror.sqlite`
+(rebuilt from the chain when its schema changes) and `outbox.sqlite`, both bound to the
+chain the keeper started on.
 
 A round
 -------
+0. **Same chain.** One call checks the node is still the chain the data directory
+   belongs to; if it was replaced (a devnet restarted), `WrongChain` ends the process
+   (exit code 2) before anything stored is sent to the new chain.
 1. **Follow.** `Mirror.sync()` applies the registry's events up to the head less
    `confirmations` blocks into the SQLite mirror (provingmarket/chain/mirror.py): backfilling from
    its cursor after a restart, rolling back blocks a reorg dropped.
@@ -45,6 +52,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -53,11 +61,12 @@ from web3 import Web3
 
 from frontends import book
 from frontends.book import BUILT_IN, task_hex
-from frontends.process import shown, with_options
+from frontends.process import data_dir_option, legacy_db_option, shown, with_options
 from provingmarket.chain.client import Event, Refused, RegistryClient, chain_time
-from provingmarket.chain.mirror import Mirror, Snapshot
-from provingmarket.chain.outbox import Outbox, Outcome, Sent
+from provingmarket.chain.mirror import Snapshot
+from provingmarket.chain.outbox import Outcome, Sent
 from provingmarket.formats import MAX_BATCH
+from provingmarket.runtime.datadir import DataDir, open_data_dir
 from provingmarket.runtime.metrics import Metrics
 from provingmarket.runtime.process import Stopper, emit, run_forever
 
@@ -145,7 +154,7 @@ class Keeper:
     def __init__(
         self,
         client: RegistryClient,
-        db_path: str,
+        data_dir: str | Path | DataDir | None,
         mechanism: Mechanism,
         mechanisms: Iterable[int],
         name: str = "keeper",
@@ -158,7 +167,11 @@ class Keeper:
         start_block: int | None = None,
         metrics: Metrics | None = None,
         observe: Observer | None = None,
+        legacy_db: str | None = None,
     ):
+        """`data_dir`: the directory of its files (None: the default for `name`, the chain
+        and the account); `legacy_db`: a file of the previous layout to move the outbox
+        out of (provingmarket/runtime/datadir.py)."""
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch size {batch_size}: the registry takes 1 to {MAX_BATCH} items per batch")
         wanted = set(mechanisms)
@@ -177,8 +190,12 @@ class Keeper:
         self.slash = slash
         self.reclaim = reclaim
         self.retry_after = retry_after
-        self.mirror = Mirror(db_path, client, start_block, confirmations)
-        self.outbox = Outbox(db_path, client)
+        if isinstance(data_dir, DataDir):
+            self.data = data_dir
+        else:
+            self.data = open_data_dir(client, name, data_dir, legacy_db)
+        self.outbox = self.data.outbox(client)
+        self.mirror = self.data.mirror(client, start_block, confirmations)
         self.metrics = metrics or Metrics(name)
         self.observe = observe
         self.cooling: dict[tuple[bytes, str], float] = {}  # (task, prover) skipped -> until
@@ -205,6 +222,7 @@ class Keeper:
 
     def round(self) -> list[book.Decision]:
         started = time.monotonic()
+        self.data.check(self.web3)
         report = self.mirror.sync()
         self.metrics.counter("events_applied_total", "Registry events applied to the mirror", report.applied)
         if report.reorgs:
@@ -389,8 +407,8 @@ class Keeper:
 def keeper_options(command: Callable) -> Callable:
     """The options of every frontend command (the keeper's), shared by the plain process
     (`python -m frontends.<mechanism>.process`) and its `ape run` wrapper. The command
-    receives `mechanisms`, `db_path`, `confirmations`, `batch_size`, `poll`, `slash`,
-    `reclaim` (the Keeper's own arguments), `metrics_port` and `log_level`."""
+    receives `mechanisms`, `data_dir`, `legacy_db`, `confirmations`, `batch_size`, `poll`,
+    `slash`, `reclaim` (the Keeper's own arguments), `metrics_port` and `log_level`."""
     options = [
         click.option(
             "--mechanism",
@@ -400,13 +418,8 @@ def keeper_options(command: Callable) -> Callable:
             required=True,
             help="Mechanism id (repeatable).",
         ),
-        click.option(
-            "--db",
-            "db_path",
-            required=True,
-            type=click.Path(dir_okay=False),
-            help="SQLite file: the mirror, its cursor, the outbox (and the mechanism's own tables).",
-        ),
+        data_dir_option(),
+        legacy_db_option(),
         shown("--confirmations", 0, click.IntRange(0, 1000)),
         shown("--batch-size", MAX_BATCH, click.IntRange(1, MAX_BATCH)),
         shown("--poll", 1.0, click.FloatRange(0.05, 600), "Seconds between rounds."),

@@ -22,10 +22,19 @@ from typing import Any, Protocol
 import click
 
 from provingmarket.chain.client import ClientError
+from provingmarket.chain.identity import WrongChain
 from provingmarket.chain.mirror import MirrorError
 from provingmarket.deployments import DeploymentError
 from provingmarket.runtime.metrics import Metrics
-from provingmarket.runtime.process import Stopper, configure_logging, connect, emit, key_from_env, log
+from provingmarket.runtime.process import (
+    Stopper,
+    configure_logging,
+    connect,
+    emit,
+    exit_wrong_chain,
+    key_from_env,
+    log,
+)
 
 # What stops a process with one line: the registry or the node refused, a bad deployment
 # record, a mirror that belongs to another chain or registry.
@@ -50,11 +59,35 @@ def shown(name: str, default: Any, kind: click.ParamType | None, help: str | Non
     return click.option(name, default=default, show_default=True, type=kind, help=help)
 
 
+def data_dir_option() -> Callable:
+    """--data-dir: where a process keeps its files (provingmarket/runtime/datadir.py)."""
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False),
+        help="Directory of its files (mirror.sqlite, outbox.sqlite, ...). "
+        "Default: $XDG_DATA_HOME/provingmarket/chain-<id>/<process>-<account>.",
+    )
+
+
+def legacy_db_option() -> Callable:
+    """--db (deprecated): the single file of the previous layout, moved from once."""
+    return click.option(
+        "--db",
+        "legacy_db",
+        type=click.Path(dir_okay=False),
+        help="Deprecated: the single SQLite file of earlier versions; its unsent transactions "
+        "(and bids, rounds) are moved into the data directory on the first start.",
+    )
+
+
 @contextmanager
 def exit_on(errors: tuple[type[BaseException], ...] = FATAL) -> Iterator[None]:
-    """Turn `errors` into `error: <message>` on stderr and exit code 1."""
+    """Turn `errors` into `error: <message>` on stderr and exit code 1; another chain than
+    the process's files (`WrongChain`) into one `wrong_chain` log line and exit code 2."""
     try:
         yield
+    except WrongChain as error:
+        exit_wrong_chain(error)
     except errors as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)

@@ -15,9 +15,10 @@ import click
 from provingmarket import deployments
 from provingmarket.chain.checks import existing_market, when
 from provingmarket.chain.client import ClientError, Market, RegistryClient, format_ether
+from provingmarket.chain.identity import WrongChain
 from provingmarket.errors import ProvingMarketError
 from provingmarket.formats import BUILT_IN_MECHANISMS
-from provingmarket.runtime.process import Stopper, configure_logging
+from provingmarket.runtime.process import Stopper, configure_logging, exit_wrong_chain
 
 # The mechanisms every registry has, by id.
 BUILT_IN = BUILT_IN_MECHANISMS
@@ -131,10 +132,13 @@ def command(
 
 def run_frontend(run: Callable, account, log_level: str, **options) -> None:
     """Run a frontend's long-running process with the --account's client, until SIGTERM
-    or Ctrl-C."""
+    or Ctrl-C. On another chain than its data directory's: one `wrong_chain` line, exit 2."""
     configure_logging(log_level)
     stop = Stopper()
-    run(client(require(account)), stop=stop, **options)
+    try:
+        run(client(require(account)), stop=stop, **options)
+    except WrongChain as error:
+        exit_wrong_chain(error)
 
 
 def emit(as_json: bool, data: Any, text: Callable[[], str] | str) -> None:

@@ -1,8 +1,8 @@
 """Run the prover agent (provingmarket/agent/; docs/agent.md) for an ape account, on the network ape is
 connected to, with the deployment recorded for it:
 
-    ape run agent --network ethereum:local:node --account TEST::2 --db agent.sqlite
-    ape run agent --network ethereum:local:node --account TEST::2 --db agent.sqlite \\
+    ape run agent --network ethereum:local:node --account TEST::2 --data-dir ~/provingmarket/alice
+    ape run agent --network ethereum:local:node --account TEST::2 --data-dir ~/provingmarket/alice \\
         --backend snarkjs --withdraw-at 0.5 --metrics-port 9102
 
 The same agent as `python -m provingmarket.agent`, which a service manager runs with the
@@ -22,6 +22,7 @@ from provingmarket import deployments
 from provingmarket.agent.agent import run_agent
 from provingmarket.agent.main import agent_options
 from provingmarket.agent.settings import settings_from_options
+from provingmarket.chain.identity import WrongChain
 from provingmarket.cli import deployments_folder, fail, handled, network_name, require
 from provingmarket.runtime import process as runtime
 
@@ -31,7 +32,7 @@ from provingmarket.runtime import process as runtime
 @account_option(prompt=False)
 @agent_options
 @handled
-def cli(account, db, log_level, **options):
+def cli(account, data_dir, legacy_db, log_level, **options):
     """Prove what the registry assigns to the account (and open races), submit before the
     deadlines, withdraw earnings; resumes where it stopped."""
     account = require(account)
@@ -50,4 +51,8 @@ def cli(account, db, log_level, **options):
         )
     settings = settings_from_options(**options)
     runtime.configure_logging(log_level)
-    sys.exit(run_agent(ape.chain.provider.uri, record, key, db, settings))
+    try:
+        code = run_agent(ape.chain.provider.uri, record, key, data_dir, settings, legacy_db=legacy_db)
+    except WrongChain as error:
+        runtime.exit_wrong_chain(error)
+    sys.exit(code)

@@ -1,6 +1,6 @@
 """Run the auction frontend through ape: its network, its account.
 
-    ape run auction --mechanism 3 --db auction.sqlite --window 10 --port 8000 \\
+    ape run auction --mechanism 3 --data-dir ~/pm/auction --window 10 --port 8000 \\
         --network ethereum:local:node --account frontend
 
 The same process as `python -m frontends.auction.process` (which takes an RPC URL, a

@@ -1,6 +1,6 @@
 """Run the election frontend through ape (its network, its account), and check elections.
 
-    ape run election run --mechanism 3 --db election.sqlite --delay 2 --confirmations 2 \\
+    ape run election run --mechanism 3 --data-dir ~/pm/election --delay 2 --confirmations 2 \\
         --network ethereum:local:node --account frontend
     ape run election verify 0x<task id> --network ethereum:local:node
 

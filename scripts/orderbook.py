@@ -1,6 +1,6 @@
 """Run the orderbook frontend through ape: its network, its account.
 
-    ape run orderbook --mechanism 3 --db orderbook.sqlite --network ethereum:local:node --account frontend
+    ape run orderbook --mechanism 3 --data-dir ~/pm/orderbook --network ethereum:local:node --account frontend
 
 The same process as `python -m frontends.orderbook.process` (which takes an RPC URL, a
 deployment record and a key from the environment): it follows the registry recorded for

@@ -237,9 +237,16 @@ SLOW_BACKEND = {
 
 
 def spawn_agent(
-    spawn, stack, key: str, db, *options: str, rpc: str | None = None, name: str = "agent", wait: bool = True
+    spawn,
+    stack,
+    key: str,
+    data_dir,
+    *options: str,
+    rpc: str | None = None,
+    name: str = "agent",
+    wait: bool = True,
 ):
-    """A prover agent process for `key` on `stack` (its database at `db`, polling every
+    """A prover agent process for `key` on `stack` (its files in `data_dir`, polling every
     0.2 s), once it logged agent.start (unless `wait` is False)."""
     process = spawn(
         "provingmarket.agent",
@@ -249,8 +256,8 @@ def spawn_agent(
         str(stack.record),
         "--key-env",
         "PROVER_KEY",
-        "--db",
-        str(db),
+        "--data-dir",
+        str(data_dir),
         "--poll",
         "0.2",
         *options,
@@ -262,7 +269,9 @@ def spawn_agent(
     return process
 
 
-def spawn_frontend(spawn, stack, key, db, *options, mechanism: str, command=(), name: str | None = None):
+def spawn_frontend(
+    spawn, stack, key, data_dir, *options, mechanism: str, command=(), name: str | None = None
+):
     """A mechanism's frontend process (frontends.<mechanism>.process, `command` first) for the
     stack's mechanism, signing with `key` (in <MECHANISM>_KEY), polling every 0.2 s."""
     return spawn(
@@ -274,8 +283,8 @@ def spawn_frontend(spawn, stack, key, db, *options, mechanism: str, command=(), 
         str(stack.record),
         "--mechanism",
         str(stack.mechanism_id),
-        "--db",
-        str(db),
+        "--data-dir",
+        str(data_dir),
         "--poll",
         "0.2",
         *options,
@@ -284,9 +293,9 @@ def spawn_frontend(spawn, stack, key, db, *options, mechanism: str, command=(), 
     )
 
 
-def start_frontend(spawn, stack, key, db, *extra, name="orderbook"):
+def start_frontend(spawn, stack, key, data_dir, *extra, name="orderbook"):
     """The orderbook frontend process."""
-    return spawn_frontend(spawn, stack, key, db, *extra, mechanism="orderbook", name=name)
+    return spawn_frontend(spawn, stack, key, data_dir, *extra, mechanism="orderbook", name=name)
 
 
 def run_agent_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -4,9 +4,9 @@ tasks of a mechanism, on the keeper runtime (frontends/keeper.py), with the HTTP
 
     AUCTION_KEY=0x… python -m frontends.auction.process \\
         --rpc http://127.0.0.1:8545 --deployment deployments/ethereum-local.json \\
-        --mechanism 3 --db auction.sqlite --window 10 --port 8000
+        --mechanism 3 --data-dir /var/lib/provingmarket/auction --window 10 --port 8000
 
-or through ape: `ape run auction --network … --account … --mechanism 3 --db auction.sqlite`.
+or through ape: `ape run auction --network … --account … --mechanism 3 --data-dir …`.
 
 An auction's life
 -----------------
@@ -34,8 +34,9 @@ An auction's life
   escrow. An open auction whose task leaves the book (cancelled, filled by another
   frontend, window over, mechanism no longer served) closes with a note and no result.
 
-Everything (auctions, bids, results) is in the `--db` SQLite file beside the mirror and
-outbox: killed and restarted, the process serves the same answers, and clears the sealed
+Everything (auctions, bids, results) is in `bids.sqlite` in the `--data-dir`, beside the
+keeper's `mirror.sqlite` and `outbox.sqlite` (a versioned file of its own, which a mirror
+rebuild never touches): killed and restarted, the process serves the same answers, and clears the sealed
 bids of an auction that closed while it was down at its first round back.
 
 The account must be one of the mechanism's frontends. The key is read from an
@@ -66,6 +67,7 @@ from frontends.keeper import Keeper, assign_key, keeper_options
 from frontends.process import FATAL, run_frontend, serve, shown, with_options
 from provingmarket.chain.client import ClientError, RegistryClient
 from provingmarket.chain.mirror import Snapshot
+from provingmarket.runtime.datadir import BIDS
 from provingmarket.runtime.metrics import Metrics
 from provingmarket.runtime.process import Stopper, connection_options, emit, log
 
@@ -79,7 +81,7 @@ class Auctioneer:
     def __init__(
         self,
         client: RegistryClient,
-        db_path: str,
+        data_dir: str | None,
         mechanisms: tuple[int, ...],
         window: int,
         settings: ApiSettings,
@@ -89,7 +91,6 @@ class Auctioneer:
         mining_margin: int = MINING_MARGIN,
         **keeper: Any,
     ):
-        self.db = db_path
         self.window = window
         self.port = port
         self.settings = settings
@@ -98,7 +99,7 @@ class Auctioneer:
         self.mining_margin = mining_margin
         self.keeper = Keeper(
             client,
-            db_path,
+            data_dir,
             self.decide,
             mechanisms,
             name="auction",
@@ -106,7 +107,9 @@ class Auctioneer:
             observe=self.observe,
             **keeper,
         )
-        self.store = AuctionStore(db_path)
+        self.db = self.keeper.data.file(BIDS)
+        self.store = AuctionStore(self.db)
+        self.keeper.data.bind(self.store.db, BIDS)
         self.me = self.keeper.me
         self.chain_id = client.web3.eth.chain_id
         self.registry = client.address

@@ -2,7 +2,7 @@
 bids they received and what became of them. Everything the frontend promised over HTTP
 is here, so a restarted process serves the same answers and clears the same bids.
 
-    store = AuctionStore("auction.sqlite")     # the same file as the mirror and outbox
+    store = AuctionStore("data/auction/bids.sqlite")   # a file of its own in the data directory
     store.open_auction(task, round=1, opened_at=t, closes_at=t + 10)
     bid_id = store.add_bid(task_id, 1, prover, min_price, expiry, nonce, signature, cap=5)
     with store.transaction():                   # the keeper, at close
@@ -16,6 +16,10 @@ auction and reads its bids in one transaction, so no bid arrives after the bids 
 auction were read. Commits are `synchronous=NORMAL`: a bid acknowledged is on disk when
 the process is killed (it is in the WAL), though an operating-system crash may lose the
 last ones; the mirror and outbox keep their own `FULL`.
+
+The file carries its schema version (`database.migrate`, component `auction_bids`):
+`MIGRATIONS[0]` is the schema as it was before versions existed, so a file written then
+is recognised; a later change is a new migration appended, never an edit of an old one.
 
 Amounts and uint256 values are decimal TEXT (SQLite integers stop at 2**63). Task ids
 are 0x-prefixed lowercase hex, addresses checksummed.
@@ -33,6 +37,7 @@ from typing import Any
 
 from frontends.auction.mechanism import Clearing, SealedBid
 from frontends.book import OpenTask, task_hex
+from provingmarket.chain.database import Migration, migrate
 from provingmarket.errors import Refusal
 
 OPEN, CLOSED = "open", "closed"
@@ -61,6 +66,11 @@ CREATE TABLE IF NOT EXISTS bids (
 CREATE INDEX IF NOT EXISTS bids_auction ON bids (task_id, round, prover);
 CREATE INDEX IF NOT EXISTS bids_status ON bids (status);
 """
+
+
+# Migration i takes the file from schema version i to i + 1 (provingmarket/chain/database.py).
+MIGRATIONS: list[Migration] = [SCHEMA]
+COMPONENT = "auction_bids"
 
 
 class StoreRefusal(Refusal):
@@ -121,7 +131,7 @@ class AuctionStore:
         if self.path != ":memory:":
             self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        migrate(self.db, COMPONENT, MIGRATIONS, self.path)
 
     def close(self) -> None:
         self.db.close()

@@ -6,25 +6,29 @@ chain and says whether a frontend's choices match them.
 
     ELECTION_KEY=0x… python -m frontends.election.process run \\
         --rpc http://127.0.0.1:8545 --deployment deployments/ethereum-local.json \\
-        --mechanism 3 --db election.sqlite --delay 2 --confirmations 2
+        --mechanism 3 --data-dir /var/lib/provingmarket/election --delay 2 --confirmations 2
 
     python -m frontends.election.process verify 0x<task id> \\
         --rpc http://127.0.0.1:8545 --deployment deployments/ethereum-local.json
 
-or through ape: `ape run election run --network … --account … --mechanism 3 --db …` and
+or through ape: `ape run election run --network … --account … --mechanism 3 --data-dir …` and
 `ape run election verify 0x<task id> --network …`.
 
 How it runs
 -----------
-Two mirrors of the registry. The keeper's (in `--db`, with the outbox) follows the chain
-to the head less `--confirmations` blocks: it says what is open now, what was sent, and
-what to slash. The *as-of* mirror (in `<db>` with `.asof` before its suffix, with the
-rounds drawn) is the registry's state at each randomness block: it is moved forward at
-most `--delay` blocks at a time (so no round's block is passed: a round's block is always
-`--delay` blocks after the block that triggers it) and never past a round's block before
-that round is drawn, and never past the keeper's mirror, so a randomness block is used
-only once it has `--confirmations` blocks on it. The `verify` command runs the same walk
-over an in-memory as-of mirror rebuilt from the deployment block, for one task.
+Two mirrors of the registry, each in a file of the `--data-dir`. The keeper's
+(`mirror.sqlite`, beside `outbox.sqlite`) follows the chain to the head less
+`--confirmations` blocks: it says what is open now, what was sent, and what to slash. The
+*as-of* mirror (`asof.sqlite`) is the registry's state at each randomness block: it is
+moved forward at most `--delay` blocks at a time (so no round's block is passed: a round's
+block is always `--delay` blocks after the block that triggers it) and never past a
+round's block before that round is drawn, and never past the keeper's mirror, so a
+randomness block is used only once it has `--confirmations` blocks on it. The rounds drawn
+are kept in `rounds.sqlite` (versioned, component `election_rounds`), apart from the
+as-of mirror, which is rebuilt from the chain when its schema changes: the walk then
+catches up past the rounds already drawn without drawing them again. The `verify` command
+runs the same walk over an in-memory as-of mirror rebuilt from the deployment block, for
+one task.
 
 Each round is one log line: `election.draw` (task, round, randomness block and hash,
 open slots, the eligible set, the winners), `election.short` when fewer provers than open
@@ -48,7 +52,6 @@ import logging
 import sqlite3
 import sys
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import click
@@ -72,8 +75,11 @@ from frontends.election.mechanism import (
 from frontends.keeper import Keeper, assign_key, book_snapshot, keeper_options
 from frontends.process import exit_on, run_frontend, serve, shown, with_options
 from provingmarket.chain.client import TASK_EVENTS, ClientError, RegistryClient, parse_task_id
+from provingmarket.chain.database import Migration, migrate
+from provingmarket.chain.database import connect as connect_db
 from provingmarket.chain.mirror import Mirror, Snapshot, TaskView
 from provingmarket.formats import ZERO_ADDRESS, TaskTerms
+from provingmarket.runtime.datadir import ASOF, ROUNDS
 from provingmarket.runtime.metrics import Metrics
 from provingmarket.runtime.process import Stopper, connect, connection_options, emit
 
@@ -92,18 +98,17 @@ CREATE TABLE IF NOT EXISTS election_done (task_id TEXT PRIMARY KEY, block INTEGE
 """
 
 
-def asof_path(db_path: str | Path) -> str:
-    """Where the as-of mirror and the rounds live: `election.sqlite` -> `election.asof.sqlite`."""
-    path = Path(db_path)
-    return str(path.with_name(f"{path.stem}.asof{path.suffix or '.sqlite'}"))
+# Migration i takes the rounds' file from schema version i to i + 1 (`database.migrate`);
+# the first is the schema as it was before versions existed.
+ROUNDS_MIGRATIONS: list[Migration] = [ROUNDS_SCHEMA]
 
 
 class RoundStore:
-    """The rounds drawn, beside the as-of mirror (same SQLite file, its own tables)."""
+    """The rounds drawn (`rounds.sqlite` in the data directory, or any connection)."""
 
-    def __init__(self, db: sqlite3.Connection):
+    def __init__(self, db: sqlite3.Connection, path: str = ""):
         self.db = db
-        self.db.executescript(ROUNDS_SCHEMA)
+        migrate(self.db, "election_rounds", ROUNDS_MIGRATIONS, path)
 
     def add(self, d: Draw) -> None:
         self.db.execute(
@@ -355,7 +360,7 @@ class Elector:
     def __init__(
         self,
         client: RegistryClient,
-        db_path: str,
+        data_dir: str | None,
         mechanisms: Iterable[int],
         delay: int,
         metrics: Metrics,
@@ -365,7 +370,7 @@ class Elector:
         self.metrics = metrics
         self.keeper = Keeper(
             client,
-            db_path,
+            data_dir,
             self.decide,
             mechanisms,
             name="election",
@@ -379,8 +384,10 @@ class Elector:
         self.web3 = client.web3
         self.delay = delay
         self.confirmations = confirmations
-        self.asof = Mirror(asof_path(db_path), client, None, confirmations)
-        self.store = RoundStore(self.asof.db)
+        data = self.keeper.data
+        self.asof = data.mirror(client, None, confirmations, name=ASOF)
+        self.store = RoundStore(connect_db(data.file(ROUNDS)), data.file(ROUNDS))
+        data.bind(self.store.db, ROUNDS)
         self.walk = Walk(
             self.asof,
             self.store,
@@ -400,6 +407,7 @@ class Elector:
             self.keeper.run(stop)
         finally:
             self.asof.close()
+            self.store.db.close()
 
     # -------------------------------------------------------------- each round
 
@@ -538,7 +546,7 @@ def task_rounds(
     """A task's rounds up to block `horizon`, for `frontend`, recomputed from the chain: an
     in-memory as-of mirror rebuilt from the deployment block."""
     with Mirror(":memory:", client, client.from_block) as asof:
-        store = RoundStore(asof.db)
+        store = RoundStore(connect_db(":memory:"))
         Walk(asof, store, delay, frontend, task=task_id, posted_block=posted_block).advance(horizon)
         return store.rounds(task_id)
 

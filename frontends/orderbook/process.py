@@ -3,15 +3,15 @@ mechanism (frontends/orderbook/mechanism.py), as one process.
 
     ORDERBOOK_KEY=0x… python -m frontends.orderbook.process \\
         --rpc http://127.0.0.1:8545 --deployment deployments/ethereum-local.json \\
-        --mechanism 3 --db orderbook.sqlite --metrics-port 9464
+        --mechanism 3 --data-dir /var/lib/provingmarket/orderbook --metrics-port 9464
 
 or, through ape (its network and account): `ape run orderbook --network … --account …
---mechanism 3 --db orderbook.sqlite`.
+--mechanism 3 --data-dir …`.
 
 The account must be one of the mechanism's frontends (`ape run operator mechanism
 frontend`). The key is read from an environment variable (`--key-env`, ORDERBOOK_KEY by
 default), never from the command line. SIGTERM stops it after the round in progress;
-restarted on the same `--db`, it resumes from its cursor and never sends an assignment
+restarted on the same `--data-dir`, it resumes from its cursor and never sends an assignment
 twice. Log lines are JSON, one per decision and per outcome, on stderr.
 """
 

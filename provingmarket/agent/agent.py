@@ -34,12 +34,13 @@ from provingmarket.agent.submitter import Submitter
 from provingmarket.agent.workers import Workers
 from provingmarket.chain import trust
 from provingmarket.chain.client import ClientError, RegistryClient, chain_time
-from provingmarket.chain.mirror import Mirror, MirrorError
-from provingmarket.chain.outbox import Outbox
+from provingmarket.chain.identity import WrongChain
+from provingmarket.chain.mirror import MirrorError
 from provingmarket.deployments import DeploymentError
 from provingmarket.proving.backends import BackendError
 from provingmarket.proving.circuits import CircuitError
 from provingmarket.runtime import process as runtime
+from provingmarket.runtime.datadir import AGENT, DataDir, open_data_dir
 from provingmarket.runtime.metrics import Metrics
 
 log = logging.getLogger("provingmarket.agent.agent")
@@ -50,13 +51,13 @@ SETUP_ERRORS = (ClientError, DeploymentError, CircuitError, BackendError, Mirror
 
 
 class Agent:
-    """One prover's agent: its databases (mirror, outbox, rows in one SQLite file) and
-    services, run round after round until stopped."""
+    """One prover's agent: its data directory (mirror.sqlite, outbox.sqlite, agent.sqlite,
+    provingmarket/runtime/datadir.py) and services, run round after round until stopped."""
 
     def __init__(
         self,
         client: RegistryClient,
-        db: str | Path,
+        data: DataDir,
         settings: AgentSettings,
         stop: runtime.Stopper,
         metrics: Metrics | None = None,
@@ -69,10 +70,11 @@ class Agent:
         self.stop = stop
         self.metrics = metrics or Metrics("agent")
         self.metrics_port: int | None = None
-        path = str(db)
-        self.mirror = Mirror(path, client, confirmations=settings.confirmations)
-        self.outbox = Outbox(path, client)
-        self.store = AgentStore(path)
+        self.data = data
+        self.outbox = data.outbox(client)
+        self.mirror = data.mirror(client, confirmations=settings.confirmations)
+        self.store = AgentStore(data.file(AGENT))
+        data.bind(self.store.db, AGENT)
         context = Context(client, self.mirror, self.outbox, self.store, self.metrics, settings, stop)
         self.submitter = Submitter(context)
         self.monitor = Monitor(context, self.submitter)
@@ -114,7 +116,15 @@ class Agent:
             metrics_port=self.metrics_port,
             **self._simulated(),
         )
-        runtime.run_forever(self.round_, self.stop, self.settings.poll, "agent", on_error=self._on_error)
+        try:
+            runtime.run_forever(self.round_, self.stop, self.settings.poll, "agent", on_error=self._on_error)
+        except WrongChain as error:
+            # A proof still running must not be submitted to another chain: leave now (its
+            # row says `proving`, so a start on the right chain proves it again).
+            runtime.emit(log, "wrong_chain", logging.ERROR, error=str(error))
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(error.exit_code)
         return self.shutdown()
 
     def _simulated(self) -> dict[str, Any]:
@@ -183,7 +193,9 @@ class Agent:
 
     def round_(self) -> None:
         """Follow the market, take up its assignments, pick races, locks and bids worth
-        taking, and withdraw when due (docs/agent.md, "What it does")."""
+        taking, and withdraw when due (docs/agent.md, "What it does"). First, that the
+        node is still the chain of its files (WrongChain ends the agent, exit code 2)."""
+        self.data.check(self.web3)
         self.monitor.sync()
         now = chain_time(self.web3)
         in_flight = self.outbox.in_flight_keys()
@@ -211,12 +223,16 @@ def run_agent(
     rpc: str,
     deployment_file: str | Path,
     key: str,
-    db: str | Path,
+    data_dir: str | Path | None,
     settings: AgentSettings | None = None,
     stop: runtime.Stopper | None = None,
+    legacy_db: str | Path | None = None,
 ) -> int:
-    """Run the agent until SIGTERM/SIGINT; returns the exit code. Raises SETUP_ERRORS
-    (and sqlite3.Error) for what is wrong before it starts."""
+    """Run the agent until SIGTERM/SIGINT; returns the exit code. `data_dir`: where its
+    files are (None: the default for the chain and the prover); `legacy_db`: a file of the
+    previous layout to move its work and outbox out of. Raises SETUP_ERRORS (and
+    sqlite3.Error) for what is wrong before it starts, WrongChain for another chain."""
     settings = settings or AgentSettings()
     client = runtime.connect(rpc, deployment_file, key)
-    return Agent(client, db, settings, stop or runtime.Stopper()).run()
+    data = open_data_dir(client, "agent", data_dir, legacy_db)
+    return Agent(client, data, settings, stop or runtime.Stopper()).run()

@@ -13,13 +13,26 @@ import click
 
 from provingmarket.agent.agent import SETUP_ERRORS, run_agent
 from provingmarket.agent.settings import settings_from_options
+from provingmarket.chain.identity import WrongChain
 from provingmarket.runtime import process as runtime
 
 PROG = "python -m provingmarket.agent"
 
 # The agent's options, in the order --help lists them.
 OPTIONS = [
-    click.option("--db", required=True, help="SQLite file for the mirror, the outbox and the agent's work."),
+    click.option(
+        "--data-dir",
+        default=None,
+        help="Directory of its files (mirror.sqlite, outbox.sqlite, agent.sqlite). "
+        "Default: $XDG_DATA_HOME/provingmarket/chain-<id>/agent-<prover>.",
+    ),
+    click.option(
+        "--db",
+        "legacy_db",
+        default=None,
+        help="Deprecated: the single SQLite file of earlier versions; its work and unsent "
+        "transactions are moved into the data directory on the first start.",
+    ),
     click.option(
         "--backend",
         default="auto",
@@ -131,7 +144,15 @@ def agent_options(function: Callable) -> Callable:
 )
 @click.option("--key-env", required=True, help="Environment variable holding the prover's private key.")
 @agent_options
-def command(rpc: str, deployment: str, key_env: str, db: str, log_level: str, **options: Any) -> int:
+def command(
+    rpc: str,
+    deployment: str,
+    key_env: str,
+    data_dir: str | None,
+    legacy_db: str | None,
+    log_level: str,
+    **options: Any,
+) -> int:
     """Prove what the registry assigns to one prover, race open races, lock DUTCH tasks
     and bid in auctions that pay its cost model's floor; decline tasks whose posted
     inputs nobody can prove and work in custom markets not trusted (--trust-verifier);
@@ -140,11 +161,13 @@ def command(rpc: str, deployment: str, key_env: str, db: str, log_level: str, **
     try:
         settings = settings_from_options(**options)
         key = runtime.key_from_env(key_env)
-        return run_agent(rpc, deployment, key, db, settings)
+        return run_agent(rpc, deployment, key, data_dir, settings, legacy_db=legacy_db)
+    except WrongChain as error:
+        runtime.exit_wrong_chain(error)
     except SETUP_ERRORS as error:
         raise click.ClickException(str(error)) from None
     except sqlite3.Error as error:
-        raise click.ClickException(f"--db {db}: {error}") from None
+        raise click.ClickException(f"--data-dir {data_dir or '(default)'}: {error}") from None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,9 @@
-"""What the agent keeps in its SQLite file beside the mirror and the outbox: one row per
-piece of work (`Work`, keyed `prove:<task>:<slot>` or `race:<task>`) with its state, the
+"""What the agent keeps in `agent.sqlite` in its data directory, beside the mirror and the
+outbox: one row per piece of work (`Work`, keyed `prove:<task>:<slot>` or `race:<task>`) with its state, the
 measured proving time per market, and one row per auction bid (`Bid`). Why this makes it
-never prove or submit twice: docs/agent.md."""
+never prove or submit twice: docs/agent.md. The file carries its schema version
+(`database.migrate`, component `agent`; `MIGRATIONS[0]` is the schema as it was before
+versions existed, so a file written then is recognised)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from provingmarket.chain.database import Migration, migrate
 from provingmarket.formats import OPEN_RACE, Assignment, TaskTerms
 
 # Work states: waiting for capacity, proving, proof kept, proof sent, paid; or ended
@@ -62,6 +65,10 @@ CREATE TABLE IF NOT EXISTS agent_bids (
     PRIMARY KEY (url, task_id, round)
 );
 """
+
+# Migration i takes the file from schema version i to i + 1 (provingmarket/chain/database.py).
+MIGRATIONS: list[Migration] = [SCHEMA]
+COMPONENT = "agent"
 
 # Bid states: written before sending (a restart counts it as sent), taken, refused.
 BID_SENDING, BID_ACCEPTED, BID_REFUSED = "sending", "accepted", "refused"
@@ -144,7 +151,7 @@ def hex_id(task_id: bytes) -> str:
 
 
 class AgentStore:
-    """The agent's rows in the shared SQLite file: one connection, used under a lock by the
+    """The agent's rows in its SQLite file: one connection, used under a lock by the
     main loop and the workers."""
 
     def __init__(self, path: str):
@@ -154,7 +161,7 @@ class AgentStore:
         if path != ":memory:":
             self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        migrate(self.db, COMPONENT, MIGRATIONS, path)
 
     def get(self, key: str) -> dict | None:
         with self.lock:

@@ -31,14 +31,20 @@ KEY_ENV = "DEVNET_KEY"  # the environment variable a process reads its private k
 
 
 def command(
-    module: str, rpc: str, record: Path, db: Path, *args: str, sub: tuple[str, ...] = (), poll: float = 0.5
+    module: str,
+    rpc: str,
+    record: Path,
+    data_dir: Path,
+    *args: str,
+    sub: tuple[str, ...] = (),
+    poll: float = 0.5,
 ) -> list[str]:
-    """`python -m module [sub...] --rpc … --deployment … --key-env KEY_ENV --db … --poll POLL args`:
-    how a frontend or an agent is started against the deployment `record` (`poll`: its
-    seconds between rounds)."""
+    """`python -m module [sub...] --rpc … --deployment … --key-env KEY_ENV --data-dir … --poll POLL
+    args`: how a frontend or an agent is started against the deployment `record` (`poll`:
+    its seconds between rounds)."""
     return [
         sys.executable, "-m", module, *sub, "--rpc", rpc, "--deployment", str(record),
-        "--key-env", KEY_ENV, "--db", str(db), "--poll", str(poll), *args,
+        "--key-env", KEY_ENV, "--data-dir", str(data_dir), "--poll", str(poll), *args,
     ]  # fmt: skip
 
 
@@ -67,7 +73,7 @@ def exit_line(name: str, process: subprocess.Popen) -> str:
 
 class Processes:
     """Processes started against the deployment `record` on the node at `rpc`, each with
-    its log (`<name>.log`) and database (`<name>.sqlite`) in `logs`; `started` maps each
+    its log (`<name>.log`) and data directory (`<name>/`) in `logs`; `started` maps each
     name to its latest process."""
 
     def __init__(self, rpc: str, record: Path, logs: Path):
@@ -79,7 +85,7 @@ class Processes:
     ) -> subprocess.Popen:
         """Start `module` as `name`, holding `key`, in a session of its own."""
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **{KEY_ENV: key})
-        argv = command(module, self.rpc, self.record, self.logs / f"{name}.sqlite", *args, sub=sub)
+        argv = command(module, self.rpc, self.record, self.logs / name, *args, sub=sub)
         with open(self.logs / f"{name}.log", "a") as log:  # the child holds its own copy
             process = subprocess.Popen(
                 argv, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
@@ -173,8 +179,8 @@ def logged_frontend(
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         record = Deployment("ethereum:local", chain_id, stack.registry.address, 0, unbonding_delay, markets)
-        db = folder / f"{module.split('.')[1]}.sqlite"
+        data_dir = folder / module.split(".")[1]
         mechanism = ("--mechanism", str(stack.mechanism_id))
-        argv = command(module, rpc, save(record, folder), db, *mechanism, *args, poll=poll)
+        argv = command(module, rpc, save(record, folder), data_dir, *mechanism, *args, poll=poll)
         with LoggedProcess(argv, key) as process:
             yield process

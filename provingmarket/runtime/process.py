@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import requests
@@ -27,6 +27,7 @@ from web3.exceptions import TimeExhausted, Web3Exception
 
 from provingmarket import deployments
 from provingmarket.chain.client import ClientError, KeySigner, RegistryClient
+from provingmarket.chain.identity import WrongChain
 
 log = logging.getLogger("provingmarket.runtime.process")
 
@@ -145,7 +146,8 @@ def run_forever(
     """Call `round_` every `poll` seconds until `stop` is set. A node that does not answer
     is waited for with exponential backoff (0.5 s doubling to 30 s) and a log line per
     attempt; any other error is logged with its trace and the loop goes on: a process
-    never dies of one bad round."""
+    never dies of one bad round. But `WrongChain` (the node is another chain than the
+    process's files) ends the loop: the caller stops the process (`exit_wrong_chain`)."""
     failures = 0
     while not stop.stopped:
         try:
@@ -155,6 +157,8 @@ def run_forever(
             failures = 0
             stop.wait(poll)
             continue
+        except WrongChain:
+            raise
         except RPC_ERRORS as error:
             kind, event, level = "rpc", "rpc_error", logging.WARNING
             fields = {"error": f"{type(error).__name__}: {error}"[:300], "attempt": failures + 1}
@@ -170,6 +174,15 @@ def run_forever(
         if on_error:
             on_error(kind)
         stop.wait(delay)
+
+
+def exit_wrong_chain(error: WrongChain) -> NoReturn:
+    """End a process that found itself on another chain: one log line, `wrong_chain`,
+    saying what differs and what to do, and exit code 2 (`WrongChain.exit_code`)."""
+    emit(log, "wrong_chain", logging.ERROR, error=str(error))
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.exit(error.exit_code)
 
 
 def monotonic_ms(started: float) -> int:

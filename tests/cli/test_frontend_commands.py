@@ -6,7 +6,7 @@ from __future__ import annotations
 
 def test_auction__built_in_mechanism__one_line_error_exit_1(run, recorded, tmp_path):
     refused = run(
-        "auction", "--mechanism", "2", "--db", str(tmp_path / "a.sqlite"), "--port", "0", account="TEST::5"
+        "auction", "--mechanism", "2", "--data-dir", str(tmp_path / "a"), "--port", "0", account="TEST::5"
     )
     assert refused.code == 1
     assert refused.error.startswith("error: ") and "need no frontend" in refused.error

@@ -117,6 +117,7 @@ class Process:
     env: dict[str, str]
     log_path: Path
     popen: subprocess.Popen | None = None
+    cwd: Path = ROOT
     lines: list[dict] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
     starts: int = 0
@@ -126,7 +127,7 @@ class Process:
         handle = open(self.log_path, "a")  # noqa: SIM115 (closed by the reader thread)
         self.popen = subprocess.Popen(
             self.argv,
-            cwd=ROOT,
+            cwd=self.cwd,
             env=self.env,
             stdout=handle,
             stderr=subprocess.PIPE,
@@ -188,16 +189,19 @@ class Process:
 
 @pytest.fixture
 def spawn(tmp_path):
-    """spawn("frontends.orderbook.process", *args, env={...}) -> a started Process;
+    """spawn("frontends.orderbook.process", *args, env={...}, cwd=ROOT) -> a started Process;
     every process is stopped at the end of the test, by its pid."""
     started: list[Process] = []
 
-    def start(module: str, *args: str, env: dict[str, str] | None = None, name: str | None = None) -> Process:
+    def start(
+        module: str, *args: str, env: dict[str, str] | None = None, name: str | None = None, cwd: Path = ROOT
+    ) -> Process:
         name = name or f"{module.rsplit('.', 1)[-1]}-{len(started)}"
         process = Process(
             [sys.executable, "-m", module, *args],
             dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **(env or {})),
             tmp_path / f"{name}.log",
+            cwd=cwd,
         )
         started.append(process.start())
         return process

@@ -57,7 +57,7 @@ def start_agent(spawn, tmp_path):
     """start_agent(stack, key, *options, rpc=None) -> the agent's Process, once it logged agent.start."""
 
     def start(stack, key: str, *options: str, rpc: str | None = None, db: Path | None = None):
-        return spawn_agent(spawn, stack, key, db or tmp_path / "agent.sqlite", *options, rpc=rpc)
+        return spawn_agent(spawn, stack, key, db or tmp_path / "agent", *options, rpc=rpc)
 
     return start
 
@@ -363,7 +363,7 @@ def test_agent__sigterm_while_proving__submits_then_exits_zero(
         ("no key", "set PROVER_KEY"),
         ("bad amount", "--withdraw-at"),
         ("bad code hash", "--trust-verifier '0x1234' is not a code hash (0x and 64 hex digits)"),
-        ("missing option", "--db"),
+        ("missing option", "--key-env"),
     ],
 )
 def test_agent__bad_input__one_line_error_and_exit_code_1(tmp_path, rpc, case, expected):
@@ -373,10 +373,10 @@ def test_agent__bad_input__one_line_error_and_exit_code_1(tmp_path, rpc, case, e
         rpc,
         "--deployment",
         str(record),
+        "--data-dir",
+        str(tmp_path / "a"),
         "--key-env",
         "PROVER_KEY",
-        "--db",
-        str(tmp_path / "a.db"),
     ]
     env = {"PROVER_KEY": "0x" + "11" * 32}
     if case == "no key":
@@ -397,7 +397,7 @@ def test_agent__prover_in_no_market__says_to_join_and_exits_1(make_stack, keeper
     stack = make_stack([keeper.address])
     key = funded()
     args = ["--rpc", rpc, "--deployment", str(stack.record), "--key-env", "PROVER_KEY"]
-    done = run_agent_cli(*args, "--db", str(tmp_path / "a.db"), env={"PROVER_KEY": key})
+    done = run_agent_cli(*args, "--data-dir", str(tmp_path / "a"), env={"PROVER_KEY": key})
     assert done.returncode == 1
     lines = [line for line in done.stderr.strip().splitlines() if not line.startswith("{")]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "has joined no market" in lines[0], (

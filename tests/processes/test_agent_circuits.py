@@ -83,7 +83,7 @@ def test_agent__plonk_and_circomlib_circuits__proven_with_the_default_backend_an
     for market_id in (plonk_market, outputs_market):
         client.transact("join_market", market_id, 1, ETHER // 100, 1, 0, [stack.mechanism_id])
 
-    agent = spawn_agent(spawn, stack, key, tmp_path / "agent.sqlite", "--trust-verifier", codehash)
+    agent = spawn_agent(spawn, stack, key, tmp_path / "agent", "--trust-verifier", codehash)
     tasks = [
         post_inputs(stack, requester, plonk_market, plonk, {"x": "12", "y": "144"}),
         post_inputs(stack, requester, outputs_market, outputs, {"a": "40", "b": "2", "salt": "9"}),

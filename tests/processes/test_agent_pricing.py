@@ -135,7 +135,7 @@ def start_agent(spawn, tmp_path):
     """start_agent(stack, key, *options) -> the agent's Process, once it logged agent.start."""
 
     def start(stack, key: str, *options: str):
-        return spawn_agent(spawn, stack, key, tmp_path / "agent.sqlite", *options)
+        return spawn_agent(spawn, stack, key, tmp_path / "agent", *options)
 
     return start
 
@@ -426,7 +426,7 @@ def test_agent__bad_strategy_options__one_line_error(tmp_path, rpc):
         ("--cost-per-second", "-1", "--cost-per-second '-1' is negative"),
     ]:
         done = run_agent_cli(
-            *base, "--db", str(tmp_path / "a.db"), option, value, env={"PROVER_KEY": "0x" + "11" * 32}
+            *base, "--data-dir", str(tmp_path / "a"), option, value, env={"PROVER_KEY": "0x" + "11" * 32}
         )
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 1 and len(lines) == 1 and expected in lines[0], done.stderr

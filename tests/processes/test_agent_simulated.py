@@ -30,7 +30,7 @@ def start_agent(spawn, tmp_path):
         process = spawn(
             "provingmarket.agent",
             *("--rpc", stack.rpc, "--deployment", str(stack.record), "--key-env", "PROVER_KEY"),
-            *("--db", str(tmp_path / "agent.sqlite"), "--poll", "0.2", "--no-dutch"),
+            *("--data-dir", str(tmp_path / "agent"), "--poll", "0.2", "--no-dutch"),
             *("--simulate", json.dumps(hardware)),
             env={"PROVER_KEY": key},
             name="agent",
@@ -136,7 +136,7 @@ def run_agent_cli(tmp_path: Path, rpc: str, simulate: str) -> subprocess.Complet
             "-m",
             "provingmarket.agent",
             *("--rpc", rpc, "--deployment", str(tmp_path / "none.json"), "--key-env", "PROVER_KEY"),
-            *("--db", str(tmp_path / "a.db"), "--simulate", simulate),
+            *("--data-dir", str(tmp_path / "a"), "--simulate", simulate),
         ],
         cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=str(ROOT), PROVER_KEY="0x" + "11" * 32),

@@ -66,7 +66,7 @@ def start_agent(spawn, tmp_path):
     """start_agent(stack, key, *options) -> the agent's Process, once it logged agent.start."""
 
     def start(stack, key: str, *options: str):
-        return spawn_agent(spawn, stack, key, tmp_path / f"agent-{time.monotonic_ns()}.sqlite", *options)
+        return spawn_agent(spawn, stack, key, tmp_path / f"agent-{time.monotonic_ns()}", *options)
 
     return start
 

@@ -120,7 +120,7 @@ def test_second_price__the_lowest_bid_wins__paid_the_second_on_chain__requester_
     key, address = frontend_account(funded)
     stack = make_stack([address])
     provers = [make_prover(stack, capacity=1) for _ in range(3)]
-    frontend = start(spawn, stack, key, tmp_path / "auction.sqlite")
+    frontend = start(spawn, stack, key, tmp_path / "auction")
     url = api_url(frontend)
     terms = post(stack, max_reward=ETHER // 10)
     task_id = task_hex(stack, terms)
@@ -178,7 +178,7 @@ def test_redundancy_two__the_two_lowest_win_at_the_third_price__a_single_bid_get
     key, address = frontend_account(funded)
     stack = make_stack([address])
     provers = [make_prover(stack, capacity=2) for _ in range(3)]
-    frontend = start(spawn, stack, key, tmp_path / "auction.sqlite")
+    frontend = start(spawn, stack, key, tmp_path / "auction")
     url = api_url(frontend)
     pair = task_hex(stack, post(stack, redundancy=2, max_reward=ETHER // 10))
     single = task_hex(stack, post(stack, max_reward=ETHER // 10))
@@ -210,7 +210,7 @@ def test_no_bids__the_auction_closes_so__the_task_stays_open__its_requester_canc
     key, address = frontend_account(funded)
     stack = make_stack([address])
     make_prover(stack)
-    frontend = start(spawn, stack, key, tmp_path / "auction.sqlite", window=2)
+    frontend = start(spawn, stack, key, tmp_path / "auction", window=2)
     url = api_url(frontend)
     terms = post(stack)
     task_id = task_hex(stack, terms)
@@ -241,7 +241,7 @@ def test_forged_bid__refused_by_the_frontend__and_skipped_by_the_registry_when_s
     stack = make_stack([address])
     _, victim = make_prover(stack)
     forger_key = funded()
-    frontend = start(spawn, stack, key, tmp_path / "auction.sqlite", window=30)
+    frontend = start(spawn, stack, key, tmp_path / "auction", window=30)
     url = api_url(frontend)
     terms = post(stack)
     task_id = task_hex(stack, terms)
@@ -300,7 +300,7 @@ def test_bad_input__every_kind_answered_4xx_with_a_reason__never_5xx(
         stack, make_prover, funded
     )
     limits = ("--prover-rate", "0.2", "--prover-burst", "5", "--bids-per-prover", "3")
-    frontend = start(spawn, stack, key, tmp_path / "auction.sqlite", *limits, window=12)
+    frontend = start(spawn, stack, key, tmp_path / "auction", *limits, window=12)
     url = api_url(frontend)
     terms = post(stack, max_reward=ETHER // 10)
     task_id = task_hex(stack, terms)
@@ -374,7 +374,7 @@ def test_sigkill_mid_auction__sealed_bids_survive__the_auction_clears_after_rest
     key, address = frontend_account(funded)
     stack = make_stack([address])
     provers = [make_prover(stack, capacity=1) for _ in range(3)]
-    db = tmp_path / "auction.sqlite"
+    db = tmp_path / "auction"
     frontend = start(spawn, stack, key, db, window=10)
     url = api_url(frontend)
     task_id = task_hex(stack, post(stack, max_reward=ETHER // 10))
@@ -416,7 +416,7 @@ def test_schemathesis__no_5xx__every_answer_as_the_openapi_description_says(
     key, address = frontend_account(funded)
     stack = make_stack([address])
     make_prover(stack)
-    frontend = start(spawn, stack, key, tmp_path / "auction.sqlite", window=60)
+    frontend = start(spawn, stack, key, tmp_path / "auction", window=60)
     url = api_url(frontend)
     opened(url, task_hex(stack, post(stack)))
 

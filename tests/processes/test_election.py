@@ -129,7 +129,7 @@ def test_election__two_provers_drawn_from_a_block_after_posting__assigned_at_max
     stack = make_stack([address])
     provers = {make_prover(stack, capacity=2)[1] for _ in range(3)}
     make_prover(stack, ask=ETHER)  # asks more than the task's maximum: never eligible
-    frontend = start_frontend(spawn, stack, key, tmp_path / "election.sqlite")
+    frontend = start_frontend(spawn, stack, key, tmp_path / "election")
     frontend.wait_for("election.start")
     miner.start()
     terms = post(stack, redundancy=2, max_reward=ETHER // 10, decay=True, decay_floor=ETHER // 100)
@@ -189,7 +189,7 @@ def test_too_few_eligible__those_there_are_assigned__logged__the_rest_open_until
     stack = make_stack([address])
     provers = {make_prover(stack)[1] for _ in range(2)}
     make_prover(stack, proving_time=400)  # slower than the task's proving window
-    frontend = start_frontend(spawn, stack, key, tmp_path / "election.sqlite", "--log-level", "DEBUG")
+    frontend = start_frontend(spawn, stack, key, tmp_path / "election", "--log-level", "DEBUG")
     frontend.wait_for("election.start")
     miner.start()
     terms = post(stack, redundancy=3)
@@ -219,7 +219,7 @@ def test_reorg__the_randomness_block_replaced_before_confirmed__drawn_from_the_n
     stack = make_stack([address])
     for _ in range(4):
         make_prover(stack)
-    frontend = start_frontend(spawn, stack, key, tmp_path / "election.sqlite", "--confirmations", "2")
+    frontend = start_frontend(spawn, stack, key, tmp_path / "election", "--confirmations", "2")
     frontend.wait_for("election.start")
     terms = post(stack)  # block P; nothing else is mined but by hand
     task = task_hex(stack, terms)
@@ -253,7 +253,7 @@ def test_silent_winner__slashed_after_its_deadline__its_slot_reopens_and_is_draw
     key, address = frontend_account(funded)
     stack = make_stack([address], grace_period=2)  # the 3 s window must outlast the grace
     provers = {make_prover(stack, proving_time=1)[1] for _ in range(2)}  # neither ever proves
-    frontend = start_frontend(spawn, stack, key, tmp_path / "election.sqlite")
+    frontend = start_frontend(spawn, stack, key, tmp_path / "election")
     frontend.wait_for("election.start")
     miner.start()
     terms = post(stack, proving_window=3, assign_window=120)

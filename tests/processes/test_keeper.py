@@ -24,7 +24,7 @@ def test_frontend__assigns_open_tasks_to_the_cheapest_asks_at_their_price(
         ask: make_prover(stack, capacity=1, ask=ask)[1]
         for ask in (3 * ETHER // 100, ETHER // 100, 2 * ETHER // 100)
     }
-    frontend = start_frontend(spawn, stack, key, tmp_path / "ob.sqlite", "--metrics-port", "0")
+    frontend = start_frontend(spawn, stack, key, tmp_path / "ob", "--metrics-port", "0")
     tasks = [post(stack, max_reward=ETHER // 10) for _ in range(2)]
 
     found = wait_until(lambda: len(assignments(stack)) >= 2 and assignments(stack), what="two assignments")
@@ -59,7 +59,7 @@ def test_sigkill__at_any_moment__restart_resumes_and_sends_no_assignment_twice(
     for ask in (1, 2, 3):
         make_prover(stack, capacity=6, ask=ask * ETHER // 100)
     interval_mining(1)  # sent transactions wait up to a second: kills land mid-flight
-    db = tmp_path / "ob.sqlite"
+    db = tmp_path / "ob"
     frontend = start_frontend(spawn, stack, key, db, "--batch-size", "3")
     tasks = post_many(stack, 12, max_reward=ETHER // 10)
 
@@ -78,7 +78,7 @@ def test_sigkill__at_any_moment__restart_resumes_and_sends_no_assignment_twice(
     assert all(count == 1 for count in decisions_by_pair(frontend).values())
     # its mirror, read by another process after it stopped, says what the chain says
     assert frontend.stop() == 0
-    with Mirror(str(db), stack.client) as mirror:
+    with Mirror(str(db / "mirror.sqlite"), stack.client) as mirror:
         mirror.sync()
         for t in tasks:
             view = mirror.task(stack.client.task_id(t))
@@ -93,8 +93,8 @@ def test_rival_frontends__each_item_won_once__the_loser_skipped_with_a_reason_an
     for ask in (1, 2, 3):
         make_prover(stack, capacity=8, ask=ask * ETHER // 100)
     interval_mining(2)  # both see each block's tasks and send before the next one
-    first = start_frontend(spawn, stack, key_a, tmp_path / "a.sqlite", name="a")
-    second = start_frontend(spawn, stack, key_b, tmp_path / "b.sqlite", name="b")
+    first = start_frontend(spawn, stack, key_a, tmp_path / "a", name="a")
+    second = start_frontend(spawn, stack, key_b, tmp_path / "b", name="b")
     first.wait_for("orderbook.start")
     second.wait_for("orderbook.start")
     tasks = post_many(stack, 8, max_reward=ETHER // 10)
@@ -117,7 +117,7 @@ def test_rpc_outage__the_keeper_waits_and_resumes(
     stack = make_stack([address])
     make_prover(stack, capacity=4)
     stack.rpc = relay.url  # the frontend reaches the node through the relay
-    frontend = start_frontend(spawn, stack, key, tmp_path / "ob.sqlite")
+    frontend = start_frontend(spawn, stack, key, tmp_path / "ob")
     first = post(stack)
     wait_until(lambda: assigned_once(stack, [first]), what="the first task assigned")
 
@@ -139,7 +139,7 @@ def test_reorg__a_block_the_keeper_saw_is_dropped__its_mirror_matches_the_chain_
     key, address = frontend_account(funded)
     stack = make_stack([address])
     make_prover(stack, capacity=4)
-    db = tmp_path / "ob.sqlite"
+    db = tmp_path / "ob"
     frontend = start_frontend(spawn, stack, key, db)
     task = post(stack)
     wait_until(lambda: assigned_once(stack, [task]), what="the task assigned")
@@ -154,7 +154,7 @@ def test_reorg__a_block_the_keeper_saw_is_dropped__its_mirror_matches_the_chain_
     frontend.wait_for("orderbook.assigned", 2, timeout=30)
     assert frontend.stop() == 0
 
-    with Mirror(str(db), stack.client) as mirror:
+    with Mirror(str(db / "mirror.sqlite"), stack.client) as mirror:
         mirror.sync()
         view = mirror.task(stack.client.task_id(task))
         assert (view.open, view.assigned, view.proven) == tuple(

@@ -29,9 +29,9 @@ def test_market__frontend_and_agent_killed_and_restarted__every_task_proven_once
     stack = make_stack([address])
     provers = [make_prover(stack, capacity=2, ask=ask * ETHER // 100) for ask in (1, 2, 3)]
     interval_mining(1)
-    frontend = start_frontend(spawn, stack, key, tmp_path / "frontend.sqlite")
+    frontend = start_frontend(spawn, stack, key, tmp_path / "frontend")
     agents = [
-        start_agent(spawn, stack, prover_key, tmp_path / f"agent-{i}.sqlite", f"agent-{i}")
+        start_agent(spawn, stack, prover_key, tmp_path / f"agent-{i}", f"agent-{i}")
         for i, (prover_key, _) in enumerate(provers)
     ]
     for agent in agents:
@@ -65,7 +65,7 @@ def test_market__frontend_and_agent_killed_and_restarted__every_task_proven_once
     for process in [frontend, *agents]:
         assert process.stop() == 0
     for i in range(3):
-        db = sqlite3.connect(tmp_path / f"agent-{i}.sqlite")
+        db = sqlite3.connect(tmp_path / f"agent-{i}" / "outbox.sqlite")
         sent = db.execute("SELECT keys, state FROM outbox WHERE fn = 'prove'").fetchall()
         db.close()
         keys = [k for k, _ in sent]

@@ -15,8 +15,11 @@
 - **Bookkeeping.** `meta` holds the schema version, the registry and chain mirrored, the
   start block and the cursor; `block_hashes` the hashes of the last applied blocks; `undo`
   what each derived-table write replaced (see `tables.py`).
-- **Versions.** A file written by another schema version is refused (`MirrorError`): it is
-  deleted and rebuilt from the chain, never migrated.
+- **Versions.** A file written by another schema version is rebuilt, never migrated:
+  `open_meta` drops the mirror's own tables (nothing else in the file: `store_meta` and the
+  chain it records stay), logs one `mirror.rebuild` line, and the next sync fills them
+  again from the start block. The mirror is the one file of a process that the chain can
+  give back; the outbox, bids and agent rows live in files of their own.
 - **Values.** Amounts are decimal TEXT (SQLite integers stop at 2**63); task ids and
   hashes 0x-hex TEXT; JSON (terms, journal args, undo entries) keeps bytes as
   {"$b": hex}, so a restored row gets its BLOBs back.
@@ -25,6 +28,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Mapping
 from typing import Any
@@ -34,6 +38,8 @@ from eth_utils.address import to_checksum_address
 from provingmarket.chain.database import connect
 from provingmarket.errors import ProvingMarketError
 from provingmarket.formats import TaskTerms
+
+log = logging.getLogger("provingmarket.chain.mirror")
 
 SCHEMA_VERSION = "3"
 
@@ -133,12 +139,34 @@ def write_meta(db: sqlite3.Connection, values: Mapping[str, str | None]) -> None
     db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items()))
 
 
+def rebuild(db: sqlite3.Connection, path: str, found: str | None) -> None:
+    """Drop the mirror's tables (and only those) and create them afresh, empty."""
+    for table in (*KEYS, "journal", "undo", "block_hashes", "meta"):
+        db.execute(f"DROP TABLE IF EXISTS {table}")
+    db.executescript(SCHEMA)
+    log.warning(
+        json.dumps(
+            {
+                "event": "mirror.rebuild",
+                "path": path,
+                "schema": found,
+                "to_schema": SCHEMA_VERSION,
+                "reason": "written by another version of the mirror: rebuilt from the chain",
+            }
+        )
+    )
+
+
 def open_meta(
     db: sqlite3.Connection, path: str, registry: str, chain_id: str, start_block: int
 ) -> dict[str, str | None]:
     """The file's `meta`, written for a new file (its cursor just before `start_block`).
-    Raises `MirrorError` for a file of another schema version, registry or chain."""
+    A file of another schema version is rebuilt (`rebuild`); one of another registry or
+    chain raises `MirrorError`."""
     meta = read_meta(db)
+    if meta and meta.get("schema") != SCHEMA_VERSION:
+        rebuild(db, path, meta.get("schema"))
+        meta = {}
     if not meta:
         write_meta(
             db,
@@ -152,11 +180,6 @@ def open_meta(
             },
         )
         meta = read_meta(db)
-    if meta.get("schema") != SCHEMA_VERSION:
-        raise MirrorError(
-            f"{path} was written by another version of the mirror (schema {meta.get('schema')}, "
-            f"this one reads {SCHEMA_VERSION}); delete it and it is rebuilt from the chain"
-        )
     if meta.get("registry") != registry or meta.get("chain_id") != chain_id:
         raise MirrorError(
             f"{path} mirrors registry {meta.get('registry')} on chain {meta.get('chain_id')}, "

@@ -16,7 +16,7 @@ from web3 import Web3
 from provingmarket import OPEN_RACE
 from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.chain.logs import LogReader, LogsError
-from provingmarket.chain.mirror import DECLINED, SLASHED, Mirror, MirrorError
+from provingmarket.chain.mirror import DECLINED, SCHEMA_VERSION, SLASHED, Mirror, MirrorError
 from provingmarket.formats import ZERO_ADDRESS
 from tests.factories import ETHER, GRACE_PERIOD, STATEMENT, advance, assigned, item, proof_for
 
@@ -411,12 +411,25 @@ def test_open__a_file_of_another_registry__refused(client, tmp_path, chain, acco
         Mirror(path, other)
 
 
-def test_open__a_file_of_an_older_schema__refused_with_how_to_rebuild(client, tmp_path):
+def test_open__a_file_of_an_older_schema__rebuilt_from_the_chain_other_tables_kept(
+    client, create_task, tmp_path, caplog
+):
+    create_task()
     path = str(tmp_path / "mirror.sqlite")
-    with Mirror(path, client) as mirror:
+    with Mirror(path, client, start_block=0) as mirror:
+        mirror.sync()
+        synced = mirror.dump()
+        cursor = mirror.cursor
         mirror.db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
-    with pytest.raises(MirrorError, match="delete it and it is rebuilt from the chain"):
-        Mirror(path, client)
+        mirror.db.execute("CREATE TABLE outbox (tx_hash TEXT PRIMARY KEY)")  # not the mirror's own
+        mirror.db.execute("INSERT INTO outbox VALUES ('0xunsent')")
+    with caplog.at_level("INFO", logger="provingmarket.chain.mirror"), Mirror(path, client, 0) as mirror:
+        assert mirror.cursor == -1 and mirror.dump()["tasks"] == []
+        assert [r[0] for r in mirror.db.execute("SELECT tx_hash FROM outbox")] == ["0xunsent"]
+        mirror.sync(max_blocks=cursor + 1)
+        assert mirror.dump() == synced
+    rebuilt = [json.loads(r.getMessage()) for r in caplog.records if "mirror.rebuild" in r.getMessage()]
+    assert [(r["schema"], r["to_schema"]) for r in rebuilt] == [("1", SCHEMA_VERSION)]
 
 
 # ------------------------------------------------------------------ confirmations
