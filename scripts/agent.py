@@ -24,9 +24,10 @@ from provingmarket.agent.main import agent_options
 from provingmarket.agent.settings import settings_from_options
 from provingmarket.cli import deployments_folder, fail, handled, network_name, require
 from provingmarket.runtime import process as runtime
+from provingmarket.runtime.config import as_service
 
 
-@click.command(cls=ConnectedProviderCommand)
+@click.command(cls=ConnectedProviderCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @network_option()
 @account_option(prompt=False)
 @agent_options
@@ -51,3 +52,6 @@ def cli(account, db, log_level, **options):
     settings = settings_from_options(**options)
     runtime.configure_logging(log_level)
     sys.exit(run_agent(ape.chain.provider.uri, record, key, db, settings))
+
+
+as_service(cli, "PROVINGMARKET_AGENT")  # PROVINGMARKET_AGENT_<OPTION> variables

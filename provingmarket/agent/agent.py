@@ -40,6 +40,7 @@ from provingmarket.deployments import DeploymentError
 from provingmarket.proving.backends import BackendError
 from provingmarket.proving.circuits import CircuitError
 from provingmarket.runtime import process as runtime
+from provingmarket.runtime.health import Health
 from provingmarket.runtime.metrics import Metrics
 
 log = logging.getLogger("provingmarket.agent.agent")
@@ -67,7 +68,7 @@ class Agent:
         self.settings = settings
         self.backends = Backends(settings.backend, lambda market_id: verifier_check(client, market_id))
         self.stop = stop
-        self.metrics = metrics or Metrics("agent")
+        self.metrics = metrics or Metrics("agent", Health(settings.ready_lag, settings.ready_age))
         self.metrics_port: int | None = None
         path = str(db)
         self.mirror = Mirror(path, client, confirmations=settings.confirmations)
@@ -91,9 +92,9 @@ class Agent:
                 "stake and join one first: "
                 "ape run prover join <market> --capacity N --ask ETH --proving-time SECONDS"
             )
-        self.workers.start(sum(m["capacity"] for m in memberships))
-        if self.settings.metrics_port is not None:
+        if self.settings.metrics_port is not None:  # before the workers: a port in use stops nothing running
             self.metrics_port = self.metrics.serve(self.settings.metrics_port)
+        self.workers.start(sum(m["capacity"] for m in memberships))
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGUSR1, self._on_usr1)
         cost = self.settings.cost
@@ -114,7 +115,11 @@ class Agent:
             metrics_port=self.metrics_port,
             **self._simulated(),
         )
-        runtime.run_forever(self.round_, self.stop, self.settings.poll, "agent", on_error=self._on_error)
+        self.metrics.health.running(True)
+        try:
+            runtime.run_forever(self.round_, self.stop, self.settings.poll, "agent", on_error=self._on_error)
+        finally:
+            self.metrics.health.running(False)
         return self.shutdown()
 
     def _simulated(self) -> dict[str, Any]:
@@ -184,6 +189,7 @@ class Agent:
     def round_(self) -> None:
         """Follow the market, take up its assignments, pick races, locks and bids worth
         taking, and withdraw when due (docs/agent.md, "What it does")."""
+        started = time.monotonic()
         self.monitor.sync()
         now = chain_time(self.web3)
         in_flight = self.outbox.in_flight_keys()
@@ -205,6 +211,9 @@ class Agent:
                 self.picker.bid_at(url, now, memberships, committed, gas_price)
         self.submitter.withdraw(in_flight)
         self.workers.gauge()
+        self.metrics.observe("round_seconds", "Time an agent round takes", time.monotonic() - started)
+        head = self.web3.eth.block_number
+        self.metrics.health.round_done(head, self.mirror.cursor, self.mirror.confirmations)
 
 
 def run_agent(
