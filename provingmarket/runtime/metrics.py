@@ -26,6 +26,7 @@ from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from provingmarket.chain.client import ClientError
@@ -65,6 +66,7 @@ class Metrics:
         self._metrics: dict[str, tuple[Counter | Gauge | Histogram, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self.registry.register(_HealthCollector(namespace, self.health))
 
     def _metric(self, kind: type, name: str, help_text: str, labels: dict[str, object]) -> Any:
         """The metric `name` (its child for `labels`), made on first use."""
@@ -150,3 +152,26 @@ class Metrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class _HealthCollector:
+    """/readyz as metrics, read at each scrape: `<ns>_ready` (1 or 0) and
+    `<ns>_last_round_age_seconds`."""
+
+    def __init__(self, namespace: str, health: Health):
+        self.namespace = namespace
+        self.health = health
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        ok, body = self.health.ready()
+        yield GaugeMetricFamily(f"{self.namespace}_ready", "1 while /readyz answers 200", value=int(ok))
+        age = body["last_round_age_s"]
+        if age is not None:
+            yield GaugeMetricFamily(
+                f"{self.namespace}_last_round_age_seconds",
+                "Seconds since the last completed round",
+                value=age,
+            )

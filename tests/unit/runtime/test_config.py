@@ -88,3 +88,40 @@ def test_dash_h__prints_the_help(command):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"Usage: python -m {command[0]}")
     assert "-h, --help" in done.stdout
+
+
+def test_deploy_examples__each_config_file_fits_its_command():
+    from frontends.auction.process import main as auction
+    from frontends.election.process import run as election
+    from provingmarket.agent.main import command as agent
+    from provingmarket.runtime.config import read_config
+
+    for name, command in (
+        ("orderbook", orderbook),
+        ("auction", auction),
+        ("election", election),
+        ("agent", agent),
+    ):
+        path = ROOT / "deploy" / "config" / f"{name}.toml"
+        params = command.make_context(name, ["--config", str(path)]).params
+        assert read_config(command, path) and params["metrics_port"] and params["ready_lag"] == 5
+
+
+def test_deploy_dashboard__plots_metrics_the_processes_serve():
+    import json
+    import re
+
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "proving-market.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    # a metric's name after its process's prefix, without the series' suffix
+    names = {n for e in exprs for n in re.findall(r"_([a-z_]+?)(?:_bucket|_total)?(?=[\"\\[{])", e)}
+    source = "".join(
+        p.read_text() for folder in ("frontends", "provingmarket") for p in (ROOT / folder).rglob("*.py")
+    )
+    # the outbox's (issue 16's fees piece): time_to_mined_seconds, fee_cap_hits_total, fee_capped
+    missing = {n for n in names if f'"{n}' not in source and f'_{n}"' not in source} - {
+        "time_to_mined_seconds",
+        "fee_cap_hits",
+        "fee_capped",
+    }
+    assert len(names) >= 15 and not missing

@@ -77,6 +77,7 @@ def test_metrics__counters_gauges_and_histograms_as_prometheus_reads_them(served
     assert metrics.value("assignments_sent_total", mechanism=3) == 3
     assert metrics.value("round_seconds") == 3 and metrics.value("never_set") == 0
     assert "# HELP keeper_tasks_open Open tasks" in text
+    assert samples[("keeper_ready", ())] == 0  # no round yet: /readyz says 503
 
 
 def test_serve__port_in_use__names_the_port_and_the_option():
