@@ -8,7 +8,7 @@
   keeper's loop until SIGTERM, an error as one line and exit code 1.
 - One package per mechanism (`orderbook`, `auction`, `election`): `mechanism.py`, the
   mechanism as plain functions, and `process.py`, its process
-  (`python -m frontends.<mechanism>.process --help`); the auction also has its HTTP API
+  (`python -m frontends.<mechanism> -h`); the auction also has its HTTP API
   (`api.py`) and its records (`store.py`).
 
 Frontends import `provingmarket` only. The registry rules they respect are in

@@ -66,6 +66,7 @@ from provingmarket.chain.client import Event, Refused, RegistryClient, chain_tim
 from provingmarket.chain.mirror import Snapshot
 from provingmarket.chain.outbox import Outcome, Sent
 from provingmarket.formats import MAX_BATCH
+from provingmarket.runtime.config import config_option, readiness_options
 from provingmarket.runtime.datadir import DataDir, open_data_dir
 from provingmarket.runtime.metrics import Metrics
 from provingmarket.runtime.process import Stopper, emit, run_forever
@@ -207,9 +208,11 @@ class Keeper:
 
     def run(self, stop: Stopper) -> None:
         self._say("start", frontend=self.me, mechanisms=sorted(self.wanted), cursor=self.mirror.cursor)
+        self.metrics.health.running(True)
         try:
             run_forever(self.round, stop, self.poll, self.name, on_error=self._on_error)
         finally:
+            self.metrics.health.running(False)
             self._say("stop", signal=stop.signal, rounds=self.rounds)
             self.close()
 
@@ -256,6 +259,9 @@ class Keeper:
         if self.reclaim:
             self._reclaim_expired(now, mechanisms, busy)
         self.rounds += 1
+        seconds = time.monotonic() - started
+        self.metrics.observe("round_seconds", "Time a keeper round takes", seconds)
+        self.metrics.health.round_done(head, self.mirror.cursor, self.mirror.confirmations)
         if decisions or report.applied:
             self._say(
                 "round",
@@ -265,7 +271,7 @@ class Keeper:
                 open_tasks=len(view.tasks),
                 decisions=len(decisions),
                 in_flight=len(in_flight),
-                ms=round((time.monotonic() - started) * 1000),
+                ms=round(seconds * 1000),
             )
         return decisions
 
@@ -408,8 +414,10 @@ def keeper_options(command: Callable) -> Callable:
     """The options of every frontend command (the keeper's), shared by the plain process
     (`python -m frontends.<mechanism>.process`) and its `ape run` wrapper. The command
     receives `mechanisms`, `data_dir`, `legacy_db`, `confirmations`, `batch_size`, `poll`,
-    `slash`, `reclaim` (the Keeper's own arguments), `metrics_port` and `log_level`."""
+    `slash`, `reclaim` (the Keeper's own arguments), `metrics_port`, `ready_lag`,
+    `ready_age` and `log_level`; `--config` fills any of them from a TOML file."""
     options = [
+        config_option,
         click.option(
             "--mechanism",
             "mechanisms",
@@ -426,8 +434,9 @@ def keeper_options(command: Callable) -> Callable:
         click.option(
             "--metrics-port",
             type=click.IntRange(0, 65535),
-            help="Serve Prometheus metrics (0: any free port).",
+            help="Serve /metrics, /healthz and /readyz (0: any free port).",
         ),
+        readiness_options,
         shown("--slash/--no-slash", True, None, "Slash overdue assignments of its tasks."),
         shown("--reclaim/--no-reclaim", True, None, "Refund slots left unfilled."),
         shown("--log-level", "INFO", None),

@@ -25,6 +25,7 @@ from provingmarket.chain.client import ClientError
 from provingmarket.chain.identity import WrongChain
 from provingmarket.chain.mirror import MirrorError
 from provingmarket.deployments import DeploymentError
+from provingmarket.runtime.health import READY_AGE, READY_LAG, Health
 from provingmarket.runtime.metrics import Metrics
 from provingmarket.runtime.process import (
     Stopper,
@@ -117,11 +118,14 @@ def run_frontend(
     build: Callable[[Metrics], Runner],
     metrics_port: int | None = None,
     stop: Stopper | None = None,
+    ready_lag: int = READY_LAG,
+    ready_age: float = READY_AGE,
 ) -> None:
     """Build a frontend from its metrics (a ValueError, an argument the keeper refuses,
-    becomes a ClientError), serve the metrics on `metrics_port` if given, and run it until
-    `stop` (SIGTERM)."""
-    metrics = Metrics(name)
+    becomes a ClientError), serve the metrics and its health (/healthz, /readyz: ready
+    within `ready_lag` blocks of the head and `ready_age` seconds of a round) on
+    `metrics_port` if given, and run it until `stop` (SIGTERM)."""
+    metrics = Metrics(name, Health(ready_lag, ready_age))
     try:
         try:
             runner = build(metrics)
@@ -129,7 +133,14 @@ def run_frontend(
             raise ClientError(str(error)) from None
         if metrics_port is not None:
             port = metrics.serve(metrics_port)
-            emit(log, f"{name}.metrics", url=f"http://127.0.0.1:{port}/metrics")
+            base = f"http://127.0.0.1:{port}"
+            emit(
+                log,
+                f"{name}.metrics",
+                url=f"{base}/metrics",
+                health=f"{base}/healthz",
+                ready=f"{base}/readyz",
+            )
         runner.run(stop or Stopper())
     finally:
         metrics.close()

@@ -25,9 +25,10 @@ from provingmarket.agent.settings import settings_from_options
 from provingmarket.chain.identity import WrongChain
 from provingmarket.cli import deployments_folder, fail, handled, network_name, require
 from provingmarket.runtime import process as runtime
+from provingmarket.runtime.config import as_service
 
 
-@click.command(cls=ConnectedProviderCommand)
+@click.command(cls=ConnectedProviderCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @network_option()
 @account_option(prompt=False)
 @agent_options
@@ -56,3 +57,6 @@ def cli(account, data_dir, legacy_db, log_level, **options):
     except WrongChain as error:
         runtime.exit_wrong_chain(error)
     sys.exit(code)
+
+
+as_service(cli, "PROVINGMARKET_AGENT")  # PROVINGMARKET_AGENT_<OPTION> variables

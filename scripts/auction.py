@@ -17,9 +17,13 @@ import click
 from frontends.auction.process import auction_options, run_auction
 from frontends.keeper import keeper_options
 from provingmarket.cli import command, run_frontend
+from provingmarket.runtime.config import as_service
 
 
 @command(click, auction_options, keeper_options, account=True, as_json=False)
 def cli(account, log_level, **options):
     """Run sealed-bid second-price auctions for open tasks, and assign the winners."""
     run_frontend(run_auction, account, log_level, **options)
+
+
+as_service(cli, "PROVINGMARKET_AUCTION")  # -h; PROVINGMARKET_AUCTION_<OPTION> variables

@@ -27,9 +27,10 @@ from frontends.election.process import (
 )
 from frontends.keeper import keeper_options
 from provingmarket.cli import client, command, run_frontend
+from provingmarket.runtime.config import as_service
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli():
     """Elect provers at random for tasks, and check a frontend's elections."""
 
@@ -44,3 +45,7 @@ def run(account, log_level, **options):
 def verify(task_id, frontend, delay, confirmations):
     """Recompute a task's draws from the chain; say whether the frontends' choices match."""
     print_verdict(*verify_task(client(), task_id, frontend, delay, confirmations))
+
+
+as_service(run, "PROVINGMARKET_ELECTION")  # PROVINGMARKET_ELECTION_<OPTION> variables
+as_service(verify)

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from eth_account import Account
@@ -418,3 +419,18 @@ BATCH_DUTCH = stated(
     start_price=0,
     ramp=6 * HOUR,
 )
+
+
+def scrape(url: str) -> dict[str, float]:
+    """A process's /metrics as Prometheus reads it: each sample's value by its name, with
+    its labels if it has any (`name{k="v"}`)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text = answer.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return samples

@@ -67,8 +67,10 @@ from frontends.keeper import Keeper, assign_key, keeper_options
 from frontends.process import FATAL, run_frontend, serve, shown, with_options
 from provingmarket.chain.client import ClientError, RegistryClient
 from provingmarket.chain.mirror import Snapshot
+from provingmarket.runtime.config import as_service
 from provingmarket.runtime.datadir import BIDS
-from provingmarket.runtime.metrics import Metrics
+from provingmarket.runtime.health import READY_AGE, READY_LAG
+from provingmarket.runtime.metrics import Metrics, bind_error
 from provingmarket.runtime.process import Stopper, connection_options, emit, log
 
 CLOSE_MARGIN = 8  # seconds between an auction's close and the end of its task's assignment window
@@ -295,7 +297,11 @@ class ApiServer:
         # without it every answer waits out the client's delayed ACK (40 ms).
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
+        try:
+            self.sock.bind((host, port))
+        except OSError as error:
+            self.sock.close()
+            raise bind_error(error, port, "--port", "the auction API") from None
         self.port = self.sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
         config = uvicorn.Config(app, log_config=None, access_log=False, timeout_keep_alive=30, backlog=1024)
@@ -319,12 +325,22 @@ class ApiServer:
 
 
 def run_auction(
-    client: RegistryClient, metrics_port: int | None = None, stop: Stopper | None = None, **options
+    client: RegistryClient,
+    metrics_port: int | None = None,
+    stop: Stopper | None = None,
+    ready_lag: int = READY_LAG,
+    ready_age: float = READY_AGE,
+    **options,
 ):
     """Run the auctions and their API until `stop` (SIGTERM); `options` are the auction's
     (`auction_options`: window, port, settings) and the Keeper's (`keeper_options`)."""
     run_frontend(
-        "auction", lambda metrics: Auctioneer(client, metrics=metrics, **options), metrics_port, stop
+        "auction",
+        lambda metrics: Auctioneer(client, metrics=metrics, **options),
+        metrics_port,
+        stop,
+        ready_lag,
+        ready_age,
     )
 
 
@@ -375,6 +391,9 @@ def _rate_options(who: str, per: str, rate: float, burst: int) -> list:
 def main(**options):
     """Run sealed-bid second-price auctions for open tasks, and assign the winners."""
     serve(run_auction, errors=(*FATAL, OSError), **options)
+
+
+as_service(main, "PROVINGMARKET_AUCTION")
 
 
 if __name__ == "__main__":

@@ -79,7 +79,9 @@ from provingmarket.chain.database import Migration, migrate
 from provingmarket.chain.database import connect as connect_db
 from provingmarket.chain.mirror import Mirror, Snapshot, TaskView
 from provingmarket.formats import ZERO_ADDRESS, TaskTerms
+from provingmarket.runtime.config import as_service
 from provingmarket.runtime.datadir import ASOF, ROUNDS
+from provingmarket.runtime.health import READY_AGE, READY_LAG
 from provingmarket.runtime.metrics import Metrics
 from provingmarket.runtime.process import Stopper, connect, connection_options, emit
 
@@ -529,12 +531,24 @@ class Elector:
 
 
 def run_election(
-    client: RegistryClient, metrics_port: int | None = None, stop: Stopper | None = None, **options
+    client: RegistryClient,
+    metrics_port: int | None = None,
+    stop: Stopper | None = None,
+    ready_lag: int = READY_LAG,
+    ready_age: float = READY_AGE,
+    **options,
 ):
     """Run the election frontend until `stop` (SIGTERM); `options` are its delay (blocks,
     DEFAULT_DELAY if not given) and the Keeper's arguments (`keeper_options`)."""
     options.setdefault("delay", DEFAULT_DELAY)
-    run_frontend("election", lambda metrics: Elector(client, metrics=metrics, **options), metrics_port, stop)
+    run_frontend(
+        "election",
+        lambda metrics: Elector(client, metrics=metrics, **options),
+        metrics_port,
+        stop,
+        ready_lag,
+        ready_age,
+    )
 
 
 # ------------------------------------------------------------------ verify
@@ -670,6 +684,11 @@ def verify(rpc, deployment, task_id, frontend, delay, confirmations):
         client = connect(rpc, deployment, None)
         matches, lines = verify_task(client, task_id, frontend, delay, confirmations)
     print_verdict(matches, lines)
+
+
+as_service(main)
+as_service(run, "PROVINGMARKET_ELECTION")
+as_service(verify)
 
 
 def _draw(row: sqlite3.Row) -> Draw:

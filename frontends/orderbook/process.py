@@ -23,11 +23,18 @@ from frontends.keeper import Keeper, keeper_options
 from frontends.orderbook.mechanism import match_orders
 from frontends.process import run_frontend, serve
 from provingmarket.chain.client import RegistryClient
+from provingmarket.runtime.config import as_service
+from provingmarket.runtime.health import READY_AGE, READY_LAG
 from provingmarket.runtime.process import Stopper, connection_options
 
 
 def run_orderbook(
-    client: RegistryClient, metrics_port: int | None = None, stop: Stopper | None = None, **keeper
+    client: RegistryClient,
+    metrics_port: int | None = None,
+    stop: Stopper | None = None,
+    ready_lag: int = READY_LAG,
+    ready_age: float = READY_AGE,
+    **keeper,
 ) -> None:
     """Run the orderbook keeper until `stop` (SIGTERM); `keeper` are the Keeper's arguments
     (`keeper_options`)."""
@@ -35,7 +42,7 @@ def run_orderbook(
     def build(metrics):
         return Keeper(client, mechanism=match_orders, name="orderbook", metrics=metrics, **keeper)
 
-    run_frontend("orderbook", build, metrics_port, stop)
+    run_frontend("orderbook", build, metrics_port, stop, ready_lag, ready_age)
 
 
 @click.command()
@@ -44,6 +51,9 @@ def run_orderbook(
 def main(**options):
     """Match open tasks with provers' asks by price and time, and assign them."""
     serve(run_orderbook, **options)
+
+
+as_service(main, "PROVINGMARKET_ORDERBOOK")
 
 
 if __name__ == "__main__":

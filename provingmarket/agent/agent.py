@@ -41,6 +41,7 @@ from provingmarket.proving.backends import BackendError
 from provingmarket.proving.circuits import CircuitError
 from provingmarket.runtime import process as runtime
 from provingmarket.runtime.datadir import AGENT, DataDir, open_data_dir
+from provingmarket.runtime.health import Health
 from provingmarket.runtime.metrics import Metrics
 
 log = logging.getLogger("provingmarket.agent.agent")
@@ -68,7 +69,7 @@ class Agent:
         self.settings = settings
         self.backends = Backends(settings.backend, lambda market_id: verifier_check(client, market_id))
         self.stop = stop
-        self.metrics = metrics or Metrics("agent")
+        self.metrics = metrics or Metrics("agent", Health(settings.ready_lag, settings.ready_age))
         self.metrics_port: int | None = None
         self.data = data
         self.outbox = data.outbox(client)
@@ -93,9 +94,9 @@ class Agent:
                 "stake and join one first: "
                 "ape run prover join <market> --capacity N --ask ETH --proving-time SECONDS"
             )
-        self.workers.start(sum(m["capacity"] for m in memberships))
-        if self.settings.metrics_port is not None:
+        if self.settings.metrics_port is not None:  # before the workers: a port in use stops nothing running
             self.metrics_port = self.metrics.serve(self.settings.metrics_port)
+        self.workers.start(sum(m["capacity"] for m in memberships))
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGUSR1, self._on_usr1)
         cost = self.settings.cost
@@ -116,6 +117,7 @@ class Agent:
             metrics_port=self.metrics_port,
             **self._simulated(),
         )
+        self.metrics.health.running(True)
         try:
             runtime.run_forever(self.round_, self.stop, self.settings.poll, "agent", on_error=self._on_error)
         except WrongChain as error:
@@ -125,6 +127,8 @@ class Agent:
             for handler in logging.getLogger().handlers:
                 handler.flush()
             os._exit(error.exit_code)
+        finally:
+            self.metrics.health.running(False)
         return self.shutdown()
 
     def _simulated(self) -> dict[str, Any]:
@@ -196,6 +200,7 @@ class Agent:
         taking, and withdraw when due (docs/agent.md, "What it does"). First, that the
         node is still the chain of its files (WrongChain ends the agent, exit code 2)."""
         self.data.check(self.web3)
+        started = time.monotonic()
         self.monitor.sync()
         now = chain_time(self.web3)
         in_flight = self.outbox.in_flight_keys()
@@ -217,6 +222,9 @@ class Agent:
                 self.picker.bid_at(url, now, memberships, committed, gas_price)
         self.submitter.withdraw(in_flight)
         self.workers.gauge()
+        self.metrics.observe("round_seconds", "Time an agent round takes", time.monotonic() - started)
+        head = self.web3.eth.block_number
+        self.metrics.health.round_done(head, self.mirror.cursor, self.mirror.confirmations)
 
 
 def run_agent(

@@ -15,11 +15,13 @@ from provingmarket.agent.agent import SETUP_ERRORS, run_agent
 from provingmarket.agent.settings import settings_from_options
 from provingmarket.chain.identity import WrongChain
 from provingmarket.runtime import process as runtime
+from provingmarket.runtime.config import as_service, config_option, readiness_options
 
 PROG = "python -m provingmarket.agent"
 
 # The agent's options, in the order --help lists them.
 OPTIONS = [
+    config_option,
     click.option(
         "--data-dir",
         default=None,
@@ -41,7 +43,13 @@ OPTIONS = [
     ),
     click.option("--poll", type=float, default=0.5, show_default=True, help="Seconds between rounds."),
     click.option("--confirmations", type=int, default=0, show_default=True, help="Blocks the mirror trails."),
-    click.option("--metrics-port", type=int, default=None, help="Serve /metrics here (0: any free port)."),
+    click.option(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="Serve /metrics, /healthz and /readyz here (0: any free port).",
+    ),
+    readiness_options,
     click.option(
         "--withdraw-at", default=None, metavar="ETH", help="Withdraw earnings once they reach this."
     ),
@@ -137,7 +145,7 @@ def agent_options(function: Callable) -> Callable:
     return function
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command()
 @click.option("--rpc", required=True, help="The node's RPC URL.")
 @click.option(
     "--deployment", required=True, help="The deployment record (as `ape run operator deploy` writes it)."
@@ -168,6 +176,9 @@ def command(
         raise click.ClickException(str(error)) from None
     except sqlite3.Error as error:
         raise click.ClickException(f"--data-dir {data_dir or '(default)'}: {error}") from None
+
+
+as_service(command, "PROVINGMARKET_AGENT")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from provingmarket.chain import trust
 from provingmarket.chain.client import ClientError, parse_ether
 from provingmarket.costs import CostModel
+from provingmarket.runtime.health import READY_AGE, READY_LAG
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ class AgentSettings:
     auctions: tuple[str, ...] = ()  # auction frontends' API base URLs to bid at
     simulate: SimulatedHardware = field(default_factory=SimulatedHardware)  # simulations only
     trusted: frozenset[bytes] = frozenset()  # code hashes of custom verifiers the operator reviewed
+    ready_lag: int = READY_LAG  # /readyz: blocks behind the head (beyond confirmations) still ready
+    ready_age: float = READY_AGE  # /readyz: seconds since the last round still ready
 
 
 def settings_from_options(
@@ -122,6 +125,8 @@ def settings_from_options(
     auction: Iterable[str] = (),
     simulate: str | None = None,
     trust_verifier: Iterable[str] = (),
+    ready_lag: int = READY_LAG,
+    ready_age: float = READY_AGE,
     **_: Any,
 ) -> AgentSettings:
     """Settings from the command line, each value checked (ClientError says which)."""
@@ -131,6 +136,10 @@ def settings_from_options(
         raise ClientError(f"--confirmations {confirmations} is negative")
     if metrics_port is not None and not 0 <= metrics_port <= 65_535:
         raise ClientError(f"--metrics-port {metrics_port} is not a port (0 to 65535; 0 picks a free one)")
+    if ready_lag < 0:
+        raise ClientError(f"--ready-lag {ready_lag} is negative")
+    if not (ready_age > 0 and math.isfinite(ready_age)):
+        raise ClientError(f"--ready-age {ready_age} should be a positive number of seconds")
     if retries < 0:
         raise ClientError(f"--retries {retries} is negative")
     if not (margin >= 0 and math.isfinite(margin)):
@@ -159,6 +168,8 @@ def settings_from_options(
         auctions=tuple(_auction_url(url) for url in auction),
         simulate=simulated_hardware(simulate),
         trusted=trust.parse_codehashes(trust_verifier),
+        ready_lag=ready_lag,
+        ready_age=ready_age,
     )
 
 

@@ -290,6 +290,7 @@ class Workers(Service):
             round(seconds, 6),
             market=work.market_id,
         )
+        self.metrics.observe("proof_seconds", "Wall time of a proof", seconds, market=work.market_id)
         runtime.emit(
             log,
             "agent.proved",

@@ -1,81 +1,148 @@
-"""Prometheus metrics for keepers and agents: counters and gauges with labels, served
-as the text exposition format (version 0.0.4) at http://127.0.0.1:<port>/metrics.
+"""Prometheus metrics for keepers and agents (prometheus-client, one registry per
+process), served with the process's health at http://127.0.0.1:<port>/:
+
+- `/metrics`: the text exposition format;
+- `/healthz`: 200 while the process's loop runs (provingmarket/runtime/health.py);
+- `/readyz`: 200 when synced near the head and a round completed recently, else 503
+  with a JSON body naming the condition that fails.
 
     metrics = Metrics("orderbook")
     metrics.counter("assignments_sent_total", "Assignments sent", mechanism="3")
     metrics.gauge("tasks_open", "Open tasks", 12)
+    metrics.observe("round_seconds", "Time a round takes", 0.042)
     port = metrics.serve(0)          # 0: any free port; returns the port bound
+
+Names get the namespace as prefix (`orderbook_tasks_open`); a counter's name ends in
+`_total` (added if missing). A metric's label names are fixed by its first use.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from provingmarket.chain.client import ClientError
+from provingmarket.runtime.health import Health
+
+# Seconds, from a keeper's round (milliseconds) to a slow proof or a transaction mined
+# on a 12-second chain after a few replacements (tens of minutes).
+SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)
+
+# `<name>_created` series double every counter for what a restart already tells.
+prometheus_client.disable_created_metrics()
+
+
+class PortInUse(ClientError):
+    """The port asked for is taken: one line naming it and the option that sets it."""
+
+    def __init__(self, port: int, option: str, what: str):
+        super().__init__(
+            f"port {port} ({what}) is already in use: stop what holds it, or give another "
+            f"port with {option} (0 picks a free one)"
+        )
+        self.port = port
+
+
+def bind_error(error: OSError, port: int, option: str, what: str) -> Exception:
+    """`error` from binding `port`, as PortInUse if the port is taken."""
+    if error.errno == errno.EADDRINUSE:
+        return PortInUse(port, option, what)
+    return ClientError(f"cannot serve {what} on port {port} ({option}): {error.strerror or error}")
 
 
 class Metrics:
-    def __init__(self, namespace: str):
+    def __init__(self, namespace: str, health: Health | None = None):
         self.namespace = namespace
-        self._values: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-        self._meta: dict[str, tuple[str, str]] = {}  # name -> (type, help)
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.health = health or Health()
+        self._metrics: dict[str, tuple[Counter | Gauge | Histogram, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self.registry.register(_HealthCollector(namespace, self.health))
 
-    def _key(self, name: str, kind: str, help_text: str, labels: dict[str, object]):
-        full = f"{self.namespace}_{name}"
-        self._meta.setdefault(full, (kind, help_text))
-        return full, tuple(sorted((k, str(v)) for k, v in labels.items()))
+    def _metric(self, kind: type, name: str, help_text: str, labels: dict[str, object]) -> Any:
+        """The metric `name` (its child for `labels`), made on first use."""
+        names = tuple(sorted(labels))
+        with self._lock:
+            found = self._metrics.get(name)
+            if found is None:
+                extra: dict[str, Any] = {"buckets": SECONDS_BUCKETS} if kind is Histogram else {}
+                metric = kind(
+                    name.removesuffix("_total") if kind is Counter else name,
+                    help_text,
+                    names,
+                    namespace=self.namespace,
+                    registry=self.registry,
+                    **extra,
+                )
+                found = self._metrics[name] = (metric, names)
+        metric, known = found
+        if not isinstance(metric, kind) or known != names:
+            raise ValueError(f"metric {name} was first used as {type(metric).__name__}{list(known)}")
+        return metric.labels(**{k: str(v) for k, v in labels.items()}) if names else metric
 
     def counter(self, name: str, help_text: str, amount: float = 1, **labels: object) -> None:
-        with self._lock:
-            full, key = self._key(name, "counter", help_text, labels)
-            series = self._values.setdefault(full, {})
-            series[key] = series.get(key, 0) + amount
+        self._metric(Counter, name, help_text, labels).inc(amount)
 
     def gauge(self, name: str, help_text: str, value: float, **labels: object) -> None:
-        with self._lock:
-            full, key = self._key(name, "gauge", help_text, labels)
-            self._values.setdefault(full, {})[key] = value
+        self._metric(Gauge, name, help_text, labels).set(value)
+
+    def observe(self, name: str, help_text: str, value: float, **labels: object) -> None:
+        """One observation of a histogram (seconds: SECONDS_BUCKETS)."""
+        self._metric(Histogram, name, help_text, labels).observe(value)
 
     def value(self, name: str, **labels: object) -> float:
-        key = tuple(sorted((k, str(v)) for k, v in labels.items()))
-        with self._lock:
-            return self._values.get(f"{self.namespace}_{name}", {}).get(key, 0)
+        """A counter's or gauge's value (a histogram's: its count); 0 if never set."""
+        found = self._metrics.get(name)
+        if found is None:
+            return 0
+        metric = found[0]
+        full = f"{self.namespace}_{name.removesuffix('_total')}"
+        sample = {Counter: f"{full}_total", Gauge: full, Histogram: f"{full}_count"}[type(metric)]
+        got = self.registry.get_sample_value(sample, {k: str(v) for k, v in labels.items()})
+        return got or 0
 
     def render(self) -> str:
-        lines = []
-        with self._lock:
-            for full in sorted(self._values):
-                kind, help_text = self._meta[full]
-                lines.append(f"# HELP {full} {help_text}")
-                lines.append(f"# TYPE {full} {kind}")
-                for key, value in sorted(self._values[full].items()):
-                    labels = ",".join(f'{k}="{_escape(v)}"' for k, v in key)
-                    lines.append(
-                        f"{full}{{{labels}}} {_number(value)}" if labels else f"{full} {_number(value)}"
-                    )
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode()
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> int:
-        """Serve /metrics from a daemon thread; returns the port bound."""
+    def serve(self, port: int, host: str = "127.0.0.1", option: str = "--metrics-port") -> int:
+        """Serve /metrics, /healthz and /readyz from a daemon thread; returns the port
+        bound. A port in use raises PortInUse naming `option`."""
         metrics = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # http.server calls it by this name
-                if self.path.split("?")[0] != "/metrics":
-                    self.send_error(404, "only /metrics is served here")
-                    return
-                body = metrics.render().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                path = self.path.split("?")[0]
+                if path == "/metrics":
+                    self._answer(200, metrics.render().encode(), CONTENT_TYPE_LATEST)
+                elif path in ("/healthz", "/readyz"):
+                    ok, body = metrics.health.alive() if path == "/healthz" else metrics.health.ready()
+                    self._answer(200 if ok else 503, json.dumps(body).encode(), "application/json")
+                else:
+                    self.send_error(404, "served here: /metrics, /healthz, /readyz")
+
+            def _answer(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args):  # scrapes are not worth a log line
+            def log_message(self, *args):  # scrapes and probes are not worth a log line
                 pass
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as error:
+            raise bind_error(error, port, option, "metrics and health") from None
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True).start()
         return self._server.server_address[1]
@@ -84,11 +151,27 @@ class Metrics:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server = None
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class _HealthCollector:
+    """/readyz as metrics, read at each scrape: `<ns>_ready` (1 or 0) and
+    `<ns>_last_round_age_seconds`."""
 
+    def __init__(self, namespace: str, health: Health):
+        self.namespace = namespace
+        self.health = health
 
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+    def describe(self):
+        return []
+
+    def collect(self):
+        ok, body = self.health.ready()
+        yield GaugeMetricFamily(f"{self.namespace}_ready", "1 while /readyz answers 200", value=int(ok))
+        age = body["last_round_age_s"]
+        if age is not None:
+            yield GaugeMetricFamily(
+                f"{self.namespace}_last_round_age_seconds",
+                "Seconds since the last completed round",
+                value=age,
+            )

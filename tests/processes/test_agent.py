@@ -10,7 +10,6 @@ import os
 import random
 import signal
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ from tests.factories import (
     for_task,
     proofs,
     run_agent_cli,
+    scrape,
     spawn_agent,
     task_id,
     wait_until,
@@ -87,9 +87,9 @@ def test_agent__assigned_task__is_proven_once_and_paid(
     assert paid["paid"] == PRICE and paid["tx"] == found[0].tx
     assert stack.client.balance(me) == PRICE
     assert len(agent.events("agent.assigned")) == 1
-    with urllib.request.urlopen(f"http://127.0.0.1:{start['metrics_port']}/metrics", timeout=10) as response:
-        metrics = response.read().decode()
-    assert "agent_proofs_paid_total 1" in metrics and f"agent_paid_wei_total {PRICE}" in metrics
+    metrics = scrape(f"http://127.0.0.1:{start['metrics_port']}/metrics")
+    assert metrics["agent_proofs_paid_total"] == 1 and metrics["agent_paid_wei_total"] == PRICE
+    assert metrics[f'agent_proof_seconds_count{{market="{stack.market_id}"}}'] == 1
 
 
 @pytest.mark.parametrize("kill_at", ["agent.proved", "agent.submitted"])

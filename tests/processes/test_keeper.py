@@ -5,10 +5,9 @@ under."""
 from __future__ import annotations
 
 import signal
-import urllib.request
 
 from provingmarket.chain.mirror import Mirror
-from tests.factories import ETHER, decisions_by_pair, frontend_account, start_frontend, wait_until
+from tests.factories import ETHER, decisions_by_pair, frontend_account, scrape, start_frontend, wait_until
 
 
 def assignments(stack) -> list:
@@ -37,8 +36,9 @@ def test_frontend__assigns_open_tasks_to_the_cheapest_asks_at_their_price(
     decisions = frontend.wait_for("orderbook.assigned", 2)
     assert {d["prover"] for d in decisions} == {provers[ETHER // 100], provers[2 * ETHER // 100]}
     [served] = frontend.wait_for("orderbook.metrics")
-    text = urllib.request.urlopen(served["url"], timeout=5).read().decode()
-    assert "orderbook_assignments_applied_total 2" in text
+    metrics = scrape(served["url"])
+    assert metrics["orderbook_assignments_applied_total"] == 2
+    assert metrics["orderbook_round_seconds_count"] >= 1
     assert frontend.stop() == 0
     assert frontend.events("orderbook.stop")
 

@@ -236,7 +236,7 @@ class Mirror(Reader):
         report.skipped += skipped
         report.batches += 1
         _emit(
-            logging.INFO,
+            logging.INFO if logs else logging.DEBUG,  # a range with no event is no news
             "mirror.batch",
             from_block=frm,
             to_block=to,
