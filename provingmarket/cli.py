@@ -29,9 +29,8 @@ DEPLOYMENTS_ENV = deployments.FOLDER_ENV
 # `-h` beside `--help` on every group and command (a group's settings reach its commands).
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
-# The public testnets ape-config.yaml names, and the environment variable each one's RPC
-# URL comes from (`uri: ${SEPOLIA_RPC_URL}`).
-TESTNET_RPC_ENV = {"sepolia": "SEPOLIA_RPC_URL", "hoodi": "HOODI_RPC_URL"}
+# The testnets' RPC URL variables (ape-config.yaml).
+TESTNET_RPC_ENV = deployments.TESTNET_RPC_ENV
 
 
 class _ToStderr(dict):
@@ -108,11 +107,11 @@ def missing_rpc_url(provider: Any) -> str | None:
     variable = TESTNET_RPC_ENV.get(getattr(network, "name", ""))
     if network is None or variable is None or getattr(provider, "name", "") != "node":
         return None
-    try:
-        configured = str(provider.settings.get("uri") or "")
-    except Exception:  # an unreadable setting is as good as none
-        configured = ""
-    if configured and "$" not in configured and os.environ.get(variable, None) != "":
+    try:  # the URL its settings or ape-config.yaml give (ape's own reading of them)
+        configured = getattr(provider, "_configured_uri", None)
+    except Exception:  # "Invalid uri: ${SEPOLIA_RPC_URL}": the variable is not set
+        configured = None
+    if configured and os.environ.get(variable, None) != "":
         return None
     return (
         f"no RPC URL for {network.ecosystem.name}:{network.name}: set {variable} to your node's or "

@@ -38,6 +38,9 @@ _CHECKOUT = Path(__file__).resolve().parent.parent
 DEPLOYMENTS = _CHECKOUT / "deployments" if (_CHECKOUT / "ape-config.yaml").is_file() else Path("deployments")
 # An environment variable that names another folder (tests point it at one of their own).
 FOLDER_ENV = "PROVINGMARKET_DEPLOYMENTS"
+# The public testnets ape-config.yaml names, and the environment variable each one's RPC
+# URL comes from there (`uri: ${SEPOLIA_RPC_URL}`).
+TESTNET_RPC_ENV = {"sepolia": "SEPOLIA_RPC_URL", "hoodi": "HOODI_RPC_URL"}
 # The record's schema: 1 (no `version` field) knew the chain id alone; 2 adds the chain's
 # identity (genesis hash, deployment transaction and block hash) and the ABI's hash.
 SCHEMA_VERSION = 2
