@@ -33,6 +33,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from eth_account import Account
 from web3 import Web3
@@ -66,7 +67,7 @@ class Step:
     error: str = ""
 
 
-def check_node(web3: Web3) -> None:
+def check_node(web3: Any) -> None:
     """Refuse any node but an anvil with Sepolia's chain id: the rehearsal must never
     spend real testnet ETH."""
     chain_id = web3.eth.chain_id
@@ -85,7 +86,7 @@ def make_accounts(data_folder: Path) -> dict[str, tuple[str, str]]:
     folder.mkdir(parents=True)
     made = {}
     for alias in ACCOUNTS:
-        key, passphrase = "0x" + secrets.token_hex(32), secrets.token_hex(16)
+        key, passphrase = secrets.token_bytes(32), secrets.token_hex(16)
         keyfile = Account.encrypt(key, passphrase)
         (folder / f"{alias}.json").write_text(json.dumps(keyfile))
         made[alias] = (Account.from_key(key).address, passphrase)
@@ -93,7 +94,7 @@ def make_accounts(data_folder: Path) -> dict[str, tuple[str, str]]:
 
 
 class Rehearsal:
-    def __init__(self, web3: Web3, env: dict[str, str], addresses: dict[str, str], echo) -> None:
+    def __init__(self, web3: Any, env: dict[str, str], addresses: dict[str, str], echo) -> None:
         self.web3 = web3
         self.env = env
         self.addresses = addresses
@@ -148,7 +149,7 @@ def rehearse(block_time: int, unbonding_delay: int, echo) -> dict:
     anvil = None
     try:
         anvil = Anvil(block_time=block_time, chain_id=SEPOLIA_CHAIN_ID, base_fee=BASE_FEE)
-        web3 = Web3(Web3.HTTPProvider(anvil.uri, request_kwargs={"timeout": 30}))
+        web3: Any = Web3(Web3.HTTPProvider(anvil.uri, request_kwargs={"timeout": 30}))
         check_node(web3)
         echo(
             f"anvil at {anvil.uri} (pid {anvil.process.pid}): chain {SEPOLIA_CHAIN_ID}, "
