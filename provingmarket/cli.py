@@ -125,9 +125,8 @@ def client(account=None) -> RegistryClient:
     (WrongChain, exit code 2) naming the --network used and what to do."""
     import ape
 
-    network, folder = network_name(), deployments_folder()
-    record = deployments.load(network, folder)
-    choice = network_choice()
+    network, folder, choice = network_name(), deployments_folder(), network_choice()
+    record = deployments.load(network, folder, choice)
     if throwaway():
         hint = (
             f"--network {choice} is a throwaway chain ape started for this command alone; "
@@ -139,7 +138,13 @@ def client(account=None) -> RegistryClient:
             f"ape run operator deploy --network {choice} --account <account>"
         )
     what = f"the deployment recorded for {network} ({deployments.path_for(network, folder)})"
-    record.identity().verify(ape.chain.provider.web3, what, hint)
+    web3 = ape.chain.provider.web3
+    record.identity().verify(web3, what, hint)
+    if not web3.eth.get_code(record.registry):
+        raise ClientError(
+            f"no registry at {record.registry} on {network} (a local chain restarted?); "
+            f"deploy again: ape run operator deploy --network {choice} --account <account>"
+        )
     return RegistryClient.from_ape(network, account, folder)
 
 

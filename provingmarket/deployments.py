@@ -129,12 +129,14 @@ def path_for(network: str, folder: Path | None = None) -> Path:
     return (folder or default_folder()) / (network_key(network).replace(":", "-") + ".json")
 
 
-def load(network: str, folder: Path | None = None) -> Deployment:
+def load(network: str, folder: Path | None = None, choice: str | None = None) -> Deployment:
+    """The record for `network`; if there is none, the error's hint repeats `choice` (the
+    --network the user gave) or else `network`."""
     path = path_for(network, folder)
     if not path.exists():
         raise DeploymentError(
             f"no deployment recorded for {network_key(network)} ({path}); "
-            f"deploy first: ape run operator deploy --network {network} --account <account>"
+            f"deploy first: ape run operator deploy --network {choice or network} --account <account>"
         )
     return Deployment.from_json(path.read_text(), str(path))
 
