@@ -14,6 +14,12 @@ unstake -> withdraw-stake. Each step prints its transactions, gas and fees; the 
 says the total gas, the ETH each account spent on fees, where the task's payment went
 and the time taken, and checks that every wei is accounted for (the registry ends empty).
 
+The commands read the project's own ape-config.yaml. The short form (`--block-time`
+other than Sepolia's 12 s) runs them in a folder of links to the project whose
+ape-config.yaml differs in one value, Sepolia's `block_time`, so that ape polls for
+confirmations as often as that chain makes blocks (it sleeps half a block time between
+polls: six seconds a transaction at 12 s).
+
 It never touches a real network: SEPOLIA_RPC_URL is set only in the commands' environment,
 to the anvil this script starts, and the script refuses any node that is not anvil with
 Sepolia's chain id. The accounts (made afresh, in a temporary ape data folder, unlocked by
@@ -35,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from eth_account import Account
 from web3 import Web3
 
@@ -45,6 +52,7 @@ from provingmarket.devnet.chain import Anvil
 SEPOLIA_CHAIN_ID = 11_155_111
 NETWORK = "ethereum:sepolia:node"
 BASE_FEE = 10**9  # 1 gwei
+SEPOLIA_BLOCK_TIME = 12  # ape-config.yaml's, Sepolia's
 FUNDING = 10 * 10**18  # each account's ETH from anvil's first account
 ACCOUNTS = ("operator", "requester", "prover")
 
@@ -87,16 +95,41 @@ def make_accounts(data_folder: Path) -> dict[str, tuple[str, str]]:
     made = {}
     for alias in ACCOUNTS:
         key, passphrase = secrets.token_bytes(32), secrets.token_hex(16)
-        keyfile = Account.encrypt(key, passphrase)
+        # A light key derivation (each command decrypts once): these keys live for one
+        # rehearsal, in a folder removed after it; `ape accounts import` uses scrypt.
+        keyfile = Account.encrypt(key, passphrase, kdf="pbkdf2", iterations=1_000)
         (folder / f"{alias}.json").write_text(json.dumps(keyfile))
         made[alias] = (Account.from_key(key).address, passphrase)
     return made
 
 
+def project_root() -> Path:
+    """The checkout this module runs from (else the current directory: `ape run` runs in it)."""
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout if (checkout / "ape-config.yaml").is_file() else Path.cwd()
+
+
+def project_view(root: Path, folder: Path, block_time: int) -> Path:
+    """Where the commands run: the project itself at Sepolia's block time; else a folder
+    of links to its files with an ape-config.yaml that differs only in Sepolia's block_time."""
+    if block_time == SEPOLIA_BLOCK_TIME:
+        return root
+    view = folder / "project"
+    view.mkdir()
+    for item in root.iterdir():
+        if item.name not in ("ape-config.yaml", "deployments", ".ape"):
+            (view / item.name).symlink_to(item)
+    config = yaml.safe_load((root / "ape-config.yaml").read_text())
+    config["ethereum"]["sepolia"]["block_time"] = block_time
+    (view / "ape-config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return view
+
+
 class Rehearsal:
-    def __init__(self, web3: Any, env: dict[str, str], addresses: dict[str, str], echo) -> None:
+    def __init__(self, web3: Any, env: dict[str, str], addresses: dict[str, str], echo, cwd: Path) -> None:
         self.web3 = web3
         self.env = env
+        self.cwd = cwd
         self.addresses = addresses
         self.echo = echo
         self.steps: list[Step] = []
@@ -109,7 +142,7 @@ class Rehearsal:
         self.steps.append(step)
         first = self.web3.eth.block_number + 1
         started = time.monotonic()
-        done = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=900)
+        done = subprocess.run(argv, capture_output=True, text=True, env=self.env, cwd=self.cwd, timeout=900)
         step.seconds = time.monotonic() - started
         for tx in self._sent_by(self.addresses[account], first):
             receipt = self.web3.eth.get_transaction_receipt(tx)
@@ -162,9 +195,11 @@ def rehearse(block_time: int, unbonding_delay: int, echo) -> dict:
             web3.eth.wait_for_transaction_receipt(
                 web3.eth.send_transaction({"from": faucet, "to": address, "value": FUNDING}), timeout=120
             )
+        root = project_root()
         env = dict(os.environ)
         env.update(
             {
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")])),
                 TESTNET_RPC_ENV["sepolia"]: anvil.uri,
                 "APE_DATA_FOLDER": str(folder / "ape"),
                 DEPLOYMENTS_ENV: str(folder / "deployments"),
@@ -172,7 +207,7 @@ def rehearse(block_time: int, unbonding_delay: int, echo) -> dict:
         )
         env.update({f"APE_ACCOUNTS_{alias}_PASSPHRASE": p for alias, (_, p) in accounts.items()})
         before = {alias: web3.eth.get_balance(a) for alias, a in addresses.items()}
-        r = Rehearsal(web3, env, addresses, echo)
+        r = Rehearsal(web3, env, addresses, echo, project_view(root, folder, block_time))
         deployed = r.run(
             "deploy", "operator", "deploy", "--unbonding-delay", str(unbonding_delay), account="operator"
         )
