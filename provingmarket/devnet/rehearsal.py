@@ -152,12 +152,12 @@ class Rehearsal:
         if done.returncode != 0:
             errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
             step.error = (errors or done.stderr.strip().splitlines()[-1:] or ["no output"])[-1]
-            self.echo(f"{name:<16} FAILED: {step.error}")
+            self.echo(f"{name:<18} FAILED: {step.error}")
             raise RehearsalError(f"step {name} failed: {step.error}")
         step.ok = True
         step.output = json.loads(done.stdout)
         self.echo(
-            f"{name:<16} {account:<10} {step.txs} tx  {step.gas:>9,} gas  "
+            f"{name:<18} {account:<10} {step.txs} tx  {step.gas:>9,} gas  "
             f"{_ether(step.fee)}  {step.seconds:5.1f} s"
         )
         return step.output
