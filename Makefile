@@ -12,7 +12,7 @@ export PYTHONPATH := $(CURDIR)
 # The stateful test's size: `ci` (100 examples of up to 30 steps) or `fuzz` (make fuzz).
 export HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: install compile test test-fast demo bench sim fuzz lint lint-contracts lint-imports clean circuits chain
+.PHONY: install compile test test-fast demo bench sim fuzz lint lint-contracts lint-imports clean circuits chain rehearse
 
 install: $(VENV)/.installed $(BIN)/anvil
 
@@ -72,6 +72,12 @@ chain: install
 
 demo: compile
 	ape run demo
+
+# The testnet path (deploy, market, stake, post, prove, withdraw) as real commands through
+# the Sepolia network config, against a local anvil with Sepolia's chain id, a base fee of
+# 1 gwei and 12-second blocks (scripts/rehearse.py); prints each step's gas and fees.
+rehearse: compile
+	ape run rehearse
 
 # The simulation (simulation/): every mechanism alone, then the router, on seeded workloads;
 # the report and plots go to reports/sim-full/. `make test` runs the small configuration.

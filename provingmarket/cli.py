@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +26,12 @@ BUILT_IN = BUILT_IN_MECHANISMS
 
 # Where deployment records live; tests point this at a folder of their own.
 DEPLOYMENTS_ENV = deployments.FOLDER_ENV
+
+# `-h` beside `--help` on every group and command (a group's settings reach its commands).
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+# The testnets' RPC URL variables (ape-config.yaml).
+TESTNET_RPC_ENV = deployments.TESTNET_RPC_ENV
 
 
 class _ToStderr(dict):
@@ -68,18 +75,95 @@ def network_name() -> str:
     return f"{network.ecosystem.name}:{network.name}"
 
 
+def network_choice(provider: Any = None) -> str:
+    """The --network that reaches the node this command used, as hints repeat it:
+    ecosystem:network:provider, or the URL for a node given by URL (ape's "custom")."""
+    if provider is None:
+        import ape
+
+        provider = ape.chain.provider
+    network = provider.network
+    if network.name == "custom":
+        return str(provider.network_choice)
+    return f"{network.ecosystem.name}:{network.name}:{provider.name}"
+
+
+def throwaway(provider: Any = None) -> bool:
+    """Whether the chain dies with this command: ape's in-memory test chain, or a node
+    process ape started itself (`ethereum:local` with its foundry provider, the default
+    without --network), as opposed to a node that runs on its own (`make chain` reached
+    with ethereum:local:node, a testnet's RPC URL, any URL)."""
+    if provider is None:
+        import ape
+
+        provider = ape.chain.provider
+    return provider.name == "test" or getattr(provider, "process", None) is not None
+
+
+def missing_rpc_url(provider: Any) -> str | None:
+    """For a testnet ape-config.yaml names (`TESTNET_RPC_ENV`) reached through its node
+    provider, the one line to say when no RPC URL is set (unset or empty: ape would
+    otherwise fail with a traceback, or quietly pick a public endpoint); else None."""
+    network = getattr(provider, "network", None)
+    variable = TESTNET_RPC_ENV.get(getattr(network, "name", ""))
+    if network is None or variable is None or getattr(provider, "name", "") != "node":
+        return None
+    try:  # the URL its settings or ape-config.yaml give (ape's own reading of them)
+        configured = getattr(provider, "_configured_uri", None)
+    except Exception:  # "Invalid uri: ${SEPOLIA_RPC_URL}": the variable is not set
+        configured = None
+    if configured and os.environ.get(variable, None) != "":
+        return None
+    return (
+        f"no RPC URL for {network.ecosystem.name}:{network.name}: set {variable} to your node's or "
+        f"provider's URL (export {variable}=https://...) and run the command again"
+    )
+
+
 def client(account=None) -> RegistryClient:
-    return RegistryClient.from_ape(network_name(), account, deployments_folder())
+    """The registry recorded for this network, once the node is known to be the chain the
+    record belongs to (chain id, genesis, the deployment block's hash): else one line
+    (WrongChain, exit code 2) naming the --network used and what to do."""
+    import ape
+
+    network, folder, choice = network_name(), deployments_folder(), network_choice()
+    record = deployments.load(network, folder, choice)
+    if throwaway():
+        hint = (
+            f"--network {choice} is a throwaway chain ape started for this command alone; "
+            "reach the chain the record names with its --network (ethereum:local:node for `make chain`)"
+        )
+    else:
+        hint = (
+            f"is --network {choice} the node you meant? If its chain was restarted, deploy again: "
+            f"ape run operator deploy --network {choice} --account <account>"
+        )
+    what = f"the deployment recorded for {network} ({deployments.path_for(network, folder)})"
+    web3 = ape.chain.provider.web3
+    record.identity().verify(web3, what, hint)
+    if not web3.eth.get_code(record.registry):
+        raise ClientError(
+            f"no registry at {record.registry} on {network} (a local chain restarted?); "
+            f"deploy again: ape run operator deploy --network {choice} --account <account>"
+        )
+    return RegistryClient.from_ape(network, account, folder)
 
 
-def fail(message: str) -> NoReturn:
+def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+    sys.exit(code)
 
 
 def require(account) -> Any:
+    """The --account; a keyfile account whose passphrase is in APE_ACCOUNTS_<alias>_PASSPHRASE
+    signs without asking (ape reads the variable to unlock; this also skips its "Sign?"
+    prompt, as a script or a service needs)."""
     if account is None:
         fail("this command sends a transaction: pass --account (an alias, or TEST::0 on a local chain)")
+    alias = getattr(account, "alias", None)
+    passphrase = os.environ.get(f"APE_ACCOUNTS_{alias}_PASSPHRASE") if alias else None
+    if passphrase and hasattr(account, "set_autosign"):
+        account.set_autosign(True, passphrase=passphrase)
     return account
 
 
@@ -92,7 +176,7 @@ def handled(function: Callable) -> Callable:
         try:
             return function(*args, **kwargs)
         except ProvingMarketError as error:  # every error a person can act on (provingmarket/errors.py)
-            fail(str(error))
+            fail(str(error), getattr(error, "exit_code", 1))
         except click.ClickException:
             raise
         except Exception as error:  # the node or ape failing: its message, not a trace
@@ -115,7 +199,7 @@ def command(
     """A command of GROUP on the network ape connects to: --network, --account (ACCOUNT),
     PARAMS (click arguments and options, in order), --json (AS_JSON), and every error a
     person can act on as one line (`handled`)."""
-    from ape.cli import ConnectedProviderCommand, account_option, network_option
+    from ape.cli import account_option, network_option
 
     def decorate(function: Callable) -> click.Command:
         function = handled(function)
@@ -125,9 +209,39 @@ def command(
             function = param(function)
         if account:
             function = account_option(prompt=False)(function)
-        return group.command(name, cls=ConnectedProviderCommand)(network_option()(function))
+        return group.command(name, cls=connected_command(), context_settings=CONTEXT)(
+            network_option()(function)
+        )
 
     return decorate
+
+
+def _chosen_provider(ctx: click.Context) -> Any:
+    """The provider --network chose, not yet connected (where ape's parsing left it)."""
+    from ape.cli.options import NETWORK_META_KEY
+
+    meta = ctx.meta.get(NETWORK_META_KEY) or {}
+    if meta.get("provider") is not None:
+        return meta["provider"]
+    if isinstance(ctx.obj, dict) and ctx.obj.get("provider") is not None:
+        return ctx.obj["provider"]
+    return ctx.params.get("network")
+
+
+@functools.cache
+def connected_command() -> type[click.Command]:
+    """ape's ConnectedProviderCommand, which first refuses in one line what would fail
+    while connecting (a testnet without its RPC URL)."""
+    from ape.cli import ConnectedProviderCommand
+
+    class Connected(ConnectedProviderCommand):
+        def invoke(self, ctx: click.Context) -> Any:
+            message = missing_rpc_url(_chosen_provider(ctx))
+            if message:
+                fail(message)
+            return super().invoke(ctx)
+
+    return Connected
 
 
 def run_frontend(run: Callable, account, log_level: str, **options) -> None:
@@ -179,6 +293,8 @@ def market_or_fail(registry: RegistryClient, market_id: int) -> Market:
 
 __all__ = [
     "BUILT_IN",
+    "CONTEXT",
+    "TESTNET_RPC_ENV",
     "client",
     "command",
     "deployments_folder",
@@ -188,9 +304,12 @@ __all__ = [
     "handled",
     "json_option",
     "market_or_fail",
+    "missing_rpc_url",
+    "network_choice",
     "network_name",
     "require",
     "run_frontend",
     "table",
+    "throwaway",
     "when",
 ]

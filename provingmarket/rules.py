@@ -254,3 +254,31 @@ def signer_of(chain_id: int, registry: str, task: bytes, bid: Bid) -> tuple[str,
         return "", Account.recover_message(message, signature=signature)
     except Exception:  # r or s out of range: ecrecover finds no key
         return INVALID_SIGNATURE, ""
+
+
+# ------------------------------------------------------------------ slashing
+
+BPS = 10_000  # the registry's basis points (markets.BPS)
+
+
+@dataclass(frozen=True)
+class SlashSplit:
+    """Where a slashed assignment's collateral goes (contracts/registry/assignments.vy,
+    `slash`): the task's requester, whoever slashed, and the rest burnt."""
+
+    to_requester: int
+    to_caller: int
+    burnt: int
+
+
+def slash_split(
+    collateral: int, max_reward: int, requester_bps: int, caller_bps: int, caller_is_party: bool = False
+) -> SlashSplit:
+    """The registry's split, to the wei: the requester gets `requester_bps` of the
+    collateral but never more than the task's max reward (its cap); the caller gets
+    `caller_bps`, except that a caller who is the task's requester or the slashed prover
+    gets nothing (`caller_is_party`); everything else, the requester's share above its cap
+    included, is burnt. Nothing goes to a frontend or a treasury."""
+    to_requester = min(collateral * requester_bps // BPS, max_reward)
+    to_caller = 0 if caller_is_party else collateral * caller_bps // BPS
+    return SlashSplit(to_requester, to_caller, collateral - to_requester - to_caller)

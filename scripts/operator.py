@@ -14,21 +14,25 @@ from __future__ import annotations
 
 import ape
 import click
+from web3 import Web3
 
 from provingmarket import cli as ui  # the commands' shared helpers
 from provingmarket import deployments
+from provingmarket.chain import mechanisms as registered
 from provingmarket.chain.checks import not_built_in, registered_mechanism
 from provingmarket.chain.client import parse_address, parse_ether
+from provingmarket.chain.identity import ChainIdentity, WrongChain
 from provingmarket.chain.markets import MarketError, MarketTerms, deploy_registry, open_market
 from provingmarket.deployments import Deployment, DeploymentError, MarketRecord
 from provingmarket.formats import MAX_FRONTENDS, MAX_NAME
 from provingmarket.proving.backends import BackendError, backend_from_config
 from provingmarket.proving.circuits import Circuit, CircuitError
+from provingmarket.rules import BPS, slash_split
 
 BINDINGS = {0: "none", 1: "address input", 2: "commit-reveal"}
 
 
-@click.group()
+@click.group(context_settings=ui.CONTEXT)
 def cli():
     """Deploy and run the registry: markets and mechanisms."""
 
@@ -40,54 +44,89 @@ def cli():
     cli,
     click.option("--unbonding-delay", default=3_600, show_default=True, help="Seconds unstaked ETH waits."),
     click.option(
-        "--replace", is_flag=True, help="Deploy even if a live registry is recorded for this network."
+        "--replace",
+        is_flag=True,
+        help="Deploy even if a live registry is recorded for this network (the old record kept as .bak).",
     ),
     account=True,
 )
 def deploy(account, unbonding_delay, replace, as_json):
-    """Deploy the registry and record it for this network."""
+    """Deploy the registry and record it for this network.
+
+    Only on a chain that outlives the command (ethereum:local:node for `make chain`, a
+    testnet's node, a URL): on the throwaway chain ape starts when --network names none,
+    nothing is deployed or recorded. A record of a registry that is still live on this
+    chain is replaced only with --replace; a replaced record is kept beside the new one as
+    <name>.json.<time>.bak."""
     account = ui.require(account)
-    network, folder = ui.network_name(), ui.deployments_folder()
+    network, folder, choice = ui.network_name(), ui.deployments_folder(), ui.network_choice()
     if unbonding_delay < 0:
         ui.fail(f"--unbonding-delay {unbonding_delay} is negative")
+    if ui.throwaway():
+        ui.fail(
+            f"--network {choice} is a throwaway chain ape starts for this command and stops after it: "
+            "nothing deployed, nothing recorded; name a chain that stays up "
+            "(`make chain`, then --network ethereum:local:node; or a testnet's node)"
+        )
+    web3 = ape.chain.provider.web3
+    path = deployments.path_for(network, folder)
     try:
         existing = deployments.load(network, folder)
-        live = ape.chain.chain_id == existing.chain_id and bool(
-            ape.chain.provider.get_code(existing.registry)
-        )
     except DeploymentError:
-        live = False
-    if live and not replace:
+        existing = None
+    if existing is not None and not replace and _live(existing, web3):
         ui.fail(
-            f"a registry is already recorded for {network} at {existing.registry}; "
-            "pass --replace to deploy a new one (its record replaces the old)"
+            f"a registry is already recorded for {network} at {existing.registry} ({path}); "
+            "pass --replace to deploy a new one (its record replaces the old, which is kept as a .bak)"
         )
     registry = deploy_registry(ape, account, unbonding_delay)
+    receipt = web3.eth.get_transaction_receipt(registry.txn_hash)
+    identity = ChainIdentity.read(web3, registry.address, receipt["blockNumber"])
     record = Deployment(
         network=network,
-        chain_id=ape.chain.chain_id,
+        chain_id=identity.chain_id,
         registry=registry.address,
-        block=ape.chain.provider.web3.eth.get_transaction_receipt(registry.txn_hash)["blockNumber"],
+        block=receipt["blockNumber"],
         unbonding_delay=unbonding_delay,
+        genesis_hash=identity.genesis_hash,
+        deploy_tx=Web3.to_hex(receipt["transactionHash"]),
+        block_hash=identity.deploy_block_hash,
+        abi_hash=deployments.abi_hash(),
     )
-    path = deployments.save(record, folder)
+    backups = set(path.parent.glob(path.name + ".*.bak"))
+    path = deployments.save(record, folder, backup=True)
+    kept = sorted(set(path.parent.glob(path.name + ".*.bak")) - backups)
     ui.emit(
         as_json,
         {
             "registry": record.registry,
             "block": record.block,
+            "block_hash": record.block_hash,
+            "deploy_tx": record.deploy_tx,
             "chain_id": record.chain_id,
+            "genesis_hash": record.genesis_hash,
             "record": str(path),
+            "backup": str(kept[-1]) if kept else None,
         },
-        lambda: f"registry deployed at {record.registry} (block {record.block}, chain {record.chain_id})\n"
-        f"recorded in {path}",
+        lambda: f"registry deployed at {record.registry} (block {record.block}, chain {record.chain_id}, "
+        f"tx {record.deploy_tx})\nrecorded in {path}"
+        + (f"\nthe previous record is kept as {kept[-1]}" if kept else ""),
     )
+
+
+def _live(record: Deployment, web3) -> bool:
+    """Whether the recorded registry is on this node's chain (its identity) and has code."""
+    try:
+        record.identity().verify(web3)
+    except WrongChain:
+        return False
+    return bool(web3.eth.get_code(record.registry))
 
 
 # ------------------------------------------------------------------ markets
 
 
-@cli.group()
+@cli.group(context_settings=ui.CONTEXT)
 def market():
     """Open, pause and show markets."""
 
@@ -212,11 +251,28 @@ def _recorded_circuit(reference: str) -> Circuit | None:
         return None
 
 
-@ui.command(market, click.argument("market_id", type=int), name="show")
-def market_show(market_id, as_json):
-    """A market's terms and the provers in it."""
+@ui.command(
+    market,
+    click.argument("market_id", type=int),
+    click.option(
+        "--collateral",
+        help="Show the slash split for a task with this collateral, ETH [default: the minimum].",
+    ),
+    click.option(
+        "--max-reward", help="... and this maximum reward, ETH (the requester's cap) [default: the minimum]."
+    ),
+    name="show",
+)
+def market_show(market_id, collateral, max_reward, as_json):
+    """A market's terms, how a slash splits a task's collateral, and the provers in it."""
     registry = ui.client()
     found = ui.market_or_fail(registry, market_id)
+    example_collateral = (
+        parse_ether(collateral, "--collateral") if collateral is not None else found.min_collateral
+    )
+    example_reward = parse_ether(max_reward, "--max-reward") if max_reward is not None else found.min_reward
+    split = slash_split(example_collateral, example_reward, found.requester_bps, found.caller_bps)
+    capped = example_collateral * found.requester_bps // BPS > example_reward
     record = registry.deployment.markets.get(market_id)
     members = {}
     for e in registry.events(["ProverJoined", "ProverLeft"]):
@@ -239,6 +295,23 @@ def market_show(market_id, as_json):
         "grace_period": found.grace_period,
         "requester_bps": found.requester_bps,
         "caller_bps": found.caller_bps,
+        # What `slash` does with a task's collateral (rules.slash_split): the requester's
+        # share is capped at the task's max reward; the caller's is burnt when the caller
+        # is the requester or the prover; the rest is burnt.
+        "slash": {
+            "requester_bps": found.requester_bps,
+            "requester_cap": "max_reward",
+            "caller_bps": found.caller_bps,
+            "caller_unpaid_when": ["requester", "prover"],
+            "rest": "burnt",
+            "example": {
+                "collateral": example_collateral,
+                "max_reward": example_reward,
+                "to_requester": split.to_requester,
+                "to_caller": split.to_caller,
+                "burnt": split.burnt,
+            },
+        },
         "min_collateral": found.min_collateral,
         "min_reward": found.min_reward,
         "provers": [
@@ -267,8 +340,14 @@ def market_show(market_id, as_json):
             f"  binding         {data['binding']} (input {found.address_input})",
             f"  minimums        collateral {ui.eth(found.min_collateral)}, reward {ui.eth(found.min_reward)}",
             f"  grace period    {found.grace_period} s",
-            f"  slash split     requester {found.requester_bps / 100:g}%, "
-            f"caller {found.caller_bps / 100:g}%, rest burnt",
+            f"  slash split     of the task's collateral: requester {found.requester_bps / 100:g}% "
+            "but at most the task's max reward, "
+            f"caller {found.caller_bps / 100:g}% (burnt if the caller is the requester or the prover), "
+            "the rest burnt",
+            f"                  e.g. collateral {ui.eth(example_collateral)}, max reward "
+            f"{ui.eth(example_reward)}: requester {ui.eth(split.to_requester)}"
+            f"{' (its cap)' if capped else ''}"
+            f", caller {ui.eth(split.to_caller)}, burnt {ui.eth(split.burnt)}",
             "",
         ]
         if not provers:
@@ -282,7 +361,7 @@ def market_show(market_id, as_json):
 # ------------------------------------------------------------------ mechanisms
 
 
-@cli.group()
+@cli.group(context_settings=ui.CONTEXT)
 def mechanism():
     """Register and retire mechanisms, and choose the frontends that assign for them."""
 
@@ -362,6 +441,51 @@ def mechanism_frontend(account, mechanism_id, frontend, remove, as_json):
         {"mechanism_id": mechanism_id, "frontend": frontend, "allowed": not remove},
         f"{frontend} {'removed from' if remove else 'allowed for'} mechanism {mechanism_id}",
     )
+
+
+def _mechanism_markets(info) -> str:
+    return ", ".join(f"{m} ({n} prover{'s' if n != 1 else ''})" for m, n in sorted(info.markets.items()))
+
+
+@ui.command(mechanism, name="list")
+def mechanism_list(as_json):
+    """Every mechanism the registry knows: id, name, kind, registrant, frontends, markets."""
+    found = registered.mechanisms(ui.client())
+    rows = [
+        (
+            m.mechanism_id,
+            m.name + (" (retired)" if m.retired else ""),
+            m.kind,
+            m.registrant or "-",
+            len(m.frontends),
+            ", ".join(str(i) for i in sorted(m.markets)) or "-",
+        )
+        for m in found
+    ]
+    ui.emit(
+        as_json,
+        [m.to_dict() for m in found],
+        lambda: ui.table(["id", "name", "kind", "registrant", "frontends", "markets"], rows),
+    )
+
+
+@ui.command(mechanism, click.argument("mechanism_id", type=int), name="show")
+def mechanism_show(mechanism_id, as_json):
+    """What the registry knows of MECHANISM_ID: its kind, registrant, whether it is retired,
+    the frontends allowed to assign for it and the markets where provers accept it. The
+    registry keeps no parameters for a mechanism (a task's terms and a frontend's
+    configuration carry them)."""
+    m = registered.mechanism(ui.client(), mechanism_id)
+    nobody = "- (provers take slots themselves)" if m.kind == "built in" else "none allowed now"
+    lines = [
+        f"mechanism {m.mechanism_id} '{m.name}'{' (RETIRED: no new tasks may name it)' if m.retired else ''}",
+        f"  kind          {m.kind}",
+        f"  registrant    {m.registrant or '- (built in: nobody manages it)'}",
+        f"  frontends     {', '.join(m.frontends) or nobody}",
+        f"  markets       {_mechanism_markets(m) or 'no prover accepts it yet'}",
+        "  parameters    none in the registry (a task's terms, or the frontend's configuration)",
+    ]
+    ui.emit(as_json, m.to_dict(), "\n".join(lines))
 
 
 __all__ = ["cli"]

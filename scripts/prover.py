@@ -8,6 +8,7 @@ accept mechanisms, and see where a prover stands.
     ape run prover status 0x... --network ...
     ape run prover lock 0x<task id> --network ... --account ...     (a Dutch task)
     ape run prover prove 0x<task id> --network ... --account ...    (assigned, locked or an open race)
+    ape run prover decline 0x<task id> --network ... --account ...  (within the grace period)
 
 Every command checks first what the registry would refuse and says it in one line with
 the values it saw (exit code 1, nothing sent); `--json` prints JSON instead of text.
@@ -29,11 +30,11 @@ from provingmarket.chain import provers, trust
 from provingmarket.chain import tasks as proving
 from provingmarket.chain.client import parse_address, parse_task_id
 from provingmarket.chain.provers import in_seconds, membership_text, stake_line, standing_data, tx_hash, whole
-from provingmarket.cli import client, command, emit, eth, fail, require, table, when
+from provingmarket.cli import CONTEXT, client, command, emit, eth, fail, require, table, when
 from provingmarket.proving.backends import backend_from_config
 
 
-@click.group()
+@click.group(context_settings=CONTEXT)
 def cli():
     """Stake, join markets, prove tasks and see where a prover stands."""
 
@@ -318,6 +319,21 @@ def prove(account, task, backend, as_json):
         },
         f"proved task {task} in {delivered.result.seconds * 1000:,.0f} ms with {delivered.result.backend}; "
         f"paid {eth(delivered.paid)} (credited: withdraw with `ape run prover withdraw`)",
+    )
+
+
+@command(cli, click.argument("task"), account=True)
+def decline(account, task, as_json):
+    """Give back TASK, assigned to the prover by a frontend, within the market's grace
+    period: no penalty, the collateral is freed, the slot reopens (or its escrow goes back
+    to the requester) and the prover is not assigned this task again."""
+    registry = client(require(account))
+    declined = proving.decline(registry, parse_task_id(task))
+    emit(
+        as_json,
+        {"task": task, "slot": declined.slot, "reopened": declined.reopened, "tx": declined.tx},
+        f"declined slot {declined.slot} of task {task}; "
+        + ("the slot is open again" if declined.reopened else "its escrow went back to the requester"),
     )
 
 

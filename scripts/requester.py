@@ -74,6 +74,7 @@ from provingmarket.chain import requester as following
 from provingmarket.chain.client import ClientError, parse_address, parse_ether, parse_task_id
 from provingmarket.chain.tasks import circuit_of
 from provingmarket.cli import (
+    CONTEXT,
     client,
     command,
     deployments_folder,
@@ -93,7 +94,7 @@ from provingmarket.market.requests import DEFAULT_WINDOW, Routed, whole
 from provingmarket.proving.circuits import CircuitError
 
 
-@click.group()
+@click.group(context_settings=CONTEXT)
 def cli():
     """Post proof tasks and follow them: status, proofs, cancel, reclaim, withdraw."""
 

@@ -172,3 +172,42 @@ def _check_free_stake(client: RegistryClient, prover: str, state: TaskState) -> 
             f"{format_ether(state.terms.collateral)} collateral: stake "
             f"{format_ether(state.terms.collateral - standing.free)} more"
         )
+
+
+@dataclass(frozen=True)
+class Declined:
+    task_id: bytes
+    slot: int
+    reopened: bool  # the slot is open again (else its escrow went back to the requester)
+    tx: str
+
+
+def decline(client: RegistryClient, task_id: bytes) -> Declined:
+    """Give back the signer's assignment of a task within the market's grace period, at no
+    penalty (the registry's `decline`): only a slot a frontend assigned (a slot the prover
+    took itself, a Dutch lock or a race, cannot be), and only until the grace period ends
+    (or the deadline, if sooner). After that, prove it or it is slashed."""
+    state = client.task(task_id)
+    me = client.require_signer("declining a task needs an account").address
+    live = state.live_assignments.get(me)
+    if live is None:
+        raise ClientError(
+            "you hold no live assignment of this task (assigned: "
+            + (", ".join(state.live_assignments) or "nobody")
+            + "); nothing to decline"
+        )
+    assignment = live[0]
+    if assignment.frontend == ZERO_ADDRESS:
+        raise ClientError("you took this slot yourself (a Dutch lock): it cannot be declined; prove it")
+    terms = state.terms
+    grace = client.market(terms.market_id).grace_period
+    until = min(assignment.deadline - terms.proving_window + grace, assignment.deadline)
+    now = chain_time(client.web3)
+    if now > until:
+        raise ClientError(
+            f"the grace period to decline ended {now - until} s ago (market {terms.market_id} gives "
+            f"{grace} s after the assignment); prove the task before its deadline or it can be slashed"
+        )
+    receipt, events = client.transact("decline", terms.as_tuple(), assignment.as_tuple(), action="decline")
+    declined = next(e for e in events if e.name == "TaskDeclined")
+    return Declined(task_id, declined.slot, declined.reopened, "0x" + bytes(receipt["transactionHash"]).hex())
