@@ -146,7 +146,8 @@ class Spend:
 
     def eth(self) -> str:
         """`0.001234 ETH, 1,234,567 gas (12 transactions)`."""
-        return f"{self.wei / ETHER:.6f} ETH, {self.gas:,} gas ({self.transactions} transactions)"
+        plural = "" if self.transactions == 1 else "s"
+        return f"{self.wei / ETHER:.6f} ETH, {self.gas:,} gas ({self.transactions} transaction{plural})"
 
 
 def fees_paid(web3, from_block: int, to_block: int | None = None) -> dict[str, Spend]:
