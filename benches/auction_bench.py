@@ -3,8 +3,9 @@
     .venv/bin/python -m benches.auction_bench [--provers 100] [--tasks 50] [--clients 16] [--poll 0.1]
 
 A registry with the square circuit's market on a fresh anvil (mining each transaction at
-once); `--provers` provers (fresh keys, staked, in the market, accepting the mechanism,
-capacity for every task) and `--tasks` tasks posted at once. The frontend runs as its own
+once, its base fee 1 gwei at the start); `--provers` provers (fresh keys, staked, in the
+market, accepting the mechanism, capacity for every task) and `--tasks` tasks posted at
+once. The frontend runs as its own
 process (`python -m frontends.auction.process`), its rate limits off (they are policy,
 not capacity: the question is how many bids the API can take). Once every auction is
 open, every prover bids on every task (provers x tasks bids, each a distinct EIP-712
@@ -16,7 +17,8 @@ Reported: bids accepted per second (first request sent to last answer received),
 latency, and once the auctions close, the time from each auction's close (the chain's
 clock) to its clearing (the keeper's next round) and to its assignment mined (the keeper
 seeing the receipt), with the assignments checked on chain: every task assigned at its
-second price. Judged against 500 bids per second.
+second price, and the fees the frontend and the provers paid (from the receipts). Judged
+against 500 bids per second.
 """
 
 from __future__ import annotations
@@ -38,7 +40,19 @@ from eth_utils import keccak
 from web3 import Web3
 
 from provingmarket.chain.client import KeySigner, RegistryClient
-from provingmarket.devnet import ETHER, PROVER_INPUT, Anvil, Stack, deploy_stack, send_all, task_terms
+from provingmarket.devnet import (
+    BASE_FEE,
+    ETHER,
+    PROVER_INPUT,
+    Anvil,
+    Stack,
+    deploy_stack,
+    fees_from_node,
+    fees_paid,
+    send_all,
+    spend_of,
+    task_terms,
+)
 from provingmarket.devnet.processes import AUCTION, LoggedProcess, logged_frontend
 from provingmarket.formats import sign_bid
 
@@ -69,7 +83,7 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=0.1, help="the frontend's seconds between rounds")
     args = parser.parse_args()
     logger.set_level("WARNING")  # no line per setup transaction
-    with Anvil() as anvil, ape.networks.parse_network_choice(f"ethereum:local:{anvil.uri}"):
+    with Anvil(base_fee=BASE_FEE) as anvil, ape.networks.parse_network_choice(f"ethereum:local:{anvil.uri}"):
         run(anvil.uri, args.provers, args.tasks, args.clients, args.poll)
 
 
@@ -115,6 +129,7 @@ def fund_provers(market: Market, n_provers: int) -> list[str]:
     web3, signer = market.web3, market.funder.signer
     prover_keys = [fresh_key(f"prover-{i}") for i in range(n_provers)]
     nonce = web3.eth.get_transaction_count(signer.address)
+    max_fee, tip = fees_from_node(web3)
     hashes = [
         web3.eth.send_raw_transaction(
             signer.sign_transaction(
@@ -124,8 +139,8 @@ def fund_provers(market: Market, n_provers: int) -> list[str]:
                     "gas": 21_000,
                     "nonce": nonce + i,
                     "chainId": web3.eth.chain_id,
-                    "maxFeePerGas": 10**10,
-                    "maxPriorityFeePerGas": 0,
+                    "maxFeePerGas": max_fee,
+                    "maxPriorityFeePerGas": tip,
                 }
             )
         )
@@ -180,7 +195,10 @@ def measure(frontend: LoggedProcess, market: Market, prover_keys, n_tasks: int, 
     # The auctions close WINDOW seconds after they opened; then cleared and assigned.
     wait(frontend, "auction.cleared", n_tasks, WINDOW + 60, "every auction cleared")
     wait(frontend, "auction.assigned", n_tasks, 60, "every assignment mined")
+    spent = fees_paid(market.web3, 1)
     return {
+        "frontend_fees": spend_of(spent, [Account.from_key(market.frontend_key).address]),
+        "prover_fees": spend_of(spent, [Account.from_key(k).address for k in prover_keys]),
         "bids": len(bodies),
         **answered,
         "signing": signing_s,
@@ -290,6 +308,8 @@ def print_report(r: dict, n_provers: int, n_tasks: int, n_clients: int, setup_s:
         ("cleared -> assignment mined (seen)", spread(r["clear_to_mine"])),
         ("auction close -> assignment mined", spread(r["to_mine"])),
         ("tasks assigned at the second price", f"{r['right_price']} of {r['tasks']}"),
+        ("fees paid by the frontend (its assignments)", r["frontend_fees"].eth()),
+        ("fees paid by the provers (stake and join; bids cost none)", r["prover_fees"].eth()),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

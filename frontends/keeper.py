@@ -64,12 +64,12 @@ from frontends.book import BUILT_IN, task_hex
 from frontends.process import data_dir_option, legacy_db_option, shown, with_options
 from provingmarket.chain.client import Event, Refused, RegistryClient, chain_time
 from provingmarket.chain.mirror import Snapshot
-from provingmarket.chain.outbox import Outcome, Sent
+from provingmarket.chain.outbox import REPLACE_AFTER, Outcome, Sent
 from provingmarket.formats import MAX_BATCH
 from provingmarket.runtime.config import config_option, readiness_options
 from provingmarket.runtime.datadir import DataDir, open_data_dir
 from provingmarket.runtime.metrics import Metrics
-from provingmarket.runtime.process import Stopper, emit, run_forever
+from provingmarket.runtime.process import Stopper, emit, fee_options, gwei_to_wei, run_forever
 
 log = logging.getLogger("frontends.keeper")
 
@@ -169,6 +169,8 @@ class Keeper:
         metrics: Metrics | None = None,
         observe: Observer | None = None,
         legacy_db: str | None = None,
+        replace_after: float = REPLACE_AFTER,
+        max_fee_gwei: float | None = None,
     ):
         """`data_dir`: the directory of its files (None: the default for `name`, the chain
         and the account); `legacy_db`: a file of the previous layout to move the outbox
@@ -195,9 +197,11 @@ class Keeper:
             self.data = data_dir
         else:
             self.data = open_data_dir(client, name, data_dir, legacy_db)
-        self.outbox = self.data.outbox(client)
-        self.mirror = self.data.mirror(client, start_block, confirmations)
         self.metrics = metrics or Metrics(name)
+        self.outbox = self.data.outbox(
+            client, self.metrics, replace_after=replace_after, max_fee_per_gas=gwei_to_wei(max_fee_gwei)
+        )
+        self.mirror = self.data.mirror(client, start_block, confirmations)
         self.observe = observe
         self.cooling: dict[tuple[bytes, str], float] = {}  # (task, prover) skipped -> until
         self.held: dict[str, float] = {}  # slash or reclaim refused -> not before
@@ -437,6 +441,7 @@ def keeper_options(command: Callable) -> Callable:
             help="Serve /metrics, /healthz and /readyz (0: any free port).",
         ),
         readiness_options,
+        fee_options,
         shown("--slash/--no-slash", True, None, "Slash overdue assignments of its tasks."),
         shown("--reclaim/--no-reclaim", True, None, "Refund slots left unfilled."),
         shown("--log-level", "INFO", None),

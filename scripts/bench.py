@@ -37,6 +37,8 @@
    PLONK proof's larger calldata, 768 bytes against 256, is in intrinsic, not net).
 
 `ape run bench --only verifier` runs parts 2 and 4 alone (likewise `registry`, `proving`).
+At the end, the fees its transactions paid (the local test chain starts with a 1 gwei base
+fee: ape-config.yaml).
 """
 
 from __future__ import annotations
@@ -69,7 +71,17 @@ from benches.circuits_bench import (
     verifier_gas,
 )
 from provingmarket.chain.markets import groth16_args
-from provingmarket.devnet import ETHER, PROVER_INPUT, SQUARE, STATEMENT, deploy_stack, proof_for, task_terms
+from provingmarket.devnet import (
+    ETHER,
+    PROVER_INPUT,
+    SQUARE,
+    STATEMENT,
+    Spend,
+    deploy_stack,
+    fees_paid,
+    proof_for,
+    task_terms,
+)
 from provingmarket.formats import DUTCH, GROTH16_BLUEPRINT, Assignment, TaskTerms
 from provingmarket.proving.circuits import (
     R,
@@ -491,12 +503,21 @@ def cli(network, only):
     """Print gas per registry operation and per Groth16 verification, and proving times."""
     started = time.perf_counter()
     owner = accounts.test_accounts[0]
+    first_block = chain.provider.web3.eth.block_number + 1
     if only in (None, "registry"):
         registry_part()
     if only in (None, "verifier"):
         verifier_part(owner)
     if only in (None, "proving"):
         proving_part(owner)
+    spent = Spend()
+    for one in fees_paid(chain.provider.web3, first_block).values():
+        spent.add(one)
+    base = chain.provider.web3.eth.get_block(first_block).get("baseFeePerGas", 0)
+    click.echo(
+        f"\nfees paid by the bench's transactions (gas used x effective gas price, from the receipts; "
+        f"base fee {base:,} wei at its first block): {spent.eth()}"
+    )
     click.echo(f"\nbench took {time.perf_counter() - started:.0f} s (after compiling)")
 
 

@@ -1,6 +1,8 @@
 """The marketplace end to end on a local chain this command starts and stops (`make demo`).
 
-1. anvil starts on a free loopback port, mining a block a second like a real chain.
+1. anvil starts on a free loopback port, mining a block a second like a real chain, with
+   a base fee (1 gwei at the start, then moving with demand per EIP-1559): every
+   transaction pays its fee, as on a real chain.
 2. The registry, the square circuit's Groth16 verifier and its market are deployed, and
    an "orderbook" mechanism is registered with the frontend's account.
 3. Three provers stake and join the market with different asks and capacities.
@@ -20,7 +22,8 @@
    rises until an agent finds it worth locking.
 8. When every task is proven or refunded, a summary: tasks proven, time from posting to
    proof (median and p95), prices paid against the maxima, assignments and earnings per
-   prover, slashes, and a comparison per mechanism. Every process started is stopped by
+   prover, slashes, a comparison per mechanism, and the fees each role paid (gas used
+   times the effective gas price, from the receipts). Every process started is stopped by
    its pid; the exit code is 0 only if no task was lost and every process stopped cleanly.
 
 The circuit's keys come from a single-party setup: for demos only (circuits/README.md).
@@ -42,7 +45,18 @@ from ape import accounts
 from eth_account import Account
 
 from provingmarket.chain.markets import MarketTerms
-from provingmarket.devnet import ETHER, FRONTENDS, Anvil, Processes, deploy_marketplace, task_terms
+from provingmarket.devnet import (
+    BASE_FEE,
+    ETHER,
+    FRONTENDS,
+    Anvil,
+    Processes,
+    Spend,
+    deploy_marketplace,
+    fees_paid,
+    spend_of,
+    task_terms,
+)
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
 from provingmarket.market.personas import PERSONAS, persona_terms
 from provingmarket.market.qos import block_clock
@@ -116,7 +130,8 @@ class Demo:
             "election": test[7].private_key,
         }
         # Asks and cost models agree: with 0.1 ETH of collateral, a risk rate of 0.10 prices
-        # 0.010 ETH in (proving the square circuit takes milliseconds, gas is free here).
+        # 0.010 ETH in (proving the square circuit takes milliseconds, and a proof's gas at a
+        # base fee near 1 gwei costs under 0.001 ETH).
         self.provers = [
             Prover("alice", test[3].private_key, ETHER // 100, 3, "0.10"),
             Prover("bob", test[4].private_key, 3 * ETHER // 200, 2, "0.15"),
@@ -129,6 +144,7 @@ class Demo:
         self.started = time.monotonic()
         self.cursor = 0
         self.block_time = block_clock(self.web3)  # one header per block, not per event
+        self.first_block = self.web3.eth.block_number + 1  # the fees paid are counted from here
 
     # -------------------------------------------------------------- output
 
@@ -400,6 +416,7 @@ class Demo:
             )
         lost = [r.label for r in records if not r.done]
         self.persona_table(records)
+        self.fee_table()
         return not lost and len(records) == ALL_TASKS
 
     def persona_table(self, records: list[TaskRecord]) -> None:
@@ -423,6 +440,32 @@ class Demo:
                 cells.append(f"{f'{first:.0f}s {paid / ceiling:.0%} {len(provers)}p':>22}")
             click.echo(f"  {persona:<10} " + " ".join(cells))
 
+    def fee_table(self) -> None:
+        """The transaction fees each role paid, from the receipts of every block since the
+        demo started (gas used times the effective gas price: base fee and priority fee)."""
+        spent = fees_paid(self.web3, self.first_block)
+        test = accounts.test_accounts
+        roles = [
+            ("operator", [self.owner.address]),
+            ("requesters", [test[1].address]),
+            ("provers", list(self.names)),
+            ("frontends", [Account.from_key(k).address for k in self.frontend_keys.values()]),
+        ]
+        base = self.web3.eth.get_block("latest").get("baseFeePerGas", 0)
+        click.echo(
+            f"\n  Fees paid (gas used x effective gas price, from the receipts; the base fee started at "
+            f"{BASE_FEE:,} wei and falls while blocks are less than half full: {base:,} wei now)\n"
+        )
+        click.echo(f"  {'role':<11} {'transactions':>12} {'gas':>12} {'ETH':>10}")
+        total = Spend()
+        for role, addresses in roles:
+            one = spend_of(spent, addresses)
+            total.add(one)
+            click.echo(f"  {role:<11} {one.transactions:>12} {one.gas:>12,} {one.wei / ETHER:>10.6f}")
+        click.echo(f"  {'total':<11} {total.transactions:>12} {total.gas:>12,} {total.wei / ETHER:>10.6f}")
+        price = total.wei / total.gas / 10**9 if total.gas else 0
+        click.echo(f"\n  fees paid, every role: {total.eth()}, {price:.3f} gwei a gas on average")
+
     def stop(self) -> bool:
         clean = self.processes is None or self.processes.stop(click.echo)
         click.echo(f"\nevery process stopped; logs in {LOGS.relative_to(ROOT)}/")
@@ -432,8 +475,14 @@ class Demo:
 @click.command()
 def cli():
     """Run the marketplace end to end on a local chain of its own."""
-    with Anvil(block_time=1) as anvil, ape.networks.parse_network_choice(f"ethereum:local:{anvil.uri}"):
-        click.echo(f"anvil at {anvil.uri} (pid {anvil.process.pid}), a block a second\n")
+    with (
+        Anvil(block_time=1, base_fee=BASE_FEE) as anvil,
+        ape.networks.parse_network_choice(f"ethereum:local:{anvil.uri}"),
+    ):
+        click.echo(
+            f"anvil at {anvil.uri} (pid {anvil.process.pid}), a block a second, "
+            f"base fee {BASE_FEE / 10**9:g} gwei at the start\n"
+        )
         demo = Demo(anvil)
         ok = False
         try:

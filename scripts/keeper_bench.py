@@ -9,7 +9,9 @@ tasks. The frontend starts with an empty database, so its time includes reading 
 whole history (the backfill) before its first decision. Reported: time to first and last
 assignment, tasks assigned per second, the batches and their gas per assignment (from the
 receipts), and what the chain would allow: a block's gas limit divided by the gas per
-assignment, at 12-second blocks, against which the keeper's rate is judged.
+assignment, at 12-second blocks, against which the keeper's rate is judged. The chain
+starts with a 1 gwei base fee, and the fees the frontend and the requester paid are
+reported from the receipts (gas used x effective gas price).
 """
 
 from __future__ import annotations
@@ -26,7 +28,18 @@ from eth_utils import keccak
 from web3 import Web3
 
 from provingmarket.chain.client import KeySigner, RegistryClient
-from provingmarket.devnet import ETHER, PROVER_INPUT, Anvil, Stack, deploy_stack, send_all, task_terms
+from provingmarket.devnet import (
+    BASE_FEE,
+    ETHER,
+    PROVER_INPUT,
+    Anvil,
+    Stack,
+    deploy_stack,
+    fees_paid,
+    send_all,
+    spend_of,
+    task_terms,
+)
 from provingmarket.devnet.processes import ORDERBOOK, LoggedProcess, logged_frontend
 
 TASKS = 1_000
@@ -54,7 +67,7 @@ class Market(NamedTuple):
 @click.command()
 def cli():
     """Time the orderbook frontend assigning 1,000 tasks posted at once, on an anvil of its own."""
-    with Anvil() as anvil, ape.networks.parse_network_choice(f"ethereum:local:{anvil.uri}"):
+    with Anvil(base_fee=BASE_FEE) as anvil, ape.networks.parse_network_choice(f"ethereum:local:{anvil.uri}"):
         run()
 
 
@@ -62,13 +75,13 @@ def run() -> None:
     """Set up the market, post, run the frontend as its own process, measure, print the table."""
     market = set_up()
     join_provers(market)
-    posted_in = post_tasks(market)
+    posted_in, requester = post_tasks(market)
     with logged_frontend(
         ORDERBOOK, chain.provider.uri, chain.chain_id, market.stack, market.frontend_key,
         unbonding_delay=60, poll=0.1,
     ) as frontend:  # fmt: skip
         frontend.wait("orderbook.assigned", TASKS, 600)
-    print_table(measure(market, frontend), posted_in)
+    print_table(measure(market, frontend, requester), posted_in)
 
 
 def set_up() -> Market:
@@ -92,8 +105,8 @@ def join_provers(market: Market) -> None:
         send_all(prover, [(f.stake(), 30 * ETHER), (join, 0)])
 
 
-def post_tasks(market: Market) -> float:
-    """A fresh requester posts TASKS tasks at once; the seconds they took to mine."""
+def post_tasks(market: Market) -> tuple[float, str]:
+    """A fresh requester posts TASKS tasks at once; the seconds they took to mine, and its address."""
     stack = market.stack
     key = fresh_key("requester", market.owner, 200)
     requester = RegistryClient(market.web3, stack.registry.address, KeySigner(key))
@@ -105,10 +118,10 @@ def post_tasks(market: Market) -> float:
             (requester.contract.functions.post_task(terms.as_tuple(), PROVER_INPUT, ""), terms.escrow())
         )
     send_all(requester, calls)
-    return time.perf_counter() - posting
+    return time.perf_counter() - posting, Account.from_key(key).address
 
 
-def measure(market: Market, frontend: LoggedProcess) -> dict:
+def measure(market: Market, frontend: LoggedProcess, requester: str) -> dict:
     """The run's figures from the frontend's log, the batches' receipts and the chain."""
     web3 = market.web3
     assigned_at = frontend.seconds("orderbook.assigned")
@@ -122,7 +135,10 @@ def measure(market: Market, frontend: LoggedProcess) -> dict:
     per_assignment = sum(gas) / max(len(on_chain), 1)
     block_limit = web3.eth.get_block("latest")["gasLimit"]
     per_block = block_limit // per_assignment if per_assignment else 0
+    spent = fees_paid(web3, 1)
     return {
+        "frontend_fees": spend_of(spent, [market.frontend]),
+        "requester_fees": spend_of(spent, [requester]),
         "assigned": len(assigned_at),
         "on_chain": len(on_chain),
         "total": assigned_at[-1] if assigned_at else nan,
@@ -154,6 +170,8 @@ def print_table(m: dict, posted_in: float) -> None:
         ("gas per assignment, as batched", f"{m['per_assignment']:,.0f}"),
         ("the chain's bound: assignments per block", f"{per_block:,.0f} (gas limit {block_limit:,})"),
         (f"the chain's bound at {BLOCK_SECONDS} s blocks", f"{bound:,.0f} assignments/s"),
+        ("fees paid by the frontend (its batches)", m["frontend_fees"].eth()),
+        (f"fees paid by the requester ({TASKS:,} posts)", m["requester_fees"].eth()),
     ]  # fmt: skip
     width = max(len(r[0]) for r in rows)
     for name, value in rows:

@@ -34,4 +34,7 @@ def cli(source: str, report: str | None):
         sys.exit(1)
     for split, table in results["splits"].items():
         click.echo(f"\n{split} seeds: {table['verdict']['text']}")
+        for policy, roles in table.get("fees", {}).items():
+            wei, gas = sum(r["wei"] for r in roles.values()), sum(r["gas"] for r in roles.values())
+            click.echo(f"  fees paid under {policy}: {wei / 10**18:.6f} ETH, {gas:,} gas")
     click.echo(f"\nreport: {folder / 'report.md'}")

@@ -1,6 +1,7 @@
 """The simulation's report: per persona and policy, QoS loss, utility, time to proof,
-price paid and slashes, for the training seeds and the held-out seeds apart; written as
-a Markdown table, JSON, a CSV of every task and SVG plots."""
+price paid and slashes, and the transaction fees each role paid under each policy, for
+the training seeds and the held-out seeds apart; written as a Markdown table, JSON, a CSV
+of every task and SVG plots."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from provingmarket.devnet import ETHER, Spend
 from provingmarket.market.plots import bar_chart, line_chart
 from provingmarket.market.preferences import qos_loss
 from simulation.world import Outcome
@@ -105,8 +107,10 @@ def write(
     personas: Sequence[str],
     policies: Sequence[str],
     preamble: str,
+    fees: dict[str, dict[str, dict[str, Spend]]] | None = None,
 ) -> dict:
-    """Write report.md, results.json, outcomes.csv and the plots; returns the results."""
+    """Write report.md, results.json, outcomes.csv and the plots; returns the results.
+    `fees`: split → policy → role → the fees it paid while the policy ran."""
     folder.mkdir(parents=True, exist_ok=True)
     results: dict = {"config": config_name, "splits": {}}
     parts = [f"# Simulation report: {config_name}\n", preamble]
@@ -123,12 +127,43 @@ def write(
         verdict = _verdict(table, policies)
         results["splits"][split]["verdict"] = verdict
         parts.append("\n" + verdict["text"] + "\n")
+        spent = (fees or {}).get(split, {})
+        if spent:
+            tasks = {p: sum(1 for o in outcomes if o.policy == p) for p in policies}
+            results["splits"][split]["fees"] = {
+                p: {role: vars(one) for role, one in spent[p].items()} for p in policies if p in spent
+            }
+            parts.append(fee_table(spent, policies, tasks))
         parts += _bar_charts(folder, split, table, personas, policies)
         parts += _router_chart(folder, split, outcomes)
     (folder / "report.md").write_text("\n".join(parts))
     (folder / "results.json").write_text(json.dumps(results, indent=1))
     _write_outcomes(folder / "outcomes.csv", splits)
     return results
+
+
+def fee_table(spent: dict[str, dict[str, Spend]], policies: Sequence[str], tasks: dict[str, int]) -> str:
+    """Markdown: the fees each role paid while each policy ran (every seed of the split)."""
+    roles = list(next(iter(spent.values())))
+    lines = [
+        "**Transaction fees paid while each policy ran, in ETH (gas used x effective gas price, "
+        "from the receipts of the role's accounts)**\n",
+        "| policy | " + " | ".join(roles) + " | total | gas per task | ETH per task |",
+        "|---|" + "---:|" * (len(roles) + 3),
+    ]
+    for p in policies:
+        if p not in spent:
+            continue
+        total = Spend()
+        for one in spent[p].values():
+            total.add(one)
+        n = max(tasks.get(p, 0), 1)
+        lines.append(
+            f"| {p} | "
+            + " | ".join(f"{spent[p][role].wei / ETHER:.6f}" for role in roles)
+            + f" | {total.wei / ETHER:.6f} | {total.gas // n:,} | {total.wei / n / ETHER:.6f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _bar_charts(

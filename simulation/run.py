@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from provingmarket.devnet import Anvil
+from provingmarket.devnet import BASE_FEE, Anvil, Spend
 from provingmarket.market.router import Pace, Router
 from simulation import report
 from simulation.config import ROUTER, SimConfig
@@ -21,11 +21,12 @@ def simulate(ape, config: SimConfig, folder: Path, say=print) -> dict:
     started = time.monotonic()
     policies = [*config.policies, ROUTER]
     splits: dict[str, list[Outcome]] = {"training": [], "held-out": []}
+    fees: dict[str, dict[str, dict[str, Spend]]] = {"training": {}, "held-out": {}}  # split → policy → role
     state = None
     for split, seeds in (("training", config.train_seeds), ("held-out", config.held_out_seeds)):
         for seed in seeds:
             with (
-                Anvil(block_time=1) as anvil,
+                Anvil(block_time=1, base_fee=BASE_FEE) as anvil,
                 ape.networks.parse_network_choice(f"ethereum:local:{anvil.uri}"),
             ):
                 say(f"seed {seed}: anvil at {anvil.uri} (pid {anvil.process.pid})")
@@ -43,6 +44,8 @@ def simulate(ape, config: SimConfig, folder: Path, say=print) -> dict:
                         say(f"seed {seed} ({split}): {len(arrivals)} tasks through {policy}")
                         outcomes = world.serve(policy, arrivals, router)
                         splits[split] += outcomes
+                        for role, spend in world.fees[policy].items():
+                            fees[split].setdefault(policy, {}).setdefault(role, Spend()).add(spend)
                         if split == "training" and policy != ROUTER:
                             for o in outcomes:  # history the router learns from, as from the chain
                                 if o.qos is not None and o.qos.settled:
@@ -75,9 +78,10 @@ def simulate(ape, config: SimConfig, folder: Path, say=print) -> dict:
             for r in config.requesters
         )
         + f". Windows: race {config.race_window} s, assignment {config.assign_window} s, proving "
-        f"{config.proving_window} s, auction bidding {config.auction_window} s. "
+        f"{config.proving_window} s, auction bidding {config.auction_window} s. Each seed's chain "
+        f"starts with a base fee of {BASE_FEE / 10**9:g} gwei (EIP-1559: it then moves with demand). "
         f"Run time {minutes:.1f} min.\n\nUtility, QoS loss and the router's method: "
         "provingmarket/market/preferences.py and provingmarket/market/router.py.\n"
     )
     personas = [r.persona for r in config.requesters]
-    return report.write(folder, config.name, splits, personas, policies, preamble)
+    return report.write(folder, config.name, splits, personas, policies, preamble, fees)

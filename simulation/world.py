@@ -30,7 +30,17 @@ from eth_account import Account
 from eth_utils import keccak
 
 from provingmarket.chain.client import Refused
-from provingmarket.devnet import ETHER, FRONTENDS, Processes, deploy_marketplace, fund, task_terms
+from provingmarket.devnet import (
+    ETHER,
+    FRONTENDS,
+    Processes,
+    Spend,
+    deploy_marketplace,
+    fees_paid,
+    fund,
+    spend_of,
+    task_terms,
+)
 from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
 from provingmarket.market.preferences import Preferences, utility
 from provingmarket.market.qos import TaskQoS, block_clock, measure
@@ -114,6 +124,7 @@ class World:
         self.block_time = block_clock(self.web3)
         self.policy_number = 0
         self.choices: dict[str, tuple] = {}  # salt → the router's (choice, preferences, requester)
+        self.fees: dict[str, dict[str, Spend]] = {}  # policy → role → the fees it paid meanwhile
 
     # -------------------------------------------------------------- setting up
 
@@ -132,6 +143,13 @@ class World:
         every = sorted({*keys.values(), *(key for _, _, key in self.prover_keys)})
         fund(self.web3, owner.address, [Account.from_key(k).address for k in every], 100 * ETHER)
         frontends = {name: Account.from_key(keys[name]).address for name in FRONTENDS}
+        self.roles = {  # whose fees count for which role (the janitor slashes and closes: a keeper)
+            "requesters": [
+                Account.from_key(keys[f"requester {r.persona}"]).address for r in config.requesters
+            ],
+            "provers": [Account.from_key(key).address for _, _, key in self.prover_keys],
+            "frontends": [*frontends.values(), Account.from_key(keys["janitor"]).address],
+        }
         marketplace = deploy_marketplace(self.ape, owner, frontends, self.logs, grace_period=2)
         self.market_id = marketplace.stack.market_id
         self.client = marketplace.client(keys["janitor"])
@@ -241,6 +259,7 @@ class World:
         posted: dict[str, Outcome] = {}  # salt → outcome, until its task id is seen
         by_task: dict[str, Outcome] = {}
         started = time.monotonic()
+        first_block = self.web3.eth.block_number + 1
         queue = list(arrivals)
         deadline = started + self.config.settle_timeout + (arrivals[-1].at if arrivals else 0)
         while True:
@@ -267,6 +286,8 @@ class World:
         for o in outcomes.values():
             if o.qos is not None:
                 o.utility = utility(o.qos, self.prefs[o.persona])
+        spent = fees_paid(self.web3, first_block)
+        self.fees[policy] = {role: spend_of(spent, addresses) for role, addresses in self.roles.items()}
         return [outcomes[i] for i in sorted(outcomes)]
 
     def _match(

@@ -6,8 +6,8 @@ runs it on the keeper runtime and recomputes it for the `verify` command.
 
 The draw
 --------
-For a task id `T` (32 bytes), a randomness `B` (a block hash, 32 bytes) and the set `E` of
-eligible provers:
+For a task id `T` (32 bytes), a randomness `B` (32 bytes, of the round's block: see
+"Randomness") and the set `E` of eligible provers:
 
     seed      = keccak256(T ‖ B)                        (64 bytes hashed)
     ticket(p) = keccak256(seed ‖ p)                     (p: the prover's 20-byte address)
@@ -44,7 +44,7 @@ timestamp:
 - **full** if no slot is open and some are assigned: the next round is `X + D`, `X` the
   first block after `R` in which a `Slashed` or `TaskDeclined` of `T` reopened a slot;
 - otherwise `E` = the eligible set in `S` at `t`, `n = min(open slots, |E|)` and the winners
-  `draw(T, E, hash(R), n)`: **drawn** if `n > 0`, else **none** (nobody is eligible): the
+  `draw(T, E, randomness(R), n)`: **drawn** if `n > 0`, else **none** (nobody is eligible): the
   next round is `R + D`.
 
 After a **drawn** round the frontend `F` sends every winner at the task's `max_reward`, in
@@ -56,7 +56,18 @@ registry skipped (a winner's capacity went elsewhere meanwhile), slots left over
 fewer provers than slots were eligible, and slots a slash or a decline reopened are each
 drawn again from a later block, among the provers eligible then; those already on the task
 never are. The rounds depend on nothing but the chain and `D`: with the task's events and
-the chain's block hashes, anyone can recompute them.
+the chain's block headers, anyone can recompute them.
+
+Randomness
+----------
+`randomness(R)` is block `R`'s `prevrandao` (the header's `mixHash` field after the Merge:
+the RANDAO mix of the beacon chain, 32 bytes) where the chain provides it: a header with
+`difficulty` 0 and a nonzero `mixHash`. Anywhere else (a proof-of-work header, where
+`mixHash` is the miner's own proof-of-work output, or a chain that leaves it zero) it is
+block `R`'s hash: the documented fallback. Each round records which it used (`source`:
+`prevrandao` or `blockhash`) and the value, and `verify` reads the same header and says
+which source it recomputed each round from. Why prefer `prevrandao`: see "What the
+randomness resists".
 
 Price: the task's `max_reward`; a task with `decay` set pays it decaying towards
 `decay_floor` as its deadline nears, as the registry computes at the proof.
@@ -99,9 +110,15 @@ What the randomness resists, and what it does not
   is the producer of every `R`. The requester, the frontend or a prover can bias the draw
   only by being, or bribing, that producer; the prize is a slot's margin (`max_reward`
   less the cost of proving) per slot.
-- **Closing it.** Grinding goes if the randomness is not something the producer can
-  recompute: the RANDAO mix (`prevrandao`, the header's `mixHash` on proof-of-stake
-  Ethereum) leaves only the withholding bit above; a VRF output on `(T, hash(R))` under a
+- **`prevrandao` closes grinding.** The draw uses `prevrandao` where the chain has it
+  (see "Randomness"). A proposer's RANDAO reveal is its BLS signature over the epoch: one
+  value it cannot vary, so the mix of its block is fixed before it builds the block, and
+  no ordering, timestamp or extra data changes it. What is left is the withholding bit
+  above: skip the slot (losing its reward) and the mix stays the previous one, one bit of
+  choice per slot, `2^k` outcomes for `k` consecutive slots the same party proposes. On
+  the block-hash fallback a producer grinds as described; a chain without `prevrandao`
+  should use one of the stronger sources below.
+- **Stronger sources.** A VRF output on `(T, hash(R))` under a
   key registered before the task was posted and held by nobody who produces blocks (its
   proof checked by `verify`) leaves none to the producer; a threshold beacon (drand) round
   fixed by the posting time leaves none to anyone short of the threshold; a commit-reveal
@@ -118,7 +135,7 @@ What the randomness resists, and what it does not
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -127,15 +144,18 @@ from eth_utils import keccak, to_checksum_address
 
 __all__ = [
     "DEFAULT_DELAY",
+    "BLOCKHASH",
     "DRAWN",
     "FULL",
     "NONE",
     "OVER",
+    "PREVRANDAO",
     "Draw",
     "Verdict",
     "draw",
     "make_round",
     "next_round_block",
+    "randomness",
     "reports",
     "seed",
     "ticket",
@@ -147,6 +167,30 @@ DEFAULT_DELAY = 2  # blocks between a round's trigger and its randomness block
 DRAWN, NONE, FULL, OVER = "drawn", "none", "full", "over"
 REPORTS = ("TaskAssigned", "AssignmentSkipped")  # a frontend's assign_batch, item by item
 REOPENERS = ("Slashed", "TaskDeclined")
+PREVRANDAO, BLOCKHASH = "prevrandao", "blockhash"  # where a round's randomness came from
+ZERO_WORD = bytes(32)
+
+
+def randomness(header: Mapping[str, Any]) -> tuple[str, str]:
+    """A block's randomness for a draw (see "Randomness"): (source, 0x-hex of 32 bytes).
+    `header`: the block as `eth_getBlockByNumber` gives it (web3's or the raw JSON; hex
+    strings or bytes). `prevrandao` where the header has a post-Merge one (difficulty 0,
+    a nonzero `mixHash`/`prevRandao`), else the block's hash."""
+    mix = header.get("prevRandao", header.get("mixHash"))
+    difficulty = header.get("difficulty", 0)
+    if isinstance(difficulty, str):
+        difficulty = int(difficulty, 16)
+    if mix is not None and not difficulty:
+        word = _word(mix)
+        if len(word) == 32 and word != ZERO_WORD:
+            return PREVRANDAO, "0x" + word.hex()
+    return BLOCKHASH, "0x" + _word(header["hash"]).hex()
+
+
+def _word(value: Any) -> bytes:
+    if isinstance(value, str):
+        return bytes.fromhex(value.removeprefix("0x"))
+    return bytes(value)
 
 
 def seed(task_id: bytes, randomness: bytes) -> bytes:
@@ -186,13 +230,20 @@ class Draw:
     task_id: bytes
     round: int
     block: int  # the randomness block
-    block_hash: str  # its hash, 0x-hex: the randomness
+    block_hash: str  # its hash, 0x-hex
     timestamp: int
     kind: str  # drawn, none, full, over
     open_slots: int = 0
     eligible: tuple[str, ...] = ()  # sorted by address value
     winners: tuple[str, ...] = ()  # rank order
     note: str = field(default="", compare=False)
+    source: str = BLOCKHASH  # where the randomness came from: PREVRANDAO or BLOCKHASH
+    value: str = ""  # the randomness, 0x-hex ("" means the block hash)
+
+    @property
+    def seed_input(self) -> str:
+        """The randomness the draw used, 0x-hex."""
+        return self.value or self.block_hash
 
     @property
     def short(self) -> bool:
@@ -206,6 +257,8 @@ class Draw:
             "round": self.round,
             "block": self.block,
             "block_hash": self.block_hash,
+            "randomness": self.source,
+            "randomness_value": self.seed_input,
             "outcome": self.kind,
             "open_slots": self.open_slots,
             "eligible": list(self.eligible),
@@ -223,11 +276,22 @@ def make_round(
     open_slots: int,
     assigned_slots: int,
     eligible: Sequence[str],
+    source: str = BLOCKHASH,
+    value: str = "",
 ) -> Draw:
     """A round at randomness block `block`, from the task's slots and eligible set in the
-    state after that block (see "Rounds")."""
+    state after that block (see "Rounds"), drawn from `value` (0x-hex, from `source`; the
+    block hash if not given: `randomness` chooses them from the block's header)."""
+    if source not in (PREVRANDAO, BLOCKHASH):
+        raise ValueError(f"randomness source {source!r}: expected {PREVRANDAO!r} or {BLOCKHASH!r}")
     common = dict(
-        task_id=bytes(task_id), round=round_, block=block, block_hash=block_hash, timestamp=timestamp
+        task_id=bytes(task_id),
+        round=round_,
+        block=block,
+        block_hash=block_hash,
+        timestamp=timestamp,
+        source=source,
+        value=value if value and value != block_hash else "",
     )
     if timestamp > assignable_until:
         return Draw(kind=OVER, note="assignment window over", **common)
@@ -237,7 +301,10 @@ def make_round(
         return Draw(kind=FULL, note="every slot held: waits for one to reopen", **common)
     eligible = tuple(sorted((to_checksum_address(p) for p in eligible), key=lambda p: int(p, 16)))
     winners = draw(
-        task_id, eligible, bytes.fromhex(block_hash.removeprefix("0x")), min(open_slots, len(eligible))
+        task_id,
+        eligible,
+        bytes.fromhex((value or block_hash).removeprefix("0x")),
+        min(open_slots, len(eligible)),
     )
     return Draw(
         kind=DRAWN if winners else NONE, open_slots=open_slots, eligible=eligible, winners=winners, **common
@@ -295,7 +362,7 @@ def verify_rounds(
     explained: set[tuple[int, int]] = set()
     verdict = Verdict(True, 0)
     for i, d in enumerate(rounds):
-        head = f"round {d.round} at block {d.block} ({d.block_hash})"
+        head = f"round {d.round} at block {d.block} ({d.block_hash}, randomness: {_source(d)})"
         if d.kind == NONE and i > 0 and rounds[i - 1].kind == NONE:
             continue  # a run of rounds that found nobody: said once, below
         if d.kind == NONE:
@@ -357,6 +424,11 @@ def _mismatch(provers: list[str], winners: Sequence[str]) -> str:
         f"sent twice: {', '.join(twice)}" if twice else "",
     )
     return "; ".join(part for part in parts if part)
+
+
+def _source(d: Draw) -> str:
+    """`prevrandao 0x…` or `the block hash`: what a round was drawn from."""
+    return f"prevrandao {d.value}" if d.source == PREVRANDAO else "the block hash"
 
 
 def _eligible(d: Draw) -> str:

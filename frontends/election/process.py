@@ -31,10 +31,11 @@ runs the same walk over an in-memory as-of mirror rebuilt from the deployment bl
 one task.
 
 Each round is one log line: `election.draw` (task, round, randomness block and hash,
-open slots, the eligible set, the winners), `election.short` when fewer provers than open
-slots were eligible (the rest stay open, drawn again later; the requester can cancel
-them), `election.over` when a task's election ends. `election.waiting` names a randomness
-block that exists but lacks confirmations (with its hash then); `election.redraw` and
+the randomness and its source, open slots, the eligible set, the winners),
+`election.short` when fewer provers than open slots were eligible (the rest stay open,
+drawn again later; the requester can cancel them), `election.over` when a task's
+election ends. `election.waiting` names a randomness block that exists but lacks
+confirmations (with its hash then); `election.redraw` and
 `election.stale` report rounds a reorganisation took back, before and after their winners
 were sent. The winners go out through the keeper (`election.decision`, then
 `election.assigned` or `election.skipped` with the registry's reason); overdue
@@ -69,6 +70,7 @@ from frontends.election.mechanism import (
     Draw,
     make_round,
     next_round_block,
+    randomness,
     reports,
     verify_rounds,
 )
@@ -101,8 +103,13 @@ CREATE TABLE IF NOT EXISTS election_done (task_id TEXT PRIMARY KEY, block INTEGE
 
 
 # Migration i takes the rounds' file from schema version i to i + 1 (`database.migrate`);
-# the first is the schema as it was before versions existed.
-ROUNDS_MIGRATIONS: list[Migration] = [ROUNDS_SCHEMA]
+# the first is the schema as it was before versions existed; the second records each
+# round's randomness and its source (rounds drawn before it drew from block hashes).
+ROUNDS_MIGRATIONS: list[Migration] = [
+    ROUNDS_SCHEMA,
+    "ALTER TABLE election_rounds ADD COLUMN source TEXT NOT NULL DEFAULT 'blockhash';\n"
+    "ALTER TABLE election_rounds ADD COLUMN randomness TEXT NOT NULL DEFAULT '';",
+]
 
 
 class RoundStore:
@@ -114,7 +121,9 @@ class RoundStore:
 
     def add(self, d: Draw) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO election_rounds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO election_rounds (task_id, round, block, block_hash, timestamp, kind, "
+            "open_slots, eligible, winners, note, source, randomness) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 task_hex(d.task_id),
                 d.round,
@@ -126,6 +135,8 @@ class RoundStore:
                 json.dumps(list(d.eligible)),
                 json.dumps(list(d.winners)),
                 d.note,
+                d.source,
+                d.value,
             ),
         )
 
@@ -205,7 +216,7 @@ class Walk:
         self.max_steps = max_steps
         self.pending: dict[str, int | None] = {}
         self._tasks: dict[str, tuple[int, int]] = {}  # task -> (posted block, assignable until)
-        self._times: dict[str, int] = {}  # block hash -> timestamp
+        self._headers: dict[str, Any] = {}  # block hash -> its header (the cursor's only)
         self._missed: set[str] = set()
 
     def advance(self, horizon: int) -> list[Draw]:
@@ -312,6 +323,7 @@ class Walk:
             if view is None:  # not posted, as of this block (the verifier was given a later block)
                 continue
             timestamp = self._time()
+            source, value = randomness(self._header())
             eligible: list[str] = []
             if view.open > 0 and timestamp <= view.assignable_until:
                 eligible = self._eligible(view, timestamp)
@@ -325,6 +337,8 @@ class Walk:
                 view.open,
                 view.assigned,
                 eligible,
+                source,
+                value,
             )
             self.store.add(d)
             if d.kind == OVER:
@@ -349,11 +363,15 @@ class Walk:
         return book.eligible_provers(state, state.tasks[0]) if state.tasks else []
 
     def _time(self) -> int:
-        """The timestamp of the as-of mirror's cursor block (read by its hash)."""
+        """The timestamp of the as-of mirror's cursor block."""
+        return self._header()["timestamp"]
+
+    def _header(self) -> Any:
+        """The as-of mirror's cursor block (read by its hash): its timestamp and randomness."""
         block_hash = self.asof.cursor_hash
-        if block_hash not in self._times:
-            self._times = {block_hash: self.asof.web3.eth.get_block(block_hash)["timestamp"]}
-        return self._times[block_hash]
+        if block_hash not in self._headers:
+            self._headers = {block_hash: self.asof.web3.eth.get_block(block_hash)}
+        return self._headers[block_hash]
 
 
 class Elector:
@@ -601,7 +619,8 @@ def verify_task(
     if not frontends:
         for d in task_rounds(client, task_id, posted.block, None, delay, horizon)[:1]:
             lines.append(
-                f"round 0 at block {d.block} ({d.block_hash}): {d.kind}, drawn {', '.join(d.winners)}"
+                f"round 0 at block {d.block} ({d.block_hash}, randomness: {d.source}): {d.kind}, "
+                f"drawn {', '.join(d.winners)}"
             )
         lines.append("does not match: no frontend has sent an assignment for this task, nothing to compare")
         return False, lines
@@ -703,6 +722,8 @@ def _draw(row: sqlite3.Row) -> Draw:
         eligible=tuple(json.loads(row["eligible"])),
         winners=tuple(json.loads(row["winners"])),
         note=row["note"],
+        source=row["source"],
+        value=row["randomness"],
     )
 
 

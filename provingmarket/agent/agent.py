@@ -72,7 +72,12 @@ class Agent:
         self.metrics = metrics or Metrics("agent", Health(settings.ready_lag, settings.ready_age))
         self.metrics_port: int | None = None
         self.data = data
-        self.outbox = data.outbox(client)
+        self.outbox = data.outbox(
+            client,
+            self.metrics,
+            replace_after=settings.replace_after,
+            max_fee_per_gas=settings.max_fee_per_gas,
+        )
         self.mirror = data.mirror(client, confirmations=settings.confirmations)
         self.store = AgentStore(data.file(AGENT))
         data.bind(self.store.db, AGENT)

@@ -142,7 +142,7 @@ def agent_options(function: Callable) -> Callable:
     """The agent's options, shared by `python -m provingmarket.agent` and `ape run agent`."""
     for option in reversed(OPTIONS):
         function = option(function)
-    return function
+    return runtime.fee_options(function)
 
 
 @click.command()

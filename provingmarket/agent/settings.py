@@ -106,6 +106,8 @@ class AgentSettings:
     trusted: frozenset[bytes] = frozenset()  # code hashes of custom verifiers the operator reviewed
     ready_lag: int = READY_LAG  # /readyz: blocks behind the head (beyond confirmations) still ready
     ready_age: float = READY_AGE  # /readyz: seconds since the last round still ready
+    replace_after: float = 36.0  # seconds a sent transaction waits before its replacement
+    max_fee_per_gas: int | None = None  # wei; the outbox never signs above it
 
 
 def settings_from_options(
@@ -127,6 +129,8 @@ def settings_from_options(
     trust_verifier: Iterable[str] = (),
     ready_lag: int = READY_LAG,
     ready_age: float = READY_AGE,
+    replace_after: float = 36.0,
+    max_fee_gwei: float | None = None,
     **_: Any,
 ) -> AgentSettings:
     """Settings from the command line, each value checked (ClientError says which)."""
@@ -170,6 +174,8 @@ def settings_from_options(
         trusted=trust.parse_codehashes(trust_verifier),
         ready_lag=ready_lag,
         ready_age=ready_age,
+        replace_after=replace_after,
+        max_fee_per_gas=None if max_fee_gwei is None else int(round(max_fee_gwei * 10**9)),
     )
 
 

@@ -1,7 +1,8 @@
 """A marketplace on a development chain, used by the demo, the simulation, the benchmarks
 and the tests: one stack for all of them.
 
-- chain.py: an anvil node of one's own, funding accounts, sending without waiting
+- chain.py: an anvil node of one's own, funding accounts, sending without waiting, the
+  fees each account paid
 - proofs.py: the square circuit every development market proves, and real proofs of it
 - stack.py: the registry and Groth16 market, the frontends' mechanisms, the deployment
   record, provers that stake and join, requesters that post
@@ -9,7 +10,19 @@ and the tests: one stack for all of them.
   watched and stopped by their own pids
 """
 
-from provingmarket.devnet.chain import ETHER, Anvil, free_port, fund, send_all, send_signed
+from provingmarket.devnet.chain import (
+    BASE_FEE,
+    ETHER,
+    Anvil,
+    Spend,
+    fees_from_node,
+    fees_paid,
+    free_port,
+    fund,
+    send_all,
+    send_signed,
+    spend_of,
+)
 from provingmarket.devnet.processes import AGENT, Processes, stop_processes
 from provingmarket.devnet.proofs import (
     ADDRESS_INPUT,
@@ -34,6 +47,7 @@ from provingmarket.devnet.stack import (
 __all__ = [
     "ADDRESS_INPUT",
     "AGENT",
+    "BASE_FEE",
     "ETHER",
     "FRONTENDS",
     "PROVER_INPUT",
@@ -44,15 +58,19 @@ __all__ = [
     "Marketplace",
     "Processes",
     "Requester",
+    "Spend",
     "Stack",
     "default_backend",
     "deploy_marketplace",
     "deploy_stack",
+    "fees_from_node",
+    "fees_paid",
     "free_port",
     "fund",
     "proof_for",
     "send_all",
     "send_signed",
+    "spend_of",
     "square_proof",
     "stop_processes",
     "task_terms",

@@ -8,6 +8,9 @@ import shutil
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
+
+from web3 import Web3
 
 ETHER = 10**18
 GWEI = 10**9
@@ -83,10 +86,21 @@ def fund(web3, sender: str, addresses: list[str], value: int) -> None:
         web3.eth.wait_for_transaction_receipt(tx, timeout=60)
 
 
-def send_signed(client, call, value: int, nonce: int, gas: int = 1_000_000) -> bytes:
+def fees_from_node(web3) -> tuple[int, int]:
+    """EIP-1559 fees for a transaction sent now, from the node: (max fee, priority fee)
+    per gas. The priority fee is the node's suggestion; the cap leaves room for the base
+    fee to double twice (it rises at most 12.5% a block) while a batch is sent."""
+    tip = int(web3.eth.max_priority_fee)
+    base = int(web3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
+    return 4 * base + tip, tip
+
+
+def send_signed(client, call, value: int, nonce: int, gas: int = 1_000_000, fees=None) -> bytes:
     """Sign `call` (a contract function call) from the client's signer at `nonce` and
-    hand it to the node without waiting; its hash."""
+    hand it to the node without waiting; its hash. `fees`: (max fee, priority fee) per gas,
+    read from the node (`fees_from_node`) if not given."""
     web3 = client.web3
+    max_fee, tip = fees if fees is not None else fees_from_node(web3)
     tx = {
         "to": client.address,
         "value": value,
@@ -94,10 +108,8 @@ def send_signed(client, call, value: int, nonce: int, gas: int = 1_000_000) -> b
         "gas": gas,
         "nonce": nonce,
         "chainId": web3.eth.chain_id,
-        # Room for the base fee to rise while a batch is sent (it at most doubles in
-        # a few blocks); development chains only.
-        "maxFeePerGas": max(10**10, 4 * int(web3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)),
-        "maxPriorityFeePerGas": 0,
+        "maxFeePerGas": max_fee,
+        "maxPriorityFeePerGas": tip,
     }
     return web3.eth.send_raw_transaction(client.signer.sign_transaction(tx))
 
@@ -108,9 +120,58 @@ def send_all(client, calls: list[tuple[object, int]], gas: int = 1_000_000) -> l
     reverted one raises. For setting up many transactions at once on a development chain."""
     web3 = client.web3
     nonce = web3.eth.get_transaction_count(client.signer.address, "pending")
-    hashes = [send_signed(client, call, value, nonce + i, gas) for i, (call, value) in enumerate(calls)]
+    fees = fees_from_node(web3)
+    hashes = [send_signed(client, call, value, nonce + i, gas, fees) for i, (call, value) in enumerate(calls)]
     receipts = [web3.eth.wait_for_transaction_receipt(h, timeout=300) for h in hashes]
     reverted = [r["transactionHash"].hex() for r in receipts if r["status"] != 1]
     if reverted:
         raise RuntimeError(f"{len(reverted)} transactions reverted, the first {reverted[0]}")
     return receipts
+
+
+@dataclass
+class Spend:
+    """What an account paid in transaction fees: wei (gas used times the effective gas
+    price, base fee and priority fee together), gas and transactions."""
+
+    wei: int = 0
+    gas: int = 0
+    transactions: int = 0
+
+    def add(self, other: Spend) -> Spend:
+        self.wei += other.wei
+        self.gas += other.gas
+        self.transactions += other.transactions
+        return self
+
+    def eth(self) -> str:
+        """`0.001234 ETH, 1,234,567 gas (12 transactions)`."""
+        plural = "" if self.transactions == 1 else "s"
+        return f"{self.wei / ETHER:.6f} ETH, {self.gas:,} gas ({self.transactions} transaction{plural})"
+
+
+def fees_paid(web3, from_block: int, to_block: int | None = None) -> dict[str, Spend]:
+    """Transaction fees paid per sender (checksummed address) in blocks `from_block` to
+    `to_block` (the head if None), from the receipts: gasUsed x effectiveGasPrice. One
+    `eth_getBlockReceipts` call a block."""
+    to_block = web3.eth.block_number if to_block is None else to_block
+    spent: dict[str, Spend] = {}
+    for number in range(from_block, to_block + 1):
+        answer = web3.provider.make_request("eth_getBlockReceipts", [hex(number)])
+        if "error" in answer:
+            raise RuntimeError(f"eth_getBlockReceipts for block {number}: {answer['error']}")
+        for receipt in answer["result"] or []:
+            gas = int(receipt["gasUsed"], 16)
+            one = spent.setdefault(Web3.to_checksum_address(receipt["from"]), Spend())
+            one.wei += gas * int(receipt["effectiveGasPrice"], 16)
+            one.gas += gas
+            one.transactions += 1
+    return spent
+
+
+def spend_of(spent: dict[str, Spend], addresses) -> Spend:
+    """The sum of `spent` (from `fees_paid`) over `addresses`."""
+    total = Spend()
+    for address in addresses:
+        total.add(spent.get(Web3.to_checksum_address(address), Spend()))
+    return total

@@ -30,7 +30,6 @@ code 2, so nothing signed for one chain is ever sent to another.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import sqlite3
@@ -141,16 +140,11 @@ class DataDir:
         self.bind(mirror.db, name)
         return mirror
 
-    def outbox(self, client: RegistryClient) -> Outbox:
-        """The outbox in `outbox.sqlite`, bound to this chain (by the outbox itself when it
-        takes an `identity`)."""
-        path = self.file(OUTBOX)
-        if "identity" in inspect.signature(Outbox).parameters:
-            return Outbox(path, client, identity=self.identity)  # type: ignore[call-arg]
-        outbox = Outbox(path, client)
-        with outbox.lock:
-            self.bind(outbox.db, OUTBOX)
-        return outbox
+    def outbox(self, client: RegistryClient, metrics: Any = None, **fees: Any) -> Outbox:
+        """The outbox in `outbox.sqlite`, bound to this chain (it refuses another, and checks
+        the node before it sends or rebroadcasts); `fees`: `replace_after`,
+        `max_fee_per_gas` (Outbox)."""
+        return Outbox(self.file(OUTBOX), client, identity=self.identity, metrics=metrics, **fees)
 
     def check(self, web3: Web3) -> None:
         """Raise `WrongChain` if the node is no longer the chain these files belong to (one

@@ -216,3 +216,27 @@ def connection_options(key_env: str) -> Callable:
         return command
 
     return decorate
+
+
+def gwei_to_wei(gwei: float | None) -> int | None:
+    return None if gwei is None else int(round(gwei * 10**9))
+
+
+def fee_options(command: Callable) -> Callable:
+    """--replace-after and --max-fee-gwei: how the process's outbox prices its transactions
+    (provingmarket/chain/outbox.py, "Fees")."""
+    command = click.option(
+        "--max-fee-gwei",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Never sign a transaction paying more than this per gas (gwei); above it the "
+        "outbox waits and says so (log, fee_cap_hits_total). Default: no cap.",
+    )(command)
+    return click.option(
+        "--replace-after",
+        type=click.FloatRange(min=0, min_open=True),
+        default=36.0,
+        show_default=True,
+        help="Seconds a sent transaction may wait unmined before it is sent again with the "
+        "same nonce and fees raised by 12.5%.",
+    )(command)

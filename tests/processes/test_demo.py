@@ -1,8 +1,8 @@
 """`ape run demo` (what `make demo` runs) end to end: its own anvil, the orderbook, auction
 and election frontends and three prover agents as processes, a stream of tasks with real
 proofs, an agent killed and restarted, auctions and Dutch auctions, then the personas
-through four mechanisms. It must finish with every task proven or refunded, exit 0, and
-leave no process of its own behind."""
+through four mechanisms, on a chain with a base fee. It must finish with every task proven
+or refunded, say the fees each role paid, exit 0, and leave no process of its own behind."""
 
 from __future__ import annotations
 
@@ -52,6 +52,13 @@ def test_demo__every_task_proven_or_refunded__summary_shown__exit_0__no_process_
     for persona in ("arbitrage", "rollup", "batch"):
         cells = re.search(rf"\n  {persona}\s+(.+)\n", summary).group(1).split()
         assert cells[0].endswith("s") and cells[3].endswith("s"), (persona, cells)
+    # it runs with a base fee and says what every role paid for gas, from the receipts
+    assert "base fee 1 gwei at the start" in out
+    fees = re.search(r"fees paid, every role: (\d+\.\d+) ETH, ([\d,]+) gas \((\d+) transactions\)", summary)
+    assert fees and float(fees.group(1)) > 0 and int(fees.group(2).replace(",", "")) > 0, summary[-1500:]
+    for role in ("operator", "requesters", "provers", "frontends"):
+        row = re.search(rf"\n  {role}\s+(\d+)\s+([\d,]+)\s+(\d+\.\d+)\n", summary)
+        assert row and int(row.group(1)) > 0 and float(row.group(3)) > 0, role
     assert "every process stopped" in out and "anvil stopped" in out
     started = {int(pid) for pid in STARTED.findall(out)}
     assert len(started) >= 7  # its anvil, three frontends, three agents (and a restart)

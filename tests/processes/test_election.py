@@ -1,7 +1,8 @@
 """The election frontend as a real process against anvil, and the `verify` command: N
-provers drawn from a block after the task was posted and assigned at the task's maximum
-reward; too few eligible; the randomness block reorganised away before the draw; a silent
-winner slashed and its slot drawn again; a hand-picked assignment caught.
+provers drawn from a block after the task was posted (from its prevrandao) and assigned
+at the task's maximum reward; too few eligible; the randomness block reorganised away
+before the draw; a silent winner slashed and its slot drawn again; a hand-picked
+assignment caught.
 
 Anvil mines a block for each transaction; a `Miner` thread adds an empty block every
 quarter second (a chain that moves on its own, its clock with the wall's), paused where a
@@ -137,9 +138,15 @@ def test_election__two_provers_drawn_from_a_block_after_posting__assigned_at_max
 
     [drawn] = frontend.wait_for("election.draw", where=lambda e: e["task"] == task)
     assert drawn["block"] == posted_block(stack, terms) + DELAY
-    chain_hash = Web3.to_hex(stack.client.web3.eth.get_block(drawn["block"])["hash"])
+    header = stack.client.web3.eth.get_block(drawn["block"])
+    chain_hash, mix = Web3.to_hex(header["hash"]), Web3.to_hex(header["mixHash"])
     assert drawn["block_hash"] == chain_hash
+    # anvil's headers carry a prevrandao (mixHash, nonzero, new each block): the draw uses it
+    assert (drawn["randomness"], drawn["randomness_value"]) == ("prevrandao", mix) and int(mix, 16)
     assert set(drawn["eligible"]) == provers and len(drawn["winners"]) == 2
+    task_id = stack.client.task_id(terms)
+    assert tuple(drawn["winners"]) == draw(task_id, drawn["eligible"], bytes.fromhex(mix[2:]), 2)
+    assert tuple(drawn["winners"]) != draw(task_id, drawn["eligible"], bytes.fromhex(chain_hash[2:]), 2)
     found = wait_until(
         lambda: len(assigned(stack, terms)) == 2 and assigned(stack, terms), what="two assignments"
     )
@@ -150,7 +157,7 @@ def test_election__two_provers_drawn_from_a_block_after_posting__assigned_at_max
     result = verify_command(stack, task)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().splitlines()[-1] == "matches"
-    assert f"round 0 at block {drawn['block']} ({chain_hash})" in result.stdout
+    assert f"round 0 at block {drawn['block']} ({chain_hash}, randomness: prevrandao {mix})" in result.stdout
     assert frontend.stop() == 0
 
 
@@ -294,13 +301,15 @@ def test_walk__a_reorganisation_under_a_drawn_round__forgets_it_and_draws_again_
         [first] = walk.advance(randomness_block)
         web3 = chain.provider.web3
         assert first.block_hash == Web3.to_hex(web3.eth.get_block(randomness_block)["hash"])
+        assert first.value == Web3.to_hex(web3.eth.get_block(randomness_block)["mixHash"])
 
         transfer = {"from": owner.address, "to": owner.address, "value": "0x1"}
         web3.provider.make_request("anvil_reorg", [1, [[transfer, 0]]])
         assert walk.advance(randomness_block) == []  # this round only rolls back
         assert dropped == [first] and store.rounds(task_id) == []
         [again] = walk.advance(randomness_block)
-        replaced = Web3.to_hex(web3.eth.get_block(randomness_block)["hash"])
+        header = web3.eth.get_block(randomness_block)
+        replaced, mix = Web3.to_hex(header["hash"]), Web3.to_hex(header["mixHash"])
         assert (again.round, again.block, again.block_hash) == (0, randomness_block, replaced)
-        assert replaced != first.block_hash
-        assert again.winners == draw(task_id, again.eligible, bytes.fromhex(replaced[2:]), 1)
+        assert replaced != first.block_hash and (again.source, again.value) == ("prevrandao", mix)
+        assert again.winners == draw(task_id, again.eligible, bytes.fromhex(mix[2:]), 1)

@@ -49,9 +49,15 @@ def test_small_simulation__report_has_every_persona_and_policy__plots__no_proces
     for persona in personas:  # the best policy for each persona has no loss
         assert min(table[persona][p]["loss"] for p in policies) == 0
     assert isinstance(table["verdict"]["router_beats_every_single"], bool)
+    # a chain with a base fee: every policy's provers and requesters paid fees, from the receipts
+    for policy in policies:
+        spent = table["fees"][policy]
+        assert spent["requesters"]["wei"] > 0 and spent["provers"]["wei"] > 0, (policy, spent)
+        assert spent["provers"]["gas"] > 0 and spent["provers"]["transactions"] > 0, (policy, spent)
     report = (folder / "report.md").read_text()
     for name in [*personas, *policies]:
         assert name in report
+    assert "Transaction fees paid while each policy ran" in report
     for plot in ("loss", "utility", "time", "price", "router"):
         svg = ET.parse(folder / f"{plot}-training.svg").getroot()
         assert svg.tag.endswith("svg")

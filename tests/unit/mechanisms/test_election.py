@@ -13,6 +13,7 @@ so each test's result is the same on every run; a biased drawer fails it (checke
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections import Counter
 from dataclasses import replace
@@ -22,10 +23,12 @@ from eth_utils import keccak, to_checksum_address
 
 from frontends.book import MarketState, MembershipState, OpenTask, ProverState, Snapshot, eligible_provers
 from frontends.election.mechanism import (
+    BLOCKHASH,
     DRAWN,
     FULL,
     NONE,
     OVER,
+    PREVRANDAO,
     Draw,
     draw,
     make_round,
@@ -34,6 +37,7 @@ from frontends.election.mechanism import (
     ticket,
     verify_rounds,
 )
+from frontends.election.mechanism import randomness as block_randomness
 from provingmarket.chain.client import Event
 from provingmarket.formats import TaskTerms
 from tests.factories import offchain_member, offchain_terms
@@ -359,3 +363,94 @@ def test_verdict__a_run_of_rounds_that_found_nobody__is_one_line():
     verdict = verify_rounds([*rounds, *nobody], events, FRONTEND, 100, 2)
     assert verdict.matches
     assert verdict.lines[-1].startswith("rounds 2 to 6 at blocks 110 to 118: none")
+
+
+# ------------------------------------------------------------------ the randomness source
+
+MIX = "0x" + keccak(b"a RANDAO mix").hex()
+
+
+def header(**fields) -> dict:
+    """A block as eth_getBlockByNumber gives it (raw JSON: hex strings)."""
+    return {"hash": block_hash(102), "number": hex(102), **fields}
+
+
+def test_randomness__a_post_merge_header__is_its_prevrandao():
+    assert block_randomness(header(mixHash=MIX, difficulty="0x0")) == (PREVRANDAO, MIX)
+    # web3's form (bytes, an int difficulty), and the field's post-Merge name
+    assert block_randomness({"hash": bytes.fromhex(block_hash(102)[2:]), "mixHash": bytes.fromhex(MIX[2:]),
+                             "difficulty": 0}) == (PREVRANDAO, MIX)  # fmt: skip
+    assert block_randomness(header(prevRandao=MIX)) == (PREVRANDAO, MIX)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"mixHash": "0x" + "00" * 32, "difficulty": "0x0"}, {"mixHash": MIX, "difficulty": "0x2"}],
+    ids=["no mixHash", "zero mixHash", "proof of work"],
+)
+def test_randomness__a_block_without_prevrandao__falls_back_to_the_block_hash(fields):
+    assert block_randomness(header(**fields)) == (BLOCKHASH, block_hash(102))
+
+
+def prevrandao_round(block: int = 102, **overrides) -> Draw:
+    return make_round(
+        TASK, overrides.get("round_", 0), block, block_hash(block), NOW, NOW + 500,
+        overrides.get("open_slots", 2), 0, overrides.get("eligible_set", TEN[:5]), PREVRANDAO, MIX,
+    )  # fmt: skip
+
+
+def test_round__from_prevrandao__draws_from_it_and_records_the_source():
+    d = prevrandao_round()
+    assert (d.source, d.value, d.seed_input) == (PREVRANDAO, MIX, MIX)
+    assert d.winners == draw(TASK, TEN[:5], bytes.fromhex(MIX[2:]), 2)
+    assert d.fields()["randomness"] == PREVRANDAO and d.fields()["randomness_value"] == MIX
+    fallback = a_round()
+    assert (fallback.source, fallback.seed_input) == (BLOCKHASH, block_hash(102))
+    with pytest.raises(ValueError, match="randomness source 'coin'"):
+        make_round(TASK, 0, 102, block_hash(102), NOW, NOW + 500, 1, 0, TEN[:2], "coin", MIX)
+
+
+@pytest.mark.parametrize("source", [PREVRANDAO, BLOCKHASH])
+def test_verdict__rounds_from_either_source__match_and_say_which(source):
+    d = prevrandao_round() if source == PREVRANDAO else a_round()
+    verdict = verify_rounds(
+        [d], [assigned(p, 104, log_index=i) for i, p in enumerate(d.winners)], FRONTEND, 100, 2
+    )
+    assert verdict.matches, verdict.problems
+    said = f"randomness: prevrandao {MIX}" if source == PREVRANDAO else "randomness: the block hash"
+    assert said in verdict.lines[0]
+
+
+def test_verdict__winners_drawn_from_the_block_hash_where_prevrandao_was_due__do_not_match():
+    """A frontend that draws from the hash (which a block producer can grind) is caught."""
+    d = prevrandao_round(eligible_set=TEN)
+    hashed = draw(TASK, TEN, bytes.fromhex(block_hash(102)[2:]), 2)
+    assert set(hashed) != set(d.winners)
+    verdict = verify_rounds(
+        [d], [assigned(p, 104, log_index=i) for i, p in enumerate(hashed)], FRONTEND, 100, 2
+    )
+    assert not verdict.matches and "sent but not drawn" in verdict.problems[0]
+
+
+def test_round_store__a_file_written_before_prevrandao__reads_its_rounds_as_drawn_from_the_block_hash():
+    from frontends.election.process import RoundStore
+    from provingmarket.chain.database import connect
+
+    db = connect(":memory:")
+    old = a_round()
+    db.executescript(
+        "CREATE TABLE election_rounds (task_id TEXT NOT NULL, round INTEGER NOT NULL, "
+        "block INTEGER NOT NULL, block_hash TEXT NOT NULL, timestamp INTEGER NOT NULL, kind TEXT NOT NULL, "
+        "open_slots INTEGER NOT NULL, eligible TEXT NOT NULL, winners TEXT NOT NULL, note TEXT NOT NULL, "
+        "PRIMARY KEY (task_id, round));"
+    )
+    db.execute(
+        "INSERT INTO election_rounds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ("0x" + TASK.hex(), 0, 102, old.block_hash, NOW, DRAWN, 2, json.dumps(list(old.eligible)),
+         json.dumps(list(old.winners)), ""),
+    )  # fmt: skip
+    store = RoundStore(db)
+    assert store.rounds(TASK) == [old] and store.rounds(TASK)[0].source == BLOCKHASH
+    store.add(prevrandao_round(block=106, round_=1))
+    assert [d.source for d in store.rounds(TASK)] == [BLOCKHASH, PREVRANDAO]
+    assert store.rounds(TASK)[1].value == MIX

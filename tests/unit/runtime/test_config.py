@@ -26,17 +26,17 @@ def settings(args: list[str], env: dict[str, str], monkeypatch) -> dict:
 def test_config__flag_beats_environment_beats_file_beats_default(tmp_path, monkeypatch):
     config = tmp_path / "orderbook.toml"
     config.write_text(
-        'deployment = "d.json"\ndb = "file.sqlite"\nmechanism = 3\npoll = 2.5\nmetrics-port = 9464\n'
+        'deployment = "d.json"\ndata-dir = "file-data"\nmechanism = 3\npoll = 2.5\nmetrics-port = 9464\n'
     )
     base = ["--config", str(config)]
 
     from_file = settings(base, {}, monkeypatch)
-    assert (from_file["poll"], from_file["db_path"], from_file["mechanisms"]) == (2.5, "file.sqlite", (3,))
+    assert (from_file["poll"], from_file["data_dir"], from_file["mechanisms"]) == (2.5, "file-data", (3,))
     assert from_file["metrics_port"] == 9464 and from_file["confirmations"] == 0  # the default
 
     env = {"PROVINGMARKET_ORDERBOOK_POLL": "4", "PROVINGMARKET_ORDERBOOK_MECHANISM": "5 6"}
     from_env = settings(base, env, monkeypatch)
-    assert (from_env["poll"], from_env["mechanisms"], from_env["db_path"]) == (4.0, (5, 6), "file.sqlite")
+    assert (from_env["poll"], from_env["mechanisms"], from_env["data_dir"]) == (4.0, (5, 6), "file-data")
 
     from_flag = settings([*base, "--poll", "0.5"], {"PROVINGMARKET_ORDERBOOK_POLL": "4"}, monkeypatch)
     assert from_flag["poll"] == 0.5
