@@ -127,12 +127,13 @@ def run_frontend(
     `metrics_port` if given, and run it until `stop` (SIGTERM)."""
     metrics = Metrics(name, Health(ready_lag, ready_age))
     try:
+        # The port first: a port in use stops the process before it opens its files.
+        port = metrics.serve(metrics_port) if metrics_port is not None else None
         try:
             runner = build(metrics)
         except ValueError as error:
             raise ClientError(str(error)) from None
-        if metrics_port is not None:
-            port = metrics.serve(metrics_port)
+        if port is not None:
             base = f"http://127.0.0.1:{port}"
             emit(
                 log,

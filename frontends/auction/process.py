@@ -88,7 +88,7 @@ class Auctioneer:
         window: int,
         settings: ApiSettings,
         metrics: Metrics,
-        port: int = 8000,
+        port: int | socket.socket = 8000,  # a port number, or a socket bound by `listen`
         close_margin: int = CLOSE_MARGIN,
         mining_margin: int = MINING_MARGIN,
         **keeper: Any,
@@ -289,19 +289,26 @@ class Auctioneer:
         self.store.close()
 
 
-class ApiServer:
-    """uvicorn serving the app in a thread, on a socket bound before it starts."""
+def listen(port: int, host: str = "127.0.0.1") -> socket.socket:
+    """The API's socket, bound (a port in use is one line naming it: PortInUse)."""
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so, and
+    # without it every answer waits out the client's delayed ACK (40 ms).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise bind_error(error, port, "--port", "the auction API") from None
+    return sock
 
-    def __init__(self, app, port: int, host: str = "127.0.0.1"):
-        # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so, and
-        # without it every answer waits out the client's delayed ACK (40 ms).
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self.sock.bind((host, port))
-        except OSError as error:
-            self.sock.close()
-            raise bind_error(error, port, "--port", "the auction API") from None
+
+class ApiServer:
+    """uvicorn serving the app in a thread, on a socket bound before it starts (a port
+    number, or a socket `listen` bound earlier)."""
+
+    def __init__(self, app, port: int | socket.socket, host: str = "127.0.0.1"):
+        self.sock = port if isinstance(port, socket.socket) else listen(port, host)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
         config = uvicorn.Config(app, log_config=None, access_log=False, timeout_keep_alive=30, backlog=1024)
@@ -333,7 +340,10 @@ def run_auction(
     **options,
 ):
     """Run the auctions and their API until `stop` (SIGTERM); `options` are the auction's
-    (`auction_options`: window, port, settings) and the Keeper's (`keeper_options`)."""
+    (`auction_options`: window, port, settings) and the Keeper's (`keeper_options`). The
+    API's port is bound first: in use, the process stops before it opens its files."""
+    if isinstance(options.get("port"), int):
+        options["port"] = listen(options["port"])
     run_frontend(
         "auction",
         lambda metrics: Auctioneer(client, metrics=metrics, **options),
