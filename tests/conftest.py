@@ -38,6 +38,7 @@ SLOW_FIRST = (
     "tests/chain/stateful/test_registry_machine.py",
     "tests/processes/test_demo.py",
     "tests/processes/test_simulation.py",
+    "tests/cli/test_rehearse.py",
     "tests/processes/test_auction.py",
     "tests/processes/test_agent.py",
 )
