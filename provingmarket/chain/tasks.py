@@ -142,14 +142,7 @@ def prove(
         _check_free_stake(client, me, state)
         assignment = RACE
     else:
-        live = state.live_assignments.get(me)
-        if live is None:
-            raise ClientError(
-                "you hold no live assignment of this task (assigned: "
-                + (", ".join(state.live_assignments) or "nobody")
-                + ")"
-            )
-        assignment = live[0]
+        assignment = live_assignment(state, me)
         if now > assignment.deadline:
             raise ClientError(
                 f"your deadline passed {now - assignment.deadline} s ago; the slot can be slashed"
@@ -189,14 +182,7 @@ def decline(client: RegistryClient, task_id: bytes) -> Declined:
     (or the deadline, if sooner). After that, prove it or it is slashed."""
     state = client.task(task_id)
     me = client.require_signer("declining a task needs an account").address
-    live = state.live_assignments.get(me)
-    if live is None:
-        raise ClientError(
-            "you hold no live assignment of this task (assigned: "
-            + (", ".join(state.live_assignments) or "nobody")
-            + "); nothing to decline"
-        )
-    assignment = live[0]
+    assignment = live_assignment(state, me, "; nothing to decline")
     if assignment.frontend == ZERO_ADDRESS:
         raise ClientError("you took this slot yourself (a Dutch lock): it cannot be declined; prove it")
     terms = state.terms
@@ -211,3 +197,17 @@ def decline(client: RegistryClient, task_id: bytes) -> Declined:
     receipt, events = client.transact("decline", terms.as_tuple(), assignment.as_tuple(), action="decline")
     declined = next(e for e in events if e.name == "TaskDeclined")
     return Declined(task_id, declined.slot, declined.reopened, "0x" + bytes(receipt["transactionHash"]).hex())
+
+
+def live_assignment(state, me: str, then: str = ""):
+    """`me`'s live assignment of the task `state` describes, or a ClientError naming who
+    holds the task's slots (`then` ends the message)."""
+    live = state.live_assignments.get(me)
+    if live is None:
+        raise ClientError(
+            "you hold no live assignment of this task (assigned: "
+            + (", ".join(state.live_assignments) or "nobody")
+            + ")"
+            + then
+        )
+    return live[0]
