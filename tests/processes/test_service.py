@@ -36,7 +36,8 @@ def test_keeper__ready_while_its_rounds_run__not_ready_when_they_stop__quiet_whe
     base = served["url"].removesuffix("/metrics")
 
     ready = wait_until(lambda: (answer := probe(base, "/readyz"))[0] == 200 and answer, what="ready")
-    assert ready[1]["failing"] == [] and ready[1]["lag_blocks"] == 0
+    # a block a second: the mirror may be a block behind when asked, within --ready-lag (5)
+    assert ready[1]["failing"] == [] and 0 <= ready[1]["lag_blocks"] <= 5
     assert probe(base, "/healthz")[0] == 200
     rounds = scrape(served["url"])["orderbook_round_seconds_count"]
     said = len(info(frontend))  # starting, and the first sync (the stack's own events)
