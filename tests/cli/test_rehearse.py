@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -58,10 +59,10 @@ def test_rehearse_short_form__every_step_succeeds__balances_add_up__anvil_stoppe
     assert accounts["operator"]["moved"] == 0
     assert data["registry_left"] == 0
 
+    # The rehearsal waited for its anvil (a return code exists only once the child is gone);
+    # no look at pids from here, which could be anyone's by now.
     pid = data["anvil_pid"]
-    assert f"anvil stopped (pid {pid}" in done.stderr
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    assert re.search(rf"anvil stopped \(pid {pid}, exit code -?\d+\)", done.stderr), done.stderr[-1000:]
     assert not (tmp_path / "not-used").exists()
 
 
