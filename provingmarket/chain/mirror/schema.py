@@ -1,7 +1,8 @@
 """What the mirror's SQLite file holds, and how values are stored in it.
 
 - **Journal and derived tables.** Every event applied is kept in `journal` (block, log
-  index, block hash, tx, name, task id, args as JSON). The registry's state is kept in
+  index, block hash, tx, name, task id, args as JSON, and the block's timestamp: the
+  explorer's timelines and rates read it). The registry's state is kept in
   derived tables, updated as each event is applied: `markets`, `mechanisms`, `frontends`,
   `provers` (stake, locked, unbonding, signature nonce), `balances` (credited, withdrawable),
   `memberships` (capacity, used, ask, proving time, capabilities, joined), `accepts`
@@ -41,15 +42,17 @@ from provingmarket.formats import TaskTerms
 
 log = logging.getLogger("provingmarket.chain.mirror")
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS block_hashes (number INTEGER PRIMARY KEY, hash TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS journal (
     block INTEGER NOT NULL, log_index INTEGER NOT NULL, block_hash TEXT NOT NULL, tx TEXT NOT NULL,
-    name TEXT NOT NULL, task_id TEXT, args TEXT NOT NULL, PRIMARY KEY (block, log_index));
+    name TEXT NOT NULL, task_id TEXT, args TEXT NOT NULL, time INTEGER NOT NULL,
+    PRIMARY KEY (block, log_index));
 CREATE INDEX IF NOT EXISTS journal_task ON journal (task_id);
+CREATE INDEX IF NOT EXISTS journal_name ON journal (name, block);
 CREATE TABLE IF NOT EXISTS undo (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, block INTEGER NOT NULL, tbl TEXT NOT NULL,
     key TEXT NOT NULL, old TEXT);
@@ -78,6 +81,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, market_id INTEGER, mechanism_id INTEGER, requester TEXT, terms TEXT,
     prover_input BLOB, input_uri TEXT, redundancy INTEGER, posted_block INTEGER, tx TEXT,
     block INTEGER);
+CREATE INDEX IF NOT EXISTS tasks_posted ON tasks (posted_block);
+CREATE INDEX IF NOT EXISTS tasks_market ON tasks (market_id, posted_block);
 CREATE TABLE IF NOT EXISTS slots (
     task_id TEXT, slot INTEGER, state TEXT, recorded INTEGER, prover TEXT, price TEXT,
     deadline TEXT, frontend TEXT, proven_block INTEGER, block INTEGER, PRIMARY KEY (task_id, slot));
@@ -86,9 +91,11 @@ CREATE TABLE IF NOT EXISTS assignments (
     task_id TEXT, prover TEXT, slot INTEGER, price TEXT, deadline TEXT, frontend TEXT, state TEXT,
     assigned_block INTEGER, block INTEGER, PRIMARY KEY (task_id, prover));
 CREATE INDEX IF NOT EXISTS assignments_state ON assignments (state, prover);
+CREATE INDEX IF NOT EXISTS assignments_prover ON assignments (prover, assigned_block);
 CREATE TABLE IF NOT EXISTS skipped_assignments (
     block INTEGER, log_index INTEGER, task_id TEXT, prover TEXT, frontend TEXT, reason TEXT,
     tx TEXT, PRIMARY KEY (block, log_index));
+CREATE INDEX IF NOT EXISTS skipped_task ON skipped_assignments (task_id);
 """
 
 # The derived tables and their keys: what a rollback restores and a reset clears.

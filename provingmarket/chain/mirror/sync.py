@@ -145,15 +145,19 @@ class Mirror(Reader):
 
     # -------------------------------------------------------------- reorgs
 
-    def _header(self, number: int) -> tuple[str, str] | None:
-        """(hash, parent hash) of a block, or None if the chain has no such block."""
+    def _header(self, number: int) -> tuple[str, str, int] | None:
+        """(hash, parent hash, timestamp) of a block, or None if the chain has no such block."""
         try:
             block = self.web3.eth.get_block(number)
         except BlockNotFound:
             return None
         if block is None:
             return None
-        return Web3.to_hex(reported(block, "hash")), Web3.to_hex(reported(block, "parentHash"))
+        return (
+            Web3.to_hex(reported(block, "hash")),
+            Web3.to_hex(reported(block, "parentHash")),
+            int(reported(block, "timestamp")),
+        )
 
     def _check_reorg(self, report: SyncReport) -> None:
         if self.cursor_hash is None:
@@ -219,11 +223,12 @@ class Mirror(Reader):
         started = time.monotonic()
         headers, logs = self._read_range(frm, to, target)
         decoded = self._decode(logs)
+        times = self._block_times(decoded, headers)
         applied = skipped = 0
         with transaction(self.db):
             for i, (entry, event) in enumerate(decoded):
                 following = decoded[i + 1][1] if i + 1 < len(decoded) else None
-                if self._apply(entry, event, following):
+                if self._apply(entry, event, following, times[event.block]):
                     applied += 1
                 else:
                     skipped += 1
@@ -248,13 +253,13 @@ class Mirror(Reader):
             ms=_ms(started),
         )
 
-    def _read_range(self, frm: int, to: int, target: int) -> tuple[dict[int, tuple[str, str]], list]:
+    def _read_range(self, frm: int, to: int, target: int) -> tuple[dict[int, tuple[str, str, int]], list]:
         """The headers of the range's last blocks (those within `keep_blocks` of the
         target, chained onto each other and, when the range starts there, onto the cursor)
         and the range's logs, oldest first. Raises `_ChainMoved` if the chain changed
         while they were read."""
         window = max(frm, min(to, target - self.keep_blocks + 1))
-        headers: dict[int, tuple[str, str]] = {}
+        headers: dict[int, tuple[str, str, int]] = {}
         for n in range(window, to + 1):
             header = self._header(n)
             if header is None:
@@ -278,11 +283,32 @@ class Mirror(Reader):
         `LogReader`, provingmarket/chain/logs.py); an error it gives up on ends the sync."""
         return self.client.logs.logs(self.client.address, frm, to)
 
-    def _keep_hashes(self, headers: dict[int, tuple[str, str]]) -> None:
+    def _block_times(
+        self, decoded: list[tuple[Any, Event]], headers: dict[int, tuple[str, str, int]]
+    ) -> dict[int, int]:
+        """The timestamp of each block with an event: from the log when the node gives it
+        (`blockTimestamp`), else the header already read, else the block's header."""
+        times: dict[int, int] = {}
+        for entry, event in decoded:
+            if event.block in times:
+                continue
+            given = entry.get("blockTimestamp")
+            if given is not None:
+                times[event.block] = int(given, 16) if isinstance(given, str) else int(given)
+            elif event.block in headers:
+                times[event.block] = headers[event.block][2]
+            else:
+                header = self._header(event.block)
+                if header is None:
+                    raise _ChainMoved(f"block {event.block} is gone")
+                times[event.block] = header[2]
+        return times
+
+    def _keep_hashes(self, headers: dict[int, tuple[str, str, int]]) -> None:
         """Store the range's block hashes, keeping the newest `keep_blocks`."""
         self.db.executemany(
             "INSERT OR REPLACE INTO block_hashes (number, hash) VALUES (?, ?)",
-            [(n, h) for n, (h, _) in headers.items()],
+            [(n, h) for n, (h, _, _) in headers.items()],
         )
         self.db.execute(
             "DELETE FROM block_hashes WHERE number NOT IN "
@@ -310,15 +336,16 @@ class Mirror(Reader):
             decoded.append((entry, event))
         return decoded
 
-    def _apply(self, entry: Any, event: Event, following: Event | None) -> bool:
-        """Apply one event inside a savepoint; journal it. False if skipped."""
+    def _apply(self, entry: Any, event: Event, following: Event | None, time: int) -> bool:
+        """Apply one event (of a block with timestamp `time`) inside a savepoint; journal
+        it. False if skipped."""
         self.db.execute("SAVEPOINT event")
         try:
             self.projection.apply(event, following)
             task_id = event.args.get("task_id")
             self.db.execute(
-                "INSERT INTO journal (block, log_index, block_hash, tx, name, task_id, args) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO journal (block, log_index, block_hash, tx, name, task_id, args, time) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     event.block,
                     event.log_index,
@@ -327,6 +354,7 @@ class Mirror(Reader):
                     event.name,
                     hex_id(task_id) if task_id is not None else None,
                     dumps(event.args),
+                    time,
                 ),
             )
         except sqlite3.DatabaseError as error:
