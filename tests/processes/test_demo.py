@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
+
+import requests
 
 from tests.factories import ROOT
 
 STARTED = re.compile(r"\(pid (\d+)\)")  # the demo names each process it starts, with its pid
+EXPLORER = re.compile(r"explorer started \(pid \d+\): open (http://127\.0\.0\.1:\d+/)")
 
 
 def alive(pid: int) -> bool:
@@ -29,10 +33,36 @@ def test_demo__every_task_proven_or_refunded__summary_shown__exit_0__no_process_
     """Only the demo's own processes are looked at, by the pids it printed: a chain or an
     agent someone else runs beside the tests is none of its business."""
     demo = subprocess.Popen(
-        ["ape", "run", "demo"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ["ape", "run", "demo"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),  # each line as it is printed
     )
-    out, _ = demo.communicate(timeout=420)
+    timer = threading.Timer(420, demo.kill)  # a hung demo fails the test instead of the run
+    timer.start()
+    lines, pages = [], {}
+    assert demo.stdout is not None
+    for line in demo.stdout:
+        lines.append(line)
+        # while the demo runs, its explorer serves the market: the front page once it
+        # starts, and again once act two begins (act one's tasks proven by then)
+        found = EXPLORER.search(line)
+        if found:
+            url = found.group(1)
+            pages["start"] = requests.get(url, timeout=10)
+        elif "Act two" in line and "start" in pages:
+            pages["act two"] = requests.get(url, timeout=10)
+    demo.wait()
+    timer.cancel()
+    out = "".join(lines)
     assert demo.returncode == 0, out[-3000:]
+    assert pages["start"].status_code == 200 and "The demo is" in pages["start"].text
+    act_two = pages["act two"]
+    assert act_two.status_code == 200 and "act two" in act_two.text
+    shown = re.search(r'data-figure="tasks_proven" data-value="(\d+)"', act_two.text)
+    assert shown and int(shown.group(1)) >= 20, act_two.text[:2000]  # act one: 24 tasks, a few refunded
     summary = out[out.index("Summary") :]
     posted = int(re.search(r"tasks posted\s+(\d+)", summary).group(1))
     proven = int(re.search(r"tasks proven[^\n]*?(\d+)\n", summary).group(1))
@@ -61,5 +91,5 @@ def test_demo__every_task_proven_or_refunded__summary_shown__exit_0__no_process_
         assert row and int(row.group(1)) > 0 and float(row.group(3)) > 0, role
     assert "every process stopped" in out and "anvil stopped" in out
     started = {int(pid) for pid in STARTED.findall(out)}
-    assert len(started) >= 7  # its anvil, three frontends, three agents (and a restart)
+    assert len(started) >= 8  # its anvil, three frontends, the explorer, three agents (and a restart)
     assert [pid for pid in started if alive(pid)] == []
