@@ -145,6 +145,7 @@ def test_figures__task_pages__equal_the_registrys_views(live, browser):
         terms = chain.terms
         assert value(browser, "market") == terms.market_id
         assert value(browser, "mechanism") == terms.mechanism_id
+        assert figure(browser, "mechanism").text == "orderbook"  # by the name it was registered with
         assert figure(browser, "requester").get_attribute("data-value").lower() == terms.requester.lower()
         assert wei(browser, "max_reward") == terms.max_reward
         assert wei(browser, "collateral") == terms.collateral
