@@ -12,8 +12,10 @@ circuit (public signals by name). On start it prints one JSON line with its URL:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
 import sys
 import threading
 import time
@@ -128,8 +130,20 @@ def main(mirror, data_dir, rpc, deployment, host, port, router_state, sim_report
     url = f"http://{host}:{sock.getsockname()[1]}/"
     print(json.dumps({"event": "explorer.listening", "url": url, "mirror": path}), flush=True)
     emit(log, "explorer.start", url=url, mirror=path, rpc=rpc)
-    server.run(sockets=[sock])  # returns on SIGTERM / SIGINT (uvicorn's handlers)
+    # uvicorn shuts down on SIGTERM, then raises the signal again for the handler it found:
+    # this one makes that (or a SIGTERM before uvicorn's handlers are in place) a clean exit.
+    signal.signal(signal.SIGTERM, _stopped)
+    with contextlib.suppress(_Stopped):
+        server.run(sockets=[sock])
     emit(log, "explorer.stop", url=url)
+
+
+class _Stopped(Exception):
+    """SIGTERM: the explorer stops with exit code 0."""
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise _Stopped
 
 
 def _extra_pages() -> dict:
