@@ -207,7 +207,7 @@ class Projection:
         self.tables.put(
             "mechanisms",
             {"mechanism_id": e.mechanism_id},
-            {"registrant": e.registrant, "name": e.name, "retired": 0},
+            {"registrant": e.registrant, "name": e.args["name"], "retired": 0},
         )
 
     def _on_FrontendSet(self, e: Event, _: Event | None) -> None:
