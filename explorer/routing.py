@@ -29,7 +29,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,10 @@ class _Follow:
     key: tuple | None = None
     figures: dict | None = None
     qos: dict[str, TaskQoS] = field(default_factory=dict)
+    plans: dict[tuple, str] = field(default_factory=dict)
+    by_terms: dict[str, str | None] = field(default_factory=dict)  # task id → its plan's persona
+    per_mechanism: _Groups = field(default_factory=lambda: _Groups())
+    per_persona: _Groups = field(default_factory=lambda: _Groups())
 
 
 _FOLLOWED: dict[str, _Follow] = {}
@@ -198,25 +202,53 @@ def _terms_key(t: TaskTerms) -> tuple:
 
 
 def attribute(
-    tasks: Sequence[TaskQoS], recorded: dict[str, str], plans: dict[tuple, str]
+    tasks: Sequence[TaskQoS], recorded: dict[str, str], by_terms: Callable[[TaskQoS], str | None]
 ) -> dict[str, tuple[str, str]]:
-    """task id → (persona, how it was known): see the module's docstring."""
+    """task id → (persona, how it was known): see the module's docstring. `by_terms` gives
+    the persona whose fixed plan a task's terms are, if any."""
     by_requester: dict[str, set[str]] = {}
     for q in tasks:
         if q.task_id in recorded:
             by_requester.setdefault(q.requester.lower(), set()).add(recorded[q.task_id])
     found: dict[str, tuple[str, str]] = {}
     for q in tasks:
-        personas = by_requester.get(q.requester.lower(), set())
+        personas = by_requester.get(q.requester.lower(), ())
         if q.task_id in recorded:
             found[q.task_id] = (recorded[q.task_id], BY_ROUTER)
         elif len(personas) == 1:
             found[q.task_id] = (next(iter(personas)), BY_REQUESTER)
-        elif _terms_key(q.terms) in plans:
-            found[q.task_id] = (plans[_terms_key(q.terms)], BY_TERMS)
+        elif (planned := by_terms(q)) is not None:
+            found[q.task_id] = (planned, BY_TERMS)
         else:
             found[q.task_id] = (UNATTRIBUTED, BY_NOTHING)
     return found
+
+
+class _Groups:
+    """QoS per key, summarised again only for the groups whose tasks changed."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, Hashable] = {}  # task id → its group
+        self.groups: dict[Hashable, GroupQoS] = {}
+
+    def update(
+        self, tasks: Sequence[TaskQoS], changed: set[str], key_of: Callable[[TaskQoS], Hashable]
+    ) -> dict[Hashable, GroupQoS]:
+        members: dict[Hashable, list[TaskQoS]] = {}
+        dirty: set[Hashable] = set()
+        for q in tasks:
+            key = key_of(q)
+            members.setdefault(key, []).append(q)
+            old = self.keys.get(q.task_id)
+            if old != key or q.task_id in changed:
+                dirty.update((key, old) if old is not None else (key,))
+                self.keys[q.task_id] = key
+        for key in dirty:
+            if key in members:
+                self.groups[key] = summarize(members[key], lambda _: "")[0]
+            else:
+                self.groups.pop(key, None)
+        return self.groups
 
 
 # ------------------------------------------------------------------ figures
@@ -294,6 +326,7 @@ PLOTS = (
 
 def _figures(db, follow: _Follow, logs: Sequence[RouterLog]) -> dict[str, Any]:
     tasks = follow.tally.tasks()
+    changed = {q.task_id for q in tasks if follow.qos.get(q.task_id) is not q}
     follow.qos = {q.task_id: q for q in tasks}
     names = dict(follow.tally.names)
     mechanisms = _mechanisms(db, names)
@@ -302,8 +335,19 @@ def _figures(db, follow: _Follow, logs: Sequence[RouterLog]) -> dict[str, Any]:
         for r in db.execute("SELECT market_id, min_reward, min_collateral FROM markets")
     }
     plans = _plans(markets, [m["id"] for m in mechanisms if not m["built_in"]])
-    personas = attribute(tasks, _recorded(logs), plans)
-    by_mechanism = {int(g.key): group_row(g) for g in summarize(tasks, lambda q: f"{q.mechanism_id:012d}")}
+    if plans != follow.plans:  # a market or mechanism came: every task's terms are matched again
+        follow.plans, follow.by_terms = plans, {}
+
+    def by_terms(q: TaskQoS) -> str | None:
+        if q.task_id not in follow.by_terms:
+            follow.by_terms[q.task_id] = plans.get(_terms_key(q.terms))
+        return follow.by_terms[q.task_id]
+
+    personas = attribute(tasks, _recorded(logs), by_terms)
+    by_mechanism = {
+        int(k): group_row(g)  # type: ignore[arg-type]
+        for k, g in follow.per_mechanism.update(tasks, changed, lambda q: q.mechanism_id).items()
+    }
     for m in mechanisms:
         m["qos"] = by_mechanism.get(m["id"])
     for mechanism_id in sorted(set(by_mechanism) - {m["id"] for m in mechanisms}):  # posted, never registered
@@ -319,8 +363,10 @@ def _figures(db, follow: _Follow, logs: Sequence[RouterLog]) -> dict[str, Any]:
             }
         )
     rows = []
-    for g in summarize(tasks, lambda q: json.dumps([personas[q.task_id][0], q.mechanism_id])):
-        persona, mechanism_id = json.loads(g.key)
+    per_persona = follow.per_persona.update(
+        tasks, changed, lambda q: (personas[q.task_id][0], q.mechanism_id)
+    )
+    for (persona, mechanism_id), g in per_persona.items():  # type: ignore[misc]
         rows.append(
             {
                 "persona": persona,
