@@ -207,6 +207,7 @@ class Projection:
         self.tables.put(
             "mechanisms",
             {"mechanism_id": e.mechanism_id},
+            # e.args["name"]: `e.name` is the event's own name (MechanismRegistered)
             {"registrant": e.registrant, "name": e.args["name"], "retired": 0},
         )
 
