@@ -24,6 +24,7 @@ The page says how many tasks each way attributed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import re
@@ -300,11 +301,6 @@ def _mechanisms(db, names: dict[int, str]) -> list[dict[str, Any]]:
     return found
 
 
-def _svg(svg: str, title: str) -> str:
-    """An SVG document from provingmarket.market.plots with a <title> for assistive technology."""
-    return svg.replace(">", f"><title>{html.escape(title)}</title>", 1)
-
-
 PLOTS = (
     ("first_proof", "Median seconds from posting to the first proof", "{:.0f}", lambda r: r["first_proof"]),
     (
@@ -395,8 +391,9 @@ def _figures(db, follow: _Follow, logs: Sequence[RouterLog]) -> dict[str, Any]:
             ]
             for m in mechanism_names
         }
-        plots[key] = _svg(
-            bar_chart(title + ", per persona and mechanism", persona_names, series, y_format=fmt), title
+        plots[key] = (
+            title,
+            bar_chart(title + ", per persona and mechanism", persona_names, series, y_format=fmt),
         )
     counts = {how: 0 for how in (BY_ROUTER, BY_REQUESTER, BY_TERMS, BY_NOTHING)}
     for _, how in personas.values():
@@ -566,14 +563,14 @@ def mechanisms_page(
     }
 
 
-def mechanisms_api(page: dict[str, Any]) -> dict[str, Any]:
+def mechanisms_api(data: dict[str, Any]) -> dict[str, Any]:
     """The page's data as JSON: without the plots' SVG text and data URIs."""
-    sim = dict(page["sim"])
+    sim = dict(data["sim"])
     if "plots" in sim:
         sim["plots"] = [{"name": p["name"], "title": p["title"]} for p in sim["plots"]]
-    return {k: v for k, v in page.items() if k != "plots"} | {
+    return {k: v for k, v in data.items() if k != "plots"} | {
         "sim": sim,
-        "plots": sorted(page["plots"]),
+        "plots": sorted(data["plots"]),  # names; the SVGs are on the HTML page
     }
 
 
@@ -584,7 +581,31 @@ def _when(at: Any) -> str:
         return "-"
 
 
+def page(explorer, request=None) -> dict[str, Any]:
+    """The page's data for the explorer app (explorer/app.py `extra_pages`): read in one
+    transaction of the explorer's read-only connection, with the mirror's status and the
+    plots as inline SVG (titled for screen readers)."""
+    from explorer.app import inline_svg
+
+    def build(db) -> dict[str, Any]:
+        status = explorer.status(db)
+        data = mechanisms_page(db, status["cursor"], explorer.router_states, explorer.sim_report)
+        data["plots"] = {k: inline_svg(svg, title) for k, (title, svg) in data["plots"].items()}
+        return {**data, "status": status}
+
+    return explorer.read(build)
+
+
+def warm(explorer) -> None:
+    """Compute the page's figures once (a few seconds at 10,000 tasks), so that the first
+    visitor does not wait: call it in a thread when the explorer starts."""
+    with contextlib.suppress(Exception):  # no mirror yet: the first visit computes them
+        page(explorer)
+
+
 __all__ = [
+    "page",
+    "warm",
     "UNATTRIBUTED",
     "RouterLog",
     "attribute",

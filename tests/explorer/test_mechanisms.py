@@ -10,13 +10,19 @@ simulation report is said plainly, and a real one shows its headline table and p
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import sqlite3
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from explorer.app import inline_svg, templates
 from explorer.routing import (
     BY_NOTHING,
     BY_REQUESTER,
@@ -349,8 +355,8 @@ def test_qos_per_mechanism_and_persona_equals_measure_and_summarize(chain, marke
     assert page["attribution"] == {BY_ROUTER: 1, BY_REQUESTER: 1, BY_TERMS: 2, BY_NOTHING: 1}
     # one plot per figure, each an SVG with a title, the personas on its axis
     assert sorted(page["plots"]) == ["delivery", "first_proof", "price_ratio", "slashes", "took_part"]
-    for svg in page["plots"].values():
-        assert svg.startswith("<svg") and svg.split(">", 1)[1].startswith("<title>")
+    for title, svg in page["plots"].values():
+        assert svg.startswith("<svg") and title in svg
         assert "arbitrage" in svg and "rollup" in svg and "batch" in svg
     json.dumps(mechanisms_api(page))  # the API's answer is JSON as it stands
 
@@ -424,7 +430,7 @@ def test_no_simulation_report_is_said_plainly(tmp_path):
     assert not broken["found"] and "cannot be read" in broken["message"]
 
 
-def test_a_simulation_report_shows_its_headline_table_and_plots(tmp_path):
+def write_report(folder: Path) -> None:
     def outcome(policy: str, persona: str, index: int, first: int, utility: float) -> Outcome:
         q = task_qos((first,), LEAST, least=LEAST, could=4, task_id="0x" + f"{index:064x}")
         return Outcome(1, policy, index, persona, "auction", "", q, utility)
@@ -435,7 +441,11 @@ def test_a_simulation_report_shows_its_headline_table_and_plots(tmp_path):
         outcome("router", "batch", 3, 20, 0.7),
         outcome("router", "rollup", 4, 60, 0.5),
     ]
-    report.write(tmp_path, "small", {"training": outcomes}, ["batch", "rollup"], ["auction", "router"], "")
+    report.write(folder, "small", {"training": outcomes}, ["batch", "rollup"], ["auction", "router"], "")
+
+
+def test_a_simulation_report_shows_its_headline_table_and_plots(tmp_path):
+    write_report(tmp_path)
     sim = sim_report(tmp_path)
     assert sim["found"] and sim["config"] == "small"
     (split,) = sim["splits"]
@@ -450,3 +460,77 @@ def test_a_simulation_report_shows_its_headline_table_and_plots(tmp_path):
     loss = next(p for p in sim["plots"] if p["name"] == "loss-training.svg")
     assert loss["title"] == "QoS loss (lower is better), training seeds"
     assert loss["uri"].startswith("data:image/svg+xml;base64,")
+
+
+@pytest.fixture
+def explorer_url(chain, market, tmp_path):
+    """`python -m explorer` over the mirror, the router's state and an empty report folder;
+    stopped by its pid."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "explorer", "--mirror", str(chain.path), "--port", "0"]
+        + ["--router-state", str(market["state"]), "--sim-report", str(tmp_path / "no-report")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert process.stdout is not None
+        line = json.loads(process.stdout.readline())
+        assert line["event"] == "explorer.listening"
+        deadline = time.monotonic() + 20
+        while True:  # the socket is bound before the server accepts on it
+            try:
+                with urllib.request.urlopen(line["url"] + "healthz", timeout=2) as response:
+                    assert json.loads(response.read())["ok"]
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the explorer did not answer /healthz within 20 s"
+                time.sleep(0.1)
+        yield line["url"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_the_page_and_its_api_through_the_explorer(explorer_url, chain, market):
+    with urllib.request.urlopen(explorer_url + "mechanisms", timeout=10) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    assert text.count("<h1>") == 1 and "<h1>Mechanisms and routing</h1>" in text
+    for heading in (
+        "Mechanisms",
+        "QoS per persona",
+        "The router's recent choices",
+        "The simulation's last report",
+    ):
+        assert f">{heading}</h2>" in text
+    tasks = measure(chain.events, chain.time)
+    auction = next(g for g in summarize(tasks, lambda q: str(q.mechanism_id)) if g.key == str(AUCTION))
+    row = re.search(r'<tr data-mechanism="3">(.*?)</tr>', text, re.S).group(1)
+    assert f'data-figure="tasks" data-value="{auction.tasks}"' in row
+    assert f'data-figure="first_proof" data-value="{auction.first_proof}"' in row
+    assert re.search(r'<tr data-persona="rollup" data-mechanism="4">', text)
+    assert html.escape(market["choice"].reason) in text
+    assert f'href="/tasks/{market["routed"]}"' in text
+    assert "No simulation report in" in text and 'id="sim-missing"' in text
+    assert (
+        text.count("<svg") == len(re.findall(r'<svg role="img" aria-label="[^"]+"[^>]*><title>', text)) == 5
+    )
+    with urllib.request.urlopen(explorer_url + "api/mechanisms", timeout=10) as response:
+        api = json.loads(response.read())
+    assert api["tasks"] == 5 and api["routers"][0]["choices"][0]["reason"] == market["choice"].reason
+    assert not api["sim"]["found"]
+
+
+def test_the_page_renders_a_simulation_report_and_its_routers_choices(chain, market, tmp_path):
+    folder = tmp_path / "sim"
+    write_report(folder)
+    data = mechanisms_page(read_only(chain.path), chain.block, [market["state"]], folder)
+    data["plots"] = {k: inline_svg(svg, title) for k, (title, svg) in data["plots"].items()}
+    text = templates().get_template("mechanisms.html").render(path="/mechanisms", **data)
+    rollup = re.search(r'<tr data-persona="rollup">(.*?)</tr>', text, re.S).group(1)
+    assert '<td class="n" data-policy="auction" data-value="0.2' in rollup
+    assert 'alt="QoS loss (lower is better), training seeds"' in text
+    assert "No simulation report" not in text
+    assert html.escape(market["choice"].reason) in text
