@@ -203,8 +203,10 @@ def main(mirror, data_dir, host, port, router_state, sim_report, summary, rpc, d
 
 
 def _extra_pages() -> dict:
-    """The pages built beside the core ones (the mechanisms and routing page, once merged)."""
-    return {}
+    """The pages built beside the core ones: the mechanisms and routing page."""
+    from explorer import routing
+
+    return {"/mechanisms": routing.page}
 
 
 as_service(main, "PROVINGMARKET_EXPLORER")
