@@ -17,6 +17,7 @@ import json
 import logging
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -26,6 +27,7 @@ from pathlib import Path
 import click
 import uvicorn
 
+from explorer import routing
 from explorer.app import create_app
 from explorer.data import Explorer
 from provingmarket.chain.client import ClientError, reported
@@ -96,6 +98,7 @@ def serve(explorer: Explorer, sock: socket.socket, host: str) -> None:
         uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=2, lifespan="off")
     )
     app.state.stopping = lambda: server.should_exit
+    threading.Thread(target=refresh, args=(explorer, app.state.stopping), name="refresh", daemon=True).start()
     url = f"http://{host}:{sock.getsockname()[1]}/"
     print(json.dumps({"event": "explorer.listening", "url": url, "mirror": str(explorer.path)}), flush=True)
     emit(log, "explorer.start", url=url, mirror=str(explorer.path))
@@ -204,9 +207,28 @@ def main(mirror, data_dir, host, port, router_state, sim_report, summary, rpc, d
 
 def _extra_pages() -> dict:
     """The pages built beside the core ones: the mechanisms and routing page."""
-    from explorer import routing
-
     return {"/mechanisms": routing.page}
+
+
+def refresh(explorer: Explorer, stopping: Callable[[], bool], poll: float = 0.5) -> None:
+    """Recompute the whole-history figures (the overview's, the mechanisms page's) each
+    time the mirror's cursor moves, so that no visitor waits for them: they are cached per
+    cursor (explorer/data.py). Runs until `stopping()`; a mirror not there yet is waited for."""
+    shown = None
+    while not stopping():
+        cursor = None
+        try:
+            cursor = explorer.cursor()
+            if cursor != shown:
+                explorer.overview()
+                routing.warm(explorer)
+                shown = cursor
+        except (OSError, sqlite3.Error):  # not written yet, or busy for a moment
+            pass
+        except Exception as error:  # a page's figures failed: the pages say so; keep going
+            emit(log, "explorer.refresh_failed", logging.WARNING, cursor=shown, reason=repr(error)[:300])
+            shown = cursor
+        time.sleep(poll)
 
 
 as_service(main, "PROVINGMARKET_EXPLORER")
