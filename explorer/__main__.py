@@ -26,6 +26,7 @@ from pathlib import Path
 
 import click
 import uvicorn
+from web3 import Web3
 
 from explorer import routing
 from explorer.app import create_app
@@ -41,12 +42,10 @@ log = logging.getLogger("explorer")
 HEAD_TTL = 1.0  # seconds the chain's head is remembered between pages
 
 
-def chain_head(rpc: str) -> Callable[[], tuple[int, int] | None]:
-    """The node's latest (block number, timestamp), asked at most once a `HEAD_TTL`; None
-    while the node does not answer (the pages then show the mirror alone)."""
-    from web3 import Web3
-
-    web3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 2}))
+def chain_head(node: str | Web3) -> Callable[[], tuple[int, int] | None]:
+    """The latest (block number, timestamp) of `node` (a URL or a Web3), asked at most once
+    a `HEAD_TTL`; None while the node does not answer (the pages then show the mirror alone)."""
+    web3 = Web3(Web3.HTTPProvider(node, request_kwargs={"timeout": 2})) if isinstance(node, str) else node
     lock = threading.Lock()
     last: list = [0.0, None]
 
@@ -128,9 +127,11 @@ class _Server(uvicorn.Server):
 def bind(host: str, port: int) -> socket.socket:
     """The explorer's socket, bound before anything is read (a port in use: one line)."""
     try:
-        return listen(port, host, "--port", "the explorer")
+        sock = listen(port, host, "--port", "the explorer")
     except ClientError as error:
         raise click.ClickException(str(error)) from None
+    sock.listen(1024)  # connections wait from now on: the URL is printed before uvicorn starts
+    return sock
 
 
 def server_options(command: Callable) -> Callable:

@@ -39,11 +39,10 @@ def cli(mirror, data_dir, host, port, router_state, sim_report, summary):
         mirror = str(found[0])
         click.echo(f"reading {mirror} (the newest keeper mirror of chain {chain_id})", err=True)
     sock = bind(host, port)
-    uri = registry.web3.provider.endpoint_uri  # type: ignore[attr-defined]
     explorer = Explorer(
         mirror_path(mirror, data_dir),
         registry.deployment,
-        chain_head(uri) if uri else None,
+        chain_head(registry.web3),
         router_states=[Path(p) for p in router_state],
         sim_report=Path(sim_report) if sim_report else None,
         summary_file=Path(summary) if summary else None,

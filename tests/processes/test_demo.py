@@ -76,14 +76,15 @@ def test_demo__every_task_proven_or_refunded__summary_shown__exit_0__no_process_
         elif progress:
             act_one = progress
         elif "Act two" in line and url and act_one:
-            pages["act two"] = proven_shown(url, int(act_one.group(1)), int(act_one.group(2)))
+            counted = (int(act_one.group(1)), int(act_one.group(2)))
+            pages["act two"] = (counted, proven_shown(url, *counted))
     demo.wait()
     timer.cancel()
     out = "".join(lines)
     assert demo.returncode == 0, out[-3000:]
     assert pages["start"].status_code == 200 and "The demo is" in pages["start"].text
-    posted, proven, page = pages["act two"]
-    assert (posted, proven) == (int(act_one.group(1)), int(act_one.group(2))), page[:3000]
+    counted, (posted, proven, page) = pages["act two"]
+    assert (posted, proven) == counted, page[:3000]
     assert "act two" in page
     summary = out[out.index("Summary") :]
     posted = int(re.search(r"tasks posted\s+(\d+)", summary).group(1))
