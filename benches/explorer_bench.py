@@ -71,8 +71,9 @@ def running_explorer(mirror: Path, *args: str, timeout: float = 60) -> Iterator[
     log = open(mirror.with_suffix(".explorer.log"), "w")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     try:
-        url = _listening(process, timeout, mirror.with_suffix(".explorer.log"))
-        yield Explorer(process, url)
+        explorer = Explorer(process, _listening(process, timeout, mirror.with_suffix(".explorer.log")))
+        _healthy(explorer, timeout)
+        yield explorer
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -110,6 +111,24 @@ def _listening(process: subprocess.Popen, timeout: float, log: Path) -> str:
         tail = log.read_text()[-2_000:] if log.exists() else ""
         raise RuntimeError(f"the explorer printed no explorer.listening line in {timeout:.0f} s: {tail}")
     return found[0]
+
+
+def _healthy(explorer: Explorer, timeout: float) -> None:
+    """Wait until /healthz answers 200 (the socket may be bound before it listens)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        connection = explorer.connection(timeout=5)
+        try:
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        finally:
+            connection.close()
+        if time.monotonic() > deadline or explorer.process.poll() is not None:
+            raise RuntimeError(f"the explorer at {explorer.url} did not answer /healthz in {timeout:.0f} s")
+        time.sleep(0.05)
 
 
 @dataclass
@@ -153,15 +172,17 @@ def time_page(explorer: Explorer, page: str, path: str, requests: int) -> Timing
 
 
 def deep_page(explorer: Explorer) -> int:
-    """The task list's last page, from the page links the first page shows (its `page=`
-    numbers); 50 if it shows none."""
+    """The task list's last page, as its first page says ("Page 1 of N"), else the highest
+    page it links to; 50 if it says neither."""
     connection = explorer.connection()
     try:
         _, body, _ = get(connection, "/tasks")
     finally:
         connection.close()
-    pages = [int(n) for n in re.findall(rb"[?&](?:amp;)?page=(\d+)", body)]
-    return max(pages, default=50)
+    said = re.search(rb"Page\s+1\s+of\s+(\d+)", body)
+    if said:
+        return int(said.group(1))
+    return max((int(n) for n in re.findall(rb"[?&](?:amp;)?page=(\d+)", body)), default=50)
 
 
 def pages(filled: Filled, last_page: int) -> list[tuple[str, str, int]]:
