@@ -32,6 +32,7 @@ The circuit's keys come from a single-party setup: for demos only (circuits/READ
 from __future__ import annotations
 
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -155,8 +156,11 @@ class Demo:
 
     def deploy(self) -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
-        for old in LOGS.glob("*"):
-            old.unlink()
+        for old in LOGS.glob("*"):  # the last run's logs and data directories
+            if old.is_dir():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
         frontends = {name: Account.from_key(key).address for name, key in self.frontend_keys.items()}
         self.market = deploy_marketplace(ape, self.owner, frontends, LOGS, grace_period=5)
         self.ids = self.market.mechanisms

@@ -70,7 +70,8 @@ from provingmarket.chain.mirror import Snapshot
 from provingmarket.runtime.config import as_service
 from provingmarket.runtime.datadir import BIDS
 from provingmarket.runtime.health import READY_AGE, READY_LAG
-from provingmarket.runtime.metrics import Metrics, bind_error
+from provingmarket.runtime.metrics import Metrics
+from provingmarket.runtime.metrics import listen as bind_socket
 from provingmarket.runtime.process import Stopper, connection_options, emit, log
 
 CLOSE_MARGIN = 8  # seconds between an auction's close and the end of its task's assignment window
@@ -291,16 +292,7 @@ class Auctioneer:
 
 def listen(port: int, host: str = "127.0.0.1") -> socket.socket:
     """The API's socket, bound (a port in use is one line naming it: PortInUse)."""
-    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so, and
-    # without it every answer waits out the client's delayed ACK (40 ms).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as error:
-        sock.close()
-        raise bind_error(error, port, "--port", "the auction API") from None
-    return sock
+    return bind_socket(port, host, "--port", "the auction API")
 
 
 class ApiServer:

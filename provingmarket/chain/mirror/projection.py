@@ -207,7 +207,8 @@ class Projection:
         self.tables.put(
             "mechanisms",
             {"mechanism_id": e.mechanism_id},
-            {"registrant": e.registrant, "name": e.name, "retired": 0},
+            # e.args["name"]: `e.name` is the event's own name (MechanismRegistered)
+            {"registrant": e.registrant, "name": e.args["name"], "retired": 0},
         )
 
     def _on_FrontendSet(self, e: Event, _: Event | None) -> None:

@@ -165,8 +165,10 @@ def assert_markets_match(
         )
     mechanisms = {m.mechanism_id: m for m in mirror.mechanisms()}
     assert set(mechanisms) == set(range(3, mechanism_count + 1))
+    registered = {e.mechanism_id: e.args["name"] for e in client.events(["MechanismRegistered"])}
     for mechanism_id, view in mechanisms.items():
         assert (view.registrant, view.retired) == client.mechanism(mechanism_id)
+        assert view.name == registered[mechanism_id]
         for address in addresses:
             assert client.call("is_frontend", mechanism_id, address) == (address in view.frontends)
 

@@ -1,0 +1,748 @@
+"""What the explorer's pages show, read from a keeper's mirror (provingmarket/chain/mirror/)
+through a read-only SQLite connection of its own: the explorer never writes to the mirror
+or to the chain.
+
+Each page's data is one plain dict (the templates render it; /api returns it as JSON),
+read in one SQLite transaction so a page never mixes two cursors. Lists are paged
+(`PAGE_SIZE` rows); queries use the mirror's indexes (tasks by posting block, assignments
+by prover, events by name), so a page costs its rows, not the market's size. Aggregates
+over the whole history (tasks per state, proof rates, the plots) are computed once per
+mirror cursor and kept until the mirror moves.
+
+Amounts stay integers of wei (the templates show ether); times are unix seconds from the
+blocks' timestamps (the mirror's journal records each event's block time).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_utils.address import is_address, to_checksum_address
+
+from provingmarket.chain.mirror.schema import SCHEMA_VERSION, loads
+from provingmarket.deployments import Deployment
+from provingmarket.formats import BUILT_IN_MECHANISMS, OPEN_RACE, TaskTerms
+from provingmarket.proving.circuits import Circuit, CircuitError
+
+PAGE_SIZE = 50  # rows per page of every list
+RECENT = 10  # tasks on the overview and a market's page
+PLOT_BUCKETS = 24  # points on the plots over time
+MAX_PAGE = 10**6  # a page number past this is not a page
+
+# A task's state, from its slots: what a person asks first.
+TASK_STATES = ("open", "assigned", "proven", "closed")
+STATE_HELP = {
+    "open": "waiting for a prover: a slot can still be assigned",
+    "assigned": "a prover holds a slot and is proving",
+    "proven": "every slot ended and at least one proof was paid",
+    "closed": "ended with no proof: the escrow went back to the requester",
+}
+
+_HEX_PREFIX = re.compile(r"^(0x)?[0-9a-f]{1,64}$")
+
+
+class NotFound(Exception):
+    """What a page asked for is not there (or is not even well formed); `what` names it
+    and `hint` says how to find what was meant."""
+
+    def __init__(self, what: str, hint: str):
+        super().__init__(what)
+        self.what = what
+        self.hint = hint
+
+
+class Redirect(Exception):  # noqa: N818 (a control-flow signal, not an error)
+    """A search found exactly one task: go to its page."""
+
+    def __init__(self, url: str):
+        super().__init__(url)
+        self.url = url
+
+
+# ------------------------------------------------------------------ input
+
+
+def task_key(text: str) -> str:
+    """A task id or hex prefix as the mirror stores ids (lowercase 0x-hex), or NotFound."""
+    key = text.strip().lower()
+    if not _HEX_PREFIX.match(key):
+        raise NotFound(
+            f"“{text[:80]}” is not a task id",
+            "a task id is 0x followed by 64 hex digits; search with its first digits (at least 4)",
+        )
+    return "0x" + key.removeprefix("0x")
+
+
+def prover_key(text: str) -> str:
+    if not is_address(text.strip()) and not is_address(text.strip().lower()):
+        raise NotFound(
+            f"“{text[:80]}” is not an address",
+            "a prover is named by its address: 0x followed by 40 hex digits; the prover list has them all",
+        )
+    return to_checksum_address(text.strip().lower())
+
+
+def page_number(text: str | int | None) -> int:
+    if text is None or text == "":
+        return 1
+    try:
+        page = int(text)
+    except (TypeError, ValueError):
+        page = 0
+    if not 1 <= page <= MAX_PAGE:
+        raise NotFound(f"there is no page “{str(text)[:40]}”", "pages are numbered from 1")
+    return page
+
+
+def pages(total: int, page: int, what: str) -> dict:
+    """The paging of a list of `total` rows at `page` (NotFound past the last page)."""
+    last = max(1, -(-total // PAGE_SIZE))
+    if page > last:
+        raise NotFound(f"there is no page {page} of {what}", f"there {'is' if last == 1 else 'are'} {last}")
+    return {"page": page, "pages": last, "total": total, "size": PAGE_SIZE, "offset": (page - 1) * PAGE_SIZE}
+
+
+# ------------------------------------------------------------------ the explorer's data
+
+
+@dataclass(frozen=True)
+class CircuitInfo:
+    name: str
+    proving_system: str
+    public: tuple[str, ...]
+    outputs: tuple[str, ...]
+    circuit: Circuit | None
+
+
+class Explorer:
+    """The pages' data from the mirror at `mirror`; `deployment` (the operator's record)
+    names each market's circuit (signals by name); `head` gives the chain's head block
+    and its time when a node is at hand (else the mirror's cursor is shown alone)."""
+
+    def __init__(
+        self,
+        mirror: str | Path,
+        deployment: Deployment | None = None,
+        head: Callable[[], tuple[int, int] | None] | None = None,
+        clock: Callable[[], float] = time.time,
+        router_states: Sequence[Path] = (),
+        sim_report: Path | None = None,
+        summary_file: Path | None = None,
+    ):
+        self.path = Path(mirror)
+        self.router_states = list(router_states)  # router state files (the mechanisms page)
+        self.sim_report = sim_report  # a simulation report's folder (the mechanisms page)
+        self.summary_file = summary_file  # a JSON {"title", "lines"} for the front page
+        self.deployment = deployment
+        self._head = head
+        self._clock = clock
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[int, Any]] = {}
+        self._circuits: dict[int, CircuitInfo | None] = {}
+
+    # -------------------------------------------------------------- connection
+
+    def db(self) -> sqlite3.Connection:
+        """This thread's read-only connection to the mirror."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            if not self.path.exists():
+                raise FileNotFoundError(f"no mirror at {self.path}: start a keeper with this data directory")
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=5)
+            db.row_factory = sqlite3.Row
+            self._local.db = db
+        return db
+
+    def read(self, build: Callable[[sqlite3.Connection], dict]) -> dict:
+        """`build(db)` inside one read transaction: one cursor for the whole page."""
+        db = self.db()
+        db.execute("BEGIN")
+        try:
+            return build(db)
+        finally:
+            db.execute("COMMIT")
+
+    def cursor(self) -> int:
+        """The block the mirror has applied up to (-1 before its first sync)."""
+        row = self.db().execute("SELECT value FROM meta WHERE key = 'cursor_block'").fetchone()
+        return int(row[0]) if row and row[0] is not None else -1
+
+    def status(self, db: sqlite3.Connection) -> dict:
+        meta = {r["key"]: r["value"] for r in db.execute("SELECT key, value FROM meta")}
+        if meta.get("schema") != SCHEMA_VERSION:
+            raise FileNotFoundError(
+                f"{self.path} is a mirror of schema {meta.get('schema')}, not {SCHEMA_VERSION}: "
+                "let its keeper (this version) rebuild it"
+            )
+        cursor = int(meta.get("cursor_block") or -1)
+        head = self._head() if self._head else None
+        last = db.execute("SELECT MAX(time) FROM journal").fetchone()[0]
+        return {
+            "registry": meta.get("registry"),
+            "chain_id": int(meta.get("chain_id") or 0),
+            "cursor": cursor,
+            "head": head[0] if head else None,
+            "lag": head[0] - cursor if head else None,
+            "now": head[1] if head else int(self._clock()),
+            "last_event_time": last,
+        }
+
+    def cached(self, key: str, db: sqlite3.Connection, cursor: int, build: Callable[[], Any]) -> Any:
+        """`build()` once per mirror cursor."""
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[0] == cursor:
+            return hit[1]
+        value = build()
+        with self._lock:
+            self._cache[key] = (cursor, value)
+        return value
+
+    # -------------------------------------------------------------- circuits
+
+    def circuit(self, market_id: int) -> CircuitInfo | None:
+        """The market's circuit as the deployment record names it (None if it does not)."""
+        if market_id not in self._circuits:
+            record = self.deployment.markets.get(market_id) if self.deployment else None
+            info = None
+            if record is not None:
+                try:
+                    c = Circuit.load(record.circuit)
+                    info = CircuitInfo(c.name, c.proving_system, c.public, c.outputs, c)
+                except (CircuitError, OSError, ValueError):
+                    info = None
+            self._circuits[market_id] = info
+        return self._circuits[market_id]
+
+    # -------------------------------------------------------------- pages
+
+    def overview(self) -> dict:
+        def build(db: sqlite3.Connection) -> dict:
+            status = self.status(db)
+            stats = self.cached("overview", db, status["cursor"], lambda: _history(db))
+            return {
+                "status": status,
+                "markets": self._markets(db),
+                "states": stats["states"],
+                "total": sum(stats["states"].values()),
+                "proofs": stats["proofs"],
+                "series": stats["series"],
+                "recent": _task_rows(db, "1 = 1", [], RECENT, 0, status["now"]),
+                "mechanisms": _mechanism_names(db),
+                "summary": self.summary(),
+            }
+
+        return self.read(build)
+
+    def summary(self) -> dict | None:
+        """The front page's note (the demo writes one: what it ran and how it went)."""
+        if self.summary_file is None:
+            return None
+        try:
+            data = json.loads(self.summary_file.read_text())
+            return {"title": str(data["title"]), "lines": [str(line) for line in data["lines"]]}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def market(self, market_id: int, page: int = 1) -> dict:
+        def build(db: sqlite3.Connection) -> dict:
+            status = self.status(db)
+            markets = [m for m in self._markets(db) if m["market_id"] == market_id]
+            if not markets:
+                raise NotFound(f"there is no market {market_id}", "the overview lists every market")
+            total = db.execute(
+                "SELECT COUNT(*) FROM memberships WHERE joined = 1 AND market_id = ?", (market_id,)
+            ).fetchone()[0]
+            paging = pages(total, page, f"market {market_id}'s provers")
+            states = self.cached(
+                f"market-states-{market_id}", db, status["cursor"], lambda: _states(db, market_id)
+            )
+            return {
+                "status": status,
+                "market": markets[0],
+                "states": states,
+                "provers": _memberships(db, "m.market_id = ?", [market_id], paging["offset"]),
+                "paging": paging,
+                "recent": _task_rows(db, "t.market_id = ?", [market_id], RECENT, 0, status["now"]),
+                "mechanisms": _mechanism_names(db),
+            }
+
+        return self.read(build)
+
+    def tasks(
+        self, q: str = "", state: str = "", market: str = "", page: int = 1, redirect: bool = True
+    ) -> dict:
+        """The task list, newest first: filtered by state and market, or the tasks whose id
+        starts with `q` (one match: `Redirect` to it)."""
+        where, params = ["1 = 1"], []
+        if q.strip():
+            key = task_key(q)
+            where.append("t.task_id >= ? AND t.task_id < ?")
+            params += [key, key + "g"]  # every id with the prefix sorts between these
+        if state:
+            if state not in TASK_STATES:
+                raise NotFound(f"“{state[:40]}” is not a task state", f"states: {', '.join(TASK_STATES)}")
+            where.append(f"({_STATE_SQL}) = ?")
+            params.append(state)
+        if market:
+            try:
+                market_id = int(market)
+            except ValueError:
+                raise NotFound(
+                    f"“{market[:40]}” is not a market number", "markets are numbered 1, 2, …"
+                ) from None
+            where.append("t.market_id = ?")
+            params.append(market_id)
+        condition = " AND ".join(where)
+
+        def build(db: sqlite3.Connection) -> dict:
+            status = self.status(db)
+            total = db.execute(f"SELECT COUNT(*) FROM tasks t WHERE {condition}", params).fetchone()[0]
+            if q.strip() and total == 0:
+                raise NotFound(
+                    f"no task starts with {task_key(q)}",
+                    "check the digits, or look through the task list; an id is 0x and 64 hex digits",
+                )
+            if q.strip() and total == 1 and redirect:
+                only = db.execute(f"SELECT t.task_id FROM tasks t WHERE {condition}", params).fetchone()
+                raise Redirect(f"/tasks/{only[0]}")
+            paging = pages(total, page, "tasks")
+            return {
+                "status": status,
+                "query": {"q": q, "state": state, "market": market},
+                "tasks": _task_rows(db, condition, params, PAGE_SIZE, paging["offset"], status["now"]),
+                "paging": paging,
+                "states": TASK_STATES,
+                "markets": [r[0] for r in db.execute("SELECT market_id FROM markets ORDER BY market_id")],
+                "mechanisms": _mechanism_names(db),
+            }
+
+        return self.read(build)
+
+    def task(self, text: str) -> dict:
+        key = task_key(text)
+        if len(key) != 66:
+            self.tasks(q=text)  # a prefix: redirects to the one task, or says none matches
+            raise NotFound(f"more than one task starts with {key}", "add digits, or pick one from the list")
+
+        def build(db: sqlite3.Connection) -> dict:
+            status = self.status(db)
+            row = db.execute("SELECT * FROM tasks WHERE task_id = ?", (key,)).fetchone()
+            if row is None:
+                raise NotFound(
+                    f"there is no task {key}",
+                    "the mirror may not have reached it yet (see the cursor), or search by its first digits",
+                )
+            terms = TaskTerms.from_event(loads(row["terms"]))
+            slots = [
+                dict(r) for r in db.execute("SELECT * FROM slots WHERE task_id = ? ORDER BY slot", (key,))
+            ]
+            events = [
+                _event(r)
+                for r in db.execute(
+                    "SELECT * FROM journal WHERE task_id = ? ORDER BY block, log_index", (key,)
+                )
+            ]
+            names = _mechanism_names(db)
+            circuit = self.circuit(terms.market_id)
+            proofs = [e for e in events if e["name"] == "TaskProven"]
+            counts = {s: sum(1 for x in slots if x["state"] == s) for s in TASK_STATES}
+            return {
+                "status": status,
+                "task_id": key,
+                "state": _state_of(counts),
+                "state_help": STATE_HELP[_state_of(counts)],
+                "counts": counts,
+                "terms": terms,
+                "mechanism": names.get(terms.mechanism_id, f"mechanism {terms.mechanism_id}"),
+                "slots": slots,
+                "timeline": events,
+                "prover_input": bytes(row["prover_input"]).decode(errors="replace"),
+                "input_uri": row["input_uri"],
+                "posted_tx": row["tx"],
+                "proofs": [_proof(e, circuit) for e in proofs],
+                "circuit": circuit,
+                "escrow": _escrow(terms, events),
+                "windows": _windows(terms, status["now"]),
+            }
+
+        return self.read(build)
+
+    def provers(self, page: int = 1) -> dict:
+        def build(db: sqlite3.Connection) -> dict:
+            status = self.status(db)
+            total = db.execute("SELECT COUNT(*) FROM provers").fetchone()[0]
+            paging = pages(total, page, "provers")
+            rows = db.execute(
+                "SELECT p.*, COALESCE(b.amount, '0') AS balance, "
+                "(SELECT COUNT(*) FROM memberships m WHERE m.prover = p.prover AND m.joined = 1) AS markets, "
+                "(SELECT COUNT(*) FROM assignments a WHERE a.prover = p.prover AND a.state = 'proven') "
+                "AS proofs, "
+                "(SELECT COUNT(*) FROM assignments a WHERE a.prover = p.prover AND a.state = 'live') AS live "
+                "FROM provers p LEFT JOIN balances b ON b.account = p.prover "
+                "ORDER BY CAST(p.stake AS REAL) DESC, p.prover LIMIT ? OFFSET ?",
+                (PAGE_SIZE, paging["offset"]),
+            )
+            return {"status": status, "provers": [_standing(r) for r in rows], "paging": paging}
+
+        return self.read(build)
+
+    def prover(self, text: str, page: int = 1) -> dict:
+        address = prover_key(text)
+
+        def build(db: sqlite3.Connection) -> dict:
+            status = self.status(db)
+            row = db.execute(
+                "SELECT p.*, COALESCE(b.amount, '0') AS balance FROM provers p "
+                "LEFT JOIN balances b ON b.account = p.prover WHERE p.prover = ?",
+                (address,),
+            ).fetchone()
+            if row is None:
+                raise NotFound(
+                    f"no prover {address} has staked in this registry",
+                    "the prover list shows every address that staked",
+                )
+            counts = {
+                r["state"]: r["n"]
+                for r in db.execute(
+                    "SELECT state, COUNT(*) AS n FROM assignments WHERE prover = ? GROUP BY state", (address,)
+                )
+            }
+            total = sum(counts.values())
+            paging = pages(total, page, f"{address}'s assignments")
+            history = [
+                _assignment(r, status["now"])
+                for r in db.execute(
+                    f"{_ASSIGNMENTS} WHERE a.prover = ? "
+                    "ORDER BY a.assigned_block DESC, a.task_id LIMIT ? OFFSET ?",
+                    (address, PAGE_SIZE, paging["offset"]),
+                )
+            ]
+            live = [
+                _assignment(r, status["now"])
+                for r in db.execute(
+                    f"{_ASSIGNMENTS} WHERE a.prover = ? AND a.state = 'live' ORDER BY a.deadline",
+                    (address,),
+                )
+            ]
+            earned = db.execute(
+                "SELECT args FROM journal WHERE name = 'TaskProven' AND args LIKE ?",
+                (f'%"prover":"{address}"%',),
+            ).fetchall()
+            proven, slashed = counts.get("proven", 0), counts.get("slashed", 0)
+            return {
+                "status": status,
+                "standing": _standing(row),
+                "memberships": _memberships(db, "m.prover = ?", [address], 0, limit=None),
+                "live": live,
+                "history": history,
+                "paging": paging,
+                "counts": {s: counts.get(s, 0) for s in ("live", "proven", "declined", "slashed", "voided")},
+                "earned": sum(int(json.loads(r["args"])["paid"]) for r in earned),
+                "on_time_rate": proven / (proven + slashed) if proven + slashed else None,
+                "mechanisms": _mechanism_names(db),
+            }
+
+        return self.read(build)
+
+    def _markets(self, db: sqlite3.Connection) -> list[dict]:
+        capacity = {
+            r["market_id"]: dict(r)
+            for r in db.execute(
+                "SELECT market_id, COUNT(*) AS provers, SUM(capacity) AS capacity, SUM(used) AS used "
+                "FROM memberships WHERE joined = 1 GROUP BY market_id"
+            )
+        }
+        tasks = {
+            r["market_id"]: r["n"]
+            for r in db.execute("SELECT market_id, COUNT(*) AS n FROM tasks GROUP BY market_id")
+        }
+        markets = []
+        for r in db.execute("SELECT * FROM markets ORDER BY market_id"):
+            c = capacity.get(r["market_id"], {})
+            circuit = self.circuit(r["market_id"])
+            markets.append(
+                {
+                    **dict(r),
+                    "min_reward": int(r["min_reward"]),
+                    "min_collateral": int(r["min_collateral"]),
+                    "circuit": circuit.name if circuit else None,
+                    "proving_system": circuit.proving_system if circuit else None,
+                    "provers": c.get("provers") or 0,
+                    "capacity": c.get("capacity") or 0,
+                    "used": c.get("used") or 0,
+                    "tasks": tasks.get(r["market_id"], 0),
+                }
+            )
+        return markets
+
+
+# ------------------------------------------------------------------ queries and rows
+
+_ASSIGNMENTS = "SELECT a.*, t.market_id, t.terms FROM assignments a JOIN tasks t ON t.task_id = a.task_id"
+
+# A task's state from its slots' counts (SQL and Python say the same).
+_STATE_SQL = (
+    "SELECT CASE WHEN SUM(s.state = 'assigned') > 0 THEN 'assigned' "
+    "WHEN SUM(s.state = 'open') > 0 THEN 'open' "
+    "WHEN SUM(s.state = 'proven') > 0 THEN 'proven' ELSE 'closed' END "
+    "FROM slots s WHERE s.task_id = t.task_id"
+)
+
+
+def _state_of(counts: Mapping[str, int]) -> str:
+    for state in ("assigned", "open", "proven"):
+        if counts.get(state):
+            return state
+    return "closed"
+
+
+def _states(db: sqlite3.Connection, market_id: int | None = None) -> dict[str, int]:
+    where, params = ("WHERE t.market_id = ?", [market_id]) if market_id is not None else ("", [])
+    found = {
+        r[0]: r[1]
+        for r in db.execute(
+            f"SELECT ({_STATE_SQL}) AS state, COUNT(*) FROM tasks t {where} GROUP BY state", params
+        )
+    }
+    return {s: found.get(s, 0) for s in TASK_STATES}
+
+
+def _mechanism_names(db: sqlite3.Connection) -> dict[int, str]:
+    names = dict(BUILT_IN_MECHANISMS)
+    names.update({r[0]: r[1] for r in db.execute("SELECT mechanism_id, name FROM mechanisms")})
+    return names
+
+
+def _task_rows(
+    db: sqlite3.Connection, where: str, params: Sequence[Any], limit: int, offset: int, now: int
+) -> list[dict]:
+    rows = db.execute(
+        f"SELECT t.task_id, t.market_id, t.mechanism_id, t.requester, t.terms, t.redundancy, "
+        f"({_STATE_SQL}) AS state FROM tasks t WHERE {where} "
+        "ORDER BY t.posted_block DESC, t.task_id LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    out = []
+    for r in rows:
+        terms = loads(r["terms"])
+        out.append(
+            {
+                "task_id": r["task_id"],
+                "market_id": r["market_id"],
+                "mechanism_id": r["mechanism_id"],
+                "requester": r["requester"],
+                "redundancy": r["redundancy"],
+                "max_reward": int(terms["max_reward"]),
+                "posted_at": int(terms["posted_at"]),
+                "state": r["state"],
+            }
+        )
+    return out
+
+
+def _memberships(
+    db: sqlite3.Connection, where: str, params: list[Any], offset: int, limit: int | None = PAGE_SIZE
+) -> list[dict]:
+    rows = db.execute(
+        "SELECT m.*, p.stake, p.locked FROM memberships m LEFT JOIN provers p ON p.prover = m.prover "
+        f"WHERE m.joined = 1 AND {where} ORDER BY m.market_id, CAST(m.ask AS REAL), m.prover "
+        f"LIMIT ? OFFSET ?",
+        [*params, -1 if limit is None else limit, offset],
+    ).fetchall()
+    keys = {(r["prover"], r["market_id"]) for r in rows}
+    accepts: dict[tuple[str, int], list[int]] = {}
+    if keys:
+        for r in db.execute(
+            "SELECT prover, market_id, mechanism_id FROM accepts "
+            f"WHERE prover IN ({','.join('?' * len(keys))})",
+            [k[0] for k in keys],
+        ):
+            if (r["prover"], r["market_id"]) in keys:
+                accepts.setdefault((r["prover"], r["market_id"]), []).append(r["mechanism_id"])
+    return [
+        {
+            "prover": r["prover"],
+            "market_id": r["market_id"],
+            "capacity": r["capacity"],
+            "used": r["used"],
+            "ask": int(r["ask"]),
+            "proving_time": r["proving_time"],
+            "stake": int(r["stake"] or 0),
+            "locked": int(r["locked"] or 0),
+            "mechanisms": sorted(accepts.get((r["prover"], r["market_id"]), [])),
+        }
+        for r in rows
+    ]
+
+
+def _standing(r: sqlite3.Row) -> dict:
+    stake, locked = int(r["stake"]), int(r["locked"])
+    keys = r.keys()
+    return {
+        "prover": r["prover"],
+        "stake": stake,
+        "locked": locked,
+        "free": stake - locked,
+        "unbonding": int(r["unbonding"]),
+        "unbonding_ready_at": int(r["unbonding_ready_at"]),
+        "balance": int(r["balance"]),
+        **{k: r[k] for k in ("markets", "proofs", "live") if k in keys},
+    }
+
+
+def _assignment(r: sqlite3.Row, now: int) -> dict:
+    deadline = int(r["deadline"])
+    terms = loads(r["terms"])
+    return {
+        "task_id": r["task_id"],
+        "market_id": r["market_id"],
+        "slot": r["slot"],
+        "price": int(r["price"]),
+        "deadline": deadline,
+        "left": deadline - now,
+        "frontend": r["frontend"],
+        "state": r["state"],
+        "collateral": int(terms["collateral"]),
+        "assigned_block": r["assigned_block"],
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _event(r: sqlite3.Row) -> dict:
+    args = loads(r["args"])
+    args.pop("task_id", None)
+    if r["name"] == "TaskPosted":
+        args.pop("terms", None)
+        args.pop("prover_input", None)
+    return {
+        "name": r["name"],
+        "block": r["block"],
+        "log_index": r["log_index"],
+        "tx": r["tx"],
+        "time": r["time"],
+        "args": _plain(args),
+    }
+
+
+def _proof(e: dict, circuit: CircuitInfo | None) -> dict:
+    values = [int(v) for v in e["args"].get("public_inputs", [])]
+    named: dict[str, str] = {}
+    if circuit is not None and circuit.circuit is not None and len(values) == len(circuit.public):
+        try:
+            named = {k: str(v) for k, v in circuit.circuit.named(values).items()}
+        except (CircuitError, ValueError):
+            named = {}
+    signal = circuit.circuit.address_signal if circuit is not None and circuit.circuit is not None else None
+    address = None
+    if signal and signal in named:
+        address = to_checksum_address(f"0x{int(named[signal]) % 2**160:040x}")
+    return {
+        "prover": e["args"].get("prover"),
+        "address_signal": signal,
+        "address": address,
+        "slot": e["args"].get("slot"),
+        "paid": int(e["args"].get("paid", 0)),
+        "public_inputs": [str(v) for v in values],
+        "named": named,
+        "outputs": circuit.outputs if circuit else (),
+        "proof": e["args"].get("proof", "0x"),
+        "block": e["block"],
+        "time": e["time"],
+    }
+
+
+def _escrow(terms: TaskTerms, events: Iterable[dict]) -> dict:
+    """Where the task's escrow went: to provers, to frontends, back to the requester, and
+    what the registry still holds for it; slashed collateral paid to the requester besides."""
+    escrowed = terms.escrow()
+    paid = fees = refunded = compensation = 0
+    for e in events:
+        a = e["args"]
+        if e["name"] == "TaskProven":
+            paid += int(a["paid"])
+            fees += int(a["fee"])
+            refunded += int(a["refund"])
+        elif e["name"] == "SlotsClosed":
+            refunded += int(a["refund"])
+        elif e["name"] == "AssignmentVoided":
+            refunded += terms.max_reward + terms.frontend_fee
+        elif e["name"] == "Slashed":
+            compensation += int(a["to_requester"])
+    return {
+        "escrowed": escrowed,
+        "paid": paid,
+        "fees": fees,
+        "refunded": refunded,
+        "held": escrowed - paid - fees - refunded,
+        "compensation": compensation,
+    }
+
+
+def _windows(terms: TaskTerms, now: int) -> dict:
+    race = terms.mechanism_id == OPEN_RACE
+    assign_until = terms.posted_at + (terms.proving_window if race else terms.assign_window)
+    return {"race": race, "assign_until": assign_until, "assign_left": assign_until - now}
+
+
+def _history(db: sqlite3.Connection) -> dict:
+    """Aggregates over the whole history: tasks per state, proofs, and the plots' series."""
+    proofs = db.execute(
+        "SELECT j.time, j.args, t.terms FROM journal j JOIN tasks t ON t.task_id = j.task_id "
+        "WHERE j.name = 'TaskProven' ORDER BY j.block, j.log_index"
+    ).fetchall()
+    points = []
+    for r in proofs:
+        args, terms = json.loads(r["args"]), json.loads(r["terms"])
+        points.append(
+            (r["time"], r["time"] - int(terms["posted_at"]), int(args["paid"]), int(terms["max_reward"]))
+        )
+    latest = points[-1][0] if points else None
+    recent = [p for p in points if latest is not None and p[0] > latest - 600]
+    return {
+        "states": _states(db),
+        "proofs": {
+            "total": len(points),
+            "per_minute": len(recent) / 10 if points else 0.0,
+            "median_time": statistics.median(p[1] for p in points) if points else None,
+            "median_paid": statistics.median(p[2] for p in points) if points else None,
+        },
+        "series": _series(points),
+    }
+
+
+def _series(points: Sequence[tuple[int, int, int, int]]) -> dict:
+    """Per time bucket: the median time to proof (s) and median price paid (ETH)."""
+    if not points:
+        return {"x": [], "time": [], "paid": [], "start": None}
+    start, end = points[0][0], points[-1][0]
+    width = max(1, -(-(end - start + 1) // PLOT_BUCKETS))
+    buckets: dict[int, list[tuple[int, int, int, int]]] = {}
+    for p in points:
+        buckets.setdefault((p[0] - start) // width, []).append(p)
+    xs = sorted(buckets)
+    return {
+        "start": start,
+        "x": [(i * width + width / 2) / 60 for i in xs],
+        "time": [statistics.median(p[1] for p in buckets[i]) for i in xs],
+        "paid": [statistics.median(p[2] for p in buckets[i]) / 10**18 for i in xs],
+    }
