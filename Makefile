@@ -12,7 +12,7 @@ export PYTHONPATH := $(CURDIR)
 # The stateful test's size: `ci` (100 examples of up to 30 steps) or `fuzz` (make fuzz).
 export HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: install compile test test-fast demo bench sim fuzz lint lint-contracts lint-imports clean circuits chain rehearse
+.PHONY: install compile test test-fast demo bench sim fuzz lint lint-contracts lint-imports clean circuits chain rehearse browser
 
 install: $(VENV)/.installed $(BIN)/anvil
 
@@ -50,8 +50,24 @@ $(REGISTRY_ABI): .build/.compiled
 
 # Two workers (pytest-xdist), each with its own anvil, a test file at a time: most of the
 # suite waits on nodes and child processes, so two workers pay even on two cores.
-test: compile lint
+test: compile lint browser
 	ape test tests/ -q -n 2 --dist loadfile
+
+# The explorer's tests (tests/explorer/) drive Debian's chromium, headless, through its
+# chromedriver. Installed here when missing, as root like the rest of the machine's setup
+# (headless needs none of chromium's recommends: fonts come with fontconfig, drawing with
+# chromium's own SwiftShader); as another user, one line says what to install.
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+
+browser:
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then exit 0; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	else \
+	  echo "make test: the browser tests need $(CHROMIUM) and $(CHROMEDRIVER); as root, run: apt-get install --no-install-recommends chromium chromium-driver" >&2; \
+	  exit 1; \
+	fi
 
 # The tests that need no chain (tests/unit/): plain pytest without ape's plugin, so no
 # anvil starts and nothing is compiled; the inner loop, under a minute.

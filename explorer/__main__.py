@@ -12,23 +12,29 @@ circuit (public signals by name). On start it prints one JSON line with its URL:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
+import socket
+import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import click
 import uvicorn
 
+from explorer import routing
 from explorer.app import create_app
 from explorer.data import Explorer
-from provingmarket.chain.client import reported
+from provingmarket.chain.client import ClientError, reported
 from provingmarket.deployments import Deployment, DeploymentError
 from provingmarket.runtime.config import as_service, config_option
-from provingmarket.runtime.metrics import PortInUse, listen
+from provingmarket.runtime.datadir import default_data_dir
+from provingmarket.runtime.metrics import listen
 from provingmarket.runtime.process import RPC_ERRORS, configure_logging, emit
 
 log = logging.getLogger("explorer")
@@ -59,82 +65,170 @@ def chain_head(rpc: str) -> Callable[[], tuple[int, int] | None]:
     return head
 
 
-def build_explorer(
-    mirror: str,
-    rpc: str | None = None,
-    deployment: str | None = None,
-    router_state: tuple[str, ...] = (),
-    sim_report: str | None = None,
-    summary: str | None = None,
-) -> Explorer:
+def keeper_mirrors(chain_id: int) -> list[Path]:
+    """The mirrors of the keepers on this machine for `chain_id` in their default data
+    directories (provingmarket/runtime/datadir.py), the most recently written first."""
+    root = default_data_dir("x", chain_id, "x").parent
+    found = [p for p in root.glob("*/mirror.sqlite") if not p.parent.name.startswith("agent-")]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def mirror_path(mirror: str | None, data_dir: str | None) -> str:
+    if mirror and data_dir:
+        raise click.UsageError("give --mirror FILE or --data-dir DIR, not both")
+    if not mirror and not data_dir:
+        raise click.UsageError("name the mirror to read: --mirror FILE or --data-dir DIR (a keeper's)")
+    path = Path(mirror) if mirror else Path(data_dir or "") / "mirror.sqlite"
+    if not path.exists():  # a keeper starting beside it: the pages say so until it is written
+        emit(
+            log,
+            "explorer.no_mirror",
+            logging.WARNING,
+            path=str(path),
+            reason="no mirror there yet: the pages say so until a keeper writes it",
+        )
+    return str(path)
+
+
+def serve(explorer: Explorer, sock: socket.socket, host: str) -> None:
+    """Serve the explorer on `sock` until SIGTERM or Ctrl-C; its URL is printed first, as
+    one JSON line on stdout."""
+    app = create_app(explorer, extra_pages=_extra_pages())
+    server = _Server(
+        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=2, lifespan="off")
+    )
+    app.state.stopping = lambda: server.should_exit
+    threading.Thread(target=refresh, args=(explorer, app.state.stopping), name="refresh", daemon=True).start()
+    url = f"http://{host}:{sock.getsockname()[1]}/"
+    print(json.dumps({"event": "explorer.listening", "url": url, "mirror": str(explorer.path)}), flush=True)
+    emit(log, "explorer.start", url=url, mirror=str(explorer.path))
+    server.run(sockets=[sock])  # returns on SIGTERM / SIGINT (uvicorn's handlers)
+    emit(log, "explorer.stop", url=url)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, stopping on SIGTERM / SIGINT with exit code 0: uvicorn's own handlers raise
+    the signal again once it has shut down, so the process would end killed by it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        def stop(signum: int, frame: object) -> None:
+            if self.should_exit and signum == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
+
+        original = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The explorer's socket, bound before anything is read (a port in use: one line)."""
+    try:
+        return listen(port, host, "--port", "the explorer")
+    except ClientError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def server_options(command: Callable) -> Callable:
+    """What `python -m explorer` and `ape run explorer` share: the mirror and the server."""
+    for option in reversed(
+        [
+            click.option(
+                "--mirror", type=click.Path(dir_okay=False), help="A keeper's mirror file (mirror.sqlite)."
+            ),
+            click.option(
+                "--data-dir",
+                type=click.Path(file_okay=False),
+                help="A keeper's data directory: its mirror.sqlite is read (instead of --mirror).",
+            ),
+            click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on."),
+            click.option(
+                "--port",
+                default=8080,
+                show_default=True,
+                type=click.IntRange(0, 65535),
+                help="0 picks a free port.",
+            ),
+            click.option(
+                "--router-state",
+                multiple=True,
+                type=click.Path(dir_okay=False),
+                help="A router's state file (repeat).",
+            ),
+            click.option(
+                "--sim-report", type=click.Path(file_okay=False), help="A simulation report's folder."
+            ),
+            click.option(
+                "--summary",
+                type=click.Path(dir_okay=False),
+                help="A JSON note for the front page (the demo's).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@click.command()
+@config_option
+@server_options
+@click.option("--rpc", help="A node's URL, read for the chain's head only (optional).")
+@click.option(
+    "--deployment", type=click.Path(dir_okay=False), help="The deployment record (names the circuits)."
+)
+@click.option("--log-level", default="INFO", show_default=True)
+def main(mirror, data_dir, host, port, router_state, sim_report, summary, rpc, deployment, log_level):
+    """Serve the explorer's pages over a keeper's mirror (read-only)."""
+    configure_logging(log_level)
+    sock = bind(host, port)
+    path = mirror_path(mirror, data_dir)
     record = None
     if deployment:
-        path = Path(deployment)
-        if not path.exists():
-            raise click.ClickException(f"no deployment record at {path} (--deployment)")
+        if not Path(deployment).exists():
+            raise click.ClickException(f"no deployment record at {deployment} (--deployment)")
         try:
-            record = Deployment.from_json(path.read_text(), str(path))
+            record = Deployment.from_json(Path(deployment).read_text(), deployment)
         except DeploymentError as error:
             raise click.ClickException(str(error)) from None
-    return Explorer(
-        mirror,
+    explorer = Explorer(
+        path,
         record,
         chain_head(rpc) if rpc else None,
         router_states=[Path(p) for p in router_state],
         sim_report=Path(sim_report) if sim_report else None,
         summary_file=Path(summary) if summary else None,
     )
-
-
-@click.command()
-@config_option
-@click.option("--mirror", type=click.Path(dir_okay=False), help="The keeper's mirror file (mirror.sqlite).")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False),
-    help="A keeper's data directory: its mirror.sqlite is read (instead of --mirror).",
-)
-@click.option("--rpc", help="A node's URL, read for the chain's head only (optional).")
-@click.option(
-    "--deployment", type=click.Path(dir_okay=False), help="The deployment record (names the circuits)."
-)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
-@click.option(
-    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port."
-)
-@click.option(
-    "--router-state", multiple=True, type=click.Path(dir_okay=False), help="A router's state file (repeat)."
-)
-@click.option("--sim-report", type=click.Path(file_okay=False), help="A simulation report's folder.")
-@click.option(
-    "--summary", type=click.Path(dir_okay=False), help="A JSON summary shown on the front page (the demo's)."
-)
-@click.option("--log-level", default="INFO", show_default=True)
-def main(mirror, data_dir, rpc, deployment, host, port, router_state, sim_report, summary, log_level):
-    """Serve the explorer's pages over a keeper's mirror (read-only)."""
-    configure_logging(log_level)
-    if not mirror and not data_dir:
-        raise click.UsageError("name the mirror to read: --mirror FILE or --data-dir DIR (a keeper's)")
-    path = mirror or str(Path(data_dir) / "mirror.sqlite")
-    try:
-        sock = listen(port, host, "--port", "the explorer")
-    except PortInUse as error:
-        raise click.ClickException(str(error)) from None
-    explorer = build_explorer(path, rpc, deployment, router_state, sim_report, summary)
-    app = create_app(explorer, extra_pages=_extra_pages())
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=2, lifespan="off")
-    )
-    url = f"http://{host}:{sock.getsockname()[1]}/"
-    print(json.dumps({"event": "explorer.listening", "url": url, "mirror": path}), flush=True)
-    emit(log, "explorer.start", url=url, mirror=path, rpc=rpc)
-    server.run(sockets=[sock])  # returns on SIGTERM / SIGINT (uvicorn's handlers)
-    emit(log, "explorer.stop", url=url)
+    serve(explorer, sock, host)
 
 
 def _extra_pages() -> dict:
-    """The pages built beside the core ones (the mechanisms and routing page, once merged)."""
-    return {}
+    """The pages built beside the core ones: the mechanisms and routing page."""
+    return {"/mechanisms": routing.page}
+
+
+def refresh(explorer: Explorer, stopping: Callable[[], bool], poll: float = 0.5) -> None:
+    """Recompute the whole-history figures (the overview's, the mechanisms page's) each
+    time the mirror's cursor moves, so that no visitor waits for them: they are cached per
+    cursor (explorer/data.py). Runs until `stopping()`; a mirror not there yet is waited for."""
+    shown = None
+    while not stopping():
+        cursor = None
+        try:
+            cursor = explorer.cursor()
+            if cursor != shown:
+                explorer.overview()
+                routing.warm(explorer)
+                shown = cursor
+        except (OSError, sqlite3.Error):  # not written yet, or busy for a moment
+            pass
+        except Exception as error:  # a page's figures failed: the pages say so; keep going
+            emit(log, "explorer.refresh_failed", logging.WARNING, cursor=shown, reason=repr(error)[:300])
+            shown = cursor
+        time.sleep(poll)
 
 
 as_service(main, "PROVINGMARKET_EXPLORER")

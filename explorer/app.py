@@ -294,12 +294,15 @@ class Routes:
     # ---------------------------------------------------------- live
 
     async def events(self, request: Request) -> StreamingResponse:
-        """Server-sent events: `cursor` whenever the mirror's cursor moves."""
+        """Server-sent events: `cursor` whenever the mirror's cursor moves. A stream ends
+        when the server stops (`app.state.stopping()`), so no open page holds up a stop."""
+
+        stopping = getattr(request.app.state, "stopping", None) or (lambda: False)
 
         async def stream():
             last, quiet = None, 0.0
             yield "retry: 2000\n\n"
-            while not await request.is_disconnected():
+            while not stopping() and not await request.is_disconnected():
                 cursor = await asyncio.to_thread(_safe_cursor, self.explorer)
                 if cursor != last:
                     last, quiet = cursor, 0.0

@@ -9,6 +9,9 @@
 4. Separate processes start, each as a user starts them: the orderbook frontend
    (`python -m frontends.orderbook.process`) and one prover agent per prover
    (`python -m provingmarket.agent`). Their JSON logs go to reports/demo/.
+   The explorer (`python -m explorer`) starts over the orderbook frontend's mirror; its URL
+   is printed: open it to watch the market while the demo runs (the demo's progress and,
+   at the end, its summary are on its front page).
 5. A requester posts a stream of tasks with different maximum rewards, in bursts. The frontend
    matches them with the asks (price, then time), the agents prove them with real
    Groth16 proofs (groth16py, in-process) and the registry checks each proof on chain.
@@ -31,6 +34,7 @@ The circuit's keys come from a single-party setup: for demos only (circuits/READ
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import signal
@@ -64,6 +68,7 @@ from provingmarket.market.qos import block_clock
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / "reports" / "demo"
+SUMMARY = LOGS / "summary.json"  # the demo's note on the explorer's front page
 TASKS = 24  # act one, through the orderbook
 AUCTION_TASKS = 8  # act two, through the auction frontend …
 DUTCH_TASKS = 8  # … and the registry's Dutch auction
@@ -119,8 +124,10 @@ def eth(wei: int) -> str:
 
 
 class Demo:
-    def __init__(self, anvil: Anvil):
+    def __init__(self, anvil: Anvil, explorer_port: int = 0):
         self.anvil = anvil
+        self.explorer_port = explorer_port
+        self.explorer_url: str | None = None
         self.web3 = ape.chain.provider.web3
         test = accounts.test_accounts
         self.owner = test[0]
@@ -188,6 +195,19 @@ class Demo:
         self.say(f"orderbook frontend started (pid {started['orderbook'].pid})")
         self.say(f"auction frontend started (pid {started['auction'].pid}), its API at {self.auction_url}")
         self.say(f"election frontend started (pid {started['election'].pid})")
+        self.note("The demo is starting", ["the frontends are up; provers' agents start next"])
+        self.explorer_url = self.processes.start_explorer(
+            "orderbook", self.explorer_port, "--summary", str(SUMMARY), "--log-level", "WARNING"
+        )
+        self.say(
+            f"explorer started (pid {started['explorer'].pid}): open {self.explorer_url} to watch the market"
+        )
+
+    def note(self, title: str, lines: list[str]) -> None:
+        """What the explorer's front page says about the demo (written atomically)."""
+        tmp = SUMMARY.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"title": title, "lines": lines}))
+        tmp.replace(SUMMARY)
 
     def start_agent(self, p: Prover) -> None:
         p.process = self.processes.start_agent(p.name, p.key, self.auction_url, "--risk-rate", p.risk_rate)
@@ -303,8 +323,13 @@ class Demo:
         self.posted = 0
         self.personas: dict[int, str] = {}  # task number (its salt) -> the persona that posted it
 
+        self.note(
+            "The demo is running: act one",
+            ["a stream of tasks through the orderbook; carol's agent is killed midway"],
+        )
         click.echo("\nAct one: a stream of tasks through the orderbook; carol's agent is killed midway\n")
         self.act([(self.ids["orderbook"], None)] * TASKS, kill_carol=True)
+        self.note("The demo is running: act two", ["sealed-bid auctions and Dutch auctions", self.progress()])
         click.echo("\nAct two: the same provers price their work: sealed-bid auctions and Dutch auctions\n")
         plan = [(self.ids["auction"], None)] * AUCTION_TASKS + [(DUTCH, None)] * DUTCH_TASKS
         self.random.shuffle(plan)
@@ -313,6 +338,7 @@ class Demo:
             "\nAct three: the seed's personas (arbitrage bot, daily rollup, batch job) each post "
             "through election then race, the open race, the orderbook and the auction\n"
         )
+        self.note("The demo is running: act three", ["each persona through four mechanisms", self.progress()])
         plan = [
             (mechanism, persona)
             for persona in PERSONA_NAMES
@@ -390,6 +416,7 @@ class Demo:
         width = max(len(n) for n, _ in rows)
         for name, value in rows:
             click.echo(f"  {name:<{width}}  {value}")
+        self.note("The demo's summary", [f"{name}: {value}" for name, value in rows])
         click.echo(
             f"\n  {'prover':<8} {'ask':>7} {'capacity':>8} {'assigned':>8} {'proven':>6} "
             f"{'earned':>8} {'slashed':>7}"
@@ -470,6 +497,13 @@ class Demo:
         price = total.wei / total.gas / 10**9 if total.gas else 0
         click.echo(f"\n  fees paid, every role: {total.eth()}, {price:.3f} gwei a gas on average")
 
+    def wait_for_interrupt(self) -> None:
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            click.echo("")
+
     def stop(self) -> bool:
         clean = self.processes is None or self.processes.stop(click.echo)
         click.echo(f"\nevery process stopped; logs in {LOGS.relative_to(ROOT)}/")
@@ -477,8 +511,14 @@ class Demo:
 
 
 @click.command()
-def cli():
-    """Run the marketplace end to end on a local chain of its own."""
+@click.option(
+    "--explorer-port", default=0, type=click.IntRange(0, 65535), help="The explorer's port (0: a free one)."
+)
+@click.option(
+    "--stay", is_flag=True, help="After the summary, keep the chain and the explorer up until Ctrl-C."
+)
+def cli(explorer_port, stay):
+    """Run the marketplace end to end on a local chain of its own, with the explorer."""
     with (
         Anvil(block_time=1, base_fee=BASE_FEE) as anvil,
         ape.networks.parse_network_choice(f"ethereum:local:{anvil.uri}"),
@@ -487,10 +527,13 @@ def cli():
             f"anvil at {anvil.uri} (pid {anvil.process.pid}), a block a second, "
             f"base fee {BASE_FEE / 10**9:g} gwei at the start\n"
         )
-        demo = Demo(anvil)
+        demo = Demo(anvil, explorer_port)
         ok = False
         try:
             ok = demo.run()
+            if stay and demo.explorer_url:
+                click.echo(f"\nthe chain and the explorer stay up: {demo.explorer_url} (Ctrl-C stops them)")
+                demo.wait_for_interrupt()
         finally:
             ok = demo.stop() and ok
     click.echo("anvil stopped")

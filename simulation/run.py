@@ -56,6 +56,8 @@ def simulate(ape, config: SimConfig, folder: Path, say=print) -> dict:
                             f"seed {seed}, {policy}: {served}/{len(outcomes)} served, mean utility {mean:.3f}"
                         )
                     state = router.state
+                    folder.mkdir(parents=True, exist_ok=True)  # its choices, for the explorer to show
+                    router.save(folder / "router-state.json")
                 finally:
                     clean = world.stop()
                 if not clean:

@@ -23,10 +23,19 @@
       .catch(function () {})
       .then(function () { busy = false; if (again) { again = false; refresh(); } });
   }
-  var events = new EventSource("/events");
-  events.addEventListener("cursor", function (e) {
-    var cursor;
-    try { cursor = String(JSON.parse(e.data).cursor); } catch (err) { return; }
-    if (cursor !== shown) { shown = cursor; refresh(); }
-  });
+  var events = null;
+  function listen() {
+    events = new EventSource("/events");
+    events.addEventListener("cursor", function (e) {
+      var cursor;
+      try { cursor = String(JSON.parse(e.data).cursor); } catch (err) { return; }
+      if (cursor !== shown) { shown = cursor; refresh(); }
+    });
+  }
+  // A page left for another stays in the back/forward cache with its stream open: close it,
+  // or six such pages hold every connection the browser allows this server and the next
+  // page waits. Coming back, listen again (the cursor catches up at once).
+  window.addEventListener("pagehide", function () { if (events) { events.close(); events = null; } });
+  window.addEventListener("pageshow", function () { if (!events) listen(); });
+  listen();
 })();

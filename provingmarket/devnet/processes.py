@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+import requests
+
 from provingmarket.deployments import Deployment, MarketRecord, save
 from provingmarket.devnet.chain import free_port
 
@@ -27,6 +29,7 @@ AGENT = "provingmarket.agent"  # the prover agent (python -m provingmarket.agent
 ORDERBOOK = "frontends.orderbook.process"
 AUCTION = "frontends.auction.process"
 ELECTION = "frontends.election.process"  # a group: its long-running command is `run`
+EXPLORER = "explorer"  # the explorer's web server (python -m explorer)
 KEY_ENV = "DEVNET_KEY"  # the environment variable a process reads its private key from
 
 
@@ -103,6 +106,33 @@ class Processes:
         self.start("auction", AUCTION, keys["auction"], *mechanism["auction"], *auction)
         self.start("election", ELECTION, keys["election"], *mechanism["election"], sub=("run",))
         return f"http://127.0.0.1:{port}"
+
+    def start_explorer(self, keeper: str = "orderbook", port: int = 0, *args: str, wait: float = 30.0) -> str:
+        """Start the explorer over `keeper`'s mirror (read-only), on `port` (0: a free one),
+        and wait until it reads the mirror; its URL. RuntimeError if it exits or cannot."""
+        port = port or free_port()
+        argv = [
+            sys.executable, "-m", EXPLORER, "--mirror", str(self.logs / keeper / "mirror.sqlite"),
+            "--rpc", self.rpc, "--deployment", str(self.record), "--port", str(port), *args,
+        ]  # fmt: skip
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        with open(self.logs / "explorer.log", "a") as log:
+            process = subprocess.Popen(
+                argv, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+            )
+        self.started["explorer"] = process
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"{exit_line('explorer', process)}; see {self.logs / 'explorer.log'}")
+            try:  # 200 once the keeper's mirror can be read
+                if requests.get(url + "healthz", timeout=1).status_code == 200:
+                    return url
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"the explorer could not read {keeper}'s mirror at {url} within {wait:.0f} s")
 
     def start_agent(self, name: str, key: str, auction: str, *options: str) -> subprocess.Popen:
         """Start a prover agent holding `key` that bids in the auction frontend at `auction`."""

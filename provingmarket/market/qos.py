@@ -230,39 +230,64 @@ def measure(events: Iterable, block_time: Callable[[int], int]) -> list[TaskQoS]
     posting order. `block_time(number)` gives a block's timestamp. Events of tasks posted
     before the first event given are ignored: give the history from the registry's
     deployment to count who could take part."""
-    names: dict[int, str] = dict(BUILT_IN)
-    min_rewards: dict[int, int] = {}
-    provers = ProverBook()
-    tasks: dict[str, _Task] = {}
-    for e in events:
-        a = e.args
-        provers.apply(e)
-        if e.name == "MarketCreated":
-            min_rewards[a["market_id"]] = a["min_reward"]
-        elif e.name == "MechanismRegistered":
-            names[a["mechanism_id"]] = a["name"]
-        elif e.name == "TaskPosted":
-            terms = TaskTerms.from_event(a["terms"])
-            could = len(
-                provers.eligible(
-                    terms.market_id,
-                    terms.collateral,
-                    terms.capabilities,
-                    terms.mechanism_id,
-                    terms.proving_window,
+    tally = Tally()
+    tally.feed(events, block_time)
+    return tally.tasks()
+
+
+class Tally:
+    """`measure` kept up to date: `feed` it events as they come (oldest first, every one
+    once), and `tasks()` gives what `measure` would give for all the events fed so far,
+    building again only the TaskQoS of tasks whose events came since the last call."""
+
+    def __init__(self) -> None:
+        self.names: dict[int, str] = dict(BUILT_IN)
+        self.min_rewards: dict[int, int] = {}
+        self.provers = ProverBook()
+        self._tasks: dict[str, _Task] = {}
+        self._built: dict[str, TaskQoS] = {}
+        self._changed: set[str] = set()
+
+    def feed(self, events: Iterable, block_time: Callable[[int], int]) -> None:
+        for e in events:
+            a = e.args
+            self.provers.apply(e)
+            if e.name == "MarketCreated":
+                self.min_rewards[a["market_id"]] = a["min_reward"]
+            elif e.name == "MechanismRegistered":
+                self.names[a["mechanism_id"]] = a["name"]
+            elif e.name == "TaskPosted":
+                terms = TaskTerms.from_event(a["terms"])
+                could = len(
+                    self.provers.eligible(
+                        terms.market_id,
+                        terms.collateral,
+                        terms.capabilities,
+                        terms.mechanism_id,
+                        terms.proving_window,
+                    )
                 )
-            )
-            tasks[_hex(a["task_id"])] = _Task(
-                terms,
-                a["requester"],
-                terms.posted_at or block_time(e.block),
-                could,
-                min_rewards.get(terms.market_id, 0),
-                names.get(terms.mechanism_id, f"mechanism {terms.mechanism_id}"),
-            )
-        elif "task_id" in a and _hex(a["task_id"]) in tasks:
-            tasks[_hex(a["task_id"])].apply(e.name, a, functools.partial(block_time, e.block))
-    return [t.qos(tid) for tid, t in tasks.items()]
+                tid = _hex(a["task_id"])
+                self._tasks[tid] = _Task(
+                    terms,
+                    a["requester"],
+                    terms.posted_at or block_time(e.block),
+                    could,
+                    self.min_rewards.get(terms.market_id, 0),
+                    self.names.get(terms.mechanism_id, f"mechanism {terms.mechanism_id}"),
+                )
+                self._changed.add(tid)
+            elif "task_id" in a and _hex(a["task_id"]) in self._tasks:
+                tid = _hex(a["task_id"])
+                self._tasks[tid].apply(e.name, a, functools.partial(block_time, e.block))
+                self._changed.add(tid)
+
+    def tasks(self) -> list[TaskQoS]:
+        """Every task fed so far, in posting order."""
+        for tid in self._changed:
+            self._built[tid] = self._tasks[tid].qos(tid)
+        self._changed.clear()
+        return [self._built[tid] for tid in self._tasks]
 
 
 def block_clock(web3) -> Callable[[int], int]:
@@ -420,6 +445,7 @@ __all__ = [
     "GroupQoS",
     "Member",
     "ProverBook",
+    "Tally",
     "TaskQoS",
     "block_clock",
     "arm_label",

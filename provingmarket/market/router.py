@@ -53,17 +53,24 @@ more than 0.2 below the arm's mean for its profile, the router moves it off that
 next task and says why (three more tasks through it are needed before it is judged again).
 A task still running counts as trying its arm: the router does not pile a profile's tasks
 onto an arm it has not seen an outcome of yet.
+
+**Its recent choices** are kept with the state (`choices`, the last `RECENT_CHOICES`,
+oldest first): for each task recorded, the arm, its terms in a line, the reason given,
+the preferences (and the persona whose weights they are, if any), the requester and when;
+the explorer's mechanisms page shows them.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from provingmarket.formats import DUTCH, MAX_REDUNDANCY, OPEN_RACE
+from provingmarket.market.personas import PERSONAS
 from provingmarket.market.preferences import Preferences, breaks_limit, utility
 from provingmarket.market.qos import TaskQoS
 
@@ -74,6 +81,7 @@ MOST_LEVEL = 5  # the most a retuned reward reaches, in multiples of the market'
 SHORTFALL = 0.2  # how far below the arm's mean a requester's last tasks may fall
 RECENT = 3  # tasks a shortfall is judged over
 HOUR = 3_600
+RECENT_CHOICES = 200  # choices kept in the state's log, the newest
 
 
 class Infeasible(ValueError):
@@ -155,6 +163,37 @@ class _State:
     pending: dict[str, dict] = field(default_factory=dict)
     # requester → arm → its tasks through the arm when it was last moved off it
     moved: dict[str, dict[str, int]] = field(default_factory=dict)
+    # the last RECENT_CHOICES tasks recorded, oldest first: {"task_id", "arm", "terms", "reason",
+    # "preferences", "persona", "requester", "at"} (see `Router.record`)
+    choices: list[dict] = field(default_factory=list)
+
+
+def persona_of(prefs: Preferences) -> str | None:
+    """The persona (provingmarket/market/personas.py) whose weights these are, or None."""
+    for name, persona in PERSONAS.items():
+        w = persona.weights
+        if prefs.weights == (w.speed, w.cost, w.safety, w.censorship_resistance):
+            return name
+    return None
+
+
+def read_state(path: str | Path) -> _State:
+    """What a router saved at `path` (a missing file: nothing learnt yet); ValueError saying
+    what is wrong with a file that is not a router's state. A file written before the
+    choices were logged loads with none."""
+    path = Path(path)
+    if not path.exists():
+        return _State()
+    try:
+        raw = json.loads(path.read_text())
+        state = _State(raw["seen"], raw["mine"], raw["pending"], raw.get("moved", {}), raw.get("choices", []))
+        if not all(isinstance(part, dict) for part in (state.seen, state.mine, state.pending, state.moved)):
+            raise TypeError("seen, mine, pending and moved must be objects")
+        if not isinstance(state.choices, list) or not all(isinstance(c, dict) for c in state.choices):
+            raise TypeError("choices must be a list of objects")
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a router state file ({error}); move it away to start afresh") from None
+    return state
 
 
 def _share(prefs: Preferences, value: float) -> float:
@@ -175,13 +214,29 @@ class Router:
 
     # -------------------------------------------------------------- learning
 
-    def record(self, task_id: str, choice: Choice, prefs: Preferences, requester: str) -> None:
-        """Remember a task posted on `choice`, to learn from once it settles."""
+    def record(
+        self, task_id: str, choice: Choice, prefs: Preferences, requester: str, at: int | None = None
+    ) -> None:
+        """Remember a task posted on `choice`, to learn from once it settles, and log the
+        choice with its reason (`at`: when it was posted, unix seconds; now if not given)."""
         self.state.pending[task_id.lower()] = {
             "arm": choice.arm.name,
             "requester": requester.lower(),
             "preferences": asdict(prefs),
         }
+        self.state.choices.append(
+            {
+                "task_id": task_id.lower(),
+                "arm": choice.arm.name,
+                "terms": choice.describe(),
+                "reason": choice.reason,
+                "preferences": asdict(prefs),
+                "persona": persona_of(prefs),
+                "requester": requester.lower(),
+                "at": int(time.time()) if at is None else at,
+            }
+        )
+        del self.state.choices[:-RECENT_CHOICES]
 
     def learn(self, tasks: Sequence[TaskQoS]) -> int:
         """Observe every settled task among `tasks` (as provingmarket.market.qos measures them)
@@ -461,21 +516,19 @@ class Router:
 
     def load(self, path: str | Path) -> Router:
         """Read what was learnt; a missing file is a router that has seen nothing."""
-        path = Path(path)
-        if path.exists():
-            try:
-                raw = json.loads(path.read_text())
-                state = _State(raw["seen"], raw["mine"], raw["pending"], raw.get("moved", {}))
-                if not all(
-                    isinstance(part, dict) for part in (state.seen, state.mine, state.pending, state.moved)
-                ):
-                    raise TypeError("seen, mine, pending and moved must be objects")
-                self.state = state
-            except (ValueError, KeyError, TypeError) as error:
-                raise ValueError(
-                    f"{path}: not a router state file ({error}); move it away to start afresh"
-                ) from None
+        self.state = read_state(path)
         return self
 
 
-__all__ = ["EXPLORATION", "Arm", "Choice", "Infeasible", "MarketView", "Pace", "Router"]
+__all__ = [
+    "EXPLORATION",
+    "RECENT_CHOICES",
+    "Arm",
+    "Choice",
+    "Infeasible",
+    "MarketView",
+    "Pace",
+    "Router",
+    "persona_of",
+    "read_state",
+]

@@ -9,10 +9,33 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
+import time
+
+import requests
 
 from tests.factories import ROOT
 
 STARTED = re.compile(r"\(pid (\d+)\)")  # the demo names each process it starts, with its pid
+PROGRESS = re.compile(r"---- posted (\d+)/\d+ \| proven (\d+) ")  # the demo's count after each act
+EXPLORER = re.compile(r"explorer started \(pid \d+\): open (http://127\.0\.0\.1:\d+/)")
+
+
+def proven_shown(url: str, posted: int, proven: int, wait: float = 20.0) -> tuple[int, int, str]:
+    """The explorer's front page's tasks and proven tasks, once they equal `posted` and
+    `proven` (or after `wait` seconds), with the page."""
+    deadline = time.monotonic() + wait
+    while True:
+        page = requests.get(url, timeout=10)
+        assert page.status_code == 200
+        figures = {
+            name: int(value)
+            for name, value in re.findall(r'data-figure="(tasks_\w+)" data-value="(\d+)"', page.text)
+        }
+        shown = (figures.get("tasks_total", -1), figures.get("tasks_proven", -1))
+        if shown == (posted, proven) or time.monotonic() > deadline:
+            return (*shown, page.text)
+        time.sleep(0.5)
 
 
 def alive(pid: int) -> bool:
@@ -29,10 +52,39 @@ def test_demo__every_task_proven_or_refunded__summary_shown__exit_0__no_process_
     """Only the demo's own processes are looked at, by the pids it printed: a chain or an
     agent someone else runs beside the tests is none of its business."""
     demo = subprocess.Popen(
-        ["ape", "run", "demo"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ["ape", "run", "demo"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),  # each line as it is printed
     )
-    out, _ = demo.communicate(timeout=420)
+    timer = threading.Timer(420, demo.kill)  # a hung demo fails the test instead of the run
+    timer.start()
+    lines, pages, url, act_one = [], {}, None, None
+    assert demo.stdout is not None
+    for line in demo.stdout:
+        lines.append(line)
+        # while the demo runs, its explorer serves the market: the front page once it
+        # starts, and once act two begins it comes to show as many tasks proven as the
+        # demo counted in act one (the keeper's mirror follows the chain a few blocks behind)
+        found = EXPLORER.search(line)
+        progress = PROGRESS.search(line)
+        if found:
+            url = found.group(1)
+            pages["start"] = requests.get(url, timeout=10)
+        elif progress:
+            act_one = progress
+        elif "Act two" in line and url and act_one:
+            pages["act two"] = proven_shown(url, int(act_one.group(1)), int(act_one.group(2)))
+    demo.wait()
+    timer.cancel()
+    out = "".join(lines)
     assert demo.returncode == 0, out[-3000:]
+    assert pages["start"].status_code == 200 and "The demo is" in pages["start"].text
+    posted, proven, page = pages["act two"]
+    assert (posted, proven) == (int(act_one.group(1)), int(act_one.group(2))), page[:3000]
+    assert "act two" in page
     summary = out[out.index("Summary") :]
     posted = int(re.search(r"tasks posted\s+(\d+)", summary).group(1))
     proven = int(re.search(r"tasks proven[^\n]*?(\d+)\n", summary).group(1))
@@ -61,5 +113,5 @@ def test_demo__every_task_proven_or_refunded__summary_shown__exit_0__no_process_
         assert row and int(row.group(1)) > 0 and float(row.group(3)) > 0, role
     assert "every process stopped" in out and "anvil stopped" in out
     started = {int(pid) for pid in STARTED.findall(out)}
-    assert len(started) >= 7  # its anvil, three frontends, three agents (and a restart)
+    assert len(started) >= 8  # its anvil, three frontends, the explorer, three agents (and a restart)
     assert [pid for pid in started if alive(pid)] == []

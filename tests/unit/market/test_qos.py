@@ -5,7 +5,8 @@ to assignment and to each proof, paid/fees/spent and the price ratio, proofs aga
 redundancy, slashes, the provers who could take part (members accepting the mechanism unless
 built in, with enough stake, capabilities and proving time, not left, not unstaked below the
 collateral) and who did, refunds and cancellations, `settled` and the `arm` label; events of
-unknown tasks are ignored. `summarize` per mechanism, market and requester (medians, nearest
+unknown tasks are ignored. `Tally`, fed events a few at a time,
+gives what `measure` gives. `summarize` per mechanism, market and requester (medians, nearest
 rank p95, delivery) and `table`, one row per group with "-" where there is no value."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 from provingmarket.chain.client import Event
 from provingmarket.formats import DUTCH, OPEN_RACE
-from provingmarket.market.qos import TaskQoS, measure, summarize, table
+from provingmarket.market.qos import Tally, TaskQoS, measure, summarize, table
 
 AUCTION = 3
 ORDERBOOK = 4
@@ -468,6 +469,16 @@ def many(world) -> list[TaskQoS]:
     world.post(22, mechanism_id=ORDERBOOK, requester=OTHER_REQUESTER, market_id=OTHER_MARKET, redundancy=2)
     world.close(22, slots=2, block=world.block + 1, cancelled=True)
     return measure(world.events, block_time)
+
+
+def test_a_tally_fed_in_pieces_gives_what_measure_gives_for_the_whole(many, world):
+    tally = Tally()
+    seen = []
+    for cut in (0, 7, 30, 31, len(world.events) - 2, len(world.events)):
+        tally.feed(world.events[len(seen) : cut], block_time)
+        seen = world.events[:cut]
+        assert tally.tasks() == measure(seen, block_time)
+    assert tally.tasks() == many
 
 
 def test_summarize_per_mechanism(many):

@@ -5,13 +5,16 @@ impossible limits raise Infeasible naming the limit, with a message a person can
 untried arms are explored first and every reason says why; a requester's unserved task
 retunes its next one and a requester falling short is moved off the arm; `record` and
 `learn` learn each settled task the router posted once; its state survives save and load,
-and a corrupt state file is refused with its path."""
+and a corrupt state file is refused with its path; the log of recent choices keeps the last
+RECENT_CHOICES with their reasons, survives save and load, and an older file without it loads."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import statistics
+import time
 from dataclasses import asdict, replace
 
 import pytest
@@ -21,7 +24,17 @@ from hypothesis import strategies as st
 from provingmarket.formats import DUTCH, MAX_REDUNDANCY, OPEN_RACE
 from provingmarket.market.preferences import Preferences, utility
 from provingmarket.market.qos import TaskQoS
-from provingmarket.market.router import MOST_LEVEL, Arm, Choice, Infeasible, MarketView, Pace, Router
+from provingmarket.market.router import (
+    MOST_LEVEL,
+    RECENT_CHOICES,
+    Arm,
+    Choice,
+    Infeasible,
+    MarketView,
+    Pace,
+    Router,
+)
+from provingmarket.market.routing import persona_preferences
 from tests.factories import task_qos
 
 LEAST = 100  # the market's least reward, wei
@@ -584,7 +597,19 @@ def test_a_missing_state_file_is_a_fresh_router(tmp_path):
     assert router.estimates(BALANCED) == {} and router.state.pending == {}
 
 
-@pytest.mark.parametrize("text", ["{", "", "[]", "null", '{"seen": {}}', "not json at all"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{",
+        "",
+        "[]",
+        "null",
+        '{"seen": {}}',
+        "not json at all",
+        '{"seen": {}, "mine": {}, "pending": {}, "choices": {}}',
+        '{"seen": {}, "mine": {}, "pending": {}, "choices": [1]}',
+    ],
+)
 def test_a_corrupt_state_file_is_refused_with_its_path(tmp_path, text):
     path = tmp_path / "router.json"
     path.write_text(text)
@@ -592,6 +617,50 @@ def test_a_corrupt_state_file_is_refused_with_its_path(tmp_path, text):
         Router(ARMS).load(path)
     assert str(raised.value).startswith(f"{path}: not a router state file (")
     assert "move it away to start afresh" in str(raised.value)
+
+
+def test_the_choices_log_keeps_the_last_ones_with_their_reasons_and_survives_a_reload(tmp_path):
+    router = Router(ARMS)
+    rollup = persona_preferences("rollup")
+    posted = []
+    for i in range(RECENT_CHOICES + 5):
+        prefs = rollup if i % 2 else BALANCED
+        choice = router.choose(prefs, MARKET, "0xR")
+        router.record(f"0x{i:064x}", choice, prefs, "0xR", at=1_000 + i)
+        posted.append((f"0x{i:064x}", choice, prefs))
+    log = router.state.choices
+    assert len(log) == RECENT_CHOICES  # bounded: the oldest five are gone
+    assert [c["task_id"] for c in log] == [tid for tid, _, _ in posted[5:]]
+    for entry, (tid, choice, prefs) in zip(log, posted[5:], strict=True):
+        assert entry == {
+            "task_id": tid,
+            "arm": choice.arm.name,
+            "terms": choice.describe(),
+            "reason": choice.reason,
+            "preferences": asdict(prefs),
+            "persona": "rollup" if prefs == rollup else None,
+            "requester": "0xr",
+            "at": 1_000 + int(tid, 16),
+        }
+    path = tmp_path / "router.json"
+    router.save(path)
+    assert Router(ARMS).load(path).state.choices == log
+
+
+def test_a_state_file_from_before_the_choices_log_loads_with_none(tmp_path):
+    router = Router(ARMS)
+    choice = router.choose(SPEEDY, MARKET, "0xr")
+    router.record("0x01", choice, SPEEDY, "0xr")
+    old = asdict(router.state)
+    del old["choices"]
+    path = tmp_path / "router.json"
+    path.write_text(json.dumps(old))
+    loaded = Router(ARMS).load(path)
+    assert loaded.state.choices == [] and loaded.state.pending == router.state.pending
+    # recording goes on from there, and the time defaults to now
+    loaded.record("0x02", choice, SPEEDY, "0xr")
+    assert [c["task_id"] for c in loaded.state.choices] == ["0x02"]
+    assert abs(loaded.state.choices[0]["at"] - time.time()) < 60
 
 
 def test_a_move_lasts_one_task_then_the_arm_needs_three_new_ones_to_be_judged_again():
