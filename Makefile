@@ -105,6 +105,7 @@ bench: compile
 	$(BIN)/python -m benches.orderbook_bench
 	ape run keeper_bench
 	$(BIN)/python -m benches.auction_bench
+	$(BIN)/python -m benches.explorer_bench
 
 # Regenerate the sample circuits' keys (single-party setup; see circuits/README.md): build.py
 # writes them into the package, provingmarket/proving/samples/; foreign/build.py rebuilds the

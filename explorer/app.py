@@ -148,14 +148,30 @@ def create_app(
         ("/api/provers", routes.api_provers),
         ("/api/provers/{address}", routes.api_prover),
     ):
-        app.add_api_route(path, endpoint, methods=["GET"])
+        app.add_api_route(path, endpoint, methods=["GET"], responses=API_ERRORS)
     for path, build in (extra_pages or {}).items():
         template = path.strip("/").split("/")[0] + ".html"
         app.add_api_route(path, routes.extra(template, build), methods=["GET"], **html)
-        app.add_api_route("/api" + path, routes.extra("", build), methods=["GET"])
+        app.add_api_route("/api" + path, routes.extra("", build), methods=["GET"], responses=API_ERRORS)
     app.add_api_route("/events", routes.events, methods=["GET"], include_in_schema=False)
     app.add_api_route("/healthz", routes.healthz, methods=["GET"], include_in_schema=False)
     return app
+
+
+def _error(description: str) -> dict:
+    detail = {"type": "object", "properties": {"detail": {"type": "string"}, "hint": {"type": "string"}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {**detail, "required": ["detail"]}}},
+    }
+
+
+# What the JSON API answers besides its data, in its OpenAPI description (schemathesis
+# checks every answer is described).
+API_ERRORS: dict[int | str, dict] = {
+    404: _error("Not found, or not well formed: what, and how to search"),
+    503: _error("The mirror cannot be read (not there yet, another schema, busy)"),
+}
 
 
 class Routes:
@@ -204,7 +220,10 @@ class Routes:
                 f"there is no page at {request.url.path[:120]}",
                 "start from the overview or search for a task",
             )
-        return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+        # its headers kept: a 405 says which methods are allowed (Allow)
+        return JSONResponse(
+            {"detail": error.detail}, status_code=error.status_code, headers=getattr(error, "headers", None)
+        )
 
     def extra(
         self, template: str, build: Callable[[Explorer, Request], dict]

@@ -186,7 +186,10 @@ class Explorer:
             )
         cursor = int(meta.get("cursor_block") or -1)
         head = self._head() if self._head else None
-        last = db.execute("SELECT MAX(time) FROM journal").fetchone()[0]
+        # the newest entry by the journal's key (block, log_index): MAX(time) would read
+        # every entry (no index on time), 13 ms at 50,000 events, on every page
+        newest = db.execute("SELECT time FROM journal ORDER BY block DESC, log_index DESC LIMIT 1").fetchone()
+        last = newest[0] if newest else None
         return {
             "registry": meta.get("registry"),
             "chain_id": int(meta.get("chain_id") or 0),
@@ -435,10 +438,18 @@ class Explorer:
                     (address,),
                 )
             ]
-            earned = db.execute(
-                "SELECT args FROM journal WHERE name = 'TaskProven' AND args LIKE ?",
-                (f'%"prover":"{address}"%',),
-            ).fetchall()
+            # the TaskProven entries of this prover's proven tasks (by the journal's task
+            # index: a LIKE over every TaskProven's args reads the whole market's proofs)
+            earned = [
+                args
+                for r in db.execute(
+                    "SELECT j.args FROM assignments a JOIN journal j INDEXED BY journal_task "
+                    "ON j.task_id = a.task_id WHERE a.prover = ? AND a.state = 'proven' "
+                    "AND j.name = 'TaskProven'",
+                    (address,),
+                )
+                if (args := json.loads(r["args"]))["prover"] == address
+            ]
             proven, slashed = counts.get("proven", 0), counts.get("slashed", 0)
             return {
                 "status": status,
@@ -448,7 +459,7 @@ class Explorer:
                 "history": history,
                 "paging": paging,
                 "counts": {s: counts.get(s, 0) for s in ("live", "proven", "declined", "slashed", "voided")},
-                "earned": sum(int(json.loads(r["args"])["paid"]) for r in earned),
+                "earned": sum(int(args["paid"]) for args in earned),
                 "on_time_rate": proven / (proven + slashed) if proven + slashed else None,
                 "mechanisms": _mechanism_names(db),
             }
@@ -527,10 +538,13 @@ def _mechanism_names(db: sqlite3.Connection) -> dict[int, str]:
 def _task_rows(
     db: sqlite3.Connection, where: str, params: Sequence[Any], limit: int, offset: int, now: int
 ) -> list[dict]:
+    # The page's rows are chosen first (their rowids), then only they get their state: an
+    # OFFSET over the whole query would work out the state of every row it skips.
     rows = db.execute(
         f"SELECT t.task_id, t.market_id, t.mechanism_id, t.requester, t.terms, t.redundancy, "
-        f"({_STATE_SQL}) AS state FROM tasks t WHERE {where} "
-        "ORDER BY t.posted_block DESC, t.task_id LIMIT ? OFFSET ?",
+        f"({_STATE_SQL}) AS state FROM tasks t WHERE t.rowid IN ("
+        f"SELECT t.rowid FROM tasks t WHERE {where} "
+        "ORDER BY t.posted_block DESC, t.task_id LIMIT ? OFFSET ?) ORDER BY t.posted_block DESC, t.task_id",
         [*params, limit, offset],
     ).fetchall()
     out = []
