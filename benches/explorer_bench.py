@@ -113,13 +113,14 @@ def _listening(process: subprocess.Popen, timeout: float, log: Path) -> str:
     return found[0]
 
 
-def _healthy(explorer: Explorer, timeout: float) -> None:
-    """Wait until /healthz answers 200 (the socket may be bound before it listens)."""
+def _healthy(explorer: Explorer, timeout: float, probe: str = "/readyz") -> None:
+    """Wait until `probe` answers 200: /readyz once the explorer has computed its
+    whole-history figures (as a load balancer would wait), /healthz once it reads the mirror."""
     deadline = time.monotonic() + timeout
     while True:
         connection = explorer.connection(timeout=5)
         try:
-            connection.request("GET", "/healthz")
+            connection.request("GET", probe)
             if connection.getresponse().status == 200:
                 return
         except OSError:
@@ -127,7 +128,7 @@ def _healthy(explorer: Explorer, timeout: float) -> None:
         finally:
             connection.close()
         if time.monotonic() > deadline or explorer.process.poll() is not None:
-            raise RuntimeError(f"the explorer at {explorer.url} did not answer /healthz in {timeout:.0f} s")
+            raise RuntimeError(f"the explorer at {explorer.url} did not answer {probe} in {timeout:.0f} s")
         time.sleep(0.05)
 
 
@@ -231,7 +232,15 @@ def main() -> None:
             f"filled in {filled.seconds:.1f} s",
             flush=True,
         )
+        started = time.monotonic()
         with running_explorer(path) as explorer:
+            # from the start to /readyz: the whole-history figures (overview, mechanisms
+            # page) computed from scratch, as after a restart; each new block costs only
+            # the journal's new rows after that
+            print(
+                f"explorer ready (figures computed) {time.monotonic() - started:.1f} s after its start",
+                flush=True,
+            )
             timings = [
                 (time_page(explorer, page, target, opts.requests), expected)
                 for page, target, expected in pages(filled, deep_page(explorer))

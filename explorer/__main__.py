@@ -223,7 +223,7 @@ def refresh(explorer: Explorer, stopping: Callable[[], bool], poll: float = 0.5)
             if cursor != shown:
                 explorer.overview()
                 routing.warm(explorer)
-                shown = cursor
+                shown = explorer.warmed = cursor
         except (OSError, sqlite3.Error):  # not written yet, or busy for a moment
             pass
         except Exception as error:  # a page's figures failed: the pages say so; keep going

@@ -155,6 +155,7 @@ def create_app(
         app.add_api_route("/api" + path, routes.extra("", build), methods=["GET"], responses=API_ERRORS)
     app.add_api_route("/events", routes.events, methods=["GET"], include_in_schema=False)
     app.add_api_route("/healthz", routes.healthz, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/readyz", routes.readyz, methods=["GET"], include_in_schema=False)
     return app
 
 
@@ -317,9 +318,18 @@ class Routes:
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
     def healthz(self) -> Response:
+        """200 once the mirror can be read."""
         cursor = _safe_cursor(self.explorer)
         ok = cursor is not None
         return JSONResponse({"ok": ok, "cursor": cursor}, status_code=200 if ok else 503)
+
+    def readyz(self) -> Response:
+        """200 once the whole-history figures of the mirror's cursor are computed (the
+        refresher's work, explorer/__main__.py): no page waits for them then."""
+        cursor = _safe_cursor(self.explorer)
+        ready = cursor is not None and self.explorer.warmed == cursor
+        body = {"ready": ready, "cursor": cursor, "warmed": self.explorer.warmed}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
 
 def _market_number(text: str) -> int:

@@ -142,6 +142,7 @@ class Explorer:
         self.router_states = list(router_states)  # router state files (the mechanisms page)
         self.sim_report = sim_report  # a simulation report's folder (the mechanisms page)
         self.summary_file = summary_file  # a JSON {"title", "lines"} for the front page
+        self.warmed: int | None = None  # the cursor whose whole-history figures are computed
         self.deployment = deployment
         self._head = head
         self._clock = clock
