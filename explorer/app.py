@@ -18,6 +18,7 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from markupsafe import Markup, escape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from explorer.data import STATE_HELP, TASK_STATES, CircuitInfo, Explorer, NotFound, Redirect, page_number
+from provingmarket.market.plots import line_chart
 
 HERE = Path(__file__).resolve().parent
 ETHER = 10**18
@@ -352,8 +354,6 @@ def _safe_cursor(explorer: Explorer) -> int | None:
 
 
 def _with_plots(data: dict) -> dict:
-    from provingmarket.market.plots import line_chart
-
     s = data["series"]
     data["plots"] = {
         "time": inline_svg(
@@ -383,8 +383,6 @@ def _with_plots(data: dict) -> dict:
 def _jsonable(value: Any) -> Any:
     """Page data as JSON: wei and other big integers as strings where JSON numbers lose
     precision; dataclasses as dicts; plots left out."""
-    from dataclasses import asdict, is_dataclass
-
     if isinstance(value, Markup):
         return None
     if isinstance(value, CircuitInfo):

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from explorer.app import inline_svg
 from provingmarket.chain.client import Event
 from provingmarket.chain.mirror.schema import loads
 from provingmarket.formats import BUILT_IN_MECHANISMS, TaskTerms
@@ -585,7 +586,6 @@ def page(explorer, request=None) -> dict[str, Any]:
     """The page's data for the explorer app (explorer/app.py `extra_pages`): read in one
     transaction of the explorer's read-only connection, with the mirror's status and the
     plots as inline SVG (titled for screen readers)."""
-    from explorer.app import inline_svg
 
     def build(db) -> dict[str, Any]:
         status = explorer.status(db)

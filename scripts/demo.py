@@ -49,6 +49,7 @@ import click
 from ape import accounts
 from eth_account import Account
 
+from explorer.routing import default_sim_report
 from provingmarket.chain.markets import MarketTerms
 from provingmarket.devnet import (
     BASE_FEE,
@@ -196,8 +197,15 @@ class Demo:
         self.say(f"auction frontend started (pid {started['auction'].pid}), its API at {self.auction_url}")
         self.say(f"election frontend started (pid {started['election'].pid})")
         self.note("The demo is starting", ["the frontends are up; provers' agents start next"])
+        sim = default_sim_report(ROOT)  # the simulation's last report, if `make sim` wrote one
         self.explorer_url = self.processes.start_explorer(
-            "orderbook", self.explorer_port, "--summary", str(SUMMARY), "--log-level", "WARNING"
+            "orderbook",
+            self.explorer_port,
+            "--summary",
+            str(SUMMARY),
+            "--log-level",
+            "WARNING",
+            *(("--sim-report", str(sim)) if sim else ()),
         )
         self.say(
             f"explorer started (pid {started['explorer'].pid}): open {self.explorer_url} to watch the market"

@@ -9,7 +9,8 @@ directory, through a read-only connection, and never sends a transaction; the ne
 read for the chain's head only, and the deployment record for each market's circuit (its
 public signals by name). Without --mirror or --data-dir it takes the most recently written
 keeper mirror of this chain in the default data directories
-($XDG_DATA_HOME/provingmarket/chain-<id>/<keeper>-<account>/). `python -m explorer` is the
+($XDG_DATA_HOME/provingmarket/chain-<id>/<keeper>-<account>/); without --sim-report, the
+newest simulation report under ./reports (what `make sim` writes) is shown. `python -m explorer` is the
 same server without ape (for a service: deploy/README.md).
 """
 
@@ -21,6 +22,7 @@ import click
 
 from explorer.__main__ import bind, chain_head, keeper_mirrors, mirror_path, serve, server_options
 from explorer.data import Explorer
+from explorer.routing import default_sim_report
 from provingmarket.cli import client, command, fail
 
 
@@ -44,7 +46,7 @@ def cli(mirror, data_dir, host, port, router_state, sim_report, summary):
         registry.deployment,
         chain_head(registry.web3),
         router_states=[Path(p) for p in router_state],
-        sim_report=Path(sim_report) if sim_report else None,
+        sim_report=Path(sim_report) if sim_report else default_sim_report(Path.cwd()),
         summary_file=Path(summary) if summary else None,
     )
     serve(explorer, sock, host)
