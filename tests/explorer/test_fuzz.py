@@ -11,9 +11,6 @@ strings, unicode), and the cases a person would try by hand.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -23,6 +20,7 @@ from hypothesis import strategies as st
 
 from benches.explorer_bench import Explorer, running_explorer
 from benches.mirror_filler import Filled, fill_mirror
+from tests.factories import schemathesis
 
 SEARCH_FORM = 'role="search"'
 
@@ -67,38 +65,14 @@ def test_schemathesis__the_json_api_never_answers_5xx__and_answers_as_its_openap
     _, explorer = market
     status, body, _ = get(explorer, "/openapi.json")
     assert status == 200 and json.loads(body)["paths"], "the explorer serves no OpenAPI description"
-    run = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "schemathesis"),  # the venv's own (requirements.lock)
-            "run",
-            f"{explorer.url.rstrip('/')}/openapi.json",
-            "--checks",
-            "all",
-            "--exclude-checks",
-            "positive_data_acceptance,ignored_auth,use_after_free,ensure_resource_availability",
-            "--exclude-path",
-            "/events",  # server-sent events: a stream that does not end
-            "--max-examples",
-            "25",
-            "--max-time",
-            "20",
-            "--seed",
-            "1",
-            "--no-shrink",
-            "--suppress-health-check",
-            "all",
-            "--request-timeout",
-            "10",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,  # its cache and reports stay out of the project
-        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "NO_COLOR": "1", "HOME": str(tmp_path)},
+    schemathesis(
+        f"{explorer.url.rstrip('/')}/openapi.json",
+        tmp_path,
+        "--exclude-path",
+        "/events",  # server-sent events: a stream that does not end
+        examples=25,
+        seconds=20,
     )
-    summary = run.stdout[-4_000:]
-    assert run.returncode == 0, summary + run.stderr[-2_000:]
-    assert "No issues found" in summary or "passed" in summary, summary
     assert explorer.process.poll() is None
 
 
