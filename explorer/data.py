@@ -35,6 +35,7 @@ from provingmarket.proving.circuits import Circuit, CircuitError
 
 PAGE_SIZE = 50  # rows per page of every list
 RECENT = 10  # tasks on the overview and a market's page
+BUSIEST = 8  # provers per market on the overview, the most capacity in use first
 PLOT_BUCKETS = 24  # points on the plots over time
 MAX_PAGE = 10**6  # a page number past this is not a page
 
@@ -234,9 +235,10 @@ class Explorer:
         def build(db: sqlite3.Connection) -> dict:
             status = self.status(db)
             stats = self.cached("overview", db, status["cursor"], lambda: _history(db))
+            markets = self._markets(db)
             return {
                 "status": status,
-                "markets": self._markets(db),
+                "markets": markets,
                 "states": stats["states"],
                 "total": sum(stats["states"].values()),
                 "proofs": stats["proofs"],
@@ -244,6 +246,12 @@ class Explorer:
                 "recent": _task_rows(db, "1 = 1", [], RECENT, 0, status["now"]),
                 "mechanisms": _mechanism_names(db),
                 "summary": self.summary(),
+                "busiest": {
+                    m["market_id"]: _memberships(
+                        db, "m.market_id = ?", [m["market_id"]], 0, limit=BUSIEST, order=BY_USE
+                    )
+                    for m in markets
+                },
             }
 
         return self.read(build)
@@ -566,12 +574,22 @@ def _task_rows(
     return out
 
 
+# How a list of memberships is ordered: cheapest ask first, or busiest first.
+BY_ASK = "m.market_id, CAST(m.ask AS REAL), m.prover"
+BY_USE = "m.market_id, m.used DESC, m.capacity DESC, m.prover"
+
+
 def _memberships(
-    db: sqlite3.Connection, where: str, params: list[Any], offset: int, limit: int | None = PAGE_SIZE
+    db: sqlite3.Connection,
+    where: str,
+    params: list[Any],
+    offset: int,
+    limit: int | None = PAGE_SIZE,
+    order: str = BY_ASK,
 ) -> list[dict]:
     rows = db.execute(
         "SELECT m.*, p.stake, p.locked FROM memberships m LEFT JOIN provers p ON p.prover = m.prover "
-        f"WHERE m.joined = 1 AND {where} ORDER BY m.market_id, CAST(m.ask AS REAL), m.prover "
+        f"WHERE m.joined = 1 AND {where} ORDER BY {order} "
         f"LIMIT ? OFFSET ?",
         [*params, -1 if limit is None else limit, offset],
     ).fetchall()

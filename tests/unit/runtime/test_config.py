@@ -105,6 +105,11 @@ def test_deploy_examples__each_config_file_fits_its_command():
         path = ROOT / "deploy" / "config" / f"{name}.toml"
         params = command.make_context(name, ["--config", str(path)]).params
         assert read_config(command, path) and params["metrics_port"] and params["ready_lag"] == 5
+    from explorer.__main__ import main as explorer
+
+    path = ROOT / "deploy" / "config" / "explorer.toml"
+    params = explorer.make_context("explorer", ["--config", str(path)]).params
+    assert params["data_dir"] and params["port"] == 8080 and params["deployment"]
 
 
 def test_deploy_dashboard__plots_metrics_the_processes_serve():
