@@ -30,7 +30,16 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from explorer.data import STATE_HELP, TASK_STATES, CircuitInfo, Explorer, NotFound, Redirect, page_number
+from explorer.data import (
+    STATE_HELP,
+    TASK_STATES,
+    CircuitInfo,
+    Explorer,
+    NotFound,
+    Redirect,
+    market_number,
+    page_number,
+)
 from provingmarket.market.plots import line_chart
 
 HERE = Path(__file__).resolve().parent
@@ -243,7 +252,7 @@ class Routes:
 
     def market(self, request: Request, market_id: str, page: str = "1") -> Response:
         return self.respond(
-            request, "market.html", lambda: self.explorer.market(_market_number(market_id), page_number(page))
+            request, "market.html", lambda: self.explorer.market(market_number(market_id), page_number(page))
         )
 
     def tasks(
@@ -271,7 +280,7 @@ class Routes:
     def api_market(self, request: Request, market_id: str, page: str = "1") -> Response:
         """One market: its terms, circuit, tasks per state and provers (paged)."""
         return self.respond(
-            request, "", lambda: self.explorer.market(_market_number(market_id), page_number(page))
+            request, "", lambda: self.explorer.market(market_number(market_id), page_number(page))
         )
 
     def api_tasks(
@@ -332,18 +341,6 @@ class Routes:
         ready = cursor is not None and self.explorer.warmed == cursor
         body = {"ready": ready, "cursor": cursor, "warmed": self.explorer.warmed}
         return JSONResponse(body, status_code=200 if ready else 503)
-
-
-def _market_number(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        number = -1
-    if not 0 <= number < 2**64:
-        raise NotFound(
-            f"“{text[:40]}” is not a market number", "markets are numbered 1, 2, …; the overview lists them"
-        )
-    return number
 
 
 def _safe_cursor(explorer: Explorer) -> int | None:

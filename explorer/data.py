@@ -92,6 +92,19 @@ def prover_key(text: str) -> str:
     return to_checksum_address(text.strip().lower())
 
 
+def market_number(text: str) -> int:
+    """A market's number as typed, or NotFound (the mirror stores numbers below 2**63)."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if not 0 <= number < 2**63:
+        raise NotFound(
+            f"“{text[:40]}” is not a market number", "markets are numbered 1, 2, …; the overview lists them"
+        )
+    return number
+
+
 def page_number(text: str | int | None) -> int:
     if text is None or text == "":
         return 1
@@ -307,14 +320,8 @@ class Explorer:
             where.append(f"({_STATE_SQL}) = ?")
             params.append(state)
         if market:
-            try:
-                market_id = int(market)
-            except ValueError:
-                raise NotFound(
-                    f"“{market[:40]}” is not a market number", "markets are numbered 1, 2, …"
-                ) from None
             where.append("t.market_id = ?")
-            params.append(market_id)
+            params.append(market_number(market))
         condition = " AND ".join(where)
 
         def build(db: sqlite3.Connection) -> dict:

@@ -18,13 +18,14 @@ from provingmarket.chain.client import REGISTRY_ABI
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a build reads; copied, so that a build never leaves files in the checkout.
-SOURCES = ("pyproject.toml", "README.md", "LICENSE", "provingmarket", "frontends")
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "provingmarket", "frontends", "explorer")
 # Each entry point and the start of its --help.
 PROCESSES = {
     "proving-market-agent": "Prove what the registry assigns to one prover",
     "proving-market-orderbook": "Match open tasks with provers' asks",
     "proving-market-auction": "Run sealed-bid second-price auctions",
     "proving-market-election": "Elect provers at random",
+    "proving-market-explorer": "Serve the explorer's pages over a keeper's mirror",
 }
 # Run once by Python with only the installed package on its path: each entry point's --help
 # (in this one process, so that the dependencies are imported once), and where the package
@@ -38,6 +39,7 @@ from provingmarket import deployments
 from provingmarket.chain.client import registry_abi
 from provingmarket.proving.backends import SNARKJS_PROVE
 from provingmarket.proving.circuits import Circuit, sample_circuits
+from explorer.app import HERE as EXPLORER
 
 helps = {}
 for entry in distribution("proving-market").entry_points.select(group="console_scripts"):
@@ -55,6 +57,11 @@ print(json.dumps({
     "sources": [square.source.is_file(), (square.path.parent / "lib" / "square.circom").is_file()],
     "snarkjs_prove": [str(SNARKJS_PROVE), SNARKJS_PROVE.is_file()],
     "deployments": str(deployments.default_folder()),
+    "explorer": [
+        str(EXPLORER),
+        (EXPLORER / "templates" / "base.html").is_file(),
+        (EXPLORER / "static" / "style.css").is_file(),
+    ],
 }))
 """
 
@@ -111,7 +118,9 @@ def test_entry_points__installed__each_process_prints_its_help(installed, found)
     assert run.returncode == 0 and PROCESSES["proving-market-orderbook"] in " ".join(run.stdout.split())
 
 
-def test_package_data__installed__abi_and_sample_circuits_found_outside_the_checkout(installed, found):
+def test_package_data__installed__abi_circuits_and_explorer_pages_found_outside_the_checkout(
+    installed, found
+):
     site = Path(installed[1]["PYTHONPATH"])
     samples = site / "provingmarket" / "proving" / "samples"
     assert Path(found["package"]).is_relative_to(site)
@@ -121,6 +130,7 @@ def test_package_data__installed__abi_and_sample_circuits_found_outside_the_chec
     assert found["sources"] == [True, True]
     assert found["snarkjs_prove"] == [str(samples / "snarkjs-prove.sh"), True]
     assert found["deployments"] == "deployments"  # the working directory's
+    assert found["explorer"] == [str(site / "explorer"), True, True]  # its pages' templates and style
 
 
 def test_registry_abi__shipped__matches_the_compiled_registry(project):

@@ -17,18 +17,30 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import ape
 import pytest
+from ape.api.networks import ProviderContextManager
 from eth_account import Account
 from eth_utils import keccak
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from web3 import Web3
 
 from provingmarket.chain.client import RegistryClient
-from provingmarket.devnet import Marketplace, Processes, Requester, deploy_marketplace, task_terms
+from provingmarket.devnet import (
+    BASE_FEE,
+    Anvil,
+    Marketplace,
+    Processes,
+    Requester,
+    deploy_marketplace,
+    task_terms,
+)
 from provingmarket.devnet.processes import AGENT, ORDERBOOK
 from tests.factories import ETHER, ROOT
 
@@ -43,10 +55,11 @@ WARM_UP = 3  # tasks proven before the first page is opened
 
 @pytest.fixture(autouse=True)
 def _function_isolation():
-    """No snapshot is reverted between these tests: the keeper, the agents and the explorer
-    follow the chain as it goes, and a revert under them would be a reorganisation none of
-    the tests is about. Every test here reads what the module's stack did, and the one that
-    posts a task leaves it proven, as a market would."""
+    """No snapshot is taken or reverted around these tests: their market runs on an anvil
+    of the module's own (`live`), never on the session's chain, and the keeper, the agents
+    and the explorer follow it as it goes (a revert under them would be a reorganisation
+    none of the tests is about). Every test reads what the module's stack did, and the one
+    that posts a task leaves it proven, as a market would."""
     yield
 
 
@@ -107,7 +120,7 @@ def wait_until(predicate, timeout: float, what: str):
 def fresh_key(owner, label: str, ether: int = 100) -> str:
     """A new private key whose account `owner` funds with `ether`."""
     key = "0x" + keccak(f"explorer-test-{os.getpid()}-{time.time_ns()}-{label}".encode()).hex()
-    receipt = owner.transfer(Account.from_key(key).address, ether * ETHER)
+    receipt = owner.transfer(Account.from_key(key).address, ether * ETHER)  # on the chain ape is connected to
     ape.chain.provider.web3.eth.wait_for_transaction_receipt(receipt.txn_hash, timeout=60)
     return key
 
@@ -141,17 +154,41 @@ def start_explorer(processes: Processes, mirror: Path) -> str:
     return listening_url(process, timeout=60)
 
 
-@pytest.fixture(scope="module")
-def live(owner, chain, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("explorer")
-    keys = {name: fresh_key(owner, name) for name in ("orderbook", "alice", "bob", "requester")}
-    frontends = {name: Account.from_key(keccak(text=name)).address for name in ("auction", "election")}
-    frontends["orderbook"] = Account.from_key(keys["orderbook"]).address
-    market = deploy_marketplace(ape, owner, frontends, folder, grace_period=5)
-    market.join(keys["alice"], capacity=2, ask=ALICE_ASK, proving_time=10)
-    market.join(keys["bob"], capacity=2, ask=BOB_ASK, proving_time=10)
+@contextmanager
+def own_chain() -> Iterator[Anvil]:
+    """An anvil of the module's own (a base fee, as real chains charge), ape connected to it
+    while the market is deployed; the session's chain and its snapshots stay untouched."""
+    anvil = Anvil(base_fee=BASE_FEE)
+    disconnects = dict(ProviderContextManager.disconnect_map)
+    try:
+        yield anvil
+    finally:
+        ProviderContextManager.disconnect_map.update(disconnects)
+        anvil.stop()
 
-    processes = Processes(chain.provider.uri, market.record, folder)
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("explorer")
+    with own_chain() as anvil:
+        with ape.networks.parse_network_choice(f"ethereum:local:{anvil.uri}"):
+            owner = ape.accounts.test_accounts[0]
+            keys = {name: fresh_key(owner, name) for name in ("orderbook", "alice", "bob", "requester")}
+            frontends = {
+                name: Account.from_key(keccak(text=name)).address for name in ("auction", "election")
+            }
+            frontends["orderbook"] = Account.from_key(keys["orderbook"]).address
+            deployed = deploy_marketplace(ape, owner, frontends, folder, grace_period=5)
+        market = replace(deployed, web3=Web3(Web3.HTTPProvider(anvil.uri)))
+        market.join(keys["alice"], capacity=2, ask=ALICE_ASK, proving_time=10)
+        market.join(keys["bob"], capacity=2, ask=BOB_ASK, proving_time=10)
+        yield from run_market(market, keys, folder, anvil.uri)
+
+
+def run_market(market: Marketplace, keys: dict[str, str], folder: Path, rpc: str) -> Iterator[Live]:
+    """The orderbook keeper, alice's and bob's agents and the explorer as processes on
+    `market`, until the module ends; each stopped by its pid."""
+    processes = Processes(rpc, market.record, folder)
     try:
         processes.start(
             "orderbook", ORDERBOOK, keys["orderbook"], "--mechanism", str(market.mechanisms["orderbook"])
