@@ -26,7 +26,7 @@ SEARCH_FORM = 'role="search"'
 
 
 @pytest.fixture(scope="module")
-def market(tmp_path_factory) -> tuple[Filled, Explorer]:
+def filled_explorer(tmp_path_factory) -> tuple[Filled, Explorer]:
     """A filled mirror and the explorer serving it, for the module; stopped by its pid."""
     folder = tmp_path_factory.mktemp("explorer-fuzz")
     filled = fill_mirror(folder / "mirror.sqlite", tasks=300, provers=50, markets=3, seed=7)
@@ -61,8 +61,10 @@ def assert_not_found_page(status: int, body: str, what: str) -> None:
 # ------------------------------------------------------------------ schemathesis
 
 
-def test_schemathesis__the_json_api_never_answers_5xx__and_answers_as_its_openapi_says(market, tmp_path):
-    _, explorer = market
+def test_schemathesis__the_json_api_never_answers_5xx__and_answers_as_its_openapi_says(
+    filled_explorer, tmp_path
+):
+    _, explorer = filled_explorer
     status, body, _ = get(explorer, "/openapi.json")
     assert status == 200 and json.loads(body)["paths"], "the explorer serves no OpenAPI description"
     schemathesis(
@@ -167,8 +169,8 @@ def page_requests(draw, filled: Filled) -> tuple[str, str]:
     return route, path + tail
 
 
-def test_fuzz_of_the_pages__no_input_answers_5xx__unknown_ids_get_a_404_saying_so(market):
-    filled, explorer = market
+def test_fuzz_of_the_pages__no_input_answers_5xx__unknown_ids_get_a_404_saying_so(filled_explorer):
+    filled, explorer = filled_explorer
 
     @settings(
         max_examples=250,
@@ -197,31 +199,31 @@ def test_fuzz_of_the_pages__no_input_answers_5xx__unknown_ids_get_a_404_saying_s
 # ------------------------------------------------------------------ what a person tries
 
 
-def test_unknown_task_id__404_page_names_the_id_and_how_to_search(market):
-    filled, explorer = market
+def test_unknown_task_id__404_page_names_the_id_and_how_to_search(filled_explorer):
+    filled, explorer = filled_explorer
     unknown = "0x" + "0" * 63 + "1"
     assert not any(t == unknown for t in filled.tasks)
     status, body, _ = get(explorer, f"/tasks/{unknown}")
     assert_not_found_page(status, body, unknown)
 
 
-def test_malformed_task_id__404_page_says_so(market):
-    _, explorer = market
+def test_malformed_task_id__404_page_says_so(filled_explorer):
+    _, explorer = filled_explorer
     status, body, _ = get(explorer, "/tasks/" + segment("not-a-task<script>"))
     assert_not_found_page(status, body, "not-a-task")
     assert "<script>" not in body  # shown escaped, never as markup
 
 
-def test_unknown_prover__404_page_names_the_address(market):
-    filled, explorer = market
+def test_unknown_prover__404_page_names_the_address(filled_explorer):
+    filled, explorer = filled_explorer
     unknown = to_checksum_address("0x" + "12" * 20)
     assert unknown not in filled.provers
     status, body, _ = get(explorer, f"/provers/{unknown}")
     assert_not_found_page(status, body, unknown)
 
 
-def test_prover_address_not_checksummed__the_prover_page_all_the_same(market):
-    filled, explorer = market
+def test_prover_address_not_checksummed__the_prover_page_all_the_same(filled_explorer):
+    filled, explorer = filled_explorer
     prover = filled.busiest_prover
     status, body, headers = get(explorer, f"/provers/{prover.lower()}")
     if status in (301, 302, 303, 307, 308):  # sent to the checksummed address
@@ -231,8 +233,8 @@ def test_prover_address_not_checksummed__the_prover_page_all_the_same(market):
     assert prover in body
 
 
-def test_market_999__404_page_names_the_market(market):
-    _, explorer = market
+def test_market_999__404_page_names_the_market(filled_explorer):
+    _, explorer = filled_explorer
     status, body, _ = get(explorer, "/markets/999")
     assert_not_found_page(status, body, "999")
     status, body, _ = get(explorer, "/api/markets/999")
@@ -240,15 +242,15 @@ def test_market_999__404_page_names_the_market(market):
 
 
 @pytest.mark.parametrize("page", ["-1", str(10**30), "abc", ""])
-def test_task_list_page_out_of_range_or_not_a_number__never_5xx(market, page):
-    _, explorer = market
+def test_task_list_page_out_of_range_or_not_a_number__never_5xx(filled_explorer, page):
+    _, explorer = filled_explorer
     for path in (f"/tasks?page={page}", f"/provers?page={page}", f"/api/tasks?page={page}"):
         status, body, _ = get(explorer, path)
         assert status in (200, 400, 404, 422), f"GET {path} answered {status}: {body[:1_000]}"
 
 
-def test_search_by_prefix__a_unique_prefix_goes_to_the_task(market):
-    filled, explorer = market
+def test_search_by_prefix__a_unique_prefix_goes_to_the_task(filled_explorer):
+    filled, explorer = filled_explorer
     task = filled.longest_task
     status, _, headers = get(explorer, f"/tasks?q={task[:14]}")
     assert status == 303

@@ -1,5 +1,5 @@
 """The explorer's mechanisms and routing page (explorer/routing.py) over a mirror file filled
-through the mirror's own projection with registry events as the chain logs them (a market,
+through the mirror's own projection with registry events as the chain logs them (a routed,
 two registered mechanisms with a frontend, one retired, staked provers, tasks of three
 personas and one requester of its own, assigned, proven, slashed and closed): the page's
 QoS per mechanism and per persona equals qos.measure and summarize over the same events;
@@ -175,7 +175,7 @@ class Chain:
 
 
 @pytest.fixture
-def chain(tmp_path) -> Chain:
+def journal(tmp_path) -> Chain:
     c = Chain(tmp_path / "mirror.sqlite")
     c.next()
     c.emit(
@@ -215,9 +215,9 @@ def market_view() -> MarketView:
 
 
 @pytest.fixture
-def market(chain, tmp_path) -> dict:
+def routed(journal, tmp_path) -> dict:
     """Tasks of every kind; the router's state file recording the batch job's first task."""
-    c = chain
+    c = journal
     found: dict = {}
     # arbitrage: the persona's fixed plan (post --persona arbitrage), an open race proven in 24 s
     c.next()
@@ -311,10 +311,10 @@ def as_row(g) -> dict:
     }
 
 
-def test_qos_per_mechanism_and_persona_equals_measure_and_summarize(chain, market):
-    db = read_only(chain.path)
-    page = mechanisms_page(db, chain.block, [market["state"]], None)
-    tasks = measure(chain.events, chain.time)
+def test_qos_per_mechanism_and_persona_equals_measure_and_summarize(journal, routed):
+    db = read_only(journal.path)
+    page = mechanisms_page(db, journal.block, [routed["state"]], None)
+    tasks = measure(journal.events, journal.time)
     assert page["tasks"] == len(tasks) == 5
 
     by_id = {m["id"]: m for m in page["mechanisms"]}
@@ -330,11 +330,11 @@ def test_qos_per_mechanism_and_persona_equals_measure_and_summarize(chain, marke
         assert {k: by_id[int(g.key)]["qos"][k] for k in as_row(g)} == as_row(g)
 
     personas = {
-        market["race"]: "arbitrage",
-        market["routed"]: "batch",
-        market["batch_own"]: "batch",
-        market["rollup"]: "rollup",
-        market["own"]: UNATTRIBUTED,
+        routed["race"]: "arbitrage",
+        routed["routed"]: "batch",
+        routed["batch_own"]: "batch",
+        routed["rollup"]: "rollup",
+        routed["own"]: UNATTRIBUTED,
     }
     rows = {(r["persona"], r["mechanism_id"]): r for r in page["personas"]}
     groups = summarize(tasks, lambda q: f"{personas[q.task_id]}|{q.mechanism_id}")
@@ -361,14 +361,14 @@ def test_qos_per_mechanism_and_persona_equals_measure_and_summarize(chain, marke
     json.dumps(mechanisms_api(page))  # the API's answer is JSON as it stands
 
 
-def test_the_routers_choices_show_with_their_reasons_and_outcomes(chain, market):
-    db = read_only(chain.path)
-    page = mechanisms_page(db, chain.block, [market["state"], market["state"].with_name("none.json")])
+def test_the_routers_choices_show_with_their_reasons_and_outcomes(journal, routed):
+    db = read_only(journal.path)
+    page = mechanisms_page(db, journal.block, [routed["state"], routed["state"].with_name("none.json")])
     ours, missing = page["routers"]
     assert ours["error"] is None and ours["pending"] == 1
     (shown,) = ours["choices"]
-    choice = market["choice"]
-    assert shown["task_id"] == market["routed"]
+    choice = routed["choice"]
+    assert shown["task_id"] == routed["routed"]
     assert (shown["arm"], shown["reason"], shown["terms"]) == ("auction", choice.reason, choice.describe())
     assert shown["reason"].startswith("exploring: no task through auction")
     assert shown["persona"] == "batch" and shown["requester"] == BATCH_JOB
@@ -378,40 +378,40 @@ def test_the_routers_choices_show_with_their_reasons_and_outcomes(chain, market)
         1,
         96,
     )
-    assert shown["at"] == market["routed_at"]
+    assert shown["at"] == routed["routed_at"]
     assert shown["when"] == time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(shown["at"]))
     assert missing["choices"] == [] and "no router state file at" in missing["error"]
 
 
-def test_a_broken_router_state_file_is_said_not_raised(chain, market, tmp_path):
+def test_a_broken_router_state_file_is_said_not_raised(journal, routed, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{")
-    page = mechanisms_page(read_only(chain.path), chain.block, [bad])
+    page = mechanisms_page(read_only(journal.path), journal.block, [bad])
     assert page["routers"][0]["error"].startswith(f"{bad}: not a router state file")
     # without the router's record, neither the routed task nor its requester's other is attributed
     assert page["attribution"][BY_ROUTER] == 0
 
 
-def test_the_figures_follow_the_journal_and_a_reorg(chain, market):
-    db = read_only(chain.path)
-    before = mechanisms_page(db, chain.block, [market["state"]])
+def test_the_figures_follow_the_journal_and_a_reorg(journal, routed):
+    db = read_only(journal.path)
+    before = mechanisms_page(db, journal.block, [routed["state"]])
     assert before["tasks"] == 5
-    chain.next()
-    extra = chain.post(OWN_TERMS, mechanism_id=DUTCH, max_reward=4 * LEAST, ramp=600)
-    chain.assign(extra, PROVERS[3])
-    chain.next(2)
-    chain.prove(extra, PROVERS[3], paid=LEAST, refund=3 * LEAST)
-    after = mechanisms_page(db, chain.block, [market["state"]])
+    journal.next()
+    extra = journal.post(OWN_TERMS, mechanism_id=DUTCH, max_reward=4 * LEAST, ramp=600)
+    journal.assign(extra, PROVERS[3])
+    journal.next(2)
+    journal.prove(extra, PROVERS[3], paid=LEAST, refund=3 * LEAST)
+    after = mechanisms_page(db, journal.block, [routed["state"]])
     dutch = next(m for m in after["mechanisms"] if m["id"] == DUTCH)["qos"]
     assert (after["tasks"], dutch["tasks"], dutch["proven"], dutch["first_proof"]) == (6, 2, 1, 24)
     by_id = {m["id"]: m["qos"] for m in after["mechanisms"]}
-    for g in summarize(measure(chain.events, chain.time), lambda q: str(q.mechanism_id)):
+    for g in summarize(measure(journal.events, journal.time), lambda q: str(q.mechanism_id)):
         assert {k: by_id[int(g.key)][k] for k in as_row(g)} == as_row(g)
     # a reorg drops the last blocks: the rows read are gone, the page starts afresh
-    writer = connect(str(chain.path))
+    writer = connect(str(journal.path))
     writer.execute("DELETE FROM journal WHERE block > ?", (before["cursor"],))
     writer.close()
-    again = mechanisms_page(db, before["cursor"], [market["state"]])
+    again = mechanisms_page(db, before["cursor"], [routed["state"]])
     assert {k: again[k] for k in ("tasks", "mechanisms", "personas")} == {
         k: before[k] for k in ("tasks", "mechanisms", "personas")
     }
@@ -463,12 +463,12 @@ def test_a_simulation_report_shows_its_headline_table_and_plots(tmp_path):
 
 
 @pytest.fixture
-def explorer_url(chain, market, tmp_path):
+def explorer_url(journal, routed, tmp_path):
     """`python -m explorer` over the mirror, the router's state and an empty report folder;
     stopped by its pid."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "explorer", "--mirror", str(chain.path), "--port", "0"]
-        + ["--router-state", str(market["state"]), "--sim-report", str(tmp_path / "no-report")],
+        [sys.executable, "-m", "explorer", "--mirror", str(journal.path), "--port", "0"]
+        + ["--router-state", str(routed["state"]), "--sim-report", str(tmp_path / "no-report")],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -493,7 +493,7 @@ def explorer_url(chain, market, tmp_path):
         process.wait(timeout=10)
 
 
-def test_the_page_and_its_api_through_the_explorer(explorer_url, chain, market):
+def test_the_page_and_its_api_through_the_explorer(explorer_url, journal, routed):
     with urllib.request.urlopen(explorer_url + "mechanisms", timeout=10) as response:
         assert response.status == 200
         text = response.read().decode()
@@ -505,32 +505,32 @@ def test_the_page_and_its_api_through_the_explorer(explorer_url, chain, market):
         "The simulation's last report",
     ):
         assert f">{heading}</h2>" in text
-    tasks = measure(chain.events, chain.time)
+    tasks = measure(journal.events, journal.time)
     auction = next(g for g in summarize(tasks, lambda q: str(q.mechanism_id)) if g.key == str(AUCTION))
     row = re.search(r'<tr data-mechanism="3">(.*?)</tr>', text, re.S).group(1)
     assert f'data-figure="tasks" data-value="{auction.tasks}"' in row
     assert f'data-figure="first_proof" data-value="{auction.first_proof}"' in row
     assert re.search(r'<tr data-persona="rollup" data-mechanism="4">', text)
-    assert html.escape(market["choice"].reason) in text
-    assert f'href="/tasks/{market["routed"]}"' in text
+    assert html.escape(routed["choice"].reason) in text
+    assert f'href="/tasks/{routed["routed"]}"' in text
     assert "No simulation report in" in text and 'id="sim-missing"' in text
     assert (
         text.count("<svg") == len(re.findall(r'<svg role="img" aria-label="[^"]+"[^>]*><title>', text)) == 5
     )
     with urllib.request.urlopen(explorer_url + "api/mechanisms", timeout=10) as response:
         api = json.loads(response.read())
-    assert api["tasks"] == 5 and api["routers"][0]["choices"][0]["reason"] == market["choice"].reason
+    assert api["tasks"] == 5 and api["routers"][0]["choices"][0]["reason"] == routed["choice"].reason
     assert not api["sim"]["found"]
 
 
-def test_the_page_renders_a_simulation_report_and_its_routers_choices(chain, market, tmp_path):
+def test_the_page_renders_a_simulation_report_and_its_routers_choices(journal, routed, tmp_path):
     folder = tmp_path / "sim"
     write_report(folder)
-    data = mechanisms_page(read_only(chain.path), chain.block, [market["state"]], folder)
+    data = mechanisms_page(read_only(journal.path), journal.block, [routed["state"]], folder)
     data["plots"] = {k: inline_svg(svg, title) for k, (title, svg) in data["plots"].items()}
     text = templates().get_template("mechanisms.html").render(path="/mechanisms", **data)
     rollup = re.search(r'<tr data-persona="rollup">(.*?)</tr>', text, re.S).group(1)
     assert '<td class="n" data-policy="auction" data-value="0.2' in rollup
     assert 'alt="QoS loss (lower is better), training seeds"' in text
     assert "No simulation report" not in text
-    assert html.escape(market["choice"].reason) in text
+    assert html.escape(routed["choice"].reason) in text

@@ -48,7 +48,7 @@ def compiled(circuit, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def verifier(owner, compiled):
+def plonk_verifier(owner, compiled):
     contract_type = ContractType(
         contractName=compiled.name,
         abi=compiled.abi,
@@ -85,22 +85,22 @@ def pack(values: list[int]) -> bytes:
 # ------------------------------------------------------------------ answers
 
 
-def test_verify__real_proof__accepted_for_its_prover_only(verifier, sample, circuit):
+def test_verify__real_proof__accepted_for_its_prover_only(plonk_verifier, sample, circuit):
     proof, public = sample
     assert public == [int(PROVER, 16), 49]
     assert len(proof) == plonk.PROOF_SIZE == 768
-    assert verifier.verify(public, proof)
-    assert not verifier.verify([int(OTHER, 16), 49], proof)
-    assert verifier.public_inputs() == len(circuit.public) == 2
+    assert plonk_verifier.verify(public, proof)
+    assert not plonk_verifier.verify([int(OTHER, 16), 49], proof)
+    assert plonk_verifier.public_inputs() == len(circuit.public) == 2
 
 
-def test_verify__another_provers_proof__accepted_for_that_prover(verifier, circuit, snarkjs):
+def test_verify__another_provers_proof__accepted_for_that_prover(plonk_verifier, circuit, snarkjs):
     result = snarkjs.prove(circuit, {"x": 5, "y": 25}, OTHER)
-    assert verifier.verify(result.public_inputs, result.proof)
-    assert not verifier.verify([int(PROVER, 16), 25], result.proof)
+    assert plonk_verifier.verify(result.public_inputs, result.proof)
+    assert not plonk_verifier.verify([int(PROVER, 16), 25], result.proof)
 
 
-def test_verify__each_proof_word_tampered__false(verifier, sample):
+def test_verify__each_proof_word_tampered__false(plonk_verifier, sample):
     """Every commitment moved to another point of the curve (its negation, so the curve
     check passes and the pairing must catch it), every evaluation changed by one."""
     proof, public = sample
@@ -113,11 +113,11 @@ def test_verify__each_proof_word_tampered__false(verifier, sample):
             continue  # x is covered below (off the curve)
         else:
             changed[i] = (w[i] + 1) % R
-        assert not verifier.verify(public, pack(changed)), f"word {i} tampered, still accepted"
+        assert not plonk_verifier.verify(public, pack(changed)), f"word {i} tampered, still accepted"
 
 
 @pytest.mark.parametrize("point", range(9))
-def test_verify__point_off_curve_or_unreduced_or_at_infinity__false(verifier, sample, point):
+def test_verify__point_off_curve_or_unreduced_or_at_infinity__false(plonk_verifier, sample, point):
     proof, public = sample
     w = words(proof)
     x, y = 2 * point, 2 * point + 1
@@ -130,19 +130,19 @@ def test_verify__point_off_curve_or_unreduced_or_at_infinity__false(verifier, sa
         changed = list(w)
         for index, value in spoiled.items():
             changed[index] = value
-        assert not verifier.verify(public, pack(changed)), (point, spoiled)
+        assert not plonk_verifier.verify(public, pack(changed)), (point, spoiled)
 
 
-def test_verify__evaluation_not_below_r__false(verifier, sample):
+def test_verify__evaluation_not_below_r__false(plonk_verifier, sample):
     proof, public = sample
     w = words(proof)
     for i in range(18, 24):
         changed = list(w)
         changed[i] = w[i] + R
-        assert not verifier.verify(public, pack(changed)), i
+        assert not plonk_verifier.verify(public, pack(changed)), i
 
 
-def test_verify__tampered_inputs__false(verifier, sample):
+def test_verify__tampered_inputs__false(plonk_verifier, sample):
     proof, public = sample
     address, y = public
     for inputs in (
@@ -156,40 +156,40 @@ def test_verify__tampered_inputs__false(verifier, sample):
         [address, 2**256 - 1],
         [y, address],
     ):
-        assert not verifier.verify(inputs, proof), inputs
+        assert not plonk_verifier.verify(inputs, proof), inputs
 
 
-def test_verify__wrong_lengths__false_not_revert(verifier, sample):
+def test_verify__wrong_lengths__false_not_revert(plonk_verifier, sample):
     proof, public = sample
     for inputs in ([], public[:1], [*public, 0], [*public, *public], [1] * 16):
-        assert verifier.verify(inputs, proof) is False, len(inputs)
+        assert plonk_verifier.verify(inputs, proof) is False, len(inputs)
     for size in (0, 32, 256, 767, 769, 800, 1024):
         spoiled = (proof * 2)[:size]
-        assert verifier.verify(public, spoiled) is False, size
-    assert verifier.verify(public, proof + b"\0" * 32) is False
+        assert plonk_verifier.verify(public, spoiled) is False, size
+    assert plonk_verifier.verify(public, proof + b"\0" * 32) is False
 
 
-def test_verify__random_bytes__false(verifier, sample):
+def test_verify__random_bytes__false(plonk_verifier, sample):
     _, public = sample
     for seed in range(4):
         junk = b"".join(keccak(bytes([seed, i])) for i in range(24))
-        assert verifier.verify(public, junk) is False
+        assert plonk_verifier.verify(public, junk) is False
 
 
 # ------------------------------------------------------------------ gas
 
 
-def test_verify__starved_of_gas__reverts_never_answers_false(verifier, sample, chain):
+def test_verify__starved_of_gas__reverts_never_answers_false(plonk_verifier, sample, chain):
     """At every gas limit the call either runs out (reverts) or accepts the valid proof: a
-    starved call cannot make snarkjs's verifier see a failed precompile call and answer
+    starved call cannot make snarkjs's plonk_verifier see a failed precompile call and answer
     False."""
     proof, public = sample
     web3 = chain.provider.web3
     data = SELECTOR + encode(["uint256[]", "bytes"], [public, proof])
-    call = {"to": verifier.address, "data": "0x" + data.hex()}
+    call = {"to": plonk_verifier.address, "data": "0x" + data.hex()}
     needed = web3.eth.estimate_gas(call)
     answers = {}
-    # Coarse steps over the whole range, fine ones where the verifier starts to answer.
+    # Coarse steps over the whole range, fine ones where the plonk_verifier starts to answer.
     for gas in [*range(30_000, needed + 30_000, 9_973), *range(needed - 12_000, needed, 97), needed]:
         try:
             answer = web3.eth.call({**call, "gas": gas})
@@ -200,20 +200,20 @@ def test_verify__starved_of_gas__reverts_never_answers_false(verifier, sample, c
     assert all(a == 1 or str(a).startswith("reverted") for a in answers.values()), answers
     assert answers[needed] == 1, "the gas estimate must be enough to verify"
     assert any("verifier: out of gas" in str(a) for a in answers.values()), answers
-    assert min(gas for gas, a in answers.items() if a == 1) > verifier.verify_gas()
+    assert min(gas for gas, a in answers.items() if a == 1) > plonk_verifier.verify_gas()
 
 
 def test_verify__gas_bound__above_what_a_real_verification_takes(
-    verifier, sample, chain, owner, compiled, circuit
+    plonk_verifier, sample, chain, owner, compiled, circuit
 ):
     """The bound the adapter checks before its self-call covers the self-call's real cost
     (read from the call trace), with the 1/64 a call keeps back."""
     proof, public = sample
-    tx = verifier.verify.transact(public, proof, sender=owner)
+    tx = plonk_verifier.verify.transact(public, proof, sender=owner)
     trace = chain.provider.make_request("debug_traceTransaction", [tx.txn_hash, {"tracer": "callTracer"}])
     [inner] = [c for c in trace.get("calls", []) if c["type"] == "STATICCALL"]
     used = int(inner["gasUsed"], 16)
-    bound = verifier.verify_gas()
+    bound = plonk_verifier.verify_gas()
     key = plonk.PlonkKey.load(circuit.verification_key_file)
     assert bound == compiled.verify_gas == plonk.verify_gas(key)
     assert used <= (bound - 2_000) * 63 // 64, (used, bound)
@@ -237,12 +237,12 @@ def test_verifier_contract__second_call__read_from_the_cache(circuit, compiled, 
 
 
 @pytest.fixture(scope="module")
-def plonk_market(registry, verifier, owner, circuit, snarkjs, mechanism, provers):
-    """A market on the PLONK verifier, opened with a sample proof made for its creator;
+def plonk_market(registry, plonk_verifier, owner, circuit, snarkjs, mechanism, provers):
+    """A market on the PLONK plonk_verifier, opened with a sample proof made for its creator;
     the provers staked in it."""
     made = snarkjs.prove(circuit, circuit.sample, owner.address)
     tx = registry.create_market(
-        verifier,
+        plonk_verifier,
         made.public_inputs,
         made.proof,
         MIN_COLLATERAL,
@@ -262,22 +262,22 @@ def plonk_market(registry, verifier, owner, circuit, snarkjs, mechanism, provers
 
 
 def test_create_market__plonk_verifier__custom_market_with_its_code_hash(
-    registry, plonk_market, verifier, chain, circuit
+    registry, plonk_market, plonk_verifier, chain, circuit
 ):
     market = registry.market(plonk_market.market_id)
-    assert market.verifier == verifier.address
+    assert market.verifier == plonk_verifier.address
     assert market.custom and plonk_market.custom
     assert market.binding == BINDING_ADDRESS_INPUT
     assert market.address_input == circuit.address_input == 0
-    code = bytes(chain.provider.get_code(verifier.address))
+    code = bytes(chain.provider.get_code(plonk_verifier.address))
     assert bytes(market.codehash) == keccak(code) == bytes(plonk_market.codehash)
 
 
-def test_create_market__sample_proof_for_another_address__refused(registry, verifier, owner, sample):
+def test_create_market__sample_proof_for_another_address__refused(registry, plonk_verifier, owner, sample):
     proof, public = sample  # made for PROVER, submitted by owner with owner's address in
     with ape.reverts("registry: sample proof rejected"):
         registry.create_market(
-            verifier,
+            plonk_verifier,
             [int(owner.address, 16), public[1]],
             proof,
             MIN_COLLATERAL,
