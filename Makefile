@@ -40,7 +40,7 @@ REGISTRY_ABI := provingmarket/chain/abi/Registry.json
 
 compile: install .build/.compiled $(REGISTRY_ABI)
 
-.build/.compiled: $(CONTRACTS) ape-config.yaml
+.build/.compiled: $(CONTRACTS) ape-config.yaml | install
 	ape compile --force
 	touch $@
 
