@@ -13,6 +13,8 @@
     ape run requester post 1 --secret 7 --auto --weights 10,3,1,1 --max-time 900 --network ... --account me
     ape run requester post 1 --secret 7 --auto --persona batch --max-price 0.05 --network ... --account me
     ape run requester route 1 --weights 3,2,10,1 --min-redundancy 2 --network ... [--account me]
+    ape run requester post 1 --secret 7 --mechanism 3 --reward 0.01 --reprice-after 0.5 --max-price 0.05 ...
+    ape run requester reprice [0x<task id> --max-price 0.05] [--watch] --network ... --account me
 
 `post` defaults, each changed by its option (or by a persona, below):
 
@@ -46,6 +48,11 @@ is kept in `--router-state FILE` (default: `router-<chain id>.json` next to the
 deployment record). A registered mechanism's frontend is offered `--fee` per slot. Without
 `--auto`, `--persona` posts the persona's fixed terms (below). `route` takes the same
 options and says what `post --auto` would choose, posting nothing.
+
+`--reprice-after SHARE` (with `--reprice-step`, default 25%, and `--max-price`, the
+ceiling) opts the task in to re-pricing: `reprice` cancels it once that share of its
+assignment window has passed with no assignment, withdraws the refund and posts it again
+higher (provingmarket/market/repricing.py); `--watch` keeps doing so.
 
 The inputs are the circuit's input signals except the prover's address, from
 `--inputs-file`, `--input NAME=VALUE` or `--secret N` (the circuit makes them). They ride
@@ -769,6 +776,8 @@ def reprice(account, task_ids, after, step, max_price, watch, poll, timeout, rep
     for task_id in ids:
         if policy is not None:
             state = registry.task(task_id)
+            if state.terms.requester != account.address:
+                fail(f"task {task_id} is {state.terms.requester}'s; only its requester may re-price it")
             repricing.check_repriceable(state.terms, policy)
             repricing.opt_in(record, task_id, account.address, policy)
         elif task_id not in record.entries:

@@ -36,6 +36,7 @@ from typing import Any
 from web3 import Web3
 
 from provingmarket.chain import requester as following
+from provingmarket.chain.checks import when
 from provingmarket.chain.client import ClientError, RegistryClient, TaskState, chain_time, parse_ether
 from provingmarket.chain.client import format_ether as eth
 from provingmarket.formats import MAX_REWARD, OPEN_RACE, TaskTerms
@@ -461,7 +462,7 @@ class Outcome:
                 f"at {eth(self.reward)}"
             )
         if self.action == "waiting":
-            return f"task {short} has no assignment yet; re-priced at {self.until} unless a prover takes it"
+            return f"task {short} has no assignment yet; re-priced at {when(self.until)} unless taken"
         return f"task {short}: {self.stage}" + (f" ({self.note})" if self.note else "")
 
 
@@ -500,12 +501,9 @@ def step(registry: RegistryClient, record: Record, entry: Entry, requester: str)
             entry.stage, entry.note = TAKEN, "every slot was taken before the cancel: nothing to re-post"
             record.save()
             return Outcome(entry.task_id, "stopped", entry.stage, note=entry.note)
+        # A slot taken meanwhile stays with its prover: only the slots closed are posted
+        # again, at the price chosen for more (so within the ceiling).
         slots, reward = closed.slots, action.reward
-        if slots != state.open:  # a slot taken meanwhile: the price for fewer slots
-            reward = (
-                next_reward(state.terms.max_reward, state.terms.frontend_fee, slots, entry.policy) or reward
-            )
-            entry.reward = reward
     else:
         slots, reward = action.slots, action.reward
         entry.reward = reward
@@ -540,7 +538,14 @@ def _repost(
         redundancy=slots,
         salt=int.from_bytes(state.task_id, "big"),
     )
-    held = registry.web3.eth.get_balance(Web3.to_checksum_address(requester))
+    web3, address = registry.web3, Web3.to_checksum_address(requester)
+    if web3.eth.get_transaction_count(address, "pending") > web3.eth.get_transaction_count(address):
+        # Maybe a re-post sent before a crash and not mined yet: posting now could post twice.
+        raise ClientError(
+            f"{requester} has a transaction pending; task {entry.task_id}'s re-post waits until it is "
+            "mined (run `reprice` again then)"
+        )
+    held = web3.eth.get_balance(address)
     if held < new.escrow():
         raise ClientError(
             f"task {entry.task_id} is cancelled and its escrow refunded, but {requester} holds {eth(held)}, "
