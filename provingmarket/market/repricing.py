@@ -206,6 +206,13 @@ def policy_for(prefs: Preferences, terms: dict, now: int, after: int = DEFAULT_A
     return Policy(after, parse_step(DEFAULT_STEP), prefs.max_price, deadline)
 
 
+def reposts(terms: TaskTerms) -> str:
+    """The id of the task these terms would re-post: their salt read as a task id. It is a
+    re-post if a task of the same requester has that id and was cancelled (for the
+    explorer's "re-posted as"; a random 64-bit salt names no task)."""
+    return "0x" + (terms.salt % 2**256).to_bytes(32, "big").hex()
+
+
 # ------------------------------------------------------------------ the record
 
 

@@ -260,3 +260,8 @@ def test_record__another_chain_or_unreadable__refused_with_what_to_do(tmp_path):
     with pytest.raises(ClientError, match="move it away"):
         repricing.load(path, 1, "0x" + "22" * 20)
     assert repricing.Policy.from_data(json.loads(json.dumps(POLICY.data()))) == POLICY
+
+
+def test_reposts__the_salt_read_as_the_old_task_id():
+    old = "0x" + "ab" * 32
+    assert repricing.reposts(replace(TERMS, salt=int(old, 16))) == old
