@@ -44,7 +44,7 @@ from provingmarket.formats import (
     TaskTerms,
 )
 from provingmarket.market import personas as persona_book
-from provingmarket.market import qos, routing
+from provingmarket.market import qos, repricing, routing
 from provingmarket.market.preferences import PreferenceError, Preferences, parse_weights
 from provingmarket.market.router import Choice, Infeasible, Router
 from provingmarket.proving.circuits import Circuit, CircuitError, UnsatisfiedInputs, sample_inputs
@@ -358,6 +358,9 @@ class PostOptions:
     max_price: str | None = None
     min_redundancy: str | None = None
     router_state: str | None = None
+    reprice_after: str | None = None
+    reprice_step: str | None = None
+    reprice_state: str | None = None
 
     def given_terms(self) -> list[str]:
         """The term options given explicitly."""
@@ -378,11 +381,23 @@ class PostOptions:
         return [
             option
             for option, value in (
-                ("--weights", self.weights), ("--max-time", self.max_time), ("--max-price", self.max_price),
+                ("--weights", self.weights), ("--max-time", self.max_time),
+                ("--max-price", None if self.reprice_after is not None else self.max_price),
                 ("--min-redundancy", self.min_redundancy), ("--router-state", self.router_state),
             )
             if value is not None
         ]  # fmt: skip
+
+    def repricing(self, max_price: int | None) -> repricing.Policy | None:
+        """The re-pricing the requester opted in to (--reprice-after), its ceiling
+        --max-price; None without it. Needs no chain."""
+        if self.reprice_after is None:
+            if self.reprice_step is not None or self.reprice_state is not None:
+                raise ClientError(
+                    "--reprice-step and --reprice-state go with --reprice-after SHARE (e.g. 0.5)"
+                )
+            return None
+        return repricing.make_policy(self.reprice_after, self.reprice_step, max_price)
 
 
 @dataclass
@@ -407,6 +422,7 @@ class Draft:
     persona: Any = None
     plan: Any = None
     routing: tuple[Preferences, str] | None = None  # with --auto: the preferences and their source
+    repricing: repricing.Policy | None = None  # with --reprice-after: when and how far to re-price
 
 
 def draft(options: PostOptions) -> Draft:
@@ -417,6 +433,16 @@ def draft(options: PostOptions) -> Draft:
     if capabilities > MAX_CAPABILITIES:
         raise ClientError(f"--capabilities {capabilities:#x} has bits above 63: no prover can declare them")
     drafted.capabilities = capabilities
+    if drafted.routing is not None:
+        drafted.repricing = options.repricing(drafted.routing[0].max_price)
+    else:
+        ceiling = None if options.max_price is None else parse_ether(options.max_price, "--max-price")
+        drafted.repricing = options.repricing(ceiling)
+    if drafted.repricing is not None and drafted.mechanism_id == OPEN_RACE:
+        raise ClientError(
+            "--reprice-after: an open race (mechanism 1) has no assignment window and cannot be cancelled "
+            "while it runs; re-price a task of another --mechanism"
+        )
     drafted.salt = secrets.randbits(64) if options.salt is None else whole(options.salt, "--salt")
     if len(options.input_uri) > MAX_URI:
         raise ClientError(
@@ -533,6 +559,8 @@ class Posted:
     plan: Any = None
     routed: Routed | None = None  # or the router's choice
     warning: str | None = None  # what went wrong after the post (the router's state not written)
+    repricing: repricing.Entry | None = None  # the re-pricing it is watched for, and where
+    repricing_record: Path | None = None
 
 
 def post(
@@ -568,6 +596,15 @@ def post(
     elif d.plan is not None:
         _fill_from_plan(d, options, market)
     terms = _task_terms(registry, market, d, circuit.commitment(inputs), keccak(prover_input))
+    record = None
+    skipped = None
+    if d.repricing is not None and d.routing is not None and terms.mechanism_id == OPEN_RACE:
+        d.repricing = None  # the router chose a race: nothing to cancel while it runs
+        skipped = "note: the router chose an open race, which cannot be re-priced; posted without re-pricing"
+    if d.repricing is not None:
+        repricing.check_repriceable(terms, d.repricing)
+        path = repricing.record_path(registry, options.reprice_state, folder)
+        record = repricing.load(path, registry.web3.eth.chain_id, registry.address)
     posted = _send(registry, requester, terms, prover_input, options.input_uri)
     task_id = "0x" + bytes(posted.task_id).hex()
     result = Posted(
@@ -586,7 +623,31 @@ def post(
     )
     if routed is not None:
         result.warning = _remember(routed, task_id, requester)
+    if skipped:
+        result.warning = "\n".join(w for w in (result.warning, skipped) if w)
+    if record is not None and d.repricing is not None:
+        result.repricing_record = record.path
+        result.repricing, warning = _watch(record, task_id, requester, d, result.terms.posted_at)
+        result.warning = "\n".join(w for w in (result.warning, warning) if w) or None
     return result
+
+
+def _watch(
+    record: repricing.Record, task_id: str, requester: str, d: Draft, posted_at: int
+) -> tuple[repricing.Entry | None, str | None]:
+    """Opt the posted task in to re-pricing (with --auto and --max-time, only while a
+    proof may still come in time); a warning if the record cannot be written."""
+    policy = d.repricing
+    assert policy is not None
+    if d.routing is not None and d.routing[0].max_time is not None:
+        policy = replace(policy, deadline=posted_at + d.routing[0].max_time)
+    try:
+        return repricing.opt_in(record, task_id, requester, policy), None
+    except ClientError as error:  # posted already: say so, and how to watch it
+        return None, (
+            f"warning: task {task_id} is posted, but not watched for re-pricing: {error}; "
+            f"`ape run requester reprice {task_id} --max-price ...` watches it"
+        )
 
 
 def _send(registry: RegistryClient, requester: str, terms: TaskTerms, prover_input: bytes, uri: str):
