@@ -31,6 +31,7 @@ from eth_utils.address import is_address, to_checksum_address
 from provingmarket.chain.mirror.schema import SCHEMA_VERSION, loads
 from provingmarket.deployments import Deployment
 from provingmarket.formats import BUILT_IN_MECHANISMS, OPEN_RACE, TaskTerms
+from provingmarket.market.repricing import reposts
 from provingmarket.proving.circuits import Circuit, CircuitError
 
 PAGE_SIZE = 50  # rows per page of every list
@@ -393,6 +394,7 @@ class Explorer:
                 "circuit": circuit,
                 "escrow": _escrow(terms, events),
                 "windows": _windows(terms, status["now"]),
+                **_repost_links(db, key, terms, events),
             }
 
         return self.read(build)
@@ -736,6 +738,20 @@ def _escrow(terms: TaskTerms, events: Iterable[dict]) -> dict:
         "held": escrowed - paid - fees - refunded,
         "compensation": compensation,
     }
+
+
+def _repost_links(db: sqlite3.Connection, key: str, terms: TaskTerms, events: Sequence[dict]) -> dict:
+    """A re-priced task and its successor (provingmarket/market/repricing.py): the new task's
+    salt is the old task's id, both of one requester, and the old one was cancelled."""
+    earlier = reposts(terms)
+    row = db.execute("SELECT terms FROM tasks WHERE task_id = ?", (earlier,)).fetchone()
+    repost_of = earlier if row and loads(row["terms"])["requester"] == terms.requester else None
+    later = None
+    if any(e["name"] == "SlotsClosed" and e["args"].get("cancelled") for e in events):
+        pattern = f'%"requester":"{terms.requester}"%"salt":{int(key, 16)}}}'
+        found = db.execute("SELECT task_id FROM tasks WHERE terms LIKE ? LIMIT 1", (pattern,)).fetchone()
+        later = found[0] if found else None
+    return {"repost_of": repost_of, "reposted_as": later}
 
 
 def _windows(terms: TaskTerms, now: int) -> dict:

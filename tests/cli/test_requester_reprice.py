@@ -13,13 +13,14 @@ from dataclasses import replace
 
 import pytest
 
+from explorer.data import Explorer
 from provingmarket import deployments
 from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.cli import network_name
 from provingmarket.devnet import default_backend
 from provingmarket.formats import TaskTerms
 from provingmarket.proving.circuits import Circuit
-from tests.factories import ETHER, advance, assigned, frontend_account, item, start_frontend
+from tests.factories import ETHER, advance, assigned, frontend_account, item, start_frontend, wait_until
 from tests.processes import conftest as processes
 
 # The process tests' fixtures: a registry of the test's own, funded accounts, a prover in
@@ -124,6 +125,13 @@ def test_reprice_watch__task_below_every_ask__reposted_higher_assigned_by_the_or
     assert record["tasks"][first["task_id"]]["reposted_as"] == second_id
     assert record["tasks"][second_id]["reposted_from"] == first["task_id"]
     assert record["tasks"][second_id]["stage"] == "taken"
+    # The explorer, over the orderbook keeper's mirror, links the two tasks both ways.
+    explorer = Explorer(tmp_path / "orderbook" / "mirror.sqlite")
+    shown = wait_until(
+        lambda: (page := explorer.task(second_id))["repost_of"] and page, what="the re-post in the mirror"
+    )
+    assert shown["repost_of"] == first["task_id"]
+    assert explorer.task(first["task_id"])["reposted_as"] == second_id
 
 
 # ------------------------------------------------------------------ resume after a crash
