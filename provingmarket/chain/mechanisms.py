@@ -86,6 +86,14 @@ def parse_instance(name: str) -> tuple[str, dict[str, int]]:
     return kind, parse_parameters(text, kind)
 
 
+def published(name: str) -> dict[str, int] | None:
+    """The parameters a registered name publishes (None: none, or a name not in the format)."""
+    try:
+        return parse_instance(name)[1] or None
+    except InstanceError:
+        return None
+
+
 def instance_name(kind: str, params: Mapping[str, int]) -> str:
     """The registered name of an instance of `kind` with `params` (a known kind's keys in
     its order, others sorted); one the registry takes (at most MAX_NAME characters)."""
@@ -119,11 +127,7 @@ class MechanismInfo:
 
     @property
     def params(self) -> dict[str, int] | None:
-        """The parameters its name publishes (None: none, or a name not in the format)."""
-        try:
-            return parse_instance(self.name)[1] or None
-        except InstanceError:
-            return None
+        return published(self.name)
 
 
 def mechanisms(registry: RegistryClient) -> list[MechanismInfo]:
@@ -175,4 +179,5 @@ __all__ = [
     "mechanisms",
     "parse_instance",
     "parse_parameters",
+    "published",
 ]
