@@ -51,7 +51,7 @@ def parse_parameters(text: str, kind: str) -> dict[str, int]:
         key, eq, value = item.strip().partition("=")
         if not eq or not _KEY.fullmatch(key) or not _VALUE.fullmatch(value):
             raise InstanceError(
-                f"'{item.strip()}': write each parameter as key=value, a whole number (window=30)"
+                f"'{item.strip()}': write each parameter as key=value, the value a whole number"
             )
         if key in params:
             raise InstanceError(f"parameter {key} given twice")
