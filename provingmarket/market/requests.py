@@ -867,7 +867,7 @@ def _check_mechanism(
             "it takes no open race and no redundancy above 1; use --mechanism 2 or a registered "
             "mechanism with --redundancy 1"
         )
-    if mechanism_id not in BUILT_IN_MECHANISMS:
+    if mechanism_id not in BUILT_IN_MECHANISMS and mechanism_id < CHAIN:  # a chain's links: chain_mechanisms
         _, retired = registered_mechanism(
             registry,
             mechanism_id,

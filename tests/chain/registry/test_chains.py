@@ -8,7 +8,10 @@ import random
 import ape
 import pytest
 
+from frontends.keeper import book_snapshot
 from provingmarket import rules
+from provingmarket.chain.client import RegistryClient
+from provingmarket.chain.mirror import Mirror
 from provingmarket.chain.tasks import RACE
 from provingmarket.formats import (
     BINDING_COMMIT_REVEAL,
@@ -236,3 +239,38 @@ def test_gas__a_chained_task_costs_at_most_3000_more_to_post_and_little_more_to_
     # some 70 of calldata; a proof pays only the calldata (docs/registry.md, "Gas").
     assert gas["chain"][1] - gas["single"][1] <= 400
     assert gas["chain"][2] - gas["single"][2] <= 100
+
+
+def test_chain__keepers_see_it_only_in_their_links_windows_and_the_race_takes_it_at_the_end(
+    chain, registry, market, requester, provers, two_mechanisms
+):
+    """What the auction's and the orderbook's keepers (frontends/keeper.py) and a racing
+    prover's agent read from the mirror, as the chain moves on with no transaction."""
+    auction, orderbook = two_mechanisms
+    terms = post_chain(
+        registry, requester, market, [Link(auction, 30), Link(orderbook, 60), Link(OPEN_RACE, 100)]
+    )
+    task = bytes(registry.task_id(terms.as_tuple()))
+
+    with Mirror(":memory:", RegistryClient(chain.provider.web3, registry.address), start_block=0) as mirror:
+
+        def seen(now: int) -> dict[str, bool]:
+            mirror.sync()
+            snap = mirror.snapshot(now)
+            return {
+                "auction": task in {t.task_id for t in book_snapshot(snap, now, {auction}).tasks},
+                "orderbook": task in {t.task_id for t in book_snapshot(snap, now, {orderbook}).tasks},
+                "race": task in {t.task_id for t in mirror.open_tasks(now=now, mechanism_id=OPEN_RACE)},
+            }
+
+        assert seen(terms.posted_at + 1) == {"auction": True, "orderbook": False, "race": False}
+        advance(chain, 40)
+        assert seen(chain.pending_timestamp) == {"auction": False, "orderbook": True, "race": False}
+        advance(chain, 60)
+        assert seen(chain.pending_timestamp) == {"auction": False, "orderbook": False, "race": True}
+
+        prove(registry, terms, RACE, provers[0])
+        mirror.sync()
+        [slot] = mirror.task(task).slots
+        assert (slot.state, slot.prover, slot.price) == ("proven", provers[0].address, terms.max_reward)
+        assert not seen(chain.pending_timestamp)["race"]
