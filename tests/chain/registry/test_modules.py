@@ -3,7 +3,8 @@ contracts/Registry.vy within the size a chain accepts (with room to grow), every
 with an external function under the reentrancy lock, and views only tests need kept in
 the test harness, not the registry."""
 
-SIZE_LIMIT = 24_200  # bytes of runtime code; EIP-170 allows 24,576
+SIZE_LIMIT = 24_300  # bytes of runtime code as deployed; EIP-170 allows 24,576
+IMMUTABLES = 128  # the 4 immutables Vyper appends to the runtime code at deployment
 TEST_VIEWS = {
     "slot_word",
     "engagement",
@@ -19,8 +20,8 @@ def runtime_size(container) -> int:
 
 
 def test_registry_runtime_bytecode__fits_the_size_limit_with_room(project):
-    size = runtime_size(project.Registry)
-    assert size <= SIZE_LIMIT, f"Registry.vy compiles to {size:,} bytes of runtime code, above {SIZE_LIMIT:,}"
+    size = runtime_size(project.Registry) + IMMUTABLES
+    assert size <= SIZE_LIMIT, f"Registry.vy deploys {size:,} bytes of runtime code, above {SIZE_LIMIT:,}"
 
 
 def test_test_harness__is_the_registry_plus_views_only_tests_need(project):
@@ -28,8 +29,7 @@ def test_test_harness__is_the_registry_plus_views_only_tests_need(project):
     harness = {a.name for a in project.RegistryHarness.contract_type.abi if a.type == "function"}
     assert harness - registry == TEST_VIEWS
     assert registry < harness
-    # Deployable on a chain that enforces EIP-170: 24,576 bytes with the 4 immutables (128).
-    assert runtime_size(project.RegistryHarness) + 128 <= 24_576
+    assert runtime_size(project.RegistryHarness) + IMMUTABLES <= 24_576  # deployable under EIP-170
 
 
 def test_registry_math__holds_the_views_that_read_no_state(project):
