@@ -126,8 +126,11 @@ def link_at(terms: TaskTerms, at: int) -> tuple[int, int, int]:
 
 
 def mechanism_at(terms: TaskTerms, at: int) -> int:
-    """The mechanism that may take a slot of the task at `at` (a chain's current link), or 0
-    once none may."""
+    """The mechanism a slot of the task goes to at `at`: a single task's one mechanism
+    (whether its window is still open is `taking_ends`'), a chain's current link, or 0 once
+    the chain is over."""
+    if terms.mechanism_id < CHAIN:
+        return terms.mechanism_id
     return link_at(terms, at)[0]
 
 
