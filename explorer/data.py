@@ -594,13 +594,18 @@ def _task_rows(
         [*params, limit, offset],
     ).fetchall()
     out = []
+    names: dict[int, str] | None = None
     for r in rows:
         terms = loads(r["terms"])
+        mechanism = r["mechanism_id"]
+        if mechanism == 0:  # a chain (the mirror's tasks hold 0): its links' names
+            names = _mechanism_names(db) if names is None else names
+            mechanism = _mechanism_label(names, int(terms["mechanism_id"]))
         out.append(
             {
                 "task_id": r["task_id"],
                 "market_id": r["market_id"],
-                "mechanism_id": r["mechanism_id"],
+                "mechanism_id": mechanism,
                 "requester": r["requester"],
                 "redundancy": r["redundancy"],
                 "max_reward": int(terms["max_reward"]),

@@ -8,6 +8,8 @@ import random
 import ape
 import pytest
 
+from explorer.app import templates
+from explorer.data import Explorer
 from frontends.keeper import book_snapshot
 from provingmarket import rules
 from provingmarket.chain.client import RegistryClient
@@ -242,7 +244,7 @@ def test_gas__a_chained_task_costs_at_most_3000_more_to_post_and_little_more_to_
 
 
 def test_chain__keepers_see_it_only_in_their_links_windows_and_the_race_takes_it_at_the_end(
-    chain, registry, market, requester, provers, two_mechanisms
+    chain, registry, market, requester, provers, two_mechanisms, tmp_path
 ):
     """What the auction's and the orderbook's keepers (frontends/keeper.py) and a racing
     prover's agent read from the mirror, as the chain moves on with no transaction."""
@@ -252,7 +254,8 @@ def test_chain__keepers_see_it_only_in_their_links_windows_and_the_race_takes_it
     )
     task = bytes(registry.task_id(terms.as_tuple()))
 
-    with Mirror(":memory:", RegistryClient(chain.provider.web3, registry.address), start_block=0) as mirror:
+    path = tmp_path / "mirror.sqlite"
+    with Mirror(str(path), RegistryClient(chain.provider.web3, registry.address), start_block=0) as mirror:
 
         def seen(now: int) -> dict[str, bool]:
             mirror.sync()
@@ -268,6 +271,16 @@ def test_chain__keepers_see_it_only_in_their_links_windows_and_the_race_takes_it
         assert seen(chain.pending_timestamp) == {"auction": False, "orderbook": True, "race": False}
         advance(chain, 60)
         assert seen(chain.pending_timestamp) == {"auction": False, "orderbook": False, "race": True}
+        # The explorer's task page lists the links and marks the current one.
+        explorer = Explorer(path, head=lambda: (chain.blocks.head.number, chain.pending_timestamp))
+        page = explorer.task("0x" + task.hex())
+        assert page["mechanism"] == "chain: auction, then orderbook, then open race"
+        assert [(x["name"], x["window"], x["current"]) for x in page["chain"]] == [
+            ("auction", 30, False), ("orderbook", 60, False), ("open race", 100, True),
+        ]  # fmt: skip
+        assert explorer.tasks()["tasks"][0]["mechanism_id"] == page["mechanism"]
+        html = templates().get_template("task.html").render(path=f"/tasks/0x{task.hex()}", **page)
+        assert '<li data-figure="link" data-value="1" aria-current="true">open race: 100 s' in html
 
         prove(registry, terms, RACE, provers[0])
         mirror.sync()
