@@ -238,7 +238,7 @@ def test_gas__a_chained_task_costs_at_most_3000_more_to_post_and_little_more_to_
     print(f"\ngas (post, assign, prove): single {gas['single']}, chain {gas['chain']}")
     assert gas["chain"][0] - gas["single"][0] <= 3_000
     # Finding the current link costs a chained assignment some 300 gas and its longer terms
-    # some 70 of calldata; a proof pays only the calldata (docs/registry.md, "Gas").
+    # some 70 of calldata; a proof pays only the calldata (docs/registry.md, "Fallback chains").
     assert gas["chain"][1] - gas["single"][1] <= 400
     assert gas["chain"][2] - gas["single"][2] <= 100
 
