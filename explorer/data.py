@@ -28,10 +28,15 @@ from typing import Any
 
 from eth_utils.address import is_address, to_checksum_address
 
+from provingmarket import rules
 from provingmarket.chain.mirror.schema import SCHEMA_VERSION, loads
 from provingmarket.deployments import Deployment
+<<<<<<< HEAD
 from provingmarket.formats import BUILT_IN_MECHANISMS, OPEN_RACE, TaskTerms
 from provingmarket.market.repricing import reposts
+=======
+from provingmarket.formats import BUILT_IN_MECHANISMS, OPEN_RACE, TaskTerms, chain_links
+>>>>>>> chains
 from provingmarket.proving.circuits import Circuit, CircuitError
 
 PAGE_SIZE = 50  # rows per page of every list
@@ -384,7 +389,8 @@ class Explorer:
                 "state_help": STATE_HELP[_state_of(counts)],
                 "counts": counts,
                 "terms": terms,
-                "mechanism": names.get(terms.mechanism_id, f"mechanism {terms.mechanism_id}"),
+                "mechanism": _mechanism_label(names, terms.mechanism_id),
+                "chain": _chain(names, terms, status["now"]),
                 "slots": slots,
                 "timeline": events,
                 "prover_input": bytes(row["prover_input"]).decode(errors="replace"),
@@ -547,6 +553,34 @@ def _states(db: sqlite3.Connection, market_id: int | None = None) -> dict[str, i
     return {s: found.get(s, 0) for s in TASK_STATES}
 
 
+def _mechanism_label(names: Mapping[int, str], mechanism_id: int) -> str:
+    """A mechanism's name; a chain's links' names in order."""
+    links = chain_links(mechanism_id)
+    if links:
+        return "chain: " + ", then ".join(names.get(x.mechanism, f"mechanism {x.mechanism}") for x in links)
+    return names.get(mechanism_id, f"mechanism {mechanism_id}")
+
+
+def _chain(names: Mapping[int, str], terms: TaskTerms, now: int) -> list[dict]:
+    """A chained task's links: name, id, window, its start and end, and whether it is the
+    one that may take a slot now (`rules.link_at`); [] for a single mechanism."""
+    out, end = [], terms.posted_at
+    current = rules.link_at(terms, now)
+    for link in chain_links(terms.mechanism_id):
+        start, end = end, end + link.window
+        out.append(
+            {
+                "mechanism_id": link.mechanism,
+                "name": names.get(link.mechanism, f"mechanism {link.mechanism}"),
+                "window": link.window,
+                "start": start,
+                "end": end,
+                "current": current[0] == link.mechanism and current[2] == end,
+            }
+        )
+    return out
+
+
 def _mechanism_names(db: sqlite3.Connection) -> dict[int, str]:
     names = dict(BUILT_IN_MECHANISMS)
     names.update({r[0]: r[1] for r in db.execute("SELECT mechanism_id, name FROM mechanisms")})
@@ -566,13 +600,18 @@ def _task_rows(
         [*params, limit, offset],
     ).fetchall()
     out = []
+    names: dict[int, str] | None = None
     for r in rows:
         terms = loads(r["terms"])
+        mechanism = r["mechanism_id"]
+        if mechanism == 0:  # a chain (the mirror's tasks hold 0): its links' names
+            names = _mechanism_names(db) if names is None else names
+            mechanism = _mechanism_label(names, int(terms["mechanism_id"]))
         out.append(
             {
                 "task_id": r["task_id"],
                 "market_id": r["market_id"],
-                "mechanism_id": r["mechanism_id"],
+                "mechanism_id": mechanism,
                 "requester": r["requester"],
                 "redundancy": r["redundancy"],
                 "max_reward": int(terms["max_reward"]),

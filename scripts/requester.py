@@ -24,6 +24,10 @@
   lets a prover lock a slot at a price rising from `--start-price` (default: the market's
   least reward) to `--reward` over `--ramp` seconds (default: the assignment window);
   `--mechanism 3..` names a registered mechanism, whose frontends assign and earn `--fee`.
+  `--chain auction:30,orderbook:60,race` names a fallback chain instead: each mechanism (a
+  registered one by name or id, `dutch`, `race`) may take the task's slots for its window in
+  turn, with no transaction between; the last link may leave its window out (a race then
+  lasts `--proving-window`). docs/mechanisms.md, "Fallback chains".
 - reward and collateral: the market's minimums; no frontend fee; redundancy 1;
   proving window 600 s (for an open race, the race's length); assignment window 600 s
   (none for an open race); no capabilities; no decay; a random 64-bit salt (anvil can give
@@ -94,7 +98,7 @@ from provingmarket.cli import (
     table,
     when,
 )
-from provingmarket.formats import DUTCH, MAX_CAPABILITIES, OPEN_RACE, ZERO_ADDRESS, TaskTerms
+from provingmarket.formats import CHAIN, DUTCH, MAX_CAPABILITIES, OPEN_RACE, ZERO_ADDRESS, TaskTerms
 from provingmarket.market import personas as persona_book
 from provingmarket.market import repricing, requests
 from provingmarket.market.requests import DEFAULT_WINDOW, Routed, whole
@@ -324,6 +328,12 @@ POST_OPTIONS = (
     click.option(
         "--mechanism", metavar="ID", help=f"1 open race, 2 dutch, 3.. registered.  [default: {OPEN_RACE}]"
     ),
+    click.option(
+        "--chain",
+        metavar="LINKS",
+        help="A fallback chain instead of --mechanism: up to 3 mechanisms, each with its window in "
+        "seconds, tried in turn (auction:30,orderbook:60,race); the last may leave its window out.",
+    ),
     capabilities_option,
     click.option("--decay/--no-decay", default=None, help="The reward decays to the floor.  [default: no]"),
     click.option(
@@ -400,12 +410,15 @@ def _post_text(posted: requests.Posted, chose: dict | None) -> str:
             f"assignable until {when(terms.posted_at + terms.assign_window)}, "
             f"{terms.proving_window} s to prove"
         )
+    mechanism = f"mechanism {terms.mechanism_id} ({posted.mechanism})"
+    if terms.mechanism_id >= CHAIN:
+        mechanism = f"chain: {posted.mechanism}"
     return (
         (_persona_line(posted, chose) + "\n" if chose else "")
         + ("\n".join(_route_lines(posted.routed)) + "\n" if posted.routed else "")
         + f"task {posted.task_id}\n"
-        f"posted in market {terms.market_id} ({posted.circuit}), mechanism {terms.mechanism_id} "
-        f"({posted.mechanism}); escrow {eth(posted.escrow)} = {terms.redundancy} x "
+        f"posted in market {terms.market_id} ({posted.circuit}), {mechanism}; "
+        f"escrow {eth(posted.escrow)} = {terms.redundancy} x "
         f"({eth(terms.max_reward)} reward + {eth(terms.frontend_fee)} fee)\n"
         f"{window}; inputs {posted.prover_input.decode()}"
         + (

@@ -30,10 +30,12 @@ from provingmarket.formats import (
     BINDING_ADDRESS_INPUT,
     BINDING_NONE,
     BUILT_IN_MECHANISMS,
+    CHAIN,
     DUTCH,
     MAX_ASSIGN_WINDOW,
     MAX_CAPABILITIES,
     MAX_COLLATERAL,
+    MAX_LINKS,
     MAX_PROVER_INPUT,
     MAX_PROVING_WINDOW,
     MAX_REDUNDANCY,
@@ -41,7 +43,10 @@ from provingmarket.formats import (
     MAX_URI,
     OPEN_RACE,
     ZERO_ADDRESS,
+    Link,
     TaskTerms,
+    chain_links,
+    encode_chain,
 )
 from provingmarket.market import personas as persona_book
 from provingmarket.market import qos, repricing, routing
@@ -343,6 +348,7 @@ class PostOptions:
     collateral: str | None = None
     redundancy: str | None = None
     mechanism: str | None = None
+    chain: str | None = None
     capabilities: str = "0"
     decay: bool | None = None
     decay_floor: str | None = None
@@ -367,7 +373,7 @@ class PostOptions:
         return [
             option
             for option, value in (
-                ("--mechanism", self.mechanism), ("--redundancy", self.redundancy),
+                ("--mechanism", self.mechanism), ("--chain", self.chain), ("--redundancy", self.redundancy),
                 ("--assign-window", self.assign_window), ("--proving-window", self.proving_window),
                 ("--reward", self.reward), ("--collateral", self.collateral),
                 ("--decay/--no-decay", self.decay), ("--decay-floor", self.decay_floor),
@@ -423,6 +429,7 @@ class Draft:
     plan: Any = None
     routing: tuple[Preferences, str] | None = None  # with --auto: the preferences and their source
     repricing: repricing.Policy | None = None  # with --reprice-after: when and how far to re-price
+    chain: tuple[tuple[str, int], ...] = ()  # with --chain: (mechanism as given, window) per link
 
 
 def draft(options: PostOptions) -> Draft:
@@ -512,8 +519,104 @@ def _fixed_draft(o: PostOptions, market_id: int) -> Draft:
     d.start_price = None if o.start_price is None else parse_ether(o.start_price, "--start-price")
     d.decay_floor = 0 if o.decay_floor is None else parse_ether(o.decay_floor, "--decay-floor")
     d.ramp = o.ramp
+    if o.chain is not None:
+        if mechanism_id is not None:
+            raise ClientError("--chain names the task's mechanisms: drop --mechanism (and --persona)")
+        d.mechanism_id = CHAIN  # its links are resolved against the registry when posting
     _fixed_windows(d, o, proving_window, assign_window)
+    if o.chain is not None:
+        d.chain = parse_chain(o.chain, d.proving_window, assign_window)
+        d.assign_window = sum(window for _, window in d.chain)
     return d
+
+
+RACE_NAMES = ("race", "open race", "open-race")
+
+
+def parse_chain(text: str, proving_window: int | None, assign_window: Any) -> tuple[tuple[str, int], ...]:
+    """`--chain MECHANISM:SECONDS,...`: one to three links, each a mechanism (a registered
+    one's name or id, `dutch`, or `race`) with its window; the last may leave its window
+    out: it lasts what --assign-window leaves, else a race --proving-window and any other
+    the default window."""
+    parts = [p.strip() for p in text.split(",")]
+    if not 1 <= len(parts) <= MAX_LINKS or not all(parts):
+        raise ClientError(
+            f"--chain {text!r}: give 1 to {MAX_LINKS} links, comma-separated, "
+            "such as auction:30,orderbook:60,race"
+        )
+    links: list[tuple[str, int | None]] = []
+    for i, part in enumerate(parts):
+        name, _, window = part.partition(":")
+        name = name.strip().lower()
+        if not window:
+            if i < len(parts) - 1:
+                raise ClientError(f"--chain link {i + 1} ({name}) needs a window: {name}:SECONDS")
+            links.append((name, None))
+        else:
+            links.append((name, whole(window, f"--chain link {i + 1}'s window", low=1)))
+    named = sum(w or 0 for _, w in links)
+    total = None if assign_window is None else whole(assign_window, "--assign-window")
+    name, last = links[-1]
+    if last is None:
+        if total is not None:
+            last = total - named
+            if last < 1:
+                raise ClientError(
+                    f"--assign-window {total} s leaves nothing for the chain's last link after {named} s"
+                )
+        else:
+            last = (proving_window or DEFAULT_WINDOW) if name in RACE_NAMES else DEFAULT_WINDOW
+        links[-1] = (name, last)
+    elif total is not None and total != named:
+        raise ClientError(
+            f"--assign-window {total} s is not the chain's {named} s: "
+            "drop it or leave the last link's window out"
+        )
+    resolved = tuple((n, w) for n, w in links if w is not None)
+    if sum(w for _, w in resolved) > MAX_ASSIGN_WINDOW:
+        raise ClientError(f"--chain lasts more than the registry's limit of {MAX_ASSIGN_WINDOW} s")
+    return resolved
+
+
+def chain_mechanisms(registry: RegistryClient, market: Market, chain: tuple[tuple[str, int], ...]) -> int:
+    """The chain's mechanism_id: each link's mechanism by name (the latest registered under
+    it) or id, checked as the registry will."""
+    names: dict[str, int] = {}
+    for e in registry.events(["MechanismRegistered"]):
+        names[str(e.args["name"]).lower()] = e.mechanism_id
+    links = [
+        Link(_link_mechanism(registry, market, names, i, name), window)
+        for i, (name, window) in enumerate(chain)
+    ]
+    try:
+        return encode_chain(links)
+    except ValueError as error:
+        raise ClientError(f"--chain: {error}") from None
+
+
+def _link_mechanism(
+    registry: RegistryClient, market: Market, names: dict[str, int], i: int, name: str
+) -> int:
+    if name in RACE_NAMES:
+        if market.binding != BINDING_ADDRESS_INPUT:
+            raise ClientError(
+                f"--chain link {i + 1} races, but market {market.market_id}'s proofs do not carry the "
+                "prover's address: a race proof could be copied; drop the race link"
+            )
+        return OPEN_RACE
+    if name == "dutch":
+        return DUTCH
+    mechanism_id = int(name) if name.isdigit() else names.get(name)
+    if mechanism_id is None:
+        known = ", ".join(sorted(names)) or "none"
+        raise ClientError(
+            f"--chain link {i + 1}: no mechanism named {name!r} (registered: {known}; or race, dutch, an id)"
+        )
+    if mechanism_id not in BUILT_IN_MECHANISMS:
+        _, retired = registered_mechanism(registry, mechanism_id, lambda last: f"the last is {last}")
+        if retired:
+            raise ClientError(f"--chain link {i + 1}: mechanism {mechanism_id} is retired")
+    return mechanism_id
 
 
 def _fixed_windows(d: Draft, o: PostOptions, proving_window, assign_window) -> None:
@@ -521,7 +624,7 @@ def _fixed_windows(d: Draft, o: PostOptions, proving_window, assign_window) -> N
     d.proving_window = whole(DEFAULT_WINDOW if proving_window is None else proving_window, "--proving-window")
     if d.proving_window == 0:
         raise ClientError("--proving-window is 0: a prover needs some seconds to prove")
-    if d.mechanism_id == OPEN_RACE:
+    if d.mechanism_id == OPEN_RACE and o.chain is None:
         if assign_window is not None:
             raise ClientError(
                 "--assign-window is unused by mechanism 1 (open race): its race lasts --proving-window"
@@ -536,7 +639,8 @@ def _fixed_windows(d: Draft, o: PostOptions, proving_window, assign_window) -> N
             f"--fee {o.fee} for mechanism {d.mechanism_id} ({BUILT_IN_MECHANISMS[d.mechanism_id]}): only a "
             "registered mechanism's frontend earns a fee; leave --fee at 0"
         )
-    if d.mechanism_id != DUTCH and (o.start_price is not None or o.ramp is not None):
+    dutch_link = o.chain is not None and "dutch" in o.chain.lower()
+    if d.mechanism_id != DUTCH and not dutch_link and (o.start_price is not None or o.ramp is not None):
         raise ClientError(f"--start-price and --ramp are for mechanism {DUTCH} (dutch), not {d.mechanism_id}")
     if o.decay_floor is not None and not d.decay:
         raise ClientError("--decay-floor needs --decay")
@@ -595,6 +699,8 @@ def post(
         _take_choice(d, routed.choice.terms)
     elif d.plan is not None:
         _fill_from_plan(d, options, market)
+    if d.chain:
+        d.mechanism_id = chain_mechanisms(registry, market, d.chain)
     terms = _task_terms(registry, market, d, circuit.commitment(inputs), keccak(prover_input))
     record = None
     skipped = None
@@ -750,7 +856,7 @@ def _task_terms(
     _window_at_most(d.assign_window, MAX_ASSIGN_WINDOW, "--assign-window")
     _check_mechanism(registry, market, d.mechanism_id, d.redundancy, d.proving_window)
     ramp = 0
-    if d.mechanism_id == DUTCH:
+    if d.mechanism_id == DUTCH or any(link.mechanism == DUTCH for link in chain_links(d.mechanism_id)):
         if d.start_price is None:
             d.start_price = min(market.min_reward, d.reward)
         if d.start_price > d.reward:
@@ -822,7 +928,7 @@ def _check_mechanism(
             "it takes no open race and no redundancy above 1; use --mechanism 2 or a registered "
             "mechanism with --redundancy 1"
         )
-    if mechanism_id not in BUILT_IN_MECHANISMS:
+    if mechanism_id not in BUILT_IN_MECHANISMS and mechanism_id < CHAIN:  # a chain's links: chain_mechanisms
         _, retired = registered_mechanism(
             registry,
             mechanism_id,
