@@ -31,12 +31,8 @@ from eth_utils.address import is_address, to_checksum_address
 from provingmarket import rules
 from provingmarket.chain.mirror.schema import SCHEMA_VERSION, loads
 from provingmarket.deployments import Deployment
-<<<<<<< HEAD
-from provingmarket.formats import BUILT_IN_MECHANISMS, OPEN_RACE, TaskTerms
-from provingmarket.market.repricing import reposts
-=======
 from provingmarket.formats import BUILT_IN_MECHANISMS, OPEN_RACE, TaskTerms, chain_links
->>>>>>> chains
+from provingmarket.market.repricing import reposts
 from provingmarket.proving.circuits import Circuit, CircuitError
 
 PAGE_SIZE = 50  # rows per page of every list

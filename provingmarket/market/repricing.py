@@ -39,7 +39,7 @@ from provingmarket.chain import requester as following
 from provingmarket.chain.checks import when
 from provingmarket.chain.client import ClientError, RegistryClient, TaskState, chain_time, parse_ether
 from provingmarket.chain.client import format_ether as eth
-from provingmarket.formats import MAX_REWARD, OPEN_RACE, TaskTerms
+from provingmarket.formats import MAX_REWARD, OPEN_RACE, TaskTerms, chain_links
 from provingmarket.market.preferences import Preferences
 
 SCALE = 10_000  # shares of the assignment window and percentages, in basis points
@@ -182,6 +182,11 @@ def check_repriceable(terms: TaskTerms, policy: Policy) -> None:
         raise ClientError(
             "an open race (mechanism 1) has no assignment window and cannot be cancelled while it runs: "
             "re-pricing needs another mechanism"
+        )
+    if any(link.mechanism == OPEN_RACE for link in chain_links(terms.mechanism_id)):
+        raise ClientError(
+            "a chain with an open race link cannot be cancelled while the race runs: re-pricing needs a "
+            "chain without one (or let the race be the chain's last resort, without --reprice-after)"
         )
     if terms.escrow() > policy.ceiling:
         raise ClientError(

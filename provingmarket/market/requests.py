@@ -667,18 +667,15 @@ class Posted:
     repricing_record: Path | None = None
 
 
-def post(
-    registry: RegistryClient, requester: str, options: PostOptions, drafted: Draft, folder: Path
-) -> Posted:
-    """Post the drafted task from REQUESTER and escrow redundancy x (reward + fee): with
-    the router's choice (its state in FOLDER unless --router-state), or the persona's
-    plan, filled with the market's minimums; every term checked first."""
-    d = drafted
-    market = open_market(registry, d.market_id)
-    circuit = circuit_of(registry, d.market_id)
+def _task_inputs(
+    registry: RegistryClient, market: Any, market_id: int, options: PostOptions
+) -> tuple[Circuit, dict, bytes]:
+    """The market's circuit, the task's inputs and the prover input as posted (JSON), each
+    checked: the circuit must bind the prover where the market does, the input must fit."""
+    circuit = circuit_of(registry, market_id)
     if market.binding == BINDING_ADDRESS_INPUT and market.address_input != circuit.address_input:
         raise ClientError(
-            f"market {d.market_id} binds the prover through public input {market.address_input}, but "
+            f"market {market_id} binds the prover through public input {market.address_input}, but "
             f"circuit {circuit.name} has it at {circuit.address_input}: no proof could match; "
             "check the deployment record"
         )
@@ -689,6 +686,18 @@ def post(
             f"the inputs are {len(prover_input)} bytes as JSON; the registry carries at most "
             f"{MAX_PROVER_INPUT}"
         )
+    return circuit, inputs, prover_input
+
+
+def post(
+    registry: RegistryClient, requester: str, options: PostOptions, drafted: Draft, folder: Path
+) -> Posted:
+    """Post the drafted task from REQUESTER and escrow redundancy x (reward + fee): with
+    the router's choice (its state in FOLDER unless --router-state), or the persona's
+    plan, filled with the market's minimums; every term checked first."""
+    d = drafted
+    market = open_market(registry, d.market_id)
+    circuit, inputs, prover_input = _task_inputs(registry, market, d.market_id, options)
     routed = None
     if d.routing is not None:
         state = state_path(registry, options.router_state, folder)

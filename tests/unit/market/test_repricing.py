@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from provingmarket.chain.client import ClientError
-from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
+from provingmarket.formats import DUTCH, OPEN_RACE, Link, TaskTerms, encode_chain
 from provingmarket.market import repricing
 from provingmarket.market.preferences import Preferences
 from provingmarket.market.repricing import (
@@ -265,3 +265,14 @@ def test_record__another_chain_or_unreadable__refused_with_what_to_do(tmp_path):
 def test_reposts__the_salt_read_as_the_old_task_id():
     old = "0x" + "ab" * 32
     assert repricing.reposts(replace(TERMS, salt=int(old, 16))) == old
+
+
+def test_check_repriceable__a_chain_with_a_race_link__refused_in_one_line():
+    """Cancelling is refused while a chain's race link runs: such a chain is never watched."""
+    chained = replace(
+        TERMS, mechanism_id=encode_chain([Link(3, TERMS.assign_window // 2), Link(OPEN_RACE, 60)])
+    )
+    with pytest.raises(ClientError, match="open race link"):
+        repricing.check_repriceable(chained, POLICY)
+    without_race = replace(TERMS, mechanism_id=encode_chain([Link(3, 30), Link(4, TERMS.assign_window - 30)]))
+    repricing.check_repriceable(without_race, POLICY)
