@@ -40,6 +40,7 @@ from provingmarket.chain.checks import when
 from provingmarket.chain.client import ClientError, RegistryClient, TaskState, chain_time, parse_ether
 from provingmarket.chain.client import format_ether as eth
 from provingmarket.formats import MAX_REWARD, OPEN_RACE, TaskTerms, chain_links
+from provingmarket.market.files import per_chain_file
 from provingmarket.market.preferences import Preferences
 
 SCALE = 10_000  # shares of the assignment window and percentages, in basis points
@@ -297,16 +298,7 @@ class Record:
 def record_path(registry: RegistryClient, given: str | None, folder: Path) -> Path:
     """--reprice-state, else `repricing-<chain id>.json` in FOLDER (next to the deployment
     record), one file per chain."""
-    path = Path(given) if given else folder / f"repricing-{registry.web3.eth.chain_id}.json"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ClientError(
-            f"--reprice-state {path}: cannot make its folder ({error.strerror or error})"
-        ) from None
-    if path.is_dir():
-        raise ClientError(f"--reprice-state {path} is a folder; give a file")
-    return path
+    return per_chain_file(registry, given, folder, "repricing", "--reprice-state")
 
 
 def load(path: Path, chain_id: int, registry: str) -> Record:

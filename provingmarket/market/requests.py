@@ -50,6 +50,7 @@ from provingmarket.formats import (
 )
 from provingmarket.market import personas as persona_book
 from provingmarket.market import qos, repricing, routing
+from provingmarket.market.files import per_chain_file
 from provingmarket.market.preferences import PreferenceError, Preferences, parse_weights
 from provingmarket.market.router import Choice, Infeasible, Router
 from provingmarket.proving.circuits import Circuit, CircuitError, UnsatisfiedInputs, sample_inputs
@@ -224,17 +225,7 @@ def preferences(
 def state_path(registry: RegistryClient, given: str | None, folder: Path, create: bool = True) -> Path:
     """Where the router keeps what it learnt: --router-state, else in FOLDER (next to the
     deployment record), one file per chain."""
-    path = Path(given) if given else folder / f"router-{registry.web3.eth.chain_id}.json"
-    if create:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise ClientError(
-                f"--router-state {path}: cannot make its folder ({error.strerror or error})"
-            ) from None
-    if path.is_dir():
-        raise ClientError(f"--router-state {path} is a folder; give a file")
-    return path
+    return per_chain_file(registry, given, folder, "router", "--router-state", create)
 
 
 def _settled_events(events: list, pending: set[str]) -> list:
