@@ -16,7 +16,6 @@ blocks' timestamps (the mirror's journal records each event's block time).
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import statistics
 import threading
@@ -26,8 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eth_utils.address import is_address, to_checksum_address
+from eth_utils.address import to_checksum_address
 
+from explorer.inputs import (
+    PAGE_SIZE,
+    NotFound,
+    Redirect,
+    market_number,
+    pages,
+    prover_key,
+    task_key,
+)
 from provingmarket import rules
 from provingmarket.chain.mirror.schema import SCHEMA_VERSION, loads
 from provingmarket.deployments import Deployment
@@ -35,11 +43,9 @@ from provingmarket.formats import BUILT_IN_MECHANISMS, OPEN_RACE, TaskTerms, cha
 from provingmarket.market.repricing import reposts
 from provingmarket.proving.circuits import Circuit, CircuitError
 
-PAGE_SIZE = 50  # rows per page of every list
 RECENT = 10  # tasks on the overview and a market's page
 BUSIEST = 8  # provers per market on the overview, the most capacity in use first
 PLOT_BUCKETS = 24  # points on the plots over time
-MAX_PAGE = 10**6  # a page number past this is not a page
 
 # A task's state, from its slots: what a person asks first.
 TASK_STATES = ("open", "assigned", "proven", "closed")
@@ -49,83 +55,6 @@ STATE_HELP = {
     "proven": "every slot ended and at least one proof was paid",
     "closed": "ended with no proof: the escrow went back to the requester",
 }
-
-_HEX_PREFIX = re.compile(r"^(0x)?[0-9a-f]{1,64}$")
-
-
-class NotFound(Exception):
-    """What a page asked for is not there (or is not even well formed); `what` names it
-    and `hint` says how to find what was meant."""
-
-    def __init__(self, what: str, hint: str):
-        super().__init__(what)
-        self.what = what
-        self.hint = hint
-
-
-class Redirect(Exception):  # noqa: N818 (a control-flow signal, not an error)
-    """A search found exactly one task: go to its page."""
-
-    def __init__(self, url: str):
-        super().__init__(url)
-        self.url = url
-
-
-# ------------------------------------------------------------------ input
-
-
-def task_key(text: str) -> str:
-    """A task id or hex prefix as the mirror stores ids (lowercase 0x-hex), or NotFound."""
-    key = text.strip().lower()
-    if not _HEX_PREFIX.match(key):
-        raise NotFound(
-            f"“{text[:80]}” is not a task id",
-            "a task id is 0x followed by 64 hex digits; search with its first digits (at least 4)",
-        )
-    return "0x" + key.removeprefix("0x")
-
-
-def prover_key(text: str) -> str:
-    if not is_address(text.strip()) and not is_address(text.strip().lower()):
-        raise NotFound(
-            f"“{text[:80]}” is not an address",
-            "a prover is named by its address: 0x followed by 40 hex digits; the prover list has them all",
-        )
-    return to_checksum_address(text.strip().lower())
-
-
-def market_number(text: str) -> int:
-    """A market's number as typed, or NotFound (the mirror stores numbers below 2**63)."""
-    try:
-        number = int(text)
-    except ValueError:
-        number = -1
-    if not 0 <= number < 2**63:
-        raise NotFound(
-            f"“{text[:40]}” is not a market number", "markets are numbered 1, 2, …; the overview lists them"
-        )
-    return number
-
-
-def page_number(text: str | int | None) -> int:
-    if text is None or text == "":
-        return 1
-    try:
-        page = int(text)
-    except (TypeError, ValueError):
-        page = 0
-    if not 1 <= page <= MAX_PAGE:
-        raise NotFound(f"there is no page “{str(text)[:40]}”", "pages are numbered from 1")
-    return page
-
-
-def pages(total: int, page: int, what: str) -> dict:
-    """The paging of a list of `total` rows at `page` (NotFound past the last page)."""
-    last = max(1, -(-total // PAGE_SIZE))
-    if page > last:
-        raise NotFound(f"there is no page {page} of {what}", f"there {'is' if last == 1 else 'are'} {last}")
-    return {"page": page, "pages": last, "total": total, "size": PAGE_SIZE, "offset": (page - 1) * PAGE_SIZE}
-
 
 # ------------------------------------------------------------------ the explorer's data
 
