@@ -21,6 +21,7 @@ from provingmarket.deployments import Deployment, MarketRecord
 from provingmarket.devnet import default_backend
 from provingmarket.formats import BINDING_NONE, DUTCH, OPEN_RACE, Assignment, Link, TaskTerms, encode_chain
 from provingmarket.proving.circuits import Circuit
+from scripts import _requester_posted as posted_commands
 from tests.factories import ETHER, UNBONDING_DELAY, advance, assigned, item, load_script
 
 SQUARE = Circuit.load("square")
@@ -532,11 +533,11 @@ def test_cancel_reclaim_withdraw_proof__too_early_nothing_open_owed_or_proven__r
     assign(registry, keeper, held_terms, prover)
     dutch = task_of(registry, create_task(mechanism_id=DUTCH))
 
-    running = refused(capsys, requester_script.cancel, requester, task_id=hex_id(race))
-    nothing_open = refused(capsys, requester_script.cancel, requester, task_id=hex_id(held))
-    early = refused(capsys, requester_script.reclaim, requester, task_id=hex_id(dutch))
-    owed = refused(capsys, requester_script.withdraw, stranger)
-    no_proof = refused(capsys, requester_script.proof, None, task_id=hex_id(held))
+    running = refused(capsys, posted_commands.cancel, requester, task_id=hex_id(race))
+    nothing_open = refused(capsys, posted_commands.cancel, requester, task_id=hex_id(held))
+    early = refused(capsys, posted_commands.reclaim, requester, task_id=hex_id(dutch))
+    owed = refused(capsys, posted_commands.withdraw, stranger)
+    no_proof = refused(capsys, posted_commands.proof, None, task_id=hex_id(held))
 
     assert running.startswith(f"task {hex_id(race)} is an open race running until ")
     assert "provers may be proving it; cancel or reclaim after that" in running

@@ -7,7 +7,7 @@ from provingmarket import rules
 from provingmarket.chain.client import ClientError
 from provingmarket.costs import dutch_price
 from provingmarket.formats import DUTCH, OPEN_RACE, Link, encode_chain, mechanism_text
-from provingmarket.market.requests import parse_chain
+from provingmarket.market.post_options import parse_chain
 from tests.factories import offchain_terms
 
 AUCTION, ORDERBOOK = 4, 3
