@@ -16,8 +16,8 @@
    matches them with the asks (price, then time), the agents prove them with real
    Groth16 proofs (groth16py, in-process) and the registry checks each proof on chain.
 6. Midway, carol's agent is killed (SIGKILL) while it holds an assignment: her deadline
-   passes, the frontend slashes her and the slot goes to another prover. Her agent is
-   started again later and picks up where it left off.
+   passes, the frontend slashes her and the slot goes to another prover. Once she is
+   slashed her agent is started again and picks up where it left off.
 7. Act two: the same provers price their work (a cost model: proving time, gas, the
    collateral at risk) and serve tasks through two more mechanisms: a sealed-bid
    second-price auction run by the auction frontend (`python -m frontends.auction.process`,
@@ -86,6 +86,7 @@ PROVING_WINDOW = 20  # seconds a prover has after its assignment
 ASSIGN_WINDOW = 90
 COLLATERAL = ETHER // 10
 DEADLINE = 300  # seconds the whole stream may take before the demo gives up
+RESTART_AFTER = PROVING_WINDOW + 10  # carol's agent restarts once she is slashed, or after this
 
 
 # (Plain classes: ape loads scripts outside sys.modules, where dataclasses fail.)
@@ -362,6 +363,10 @@ class Demo:
         it is proven or refunded."""
         carol = self.provers[2]
         killed_at = None
+
+        def carol_slashed() -> bool:
+            return any(who == "carol" for r in self.tasks.values() for who in r.slashed)
+
         queue = list(plan)
         mine: set[int] = set()
         next_post = time.monotonic()
@@ -386,7 +391,8 @@ class Demo:
                 carol.process.wait(10)
                 killed_at = now
                 self.say("carol's agent killed (SIGKILL) while holding an assignment")
-            if killed_at is not None and carol.starts == 1 and now - killed_at > PROVING_WINDOW + 10:
+            restart_due = killed_at is not None and (carol_slashed() or now - killed_at > RESTART_AFTER)
+            if restart_due and carol.starts == 1:  # once slashed: her next assignment is hers to prove
                 self.start_agent(carol)
             if now - last_progress >= 5:
                 last_progress = now

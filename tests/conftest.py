@@ -30,18 +30,25 @@ from tests.factories import (
     proof_for,
 )
 
-# Files that take minutes, collected first: `make test` spreads files over two workers
-# (pytest-xdist, --dist loadfile), and started first they do not end the run alone. The
-# stateful test keeps its place after the mirror's reorg tests (they run before its
-# snapshots, as they always have).
+# Files that take minutes, collected first and longest first: `make test` spreads files
+# over two workers (pytest-xdist, --dist loadfile), and started first they do not end the
+# run alone while the other worker idles.
 SLOW_FIRST = (
-    "tests/chain/stateful/test_registry_machine.py",
     "tests/processes/test_demo.py",
     "tests/processes/test_simulation.py",
+    "tests/chain/stateful/test_registry_machine.py",
     "tests/cli/test_rehearse.py",
     "tests/processes/test_auction.py",
     "tests/processes/test_agent.py",
+    "tests/explorer/test_fuzz.py",
 )
+
+
+def pytest_configure(config):
+    # xdist hands out --dist loadfile's files sorted by their number of tests, most first,
+    # unless told not to: that put the slow files above (one or two tests each) last.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(config, items):
