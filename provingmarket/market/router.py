@@ -1,19 +1,38 @@
 """The router: a requester's preferences in, a mechanism and its terms out, learnt from
 what the chain delivered.
 
-**Method: a bandit per preference profile (UCB1).** Requesters whose weights normalise to
-the same profile (provingmarket/market/preferences.py, `Preferences.profile`) share one bandit;
-its arms are the mechanisms registered in the market (plus the built-in open race and
-reverse Dutch auction). Each task the router posted, once settled on chain, is scored with
-its poster's utility and counted for its arm. To choose, the router:
+**Method: a hierarchical bandit per preference profile (UCB1 at two levels).** Requesters
+whose weights normalise to the same profile (provingmarket/market/preferences.py,
+`Preferences.profile`) share one bandit. Its first level chooses the mechanism among those
+registered in the market (plus the built-in open race and reverse Dutch auction); its second
+level chooses, within that mechanism, the terms: the reward level (in multiples of the
+market's least reward) and the redundancy. Each task the router posted, once settled on
+chain, is scored with its poster's utility and counted for its mechanism and for the terms
+it was posted with. To choose, the router:
 
-1. tunes every arm's terms to the preferences (below) and drops arms whose terms cannot
-   meet a hard limit; if none is left it says which limit and posts nothing
-   (`Infeasible`);
-2. tries an arm never observed for the profile first (in the order given), since nothing
-   else can be known about it;
-3. otherwise picks the arm with the highest upper confidence bound,
-   mean utility + c·√(ln N / n) (n tasks of the arm, N of the profile, c = `EXPLORATION`).
+1. tunes every mechanism's terms to the preferences by rule (below) and drops mechanisms
+   whose terms cannot meet a hard limit; if none is left it says which limit and posts
+   nothing (`Infeasible`);
+2. tries a mechanism never observed for the profile first (in the order given), since
+   nothing else can be known about it;
+3. otherwise picks the mechanism with the highest upper confidence bound,
+   mean utility + c·√(ln N / n) (n tasks of the mechanism, N of the profile, c = `EXPLORATION`);
+4. then, within it, the terms (`_terms`): the rule's, the best observed so far, their
+   neighbours (one reward step up or down, one proof more or fewer) and any tried before
+   that still fit the limits; each is scored by its mean utility shrunk towards the
+   mechanism's (a prior worth `PRIOR_TASKS` task) plus the same bound with the mechanism's
+   tasks as N. An untried neighbour is thus tried once its bound beats what is known, not
+   before, and the search walks towards better terms a step at a time.
+
+Why hierarchical rather than one flat bandit over (mechanism, level, redundancy): five
+mechanisms × five levels × three redundancies is 75 arms per profile, and a profile sees a
+few dozen tasks, so a flat bandit would spend them all exploring. The mechanism matters
+most (who can take the task at all, how fast), so it is learnt first from every task of
+the profile; the terms only shift the utility within a mechanism, so they are learnt from
+that mechanism's tasks, starting at the rule's terms and moving one step at a time. It
+also keeps each choice explainable in one line: the mechanism and why, then the terms and
+why. A contextual bandit over the weights would share more across profiles, but needs a
+model of utility in the weights that the data here could not check.
 
 Why UCB1 and not ε-greedy or Thompson sampling: its choice is a deterministic function of
 what was observed, so a choice can be explained in a sentence and a simulation repeated
@@ -24,6 +43,29 @@ same weights saw. c = 0.2 was fixed before any simulation ran, from the scale of
 utility (scores from 0 to 1, differences between mechanisms of the order of 0.05 to 0.3:
 c = 1 would keep exploring long after such a ranking is clear) and is the same on the
 training and held-out seeds.
+
+**Noticing change: a change detector on each mechanism's utility, and a window.** Each
+mechanism's outcomes for a profile feed a two-sided CUSUM test (Page's): the sums of how far
+each new utility falls below (and rises above) the mechanism's mean so far, less a
+tolerance `DRIFT` (0.05) per task, floored at 0. When either sum passes `ALARM` (1.0, a
+sustained shift of 0.2 is caught in about seven tasks, one of 0.5 in three; a single lost
+task, worth at most 1, is not enough), the world is taken to have changed:
+
+- that mechanism keeps only its outcomes since the sum last stood at 0 (the change point),
+  so its estimate is what it delivers now;
+- every other mechanism of the profile keeps only its last `PRIOR_TASKS` outcomes: what was
+  learnt before the change survives as a weak prior, so the bound re-explores them at once
+  instead of trusting history from another world;
+- the choice's reason says so for the next `CHANGE_NOTED` tasks of the profile.
+
+Besides, each mechanism keeps at most its last `WINDOW` (100) outcomes per profile, so a
+drift too slow for the test still wears old outcomes out. Why detection and not
+discounting every outcome: with discounting the estimates of a world that does not change
+keep the noise of a short memory and the router keeps re-exploring; a detector keeps the
+full memory while nothing changes (the stable case the router is in most of the time) and
+forgets at once when something does, and the moment is a fact it can state in its reason.
+The price: a change in a mechanism the router is not using is found only by exploring (or
+by an alarm on the one it uses, which re-opens every other).
 
 **Terms, tuned by rule from the preferences** (shares are a weight over their sum):
 
@@ -46,11 +88,12 @@ most the price ceiling, the redundancy at least the minimum, and the registry re
 proof after the windows, which end by the time limit. A task may still go unproven; that
 scores 0 for the arm, which is how the router learns to avoid it.
 
-**Retuning**: when one of a requester's tasks through an arm delivered nothing, the next
-task it posts through that arm pays one step more (up to 5x the least and the ceiling) and
-the reason says so; when a requester's last three tasks through an arm scored on average
-more than 0.2 below the arm's mean for its profile, the router moves it off that arm for its
-next task and says why (three more tasks through it are needed before it is judged again).
+**Retuning**: for each of a requester's last `RETUNE_MEMORY` (5) tasks through an arm that
+delivered nothing, the next task it posts through that arm pays one step more than the
+terms chosen (up to 5x the least and the ceiling) and the reason says so; when a
+requester's last three tasks through an arm scored on average more than 0.2 below the arm's
+mean for its profile, the router moves it off that arm for its next task and says why (three
+more tasks through it are needed before it is judged again).
 A task still running counts as trying its arm: the router does not pile a profile's tasks
 onto an arm it has not seen an outcome of yet.
 
@@ -75,6 +118,7 @@ from provingmarket.market.preferences import Preferences, breaks_limit, utility
 from provingmarket.market.qos import TaskQoS
 
 EXPLORATION = 0.2  # c in the UCB1 bound; see the module's docstring
+TERMS_EXPLORATION = 0.1  # c in the bound on terms within a mechanism: half, the differences are smaller
 SAFETY_SHARE_FOR_REDUNDANCY = 0.4
 REDUNDANT = 3
 MOST_LEVEL = 5  # the most a retuned reward reaches, in multiples of the market's least
@@ -82,6 +126,13 @@ SHORTFALL = 0.2  # how far below the arm's mean a requester's last tasks may fal
 RECENT = 3  # tasks a shortfall is judged over
 HOUR = 3_600
 RECENT_CHOICES = 200  # choices kept in the state's log, the newest
+RETUNE_MEMORY = 5  # a requester's last tasks through an arm whose failures raise its reward
+WINDOW = 100  # outcomes kept per profile and mechanism, the newest
+DRIFT = 0.05  # the change detector's tolerance per task (utility)
+ALARM = 2.0  # the change detector's threshold (utility summed over tasks)
+SETTLED = 5  # outcomes a mechanism needs before its change detector runs
+PRIOR_TASKS = 1  # outcomes the other mechanisms keep after a change; the weight of a prior
+CHANGE_NOTED = 10  # tasks of the profile after a change whose reasons mention it
 
 
 class Infeasible(ValueError):
@@ -139,6 +190,7 @@ class Choice:
     reason: str
     estimates: dict[str, tuple[float, int]]  # arm → (mean utility, tasks) for the profile
     level: float  # the reward offered, in multiples of the market's least
+    variant: str = ""  # the terms learnt on: the level offered and the redundancy ("2x1")
 
     def describe(self) -> str:
         t = self.terms
@@ -166,6 +218,28 @@ class _State:
     # the last RECENT_CHOICES tasks recorded, oldest first: {"task_id", "arm", "terms", "reason",
     # "preferences", "persona", "requester", "at"} (see `Router.record`)
     choices: list[dict] = field(default_factory=list)
+    # profile → arm → the terms (`variant`) of each utility in `seen`, aligned with it ("" unknown)
+    variants: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # profile → {"arms": arm → [sum below, sum above, tasks since it was 0 below, … above],
+    # "observed": tasks observed, "last": the last change detected or None, "alarms": how many,
+    # "recheck": the arms with no outcome since it}
+    change: dict[str, dict] = field(default_factory=dict)
+
+
+def variant(level: float, redundancy: int) -> str:
+    """The key terms are learnt under: the reward offered in multiples of the market's least
+    reward, and the redundancy ("2x1": twice the least, one proof)."""
+    return f"{round(level, 2):g}x{redundancy}"
+
+
+def variant_of(q: TaskQoS) -> str:
+    """The terms a settled task was posted with, as `variant` keys them."""
+    return variant(q.terms.max_reward / max(q.min_reward, 1), q.redundancy)
+
+
+def describe_variant(key: str) -> str:
+    level, redundancy = key.split("x")
+    return f"{level}x the least reward, {redundancy} proof{'s' if redundancy != '1' else ''}"
 
 
 def persona_of(prefs: Preferences) -> str | None:
@@ -180,15 +254,25 @@ def persona_of(prefs: Preferences) -> str | None:
 def read_state(path: str | Path) -> _State:
     """What a router saved at `path` (a missing file: nothing learnt yet); ValueError saying
     what is wrong with a file that is not a router's state. A file written before the
-    choices were logged loads with none."""
+    choices were logged loads with none; one written before terms were learnt and changes
+    detected, with its outcomes' terms unknown and no detector running yet."""
     path = Path(path)
     if not path.exists():
         return _State()
     try:
         raw = json.loads(path.read_text())
-        state = _State(raw["seen"], raw["mine"], raw["pending"], raw.get("moved", {}), raw.get("choices", []))
-        if not all(isinstance(part, dict) for part in (state.seen, state.mine, state.pending, state.moved)):
-            raise TypeError("seen, mine, pending and moved must be objects")
+        state = _State(
+            raw["seen"],
+            raw["mine"],
+            raw["pending"],
+            raw.get("moved", {}),
+            raw.get("choices", []),
+            raw.get("variants", {}),
+            raw.get("change", {}),
+        )
+        parts = (state.seen, state.mine, state.pending, state.moved, state.variants, state.change)
+        if not all(isinstance(part, dict) for part in parts):
+            raise TypeError("seen, mine, pending, moved, variants and change must be objects")
         if not isinstance(state.choices, list) or not all(isinstance(c, dict) for c in state.choices):
             raise TypeError("choices must be a list of objects")
     except (ValueError, KeyError, TypeError) as error:
@@ -223,6 +307,7 @@ class Router:
             "arm": choice.arm.name,
             "requester": requester.lower(),
             "preferences": asdict(prefs),
+            "variant": choice.variant,
         }
         self.state.choices.append(
             {
@@ -247,18 +332,112 @@ class Router:
             if posted is None or not q.settled:
                 continue
             del self.state.pending[q.task_id.lower()]
-            self.observe(posted["arm"], q, Preferences(**posted["preferences"]), posted["requester"])
+            prefs = Preferences(**posted["preferences"])
+            self.observe(posted["arm"], q, prefs, posted["requester"], posted.get("variant") or None)
             learnt += 1
         return learnt
 
-    def observe(self, arm: str, q: TaskQoS, prefs: Preferences, requester: str | None = None) -> float:
-        """Count a settled task of `arm` for the profile of `prefs`; returns its utility."""
+    def observe(
+        self,
+        arm: str,
+        q: TaskQoS,
+        prefs: Preferences,
+        requester: str | None = None,
+        terms: str | None = None,
+    ) -> float:
+        """Count a settled task of `arm` for the profile of `prefs`, posted with the terms
+        `terms` (a `variant` key; None: read from the task's terms); returns its utility."""
         u = utility(q, prefs)
-        self.state.seen.setdefault(prefs.profile, {}).setdefault(arm, []).append(u)
+        profile = prefs.profile
+        seen = self.state.seen.setdefault(profile, {}).setdefault(arm, [])
+        keys = self.state.variants.setdefault(profile, {}).setdefault(arm, [])
+        keys[:0] = [""] * (len(seen) - len(keys))  # outcomes from before terms were learnt
+        key = terms or variant_of(q)
+        if not self._detect(profile, arm, key, u):  # the outcomes that raised an alarm are dropped
+            seen.append(u)
+            keys.append(key)
+            del seen[:-WINDOW], keys[:-WINDOW]
         if requester is not None:
             delivered = breaks_limit(q, prefs) != "no proof was delivered"
             self.state.mine.setdefault(requester.lower(), {}).setdefault(arm, []).append([u, delivered])
         return u
+
+    def _by_variant(self, profile: str, arm: str) -> tuple[dict[str, list[float]], float]:
+        """The arm's utilities for the profile by the terms they were posted with (those
+        whose terms are unknown left out), and the arm's mean over all (0 with none)."""
+        seen = self.state.seen.get(profile, {}).get(arm, [])
+        keys = self.state.variants.get(profile, {}).get(arm, [])
+        keys = [""] * (len(seen) - len(keys)) + keys
+        stats: dict[str, list[float]] = {}
+        for key, u in zip(keys, seen, strict=True):
+            if key:
+                stats.setdefault(key, []).append(u)
+        return stats, (sum(seen) / len(seen) if seen else 0.0)
+
+    @staticmethod
+    def _shrunk(got: Sequence[float], prior: float) -> tuple[float, int]:
+        """A mean over `got` shrunk towards `prior` (worth PRIOR_TASKS tasks), and its weight."""
+        n = len(got) + PRIOR_TASKS
+        return (prior * PRIOR_TASKS + sum(got)) / n, n
+
+    def _detect(self, profile: str, arm: str, key: str, u: float) -> bool:
+        """Run the arm's change detector on a new utility `u` of terms `key` (before it is
+        counted), against what those terms were expected to give (so a change of terms is
+        not taken for a change of the world); on an alarm, forget what came before the
+        change (see the module's docstring) and return True."""
+        change = self.state.change.setdefault(profile, {"arms": {}, "observed": 0, "last": None})
+        change["observed"] += 1
+        seen = self.state.seen[profile][arm]
+        if arm in change.get("recheck", []):
+            change["recheck"].remove(arm)
+        if len(seen) < SETTLED:
+            return False
+        stats, arm_mean = self._by_variant(profile, arm)
+        mean, _ = self._shrunk(stats.get(key, []), arm_mean)
+        sums = change["arms"].setdefault(arm, [0.0, 0.0, 0, 0])
+        sums[0] = max(0.0, sums[0] + mean - u - DRIFT)
+        sums[1] = max(0.0, sums[1] + u - mean - DRIFT)
+        sums[2] = sums[2] + 1 if sums[0] > 0 else 0
+        sums[3] = sums[3] + 1 if sums[1] > 0 else 0
+        if max(sums[0], sums[1]) <= ALARM:
+            return False
+        fell = sums[0] > ALARM
+        since = (sums[2] if fell else sums[3]) - 1  # outcomes before this one since the change
+        after = (sum(seen[len(seen) - since :]) + u) / (since + 1)
+        variants = self.state.variants[profile]
+        for other, utilities in self.state.seen[profile].items():
+            keys = variants.setdefault(other, [])
+            keys[:0] = [""] * (len(utilities) - len(keys))
+            if other == arm and since:  # the outcomes since the change point go too (below)
+                del utilities[-since:], keys[-since:]
+            del utilities[:-PRIOR_TASKS], keys[:-PRIOR_TASKS]
+        change["arms"] = {}
+        change["alarms"] = change.get("alarms", 0) + 1
+        change["recheck"] = [other for other, utilities in self.state.seen[profile].items() if utilities]
+        change["last"] = {
+            "arm": arm,
+            "fell": fell,
+            "at": change["observed"],
+            "before": round(mean, 4),
+            "after": round(after, 4),
+        }
+        return True
+
+    def change_note(self, prefs: Preferences) -> str:
+        """What the reason says of a change detected within the profile's last CHANGE_NOTED
+        tasks ("" if none)."""
+        change = self.state.change.get(prefs.profile) or {}
+        last = change.get("last")
+        if not last:
+            return ""
+        ago = change["observed"] - last["at"]
+        if ago >= CHANGE_NOTED:
+            return ""
+        return (
+            f"change noticed {ago} task{'s' if ago != 1 else ''} ago: {last['arm']}'s utility "
+            f"{'fell' if last['fell'] else 'rose'} from {last['before']:.2f} to {last['after']:.2f}, "
+            "so outcomes from before it are forgotten"
+        )
 
     def estimates(self, prefs: Preferences) -> dict[str, tuple[float, int]]:
         seen = self.state.seen.get(prefs.profile, {})
@@ -274,15 +453,20 @@ class Router:
         """The reward, in multiples of the market's least: by the weights, one step more per
         unserved task of the requester's through the arm (up to MOST_LEVEL)."""
         base = 1 + round(4 * prefs.speed / (prefs.speed + prefs.cost)) if prefs.speed + prefs.cost else 1
+        return min(MOST_LEVEL, base + self._unserved(arm, requester))
+
+    def _unserved(self, arm: Arm, requester: str | None) -> int:
+        """The requester's tasks through `arm` that delivered nothing, of its last RETUNE_MEMORY."""
         history = self.state.mine.get((requester or "").lower(), {}).get(arm.name, [])
-        unserved = sum(1 for _, delivered in history if not delivered)
-        return min(MOST_LEVEL, base + unserved)
+        return sum(1 for _, delivered in history[-RETUNE_MEMORY:] if not delivered)
 
     def tune(
-        self, arm: Arm, prefs: Preferences, market: MarketView, level: int
+        self, arm: Arm, prefs: Preferences, market: MarketView, level: int, redundancy: int | None = None
     ) -> tuple[dict | None, str, str]:
-        """The terms for `arm` (with "" for limit and why), or None with the limit that bars
-        it and why."""
+        """The terms for `arm` at reward `level` (with "" for limit and why), or None with the
+        limit that bars it and why; `redundancy` asks for that many proofs instead of the
+        rule's (still within the requester's minimum, the provers and the price)."""
+        wanted = redundancy
         assign, prove = self._windows(arm, prefs.max_time)
         fastest = min((t for t, _ in market.provers), default=None)
         if fastest is None:
@@ -304,10 +488,9 @@ class Router:
                 f"and the fastest prover's {fastest} s)",
             )
         could = market.could(arm, prove)
-        redundancy = max(
-            prefs.min_redundancy,
-            REDUNDANT if _share(prefs, prefs.safety) >= SAFETY_SHARE_FOR_REDUNDANCY else 1,
-        )
+        if wanted is None:
+            wanted = REDUNDANT if _share(prefs, prefs.safety) >= SAFETY_SHARE_FOR_REDUNDANCY else 1
+        redundancy = max(prefs.min_redundancy, wanted)
         if prefs.min_redundancy > MAX_REDUNDANCY:
             return (
                 None,
@@ -417,27 +600,119 @@ class Router:
             self.state.moved.setdefault(who, {})[moved[0]] = len(self.state.mine[who][moved[0]])
         else:
             moved = None  # the only arm left: not moved off it
-        arm, reason = self._pick(candidates, estimates, self._pending(prefs))
+        change = self.state.change.get(prefs.profile) or {}
+        arm, reason = self._pick(
+            candidates, estimates, self._pending(prefs), self._elapsed(prefs), change.get("recheck", [])
+        )
         if moved:
             reason = moved[1] + "; " + reason
         barred_text = "; ".join(sum(barred.values(), []))
         if barred_text:
             reason += f" (not possible within the limits: {barred_text})"
-        terms, level = tuned[arm.name]
+        terms, level, base, why = self._terms(arm, prefs, market, requester)
+        reason += "; " + why
+        note = self.change_note(prefs)
+        if note:
+            reason = note + "; " + reason
         offered = terms["max_reward"] / market.min_reward if market.min_reward else level
-        base = self.level(arm, prefs, None)
         if level > base:
-            history = self.state.mine.get((requester or "").lower(), {}).get(arm.name, [])
-            unserved = sum(1 for _, delivered in history if not delivered)
+            unserved = self._unserved(arm, requester)
             reason += (
                 f"; retuned: {unserved} of your tasks through {arm.name} went unproven, so it offers "
-                f"{offered:g}x the least reward instead of {base}x"
+                f"{offered:g}x the least reward instead of {base:g}x"
                 + (" (as far as your price limit allows)" if offered < level else "")
             )
-        return Choice(arm, terms, reason, estimates, offered)
+        return Choice(arm, terms, reason, estimates, offered, variant(offered, int(terms["redundancy"])))
+
+    def _terms(
+        self,
+        arm: Arm,
+        prefs: Preferences,
+        market: MarketView,
+        requester: str | None,
+    ) -> tuple[dict, int, int, str]:
+        """The second level of the bandit: the terms for `arm`, the level they ask, the level
+        chosen before the requester's retuning and why: among the rule's terms, the best
+        seen and its neighbours (`_term_options`); then the retuning on top."""
+        stats, arm_mean = self._by_variant(prefs.profile, arm.name)
+        options, rule_key = self._term_options(arm, prefs, market, stats)
+        means = {k: sum(u) / len(u) for k, u in stats.items()}
+        # each option's mean shrunk towards the arm's (a prior of PRIOR_TASKS), and its bound
+        total = sum(len(u) for u in stats.values()) + PRIOR_TASKS
+
+        def bound(key: str) -> float:
+            mean, n = self._shrunk(stats.get(key, []), arm_mean)
+            return mean + TERMS_EXPLORATION * math.sqrt(math.log(total + 1) / n)
+
+        chosen = max(options, key=bound) if stats else rule_key
+        tried = len(stats.get(chosen, []))
+        if not stats:
+            why = f"by rule ({describe_variant(rule_key)}): no outcome through {arm.name} yet"
+        elif not tried:
+            why = f"trying {describe_variant(chosen)}" + (
+                " (the rule's, untried)" if chosen == rule_key else " (untried, next to the best known)"
+            )
+        else:
+            why = f"{describe_variant(chosen)}: {means[chosen]:.2f} over {tried}"
+            if chosen != rule_key:
+                rule_seen = stats.get(rule_key, [])
+                why += f" (the rule's {describe_variant(rule_key)}: " + (
+                    f"{means[rule_key]:.2f} over {len(rule_seen)})" if rule_seen else "untried)"
+                )
+        terms, level = options[chosen]
+        bump = self._unserved(arm, requester)
+        if bump:
+            higher = min(MOST_LEVEL, level + bump)
+            retuned, _, _ = self.tune(arm, prefs, market, higher, int(terms["redundancy"]))
+            if retuned is not None:
+                return retuned, higher, level, "terms " + why
+        return terms, level, level, "terms " + why
+
+    def _term_options(
+        self, arm: Arm, prefs: Preferences, market: MarketView, stats: Mapping[str, Sequence[float]]
+    ) -> tuple[dict[str, tuple[dict, int]], str]:
+        """The terms to choose among, by variant key (each with the level asked), and the
+        rule's key: the rule's terms, and a local search around the best seen (at least two
+        tasks; else the rule's): itself and one reward step or one proof either way, each
+        within the limits and at most `REDUNDANT` proofs (or the requester's minimum)."""
+        least = market.min_reward or 1
+
+        def key_of(t: dict) -> str:
+            return variant(t["max_reward"] / least, int(t["redundancy"]))
+
+        rule_level = self.level(arm, prefs, None)
+        rule_terms, _, _ = self.tune(arm, prefs, market, rule_level)
+        assert rule_terms is not None  # the arm was tuned with a level at least this one
+        rule_key = key_of(rule_terms)
+        means = {k: sum(u) / len(u) for k, u in stats.items() if len(u) >= 2}
+        best_key = max(means, key=lambda k: means[k], default=rule_key)
+        options: dict[str, tuple[dict, int]] = {rule_key: (rule_terms, rule_level)}
+        most = min(MAX_REDUNDANCY, max(REDUNDANT, prefs.min_redundancy))
+        level_text, redundancy_text = best_key.split("x")
+        level, redundancy = max(1, round(float(level_text))), int(redundancy_text)
+        for dl, dr in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
+            if not 1 <= level + dl <= MOST_LEVEL or not 1 <= redundancy + dr <= most:
+                continue
+            t, _, _ = self.tune(arm, prefs, market, level + dl, redundancy + dr)
+            if t is not None and t["redundancy"] == redundancy + dr:
+                options.setdefault(key_of(t), (t, level + dl))
+        return options, rule_key
+
+    def _elapsed(self, prefs: Preferences) -> int:
+        """The profile's tasks observed since its last change (all, if none): the N of the
+        bound, which keeps growing when the window caps each mechanism's count, so an arm
+        with a poor start is still tried again, ever more rarely."""
+        change = self.state.change.get(prefs.profile) or {}
+        last = change.get("last") or {}
+        return change.get("observed", 0) - last.get("at", 0)
 
     def _pick(
-        self, candidates: list[Arm], estimates: dict[str, tuple[float, int]], waiting: dict[str, int]
+        self,
+        candidates: list[Arm],
+        estimates: dict[str, tuple[float, int]],
+        waiting: dict[str, int],
+        elapsed: int = 0,
+        recheck: Sequence[str] = (),
     ) -> tuple[Arm, str]:
         """The arm to use among `candidates` and why: one never tried for these preferences
         first, else the highest upper confidence bound on its utility."""
@@ -452,7 +727,11 @@ class Router:
         if untried:
             arm = untried[0]
             return arm, f"exploring: no task through {arm.name} observed yet for these preferences"
-        total = sum(n for _, n in estimates.values())
+        stale = [a for a in known if a.name in recheck and a.name not in waiting]
+        if stale:
+            arm = stale[0]
+            return arm, f"re-checking {arm.name}: no outcome through it since the change"
+        total = max(elapsed, sum(n for _, n in estimates.values()))
 
         def bound(a: Arm) -> float:
             mean, n = estimates[a.name]

@@ -1,0 +1,188 @@
+"""The router (provingmarket/market/router.py) learning terms and noticing change, with no
+chain: in a stub world that switches mid-stream its best arm follows the switch within a
+few tasks and the reason says why; in a world that does not switch it stays put; it learns
+a reward level other than the rule's when that serves the requester better, never breaking
+a hard limit; a state file from before terms and changes were learnt still loads and learns."""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+from dataclasses import asdict
+
+from provingmarket.market.preferences import Preferences
+from provingmarket.market.router import ALARM, Router, variant
+from tests.unit.market.test_router import ARMS, LEAST, MARKET, SPEEDY, UNSERVED, qos
+
+# Each arm's chance of delivering and proof-time range (seconds), before and after the switch:
+# the auction was the best and now mostly fails; the orderbook, middling before, is now the best.
+BEFORE = {
+    "open race": (0.80, (20, 60)),
+    "dutch": (0.95, (30, 90)),
+    "auction": (0.95, (5, 25)),
+    "orderbook": (0.90, (10, 40)),
+    "election": (0.98, (60, 180)),
+}
+AFTER = {**BEFORE, "auction": (0.30, (5, 25)), "orderbook": (0.97, (3, 10))}
+SWITCH = 150  # the task at which the world changes
+
+
+def stream(seed: int, tasks: int, switch_at: int | None) -> tuple[list[str], list[str], Router]:
+    """The arms the router chose and its best estimate after each task, in a stub world
+    switching from BEFORE to AFTER at `switch_at` (None: never)."""
+    rng = random.Random(seed)
+    router = Router(ARMS)
+    picks, best = [], []
+    for i in range(tasks):
+        world = AFTER if switch_at is not None and i >= switch_at else BEFORE
+        choice = router.choose(SPEEDY, MARKET)
+        chance, (low, high) = world[choice.arm.name]
+        t = choice.terms
+        outcome = (
+            qos((rng.randint(low, high),), spent=t["redundancy"] * (t["max_reward"] + t["frontend_fee"]))
+            if rng.random() < chance
+            else UNSERVED
+        )
+        router.observe(choice.arm.name, outcome, SPEEDY, terms=choice.variant)
+        picks.append(choice.arm.name)
+        estimates = router.estimates(SPEEDY)
+        best.append(max(estimates, key=lambda a: estimates[a][0]))
+    return picks, best, router
+
+
+def test_after_a_switch_the_best_arm_follows_within_twenty_tasks():
+    """Seeds 0-9, the world switching at task 150: the router's best estimate is the new best
+    arm (orderbook) for good from at most 16 tasks after the switch in every seed, 11 on
+    average, and every one of tasks 20-60 after the switch goes to it (measured); asserted:
+    within 20 tasks in every seed, and at least 75 % of tasks 20-60 after it."""
+    delays, shares = [], []
+    for seed in range(10):
+        picks, best, _ = stream(seed, SWITCH + 60, SWITCH)
+        assert best[SWITCH - 1] == "auction", seed  # it had learnt the world before
+        settled = next(i for i in range(SWITCH, len(best)) if set(best[i:]) == {"orderbook"})
+        delays.append(settled - SWITCH)
+        shares.append(sum(p == "orderbook" for p in picks[SWITCH + 20 :]) / 40)
+    assert max(delays) <= 20, delays
+    assert statistics.fmean(shares) >= 0.75, shares
+
+
+def test_the_reason_says_a_change_was_noticed_and_every_arm_is_checked_again():
+    _, _, router = stream(0, SWITCH + 20, SWITCH)
+    last = router.state.change[SPEEDY.profile]["last"]
+    assert last["arm"] == "auction" and last["fell"] and last["before"] > last["after"]
+    assert SWITCH < last["at"] <= SWITCH + 20
+    router = Router(ARMS)
+    rng = random.Random(3)
+    for _ in range(30):  # a settled history: every arm known, auction the best
+        for arm in ARMS:
+            router.observe(arm.name, qos((rng.randint(5, 25) if arm.name == "auction" else 60,)), SPEEDY)
+    for _ in range(10):  # then auction stops delivering
+        router.observe("auction", UNSERVED, SPEEDY)
+    change = router.state.change[SPEEDY.profile]
+    assert change["last"]["arm"] == "auction"
+    first = router.choose(SPEEDY, MARKET)
+    assert first.reason.startswith(
+        f"change noticed {change['observed'] - change['last']['at']} tasks ago: auction's utility fell from "
+    )
+    assert "so outcomes from before it are forgotten; re-checking " in first.reason
+    # every arm without an outcome since the change gets one before the bound decides again
+    # (auction has had some: its tasks after the alarm)
+    assert sorted(change["recheck"]) == sorted(a.name for a in ARMS if a.name != "auction")
+    rechecked = []
+    for _ in ARMS[1:]:
+        choice = router.choose(SPEEDY, MARKET)
+        rechecked.append(choice.arm.name)
+        assert choice.reason.startswith("change noticed") and "re-checking" in choice.reason
+        router.observe(choice.arm.name, qos((30,)), SPEEDY)
+    assert sorted(rechecked) == sorted(change["recheck"] + rechecked) and change["recheck"] == []
+    assert "re-checking" not in router.choose(SPEEDY, MARKET).reason
+
+
+def test_nothing_changes__no_alarm_and_the_best_arm_stays():
+    """Seeds 0-19, 400 tasks in the BEFORE world (tasks 0-250 leave time for an unlucky start,
+    see test_router.py): the change detector raised one alarm in all (seed 9), and the best
+    estimate was auction at every one of tasks 250-400 in 19 seeds, at 93 % of them in seed 9
+    (measured); asserted: at most one alarm a seed,
+    none in 15 of 20, and the best estimate auction at 90 % of tasks 250-400 in every seed."""
+    alarms, shares = [], []
+    for seed in range(20):
+        _, best, router = stream(seed, 400, None)
+        alarms.append(router.state.change[SPEEDY.profile].get("alarms", 0))
+        shares.append(sum(b == "auction" for b in best[250:]) / 150)
+    assert max(alarms) <= 1 and alarms.count(0) >= 15, alarms
+    assert min(shares) >= 0.9, shares
+
+
+def test_a_single_lost_task_is_not_a_change():
+    router = Router(ARMS[:1])
+    for _ in range(20):
+        router.observe("open race", qos((10,)), SPEEDY)
+    u = router.observe("open race", UNSERVED, SPEEDY)
+    assert u == 0 and router.state.change[SPEEDY.profile]["last"] is None
+    assert router.estimates(SPEEDY)["open race"][1] == 21
+    assert ALARM > 1  # a lost task moves the detector by at most its utility, at most 1
+
+
+def test_the_router_learns_a_reward_level_the_rule_would_not_post():
+    """In a world where a higher reward buys nothing (every arm the same speed whatever it
+    pays), a requester weighing speed 3 and cost 1 is served best by the least reward, not
+    the 4x the rule gives: the router walks down to it. Over tasks 100-200 of seeds 0-4 the
+    terms it posts most are 1x or 2x (measured: 1x in every seed)."""
+    for seed in range(5):
+        rng = random.Random(seed)
+        router = Router(ARMS[:1])  # the open race alone: only the terms are learnt
+        posted = []
+        for _ in range(200):
+            choice = router.choose(SPEEDY, MARKET)
+            t = choice.terms
+            router.observe(
+                "open race",
+                qos((rng.randint(5, 15),), spent=t["redundancy"] * t["max_reward"]),
+                SPEEDY,
+                terms=choice.variant,
+            )
+            posted.append(choice.variant)
+        commonest = statistics.mode(posted[100:])  # 1x2 costs what 2x1 does, and is as fast here
+        assert commonest in (variant(1, 1), variant(2, 1), variant(1, 2)), (seed, commonest)
+        assert "the rule's 4x the least reward, 1 proof" in router.choose(SPEEDY, MARKET).reason
+
+
+def test_learnt_terms_never_break_the_price_or_the_redundancy():
+    prefs = Preferences(1, 1, 2, 0, max_price=5 * LEAST, min_redundancy=2)
+    rng = random.Random(1)
+    router = Router(ARMS[:2])
+    for _ in range(150):
+        choice = router.choose(prefs, MARKET)
+        t = choice.terms
+        spent = t["redundancy"] * (t["max_reward"] + t["frontend_fee"])
+        assert spent <= 5 * LEAST and t["redundancy"] >= 2, choice
+        proofs = tuple(sorted(rng.randint(5, 40) for _ in range(t["redundancy"])))
+        router.observe(choice.arm.name, qos(proofs, spent=spent, redundancy=t["redundancy"]), prefs,
+                       terms=choice.variant)  # fmt: skip
+    assert len({c for arm in router.state.variants[prefs.profile].values() for c in arm}) > 1  # it tried
+
+
+def test_a_state_file_from_before_terms_and_changes_loads_and_learns(tmp_path):
+    """A file as the router wrote it before this change: `seen` without terms, no detector."""
+    old = Router(ARMS[2:4])
+    for _ in range(10):
+        old.observe("auction", qos((10,)), SPEEDY, "0xr")
+        old.observe("orderbook", qos((30,)), SPEEDY, "0xr")
+    choice = old.choose(SPEEDY, MARKET, "0xr")
+    old.record("0x01", choice, SPEEDY, "0xr", at=1)
+    raw = asdict(old.state)
+    for key in ("variants", "change"):
+        del raw[key]
+    del raw["pending"]["0x01"]["variant"]
+    path = tmp_path / "router.json"
+    path.write_text(json.dumps(raw))
+    router = Router(ARMS[2:4]).load(path)
+    assert router.estimates(SPEEDY) == old.estimates(SPEEDY)
+    assert router.state.choices == old.state.choices and set(router.state.pending) == {"0x01"}
+    assert router.learn([qos((12,), task_id="0x01")]) == 1  # the pending task, its terms read from it
+    assert router.state.variants[SPEEDY.profile][choice.arm.name][:-1] == [""] * 10
+    again = router.choose(SPEEDY, MARKET, "0xr")
+    assert again.arm.name == "auction" and again.reason
+    router.save(path)
+    assert Router(ARMS).load(path).state.variants == router.state.variants
