@@ -637,12 +637,15 @@ class Router:
         stats, arm_mean = self._by_variant(prefs.profile, arm.name)
         options, rule_key = self._term_options(arm, prefs, market, stats)
         means = {k: sum(u) / len(u) for k, u in stats.items()}
-        # each option's mean shrunk towards the arm's (a prior of PRIOR_TASKS), and its bound
-        total = sum(len(u) for u in stats.values()) + PRIOR_TASKS
+        running = self._pending(prefs, arm.name)
+        # each option's mean shrunk towards the arm's (a prior of PRIOR_TASKS), and its bound;
+        # its tasks still running count as tried at that mean, so they do not pile up on terms
+        # whose outcome is not in yet
+        total = sum(len(u) for u in stats.values()) + PRIOR_TASKS + sum(running.values())
 
         def bound(key: str) -> float:
             mean, n = self._shrunk(stats.get(key, []), arm_mean)
-            return mean + TERMS_EXPLORATION * math.sqrt(math.log(total + 1) / n)
+            return mean + TERMS_EXPLORATION * math.sqrt(math.log(total + 1) / (n + running.get(key, 0)))
 
         chosen = max(options, key=bound) if stats else rule_key
         tried = len(stats.get(chosen, []))
@@ -731,11 +734,11 @@ class Router:
         if stale:
             arm = stale[0]
             return arm, f"re-checking {arm.name}: no outcome through it since the change"
-        total = max(elapsed, sum(n for _, n in estimates.values()))
+        total = max(elapsed, sum(n for _, n in estimates.values())) + sum(waiting.values())
 
-        def bound(a: Arm) -> float:
+        def bound(a: Arm) -> float:  # tasks still running count as tried, at the mean so far
             mean, n = estimates[a.name]
-            return mean + self.exploration * math.sqrt(math.log(total) / n)
+            return mean + self.exploration * math.sqrt(math.log(total) / (n + waiting.get(a.name, 0)))
 
         arm = max(known, key=bound)
         best = max(known, key=lambda a: estimates[a.name][0])
@@ -756,13 +759,21 @@ class Router:
             )
         )
 
-    def _pending(self, prefs: Preferences) -> dict[str, int]:
-        """Tasks posted for this profile whose outcome is not in yet, per arm: an arm with
-        one running is being tried, and is not tried again before it settles."""
+    def _pending(self, prefs: Preferences, arm: str | None = None) -> dict[str, int]:
+        """Tasks posted for this profile whose outcome is not in yet, per arm (or, given `arm`,
+        per terms through it): an arm with one running is being tried, and is not tried
+        again before it settles."""
         counts: dict[str, int] = {}
         for posted in self.state.pending.values():
-            if Preferences(**posted["preferences"]).profile == prefs.profile:
-                counts[posted["arm"]] = counts.get(posted["arm"], 0) + 1
+            if Preferences(**posted["preferences"]).profile != prefs.profile:
+                continue
+            if arm is None:
+                key = posted["arm"]
+            elif posted["arm"] == arm:
+                key = posted.get("variant", "")
+            else:
+                continue
+            counts[key] = counts.get(key, 0) + 1
         return counts
 
     def _shortfall(
