@@ -224,6 +224,8 @@ class _State:
     # "observed": tasks observed, "last": the last change detected or None, "alarms": how many,
     # "recheck": the arms with no outcome since it}
     change: dict[str, dict] = field(default_factory=dict)
+    # task id → the terms (`variant`) it was posted with, while it is pending
+    posted_terms: dict[str, str] = field(default_factory=dict)
 
 
 def variant(level: float, redundancy: int) -> str:
@@ -269,10 +271,19 @@ def read_state(path: str | Path) -> _State:
             raw.get("choices", []),
             raw.get("variants", {}),
             raw.get("change", {}),
+            raw.get("posted_terms", {}),
         )
-        parts = (state.seen, state.mine, state.pending, state.moved, state.variants, state.change)
+        parts = (
+            state.seen,
+            state.mine,
+            state.pending,
+            state.moved,
+            state.variants,
+            state.change,
+            state.posted_terms,
+        )
         if not all(isinstance(part, dict) for part in parts):
-            raise TypeError("seen, mine, pending, moved, variants and change must be objects")
+            raise TypeError("seen, mine, pending, moved, variants, change and posted_terms must be objects")
         if not isinstance(state.choices, list) or not all(isinstance(c, dict) for c in state.choices):
             raise TypeError("choices must be a list of objects")
     except (ValueError, KeyError, TypeError) as error:
@@ -307,8 +318,9 @@ class Router:
             "arm": choice.arm.name,
             "requester": requester.lower(),
             "preferences": asdict(prefs),
-            "variant": choice.variant,
         }
+        if choice.variant:
+            self.state.posted_terms[task_id.lower()] = choice.variant
         self.state.choices.append(
             {
                 "task_id": task_id.lower(),
@@ -333,7 +345,8 @@ class Router:
                 continue
             del self.state.pending[q.task_id.lower()]
             prefs = Preferences(**posted["preferences"])
-            self.observe(posted["arm"], q, prefs, posted["requester"], posted.get("variant") or None)
+            terms = self.state.posted_terms.pop(q.task_id.lower(), None)
+            self.observe(posted["arm"], q, prefs, posted["requester"], terms)
             learnt += 1
         return learnt
 
@@ -610,7 +623,8 @@ class Router:
         if barred_text:
             reason += f" (not possible within the limits: {barred_text})"
         terms, level, base, why = self._terms(arm, prefs, market, requester)
-        reason += "; " + why
+        if why:
+            reason += "; " + why
         note = self.change_note(prefs)
         if note:
             reason = note + "; " + reason
@@ -649,8 +663,8 @@ class Router:
 
         chosen = max(options, key=bound) if stats else rule_key
         tried = len(stats.get(chosen, []))
-        if not stats:
-            why = f"by rule ({describe_variant(rule_key)}): no outcome through {arm.name} yet"
+        if not stats:  # the rule's terms, said by the terms themselves: the reason is the mechanism's
+            why = ""
         elif not tried:
             why = f"trying {describe_variant(chosen)}" + (
                 " (the rule's, untried)" if chosen == rule_key else " (untried, next to the best known)"
@@ -668,8 +682,8 @@ class Router:
             higher = min(MOST_LEVEL, level + bump)
             retuned, _, _ = self.tune(arm, prefs, market, higher, int(terms["redundancy"]))
             if retuned is not None:
-                return retuned, higher, level, "terms " + why
-        return terms, level, level, "terms " + why
+                return retuned, higher, level, why and "terms " + why
+        return terms, level, level, why and "terms " + why
 
     def _term_options(
         self, arm: Arm, prefs: Preferences, market: MarketView, stats: Mapping[str, Sequence[float]]
@@ -764,13 +778,13 @@ class Router:
         per terms through it): an arm with one running is being tried, and is not tried
         again before it settles."""
         counts: dict[str, int] = {}
-        for posted in self.state.pending.values():
+        for task_id, posted in self.state.pending.items():
             if Preferences(**posted["preferences"]).profile != prefs.profile:
                 continue
             if arm is None:
                 key = posted["arm"]
             elif posted["arm"] == arm:
-                key = posted.get("variant", "")
+                key = self.state.posted_terms.get(task_id, "")
             else:
                 continue
             counts[key] = counts.get(key, 0) + 1
