@@ -24,6 +24,11 @@ it was posted with. To choose, the router:
    tasks as N. An untried neighbour is thus tried once its bound beats what is known, not
    before, and the search walks towards better terms a step at a time.
 
+Outcomes come only when a task settles, which can take its whole windows, and a busy
+profile posts many tasks meanwhile: in both bounds a task still running counts as tried at
+the mean so far (the delayed-feedback bandit's usual remedy), so tasks do not pile up on a
+mechanism or terms whose first outcome is not in yet.
+
 Why hierarchical rather than one flat bandit over (mechanism, level, redundancy): five
 mechanisms × five levels × three redundancies is 75 arms per profile, and a profile sees a
 few dozen tasks, so a flat bandit would spend them all exploring. The mechanism matters
