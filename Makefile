@@ -40,7 +40,7 @@ REGISTRY_ABI := provingmarket/chain/abi/Registry.json
 
 compile: install .build/.compiled $(REGISTRY_ABI)
 
-.build/.compiled: $(CONTRACTS) ape-config.yaml
+.build/.compiled: $(CONTRACTS) ape-config.yaml | install
 	ape compile --force
 	touch $@
 
@@ -50,7 +50,10 @@ $(REGISTRY_ABI): .build/.compiled
 
 # Two workers (pytest-xdist), each with its own anvil, a test file at a time: most of the
 # suite waits on nodes and child processes, so two workers pay even on two cores.
-test: compile lint browser
+# What the tests need is made two at a time (the browser's download beside pip and the
+# compiler, pyright beside vyper-guard), each target's output kept together.
+test:
+	$(MAKE) -j2 --output-sync=target compile lint browser
 	ape test tests/ -q -n 2 --dist loadfile
 
 # The explorer's tests (tests/explorer/) drive Debian's chromium, headless, through its

@@ -30,16 +30,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from explorer.data import (
-    STATE_HELP,
-    TASK_STATES,
-    CircuitInfo,
-    Explorer,
-    NotFound,
-    Redirect,
-    market_number,
-    page_number,
-)
+from explorer.data import STATE_HELP, TASK_STATES, CircuitInfo, Explorer
+from explorer.inputs import NotFound, Redirect, market_number, page_number
 from provingmarket.market.plots import line_chart
 
 HERE = Path(__file__).resolve().parent

@@ -16,7 +16,6 @@ blocks' timestamps (the mirror's journal records each event's block time).
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import statistics
 import threading
@@ -26,18 +25,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eth_utils.address import is_address, to_checksum_address
+from eth_utils.address import to_checksum_address
 
+from explorer.inputs import (
+    PAGE_SIZE,
+    NotFound,
+    Redirect,
+    market_number,
+    pages,
+    prover_key,
+    task_key,
+)
+from provingmarket import rules
 from provingmarket.chain.mirror.schema import SCHEMA_VERSION, loads
 from provingmarket.deployments import Deployment
-from provingmarket.formats import BUILT_IN_MECHANISMS, OPEN_RACE, TaskTerms
+from provingmarket.formats import BUILT_IN_MECHANISMS, OPEN_RACE, TaskTerms, chain_links
+from provingmarket.market.repricing import reposts
 from provingmarket.proving.circuits import Circuit, CircuitError
 
-PAGE_SIZE = 50  # rows per page of every list
 RECENT = 10  # tasks on the overview and a market's page
 BUSIEST = 8  # provers per market on the overview, the most capacity in use first
 PLOT_BUCKETS = 24  # points on the plots over time
-MAX_PAGE = 10**6  # a page number past this is not a page
 
 # A task's state, from its slots: what a person asks first.
 TASK_STATES = ("open", "assigned", "proven", "closed")
@@ -47,83 +55,6 @@ STATE_HELP = {
     "proven": "every slot ended and at least one proof was paid",
     "closed": "ended with no proof: the escrow went back to the requester",
 }
-
-_HEX_PREFIX = re.compile(r"^(0x)?[0-9a-f]{1,64}$")
-
-
-class NotFound(Exception):
-    """What a page asked for is not there (or is not even well formed); `what` names it
-    and `hint` says how to find what was meant."""
-
-    def __init__(self, what: str, hint: str):
-        super().__init__(what)
-        self.what = what
-        self.hint = hint
-
-
-class Redirect(Exception):  # noqa: N818 (a control-flow signal, not an error)
-    """A search found exactly one task: go to its page."""
-
-    def __init__(self, url: str):
-        super().__init__(url)
-        self.url = url
-
-
-# ------------------------------------------------------------------ input
-
-
-def task_key(text: str) -> str:
-    """A task id or hex prefix as the mirror stores ids (lowercase 0x-hex), or NotFound."""
-    key = text.strip().lower()
-    if not _HEX_PREFIX.match(key):
-        raise NotFound(
-            f"“{text[:80]}” is not a task id",
-            "a task id is 0x followed by 64 hex digits; search with its first digits (at least 4)",
-        )
-    return "0x" + key.removeprefix("0x")
-
-
-def prover_key(text: str) -> str:
-    if not is_address(text.strip()) and not is_address(text.strip().lower()):
-        raise NotFound(
-            f"“{text[:80]}” is not an address",
-            "a prover is named by its address: 0x followed by 40 hex digits; the prover list has them all",
-        )
-    return to_checksum_address(text.strip().lower())
-
-
-def market_number(text: str) -> int:
-    """A market's number as typed, or NotFound (the mirror stores numbers below 2**63)."""
-    try:
-        number = int(text)
-    except ValueError:
-        number = -1
-    if not 0 <= number < 2**63:
-        raise NotFound(
-            f"“{text[:40]}” is not a market number", "markets are numbered 1, 2, …; the overview lists them"
-        )
-    return number
-
-
-def page_number(text: str | int | None) -> int:
-    if text is None or text == "":
-        return 1
-    try:
-        page = int(text)
-    except (TypeError, ValueError):
-        page = 0
-    if not 1 <= page <= MAX_PAGE:
-        raise NotFound(f"there is no page “{str(text)[:40]}”", "pages are numbered from 1")
-    return page
-
-
-def pages(total: int, page: int, what: str) -> dict:
-    """The paging of a list of `total` rows at `page` (NotFound past the last page)."""
-    last = max(1, -(-total // PAGE_SIZE))
-    if page > last:
-        raise NotFound(f"there is no page {page} of {what}", f"there {'is' if last == 1 else 'are'} {last}")
-    return {"page": page, "pages": last, "total": total, "size": PAGE_SIZE, "offset": (page - 1) * PAGE_SIZE}
-
 
 # ------------------------------------------------------------------ the explorer's data
 
@@ -383,7 +314,8 @@ class Explorer:
                 "state_help": STATE_HELP[_state_of(counts)],
                 "counts": counts,
                 "terms": terms,
-                "mechanism": names.get(terms.mechanism_id, f"mechanism {terms.mechanism_id}"),
+                "mechanism": _mechanism_label(names, terms.mechanism_id),
+                "chain": _chain(names, terms, status["now"]),
                 "slots": slots,
                 "timeline": events,
                 "prover_input": bytes(row["prover_input"]).decode(errors="replace"),
@@ -393,6 +325,7 @@ class Explorer:
                 "circuit": circuit,
                 "escrow": _escrow(terms, events),
                 "windows": _windows(terms, status["now"]),
+                **_repost_links(db, key, terms, events),
             }
 
         return self.read(build)
@@ -545,6 +478,34 @@ def _states(db: sqlite3.Connection, market_id: int | None = None) -> dict[str, i
     return {s: found.get(s, 0) for s in TASK_STATES}
 
 
+def _mechanism_label(names: Mapping[int, str], mechanism_id: int) -> str:
+    """A mechanism's name; a chain's links' names in order."""
+    links = chain_links(mechanism_id)
+    if links:
+        return "chain: " + ", then ".join(names.get(x.mechanism, f"mechanism {x.mechanism}") for x in links)
+    return names.get(mechanism_id, f"mechanism {mechanism_id}")
+
+
+def _chain(names: Mapping[int, str], terms: TaskTerms, now: int) -> list[dict]:
+    """A chained task's links: name, id, window, its start and end, and whether it is the
+    one that may take a slot now (`rules.link_at`); [] for a single mechanism."""
+    out, end = [], terms.posted_at
+    current = rules.link_at(terms, now)
+    for link in chain_links(terms.mechanism_id):
+        start, end = end, end + link.window
+        out.append(
+            {
+                "mechanism_id": link.mechanism,
+                "name": names.get(link.mechanism, f"mechanism {link.mechanism}"),
+                "window": link.window,
+                "start": start,
+                "end": end,
+                "current": current[0] == link.mechanism and current[2] == end,
+            }
+        )
+    return out
+
+
 def _mechanism_names(db: sqlite3.Connection) -> dict[int, str]:
     names = dict(BUILT_IN_MECHANISMS)
     names.update({r[0]: r[1] for r in db.execute("SELECT mechanism_id, name FROM mechanisms")})
@@ -564,13 +525,18 @@ def _task_rows(
         [*params, limit, offset],
     ).fetchall()
     out = []
+    names: dict[int, str] | None = None
     for r in rows:
         terms = loads(r["terms"])
+        mechanism = r["mechanism_id"]
+        if mechanism == 0:  # a chain (the mirror's tasks hold 0): its links' names
+            names = _mechanism_names(db) if names is None else names
+            mechanism = _mechanism_label(names, int(terms["mechanism_id"]))
         out.append(
             {
                 "task_id": r["task_id"],
                 "market_id": r["market_id"],
-                "mechanism_id": r["mechanism_id"],
+                "mechanism_id": mechanism,
                 "requester": r["requester"],
                 "redundancy": r["redundancy"],
                 "max_reward": int(terms["max_reward"]),
@@ -736,6 +702,20 @@ def _escrow(terms: TaskTerms, events: Iterable[dict]) -> dict:
         "held": escrowed - paid - fees - refunded,
         "compensation": compensation,
     }
+
+
+def _repost_links(db: sqlite3.Connection, key: str, terms: TaskTerms, events: Sequence[dict]) -> dict:
+    """A re-priced task and its successor (provingmarket/market/repricing.py): the new task's
+    salt is the old task's id, both of one requester, and the old one was cancelled."""
+    earlier = reposts(terms)
+    row = db.execute("SELECT terms FROM tasks WHERE task_id = ?", (earlier,)).fetchone()
+    repost_of = earlier if row and loads(row["terms"])["requester"] == terms.requester else None
+    later = None
+    if any(e["name"] == "SlotsClosed" and e["args"].get("cancelled") for e in events):
+        pattern = f'%"requester":"{terms.requester}"%"salt":{int(key, 16)}}}'
+        found = db.execute("SELECT task_id FROM tasks WHERE terms LIKE ? LIMIT 1", (pattern,)).fetchone()
+        later = found[0] if found else None
+    return {"repost_of": repost_of, "reposted_as": later}
 
 
 def _windows(terms: TaskTerms, now: int) -> dict:

@@ -37,6 +37,7 @@ from typing import Any
 
 from explorer.app import inline_svg
 from provingmarket.chain.client import Event
+from provingmarket.chain.mechanisms import published
 from provingmarket.chain.mirror.schema import loads
 from provingmarket.formats import BUILT_IN_MECHANISMS, TaskTerms
 from provingmarket.market.personas import BUILT_IN_ROLES, PERSONA_FIELDS, PERSONAS, plan_terms
@@ -299,6 +300,7 @@ def _mechanisms(db, names: dict[int, str]) -> list[dict[str, Any]]:
         )
     for m in found:
         names.setdefault(m["id"], m["name"])
+        m["params"] = None if m["built_in"] else published(m["name"])  # an instance's: auction/window=30
     return found
 
 

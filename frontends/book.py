@@ -153,7 +153,7 @@ def eligible_provers(snapshot: Snapshot, task: OpenTask, price: int | None = Non
         if m.market_id != terms.market_id:
             continue
         address = m.prover.lower()
-        who = candidate(m, free.get(address, 0), terms.mechanism_id, address in barred)
+        who = candidate(m, free.get(address, 0), rules.mechanism_at(terms, snapshot.now), address in barred)
         if not rules.assign_refusal(terms, slots, who, snapshot.now, price, frontend_serves=True):
             found[address] = m.prover
     return [found[a] for a in sorted(found, key=lambda a: int(a, 16))]
@@ -163,7 +163,8 @@ def candidate(
     membership: MembershipState, free_stake: int, mechanism_id: int, barred: bool
 ) -> rules.Candidate:
     """A member of a task's market as the registry's rules see it (provingmarket/rules.py);
-    `barred`: assigned to the task already, declined it or slashed on it."""
+    `barred`: assigned to the task already, declined it or slashed on it. `mechanism_id` is
+    the one the task's slots go to now (a chain's current link: `rules.mechanism_at`)."""
     return rules.Candidate(
         address=membership.prover,
         accepts=mechanism_id in membership.mechanisms,

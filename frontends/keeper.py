@@ -62,6 +62,7 @@ from web3 import Web3
 from frontends import book
 from frontends.book import BUILT_IN, task_hex
 from frontends.process import data_dir_option, legacy_db_option, shown, with_options
+from provingmarket import rules
 from provingmarket.chain.client import Event, Refused, RegistryClient, chain_time
 from provingmarket.chain.mirror import Snapshot
 from provingmarket.chain.outbox import REPLACE_AFTER, Outcome, Sent
@@ -107,7 +108,8 @@ def book_snapshot(
     `barred`: (task id, prover) pairs not to decide now (the registry skipped them lately).
     """
     mechanisms = frozenset(mechanisms)
-    tasks = {t.task_id: t for t in snap.open_tasks if t.terms.mechanism_id in mechanisms}
+    # A chained task is this frontend's only while its mechanism's link is current.
+    tasks = {t.task_id: t for t in snap.open_tasks if rules.mechanism_at(t.terms, now) in mechanisms}
     open_slots = {tid: t.open for tid, t in tasks.items()}
     bars: dict[bytes, set[str]] = {tid: set(t.engaged) for tid, t in tasks.items()}
     free = {p.prover: p.free for p in snap.provers.values()}
@@ -372,7 +374,7 @@ class Keeper:
 
     def _slash_overdue(self, now: int, mechanisms: set[int], busy: set[str]) -> None:
         for a in self.mirror.overdue(now):
-            if a.terms.mechanism_id in mechanisms:
+            if mechanisms.intersection(rules.mechanisms_of(a.terms)):
                 self._housekeep(
                     "slash",
                     f"slash:{task_hex(a.task_id)}:{a.prover}:{a.slot}",
@@ -384,7 +386,7 @@ class Keeper:
 
     def _reclaim_expired(self, now: int, mechanisms: set[int], busy: set[str]) -> None:
         for t in self.mirror.open_tasks():
-            if t.terms.mechanism_id in mechanisms and now > t.assignable_until:
+            if mechanisms.intersection(rules.mechanisms_of(t.terms)) and now > t.assignable_until:
                 self._housekeep(
                     "reclaim",
                     f"reclaim:{task_hex(t.task_id)}",

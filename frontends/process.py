@@ -10,20 +10,29 @@ act on as one line and exit code 1.
 
     def run_orderbook(client, metrics_port=None, stop=None, **keeper):
         run_frontend("orderbook", lambda metrics: Keeper(client, ..., metrics=metrics), metrics_port, stop)
+
+One process may serve several mechanism ids, each an instance with its own parameters
+(`Instances`, `--instance ID:KEY=VALUE`, or the parameters its registered name publishes:
+provingmarket/chain/mechanisms.py); `Intervals` runs a mechanism for each instance at its
+own pace.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
 import click
 
-from provingmarket.chain.client import ClientError
+from frontends import book
+from provingmarket.chain.client import ClientError, RegistryClient
 from provingmarket.chain.identity import WrongChain
-from provingmarket.chain.mirror import MirrorError
+from provingmarket.chain.mechanisms import InstanceError, instance_name, parse_instance, parse_parameters
+from provingmarket.chain.mirror import MirrorError, Snapshot
 from provingmarket.deployments import DeploymentError
 from provingmarket.runtime.health import READY_AGE, READY_LAG, Health
 from provingmarket.runtime.metrics import Metrics
@@ -145,3 +154,160 @@ def run_frontend(
         runner.run(stop or Stopper())
     finally:
         metrics.close()
+
+
+# ------------------------------------------------------------------ instances
+
+
+def _shown(params: Mapping[str, int]) -> str:
+    return ",".join(f"{k}={v}" for k, v in params.items())
+
+
+class Instances:
+    """The parameters of each mechanism id a frontend of `kind` serves: those given for it
+    (`--instance ID:KEY=VALUE`), else those its registered name publishes
+    (`auction/window=30`), over the frontend's `defaults`. An id whose name disagrees (other
+    values, another kind's parameters, not in the format) is refused: when the frontend
+    starts, with one line naming both (`start`); registered later, with a warning line
+    and nothing decided for it (`observe`)."""
+
+    def __init__(
+        self,
+        kind: str,
+        defaults: Mapping[str, int],
+        mechanisms: Iterable[int] = (),
+        given: Mapping[int, Mapping[str, int]] | None = None,
+    ):
+        self.kind = kind
+        self.defaults = dict(defaults)
+        self.given = {i: dict(p) for i, p in (given or {}).items()}
+        self.ids = sorted(set(mechanisms) | set(self.given))
+        self.params: dict[int, dict[str, int]] = {}  # mechanism id -> its parameters, once known
+        self.refused: dict[int, str] = {}  # mechanism id -> why
+
+    def get(self, mechanism_id: int, key: str) -> int | None:
+        """A parameter of an instance whose name was checked (None: not served yet)."""
+        found = self.params.get(mechanism_id)
+        return None if found is None else found[key]
+
+    def ready(self) -> frozenset[int]:
+        return frozenset(self.params)
+
+    def agree(self, mechanism_id: int, name: str) -> dict[str, int]:
+        """Its parameters, if its registered `name` agrees with what was given; else an
+        InstanceError saying what differs and what to do."""
+        try:
+            kind, published = parse_instance(name)
+        except InstanceError as error:
+            raise InstanceError(
+                f"mechanism {mechanism_id}'s name '{name}' is not an instance name: {error}"
+            ) from None
+        if published and kind != self.kind:
+            raise InstanceError(
+                f"mechanism {mechanism_id} is registered as '{name}', an instance of {kind}, not of "
+                f"{self.kind}: serve it with the {kind} frontend"
+            )
+        given = self.given.get(mechanism_id, {})
+        differ = {k for k in set(given) & set(published) if given[k] != published[k]}
+        if differ:
+            raise InstanceError(
+                f"mechanism {mechanism_id} is registered as '{name}' but --instance "
+                f"{mechanism_id}:{_shown(given)} was given: give --instance {mechanism_id}:"
+                f"{_shown(published)}, or none (its name's parameters are used), or register an "
+                f"instance '{instance_name(self.kind, {**published, **given})}' and serve that"
+            )
+        return {**self.defaults, **published, **given}
+
+    def learn(self, names: Mapping[int, str], strict: bool) -> None:
+        """Check the ids whose names are now known: a disagreement is a ClientError if
+        `strict`, else a warning line and the id refused."""
+        for mechanism_id in self.ids:
+            if mechanism_id in self.params or mechanism_id in self.refused or mechanism_id not in names:
+                continue
+            try:
+                params = self.agree(mechanism_id, names[mechanism_id])
+            except InstanceError as error:
+                if strict:
+                    raise ClientError(str(error)) from None
+                self.refused[mechanism_id] = str(error)
+                emit(
+                    log,
+                    f"{self.kind}.instance_refused",
+                    logging.WARNING,
+                    mechanism=mechanism_id,
+                    reason=str(error),
+                )
+                continue
+            self.params[mechanism_id] = params
+            emit(
+                log, f"{self.kind}.instance", mechanism=mechanism_id, name=names[mechanism_id], params=params
+            )
+
+    def start(self, client: RegistryClient) -> None:
+        """Check the ids registered already, from the registry's events (ClientError: refused)."""
+        names = {e.mechanism_id: e.args["name"] for e in client.events(["MechanismRegistered"])}
+        self.learn(names, strict=True)
+
+    def observe(self, snap: Snapshot, _view: book.Snapshot | None = None) -> None:
+        """A keeper's `observe` hook: check the ids registered since (from the mirror)."""
+        self.learn({i: m.name for i, m in snap.mechanisms.items()}, strict=False)
+
+
+class Intervals:
+    """`mechanism` run for each instance at most once every `key` seconds of chain time
+    (its own parameter), on the tasks of the instances due; provers' capacity and stake
+    are one book whatever the instance. An instance not checked yet decides nothing."""
+
+    def __init__(
+        self, mechanism: Callable[[book.Snapshot], list[book.Decision]], instances: Instances, key: str
+    ):
+        self.mechanism = mechanism
+        self.instances = instances
+        self.key = key
+        self.last: dict[int, int] = {}  # mechanism id -> chain time of its last run
+
+    def __call__(self, view: book.Snapshot) -> list[book.Decision]:
+        due = set()
+        for mechanism_id in view.mechanisms & self.instances.ready():
+            last = self.last.get(mechanism_id)
+            if last is None or view.now >= last + (self.instances.get(mechanism_id, self.key) or 0):
+                due.add(mechanism_id)
+                self.last[mechanism_id] = view.now
+        tasks = tuple(t for t in view.tasks if t.terms.mechanism_id in due)
+        if not tasks:
+            return []
+        return self.mechanism(dataclasses.replace(view, mechanisms=frozenset(due), tasks=tasks))
+
+
+def instance_option(kind: str) -> Callable:
+    """--instance ID:KEY=VALUE[,KEY=VALUE] (repeatable): a mechanism id served with its own
+    parameters; the command receives `instances`, {id: {key: value}}."""
+
+    def parse(_ctx, _param, values: Sequence[str]) -> dict[int, dict[str, int]]:
+        found: dict[int, dict[str, int]] = {}
+        for value in values:
+            head, colon, text = value.partition(":")
+            if not colon or not head.strip().isdigit():
+                raise click.BadParameter(f"'{value}': give ID:key=value[,key=value], e.g. 3:{_example(kind)}")
+            mechanism_id = int(head)
+            if mechanism_id in found:
+                raise click.BadParameter(f"mechanism {mechanism_id} given twice")
+            try:
+                found[mechanism_id] = parse_parameters(text, kind)
+            except InstanceError as error:
+                raise click.BadParameter(f"'{value}': {error}") from None
+        return found
+
+    return click.option(
+        "--instance",
+        "instances",
+        multiple=True,
+        callback=parse,
+        metavar="ID:KEY=VALUE[,KEY=VALUE]",
+        help="A mechanism id served with its own parameters (repeatable); other ids take those "
+        f"their registered names publish ({kind}/{_example(kind)}), else the options'.",
+    )
+
+
+def _example(kind: str) -> str:
+    return {"auction": "window=30", "orderbook": "interval=5"}.get(kind, "key=1")

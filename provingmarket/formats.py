@@ -21,6 +21,14 @@ from eth_utils.crypto import keccak
 OPEN_RACE = 1
 DUTCH = 2
 
+# A fallback chain (contracts/registry/mechanisms.vy, docs/mechanisms.md): a mechanism_id
+# from CHAIN up holds up to MAX_LINKS links, link i in bits 64 * (i + 1) up: its mechanism
+# (32 bits) and its window in seconds << 32. The low 64 bits are zero; the windows follow
+# one another from posting and add up to the task's assignment window.
+CHAIN = 2**64
+MAX_LINKS = 3
+MAX_LINK_MECHANISM = 2**32 - 1
+
 # How a market binds a proof to its submitter.
 BINDING_NONE = 0
 BINDING_ADDRESS_INPUT = 1
@@ -149,6 +157,52 @@ class Assignment:
     def from_event(cls, event: Any) -> Assignment:
         """The assignment a TaskAssigned event reports."""
         return cls(event.slot, event.price, event.deadline, event.frontend)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One link of a fallback chain: a mechanism and its window in seconds."""
+
+    mechanism: int
+    window: int
+
+
+def encode_chain(links: Sequence[Link]) -> int:
+    """The mechanism_id of a fallback chain of one to MAX_LINKS links, in order. Raises
+    ValueError naming what is wrong with a link the registry would refuse."""
+    if not 1 <= len(links) <= MAX_LINKS:
+        raise ValueError(f"a chain has 1 to {MAX_LINKS} links, not {len(links)}")
+    value = 0
+    for i, link in enumerate(links):
+        if not 1 <= link.mechanism <= MAX_LINK_MECHANISM:
+            raise ValueError(f"link {i + 1}: mechanism {link.mechanism} is not a mechanism id")
+        if not 1 <= link.window <= MAX_ASSIGN_WINDOW:
+            raise ValueError(f"link {i + 1}: window {link.window} s is not 1 to {MAX_ASSIGN_WINDOW} seconds")
+        value |= (link.mechanism | link.window << 32) << (64 * (i + 1))
+    return value
+
+
+def chain_links(mechanism_id: int) -> tuple[Link, ...]:
+    """The links of a chain's mechanism_id, in order; () for a single mechanism."""
+    if mechanism_id < CHAIN:
+        return ()
+    links = []
+    word = mechanism_id >> 64
+    while word and len(links) < MAX_LINKS:
+        links.append(Link(word & 0xFFFFFFFF, (word >> 32) & 0xFFFFFFFF))
+        word >>= 64
+    return tuple(links)
+
+
+def mechanism_text(mechanism_id: int) -> str:
+    """A mechanism as people read it: a built-in's name or a registered one's id; a chain's
+    links in order, each with its window ("3:30s, 4:60s, open race:100s")."""
+    links = chain_links(mechanism_id)
+    if not links:
+        return BUILT_IN_MECHANISMS.get(mechanism_id, str(mechanism_id))
+    return ", ".join(
+        f"{BUILT_IN_MECHANISMS.get(link.mechanism, link.mechanism)}:{link.window}s" for link in links
+    )
 
 
 def task_id(chain_id: int, registry: str, terms: TaskTerms) -> bytes:

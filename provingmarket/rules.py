@@ -25,7 +25,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 
 from provingmarket.costs import dutch_price, reward_at
-from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms, bid_typed_data, task_id
+from provingmarket.formats import CHAIN, DUTCH, OPEN_RACE, TaskTerms, bid_typed_data, chain_links, task_id
 
 # The registry's reasons (contracts/registry/reasons.vy), as its revert messages and
 # AssignmentSkipped events carry them after "registry: ".
@@ -35,6 +35,7 @@ MARKET_PAUSED = "market paused"
 VERIFIER_CHANGED = "verifier changed"
 NOT_FOR_FRONTENDS = "task is not for frontends"
 NOT_A_FRONTEND = "not a frontend of the mechanism"
+NOT_DUTCH = "not a dutch task"
 TASK_EXPIRED = "task expired"
 NOT_IN_MARKET = "prover not in market"
 MECHANISM_NOT_ACCEPTED = "mechanism not accepted by prover"
@@ -108,12 +109,46 @@ def taking_ends(terms: TaskTerms) -> int:
     return terms.posted_at + window
 
 
+def link_at(terms: TaskTerms, at: int) -> tuple[int, int, int]:
+    """(mechanism, start, end): the mechanism that may take a slot of the task at `at` and
+    its window (a single mechanism's: posting to `taking_ends`; a chain's: the current
+    link's, which starts after the previous link's end and includes its own), or (0, 0, 0)
+    once none may. A pure function of the terms, as the registry's `mechanisms.link_at`."""
+    if terms.mechanism_id < CHAIN:
+        end = taking_ends(terms)
+        return (terms.mechanism_id, terms.posted_at, end) if at <= end else (0, 0, 0)
+    end = terms.posted_at
+    for link in chain_links(terms.mechanism_id):
+        start, end = end, end + link.window
+        if at <= end:
+            return link.mechanism, start, end
+    return 0, 0, 0
+
+
+def mechanism_at(terms: TaskTerms, at: int) -> int:
+    """The mechanism a slot of the task goes to at `at`: a single task's one mechanism
+    (whether its window is still open is `taking_ends`'), a chain's current link, or 0 once
+    the chain is over."""
+    if terms.mechanism_id < CHAIN:
+        return terms.mechanism_id
+    return link_at(terms, at)[0]
+
+
+def mechanisms_of(terms: TaskTerms) -> tuple[int, ...]:
+    """Every mechanism the task names: its one, or its chain's links in order."""
+    return tuple(link.mechanism for link in chain_links(terms.mechanism_id)) or (terms.mechanism_id,)
+
+
 def self_taken_price(terms: TaskTerms, now: int) -> int:
-    """What a prover taking a slot itself is paid: a DUTCH lock at the rising price, a race
-    commit at the race's reward now."""
-    if terms.mechanism_id == DUTCH:
+    """What a prover taking a slot itself is paid: a DUTCH lock at the price rising from
+    posting (a chain's DUTCH link too), a race at the race's reward now."""
+    if terms.mechanism_id < CHAIN:
+        mechanism, end = terms.mechanism_id, taking_ends(terms)
+    else:
+        mechanism, _, end = link_at(terms, now)
+    if mechanism == DUTCH:
         return dutch_price(terms, now)
-    return reward_at(terms, terms.max_reward, taking_ends(terms), now)
+    return reward_at(terms, terms.max_reward, end or taking_ends(terms), now)
 
 
 def assign_refusal(
@@ -128,7 +163,9 @@ def assign_refusal(
 ) -> str:
     """Why the registry refuses to give `candidate` a slot of the task at `now`, or "".
 
-    `frontend_serves` is whether the caller is a frontend of the task's mechanism; None
+    `frontend_serves` is whether the caller is a frontend of the task's mechanism (a chain's:
+    of its link current at `now`, `mechanism_at`), and `candidate.accepts` whether the
+    prover accepts that mechanism; None
     when the prover takes the slot itself (a DUTCH lock, a race commit), which sets the
     price by the registry's formula and ignores `price`. A `bid` is checked by
     `bid_check` (the registry's domain and the prover's current nonce)."""
@@ -155,8 +192,15 @@ def task_refusal(terms: TaskTerms, slots: Slots, now: int, frontend_serves: bool
         return UNKNOWN_TASK
     if slots.market:
         return slots.market
+    mechanism = terms.mechanism_id
+    if mechanism >= CHAIN:  # the chain's current link is the mechanism
+        mechanism = mechanism_at(terms, now)
+        if not mechanism:
+            return TASK_EXPIRED
+        if frontend_serves is None and mechanism != DUTCH:
+            return NOT_DUTCH
     if frontend_serves is not None:
-        if terms.mechanism_id <= DUTCH:
+        if mechanism <= DUTCH:
             return NOT_FOR_FRONTENDS
         if not frontend_serves:
             return NOT_A_FRONTEND

@@ -5,6 +5,7 @@ open and pause markets, show a market.
     ape run operator market create square --network ... --account TEST::0
     ape run operator market show 1 --network ...
     ape run operator mechanism register orderbook --frontend 0x... --network ... --account ...
+    ape run operator mechanism register auction --param window=30 --frontend 0x... ...  # auction/window=30
 
 Every command checks first what the registry would refuse and says it in one line (exit
 code 1, nothing sent); `--json` prints JSON instead of a table.
@@ -370,12 +371,21 @@ def mechanism():
     mechanism,
     click.argument("name"),
     click.option("--frontend", "frontends", multiple=True, help="A frontend's address (repeat for more)."),
+    click.option(
+        "--param",
+        "params",
+        multiple=True,
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="An instance's parameter, published in its name: NAME/KEY=VALUE (repeatable).",
+    ),
     name="register",
     account=True,
 )
-def mechanism_register(account, name, frontends, as_json):
-    """Register mechanism NAME with the frontends allowed to assign for it."""
+def mechanism_register(account, name, frontends, params, as_json):
+    """Register mechanism NAME with the frontends allowed to assign for it; with --param,
+    an instance of NAME whose name publishes its parameters (auction/window=30)."""
     account = ui.require(account)
+    name = _instance(name, params)
     registry = ui.client(account)
     if not 0 < len(name) <= MAX_NAME:
         ui.fail(f"mechanism name must be 1 to {MAX_NAME} characters, got {len(name)}")
@@ -392,6 +402,25 @@ def mechanism_register(account, name, frontends, as_json):
         {"mechanism_id": mechanism_id, "name": name, "frontends": addresses},
         f"mechanism {mechanism_id} '{name}' registered; frontends: {', '.join(addresses) or 'none yet'}",
     )
+
+
+def _instance(name: str, params: tuple[str, ...]) -> str:
+    """NAME, or the instance of kind NAME with `params`, checked (one line if not)."""
+    try:
+        if not params:
+            registered.parse_instance(name)  # a name written as an instance reads back as one
+            return name
+        if "/" in name:
+            ui.fail(f"'{name}' has its parameters already; give the kind alone with --param, or no --param")
+        values: dict[str, int] = {}
+        for text in params:
+            for key, value in registered.parse_parameters(text, name).items():
+                if key in values:
+                    ui.fail(f"--param {key} given twice")
+                values[key] = value
+        return registered.instance_name(name, values)
+    except registered.InstanceError as error:
+        ui.fail(f"mechanism name: {error}")
 
 
 def _own_mechanism(registry, account, mechanism_id: int) -> bool:
@@ -474,7 +503,7 @@ def mechanism_show(mechanism_id, as_json):
     """What the registry knows of MECHANISM_ID: its kind, registrant, whether it is retired,
     the frontends allowed to assign for it and the markets where provers accept it. The
     registry keeps no parameters for a mechanism (a task's terms and a frontend's
-    configuration carry them)."""
+    configuration carry them), but its name may publish an instance's (auction/window=30)."""
     m = registered.mechanism(ui.client(), mechanism_id)
     nobody = "- (provers take slots themselves)" if m.kind == "built in" else "none allowed now"
     lines = [
@@ -483,7 +512,12 @@ def mechanism_show(mechanism_id, as_json):
         f"  registrant    {m.registrant or '- (built in: nobody manages it)'}",
         f"  frontends     {', '.join(m.frontends) or nobody}",
         f"  markets       {_mechanism_markets(m) or 'no prover accepts it yet'}",
-        "  parameters    none in the registry (a task's terms, or the frontend's configuration)",
+        "  parameters    "
+        + (
+            ", ".join(f"{k}={v}" for k, v in m.params.items()) + " (published in its name)"
+            if m.params
+            else "none in the registry (a task's terms, or the frontend's configuration)"
+        ),
     ]
     ui.emit(as_json, m.to_dict(), "\n".join(lines))
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import click
 
 from frontends.keeper import keeper_options
-from frontends.orderbook.process import run_orderbook
+from frontends.orderbook.process import orderbook_options, run_orderbook
 from provingmarket.cli import command, run_frontend
 from provingmarket.runtime.config import as_service
 
 
-@command(click, keeper_options, account=True, as_json=False)
+@command(click, orderbook_options, keeper_options, account=True, as_json=False)
 def cli(account, log_level, **keeper):
     """Match open tasks with provers' asks by price and time, and assign them."""
     run_frontend(run_orderbook, account, log_level, **keeper)

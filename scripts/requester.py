@@ -13,6 +13,8 @@
     ape run requester post 1 --secret 7 --auto --weights 10,3,1,1 --max-time 900 --network ... --account me
     ape run requester post 1 --secret 7 --auto --persona batch --max-price 0.05 --network ... --account me
     ape run requester route 1 --weights 3,2,10,1 --min-redundancy 2 --network ... [--account me]
+    ape run requester post 1 --secret 7 --mechanism 3 --reward 0.01 --reprice-after 0.5 --max-price 0.05 ...
+    ape run requester reprice [0x<task id> --max-price 0.05] [--watch] --network ... --account me
 
 `post` defaults, each changed by its option (or by a persona, below):
 
@@ -22,6 +24,10 @@
   lets a prover lock a slot at a price rising from `--start-price` (default: the market's
   least reward) to `--reward` over `--ramp` seconds (default: the assignment window);
   `--mechanism 3..` names a registered mechanism, whose frontends assign and earn `--fee`.
+  `--chain auction:30,orderbook:60,race` names a fallback chain instead: each mechanism (a
+  registered one by name or id, `dutch`, `race`) may take the task's slots for its window in
+  turn, with no transaction between; the last link may leave its window out (a race then
+  lasts `--proving-window`). docs/mechanisms.md, "Fallback chains".
 - reward and collateral: the market's minimums; no frontend fee; redundancy 1;
   proving window 600 s (for an open race, the race's length); assignment window 600 s
   (none for an open race); no capabilities; no decay; a random 64-bit salt (anvil can give
@@ -46,6 +52,11 @@ is kept in `--router-state FILE` (default: `router-<chain id>.json` next to the
 deployment record). A registered mechanism's frontend is offered `--fee` per slot. Without
 `--auto`, `--persona` posts the persona's fixed terms (below). `route` takes the same
 options and says what `post --auto` would choose, posting nothing.
+
+`--reprice-after SHARE` (with `--reprice-step`, default 25%, and `--max-price`, the
+ceiling) opts the task in to re-pricing: `reprice` cancels it once that share of its
+assignment window has passed with no assignment, withdraws the refund and posts it again
+higher (provingmarket/market/repricing.py); `--watch` keeps doing so.
 
 The inputs are the circuit's input signals except the prover's address, from
 `--inputs-file`, `--input NAME=VALUE` or `--secret N` (the circuit makes them). They ride
@@ -87,9 +98,9 @@ from provingmarket.cli import (
     table,
     when,
 )
-from provingmarket.formats import DUTCH, MAX_CAPABILITIES, OPEN_RACE, ZERO_ADDRESS, TaskTerms
+from provingmarket.formats import CHAIN, DUTCH, MAX_CAPABILITIES, OPEN_RACE, ZERO_ADDRESS, TaskTerms
 from provingmarket.market import personas as persona_book
-from provingmarket.market import requests
+from provingmarket.market import repricing, requests
 from provingmarket.market.requests import DEFAULT_WINDOW, Routed, whole
 from provingmarket.proving.circuits import CircuitError
 
@@ -252,7 +263,8 @@ ROUTE_OPTIONS = (
     click.option(
         "--max-price",
         metavar="ETH",
-        help="Routing: the most the task may cost in all (rewards and frontend fees), ETH.",
+        help="Routing, and the ceiling of --reprice-after: the most the task may cost in all "
+        "(rewards and frontend fees), ETH.",
     ),
     click.option("--min-redundancy", metavar="N", help="Routing: the fewest independent proofs you need."),
     click.option(
@@ -316,6 +328,12 @@ POST_OPTIONS = (
     click.option(
         "--mechanism", metavar="ID", help=f"1 open race, 2 dutch, 3.. registered.  [default: {OPEN_RACE}]"
     ),
+    click.option(
+        "--chain",
+        metavar="LINKS",
+        help="A fallback chain instead of --mechanism: up to 3 mechanisms, each with its window in "
+        "seconds, tried in turn (auction:30,orderbook:60,race); the last may leave its window out.",
+    ),
     capabilities_option,
     click.option("--decay/--no-decay", default=None, help="The reward decays to the floor.  [default: no]"),
     click.option(
@@ -358,6 +376,30 @@ POST_OPTIONS = (
 )
 
 
+REPRICE_STATE = click.option(
+    "--reprice-state",
+    metavar="FILE",
+    help="Re-pricing: the record of tasks watched and re-posted.  [default: repricing-<chain id>.json "
+    "next to the deployment record]",
+)
+# The options that opt a task in to re-pricing at `post`.
+REPRICE_OPTIONS = (
+    click.option(
+        "--reprice-after",
+        metavar="SHARE",
+        help="Re-price the task if nobody took it after this share of its assignment window (e.g. 0.5): "
+        "cancel it and post it again at a higher reward, up to --max-price (`reprice` does it).",
+    ),
+    click.option(
+        "--reprice-step",
+        metavar="STEP",
+        help=f"Re-pricing: how much each re-post adds, a share of the reward (25%) or ETH (0.001).  "
+        f"[default: {repricing.DEFAULT_STEP}]",
+    ),
+    REPRICE_STATE,
+)
+
+
 def _post_text(posted: requests.Posted, chose: dict | None) -> str:
     """What `post` says: the persona's or the router's choice, then the task."""
     terms = posted.terms
@@ -368,18 +410,27 @@ def _post_text(posted: requests.Posted, chose: dict | None) -> str:
             f"assignable until {when(terms.posted_at + terms.assign_window)}, "
             f"{terms.proving_window} s to prove"
         )
+    mechanism = f"mechanism {terms.mechanism_id} ({posted.mechanism})"
+    if terms.mechanism_id >= CHAIN:
+        mechanism = f"chain: {posted.mechanism}"
     return (
         (_persona_line(posted, chose) + "\n" if chose else "")
         + ("\n".join(_route_lines(posted.routed)) + "\n" if posted.routed else "")
         + f"task {posted.task_id}\n"
-        f"posted in market {terms.market_id} ({posted.circuit}), mechanism {terms.mechanism_id} "
-        f"({posted.mechanism}); escrow {eth(posted.escrow)} = {terms.redundancy} x "
+        f"posted in market {terms.market_id} ({posted.circuit}), {mechanism}; "
+        f"escrow {eth(posted.escrow)} = {terms.redundancy} x "
         f"({eth(terms.max_reward)} reward + {eth(terms.frontend_fee)} fee)\n"
         f"{window}; inputs {posted.prover_input.decode()}"
+        + (
+            f"\nre-pricing: {posted.repricing.policy.describe()}; `ape run requester reprice --watch` "
+            f"does it (record {posted.repricing_record})"
+            if posted.repricing
+            else ""
+        )
     )
 
 
-@command(cli, *POST_OPTIONS, *ROUTE_OPTIONS, account=True)
+@command(cli, *POST_OPTIONS, *ROUTE_OPTIONS, *REPRICE_OPTIONS, account=True)
 def post(account, as_json, **given):
     """Post a task in MARKET_ID and escrow redundancy x (reward + fee); with --auto, on the
     mechanism and terms the router chooses for your preferences."""
@@ -411,6 +462,11 @@ def post(account, as_json, **given):
         "block": posted.block,
         **({"persona": chose} if chose else {}),
         **({"route": posted.routed.data()} if posted.routed else {}),
+        **(
+            {"repricing": {**posted.repricing.policy.data(), "record": str(posted.repricing_record)}}
+            if posted.repricing
+            else {}
+        ),
     }
     emit(as_json, data, lambda: _post_text(posted, chose))
 
@@ -678,6 +734,90 @@ def withdraw(account, as_json):
         {"account": account.address, "amount": amount, "tx": "0x" + bytes(receipt["transactionHash"]).hex()},
         f"withdrew {eth(amount)} to {account.address}",
     )
+
+
+# ------------------------------------------------------------------ re-pricing
+
+
+@command(
+    cli,
+    click.argument("task_ids", nargs=-1, metavar="[TASK_ID]..."),
+    click.option(
+        "--after",
+        metavar="SHARE",
+        help="Watch TASK_ID: re-price it after this share of its assignment window.  [default: 0.5]",
+    ),
+    click.option(
+        "--step",
+        metavar="STEP",
+        help=f"Watch TASK_ID: each re-post adds a share of the reward (25%) or ETH (0.001).  "
+        f"[default: {repricing.DEFAULT_STEP}]",
+    ),
+    click.option(
+        "--max-price",
+        metavar="ETH",
+        help="Watch TASK_ID: the most a re-post may cost in all (rewards and fees), ETH; opts it in.",
+    ),
+    click.option("--watch", is_flag=True, help="Go on until no task is left to re-price."),
+    click.option("--poll", metavar="SECONDS", default="2", show_default=True, help="Seconds between looks."),
+    click.option(
+        "--timeout",
+        metavar="SECONDS",
+        default="3600",
+        show_default=True,
+        help="Seconds --watch goes on at most (then exit 1; run again to go on).",
+    ),
+    REPRICE_STATE,
+    account=True,
+)
+def reprice(account, task_ids, after, step, max_price, watch, poll, timeout, reprice_state, as_json):
+    """Re-price the account's watched tasks nobody took: cancel, withdraw the refund, post
+    again higher (resuming one cut short). With --max-price, TASK_ID is watched from now."""
+    account = require(account)
+    ids = ["0x" + parse_task_id(t).hex() for t in task_ids]
+    poll_s, timeout_s = whole(poll, "--poll", 1), whole(timeout, "--timeout", 1)
+    policy = None
+    if max_price is not None:
+        if not ids:
+            fail("--max-price opts a task in: name it (reprice 0x<task id> --max-price ETH)")
+        policy = repricing.make_policy(after, step, parse_ether(max_price, "--max-price"))
+    elif after is not None or step is not None:
+        fail("--after and --step go with --max-price ETH, the ceiling of a task's re-pricing")
+    registry = client(account)
+    path = repricing.record_path(registry, reprice_state, deployments_folder())
+    record = repricing.load(path, registry.web3.eth.chain_id, registry.address)
+    for task_id in ids:
+        if policy is not None:
+            state = registry.task(task_id)
+            if state.terms.requester != account.address:
+                fail(f"task {task_id} is {state.terms.requester}'s; only its requester may re-price it")
+            repricing.check_repriceable(state.terms, policy)
+            repricing.opt_in(record, task_id, account.address, policy)
+        elif task_id not in record.entries:
+            fail(
+                f"task {task_id} is not watched for re-pricing in {path}: give --max-price ETH "
+                "(and --after, --step) to watch it"
+            )
+    report = (lambda o: None) if as_json else (lambda o: click.echo(o.line()))
+    outcomes = repricing.run(
+        registry,
+        record,
+        account.address,
+        ids or None,
+        watch=watch,
+        poll=poll_s,
+        timeout=timeout_s,
+        report=report,
+    )
+    data = {
+        "record": str(path),
+        "outcomes": [asdict(o) for o in outcomes],
+        "chains": [repricing.summary(record, t) for t in (ids or [o.task_id for o in outcomes])],
+    }
+    if as_json:
+        emit(True, data, "")
+    elif not outcomes:
+        click.echo(f"no task of {account.address} is watched for re-pricing in {path}")
 
 
 # ------------------------------------------------------------------ tasks

@@ -100,6 +100,13 @@ def registry(project, owner):
 
 
 @pytest.fixture(scope="session")
+def registry_math(project, owner):
+    """The registry's pure rules as views (contracts/testing/RegistryMath.vy): bounds, the
+    price curves, a chain's current link, reason texts."""
+    return project.RegistryMath.deploy(sender=owner)
+
+
+@pytest.fixture(scope="session")
 def deploy_verifier(project, owner, registry):
     """Have the registry deploy a Groth16 verifier for a sample circuit's key (the square
     circuit by default) from its blueprint: markets on it are trusted."""

@@ -26,6 +26,7 @@ PROCESSES = {
     "proving-market-auction": "Run sealed-bid second-price auctions",
     "proving-market-election": "Elect provers at random",
     "proving-market-explorer": "Serve the explorer's pages over a keeper's mirror",
+    "proving-market-double-auction": "Clear open tasks and provers' asks together at one price per market",
 }
 # Run once by Python with only the installed package on its path: each entry point's --help
 # (in this one process, so that the dependencies are imported once), and where the package

@@ -69,8 +69,8 @@ def lock(terms: tasks.TaskTerms):
             prover saw the task's inputs before locking, so it cannot decline.
     @param terms The task's terms.
     """
-    if terms.mechanism_id != mechanisms.DUTCH:
-        reasons.fail(reasons.NOT_DUTCH)
+    if terms.mechanism_id != mechanisms.DUTCH and terms.mechanism_id < mechanisms.CHAIN:
+        reasons.fail(reasons.NOT_DUTCH)  # a chain's current link is checked in _assign
     self._take(terms)
 
 
@@ -218,12 +218,20 @@ def _assign(item: tasks.AssignmentItem, frontend: address) -> uint256:
         reason = markets.refusal(market_id, head)
         if reason != reasons.OK:
             return reason
+    end: uint256 = terms.posted_at + terms.assign_window
+    if mechanism_id >= mechanisms.CHAIN:
+        # A chain: its link current now is the mechanism, for the link's window.
+        link: uint256 = mechanisms.link_at(mechanism_id, terms.posted_at, block.timestamp)
+        mechanism_id = link & words.MASK32
+        if mechanism_id == 0:
+            return reasons.TASK_EXPIRED
+        if frontend == empty(address) and mechanism_id != mechanisms.DUTCH:
+            return reasons.NOT_DUTCH  # only a lock takes a chain's slot itself
     if frontend != empty(address):
         if mechanism_id <= mechanisms.DUTCH:  # a posted task names a mechanism from 1 up
             return reasons.NOT_FOR_FRONTENDS
         if not mechanisms._frontends[mechanism_id][frontend]:
             return reasons.NOT_A_FRONTEND
-    end: uint256 = terms.posted_at + terms.assign_window
     if mechanism_id == mechanisms.OPEN_RACE:
         end = terms.posted_at + terms.proving_window
     if block.timestamp > end:
@@ -264,7 +272,8 @@ def _assign(item: tasks.AssignmentItem, frontend: address) -> uint256:
     price: uint256 = item.price
     window: uint256 = terms.proving_window
     if frontend == empty(address):
-        if terms.mechanism_id == mechanisms.DUTCH:
+        if mechanism_id == mechanisms.DUTCH:
+            # A chain's DUTCH link too: the price rises from posting.
             price = tasks.dutch_price(terms, block.timestamp)
         else:
             price = tasks.reward_at(terms, terms.max_reward, end, block.timestamp)

@@ -23,6 +23,14 @@ DUTCH: constant(uint256) = 2
 
 RETIRED: constant(uint256) = 1 << 160
 
+# A fallback chain (docs/mechanisms.md): a task's mechanism_id from CHAIN up holds up to
+# MAX_LINKS links in order, link i in bits 64 * (i + 1) up: its mechanism (32 bits) and its
+# window in seconds << 32 (32 bits). The low 64 bits are zero. The links' windows follow
+# one another from posting and add up to the task's assignment window; which mechanism may
+# take a slot at a moment is `link_at` of the terms alone, so moving on needs no transaction.
+CHAIN: constant(uint256) = 1 << 64
+MAX_LINKS: constant(uint256) = 3
+
 # ------------------------------------------------------------------ public state
 
 mechanism_count: public(uint256)  # the last id handed out; 1 and 2 are built in
@@ -142,6 +150,24 @@ def postable(mechanism_id: uint256) -> uint256:
     if word & RETIRED != 0:
         return reasons.MECHANISM_RETIRED
     return reasons.OK
+
+
+@pure
+@internal
+def link_at(links: uint256, posted_at: uint256, at: uint256) -> uint256:
+    """
+    @dev The link of a chain current at `at` (from posting or after the previous link's
+         end, up to and with its own end), as end << 64 | window << 32 | mechanism; 0 once
+         the last link is over. A chain was bounded at post: no sum here overflows.
+    """
+    end: uint256 = posted_at
+    word: uint256 = links >> 64
+    for i: uint256 in range(MAX_LINKS):
+        end = unsafe_add(end, (word >> 32) & words.MASK32)  # a timestamp plus 3 x 32 bits
+        if at <= end:
+            return end << 64 | word & words.MASK64
+        word = word >> 64
+    return 0
 
 
 @view

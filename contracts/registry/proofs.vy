@@ -92,10 +92,17 @@ def _prove(
     slot: uint256 = 0
     paid: uint256 = 0
     frontend: address = empty(address)
+    deadline: uint256 = 0
+    if terms.mechanism_id >= mechanisms.CHAIN and assignment.deadline == 0:
+        # A proof with no assignment on a chain races, while a race link is current.
+        link: uint256 = mechanisms.link_at(terms.mechanism_id, terms.posted_at, block.timestamp)
+        race = link & words.MASK32 == mechanisms.OPEN_RACE
+        deadline = link >> 64
 
     if race:
         # Anyone eligible may prove; the first `redundancy` valid proofs are paid.
-        deadline: uint256 = tasks.assign_end(terms)
+        if deadline == 0:
+            deadline = tasks.assign_end(terms)
         if block.timestamp > deadline:
             return reasons.RACE_OVER
         membership: uint256 = memberships.word(msg.sender, terms.market_id)

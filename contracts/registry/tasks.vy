@@ -277,19 +277,38 @@ def post_task(
         reasons.fail(reasons.DECAY_FLOOR_TOO_HIGH)
     if t.capabilities > MAX_CAPABILITIES:
         reasons.fail(reasons.CAPABILITIES_TOO_WIDE)
-    if t.mechanism_id == mechanisms.OPEN_RACE or t.mechanism_id == mechanisms.DUTCH:
+    binding: uint256 = (head >> words.BINDING_SHIFT) & 255
+    if t.mechanism_id >= mechanisms.CHAIN:
+        # A chain (mechanisms.vy): each link's mechanism known and not retired, a race
+        # link only where proofs carry the prover's address (no commit-reveal race in a
+        # chain), the low 64 bits zero and the windows adding up to the assignment window.
+        # A link of mechanism 0 or of no window is never current (`mechanisms.link_at`),
+        # so it harms nobody; a fee nobody earns comes back with the slot's escrow.
+        word: uint256 = t.mechanism_id >> 64
+        total: uint256 = 0
+        for i: uint256 in range(mechanisms.MAX_LINKS):
+            link: uint256 = word & words.MASK32
+            if link == mechanisms.OPEN_RACE:
+                if binding != markets.BINDING_ADDRESS_INPUT:
+                    reason = reasons.CANNOT_BIND
+            elif link > mechanisms.DUTCH and reason == reasons.OK:
+                reason = mechanisms.postable(link)
+            total = unsafe_add(total, (word >> 32) & words.MASK32)  # 3 x 32 bits
+            word = word >> 64
+        if total != t.assign_window or t.mechanism_id & words.MASK64 != 0:
+            reason = reasons.BAD_CHAIN
+    elif t.mechanism_id == mechanisms.OPEN_RACE or t.mechanism_id == mechanisms.DUTCH:
         if t.frontend_fee != 0:
-            reasons.fail(reasons.FEE_NEEDS_FRONTEND)
+            reason = reasons.FEE_NEEDS_FRONTEND
     else:
         reason = mechanisms.postable(t.mechanism_id)
-        if reason != reasons.OK:
-            reasons.fail(reason)
+    if reason != reasons.OK:
+        reasons.fail(reason)
     if t.mechanism_id != mechanisms.OPEN_RACE and t.assign_window == 0:
         reasons.fail(reasons.ZERO_ASSIGN_WINDOW)
     # Redundancy means independent provers, which only an address input guarantees:
     # any other proof can be copied (Groth16 proofs can even be re-randomized). A race
     # needs a binding: an address input, or commits that take a slot.
-    binding: uint256 = (head >> words.BINDING_SHIFT) & 255
     if t.redundancy > 1 and binding != markets.BINDING_ADDRESS_INPUT:
         reasons.fail(reasons.CANNOT_BIND)
     if t.mechanism_id == mechanisms.OPEN_RACE and binding == markets.BINDING_NONE:
@@ -333,6 +352,9 @@ def cancel(terms: TaskTerms):
         reasons.fail(reasons.NOT_REQUESTER)
     if terms.mechanism_id == mechanisms.OPEN_RACE:
         if block.timestamp <= terms.posted_at + terms.proving_window:
+            reasons.fail(reasons.RACE_IN_PROGRESS)
+    elif terms.mechanism_id >= mechanisms.CHAIN:
+        if mechanisms.link_at(terms.mechanism_id, terms.posted_at, block.timestamp) & words.MASK32 == mechanisms.OPEN_RACE:
             reasons.fail(reasons.RACE_IN_PROGRESS)
     closed: uint256 = 0
     held: uint256 = 0

@@ -121,7 +121,8 @@ class Eligibility:
         slots = rules.Slots(
             open=task.open_slots, market=rules.market_refusal(paused is not None, bool(paused))
         )
-        reason = rules.task_refusal(terms, slots, at, frontend_serves=terms.mechanism_id in self.mechanisms)
+        serves = rules.mechanism_at(terms, at) in self.mechanisms  # a chain's: its link current at `at`
+        reason = rules.task_refusal(terms, slots, at, frontend_serves=serves)
         if reason in (rules.NOT_FOR_FRONTENDS, rules.NOT_A_FRONTEND):
             return Refusal(
                 "not_served", f"the task's mechanism {terms.mechanism_id} is not one this frontend serves"
@@ -149,7 +150,7 @@ class Eligibility:
                 "not_in_market", f"prover {prover} is not in market {terms.market_id}: join it first"
             )
         barred = address in {b.lower() for b in task.barred}
-        seen = candidate(member, self.free.get(address, 0), terms.mechanism_id, barred)
+        seen = candidate(member, self.free.get(address, 0), rules.mechanism_at(terms, self.now), barred)
         seen = replace(seen, used=member.capacity - self.left.get(key, 0))
         reason = rules.prover_refusal(
             terms, rules.Slots(open=max(task.open_slots, 1)), seen, by_frontend=True

@@ -12,7 +12,8 @@ An auction's life
 -----------------
 - **Open.** Each keeper round, every open task of the mechanism (slots open, inside its
   assignment window) that has no open auction gets one: round 1 when the frontend first
-  sees it, opened at the chain's time and closing `--window` seconds later, but no later
+  sees it, opened at the chain's time and closing its instance's window (`--window`)
+  seconds later, but no later
   than `close_margin` seconds before the task's assignment window ends (a task with less
   time left gets no auction). The API takes bids for it until it closes.
 - **Close.** The first round at or after the close time clears it: in one SQLite
@@ -39,6 +40,11 @@ keeper's `mirror.sqlite` and `outbox.sqlite` (a versioned file of its own, which
 rebuild never touches): killed and restarted, the process serves the same answers, and clears the sealed
 bids of an auction that closed while it was down at its first round back.
 
+Instances: one process serves every `--mechanism` id, each with its own bidding window:
+`--instance 4:window=60`, else what the id's registered name publishes
+(`auction/window=60`), else `--window`. A name that disagrees with `--instance` stops it
+with one line (frontends/process.py, `Instances`); the API takes bids for all of them.
+
 The account must be one of the mechanism's frontends. The key is read from an
 environment variable (`--key-env`, AUCTION_KEY by default). SIGTERM stops it after the
 round in progress. Log lines are JSON on stderr: `auction.api` (the URL), `auction.opened`,
@@ -64,7 +70,7 @@ from frontends.auction.mechanism import Eligibility, clear_auctions
 from frontends.auction.store import AuctionStore
 from frontends.book import task_hex
 from frontends.keeper import Keeper, assign_key, keeper_options
-from frontends.process import FATAL, run_frontend, serve, shown, with_options
+from frontends.process import FATAL, Instances, instance_option, run_frontend, serve, shown, with_options
 from provingmarket.chain.client import ClientError, RegistryClient
 from provingmarket.chain.mirror import Snapshot
 from provingmarket.runtime.config import as_service
@@ -92,9 +98,12 @@ class Auctioneer:
         port: int | socket.socket = 8000,  # a port number, or a socket bound by `listen`
         close_margin: int = CLOSE_MARGIN,
         mining_margin: int = MINING_MARGIN,
+        instances: dict[int, dict[str, int]] | None = None,
         **keeper: Any,
     ):
         self.window = window
+        self.instances = Instances("auction", {"window": window}, mechanisms, instances)
+        self.instances.start(client)
         self.port = port
         self.settings = settings
         self.metrics = metrics
@@ -104,7 +113,7 @@ class Auctioneer:
             client,
             data_dir,
             self.decide,
-            mechanisms,
+            self.instances.ids,
             name="auction",
             metrics=metrics,
             observe=self.observe,
@@ -144,6 +153,7 @@ class Auctioneer:
     def observe(self, snap: Snapshot, view: book.Snapshot) -> None:
         now = view.now
         self.snap = snap
+        self.instances.observe(snap)
         self.nonces = {p.prover: p.nonce for p in snap.provers.values()}
         self._reconcile(snap)
         tasks = {task_hex(t.task_id): t for t in view.tasks}
@@ -161,9 +171,10 @@ class Auctioneer:
         rounds = self.store.last_rounds(fresh)
         for task_id in fresh:
             task = tasks[task_id]
-            closes = min(
-                now + self.window, task.terms.posted_at + task.terms.assign_window - self.close_margin
-            )
+            window = self.instances.get(task.terms.mechanism_id, "window")
+            if window is None:
+                continue  # an instance whose name was refused (or not checked yet): no auction
+            closes = min(now + window, task.terms.posted_at + task.terms.assign_window - self.close_margin)
             if closes <= now:
                 continue  # too late for an auction: the keeper reclaims it when the window ends
             row = self.store.open_auction(task, rounds.get(task_id, 0) + 1, now, closes)
@@ -348,10 +359,11 @@ def run_auction(
 
 def auction_options(command):
     """The auction's own options, shared by this process and `ape run auction`; the
-    command receives `window`, `port` and `settings` (ApiSettings)."""
+    command receives `window`, `instances`, `port` and `settings` (ApiSettings)."""
     defaults = ApiSettings()
     options = [
         shown("--window", 10, click.IntRange(1, 86_400), "Bidding window, seconds."),
+        instance_option("auction"),
         shown("--port", 8000, click.IntRange(0, 65535), "API port (0: any)."),
         shown(
             "--expiry-margin",

@@ -37,6 +37,7 @@ from typing import Any
 
 from frontends.auction.mechanism import Clearing, SealedBid
 from frontends.book import OpenTask, task_hex
+from provingmarket import rules
 from provingmarket.chain.database import Migration, migrate
 from provingmarket.errors import Refusal
 
@@ -160,7 +161,9 @@ class AuctionStore:
                 task_hex(task.task_id),
                 round,
                 t.market_id,
-                t.mechanism_id,
+                rules.mechanism_at(
+                    t, opened_at
+                ),  # a chain's link open now (its value fits no integer column)
                 str(t.max_reward),
                 str(t.collateral),
                 t.proving_window,

@@ -33,7 +33,7 @@ from provingmarket.chain.client import ClientError, format_ether
 from provingmarket.chain.mirror import TaskView
 from provingmarket.chain.tasks import RACE
 from provingmarket.costs import dutch_price, dutch_time_for, price_for_reward, reward_at
-from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms, bid_typed_data
+from provingmarket.formats import CHAIN, DUTCH, OPEN_RACE, TaskTerms, bid_typed_data
 from provingmarket.runtime import process as runtime
 
 log = logging.getLogger("provingmarket.agent.agent")
@@ -83,9 +83,12 @@ class Picker(Service):
             # A race locks no collateral and a beaten racer is not slashed: none at risk.
             least = self.cost.least_price(expected, gas_price, 0)
             floor = max(membership.ask, self.settings.race_min_reward, least)
+            # Chains whose race link is current race too, until the link's end.
             for task in self.mirror.open_tasks(now=now, market_id=market_id, mechanism_id=OPEN_RACE):
                 terms = task.terms
                 end = terms.posted_at + terms.proving_window
+                if terms.mechanism_id >= CHAIN:
+                    end = rules.link_at(terms, now)[2]
                 started = self.store.get(race_key(task.task_id))
                 if started is not None:
                     if started["state"] in (QUEUED, PROVING, PROVED):

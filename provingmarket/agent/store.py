@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from provingmarket.chain.database import Migration, migrate
-from provingmarket.formats import OPEN_RACE, Assignment, TaskTerms
+from provingmarket.formats import CHAIN, OPEN_RACE, Assignment, TaskTerms
 
 # Work states: waiting for capacity, proving, proof kept, proof sent, paid; or ended
 # without pay: given up (declined or left to be slashed), lost (refused, slashed, race
@@ -90,6 +90,9 @@ class Work:
 
     @property
     def race(self) -> bool:
+        """An open race, or a chain's race link (a proof with no assignment)."""
+        if self.terms.mechanism_id >= CHAIN:
+            return self.assignment.deadline == 0
         return self.terms.mechanism_id == OPEN_RACE
 
     @property

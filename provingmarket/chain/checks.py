@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from provingmarket.chain.client import ClientError, Market, RegistryClient
-from provingmarket.formats import BUILT_IN_MECHANISMS
+from provingmarket.formats import BUILT_IN_MECHANISMS, chain_links
 
 
 def when(timestamp: int) -> str:
@@ -28,7 +28,12 @@ def existing_market(registry: RegistryClient, market_id: int) -> Market:
 
 
 def mechanism_name(registry: RegistryClient, mechanism_id: int) -> str:
-    """A built-in mechanism's name, or the name a registered one was registered with."""
+    """A built-in mechanism's name, or the name a registered one was registered with; a
+    chain's links in order with their windows ("auction 30 s, then orderbook 60 s, then
+    open race 100 s")."""
+    links = chain_links(mechanism_id)
+    if links:
+        return ", then ".join(f"{mechanism_name(registry, link.mechanism)} {link.window} s" for link in links)
     if mechanism_id in BUILT_IN_MECHANISMS:
         return BUILT_IN_MECHANISMS[mechanism_id]
     for e in registry.events(["MechanismRegistered"]):

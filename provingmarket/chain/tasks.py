@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 from eth_utils.crypto import keccak
 
+from provingmarket import rules
 from provingmarket.chain.client import ClientError, RegistryClient, TaskState, chain_time, format_ether
-from provingmarket.formats import DUTCH, OPEN_RACE, ZERO_ADDRESS, Assignment, TaskTerms
+from provingmarket.formats import CHAIN, DUTCH, OPEN_RACE, ZERO_ADDRESS, Assignment, TaskTerms, mechanism_text
 from provingmarket.proving.backends import ProofResult, ProvingBackend
 from provingmarket.proving.circuits import Circuit, CircuitError, UnsatisfiedInputs
 
@@ -103,7 +104,15 @@ def lock(client: RegistryClient, task_id: bytes, circuit: Circuit | None = None)
     to be provable (a locked slot cannot be declined); returns (price, assignment)."""
     state = client.task(task_id)
     me = client.require_signer("locking a slot needs an account").address
-    if state.terms.mechanism_id != DUTCH:
+    if state.terms.mechanism_id >= CHAIN:
+        now = chain_time(client.web3)
+        if rules.mechanism_at(state.terms, now) != DUTCH:
+            current = rules.mechanism_at(state.terms, now)
+            raise ClientError(
+                f"the task's chain ({mechanism_text(state.terms.mechanism_id)}) is at "
+                f"{mechanism_text(current) if current else 'its end'} now, not a Dutch link: nothing to lock"
+            )
+    elif state.terms.mechanism_id != DUTCH:
         raise ClientError(
             f"task is not a Dutch auction (mechanism {state.terms.mechanism_id}); nothing to lock"
         )
@@ -128,8 +137,10 @@ def prove(
     me = client.require_signer("proving a task needs an account").address
     now = chain_time(client.web3)
     terms = state.terms
-    if terms.mechanism_id == OPEN_RACE:
-        deadline = terms.posted_at + terms.proving_window
+    mechanism, _, link_end = rules.link_at(terms, now)
+    chained_race = terms.mechanism_id >= CHAIN and mechanism == OPEN_RACE and me not in state.live_assignments
+    if terms.mechanism_id == OPEN_RACE or chained_race:
+        deadline = link_end if chained_race else terms.posted_at + terms.proving_window
         if now > deadline:
             raise ClientError(f"the race ended at {deadline} ({now - deadline} s ago)")
         if state.open == 0:

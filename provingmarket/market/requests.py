@@ -30,10 +30,12 @@ from provingmarket.formats import (
     BINDING_ADDRESS_INPUT,
     BINDING_NONE,
     BUILT_IN_MECHANISMS,
+    CHAIN,
     DUTCH,
     MAX_ASSIGN_WINDOW,
     MAX_CAPABILITIES,
     MAX_COLLATERAL,
+    MAX_LINKS,
     MAX_PROVER_INPUT,
     MAX_PROVING_WINDOW,
     MAX_REDUNDANCY,
@@ -41,10 +43,14 @@ from provingmarket.formats import (
     MAX_URI,
     OPEN_RACE,
     ZERO_ADDRESS,
+    Link,
     TaskTerms,
+    chain_links,
+    encode_chain,
 )
 from provingmarket.market import personas as persona_book
-from provingmarket.market import qos, routing
+from provingmarket.market import qos, repricing, routing
+from provingmarket.market.files import per_chain_file
 from provingmarket.market.preferences import PreferenceError, Preferences, parse_weights
 from provingmarket.market.router import Choice, Infeasible, Router
 from provingmarket.proving.circuits import Circuit, CircuitError, UnsatisfiedInputs, sample_inputs
@@ -219,17 +225,7 @@ def preferences(
 def state_path(registry: RegistryClient, given: str | None, folder: Path, create: bool = True) -> Path:
     """Where the router keeps what it learnt: --router-state, else in FOLDER (next to the
     deployment record), one file per chain."""
-    path = Path(given) if given else folder / f"router-{registry.web3.eth.chain_id}.json"
-    if create:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise ClientError(
-                f"--router-state {path}: cannot make its folder ({error.strerror or error})"
-            ) from None
-    if path.is_dir():
-        raise ClientError(f"--router-state {path} is a folder; give a file")
-    return path
+    return per_chain_file(registry, given, folder, "router", "--router-state", create)
 
 
 def _settled_events(events: list, pending: set[str]) -> list:
@@ -343,6 +339,7 @@ class PostOptions:
     collateral: str | None = None
     redundancy: str | None = None
     mechanism: str | None = None
+    chain: str | None = None
     capabilities: str = "0"
     decay: bool | None = None
     decay_floor: str | None = None
@@ -358,13 +355,16 @@ class PostOptions:
     max_price: str | None = None
     min_redundancy: str | None = None
     router_state: str | None = None
+    reprice_after: str | None = None
+    reprice_step: str | None = None
+    reprice_state: str | None = None
 
     def given_terms(self) -> list[str]:
         """The term options given explicitly."""
         return [
             option
             for option, value in (
-                ("--mechanism", self.mechanism), ("--redundancy", self.redundancy),
+                ("--mechanism", self.mechanism), ("--chain", self.chain), ("--redundancy", self.redundancy),
                 ("--assign-window", self.assign_window), ("--proving-window", self.proving_window),
                 ("--reward", self.reward), ("--collateral", self.collateral),
                 ("--decay/--no-decay", self.decay), ("--decay-floor", self.decay_floor),
@@ -378,11 +378,23 @@ class PostOptions:
         return [
             option
             for option, value in (
-                ("--weights", self.weights), ("--max-time", self.max_time), ("--max-price", self.max_price),
+                ("--weights", self.weights), ("--max-time", self.max_time),
+                ("--max-price", None if self.reprice_after is not None else self.max_price),
                 ("--min-redundancy", self.min_redundancy), ("--router-state", self.router_state),
             )
             if value is not None
         ]  # fmt: skip
+
+    def repricing(self, max_price: int | None) -> repricing.Policy | None:
+        """The re-pricing the requester opted in to (--reprice-after), its ceiling
+        --max-price; None without it. Needs no chain."""
+        if self.reprice_after is None:
+            if self.reprice_step is not None or self.reprice_state is not None:
+                raise ClientError(
+                    "--reprice-step and --reprice-state go with --reprice-after SHARE (e.g. 0.5)"
+                )
+            return None
+        return repricing.make_policy(self.reprice_after, self.reprice_step, max_price)
 
 
 @dataclass
@@ -407,6 +419,8 @@ class Draft:
     persona: Any = None
     plan: Any = None
     routing: tuple[Preferences, str] | None = None  # with --auto: the preferences and their source
+    repricing: repricing.Policy | None = None  # with --reprice-after: when and how far to re-price
+    chain: tuple[tuple[str, int], ...] = ()  # with --chain: (mechanism as given, window) per link
 
 
 def draft(options: PostOptions) -> Draft:
@@ -417,6 +431,16 @@ def draft(options: PostOptions) -> Draft:
     if capabilities > MAX_CAPABILITIES:
         raise ClientError(f"--capabilities {capabilities:#x} has bits above 63: no prover can declare them")
     drafted.capabilities = capabilities
+    if drafted.routing is not None:
+        drafted.repricing = options.repricing(drafted.routing[0].max_price)
+    else:
+        ceiling = None if options.max_price is None else parse_ether(options.max_price, "--max-price")
+        drafted.repricing = options.repricing(ceiling)
+    if drafted.repricing is not None and drafted.mechanism_id == OPEN_RACE:
+        raise ClientError(
+            "--reprice-after: an open race (mechanism 1) has no assignment window and cannot be cancelled "
+            "while it runs; re-price a task of another --mechanism"
+        )
     drafted.salt = secrets.randbits(64) if options.salt is None else whole(options.salt, "--salt")
     if len(options.input_uri) > MAX_URI:
         raise ClientError(
@@ -486,8 +510,104 @@ def _fixed_draft(o: PostOptions, market_id: int) -> Draft:
     d.start_price = None if o.start_price is None else parse_ether(o.start_price, "--start-price")
     d.decay_floor = 0 if o.decay_floor is None else parse_ether(o.decay_floor, "--decay-floor")
     d.ramp = o.ramp
+    if o.chain is not None:
+        if mechanism_id is not None:
+            raise ClientError("--chain names the task's mechanisms: drop --mechanism (and --persona)")
+        d.mechanism_id = CHAIN  # its links are resolved against the registry when posting
     _fixed_windows(d, o, proving_window, assign_window)
+    if o.chain is not None:
+        d.chain = parse_chain(o.chain, d.proving_window, assign_window)
+        d.assign_window = sum(window for _, window in d.chain)
     return d
+
+
+RACE_NAMES = ("race", "open race", "open-race")
+
+
+def parse_chain(text: str, proving_window: int | None, assign_window: Any) -> tuple[tuple[str, int], ...]:
+    """`--chain MECHANISM:SECONDS,...`: one to three links, each a mechanism (a registered
+    one's name or id, `dutch`, or `race`) with its window; the last may leave its window
+    out: it lasts what --assign-window leaves, else a race --proving-window and any other
+    the default window."""
+    parts = [p.strip() for p in text.split(",")]
+    if not 1 <= len(parts) <= MAX_LINKS or not all(parts):
+        raise ClientError(
+            f"--chain {text!r}: give 1 to {MAX_LINKS} links, comma-separated, "
+            "such as auction:30,orderbook:60,race"
+        )
+    links: list[tuple[str, int | None]] = []
+    for i, part in enumerate(parts):
+        name, _, window = part.partition(":")
+        name = name.strip().lower()
+        if not window:
+            if i < len(parts) - 1:
+                raise ClientError(f"--chain link {i + 1} ({name}) needs a window: {name}:SECONDS")
+            links.append((name, None))
+        else:
+            links.append((name, whole(window, f"--chain link {i + 1}'s window", low=1)))
+    named = sum(w or 0 for _, w in links)
+    total = None if assign_window is None else whole(assign_window, "--assign-window")
+    name, last = links[-1]
+    if last is None:
+        if total is not None:
+            last = total - named
+            if last < 1:
+                raise ClientError(
+                    f"--assign-window {total} s leaves nothing for the chain's last link after {named} s"
+                )
+        else:
+            last = (proving_window or DEFAULT_WINDOW) if name in RACE_NAMES else DEFAULT_WINDOW
+        links[-1] = (name, last)
+    elif total is not None and total != named:
+        raise ClientError(
+            f"--assign-window {total} s is not the chain's {named} s: "
+            "drop it or leave the last link's window out"
+        )
+    resolved = tuple((n, w) for n, w in links if w is not None)
+    if sum(w for _, w in resolved) > MAX_ASSIGN_WINDOW:
+        raise ClientError(f"--chain lasts more than the registry's limit of {MAX_ASSIGN_WINDOW} s")
+    return resolved
+
+
+def chain_mechanisms(registry: RegistryClient, market: Market, chain: tuple[tuple[str, int], ...]) -> int:
+    """The chain's mechanism_id: each link's mechanism by name (the latest registered under
+    it) or id, checked as the registry will."""
+    names: dict[str, int] = {}
+    for e in registry.events(["MechanismRegistered"]):
+        names[str(e.args["name"]).lower()] = e.mechanism_id
+    links = [
+        Link(_link_mechanism(registry, market, names, i, name), window)
+        for i, (name, window) in enumerate(chain)
+    ]
+    try:
+        return encode_chain(links)
+    except ValueError as error:
+        raise ClientError(f"--chain: {error}") from None
+
+
+def _link_mechanism(
+    registry: RegistryClient, market: Market, names: dict[str, int], i: int, name: str
+) -> int:
+    if name in RACE_NAMES:
+        if market.binding != BINDING_ADDRESS_INPUT:
+            raise ClientError(
+                f"--chain link {i + 1} races, but market {market.market_id}'s proofs do not carry the "
+                "prover's address: a race proof could be copied; drop the race link"
+            )
+        return OPEN_RACE
+    if name == "dutch":
+        return DUTCH
+    mechanism_id = int(name) if name.isdigit() else names.get(name)
+    if mechanism_id is None:
+        known = ", ".join(sorted(names)) or "none"
+        raise ClientError(
+            f"--chain link {i + 1}: no mechanism named {name!r} (registered: {known}; or race, dutch, an id)"
+        )
+    if mechanism_id not in BUILT_IN_MECHANISMS:
+        _, retired = registered_mechanism(registry, mechanism_id, lambda last: f"the last is {last}")
+        if retired:
+            raise ClientError(f"--chain link {i + 1}: mechanism {mechanism_id} is retired")
+    return mechanism_id
 
 
 def _fixed_windows(d: Draft, o: PostOptions, proving_window, assign_window) -> None:
@@ -495,7 +615,7 @@ def _fixed_windows(d: Draft, o: PostOptions, proving_window, assign_window) -> N
     d.proving_window = whole(DEFAULT_WINDOW if proving_window is None else proving_window, "--proving-window")
     if d.proving_window == 0:
         raise ClientError("--proving-window is 0: a prover needs some seconds to prove")
-    if d.mechanism_id == OPEN_RACE:
+    if d.mechanism_id == OPEN_RACE and o.chain is None:
         if assign_window is not None:
             raise ClientError(
                 "--assign-window is unused by mechanism 1 (open race): its race lasts --proving-window"
@@ -510,7 +630,8 @@ def _fixed_windows(d: Draft, o: PostOptions, proving_window, assign_window) -> N
             f"--fee {o.fee} for mechanism {d.mechanism_id} ({BUILT_IN_MECHANISMS[d.mechanism_id]}): only a "
             "registered mechanism's frontend earns a fee; leave --fee at 0"
         )
-    if d.mechanism_id != DUTCH and (o.start_price is not None or o.ramp is not None):
+    dutch_link = o.chain is not None and "dutch" in o.chain.lower()
+    if d.mechanism_id != DUTCH and not dutch_link and (o.start_price is not None or o.ramp is not None):
         raise ClientError(f"--start-price and --ramp are for mechanism {DUTCH} (dutch), not {d.mechanism_id}")
     if o.decay_floor is not None and not d.decay:
         raise ClientError("--decay-floor needs --decay")
@@ -533,20 +654,19 @@ class Posted:
     plan: Any = None
     routed: Routed | None = None  # or the router's choice
     warning: str | None = None  # what went wrong after the post (the router's state not written)
+    repricing: repricing.Entry | None = None  # the re-pricing it is watched for, and where
+    repricing_record: Path | None = None
 
 
-def post(
-    registry: RegistryClient, requester: str, options: PostOptions, drafted: Draft, folder: Path
-) -> Posted:
-    """Post the drafted task from REQUESTER and escrow redundancy x (reward + fee): with
-    the router's choice (its state in FOLDER unless --router-state), or the persona's
-    plan, filled with the market's minimums; every term checked first."""
-    d = drafted
-    market = open_market(registry, d.market_id)
-    circuit = circuit_of(registry, d.market_id)
+def _task_inputs(
+    registry: RegistryClient, market: Any, market_id: int, options: PostOptions
+) -> tuple[Circuit, dict, bytes]:
+    """The market's circuit, the task's inputs and the prover input as posted (JSON), each
+    checked: the circuit must bind the prover where the market does, the input must fit."""
+    circuit = circuit_of(registry, market_id)
     if market.binding == BINDING_ADDRESS_INPUT and market.address_input != circuit.address_input:
         raise ClientError(
-            f"market {d.market_id} binds the prover through public input {market.address_input}, but "
+            f"market {market_id} binds the prover through public input {market.address_input}, but "
             f"circuit {circuit.name} has it at {circuit.address_input}: no proof could match; "
             "check the deployment record"
         )
@@ -557,6 +677,18 @@ def post(
             f"the inputs are {len(prover_input)} bytes as JSON; the registry carries at most "
             f"{MAX_PROVER_INPUT}"
         )
+    return circuit, inputs, prover_input
+
+
+def post(
+    registry: RegistryClient, requester: str, options: PostOptions, drafted: Draft, folder: Path
+) -> Posted:
+    """Post the drafted task from REQUESTER and escrow redundancy x (reward + fee): with
+    the router's choice (its state in FOLDER unless --router-state), or the persona's
+    plan, filled with the market's minimums; every term checked first."""
+    d = drafted
+    market = open_market(registry, d.market_id)
+    circuit, inputs, prover_input = _task_inputs(registry, market, d.market_id, options)
     routed = None
     if d.routing is not None:
         state = state_path(registry, options.router_state, folder)
@@ -567,7 +699,18 @@ def post(
         _take_choice(d, routed.choice.terms)
     elif d.plan is not None:
         _fill_from_plan(d, options, market)
+    if d.chain:
+        d.mechanism_id = chain_mechanisms(registry, market, d.chain)
     terms = _task_terms(registry, market, d, circuit.commitment(inputs), keccak(prover_input))
+    record = None
+    skipped = None
+    if d.repricing is not None and d.routing is not None and terms.mechanism_id == OPEN_RACE:
+        d.repricing = None  # the router chose a race: nothing to cancel while it runs
+        skipped = "note: the router chose an open race, which cannot be re-priced; posted without re-pricing"
+    if d.repricing is not None:
+        repricing.check_repriceable(terms, d.repricing)
+        path = repricing.record_path(registry, options.reprice_state, folder)
+        record = repricing.load(path, registry.web3.eth.chain_id, registry.address)
     posted = _send(registry, requester, terms, prover_input, options.input_uri)
     task_id = "0x" + bytes(posted.task_id).hex()
     result = Posted(
@@ -586,7 +729,31 @@ def post(
     )
     if routed is not None:
         result.warning = _remember(routed, task_id, requester)
+    if skipped:
+        result.warning = "\n".join(w for w in (result.warning, skipped) if w)
+    if record is not None and d.repricing is not None:
+        result.repricing_record = record.path
+        result.repricing, warning = _watch(record, task_id, requester, d, result.terms.posted_at)
+        result.warning = "\n".join(w for w in (result.warning, warning) if w) or None
     return result
+
+
+def _watch(
+    record: repricing.Record, task_id: str, requester: str, d: Draft, posted_at: int
+) -> tuple[repricing.Entry | None, str | None]:
+    """Opt the posted task in to re-pricing (with --auto and --max-time, only while a
+    proof may still come in time); a warning if the record cannot be written."""
+    policy = d.repricing
+    assert policy is not None
+    if d.routing is not None and d.routing[0].max_time is not None:
+        policy = replace(policy, deadline=posted_at + d.routing[0].max_time)
+    try:
+        return repricing.opt_in(record, task_id, requester, policy), None
+    except ClientError as error:  # posted already: say so, and how to watch it
+        return None, (
+            f"warning: task {task_id} is posted, but not watched for re-pricing: {error}; "
+            f"`ape run requester reprice {task_id} --max-price ...` watches it"
+        )
 
 
 def _send(registry: RegistryClient, requester: str, terms: TaskTerms, prover_input: bytes, uri: str):
@@ -689,7 +856,7 @@ def _task_terms(
     _window_at_most(d.assign_window, MAX_ASSIGN_WINDOW, "--assign-window")
     _check_mechanism(registry, market, d.mechanism_id, d.redundancy, d.proving_window)
     ramp = 0
-    if d.mechanism_id == DUTCH:
+    if d.mechanism_id == DUTCH or any(link.mechanism == DUTCH for link in chain_links(d.mechanism_id)):
         if d.start_price is None:
             d.start_price = min(market.min_reward, d.reward)
         if d.start_price > d.reward:
@@ -761,7 +928,7 @@ def _check_mechanism(
             "it takes no open race and no redundancy above 1; use --mechanism 2 or a registered "
             "mechanism with --redundancy 1"
         )
-    if mechanism_id not in BUILT_IN_MECHANISMS:
+    if mechanism_id not in BUILT_IN_MECHANISMS and mechanism_id < CHAIN:  # a chain's links: chain_mechanisms
         _, retired = registered_mechanism(
             registry,
             mechanism_id,

@@ -109,12 +109,16 @@ def test_market__bad_input__one_line_exit_1_nothing_sent(run, recorded, registry
 
 
 def test_mechanism_register_frontend_retire(run, recorded, registry, accounts):
+    instance = ("auction", "--param", "window=30")
     registered = run(
-        "operator", "mechanism", "register", "auction", "--frontend", FRONTEND, "--json", account="TEST::0"
+        "operator", "mechanism", "register", *instance, "--frontend", FRONTEND, "--json", account="TEST::0"
     )
     assert registered.code == 0, registered.err
     mechanism_id = registered.json()["mechanism_id"]
     assert registry.is_frontend(mechanism_id, FRONTEND)
+    assert registered.json()["name"] == "auction/window=30"  # an instance: its parameters in its name
+    shown = run("operator", "mechanism", "show", str(mechanism_id), "--json")
+    assert shown.code == 0 and shown.json()["params"] == {"window": 30}
 
     keeper = accounts[5].address
     added = run("operator", "mechanism", "frontend", str(mechanism_id), keeper, account="TEST::0")
@@ -145,6 +149,12 @@ def test_mechanism__bad_input__one_line_exit_1_nothing_sent(run, recorded, regis
         (["mechanism", "retire", str(last + 5)], f"no mechanism {last + 5} (the last id is {last})"),
         (["mechanism", "register", "x" * 65], "mechanism name must be 1 to 64 characters, got 65"),
         (["mechanism", "register", "book", "--frontend", "nope"], "--frontend 'nope' is not an address"),
+        (
+            ["mechanism", "register", "auction", "--param", "window=0"],
+            "mechanism name: auction window=0: give 1",
+        ),
+        (["mechanism", "register", "auction/window=3", "--param", "window=4"], "has its parameters already"),
+        (["mechanism", "register", "auction/window=x"], "write each parameter as key=value"),
         (
             ["mechanism", "frontend", str(last), FRONTEND.lower().replace("0x90f", "0x90F")],
             "has a bad checksum",

@@ -19,7 +19,7 @@ from provingmarket import deployments
 from provingmarket.cli import DEPLOYMENTS_ENV
 from provingmarket.deployments import Deployment, MarketRecord
 from provingmarket.devnet import default_backend
-from provingmarket.formats import BINDING_NONE, DUTCH, OPEN_RACE, Assignment, TaskTerms
+from provingmarket.formats import BINDING_NONE, DUTCH, OPEN_RACE, Assignment, Link, TaskTerms, encode_chain
 from provingmarket.proving.circuits import Circuit
 from tests.factories import ETHER, UNBONDING_DELAY, advance, assigned, item, load_script
 
@@ -108,6 +108,59 @@ def test_post__secret_for_a_registered_mechanism__escrows_and_prints_the_task(
     assert 0 < recorded_terms.salt < 2**64
     assert task_of(registry, recorded_terms) == task
     assert data["terms"]["salt"] == recorded_terms.salt
+
+
+def test_post__chain_of_named_mechanisms__posts_each_link_for_its_window_and_says_so(
+    run, recorded, registry, market, mechanism, requester
+):
+    result = run(
+        "requester", "post", str(market), "--secret", "7", "--chain", f"orderbook:30,{mechanism}:60,race",
+        "--proving-window", "120", "--fee", "0.001", "--json", account="TEST::1",
+    )  # fmt: skip
+
+    assert result.code == 0, result.err
+    data = result.json()
+    [event] = posted_in(registry, data["block"])
+    terms = TaskTerms.from_event(event.terms)
+    links = [Link(mechanism, 30), Link(mechanism, 60), Link(OPEN_RACE, 120)]  # a race lasts a proving window
+    assert terms.mechanism_id == encode_chain(links)
+    assert terms.assign_window == 210
+    assert data["mechanism"] == "orderbook 30 s, then orderbook 60 s, then open race 120 s"
+
+    text = run(
+        "requester",
+        "post",
+        str(market),
+        "--secret",
+        "7",
+        "--chain",
+        "orderbook:30,dutch:30",
+        account="TEST::1",
+    )
+    assert text.code == 0, text.err
+    assert "chain: orderbook 30 s, then dutch 30 s;" in text.out
+
+
+@pytest.mark.parametrize(
+    ("chain_option", "message"),
+    [
+        ("nosuch:30,race", "--chain link 1: no mechanism named 'nosuch'"),
+        ("orderbook,race", "--chain link 1 (orderbook) needs a window"),
+        ("orderbook:30,race:0", "--chain link 2's window '0' is below 1"),
+        ("1:1,2:2,3:3,1:1", "give 1 to 3 links"),
+    ],
+)
+def test_post__malformed_chain__one_line_and_nothing_sent(
+    run, recorded, requester, market, chain_option, message
+):
+    nonce = requester.nonce
+    result = run(
+        "requester", "post", str(market), "--secret", "7", "--chain", chain_option, account="TEST::1"
+    )
+    assert result.code == 1, result.out
+    assert message in result.error
+    assert "Traceback" not in result.err
+    assert requester.nonce == nonce
 
 
 def test_post__inputs_file_with_defaults__opens_a_race_at_the_market_minimums(

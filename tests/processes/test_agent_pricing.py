@@ -69,7 +69,7 @@ def terms_with(**overrides):
     return make_terms(1, DUTCH, posted_at=1_000, **overrides)
 
 
-def test_dutch_price__matches_the_registry_view_and_dutch_time_for_inverts_it(registry):
+def test_dutch_price__matches_the_registry_view_and_dutch_time_for_inverts_it(registry_math, registry):
     cases = [
         terms_with(max_reward=ETHER // 10, start_price=ETHER // 100, ramp=8),
         terms_with(max_reward=10**18 + 7, start_price=3, ramp=7_919),
@@ -79,23 +79,23 @@ def test_dutch_price__matches_the_registry_view_and_dutch_time_for_inverts_it(re
     for terms in cases:
         span = max(terms.ramp, 1)
         for at in sorted({0, 999, 1_000, 1_001, 1_000 + span // 3, 1_000 + span - 1, 1_000 + span, 5_000}):
-            assert dutch_price(terms, at) == registry.dutch_price(terms.as_tuple(), at), (terms, at)
+            assert dutch_price(terms, at) == registry_math.dutch_price(terms.as_tuple(), at), (terms, at)
         for price in (0, terms.start_price, (terms.start_price + terms.max_reward) // 2, terms.max_reward):
             at = dutch_time_for(terms, price)
-            assert registry.dutch_price(terms.as_tuple(), at) >= price
+            assert registry_math.dutch_price(terms.as_tuple(), at) >= price
             if at > terms.posted_at:
-                assert registry.dutch_price(terms.as_tuple(), at - 1) < price
+                assert registry_math.dutch_price(terms.as_tuple(), at - 1) < price
         assert dutch_time_for(terms, terms.max_reward + 1) is None
 
 
-def test_reward_at__matches_the_registry_view_and_price_for_reward_inverts_it(registry):
+def test_reward_at__matches_the_registry_view_and_price_for_reward_inverts_it(registry_math, registry):
     decaying = terms_with(proving_window=300, decay=True, decay_floor=ETHER // 100)
     flat = terms_with(proving_window=300)
     deadline = 2_000
     for terms in (decaying, flat):
         for price in (0, ETHER // 200, ETHER // 10):
             for at in (1_000, 1_700, 1_999, 2_000, 2_500):
-                assert reward_at(terms, price, deadline, at) == registry.reward_at(
+                assert reward_at(terms, price, deadline, at) == registry_math.reward_at(
                     terms.as_tuple(), price, deadline, at
                 ), (terms.decay, price, at)
         for wanted in (ETHER // 200, ETHER // 100, ETHER // 20 + 1):
@@ -104,7 +104,7 @@ def test_reward_at__matches_the_registry_view_and_price_for_reward_inverts_it(re
                 at = deadline - math.floor(remaining)
 
                 def pays(p, terms=terms, at=at):
-                    return registry.reward_at(terms.as_tuple(), p, deadline, at)
+                    return registry_math.reward_at(terms.as_tuple(), p, deadline, at)
 
                 assert pays(price) >= wanted > pays(price - 1), (terms.decay, wanted, remaining)
     # Past the deadline a decaying reward is its floor, whatever the price.

@@ -23,7 +23,7 @@ from provingmarket.chain.client import Event
 from provingmarket.chain.mirror import schema  # the slot and assignment states: schema.OPEN, …
 from provingmarket.chain.mirror.schema import dumps, hex_id, loads, new_prover
 from provingmarket.chain.mirror.tables import Inapplicable, Tables
-from provingmarket.formats import OPEN_RACE, ZERO_ADDRESS, TaskTerms
+from provingmarket.formats import CHAIN, OPEN_RACE, ZERO_ADDRESS, TaskTerms
 
 # A membership after ProverLeft: no offer.
 _NO_OFFER = {"capacity": 0, "ask": "0", "proving_time": 0, "capabilities": "0", "since": 0}
@@ -263,7 +263,9 @@ class Projection:
             {"task_id": tid},
             {
                 "market_id": terms.market_id,
-                "mechanism_id": terms.mechanism_id,
+                # A chain's value does not fit SQLite's integers: its tasks hold 0 (no
+                # mechanism has that id) and their terms say the links.
+                "mechanism_id": 0 if terms.mechanism_id >= CHAIN else terms.mechanism_id,
                 "requester": terms.requester,
                 "terms": dumps(asdict(terms)),
                 "prover_input": bytes(e.prover_input),
@@ -335,9 +337,11 @@ class Projection:
             "SELECT 1 FROM assignments WHERE task_id = ? AND prover = ? AND slot = ? AND state = ?",
             (tid, e.prover, e.slot, schema.LIVE),
         ).fetchone()
-        if terms["mechanism_id"] == OPEN_RACE and not claimed:  # the proof takes an open slot
+        chained = terms["mechanism_id"] >= CHAIN
+        if (terms["mechanism_id"] == OPEN_RACE or chained) and not claimed:  # a race proof takes an open slot
             self._slot(tid, e.slot, schema.OPEN)
-            price, deadline = terms["max_reward"], terms["posted_at"] + terms["proving_window"]
+            window = terms["assign_window"] if chained else terms["proving_window"]  # a chain's race: its end
+            price, deadline = terms["max_reward"], terms["posted_at"] + window
             self._put_assignment(tid, e, price, deadline, ZERO_ADDRESS, schema.PROVEN)
         else:
             live = self._end_assignment(tid, terms, e, schema.PROVEN)

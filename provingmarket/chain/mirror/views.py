@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from provingmarket import rules
 from provingmarket.chain.client import Event, Market
 from provingmarket.chain.database import fetch, marks
 from provingmarket.chain.mirror.schema import (
@@ -289,13 +290,27 @@ class Reader:
         self, now: int | None = None, market_id: int | None = None, mechanism_id: int | None = None
     ) -> list[TaskView]:
         """Tasks with at least one open slot, oldest first; with `now`, only those whose
-        slots may still be taken then (`TaskView.assignable_until`)."""
-        tasks = self._task_views(
-            *_where(
-                "EXISTS (SELECT 1 FROM slots s WHERE s.task_id = t.task_id AND s.state = 'open')",
-                {"t.market_id": market_id, "t.mechanism_id": mechanism_id},
-            )
+        slots may still be taken then (`TaskView.assignable_until`). With `mechanism_id`,
+        the tasks of that mechanism and the chains naming it: with `now`, only those whose
+        current link it is (`rules.mechanism_at`)."""
+        where, params = _where(
+            "EXISTS (SELECT 1 FROM slots s WHERE s.task_id = t.task_id AND s.state = 'open')",
+            {"t.market_id": market_id},
         )
+        if mechanism_id is not None:  # a chain's tasks hold 0 (projection.py)
+            where, params = f"{where} AND t.mechanism_id IN (?, 0)", [*params, mechanism_id]
+        tasks = self._task_views(where, params)
+        if mechanism_id is not None:
+            tasks = [
+                t
+                for t in tasks
+                if t.terms.mechanism_id == mechanism_id
+                or (
+                    rules.mechanism_at(t.terms, now) == mechanism_id
+                    if now is not None
+                    else mechanism_id in rules.mechanisms_of(t.terms)
+                )
+            ]
         return [t for t in tasks if now is None or now <= t.assignable_until]
 
     def _task_views(self, where: str, params: list[Any]) -> list[TaskView]:

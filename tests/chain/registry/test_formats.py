@@ -158,12 +158,12 @@ def test_proof_commit_digest__commit_reveal_race__accepts_the_reveal(
     assert bytes(tx.events.filter(registry.ProofCommitted)[0].task_id) == task
     registry.prove(terms.as_tuple(), assignment.as_tuple(), STATEMENT, proof, sender=prover)
 
-    assert registry.proofs_delivered(task) == 1
+    assert registry.task_status(task).proven == 1
     assert registry.balances(prover) == terms.max_reward
 
 
-def test_bounds__python_matches_registry(registry):
-    bounds = registry.bounds()
+def test_bounds__python_matches_registry(registry_math, registry):
+    bounds = registry_math.bounds()
     assert (
         bounds.max_redundancy,
         bounds.max_public_inputs,

@@ -24,7 +24,7 @@ def test_post_assign_prove__pays_prover_frontend_and_refunds_requester(
         sender=prover,
     )
 
-    assert registry.proofs_delivered(task) == 1
+    assert registry.task_status(task).proven == 1
     assert registry.balances(prover) == price
     assert registry.balances(keeper) == terms.frontend_fee
     assert registry.balances(requester) == escrow(terms) - price - terms.frontend_fee

@@ -57,19 +57,19 @@ def test_prove__assigned_prover__pays_price_fee_to_frontend_and_rest_to_requeste
     assert registry.balances(prover) == price
     assert registry.balances(keeper) == terms.frontend_fee
     assert registry.balances(requester) == rest
-    assert registry.proofs_delivered(task) == 1
+    assert registry.task_status(task).proven == 1
     assert counts(registry, terms) == (0, 0, 1, 0)
     standing = registry.standing(prover)
     assert (standing.stake, standing.locked) == (5 * ETHER, 0)
 
 
-def test_reward_at__decaying_task__falls_linearly_to_the_floor(registry, create_task):
+def test_reward_at__decaying_task__falls_linearly_to_the_floor(registry_math, registry, create_task):
     price, floor, window = ETHER // 10 - 1, ETHER // 100 + 1, 300
     terms = create_task(decay=True, decay_floor=floor, proving_window=window)
     deadline = terms.posted_at + 1_000
 
     def reward(at, p=price):
-        return registry.reward_at(terms.as_tuple(), p, deadline, at)
+        return registry_math.reward_at(terms.as_tuple(), p, deadline, at)
 
     def expected(at, p=price):
         f = min(floor, p)
@@ -87,11 +87,11 @@ def test_reward_at__decaying_task__falls_linearly_to_the_floor(registry, create_
     assert reward(deadline + 100, p=floor - 1) == floor - 1
     # Without decay the price holds, even late.
     flat = create_task()
-    assert registry.reward_at(flat.as_tuple(), price, deadline, deadline + 100) == price
+    assert registry_math.reward_at(flat.as_tuple(), price, deadline, deadline + 100) == price
 
 
 def test_prove__halfway_through_a_decaying_task__pays_the_decayed_reward_and_refunds_the_rest(
-    registry, create_task, prover, keeper, requester, chain
+    registry_math, registry, create_task, prover, keeper, requester, chain
 ):
     floor = ETHER // 100
     terms = create_task(decay=True, decay_floor=floor)
@@ -104,7 +104,9 @@ def test_prove__halfway_through_a_decaying_task__pays_the_decayed_reward_and_ref
     remaining = assignment.deadline - block_time(chain, tx)
     paid = floor + (price - floor) * remaining // terms.proving_window
     assert floor < paid < price
-    assert paid == registry.reward_at(terms.as_tuple(), price, assignment.deadline, block_time(chain, tx))
+    assert paid == registry_math.reward_at(
+        terms.as_tuple(), price, assignment.deadline, block_time(chain, tx)
+    )
     [proven] = tx.events.filter(registry.TaskProven)
     assert (proven.paid, proven.refund) == (paid, terms.max_reward - paid)
     assert registry.balances(prover) == paid
@@ -124,7 +126,7 @@ def test_prove__redundancy_three__each_prover_proves_and_is_paid(
 
     for done, p in enumerate(staked_provers, start=1):
         prove(registry, terms, assignments[p.address], p)
-        assert registry.proofs_delivered(task) == done
+        assert registry.task_status(task).proven == done
         assert counts(registry, terms) == (0, 3 - done, done, 0)
 
     for p in staked_provers:
@@ -150,7 +152,7 @@ def test_prove_batch__all_valid__applies_every_proof(registry, create_task, prov
 
     assert registry.balances(prover) == first.max_reward + second.max_reward
     for t in (first, second):
-        assert registry.proofs_delivered(registry.task_id(t.as_tuple())) == 1
+        assert registry.task_status(registry.task_id(t.as_tuple())).proven == 1
     assert registry.membership(prover, first.market_id).used == 0
 
 
@@ -171,8 +173,8 @@ def test_prove_batch__one_invalid_proof__is_skipped_with_its_reason_and_the_rest
     assert bytes(skipped.task_id) == bytes(registry.task_id(second.as_tuple()))
     assert (skipped.prover, skipped.reason) == (prover.address, "registry: invalid proof")
     assert registry.balances(prover) == first.max_reward
-    assert registry.proofs_delivered(registry.task_id(first.as_tuple())) == 1
-    assert registry.proofs_delivered(registry.task_id(second.as_tuple())) == 0
+    assert registry.task_status(registry.task_id(first.as_tuple())).proven == 1
+    assert registry.task_status(registry.task_id(second.as_tuple())).proven == 0
     assert registry.standing(prover).locked == second.collateral  # still held: it may prove again
 
 
@@ -269,7 +271,7 @@ def test_prove__open_race__first_n_staked_provers_are_paid_and_the_next_finds_no
     with ape.reverts("registry: no free slot"):
         prove(registry, terms, RACE, late)
 
-    assert registry.proofs_delivered(task) == 2
+    assert registry.task_status(task).proven == 2
     assert registry.balances(first) == registry.balances(second) == terms.max_reward
     assert registry.balances(late) == registry.balances(requester) == 0
     assert registry.standing(first).locked == 0  # a race locks no collateral
@@ -371,13 +373,13 @@ def test_commit_proof__race_in_a_commit_reveal_market__takes_a_slot_and_the_reve
 
 
 def test_commit_proof__decaying_race__fixes_the_reward_of_the_commit_time(
-    registry, reveal_task, prover, chain
+    registry_math, registry, reveal_task, prover, chain
 ):
     terms = reveal_task(decay=True, decay_floor=ETHER // 50)
     advance(chain, 30)  # a third of the way into the race's 300 s
     tx = commit(registry, terms, prover)
     [(_, assignment)] = assigned(registry, tx)
-    expected = registry.reward_at(
+    expected = registry_math.reward_at(
         terms.as_tuple(), terms.max_reward, terms.posted_at + terms.proving_window, block_time(chain, tx)
     )
     advance(chain, 60)  # a later reveal is paid what the commit was worth

@@ -109,14 +109,14 @@ def test_prove__redundancy_three_two_prove_in_time_one_misses__the_two_are_paid_
     assert sum(e.refund for e in proven) + closed.refund + slash_event.to_requester == refund
     assert registry.balances(requester) == refund
     assert counts(registry, terms) == (0, 0, 2, 1)
-    assert registry.proofs_delivered(registry.task_id(terms.as_tuple())) == 2
+    assert registry.task_status(registry.task_id(terms.as_tuple())).proven == 2
 
     withdrawn = registry.withdraw(sender=requester)
     assert [e.amount for e in withdrawn.events.filter(registry.Withdrawn)] == [refund]
 
 
 def test_prove__elected_provers_on_a_decaying_task__each_is_paid_the_curve_at_its_own_proof(
-    registry, create_task, staked_provers, keeper, requester, chain
+    registry_math, registry, create_task, staked_provers, keeper, requester, chain
 ):
     floor = ETHER // 50
     terms = create_task(redundancy=3, decay=True, decay_floor=floor, proving_window=300)
@@ -134,7 +134,7 @@ def test_prove__elected_provers_on_a_decaying_task__each_is_paid_the_curve_at_it
         assert block_time(chain, proof_tx) == at
         [event] = proof_tx.events.filter(registry.TaskProven)
         expected = decayed(price, floor, terms.proving_window, deadline, at)
-        assert expected == registry.reward_at(terms.as_tuple(), price, deadline, at)
+        assert expected == registry_math.reward_at(terms.as_tuple(), price, deadline, at)
         assert (event.paid, event.refund) == (expected, terms.max_reward - expected)
         paid[p.address] = expected
 
@@ -150,7 +150,7 @@ def test_prove__elected_provers_on_a_decaying_task__each_is_paid_the_curve_at_it
 
 
 def test_prove__open_race_with_decay__the_faster_prover_is_paid_more_and_a_proof_at_the_end_the_floor(
-    registry, create_task, staked_provers, requester, chain
+    registry_math, registry, create_task, staked_provers, requester, chain
 ):
     floor, window = ETHER // 100, 90  # the window must exceed the market's 60 s grace
     terms = create_task(
@@ -173,7 +173,7 @@ def test_prove__open_race_with_decay__the_faster_prover_is_paid_more_and_a_proof
     for tx, who, expected in ((fast_tx, fast, fast_paid), (slow_tx, slow, floor)):
         [event] = tx.events.filter(registry.TaskProven)
         at = block_time(chain, tx)
-        assert expected == registry.reward_at(terms.as_tuple(), terms.max_reward, end, at)
+        assert expected == registry_math.reward_at(terms.as_tuple(), terms.max_reward, end, at)
         assert (event.prover, event.paid, event.refund) == (
             who.address,
             expected,

@@ -288,13 +288,15 @@ def test_reclaim__after_assignment_window__refunds_unfilled_slots_to_requester_b
 # ------------------------------------------------------------------ DUTCH and OPEN_RACE
 
 
-def test_dutch_price__over_the_ramp__rises_linearly_from_start_to_max_reward(registry, create_task, chain):
+def test_dutch_price__over_the_ramp__rises_linearly_from_start_to_max_reward(
+    registry_math, registry, create_task, chain
+):
     start, top, ramp = ETHER // 100, ETHER // 10, 90
     terms = create_task(mechanism_id=DUTCH, start_price=start, max_reward=top, ramp=ramp)
     t0 = terms.posted_at
 
     def price(at):
-        return registry.dutch_price(terms.as_tuple(), at)
+        return registry_math.dutch_price(terms.as_tuple(), at)
 
     assert price(t0 - 5) == start
     assert price(t0) == start
@@ -307,7 +309,7 @@ def test_dutch_price__over_the_ramp__rises_linearly_from_start_to_max_reward(reg
 
 
 def test_lock_then_prove__dutch_task__pays_the_locked_price_and_refunds_the_rest(
-    registry, create_task, prover, requester, keeper, chain
+    registry_math, registry, create_task, prover, requester, keeper, chain
 ):
     terms = create_task(mechanism_id=DUTCH, start_price=ETHER // 100, ramp=100)
     advance(chain, 40)
@@ -316,7 +318,7 @@ def test_lock_then_prove__dutch_task__pays_the_locked_price_and_refunds_the_rest
 
     [(who, assignment)] = assigned(registry, tx)
     locked_at = block_time(chain, tx)
-    price = registry.dutch_price(terms.as_tuple(), locked_at)
+    price = registry_math.dutch_price(terms.as_tuple(), locked_at)
     assert who == prover.address
     assert terms.start_price < price < terms.max_reward
     assert assignment == Assignment(slot=0, price=price, deadline=locked_at + terms.proving_window)

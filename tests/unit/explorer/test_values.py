@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from explorer.app import duration, eth, short
-from explorer.data import PAGE_SIZE, NotFound, market_number, page_number, pages, prover_key, task_key
+from explorer.inputs import PAGE_SIZE, NotFound, market_number, page_number, pages, prover_key, task_key
 
 TASK = "0x" + "ab" * 32
 
