@@ -51,16 +51,20 @@ training and held-out seeds.
 
 **Noticing change: a change detector on each mechanism's utility, and a window.** Each
 mechanism's outcomes for a profile feed a two-sided CUSUM test (Page's): the sums of how far
-each new utility falls below (and rises above) the mechanism's mean so far, less a
-tolerance `DRIFT` (0.05) per task, floored at 0. When either sum passes `ALARM` (1.0, a
-sustained shift of 0.2 is caught in about seven tasks, one of 0.5 in three; a single lost
-task, worth at most 1, is not enough), the world is taken to have changed:
+each new utility falls below (and rises above) what its terms were expected to give, less a
+tolerance `DRIFT` (0.05) per task, floored at 0. What terms are expected to give is their
+mean so far shrunk towards the mechanism's (which weighs `REFERENCE_TASKS`, 10, tasks): the
+router posts the terms whose mean is highest so far, and that mean is biased upwards by the
+choice itself, so judged alone its next outcomes would look like a fall. When either sum
+passes `ALARM` (2.0: a sustained shift of 0.3 is caught in nine tasks, one of 0.6 in
+four; a single lost task, worth at most 1, is never enough, nor are three tasks scoring 0.6
+below the mean), the world is taken to have changed:
 
-- that mechanism keeps only its outcomes since the sum last stood at 0 (the change point),
-  so its estimate is what it delivers now;
-- every other mechanism of the profile keeps only its last `PRIOR_TASKS` outcomes: what was
-  learnt before the change survives as a weak prior, so the bound re-explores them at once
-  instead of trusting history from another world;
+- that mechanism keeps only its outcomes since the sum last stood at 0 (the change point)
+  and the one that raised the alarm, so its estimate is what it delivers now;
+- every other mechanism of the profile keeps only its last `PRIOR_TASKS` outcome, and is
+  re-checked once (its next task, before the bound decides again): what was learnt before
+  the change survives as a weak prior, not as history from another world;
 - the choice's reason says so for the next `CHANGE_NOTED` tasks of the profile.
 
 Besides, each mechanism keeps at most its last `WINDOW` (100) outcomes per profile, so a
@@ -98,7 +102,10 @@ delivered nothing, the next task it posts through that arm pays one step more th
 terms chosen (up to 5x the least and the ceiling) and the reason says so; when a
 requester's last three tasks through an arm scored on average more than 0.2 below the arm's
 mean for its profile, the router moves it off that arm for its next task and says why (three
-more tasks through it are needed before it is judged again).
+more tasks through it are needed before it is judged again). If one of those very tasks
+raised the change detector's alarm on the arm, they are judged against the arm's mean before
+the fall: with no one else's tasks to compare, the detector cannot tell a requester's bad run
+from a change of the world, and forgetting must not excuse the run it was raised on.
 A task still running counts as trying its arm: the router does not pile a profile's tasks
 onto an arm it has not seen an outcome of yet.
 
@@ -136,7 +143,8 @@ WINDOW = 100  # outcomes kept per profile and mechanism, the newest
 DRIFT = 0.05  # the change detector's tolerance per task (utility)
 ALARM = 2.0  # the change detector's threshold (utility summed over tasks)
 SETTLED = 5  # outcomes a mechanism needs before its change detector runs
-PRIOR_TASKS = 1  # outcomes the other mechanisms keep after a change; the weight of a prior
+PRIOR_TASKS = 1  # a mechanism's mean as its terms' prior, in tasks; outcomes others keep after a change
+REFERENCE_TASKS = 10  # a mechanism's mean in what its terms are expected to give (detector), in tasks
 CHANGE_NOTED = 10  # tasks of the profile after a change whose reasons mention it
 
 
@@ -226,8 +234,7 @@ class _State:
     # profile → arm → the terms (`variant`) of each utility in `seen`, aligned with it ("" unknown)
     variants: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     # profile → {"arms": arm → [sum below, sum above, tasks since it was 0 below, … above],
-    # "observed": tasks observed, "last": the last change detected or None, "alarms": how many,
-    # "recheck": the arms with no outcome since it}
+    # "observed": tasks observed, "last": the last change detected or None, "alarms": how many}
     change: dict[str, dict] = field(default_factory=dict)
     # task id → the terms (`variant`) it was posted with, while it is pending
     posted_terms: dict[str, str] = field(default_factory=dict)
@@ -371,13 +378,16 @@ class Router:
         keys = self.state.variants.setdefault(profile, {}).setdefault(arm, [])
         keys[:0] = [""] * (len(seen) - len(keys))  # outcomes from before terms were learnt
         key = terms or variant_of(q)
-        if not self._detect(profile, arm, key, u):  # the outcomes that raised an alarm are dropped
-            seen.append(u)
-            keys.append(key)
-            del seen[:-WINDOW], keys[:-WINDOW]
+        alarm = self._detect(profile, arm, key, u)
+        seen.append(u)
+        keys.append(key)
+        del seen[:-WINDOW], keys[:-WINDOW]
         if requester is not None:
             delivered = breaks_limit(q, prefs) != "no proof was delivered"
-            self.state.mine.setdefault(requester.lower(), {}).setdefault(arm, []).append([u, delivered])
+            mine = self.state.mine.setdefault(requester.lower(), {}).setdefault(arm, [])
+            mine.append([u, delivered])
+            if alarm:  # whose task raised it, and which of its tasks through the arm (see `_shortfall`)
+                self.state.change[profile]["last"].update(by=requester.lower(), task=len(mine))
         return u
 
     def _by_variant(self, profile: str, arm: str) -> tuple[dict[str, list[float]], float]:
@@ -411,7 +421,8 @@ class Router:
         if len(seen) < SETTLED:
             return False
         stats, arm_mean = self._by_variant(profile, arm)
-        mean, _ = self._shrunk(stats.get(key, []), arm_mean)
+        known = stats.get(key, [])
+        mean = (arm_mean * REFERENCE_TASKS + sum(known)) / (REFERENCE_TASKS + len(known))
         sums = change["arms"].setdefault(arm, [0.0, 0.0, 0, 0])
         sums[0] = max(0.0, sums[0] + mean - u - DRIFT)
         sums[1] = max(0.0, sums[1] + u - mean - DRIFT)
@@ -426,12 +437,15 @@ class Router:
         for other, utilities in self.state.seen[profile].items():
             keys = variants.setdefault(other, [])
             keys[:0] = [""] * (len(utilities) - len(keys))
-            if other == arm and since:  # the outcomes since the change point go too (below)
-                del utilities[-since:], keys[-since:]
-            del utilities[:-PRIOR_TASKS], keys[:-PRIOR_TASKS]
+            keep = since if other == arm else PRIOR_TASKS  # the alarmed arm: what came since
+            if keep:
+                del utilities[:-keep], keys[:-keep]
+            else:
+                utilities.clear()
+                keys.clear()
         change["arms"] = {}
         change["alarms"] = change.get("alarms", 0) + 1
-        change["recheck"] = [other for other, utilities in self.state.seen[profile].items() if utilities]
+        change["recheck"] = [o for o, us in self.state.seen[profile].items() if us and o != arm]
         change["last"] = {
             "arm": arm,
             "fell": fell,
@@ -611,7 +625,7 @@ class Router:
             )
         estimates = self.estimates(prefs)
         candidates = [a for a in self.arms if a.name in tuned]
-        moved = self._shortfall(candidates, estimates, requester)
+        moved = self._shortfall(candidates, estimates, requester, prefs)
         if moved and len(candidates) > 1:
             candidates = [a for a in candidates if a.name != moved[0]]
             who = (requester or "").lower()  # judged: the next move needs RECENT new tasks
@@ -622,7 +636,10 @@ class Router:
         arm, reason = self._pick(
             candidates, estimates, self._pending(prefs), self._elapsed(prefs), change.get("recheck", [])
         )
-        if moved:
+        note = self.change_note(prefs)
+        if note:
+            reason = note + "; " + reason
+        if moved:  # the requester's own case first
             reason = moved[1] + "; " + reason
         barred_text = "; ".join(sum(barred.values(), []))
         if barred_text:
@@ -630,9 +647,6 @@ class Router:
         terms, level, base, why = self._terms(arm, prefs, market, requester)
         if why:
             reason += "; " + why
-        note = self.change_note(prefs)
-        if note:
-            reason = note + "; " + reason
         offered = terms["max_reward"] / market.min_reward if market.min_reward else level
         if level > base:
             unserved = self._unserved(arm, requester)
@@ -668,19 +682,17 @@ class Router:
 
         chosen = max(options, key=bound) if stats else rule_key
         tried = len(stats.get(chosen, []))
-        if not stats:  # the rule's terms, said by the terms themselves: the reason is the mechanism's
+        if not stats or chosen == rule_key:  # the rule's terms: the reason is the mechanism's alone
             why = ""
         elif not tried:
-            why = f"trying {describe_variant(chosen)}" + (
-                " (the rule's, untried)" if chosen == rule_key else " (untried, next to the best known)"
-            )
+            why = f"trying {describe_variant(chosen)} (untried, next to the best known)"
         else:
-            why = f"{describe_variant(chosen)}: {means[chosen]:.2f} over {tried}"
-            if chosen != rule_key:
-                rule_seen = stats.get(rule_key, [])
-                why += f" (the rule's {describe_variant(rule_key)}: " + (
-                    f"{means[rule_key]:.2f} over {len(rule_seen)})" if rule_seen else "untried)"
-                )
+            rule_seen = stats.get(rule_key, [])
+            rule = f"{means[rule_key]:.2f} over {len(rule_seen)}" if rule_seen else "untried"
+            why = (
+                f"{describe_variant(chosen)}: {means[chosen]:.2f} over {tried} "
+                f"(the rule's {describe_variant(rule_key)}: {rule})"
+            )
         terms, level = options[chosen]
         bump = self._unserved(arm, requester)
         if bump:
@@ -796,21 +808,34 @@ class Router:
         return counts
 
     def _shortfall(
-        self, candidates: Sequence[Arm], estimates: Mapping[str, tuple[float, int]], requester: str | None
+        self,
+        candidates: Sequence[Arm],
+        estimates: Mapping[str, tuple[float, int]],
+        requester: str | None,
+        prefs: Preferences,
     ) -> tuple[str, str] | None:
-        """The arm a requester's recent tasks fell short on, and why, or None."""
+        """The arm a requester's recent tasks fell short on, and why, or None. They are judged
+        against the arm's mean for the profile; if one of those very tasks raised the change
+        detector's alarm on a fall of the arm, against its mean before the fall: the
+        detector cannot tell one requester's bad run from a change of the world, and
+        forgetting the past must not excuse the run it was raised on."""
         who = (requester or "").lower()
         history = self.state.mine.get(who, {})
+        last = (self.state.change.get(prefs.profile) or {}).get("last") or {}
         for arm in candidates:
             since = self.state.moved.get(who, {}).get(arm.name, 0)  # tasks already judged by a move
-            recent = [u for u, _ in history.get(arm.name, [])[since:]][-RECENT:]
+            recent = history.get(arm.name, [])[since:][-RECENT:]
             if len(recent) < RECENT or arm.name not in estimates:
                 continue
-            got, expected = sum(recent) / RECENT, estimates[arm.name][0]
+            got, expected = sum(u for u, _ in recent) / RECENT, estimates[arm.name][0]
+            raised = last.get("by") == who and last.get("task", 0) > len(history[arm.name]) - RECENT
+            before = ""
+            if raised and last["arm"] == arm.name and last["fell"] and last["before"] > expected:
+                expected, before = last["before"], " before the change it raised"
             if got < expected - SHORTFALL:
                 return arm.name, (
                     f"moved off {arm.name}: your last {RECENT} tasks through it scored {got:.2f} on average, "
-                    f"against {expected:.2f} for these preferences"
+                    f"against {expected:.2f} for these preferences{before}"
                 )
         return None
 

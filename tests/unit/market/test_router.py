@@ -123,7 +123,7 @@ def run(seed: int, tasks: int) -> list[str]:
     for _ in range(tasks):
         choice = router.choose(SPEEDY, MARKET)
         picks.append(choice.arm.name)
-        router.observe(choice.arm.name, draw(choice, rng), SPEEDY, terms=choice.variant)
+        router.observe(choice.arm.name, draw(choice, rng), SPEEDY)
     return picks
 
 
@@ -149,13 +149,10 @@ def test_the_router_settles_on_the_best_arm():
 
 
 def test_the_router_recovers_from_an_unlucky_start():
-    """Over seeds 0-19, of tasks 300 to 400 the router chooses the best arm 98 % of the time
-    on average, every seed at least 79 % (measured: seed 9's change detector raised a false
-    alarm, and re-checking every arm after it cost a few tasks; seed 12 explored); asserted:
-    a mean of at least 95 %, every seed at least 75 %."""
+    """Over seeds 0-19, of tasks 300 to 400 every seed chooses the best arm at least 97 %
+    of the time (measured); asserted: every seed at least 90 %."""
     shares = [sum(p == "auction" for p in run(seed, 400)[300:400]) / 100 for seed in range(20)]
-    assert statistics.fmean(shares) >= 0.95, shares
-    assert min(shares) >= 0.75, shares
+    assert min(shares) >= 0.9, shares
 
 
 # ------------------------------------------------------------------ (b) hard limits
@@ -397,7 +394,6 @@ def test_untried_arms_come_first_in_order():
     for arm in ARMS:
         choice = router.choose(BALANCED, MARKET)
         assert choice.arm == arm
-        # the rule's terms until the arm has outcomes: the reason is the mechanism's alone
         assert choice.reason == f"exploring: no task through {arm.name} observed yet for these preferences"
         assert choice.estimates == router.estimates(BALANCED)
         router.observe(arm.name, qos(), BALANCED)
@@ -429,9 +425,9 @@ def test_the_best_so_far_and_exploring_reasons():
         router.observe("auction", qos((45,), spent=0), SPEEDY)
     choice = router.choose(SPEEDY, MARKET)
     assert choice.arm.name == "open race"
-    assert choice.reason.startswith(
+    assert choice.reason == (
         "open race serves these preferences best so far: utility 0.70 over 100 tasks "
-        "(next, auction: 0.55 over 51); terms "
+        "(next, auction: 0.55 over 51)"
     )
     assert choice.estimates["auction"] == (pytest.approx(0.55), 51)
 
@@ -487,19 +483,19 @@ def shortfall_router(arms: list[Arm]) -> Router:
         router.observe("auction", qos((0,), spent=0), SPEEDY)
         if len(arms) > 1:
             router.observe("orderbook", qos((30,), spent=0), SPEEDY)
-    for _ in range(3):  # 0.5 each: short of the arm, not enough for the change detector
-        router.observe("auction", qos((60,), spent=0), SPEEDY, "0xR")
+    for _ in range(3):
+        router.observe("auction", qos((300,), spent=0), SPEEDY, "0xR")
     return router
 
 
 def test_a_requester_falling_short_is_moved_off_the_arm():
     router = shortfall_router([BY_NAME["auction"], BY_NAME["orderbook"]])
     mean, n = router.estimates(SPEEDY)["auction"]
-    assert n == 23 and mean == pytest.approx((20 + 3 * 0.5) / 23)
+    assert n == 23 and mean == pytest.approx((20 + 3 * 30 / 330 * 0.75 + 3 * 0.25) / 23)
     choice = router.choose(SPEEDY, MARKET, "0xr")
     assert choice.arm.name == "orderbook"
     assert choice.reason.startswith(
-        f"moved off auction: your last 3 tasks through it scored 0.50 on average, "
+        f"moved off auction: your last 3 tasks through it scored 0.32 on average, "
         f"against {mean:.2f} for these preferences; "
     )
     # Everyone else stays on the best arm.
@@ -671,10 +667,8 @@ def test_a_move_lasts_one_task_then_the_arm_needs_three_new_ones_to_be_judged_ag
     router = shortfall_router([BY_NAME["auction"], BY_NAME["orderbook"]])
     assert router.choose(SPEEDY, MARKET, "0xr").arm.name == "orderbook"  # moved: judged
     assert router.choose(SPEEDY, MARKET, "0xr").arm.name == "auction"  # back, nothing new to judge
-    for _ in range(3):  # three more poor tasks through it (others' fine): moved again
-        router.observe("auction", qos((60,), spent=0), SPEEDY, "0xR")
-        for _ in range(8):
-            router.observe("auction", qos((0,), spent=0), SPEEDY)
+    for _ in range(3):  # three more poor tasks through it: moved again
+        router.observe("auction", qos((300,), spent=0), SPEEDY, "0xR")
     assert router.choose(SPEEDY, MARKET, "0xr").reason.startswith("moved off auction")
 
 
