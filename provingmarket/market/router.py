@@ -121,7 +121,7 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from provingmarket.formats import DUTCH, MAX_REDUNDANCY, OPEN_RACE
@@ -145,6 +145,7 @@ ALARM = 2.0  # the change detector's threshold (utility summed over tasks)
 SETTLED = 5  # outcomes a mechanism needs before its change detector runs
 PRIOR_TASKS = 1  # a mechanism's mean as its terms' prior, in tasks; outcomes others keep after a change
 REFERENCE_TASKS = 10  # a mechanism's mean in what its terms are expected to give (detector), in tasks
+USUAL = 20  # a mechanism's last first proofs per profile whose longest is the usual wait for one
 CHANGE_NOTED = 10  # tasks of the profile after a change whose reasons mention it
 
 
@@ -238,6 +239,11 @@ class _State:
     change: dict[str, dict] = field(default_factory=dict)
     # task id → the terms (`variant`) it was posted with, while it is pending
     posted_terms: dict[str, str] = field(default_factory=dict)
+    # task id → {"bound": the most it can still score, "fed": what the change detector was
+    # given for it before it settled (absent: nothing)}, while it is pending and running late
+    running: dict[str, dict] = field(default_factory=dict)
+    # profile → arm → seconds from posting to the first proof of its delivered tasks, the last USUAL
+    first_proofs: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
 
 def variant(level: float, redundancy: int) -> str:
@@ -249,6 +255,15 @@ def variant(level: float, redundancy: int) -> str:
 def variant_of(q: TaskQoS) -> str:
     """The terms a settled task was posted with, as `variant` keys them."""
     return variant(q.terms.max_reward / max(q.min_reward, 1), q.redundancy)
+
+
+def utility_bound(q: TaskQoS, prefs: Preferences, now: int) -> float:
+    """The most a running task can still score for `prefs` at `now` (unix seconds): its
+    utility if every open slot were proven right now at what it has paid so far. Its
+    proofs can only come later, and cost more, so its outcome scores at most this."""
+    elapsed = max(0, now - q.posted_at, *q.proof_times)
+    open_slots = max(0, q.redundancy - q.proofs - q.refunded)
+    return utility(replace(q, proof_times=(*q.proof_times, *(elapsed,) * open_slots)), prefs)
 
 
 def describe_variant(key: str) -> str:
@@ -284,6 +299,8 @@ def read_state(path: str | Path) -> _State:
             raw.get("variants", {}),
             raw.get("change", {}),
             raw.get("posted_terms", {}),
+            raw.get("running", {}),
+            raw.get("first_proofs", {}),
         )
         parts = (
             state.seen,
@@ -293,9 +310,14 @@ def read_state(path: str | Path) -> _State:
             state.variants,
             state.change,
             state.posted_terms,
+            state.running,
+            state.first_proofs,
         )
         if not all(isinstance(part, dict) for part in parts):
-            raise TypeError("seen, mine, pending, moved, variants, change and posted_terms must be objects")
+            raise TypeError(
+                "seen, mine, pending, moved, variants, change, posted_terms, running and first_proofs "
+                "must be objects"
+            )
         if not isinstance(state.choices, list) or not all(isinstance(c, dict) for c in state.choices):
             raise TypeError("choices must be a list of objects")
     except (ValueError, KeyError, TypeError) as error:
@@ -318,6 +340,7 @@ class Router:
         self.pace = pace or Pace()
         self.exploration = exploration
         self.state = _State()
+        self._profiles: dict[str, str] = {}  # task id → its poster's profile, while pending
 
     # -------------------------------------------------------------- learning
 
@@ -347,20 +370,67 @@ class Router:
         )
         del self.state.choices[:-RECENT_CHOICES]
 
-    def learn(self, tasks: Sequence[TaskQoS]) -> int:
+    def learn(self, tasks: Sequence[TaskQoS], now: int | None = None) -> int:
         """Observe every settled task among `tasks` (as provingmarket.market.qos measures them)
-        that the router posted and has not observed yet; returns how many."""
+        that the router posted and has not observed yet; returns how many.
+
+        The router's tasks among them still running are read too, for what they can still
+        score at most (`utility_bound`) at `now` (unix seconds; not given: the latest moment
+        the tasks show, a posting or a proof, which never runs ahead of the chain): a task
+        unassigned or unproven long past what its mechanism usually takes can no longer score
+        what its mechanism's outcomes promise, and that is known before it settles (see
+        "Leading signal" in the module's docstring)."""
+        if now is None:
+            now = max(
+                (max((q.posted_at, *(q.posted_at + t for t in q.proof_times))) for q in tasks), default=0
+            )
         learnt = 0
         for q in tasks:
-            posted = self.state.pending.get(q.task_id.lower())
-            if posted is None or not q.settled:
+            task_id = q.task_id.lower()
+            posted = self.state.pending.get(task_id)
+            if posted is None:
                 continue
-            del self.state.pending[q.task_id.lower()]
             prefs = Preferences(**posted["preferences"])
-            terms = self.state.posted_terms.pop(q.task_id.lower(), None)
-            self.observe(posted["arm"], q, prefs, posted["requester"], terms)
+            if not q.settled:
+                self._running_late(task_id, posted, q, prefs, now)
+                continue
+            del self.state.pending[task_id]
+            self._profiles.pop(task_id, None)
+            terms = self.state.posted_terms.pop(task_id, None)
+            fed = self.state.running.pop(task_id, {}).get("fed")
+            self.observe(posted["arm"], q, prefs, posted["requester"], terms, fed)
             learnt += 1
         return learnt
+
+    def _running_late(self, task_id: str, posted: dict, q: TaskQoS, prefs: Preferences, now: int) -> None:
+        """Note what a running task can still score at most (nothing if it has no proof
+        later than any of the arm's last USUAL first proofs: an early failure); once that is
+        below what its terms are expected to give, feed the fall to the change detector
+        (each fall once, the rest when it settles)."""
+        profile, arm = prefs.profile, posted["arm"]
+        waits = self.state.first_proofs.get(profile, {}).get(arm, [])
+        overdue = not q.proofs and len(waits) >= SETTLED and now - q.posted_at > max(waits)
+        bound = 0.0 if overdue else utility_bound(q, prefs, now)  # overdue: an early failure
+        key = self.state.posted_terms.get(task_id) or variant_of(q)
+        mean = self._expected(profile, arm, key)
+        if mean is None or bound >= mean:
+            return
+        late = self.state.running.setdefault(task_id, {})
+        late["bound"] = round(bound, 4)
+        change = self.state.change.setdefault(profile, {"arms": {}, "observed": 0, "last": None})
+        sums = change["arms"].setdefault(arm, [0.0, 0.0, 0, 0])
+        fed = late.get("fed")
+        if fed is None:
+            if bound >= mean - DRIFT:
+                return
+            sums[0] = max(0.0, sums[0] + mean - bound - DRIFT)
+            sums[2] = sums[2] + 1 if sums[0] > 0 else 0
+        elif bound < fed:  # later still
+            sums[0] += fed - bound
+        else:
+            return
+        late["fed"] = round(bound, 4)
+        self._alarm(profile, arm, mean, None)
 
     def observe(
         self,
@@ -369,16 +439,22 @@ class Router:
         prefs: Preferences,
         requester: str | None = None,
         terms: str | None = None,
+        fed: float | None = None,
     ) -> float:
         """Count a settled task of `arm` for the profile of `prefs`, posted with the terms
-        `terms` (a `variant` key; None: read from the task's terms); returns its utility."""
+        `terms` (a `variant` key; None: read from the task's terms); `fed`: what the change
+        detector was given for it while it ran late (`learn`). Returns its utility."""
         u = utility(q, prefs)
         profile = prefs.profile
         seen = self.state.seen.setdefault(profile, {}).setdefault(arm, [])
         keys = self.state.variants.setdefault(profile, {}).setdefault(arm, [])
         keys[:0] = [""] * (len(seen) - len(keys))  # outcomes from before terms were learnt
         key = terms or variant_of(q)
-        alarm = self._detect(profile, arm, key, u)
+        alarm = self._detect(profile, arm, key, u, fed)
+        if q.first_proof is not None:
+            waits = self.state.first_proofs.setdefault(profile, {}).setdefault(arm, [])
+            waits.append(q.first_proof)
+            del waits[:-USUAL]
         seen.append(u)
         keys.append(key)
         del seen[:-WINDOW], keys[:-WINDOW]
@@ -408,31 +484,64 @@ class Router:
         n = len(got) + PRIOR_TASKS
         return (prior * PRIOR_TASKS + sum(got)) / n, n
 
-    def _detect(self, profile: str, arm: str, key: str, u: float) -> bool:
-        """Run the arm's change detector on a new utility `u` of terms `key` (before it is
-        counted), against what those terms were expected to give (so a change of terms is
-        not taken for a change of the world); on an alarm, forget what came before the
-        change (see the module's docstring) and return True."""
-        change = self.state.change.setdefault(profile, {"arms": {}, "observed": 0, "last": None})
-        change["observed"] += 1
-        seen = self.state.seen[profile][arm]
-        if arm in change.get("recheck", []):
-            change["recheck"].remove(arm)
+    def _expected(self, profile: str, arm: str, key: str) -> float | None:
+        """What the change detector expects of an outcome of `arm` posted with terms `key`:
+        their mean shrunk towards the arm's (REFERENCE_TASKS); None before the arm has
+        SETTLED outcomes."""
+        seen = self.state.seen.get(profile, {}).get(arm, [])
         if len(seen) < SETTLED:
-            return False
+            return None
         stats, arm_mean = self._by_variant(profile, arm)
         known = stats.get(key, [])
-        mean = (arm_mean * REFERENCE_TASKS + sum(known)) / (REFERENCE_TASKS + len(known))
+        return (arm_mean * REFERENCE_TASKS + sum(known)) / (REFERENCE_TASKS + len(known))
+
+    def _detect(self, profile: str, arm: str, key: str, u: float, fed: float | None = None) -> bool:
+        """Run the arm's change detector on a new utility `u` of terms `key` (before it is
+        counted), against what those terms were expected to give (so a change of terms is
+        not taken for a change of the world); `fed`: what it was given for this task while
+        it ran late, so only the rest of its fall is added now. On an alarm, forget what
+        came before the change (see the module's docstring) and return True."""
+        change = self.state.change.setdefault(profile, {"arms": {}, "observed": 0, "last": None})
+        change["observed"] += 1
+        if arm in change.get("recheck", []):
+            change["recheck"].remove(arm)
+        mean = self._expected(profile, arm, key)
+        if mean is None:
+            return False
         sums = change["arms"].setdefault(arm, [0.0, 0.0, 0, 0])
-        sums[0] = max(0.0, sums[0] + mean - u - DRIFT)
+        if fed is None:
+            sums[0] = max(0.0, sums[0] + mean - u - DRIFT)
+            sums[2] = sums[2] + 1 if sums[0] > 0 else 0
+        else:  # counted as a step when it was fed; an overdue task proven after all takes back the rest
+            sums[0] = max(0.0, sums[0] + fed - u)
         sums[1] = max(0.0, sums[1] + u - mean - DRIFT)
-        sums[2] = sums[2] + 1 if sums[0] > 0 else 0
         sums[3] = sums[3] + 1 if sums[1] > 0 else 0
+        return self._alarm(profile, arm, mean, u)
+
+    def _alarm(self, profile: str, arm: str, mean: float, u: float | None) -> bool:
+        """If the arm's sums passed ALARM, forget what came before the change and return
+        True. `u`: the settled outcome that moved them (not counted yet), or None if a task
+        running late did."""
+        change = self.state.change[profile]
+        sums = change["arms"][arm]
         if max(sums[0], sums[1]) <= ALARM:
             return False
         fell = sums[0] > ALARM
-        since = (sums[2] if fell else sums[3]) - 1  # outcomes before this one since the change
-        after = (sum(seen[len(seen) - since :]) + u) / (since + 1)
+        profile_running = [
+            task_id
+            for task_id, posted in self.state.pending.items()
+            if self._profile_of(task_id, posted) == profile
+        ]
+        late = [  # the arm's running tasks the detector was given: steps not in `seen`
+            self.state.running[t]["fed"]
+            for t in profile_running
+            if self.state.pending[t]["arm"] == arm and "fed" in self.state.running.get(t, {})
+        ]
+        seen = self.state.seen[profile][arm]
+        steps = sums[2] if fell else sums[3]  # since the change point, this one too
+        since = max(0, min(len(seen), steps - len(late) - (u is not None)))  # settled ones in `seen`
+        recent = [*seen[len(seen) - since :], *([u] if u is not None else []), *late]
+        after = sum(recent) / len(recent) if recent else mean
         variants = self.state.variants[profile]
         for other, utilities in self.state.seen[profile].items():
             keys = variants.setdefault(other, [])
@@ -443,6 +552,8 @@ class Router:
             else:
                 utilities.clear()
                 keys.clear()
+        for task_id in profile_running:  # the detector starts afresh: they count when they settle
+            self.state.running.get(task_id, {}).pop("fed", None)
         change["arms"] = {}
         change["alarms"] = change.get("alarms", 0) + 1
         change["recheck"] = [o for o, us in self.state.seen[profile].items() if us and o != arm]
@@ -633,9 +744,11 @@ class Router:
         else:
             moved = None  # the only arm left: not moved off it
         change = self.state.change.get(prefs.profile) or {}
+        judged, late = self._with_late(prefs, estimates)
         arm, reason = self._pick(
-            candidates, estimates, self._pending(prefs), self._elapsed(prefs), change.get("recheck", [])
+            candidates, judged, self._pending(prefs), self._elapsed(prefs), change.get("recheck", [])
         )
+        reason += late
         note = self.change_note(prefs)
         if note:
             reason = note + "; " + reason
@@ -790,13 +903,49 @@ class Router:
             )
         )
 
+    def _with_late(
+        self, prefs: Preferences, estimates: Mapping[str, tuple[float, int]]
+    ) -> tuple[dict[str, tuple[float, int]], str]:
+        """The estimates the choice is made on: each arm's mean with its tasks still running
+        that can no longer score it counted at the most they can (`learn`), its count of
+        settled tasks unchanged; and what the reason says of them ("" if none)."""
+        judged = dict(estimates)
+        late: dict[str, int] = {}
+        bounds: dict[str, list[float]] = {}
+        for task_id, running in self.state.running.items():
+            posted = self.state.pending.get(task_id)
+            if posted is None or self._profile_of(task_id, posted) != prefs.profile:
+                continue
+            bounds.setdefault(posted["arm"], []).append(running["bound"])
+        for name, found in bounds.items():
+            if name not in estimates:
+                continue
+            mean, n = estimates[name]
+            lower = [b for b in found if b < mean]
+            if lower:
+                judged[name] = ((mean * n + sum(lower)) / (n + len(lower)), n)
+                late[name] = len(lower)
+        if not late:
+            return judged, ""
+        counted = ", ".join(
+            f"{name}'s {n} task{'s' if n > 1 else ''} running late" for name, n in sorted(late.items())
+        )
+        return judged, f"; counting {counted} at the most they can still score"
+
+    def _profile_of(self, task_id: str, posted: dict) -> str:
+        """The profile of a pending task's poster (kept while the router runs: it is asked often)."""
+        profile = self._profiles.get(task_id)
+        if profile is None:
+            profile = self._profiles[task_id] = Preferences(**posted["preferences"]).profile
+        return profile
+
     def _pending(self, prefs: Preferences, arm: str | None = None) -> dict[str, int]:
         """Tasks posted for this profile whose outcome is not in yet, per arm (or, given `arm`,
         per terms through it): an arm with one running is being tried, and is not tried
         again before it settles."""
         counts: dict[str, int] = {}
         for task_id, posted in self.state.pending.items():
-            if Preferences(**posted["preferences"]).profile != prefs.profile:
+            if self._profile_of(task_id, posted) != prefs.profile:
                 continue
             if arm is None:
                 key = posted["arm"]
