@@ -124,10 +124,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from provingmarket.formats import DUTCH, MAX_REDUNDANCY, OPEN_RACE
+from provingmarket.formats import DUTCH, MAX_LINKS, MAX_REDUNDANCY, OPEN_RACE, Link, encode_chain
+from provingmarket.market.index import MarketIndex
 from provingmarket.market.personas import PERSONAS
 from provingmarket.market.preferences import Preferences, breaks_limit, utility
 from provingmarket.market.qos import TaskQoS
+from provingmarket.market.repricing import Policy, policy_for
 
 EXPLORATION = 0.2  # c in the UCB1 bound; see the module's docstring
 TERMS_EXPLORATION = 0.1  # c in the bound on terms within a mechanism: half, the differences are smaller
@@ -176,6 +178,60 @@ class Arm:
     mechanism_id: int
     least_time: int = 0  # seconds it needs before an assignment can be made (a bidding window, a draw)
     fee: int = 0  # the frontend fee per slot it is posted with (0 for the built-in ones)
+    # a fallback chain's links in order (its name is then its `--chain` text); () for one mechanism
+    links: tuple[Link, ...] = ()
+
+    @property
+    def chain(self) -> str:
+        """The `requester post --chain` text to post through this arm ("" for one mechanism)."""
+        return self.name if self.links else ""
+
+
+RACE_LINKS = ("race", "open race", "open-race")
+
+
+def chain_arm(text: str, arms: Sequence[Arm], pace: Pace) -> Arm:
+    """The arm posting through the fallback chain `text`, written as for `requester post
+    --chain` ("auction:20,orderbook:20,race": each link a mechanism among `arms` by name or
+    id, `race` or `dutch`, with its window in seconds; the last may leave it out and lasts
+    the pace's race window if it races, else its assignment window). Its frontend fee is
+    the highest of its links' (any of them may assign). ValueError saying why it cannot be
+    offered: a link no arm here is, or a chain the registry would refuse."""
+    parts = [p.strip() for p in text.split(",")]
+    if not 1 <= len(parts) <= MAX_LINKS or not all(parts):
+        raise ValueError(f"chain {text!r}: give 1 to {MAX_LINKS} links, such as auction:30,orderbook:60,race")
+    by_name = {a.name.lower(): a for a in arms if not a.links}
+    by_id = {a.mechanism_id: a for a in arms if not a.links}
+    links, members = [], []
+    for i, part in enumerate(parts):
+        name, _, window = (x.strip().lower() for x in part.partition(":"))
+        arm = by_name.get("open race" if name in RACE_LINKS else name)
+        if arm is None and name.isdigit():
+            arm = by_id.get(int(name))
+        if arm is None:
+            raise ValueError(
+                f"chain {text!r}: link {i + 1} ({name}) is not a mechanism the router can post through"
+            )
+        if not window and i < len(parts) - 1:
+            raise ValueError(f"chain {text!r}: link {i + 1} ({name}) needs a window: {name}:SECONDS")
+        if window and not window.isdigit():
+            raise ValueError(f"chain {text!r}: link {i + 1}'s window {window!r} is not whole seconds")
+        seconds = (
+            int(window)
+            if window
+            else pace.race_window
+            if arm.mechanism_id == OPEN_RACE
+            else pace.assign_window
+        )
+        links.append(Link(arm.mechanism_id, seconds))
+        members.append(arm)
+    mechanism_id = encode_chain(links)  # ValueError naming a link the registry would refuse
+    return Arm(
+        ",".join(p.replace(" ", "") for p in parts),
+        mechanism_id,
+        fee=max(a.fee for a in members),
+        links=tuple(links),
+    )
 
 
 @dataclass(frozen=True)
@@ -189,11 +245,11 @@ class MarketView:
     provers: tuple[tuple[int, frozenset[int]], ...]  # (proving_time, accepted mechanism ids)
 
     def could(self, arm: Arm, proving_window: int) -> int:
-        built_in = arm.mechanism_id in (OPEN_RACE, DUTCH)
+        """The provers that could take a task through `arm` (through any link of a chain)."""
+        ids = {link.mechanism for link in arm.links} or {arm.mechanism_id}
+        built_in = bool(ids & {OPEN_RACE, DUTCH})
         return sum(
-            1
-            for time, accepts in self.provers
-            if time <= proving_window and (built_in or arm.mechanism_id in accepts)
+            1 for time, accepts in self.provers if time <= proving_window and (built_in or ids & accepts)
         )
 
 
@@ -205,6 +261,18 @@ class Choice:
     estimates: dict[str, tuple[float, int]]  # arm → (mean utility, tasks) for the profile
     level: float  # the reward offered, in multiples of the market's least
     variant: str = ""  # the terms learnt on: the level offered and the redundancy ("2x1")
+    reprice: str = ""  # why the caller should opt in to re-pricing ("": no need); see `reprice_policy`
+
+    @property
+    def chain(self) -> str:
+        """The `requester post --chain` text to post with ("" for one mechanism); the terms'
+        mechanism_id is the chain's already."""
+        return self.arm.chain
+
+    def reprice_policy(self, prefs: Preferences, now: int) -> Policy | None:
+        """The re-pricing to opt in to for this task, posted at `now` (chain time), if the
+        router advises it (`reprice`), else None."""
+        return policy_for(prefs, self.terms, now) if self.reprice else None
 
     def describe(self) -> str:
         t = self.terms
@@ -264,6 +332,15 @@ def utility_bound(q: TaskQoS, prefs: Preferences, now: int) -> float:
     elapsed = max(0, now - q.posted_at, *q.proof_times)
     open_slots = max(0, q.redundancy - q.proofs - q.refunded)
     return utility(replace(q, proof_times=(*q.proof_times, *(elapsed,) * open_slots)), prefs)
+
+
+def index_level(index: MarketIndex | None, market: MarketView) -> int | None:
+    """The reward level (multiples of the market's least, at most MOST_LEVEL) that pays at
+    least the price the market's index says provers were paid lately; None without an
+    index or before its first proof."""
+    if index is None or not index.known or market.min_reward <= 0:
+        return None
+    return min(MOST_LEVEL, max(1, -(-index.price // market.min_reward)))
 
 
 def describe_variant(key: str) -> str:
@@ -330,14 +407,30 @@ def _share(prefs: Preferences, value: float) -> float:
 
 
 class Router:
-    def __init__(self, arms: Sequence[Arm], pace: Pace | None = None, exploration: float = EXPLORATION):
+    def __init__(
+        self,
+        arms: Sequence[Arm],
+        pace: Pace | None = None,
+        exploration: float = EXPLORATION,
+        chains: Sequence[str] = (),
+    ):
+        """`arms`: the mechanisms to route to (`routing.arms`); `chains`: fallback chains to
+        offer besides, as `requester post --chain` texts (`chain_arm`); a chain with a link
+        that is not among `arms` is not offered, and `left_out` says why."""
         if not arms:
             raise ValueError("the router needs at least one mechanism to route to")
-        names = [a.name for a in arms]
+        self.pace = pace or Pace()
+        self.left_out: dict[str, str] = {}  # chain text → why it is not offered
+        offered = list(arms)
+        for text in chains:
+            try:
+                offered.append(chain_arm(text, arms, self.pace))
+            except ValueError as error:
+                self.left_out[text] = str(error)
+        names = [a.name for a in offered]
         if len(set(names)) != len(names):
             raise ValueError(f"mechanism names must differ: {names}")
-        self.arms = list(arms)
-        self.pace = pace or Pace()
+        self.arms = offered
         self.exploration = exploration
         self.state = _State()
         self._profiles: dict[str, str] = {}  # task id → its poster's profile, while pending
@@ -627,8 +720,9 @@ class Router:
             return (
                 None,
                 "max_time",
-                f"{arm.name} needs a time limit of at least {needed} s (its own {arm.least_time} s "
-                f"and the fastest prover's {fastest} s)",
+                f"{arm.name} needs a time limit of at least {needed} s (its "
+                + (f"links' {assign} s" if arm.links else f"own {arm.least_time} s")
+                + f" and the fastest prover's {fastest} s)",
             )
         could = market.could(arm, prove)
         if wanted is None:
@@ -672,12 +766,19 @@ class Router:
             "decay": decay,
             "decay_floor": market.min_reward if decay else 0,
             "start_price": 0,
-            "ramp": assign if arm.mechanism_id == DUTCH else 0,
+            "ramp": assign if DUTCH in ({link.mechanism for link in arm.links} or {arm.mechanism_id}) else 0,
         }
         return terms, "", ""
 
     def _windows(self, arm: Arm, max_time: int | None) -> tuple[int, int]:
-        """The assignment and proving windows for `arm`: the pace's, shrunk to end by `max_time`."""
+        """The assignment and proving windows for `arm`: the pace's, shrunk to end by `max_time`;
+        a chain's assignment window is its links' (fixed by its mechanism_id), only its
+        proving window shrinks."""
+        if arm.links:
+            assign, prove = sum(link.window for link in arm.links), self.pace.proving_window
+            if max_time is not None and assign + prove > max_time:
+                prove = max(0, max_time - assign)
+            return assign, prove
         if arm.mechanism_id == OPEN_RACE:
             assign, prove = 0, self.pace.race_window
         else:
@@ -693,7 +794,7 @@ class Router:
         its proving time."""
         if arm.mechanism_id == OPEN_RACE:
             return prove >= fastest
-        return assign >= max(arm.least_time, 1) and prove >= fastest
+        return assign >= max(arm.least_time, 1) and prove >= fastest  # a chain: its links' windows
 
     def _time_needed(self, arm: Arm, fastest: int) -> int | None:
         """The least time limit whose windows fit the arm and the fastest prover (the windows
@@ -710,32 +811,19 @@ class Router:
                 low = middle + 1
         return high
 
-    def choose(self, prefs: Preferences, market: MarketView, requester: str | None = None) -> Choice:
+    def choose(
+        self,
+        prefs: Preferences,
+        market: MarketView,
+        requester: str | None = None,
+        index: MarketIndex | None = None,
+    ) -> Choice:
         """The arm and terms for one task of a requester with these preferences (see the
-        module's docstring), or Infeasible naming the hard limit no mechanism can meet."""
-        tuned: dict[str, tuple[dict, int]] = {}
-        barred: dict[str, list[str]] = {}
-        for arm in self.arms:
-            level = self.level(arm, prefs, requester)
-            terms, limit, why = self.tune(arm, prefs, market, level)
-            if terms is None:
-                barred.setdefault(limit, []).append(why)
-            else:
-                tuned[arm.name] = (terms, level)
-        if not tuned:
-            limit = max(barred, key=lambda k: len(barred[k]))
-            value = {
-                "max_time": f"{prefs.max_time} s",
-                "max_price": f"{(prefs.max_price or 0) / 10**18:g} ETH",
-                "min_redundancy": str(prefs.min_redundancy),
-            }[limit]
-            raise Infeasible(
-                limit,
-                f"no mechanism can meet {limit} = {value}; nothing posted: "
-                + "; ".join(sum(barred.values(), [])),
-            )
+        module's docstring), or Infeasible naming the hard limit no mechanism can meet.
+        `index`: the market's on-chain price and latency index, the prior for the reward of
+        terms with no outcomes yet (see "The market's index" in the module's docstring)."""
+        candidates, barred_text = self._feasible(prefs, market, requester)
         estimates = self.estimates(prefs)
-        candidates = [a for a in self.arms if a.name in tuned]
         moved = self._shortfall(candidates, estimates, requester, prefs)
         if moved and len(candidates) > 1:
             candidates = [a for a in candidates if a.name != moved[0]]
@@ -748,27 +836,55 @@ class Router:
         arm, reason = self._pick(
             candidates, judged, self._pending(prefs), self._elapsed(prefs), change.get("recheck", [])
         )
-        reason += late
-        note = self.change_note(prefs)
-        if note:
-            reason = note + "; " + reason
-        if moved:  # the requester's own case first
-            reason = moved[1] + "; " + reason
-        barred_text = "; ".join(sum(barred.values(), []))
+        reason = "; ".join(filter(None, (moved and moved[1], self.change_note(prefs), reason + late)))
         if barred_text:
             reason += f" (not possible within the limits: {barred_text})"
-        terms, level, base, why = self._terms(arm, prefs, market, requester)
-        if why:
-            reason += "; " + why
+        terms, level, base, why = self._terms(arm, prefs, market, requester, index)
         offered = terms["max_reward"] / market.min_reward if market.min_reward else level
         if level > base:
             unserved = self._unserved(arm, requester)
-            reason += (
+            why += (
                 f"; retuned: {unserved} of your tasks through {arm.name} went unproven, so it offers "
                 f"{offered:g}x the least reward instead of {base:g}x"
                 + (" (as far as your price limit allows)" if offered < level else "")
             )
-        return Choice(arm, terms, reason, estimates, offered, variant(offered, int(terms["redundancy"])))
+        reprice = ""
+        if policy_for(prefs, terms, 0) is not None:
+            reprice = (
+                f"your price limit leaves room above {offered:g}x the least reward: re-post higher if untaken"
+            )
+            why += "; re-pricing advised: " + reprice
+        reason = "; ".join(filter(None, (reason, why.removeprefix("; "))))
+        return Choice(
+            arm, terms, reason, estimates, offered, variant(offered, int(terms["redundancy"])), reprice
+        )
+
+    def _feasible(
+        self, prefs: Preferences, market: MarketView, requester: str | None
+    ) -> tuple[list[Arm], str]:
+        """The arms whose terms can meet the hard limits, and what bars the others ("" if
+        none); Infeasible naming the limit that bars most if no arm can."""
+        candidates: list[Arm] = []
+        barred: dict[str, list[str]] = {}
+        for arm in self.arms:
+            terms, limit, why = self.tune(arm, prefs, market, self.level(arm, prefs, requester))
+            if terms is None:
+                barred.setdefault(limit, []).append(why)
+            else:
+                candidates.append(arm)
+        if not candidates:
+            limit = max(barred, key=lambda k: len(barred[k]))
+            value = {
+                "max_time": f"{prefs.max_time} s",
+                "max_price": f"{(prefs.max_price or 0) / 10**18:g} ETH",
+                "min_redundancy": str(prefs.min_redundancy),
+            }[limit]
+            raise Infeasible(
+                limit,
+                f"no mechanism can meet {limit} = {value}; nothing posted: "
+                + "; ".join(sum(barred.values(), [])),
+            )
+        return candidates, "; ".join(sum(barred.values(), []))
 
     def _terms(
         self,
@@ -776,12 +892,14 @@ class Router:
         prefs: Preferences,
         market: MarketView,
         requester: str | None,
+        index: MarketIndex | None = None,
     ) -> tuple[dict, int, int, str]:
         """The second level of the bandit: the terms for `arm`, the level they ask, the level
-        chosen before the requester's retuning and why: among the rule's terms, the best
-        seen and its neighbours (`_term_options`); then the retuning on top."""
+        chosen before the requester's retuning and why: among the rule's terms (raised to
+        the market's index price while the arm has no outcomes), the best seen and its
+        neighbours (`_term_options`); then the retuning on top."""
         stats, arm_mean = self._by_variant(prefs.profile, arm.name)
-        options, rule_key = self._term_options(arm, prefs, market, stats)
+        options, rule_key, prior = self._term_options(arm, prefs, market, stats, index)
         means = {k: sum(u) / len(u) for k, u in stats.items()}
         running = self._pending(prefs, arm.name)
         # each option's mean shrunk towards the arm's (a prior of PRIOR_TASKS), and its bound;
@@ -796,7 +914,7 @@ class Router:
         chosen = max(options, key=bound) if stats else rule_key
         tried = len(stats.get(chosen, []))
         if not stats or chosen == rule_key:  # the rule's terms: the reason is the mechanism's alone
-            why = ""
+            why = prior
         elif not tried:
             why = f"trying {describe_variant(chosen)} (untried, next to the best known)"
         else:
@@ -816,21 +934,37 @@ class Router:
         return terms, level, level, why and "terms " + why
 
     def _term_options(
-        self, arm: Arm, prefs: Preferences, market: MarketView, stats: Mapping[str, Sequence[float]]
-    ) -> tuple[dict[str, tuple[dict, int]], str]:
-        """The terms to choose among, by variant key (each with the level asked), and the
-        rule's key: the rule's terms, and a local search around the best seen (at least two
-        tasks; else the rule's): itself and one reward step or one proof either way, each
-        within the limits and at most `REDUNDANT` proofs (or the requester's minimum)."""
+        self,
+        arm: Arm,
+        prefs: Preferences,
+        market: MarketView,
+        stats: Mapping[str, Sequence[float]],
+        index: MarketIndex | None = None,
+    ) -> tuple[dict[str, tuple[dict, int]], str, str]:
+        """The terms to choose among, by variant key (each with the level asked), the
+        rule's key and what the index made of it ("" if nothing): the rule's terms, and a
+        local search around the best seen (at least two tasks; else the rule's): itself and
+        one reward step or one proof either way, each within the limits and at most
+        `REDUNDANT` proofs (or the requester's minimum). While the arm has no outcome for
+        the profile, the rule's reward is at least the market's index price (`index_level`)."""
         least = market.min_reward or 1
 
         def key_of(t: dict) -> str:
             return variant(t["max_reward"] / least, int(t["redundancy"]))
 
         rule_level = self.level(arm, prefs, None)
+        prior = ""
+        going = index_level(index, market)
+        if not stats and index is not None and going is not None and going > rule_level:
+            prior = (
+                f", not the rule's {rule_level}x: the market's index says provers were paid {index.price} wei"
+            )
+            rule_level = going
         rule_terms, _, _ = self.tune(arm, prefs, market, rule_level)
-        assert rule_terms is not None  # the arm was tuned with a level at least this one
+        assert rule_terms is not None  # the arm was tuned with a level at least the rule's
         rule_key = key_of(rule_terms)
+        if prior:
+            prior = f"{describe_variant(rule_key)}{prior} a slot lately (no outcome of these terms yet)"
         means = {k: sum(u) / len(u) for k, u in stats.items() if len(u) >= 2}
         best_key = max(means, key=lambda k: means[k], default=rule_key)
         options: dict[str, tuple[dict, int]] = {rule_key: (rule_terms, rule_level)}
@@ -843,7 +977,7 @@ class Router:
             t, _, _ = self.tune(arm, prefs, market, level + dl, redundancy + dr)
             if t is not None and t["redundancy"] == redundancy + dr:
                 options.setdefault(key_of(t), (t, level + dl))
-        return options, rule_key
+        return options, rule_key, prior
 
     def _elapsed(self, prefs: Preferences) -> int:
         """The profile's tasks observed since its last change (all, if none): the N of the
