@@ -76,6 +76,33 @@ forgets at once when something does, and the moment is a fact it can state in it
 The price: a change in a mechanism the router is not using is found only by exploring (or
 by an alarm on the one it uses, which re-opens every other).
 
+**Leading signal: tasks running late.** `learn` reads the router's tasks still running too.
+A running task can score at most its utility if every open slot were proven now, at what it
+has paid so far (`utility_bound`; 0 once past the time limit), and it counts as an early
+failure (0) once it has no proof later than any of its mechanism's last `USUAL` (20) first
+proofs for the profile. Once that bound is below what its terms are expected to give, the
+fall feeds the change detector at once (later falls as the task grows later, the rest when
+it settles, and an overdue task proven after all takes back what it fed); and the choice
+counts it at its bound in its mechanism's mean (the estimates the choice reports stay the
+settled ones, and the reason says how many such tasks were counted). An outcome that comes
+only when the windows end is thus half known long before.
+
+**Arms beyond single mechanisms.** `Router(arms, chains=[...])` offers each fallback chain
+given as a `requester post --chain` text (`chain_arm`) whose links are all among the arms,
+as one more arm named by that text; its mechanism_id is the chain's, its assignment window
+its links' (fixed: only the proving window shrinks to a time limit), its fee the highest of
+its links'. A chain not offered is in `left_out`, with why. The double auction, registered,
+is an ordinary arm. `Choice.chain` is the chain text to post with ("" for one mechanism).
+
+**The market's index** (`choose(..., index=MarketIndex)`): while a mechanism has no outcome
+for the profile, the rule's reward is raised to the index price if below it (`index_level`,
+rounded up to a step, at most `MOST_LEVEL`): provers were paid that lately. Outcomes decide
+after that.
+
+**Re-pricing**: when the price limit leaves at least one 25 % step above the reward chosen and
+the task can be cancelled, `Choice.reprice` says so (and the reason); `Choice.reprice_policy`
+gives `repricing.policy_for`'s policy for the caller to opt in with.
+
 **Terms, tuned by rule from the preferences** (shares are a weight over their sum):
 
 - redundancy: 3 when safety has at least 40 % of the weight, else 1; never below the
