@@ -1,4 +1,4 @@
-"""`ape run sim [--config small|full|FILE] [--report DIR]`: the simulation (simulation/):
+"""`ape run sim [--config small|full|switch|FILE] [--report DIR]`: the simulation (simulation/):
 every mechanism alone and then the router, over seeded workloads on real anvil chains
 with the real frontends and prover agents; writes a report with tables and plots."""
 
@@ -16,7 +16,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @click.command()
-@click.option("--config", "source", default="full", show_default=True, help="small, full, or a JSON file.")
+@click.option(
+    "--config",
+    "source",
+    default="full",
+    show_default=True,
+    help="small, full, switch (the world changes mid-run), or a JSON file.",
+)
 @click.option("--report", default=None, help="Report folder (default: reports/sim-<config>).")
 def cli(source: str, report: str | None):
     """Simulate provers and requesters against the real contracts; compare the router

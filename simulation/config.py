@@ -1,7 +1,10 @@
 """The simulation's configuration: prover fleets, requester personas, the workload and
-the pace, with two presets (`small` for `make test`, `full` for `make sim`) or a JSON file
-of the same shape. Everything is checked before anything starts: an impossible value is a
-`SimConfigError` naming the field and what it must be.
+the pace, with three presets (`small` for `make test`, `full` for `make sim`, `switch` for a
+world that changes under the router) or a JSON file of the same shape. A configuration with
+`switch_seeds` runs those seeds last in another world (`switch_fleets`, `switch_requesters`,
+`switch_tasks`), the router going on with what it learnt before: a world switch. Everything
+is checked before anything starts: an impossible value is a `SimConfigError` naming the
+field and what it must be.
 """
 
 from __future__ import annotations
@@ -66,6 +69,20 @@ class SimConfig:
     auction_window: int = 4  # the auction frontend's sealed-bidding window
     policies: tuple[str, ...] = POLICIES
     settle_timeout: int = 240  # seconds a policy's tasks may take to settle before the run fails
+    switch_seeds: tuple[int, ...] = ()  # run last, in the world below, the router keeping its state
+    switch_fleets: tuple[Fleet, ...] = ()  # the fleets after the switch (none: the same)
+    switch_requesters: tuple[Requester, ...] = ()  # the demand after the switch (none: the same)
+    switch_tasks: int = 0  # tasks per policy and seed after the switch (0: `tasks`)
+
+    def switched(self) -> SimConfig:
+        """The world after the switch: its fleets, demand and tasks in place of these."""
+        return replace(
+            self,
+            fleets=self.switch_fleets or self.fleets,
+            requesters=self.switch_requesters or self.requesters,
+            tasks=self.switch_tasks or self.tasks,
+            switch_seeds=(),
+        )
 
     def check(self) -> SimConfig:
         """Raise SimConfigError naming the first setting out of bounds; else self."""
@@ -73,7 +90,7 @@ class SimConfig:
         v.whole("tasks", self.tasks, len(self.requesters))
         if not self.train_seeds:
             raise v.bad("train_seeds", "at least one seed", self.train_seeds)
-        for s in (*self.train_seeds, *self.held_out_seeds):
+        for s in (*self.train_seeds, *self.held_out_seeds, *self.switch_seeds):
             v.whole("a seed", s, 0)
         if set(self.train_seeds) & set(self.held_out_seeds):
             raise v.bad("held_out_seeds", "seeds not also used for training", self.held_out_seeds)
@@ -89,14 +106,25 @@ class SimConfig:
         unknown = [p for p in self.policies if p not in POLICIES]
         if unknown or not self.policies:
             raise v.bad("policies", f"a non-empty list of {', '.join(POLICIES)}", list(self.policies))
-        self._check_fleets(v)
-        self._check_requesters(v)
+        self._check_fleets(v, self.fleets)
+        self._check_requesters(v, self.requesters)
+        self._check_switch(v)
         return self
 
-    def _check_fleets(self, v: _Checker) -> None:
-        if not self.fleets:
+    def _check_switch(self, v: _Checker) -> None:
+        if set(self.switch_seeds) & {*self.train_seeds, *self.held_out_seeds}:
+            raise v.bad("switch_seeds", "seeds not also used before the switch", self.switch_seeds)
+        if self.switch_tasks:
+            v.whole("switch_tasks", self.switch_tasks, len(self.switch_requesters or self.requesters))
+        if self.switch_fleets:
+            self._check_fleets(_Checker(f"{self.name} (after the switch)"), self.switch_fleets)
+        if self.switch_requesters:
+            self._check_requesters(_Checker(f"{self.name} (after the switch)"), self.switch_requesters)
+
+    def _check_fleets(self, v: _Checker, fleets: tuple[Fleet, ...]) -> None:
+        if not fleets:
             raise v.bad("fleets", "at least one fleet", [])
-        for f in self.fleets:
+        for f in fleets:
             v.whole(f"fleet {f.name}: provers", f.provers, 1)
             v.whole(f"fleet {f.name}: capacity", f.capacity, 1)
             v.number(f"fleet {f.name}: prove_seconds", f.prove_seconds, 0)
@@ -116,13 +144,13 @@ class SimConfig:
                     f"well under the proving window ({self.proving_window} s)",
                     f.prove_seconds,
                 )
-        if sum(f.provers for f in self.fleets) > 40:
-            raise v.bad("fleets", "at most 40 provers in all", sum(f.provers for f in self.fleets))
+        if sum(f.provers for f in fleets) > 40:
+            raise v.bad("fleets", "at most 40 provers in all", sum(f.provers for f in fleets))
 
-    def _check_requesters(self, v: _Checker) -> None:
-        if not self.requesters:
+    def _check_requesters(self, v: _Checker, requesters: tuple[Requester, ...]) -> None:
+        if not requesters:
             raise v.bad("requesters", "at least one persona", [])
-        for r in self.requesters:
+        for r in requesters:
             if r.persona not in PERSONAS:
                 raise v.bad("requesters: persona", f"one of {', '.join(PERSONAS)}", r.persona)
             v.number(f"requester {r.persona}: share", r.share, 0, above=True)
@@ -131,8 +159,8 @@ class SimConfig:
             if r.max_price_x is not None:
                 v.number(f"requester {r.persona}: max_price_x", r.max_price_x, 0, above=True)
             v.whole(f"requester {r.persona}: min_redundancy", r.min_redundancy, 1)
-        if len({r.persona for r in self.requesters}) != len(self.requesters):
-            raise v.bad("requesters", "each persona once", [r.persona for r in self.requesters])
+        if len({r.persona for r in requesters}) != len(requesters):
+            raise v.bad("requesters", "each persona once", [r.persona for r in requesters])
 
 
 class _Checker:
@@ -170,6 +198,19 @@ REQUESTERS = (
     Requester("batch", share=1, max_price_x=3),
 )
 
+# The world after the switch: the fast and standard provers fail far more often, the asks
+# move (standard cheaper, cheap dearer), and rollups post half the tasks.
+SWITCH_FLEETS = (
+    Fleet("fast", 1, 0.5, 0.5, 0.1, 3, 2, "0.004"),
+    Fleet("standard", 2, 3, 0.3, 0.5, 1, 2, "0.001"),
+    Fleet("cheap", 1, 6, 0.05, 1.0, 2, 3, "0"),
+)
+SWITCH_REQUESTERS = (
+    Requester("arbitrage", share=1, max_time=30),
+    Requester("rollup", share=2, min_redundancy=2),
+    Requester("batch", share=1, max_price_x=3),
+)
+
 PRESETS: dict[str, SimConfig] = {
     "small": SimConfig(
         name="small",
@@ -191,6 +232,19 @@ PRESETS: dict[str, SimConfig] = {
         arrival_every=2.0,
         fleets=tuple(replace(f, provers=2) for f in FLEETS),
         requesters=REQUESTERS,
+    ),
+    "switch": SimConfig(
+        name="switch",
+        tasks=21,
+        train_seeds=(1,),
+        held_out_seeds=(),
+        arrival_every=1.0,
+        fleets=FLEETS,
+        requesters=REQUESTERS,
+        switch_seeds=(2,),
+        switch_fleets=SWITCH_FLEETS,
+        switch_requesters=SWITCH_REQUESTERS,
+        switch_tasks=120,
     ),
 }
 
@@ -235,13 +289,18 @@ def from_dict(raw: dict, default_name: str = "custom") -> SimConfig:
     if not isinstance(fleets, list) or not isinstance(requesters, list):
         raise SimConfigError(f"{raw['name']}: fleets and requesters must be lists of objects")
     raw.setdefault("held_out_seeds", [])
-    for key in ("train_seeds", "held_out_seeds", "policies"):
+    for key in ("train_seeds", "held_out_seeds", "switch_seeds", "policies"):
         if key in raw:
             if not isinstance(raw[key], list):
                 raise SimConfigError(f"{raw['name']}: {key} must be a list")
             raw[key] = tuple(raw[key])
     raw["fleets"] = tuple(_build(Fleet, f, f"fleet {i + 1}") for i, f in enumerate(fleets))
     raw["requesters"] = tuple(_build(Requester, r, f"requester {i + 1}") for i, r in enumerate(requesters))
+    for key, cls in (("switch_fleets", Fleet), ("switch_requesters", Requester)):
+        if key in raw:
+            if not isinstance(raw[key], list):
+                raise SimConfigError(f"{raw['name']}: {key} must be a list of objects")
+            raw[key] = tuple(_build(cls, x, f"{key} {i + 1}") for i, x in enumerate(raw[key]))
     return _build(SimConfig, raw, raw["name"])
 
 

@@ -1,7 +1,10 @@
 """The simulation's report: per persona and policy, QoS loss, utility, time to proof,
 price paid and slashes, and the transaction fees each role paid under each policy, for
-the training seeds and the held-out seeds apart; written as a Markdown table, JSON, a CSV
-of every task and SVG plots."""
+the training seeds, the held-out seeds and the seeds after a world switch apart; written as
+a Markdown table, JSON, a CSV of every task and SVG plots. After a switch, a section of its
+own: per persona, whether the router is back within one standard error of the new best
+single policy once the persona has posted `RECOVERY` tasks in the new world, and a plot of
+the loss task by task around the switch."""
 
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ from provingmarket.market.preferences import qos_loss
 from simulation.world import Outcome
 
 OVERALL = "overall"
+SWITCHED = "after the switch"  # the split of the seeds run in the world after a switch
+RECOVERY = 20  # a persona's tasks after the switch the router is given to recover in
+SMOOTHING = 10  # tasks the plot around the switch averages over (trailing)
 COLUMNS = ["split", "seed", "policy", "task", "persona", "mechanism", "utility", "first_proof_s", "proofs",
            "redundancy", "spent_wei", "slashes", "could", "reason"]  # fmt: skip
 
@@ -136,6 +142,12 @@ def write(
             parts.append(fee_table(spent, policies, tasks))
         parts += _bar_charts(folder, split, table, personas, policies)
         parts += _router_chart(folder, split, outcomes)
+        if split == SWITCHED:
+            before = splits.get("held-out") or splits.get("training") or []
+            found = recovery(outcomes, personas, policies)
+            results["switch"] = found
+            parts.append(_recovery_text(found))
+            parts += _switch_chart(folder, before, outcomes, personas, policies)
     (folder / "report.md").write_text("\n".join(parts))
     (folder / "results.json").write_text(json.dumps(results, indent=1))
     _write_outcomes(folder / "outcomes.csv", splits)
@@ -293,3 +305,122 @@ def _verdict(table: dict[str, dict[str, Cell]], policies: Sequence[str]) -> dict
         "router_loss": overall["router"].loss,
         "best_single_loss": overall[best_single].loss,
     }
+
+
+def _best_single(outcomes: Sequence[Outcome], persona: str, policies: Sequence[str]) -> str | None:
+    """The single policy with the highest mean utility for `persona` among `outcomes`."""
+    means = {}
+    for p in policies:
+        if p == "router":
+            continue
+        mine = [o.utility for o in outcomes if o.persona == persona and o.policy == p]
+        if mine:
+            means[p] = statistics.fmean(mine)
+    return max(means, key=lambda p: means[p]) if means else None
+
+
+def recovery(after: Sequence[Outcome], personas: Sequence[str], policies: Sequence[str]) -> dict:
+    """Per persona, after a switch: the best single policy in the new world, and the router
+    against it over the persona's tasks after its first RECOVERY (paired task by task: every
+    policy served the same arrivals), the mean difference in utility, its standard error, and
+    whether the router is back within one standard error (None: fewer than two such tasks);
+    the same over the first RECOVERY tasks, for comparison."""
+    found: dict[str, dict] = {}
+    for persona in personas:
+        best = _best_single(after, persona, policies)
+        router = sorted(
+            (o for o in after if o.persona == persona and o.policy == "router"),
+            key=lambda o: (o.seed, o.index),
+        )
+        if best is None or not router:
+            continue
+        theirs = {(o.seed, o.index): o.utility for o in after if o.persona == persona and o.policy == best}
+        diffs = [o.utility - theirs[(o.seed, o.index)] for o in router if (o.seed, o.index) in theirs]
+
+        def summary(part: list[float]) -> dict:
+            n = len(part)
+            se = statistics.stdev(part) / n**0.5 if n > 1 else None
+            gap = statistics.fmean(part) if part else None
+            return {"tasks": n, "gap": gap, "se": se}
+
+        late, early = summary(diffs[RECOVERY:]), summary(diffs[:RECOVERY])
+        within = None if late["se"] is None else late["gap"] >= -late["se"]
+        found[persona] = {"best": best, "after": late, "first": early, "within_one_se": within}
+    return found
+
+
+def _recovery_text(found: dict) -> str:
+    lines = [
+        f"\n**After the switch: is the router back within one standard error of the new best "
+        f"single policy once each persona has posted {RECOVERY} tasks in the new world?** "
+        "(utility, router less the best single policy, task by task on the same arrivals)\n",
+        f"| persona | best single policy | tasks after the first {RECOVERY} | router − best ± SE "
+        f"| within one SE | the first {RECOVERY}: router − best ± SE |",
+        "|---|---|---:|---:|---|---:|",
+    ]
+
+    def pm(part: dict) -> str:
+        if part["gap"] is None:
+            return "–"
+        return f"{part['gap']:+.3f}" + ("" if part["se"] is None else f" ± {part['se']:.3f}")
+
+    for persona, f in found.items():
+        within = {True: "yes", False: "**no**", None: "too few tasks to tell"}[f["within_one_se"]]
+        lines.append(
+            f"| {persona} | {f['best']} | {f['after']['tasks']} | {pm(f['after'])} | {within} "
+            f"| {pm(f['first'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _moving(values: Sequence[float]) -> list[float]:
+    """The trailing mean of each value and the SMOOTHING - 1 before it (fewer at the start)."""
+    return [statistics.fmean(values[max(0, i - SMOOTHING + 1) : i + 1]) for i in range(len(values))]
+
+
+def loss_by_task(
+    outcomes: Sequence[Outcome], personas: Sequence[str], policies: Sequence[str]
+) -> tuple[list[float], list[float]]:
+    """Task by task (the router's, in order), the QoS loss of the router and of the best single
+    policy for the task's persona on the same arrival: the best single policy's mean utility for
+    the persona over `outcomes` less the task's utility."""
+    router, best = [], []
+    bests = {p: _best_single(outcomes, p, policies) for p in personas}
+    means = {
+        p: statistics.fmean(o.utility for o in outcomes if o.persona == p and o.policy == b)
+        for p, b in bests.items()
+        if b is not None
+    }
+    utility = {(o.policy, o.seed, o.index): o.utility for o in outcomes}
+    for o in sorted((o for o in outcomes if o.policy == "router"), key=lambda o: (o.seed, o.index)):
+        if o.persona not in means:
+            continue
+        router.append(means[o.persona] - o.utility)
+        best.append(means[o.persona] - utility.get((bests[o.persona], o.seed, o.index), means[o.persona]))
+    return router, best
+
+
+def _switch_chart(
+    folder: Path,
+    before: Sequence[Outcome],
+    after: Sequence[Outcome],
+    personas: Sequence[str],
+    policies: Sequence[str],
+) -> list[str]:
+    """The loss task by task around the switch, the router's and the best single policy's
+    (each world's own best per persona), trailing means of SMOOTHING tasks restarted at the
+    switch; x = the router's task index, 0 the first after the switch."""
+    r0, b0 = loss_by_task(before, personas, policies)
+    r1, b1 = loss_by_task(after, personas, policies)
+    if not r1:
+        return []
+    x = list(range(-len(r0), len(r1)))
+    svg = line_chart(
+        f"QoS loss task by task around the world switch (trailing mean of {SMOOTHING} tasks)",
+        x,
+        {"router": _moving(r0) + _moving(r1), "best single policy": _moving(b0) + _moving(b1)},
+        x_label="router task (0: the first after the switch)",
+        y_label="QoS loss",
+    )
+    (folder / "switch.svg").write_text(svg)
+    return ["![loss around the switch](switch.svg)\n"]

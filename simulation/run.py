@@ -2,7 +2,9 @@
 alone over the seed's workload, then the router over the same workload; the report at
 the end. Training seeds come first: what every policy delivered there is history the
 router learns from (as it would from the chain); on the held-out seeds it starts from
-that history alone and is judged on workloads it never saw."""
+that history alone and is judged on workloads it never saw. Switch seeds, if any, run last
+in another world (SimConfig.switched): the router goes on with everything it learnt, as if
+the fleets and demand had changed under it, and the report says how soon it recovered."""
 
 from __future__ import annotations
 
@@ -20,17 +22,21 @@ def simulate(ape, config: SimConfig, folder: Path, say=print) -> dict:
     """Run `config`, write the report into `folder`; returns the results (report.write)."""
     started = time.monotonic()
     policies = [*config.policies, ROUTER]
-    splits: dict[str, list[Outcome]] = {"training": [], "held-out": []}
-    fees: dict[str, dict[str, dict[str, Spend]]] = {"training": {}, "held-out": {}}  # split → policy → role
+    splits: dict[str, list[Outcome]] = {"training": [], "held-out": [], report.SWITCHED: []}
+    fees: dict[str, dict[str, dict[str, Spend]]] = {split: {} for split in splits}  # split → policy → role
     state = None
-    for split, seeds in (("training", config.train_seeds), ("held-out", config.held_out_seeds)):
+    for split, seeds, world_config in (
+        ("training", config.train_seeds, config),
+        ("held-out", config.held_out_seeds, config),
+        (report.SWITCHED, config.switch_seeds, config.switched()),
+    ):
         for seed in seeds:
             with (
                 Anvil(block_time=1, base_fee=BASE_FEE) as anvil,
                 ape.networks.parse_network_choice(f"ethereum:local:{anvil.uri}"),
             ):
                 say(f"seed {seed}: anvil at {anvil.uri} (pid {anvil.process.pid})")
-                world = World(ape, anvil, config, seed, folder / "logs" / f"seed-{seed}", say)
+                world = World(ape, anvil, world_config, seed, folder / "logs" / f"seed-{seed}", say)
                 clean = False
                 try:
                     world.start()
@@ -39,7 +45,7 @@ def simulate(ape, config: SimConfig, folder: Path, say=print) -> dict:
                     )
                     if state is not None:
                         router.state = state
-                    arrivals = workload(config, seed)
+                    arrivals = workload(world_config, seed)
                     for policy in policies:
                         say(f"seed {seed} ({split}): {len(arrivals)} tasks through {policy}")
                         outcomes = world.serve(policy, arrivals, router)
@@ -64,6 +70,26 @@ def simulate(ape, config: SimConfig, folder: Path, say=print) -> dict:
                     raise SimulationError(f"seed {seed}: a process did not stop cleanly; see {world.logs}")
     minutes = (time.monotonic() - started) / 60
     preamble = (
+        _world(config)
+        + (
+            f". After the switch (seeds {', '.join(map(str, config.switch_seeds))}): "
+            + _world(config.switched())
+            if config.switch_seeds
+            else ""
+        )
+        + f". Windows: race {config.race_window} s, assignment {config.assign_window} s, proving "
+        f"{config.proving_window} s, auction bidding {config.auction_window} s. Each seed's chain "
+        f"starts with a base fee of {BASE_FEE / 10**9:g} gwei (EIP-1559: it then moves with demand). "
+        f"Run time {minutes:.1f} min.\n\nUtility, QoS loss and the router's method: "
+        "provingmarket/market/preferences.py and provingmarket/market/router.py.\n"
+    )
+    personas = list(dict.fromkeys(r.persona for r in (*config.requesters, *config.switch_requesters)))
+    return report.write(folder, config.name, splits, personas, policies, preamble, fees)
+
+
+def _world(config: SimConfig) -> str:
+    """The fleets and demand of a configuration, in a sentence."""
+    return (
         f"{config.tasks} tasks per policy and seed; fleets: "
         + "; ".join(
             f"{f.name} ×{f.provers} (+{f.prove_seconds:g} s a proof, fails {f.failure_rate:.0%}, "
@@ -79,11 +105,4 @@ def simulate(ape, config: SimConfig, folder: Path, say=print) -> dict:
             + ")"
             for r in config.requesters
         )
-        + f". Windows: race {config.race_window} s, assignment {config.assign_window} s, proving "
-        f"{config.proving_window} s, auction bidding {config.auction_window} s. Each seed's chain "
-        f"starts with a base fee of {BASE_FEE / 10**9:g} gwei (EIP-1559: it then moves with demand). "
-        f"Run time {minutes:.1f} min.\n\nUtility, QoS loss and the router's method: "
-        "provingmarket/market/preferences.py and provingmarket/market/router.py.\n"
     )
-    personas = [r.persona for r in config.requesters]
-    return report.write(folder, config.name, splits, personas, policies, preamble, fees)

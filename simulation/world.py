@@ -9,11 +9,11 @@ are real Groth16 proofs checked by the verifier on chain; prices, assignments, s
 and payments are the registry's.
 
 A policy serves the whole workload: every task through one mechanism, or through the
-router's choice. Each task's terms come from the same rule (`Router.tune`), so policies
-differ only in the mechanism. The policy's tasks are followed on chain until every one has
-settled (proven, or its unfilled slots refunded); overdue assignments nobody slashed
-and slots nobody reclaimed are slashed and reclaimed by the world (anyone may), so no
-task is left hanging.
+router's choice. A single mechanism's tasks take their terms from the router's rule
+(`Router.tune`); the router learns its own terms (reward level and redundancy) as it goes.
+The policy's tasks are followed on chain until every one has settled (proven, or its
+unfilled slots refunded); overdue assignments nobody slashed and slots nobody reclaimed
+are slashed and reclaimed by the world (anyone may), so no task is left hanging.
 """
 
 from __future__ import annotations

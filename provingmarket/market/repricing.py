@@ -200,16 +200,20 @@ def policy_for(prefs: Preferences, terms: dict, now: int, after: int = DEFAULT_A
     """For the router: the re-pricing that lets a task it prices low still meet the
     persona's limits rather than expire unserved. TERMS are the chosen terms by name
     (`Choice.terms`), NOW the chain time of posting. None when re-pricing cannot help:
-    no price limit, an open race, or terms already at the price limit. Raises the reward
-    by 25% a step up to the limit (`max_price`), and, given `max_time`, re-posts only
-    while a proof may still come in time."""
-    if prefs.max_price is None or terms["mechanism_id"] == OPEN_RACE:
+    no price limit, an open race or a chain with a race link (neither can be cancelled
+    while the race runs), or terms with no step left below the price limit. Raises the
+    reward by 25% a step up to the limit (`max_price`), and, given `max_time`, re-posts
+    only while a proof may still come in time."""
+    mechanism_id = terms["mechanism_id"]
+    if prefs.max_price is None or mechanism_id == OPEN_RACE:
         return None
-    escrow = terms["redundancy"] * (terms["max_reward"] + terms["frontend_fee"])
-    if escrow >= prefs.max_price:
+    if any(link.mechanism == OPEN_RACE for link in chain_links(mechanism_id)):
         return None
     deadline = None if prefs.max_time is None else now + prefs.max_time
-    return Policy(after, parse_step(DEFAULT_STEP), prefs.max_price, deadline)
+    policy = Policy(after, parse_step(DEFAULT_STEP), prefs.max_price, deadline)
+    if next_reward(terms["max_reward"], terms["frontend_fee"], terms["redundancy"], policy) is None:
+        return None
+    return policy
 
 
 def reposts(terms: TaskTerms) -> str:
