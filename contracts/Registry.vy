@@ -93,7 +93,7 @@ def standing(prover: address) -> Standing:
     @param prover The prover.
     @return Its standing.
     """
-    word: uint256 = stakes.word(prover)
+    word: uint256 = stakes._stakes[prover]
     unbonding: uint256 = stakes._unbonding[prover]
     return Standing(
         stake=words.stake_total(word),

@@ -31,7 +31,9 @@ from web3 import Web3
 from explorer import routing
 from explorer.app import create_app
 from explorer.data import Explorer
-from provingmarket.chain.client import ClientError, reported
+from provingmarket.chain import index
+from provingmarket.chain.client import ClientError, RegistryClient, reported
+from provingmarket.chain.index import IndexReading
 from provingmarket.deployments import Deployment, DeploymentError
 from provingmarket.runtime.config import as_service, config_option
 from provingmarket.runtime.datadir import default_data_dir
@@ -62,6 +64,22 @@ def chain_head(node: str | Web3) -> Callable[[], tuple[int, int] | None]:
             return last[1]
 
     return head
+
+
+def market_index(node: str | Web3) -> Callable[[str, int], IndexReading | None]:
+    """A market's price and latency index as the registry at an address holds it now
+    (`market_index`), read from `node`; None while the node does not answer."""
+    web3 = Web3(Web3.HTTPProvider(node, request_kwargs={"timeout": 2})) if isinstance(node, str) else node
+    clients: dict[str, RegistryClient] = {}
+
+    def read(registry: str, market_id: int) -> IndexReading | None:
+        try:
+            client = clients.get(registry) or clients.setdefault(registry, RegistryClient(web3, registry))
+            return index.read(client, market_id)
+        except RPC_ERRORS:
+            return None
+
+    return read
 
 
 def keeper_mirrors(chain_id: int) -> list[Path]:
@@ -177,7 +195,9 @@ def server_options(command: Callable) -> Callable:
 @click.command()
 @config_option
 @server_options
-@click.option("--rpc", help="A node's URL, read for the chain's head only (optional).")
+@click.option(
+    "--rpc", help="A node's URL, read for the chain's head and the markets' price index only (optional)."
+)
 @click.option(
     "--deployment", type=click.Path(dir_okay=False), help="The deployment record (names the circuits)."
 )
@@ -202,6 +222,7 @@ def main(mirror, data_dir, host, port, router_state, sim_report, summary, rpc, d
         router_states=[Path(p) for p in router_state],
         sim_report=Path(sim_report) if sim_report else None,
         summary_file=Path(summary) if summary else None,
+        index=market_index(rpc) if rpc else None,
     )
     serve(explorer, sock, host)
 

@@ -37,6 +37,7 @@ from explorer.inputs import (
     task_key,
 )
 from provingmarket import rules
+from provingmarket.chain.index import IndexReading
 from provingmarket.chain.mirror.schema import SCHEMA_VERSION, loads
 from provingmarket.deployments import Deployment
 from provingmarket.formats import BUILT_IN_MECHANISMS, OPEN_RACE, TaskTerms, chain_links
@@ -71,7 +72,8 @@ class CircuitInfo:
 class Explorer:
     """The pages' data from the mirror at `mirror`; `deployment` (the operator's record)
     names each market's circuit (signals by name); `head` gives the chain's head block
-    and its time when a node is at hand (else the mirror's cursor is shown alone)."""
+    and its time when a node is at hand (else the mirror's cursor is shown alone), and
+    `index` a market's price and latency index from the registry (its address, the market)."""
 
     def __init__(
         self,
@@ -82,8 +84,10 @@ class Explorer:
         router_states: Sequence[Path] = (),
         sim_report: Path | None = None,
         summary_file: Path | None = None,
+        index: Callable[[str, int], IndexReading | None] | None = None,
     ):
         self.path = Path(mirror)
+        self._index = index  # a market's price and latency index, from the registry itself
         self.router_states = list(router_states)  # router state files (the mechanisms page)
         self.sim_report = sim_report  # a simulation report's folder (the mechanisms page)
         self.summary_file = summary_file  # a JSON {"title", "lines"} for the front page
@@ -233,7 +237,11 @@ class Explorer:
                 "mechanisms": _mechanism_names(db),
             }
 
-        return self.read(build)
+        data = self.read(build)
+        registry = data["status"]["registry"]
+        found = self._index(registry, market_id) if self._index and registry else None
+        data["index"] = found._asdict() if found else None
+        return data
 
     def tasks(
         self, q: str = "", state: str = "", market: str = "", page: int = 1, redirect: bool = True

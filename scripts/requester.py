@@ -21,8 +21,9 @@
 - mechanism 1, the OPEN_RACE: it needs no frontend and no keeper; every prover in the
   market that covers the capabilities and has the collateral free may prove at once, and
   the first `--redundancy` valid proofs are paid the full reward. `--mechanism 2` (DUTCH)
-  lets a prover lock a slot at a price rising from `--start-price` (default: the market's
-  least reward) to `--reward` over `--ramp` seconds (default: the assignment window);
+  lets a prover lock a slot at a price rising from `--start-price` (default: half the
+  market's price index, at least its least reward) to `--reward` over `--ramp` seconds
+  (default: the assignment window);
   `--mechanism 3..` names a registered mechanism, whose frontends assign and earn `--fee`.
   `--chain auction:30,orderbook:60,race` names a fallback chain instead: each mechanism (a
   registered one by name or id, `dutch`, `race`) may take the task's slots for its window in
@@ -347,7 +348,10 @@ POST_OPTIONS = (
     click.option(
         "--start-price",
         metavar="ETH",
-        help="Dutch: the price at posting, ETH.  [default: the market's least reward]",
+        help=(
+            "Dutch: the price at posting, ETH.  "
+            "[default: half the market's price index, at least its least reward]"
+        ),
     ),
     click.option(
         "--ramp",

@@ -87,7 +87,7 @@ def commit_proof(terms: tasks.TaskTerms, digest: bytes32):
     """
     if terms.mechanism_id != mechanisms.OPEN_RACE:
         reasons.fail(reasons.NOT_A_RACE)
-    if words.head_binding(markets.head(terms.market_id)) != markets.BINDING_COMMIT_REVEAL:
+    if words.head_binding(markets._market_head[terms.market_id]) != markets.BINDING_COMMIT_REVEAL:
         reasons.fail(reasons.NOT_COMMIT_REVEAL)
     self._take(terms)
     tasks._proof_commits[digest] = True
@@ -111,7 +111,7 @@ def decline(terms: tasks.TaskTerms, assignment: tasks.Assignment):
     if assignment.frontend == empty(address):
         reasons.fail(reasons.LOCKED_SLOT)
     assigned_at: uint256 = assignment.deadline - terms.proving_window
-    grace_end: uint256 = assigned_at + words.head_grace(markets.head(terms.market_id))
+    grace_end: uint256 = assigned_at + words.head_grace(markets._market_head[terms.market_id])
     if block.timestamp > min(grace_end, assignment.deadline):
         reasons.fail(reasons.GRACE_OVER)
     tasks.end_assignment(msg.sender, terms, 0, 0)
@@ -138,7 +138,7 @@ def slash(terms: tasks.TaskTerms, prover: address, assignment: tasks.Assignment)
     task_id: bytes32 = tasks.id_of(terms)
     if not tasks.assigned(task_id, assignment, prover):
         reasons.fail(reasons.NOT_ASSIGNED)
-    head: uint256 = markets.head(terms.market_id)
+    head: uint256 = markets._market_head[terms.market_id]
     if markets.frozen(terms.market_id, head):
         # Not the verifier everyone agreed to: nobody is punished. The prover gets its
         # collateral back and the requester the slot's escrow.
@@ -161,7 +161,7 @@ def slash(terms: tasks.TaskTerms, prover: address, assignment: tasks.Assignment)
     burn: uint256 = collateral - to_requester - to_caller
     stakes.credit(terms.requester, to_requester)
     stakes.credit(msg.sender, to_caller)
-    stakes.burn(burn)
+    stakes.burnt += burn
     reopened: bool = tasks.reopen_or_refund(task_id, terms, assignment.slot)
     log tasks.Slashed(
         task_id=task_id,
@@ -289,9 +289,10 @@ def _assign(item: tasks.AssignmentItem, frontend: address) -> uint256:
     elif price < membership & words.MASK96:
         return reasons.PRICE_BELOW_ASK
 
-    # The item holds: lock collateral and a unit of capacity, fill the slot.
-    stakes.lock(prover, stake_word, terms.collateral)
-    memberships.occupy(prover, market_id, membership)
+    # The item holds: lock collateral (free stake was checked above) and a unit of
+    # capacity in the words just read, fill the slot.
+    stakes._stakes[prover] = stake_word + (terms.collateral << words.LOCKED_SHIFT)
+    memberships._memberships[prover][market_id] = membership + words.ONE_USED
     if terms.redundancy > 1:
         tasks._engagements[task_id][prover] = tasks.ENGAGED
     assignment: tasks.Assignment = tasks.Assignment(

@@ -17,11 +17,11 @@ from . import words
 EIP712_DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
     "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 )
-BID_TYPEHASH: public(constant(bytes32)) = keccak256(
+BID_TYPEHASH: constant(bytes32) = keccak256(
     "Bid(bytes32 task,uint256 minPrice,uint256 expiry,uint256 nonce)"
 )
-EIP712_NAME: public(constant(String[32])) = "ProvingMarketRegistry"
-EIP712_VERSION: public(constant(String[8])) = "1"
+EIP712_NAME: constant(String[32]) = "ProvingMarketRegistry"
+EIP712_VERSION: constant(String[8]) = "1"
 SECP256K1_HALF_N: constant(uint256) = (
     57896044618658097711785492504343953926418782139537452191302581570759080747168
 )

@@ -68,7 +68,7 @@ struct Market:
 # ------------------------------------------------------------------ public state
 
 market_count: public(uint256)
-blueprint_count: public(uint256)
+blueprint_count: uint256  # blueprints registered at deployment, from 1
 
 # ------------------------------------------------------------------ internal state
 
@@ -276,12 +276,12 @@ def market(market_id: uint256) -> Market:
     head: uint256 = self._market_head[market_id]
     limits: uint256 = self._market_limits[market_id]
     return Market(
-        verifier=words.head_verifier(head),
+        verifier=words.to_address(head),
         creator=self._market_creator[market_id],
         codehash=self._market_codehash[market_id],
         paused=head & words.PAUSED != 0,
         binding=words.head_binding(head),
-        address_input=words.head_address_input(head),
+        address_input=(head >> words.ADDRESS_INPUT_SHIFT) & words.MASK4,
         grace_period=words.head_grace(head),
         requester_bps=words.head_requester_bps(head),
         caller_bps=words.head_caller_bps(head),
@@ -289,6 +289,26 @@ def market(market_id: uint256) -> Market:
         min_reward=limits >> 128,
         custom=head & words.CUSTOM != 0,
         frozen=self.frozen(market_id, head),
+    )
+
+
+@view
+@external
+def market_index(market_id: uint256) -> (uint256, uint256, uint256):
+    """
+    @notice The market's price and latency index: exponential moving averages, with
+            smoothing 1/8 (new = (7 * old + sample) / 8), of what each proof paid its
+            prover and of the time from the slot's assignment (a race: its start) to
+            the proof, updated by every proof (words.vy has the layout).
+    @param market_id The market.
+    @return (price in wei, latency in seconds, proofs counted up to 255); all 0 before
+            the first proof, and for an unknown market.
+    """
+    index: uint256 = self._market_head[market_id] >> words.INDEX_SHIFT
+    return (
+        words.expand(index >> words.INDEX_PRICE_SHIFT, words.PRICE_MANTISSA),
+        words.expand(index >> words.INDEX_LATENCY_SHIFT & 65535, words.LATENCY_MANTISSA) >> words.LATENCY_UNITS,
+        index & 255,
     )
 
 
@@ -319,18 +339,6 @@ def verifier_blueprint(verifier: address) -> uint256:
 
 @view
 @internal
-def head(market_id: uint256) -> uint256:
-    return self._market_head[market_id]
-
-
-@view
-@internal
-def limits(market_id: uint256) -> uint256:
-    return self._market_limits[market_id]
-
-
-@view
-@internal
 def frozen(market_id: uint256, head: uint256) -> bool:
     """
     @dev A custom market whose verifier's code is no longer what it was at creation.
@@ -339,7 +347,7 @@ def frozen(market_id: uint256, head: uint256) -> bool:
     """
     if head & words.CUSTOM == 0:
         return False
-    return words.head_verifier(head).codehash != self._market_codehash[market_id]
+    return words.to_address(head).codehash != self._market_codehash[market_id]
 
 
 @view

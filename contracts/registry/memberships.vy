@@ -89,7 +89,7 @@ def join_market(
     @param capabilities Bitmask of the hardware it brings.
     @param mechanisms Mechanisms it accepts assignments from (none by default).
     """
-    if markets.head(market_id) == 0:
+    if markets._market_head[market_id] == 0:
         reasons.fail(reasons.UNKNOWN_MARKET)
     word: uint256 = self._memberships[msg.sender][market_id]
     if word & words.JOINED != 0:
@@ -210,26 +210,12 @@ def accepts(prover: address, market_id: uint256, mechanism_id: uint256) -> bool:
 
 @view
 @internal
-def word(prover: address, market_id: uint256) -> uint256:
-    return self._memberships[prover][market_id]
-
-
-@view
-@internal
 def accepted(prover: address, market_id: uint256, mechanism_id: uint256, word: uint256) -> bool:
     """
     @dev An acceptance holds for the join it was made in (its epoch); 0 refuses.
     """
     epoch: uint256 = self._accepts[prover][market_id][mechanism_id]
     return epoch != 0 and epoch == words.member_epoch(word)
-
-
-@internal
-def occupy(prover: address, market_id: uint256, word: uint256):
-    """
-    @dev Take a unit of capacity in the membership word just read (`word`).
-    """
-    self._memberships[prover][market_id] = word + words.ONE_USED
 
 
 @internal

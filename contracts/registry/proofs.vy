@@ -87,17 +87,19 @@ def _prove(
     head: uint256 = markets._market_head[terms.market_id]  # inline, as in _assign
     if head & words.CUSTOM != 0 and markets.frozen(terms.market_id, head):
         return reasons.VERIFIER_CHANGED
-    binding: uint256 = (head >> words.BINDING_SHIFT) & 255
+    binding: uint256 = (head >> words.BINDING_SHIFT) & words.MASK2
     race: bool = terms.mechanism_id == mechanisms.OPEN_RACE and binding != markets.BINDING_COMMIT_REVEAL
     slot: uint256 = 0
     paid: uint256 = 0
     frontend: address = empty(address)
     deadline: uint256 = 0
+    start: uint256 = terms.posted_at  # when the slot was taken, for the index's latency
     if terms.mechanism_id >= mechanisms.CHAIN and assignment.deadline == 0:
         # A proof with no assignment on a chain races, while a race link is current.
         link: uint256 = mechanisms.link_at(terms.mechanism_id, terms.posted_at, block.timestamp)
         race = link & words.MASK32 == mechanisms.OPEN_RACE
         deadline = link >> 64
+        start = unsafe_sub(deadline, (link >> 32) & words.MASK32)  # the link's start
 
     if race:
         # Anyone eligible may prove; the first `redundancy` valid proofs are paid.
@@ -105,12 +107,15 @@ def _prove(
             deadline = tasks.assign_end(terms)
         if block.timestamp > deadline:
             return reasons.RACE_OVER
-        membership: uint256 = memberships.word(msg.sender, terms.market_id)
+        # The packed words read inline, as in _assign (words.vy names the layout).
+        membership: uint256 = memberships._memberships[msg.sender][terms.market_id]
         if membership & words.JOINED == 0:
             return reasons.NOT_IN_MARKET
-        if words.member_capabilities(membership) & terms.capabilities != terms.capabilities:
+        # Capabilities were bounded to 64 bits at post: the AND keeps only the field's bits.
+        if (membership >> words.CAPABILITIES_SHIFT) & terms.capabilities != terms.capabilities:
             return reasons.LACKS_CAPABILITIES
-        if words.stake_free(stakes.word(msg.sender)) < terms.collateral:
+        stake_word: uint256 = stakes._stakes[msg.sender]
+        if (stake_word & words.MASK88) - ((stake_word >> words.LOCKED_SHIFT) & words.MASK88) < terms.collateral:
             return reasons.NOT_ENOUGH_FREE_STAKE
         if terms.redundancy > 1:
             if tasks._engagements[task_id][msg.sender] != 0:
@@ -135,14 +140,15 @@ def _prove(
             if not tasks._proof_commits[keccak256(abi_encode(task_id, msg.sender, keccak256(proof)))]:
                 return reasons.PROOF_NOT_COMMITTED
             paid = assignment.price
-        elif terms.decay:
-            paid = tasks.reward_at(terms, assignment.price, assignment.deadline, block.timestamp)
         else:
+            start = unsafe_sub(assignment.deadline, terms.proving_window)  # assigned then
             paid = assignment.price
+            if terms.decay:
+                paid = tasks.reward_at(terms, paid, assignment.deadline, block.timestamp)
 
     # Bind the proof to its sender, check the inputs, then the proof.
     inputs: DynArray[uint256, markets.MAX_PUBLIC_INPUTS] = public_inputs
-    index: uint256 = (head >> words.ADDRESS_INPUT_SHIFT) & 255
+    index: uint256 = (head >> words.ADDRESS_INPUT_SHIFT) & words.MASK4
     if binding == markets.BINDING_ADDRESS_INPUT:
         if index >= len(inputs):
             return reasons.ADDRESS_INPUT_MISSING
@@ -179,6 +185,11 @@ def _prove(
     stakes.credit(frontend, fee)
     stakes.credit(terms.requester, refund)
     tasks._slots[task_id][slot] = block.number << 2 | words.SLOT_DONE
+    # The market's index (words.vy) rides in the head word this proof read: one warm
+    # write. The slot was taken at `start`, never after now: a race's start or its link's,
+    # an assignment's deadline less the proving window it was given (a commit-reveal
+    # claim, given a reveal window instead, counts from the race's start, the posting).
+    markets._market_head[terms.market_id] = words.with_proof(head, paid, unsafe_sub(block.timestamp, start))
     log tasks.TaskProven(
         task_id=task_id,
         prover=msg.sender,

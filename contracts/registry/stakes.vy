@@ -146,21 +146,6 @@ def balances(account: address) -> uint256:
 # ------------------------------------------------------------------ internal
 
 
-@view
-@internal
-def word(prover: address) -> uint256:
-    return self._stakes[prover]
-
-
-@internal
-def lock(prover: address, word: uint256, collateral: uint256):
-    """
-    @dev Lock collateral out of the stake word just read (`word`); the caller checked
-         that enough is free.
-    """
-    self._stakes[prover] = word + (collateral << words.LOCKED_SHIFT)
-
-
 @internal
 def release(prover: address, collateral: uint256, taken: uint256, earned: uint256):
     """
@@ -183,11 +168,6 @@ def earn(prover: address, earned: uint256):
 def credit(account: address, amount: uint256):
     if amount > 0:
         self._balances[account] += amount
-
-
-@internal
-def burn(amount: uint256):
-    self.burnt += amount
 
 
 @internal

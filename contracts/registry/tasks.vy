@@ -263,7 +263,7 @@ def post_task(
     # A frontend's assignment can be declined within the grace period, so its window
     # must outlast it. A DUTCH lock or a race commit is taken by a prover who saw the
     # task first, and cannot be declined.
-    if t.mechanism_id > mechanisms.DUTCH and t.proving_window <= (head >> words.GRACE_SHIFT) & words.MASK32:
+    if t.mechanism_id > mechanisms.DUTCH and t.proving_window <= (head >> words.GRACE_SHIFT) & words.MASK17:
         reasons.fail(reasons.WINDOW_WITHIN_GRACE)
     if t.proving_window > MAX_PROVING_WINDOW:
         reasons.fail(reasons.PROVING_WINDOW_TOO_LONG)
@@ -277,7 +277,7 @@ def post_task(
         reasons.fail(reasons.DECAY_FLOOR_TOO_HIGH)
     if t.capabilities > MAX_CAPABILITIES:
         reasons.fail(reasons.CAPABILITIES_TOO_WIDE)
-    binding: uint256 = (head >> words.BINDING_SHIFT) & 255
+    binding: uint256 = (head >> words.BINDING_SHIFT) & words.MASK2
     if t.mechanism_id >= mechanisms.CHAIN:
         # A chain (mechanisms.vy): each link's mechanism known and not retired, a race
         # link only where proofs carry the prover's address (no commit-reveal race in a

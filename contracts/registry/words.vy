@@ -45,16 +45,49 @@ EPOCH_SHIFT: constant(uint256) = 232
 ONE_USED: constant(uint256) = 1 << USED_SHIFT
 
 # ------------------------------------------------------------------ market head word
-# verifier (160) | paused << 160 (8) | binding << 168 (8) | address input << 176 (8)
-# | grace << 184 (32) | requester bps << 216 (16) | caller bps << 232 (16) | custom << 248.
+# verifier (160) | paused << 160 (1) | custom << 161 (1) | binding << 162 (2)
+# | address input << 164 (4) | grace << 168 (17) | requester bps << 185 (14)
+# | caller bps << 199 (10) | index << 209 (47). Each field is as wide as its bound at
+# create_market (a binding up to 2, an address input below 16, a grace up to a day, a
+# share up to 10,000 bps, a bounty up to 1,000). Every proof reads the head; the market's
+# price and latency index rides in it, so a proof pays one warm write for it, not a word
+# of its own (a cold read and a write: 5,000 gas before any arithmetic).
 
 PAUSED: constant(uint256) = 1 << 160
-BINDING_SHIFT: constant(uint256) = 168
-ADDRESS_INPUT_SHIFT: constant(uint256) = 176
-GRACE_SHIFT: constant(uint256) = 184
-REQUESTER_BPS_SHIFT: constant(uint256) = 216
-CALLER_BPS_SHIFT: constant(uint256) = 232
-CUSTOM: constant(uint256) = 1 << 248
+CUSTOM: constant(uint256) = 1 << 161
+BINDING_SHIFT: constant(uint256) = 162
+ADDRESS_INPUT_SHIFT: constant(uint256) = 164
+GRACE_SHIFT: constant(uint256) = 168
+REQUESTER_BPS_SHIFT: constant(uint256) = 185
+CALLER_BPS_SHIFT: constant(uint256) = 199
+INDEX_SHIFT: constant(uint256) = 209
+MASK2: constant(uint256) = 3
+MASK4: constant(uint256) = 15
+MASK10: constant(uint256) = 2**10 - 1
+MASK14: constant(uint256) = 2**14 - 1
+MASK17: constant(uint256) = 2**17 - 1
+
+# ------------------------------------------------------------------ market index
+# The index (47 bits of the head): proofs (8, saturating at 255) | latency << 8 (16)
+# | price << 24 (23). Price and latency are exponential moving averages with smoothing
+# 1/8, a shift: new = (7 * old + sample) >> 3, rounded down; the first proof sets them.
+# The price sample is what the proof paid the prover (wei, at most tasks.MAX_REWARD <
+# 2**80); the latency sample is the seconds from the assignment (a race: its start) to the
+# proof, kept in sixteenths of a second (at most 30 days and a reveal window, < 2**26).
+# Both are stored as small floats, mantissa | exponent << mantissa bits, the value being
+# mantissa << (4 * exponent), the exponent counting nibbles (so that finding it takes four
+# halvings, not six): the price's 18-bit mantissa and 5-bit exponent hold any value below
+# 2**80 to 1 part in 2**14 at worst (exactly below 2**18 wei), the latency's 13-bit
+# mantissa and 3-bit exponent any value below 2**25 s to 1 part in 2**9 at worst (exactly
+# below 512 s). The averages never exceed the largest sample, so no accepted value
+# overflows a field, and the index never makes a proof revert.
+
+INDEX_LATENCY_SHIFT: constant(uint256) = 8
+INDEX_PRICE_SHIFT: constant(uint256) = 24
+LATENCY_MANTISSA: constant(uint256) = 13
+PRICE_MANTISSA: constant(uint256) = 18
+LATENCY_UNITS: constant(uint256) = 4  # sixteenths of a second: latency << 4
+SMOOTHING: constant(uint256) = 3  # 1/8
 
 # ------------------------------------------------------------------ slot word
 # The low two bits give the state. OPEN may carry RECORDED (a prover declined or was
@@ -175,35 +208,81 @@ def member_epoch(word: uint256) -> uint256:
 
 @pure
 @internal
-def head_verifier(head: uint256) -> address:
-    return self.to_address(head)
-
-
-@pure
-@internal
 def head_binding(head: uint256) -> uint256:
-    return (head >> BINDING_SHIFT) & 255
-
-
-@pure
-@internal
-def head_address_input(head: uint256) -> uint256:
-    return (head >> ADDRESS_INPUT_SHIFT) & 255
+    return (head >> BINDING_SHIFT) & MASK2
 
 
 @pure
 @internal
 def head_grace(head: uint256) -> uint256:
-    return (head >> GRACE_SHIFT) & MASK32
+    return (head >> GRACE_SHIFT) & MASK17
 
 
 @pure
 @internal
 def head_requester_bps(head: uint256) -> uint256:
-    return (head >> REQUESTER_BPS_SHIFT) & MASK16
+    return (head >> REQUESTER_BPS_SHIFT) & MASK14
 
 
 @pure
 @internal
 def head_caller_bps(head: uint256) -> uint256:
-    return (head >> CALLER_BPS_SHIFT) & MASK16
+    return (head >> CALLER_BPS_SHIFT) & MASK10
+
+
+# ------------------------------------------------------------------ market index
+
+
+@pure
+@internal
+def expand(packed: uint256, mantissa_bits: uint256) -> uint256:
+    """
+    @dev A float of the index as a number: mantissa << (4 * exponent).
+    """
+    return (packed & ((1 << mantissa_bits) - 1)) << ((packed >> mantissa_bits) << 2)
+
+
+@pure
+@internal
+def average(packed: uint256, sample: uint256, mantissa_bits: uint256, proofs: uint256) -> uint256:
+    """
+    @dev A float of the index moved 1/8 of the way to `sample` (set to it before the
+         first proof), as a float again: the fewest nibbles the average must be shifted
+         right by to fit the mantissa (rounding down), found by halving (32, 16, 8, 4
+         bits: enough for an average below 2**(mantissa_bits + 64)).
+    """
+    amount: uint256 = sample
+    if proofs != 0:
+        old: uint256 = (packed & ((1 << mantissa_bits) - 1)) << ((packed >> mantissa_bits) << 2)
+        # 7 * (< 2**80) + (< 2**80): no overflow, and the result is below 2**80.
+        amount = unsafe_add(unsafe_mul(old, 7), sample) >> SMOOTHING
+    rest: uint256 = amount >> mantissa_bits
+    bits: uint256 = 0
+    step: uint256 = 32
+    for i: uint256 in range(4):
+        if rest >> step != 0:
+            rest = rest >> step
+            bits = unsafe_add(bits, step)
+        step = step >> 1
+    if rest != 0:
+        bits = unsafe_add(bits, 4)
+    return amount >> bits | bits << unsafe_sub(mantissa_bits, 2)
+
+
+@pure
+@internal
+def with_proof(head: uint256, price: uint256, latency: uint256) -> uint256:
+    """
+    @dev The head word after a proof that paid `price` wei (below 2**80) `latency`
+         seconds (below 2**22) after its slot was taken: the averages moved 1/8 of the
+         way to the samples (set to them by the first proof), one more proof counted.
+         The configuration's 209 bits below the index are kept as they are.
+    """
+    index: uint256 = head >> INDEX_SHIFT
+    proofs: uint256 = index & 255
+    index = (
+        min(unsafe_add(proofs, 1), 255)
+        | self.average(index >> INDEX_LATENCY_SHIFT & 65535, latency << LATENCY_UNITS, LATENCY_MANTISSA, proofs) << INDEX_LATENCY_SHIFT
+        | self.average(index >> INDEX_PRICE_SHIFT, price, PRICE_MANTISSA, proofs) << INDEX_PRICE_SHIFT
+    )
+    return head << 47 >> 47 | index << INDEX_SHIFT

@@ -2,18 +2,20 @@
 # pragma optimize codesize
 """
 @title The registry's pure rules, for tests (tests only, never deployed for use)
-@notice The registry's bounds, price curves, chain links and reason texts as views, from
-        the registry's own modules, in a contract of their own: they read no registry
-        state, and the registry's test harness (RegistryHarness.vy) must stay under the
-        EIP-170 size limit.
+@notice The registry's bounds, price curves, chain links, reason texts and EIP-712
+        constants as views, from the registry's own modules, in a contract of their
+        own: they read no registry state, and the registry and its test harness
+        (RegistryHarness.vy) must stay under the EIP-170 size limit.
 """
 
+from ..registry import bids
 from ..registry import markets
 from ..registry import mechanisms
 from ..registry import memberships
 from ..registry import reasons
 from ..registry import stakes
 from ..registry import tasks
+from ..registry import words
 
 initializes: stakes
 initializes: markets
@@ -109,3 +111,40 @@ def reason_text(reason: uint256) -> String[reasons.TEXT]:
     @notice "registry: <text>" for a reason constant.
     """
     return reasons.text(reason)
+
+
+@pure
+@external
+def EIP712_NAME() -> String[32]:
+    """
+    @notice The name in the EIP-712 domain of signed Bids.
+    """
+    return bids.EIP712_NAME
+
+
+@pure
+@external
+def EIP712_VERSION() -> String[8]:
+    """
+    @notice The version in the EIP-712 domain of signed Bids.
+    """
+    return bids.EIP712_VERSION
+
+
+@pure
+@external
+def BID_TYPEHASH() -> bytes32:
+    """
+    @notice keccak256 of the EIP-712 type of a signed Bid.
+    """
+    return bids.BID_TYPEHASH
+
+
+@pure
+@external
+def index_after_proof(head: uint256, price: uint256, latency: uint256) -> uint256:
+    """
+    @notice A market's head word after a proof that paid `price` wei `latency` seconds
+            after its slot was taken: its price and latency index moved (words.vy).
+    """
+    return words.with_proof(head, price, latency)

@@ -19,6 +19,7 @@ from typing import Any
 from eth_utils.crypto import keccak
 from web3 import Web3
 
+from provingmarket.chain import index
 from provingmarket.chain.checks import existing_market, mechanism_name, registered_mechanism
 from provingmarket.chain.client import ClientError, Market, RegistryClient
 from provingmarket.chain.client import format_ether as eth
@@ -235,8 +236,9 @@ def _task_terms(
     _check_mechanism(registry, market, d.mechanism_id, d.redundancy, d.proving_window)
     ramp = 0
     if d.mechanism_id == DUTCH or any(link.mechanism == DUTCH for link in chain_links(d.mechanism_id)):
-        if d.start_price is None:
-            d.start_price = min(market.min_reward, d.reward)
+        if d.start_price is None:  # from the market's price index (chain/index.py)
+            going = index.read(registry, market_id)
+            d.start_price = index.dutch_start_price(going, market.min_reward, d.reward)
         if d.start_price > d.reward:
             raise ClientError(
                 f"--start-price {eth(d.start_price)} is above --reward {eth(d.reward)}: "

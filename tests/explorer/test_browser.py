@@ -197,6 +197,8 @@ def test_figures__market_page_and_overview__equal_the_registrys_views(live, brow
         market.min_reward,
         market.min_collateral,
     )
+    price, _, proofs = live.client.call("market_index", live.market_id)  # read through --rpc
+    assert (wei(browser, "index_price"), value(browser, "index_proofs")) == (price, proofs) and proofs >= 3
     rows = browser.find_elements(By.CSS_SELECTOR, "#provers tr[data-prover]")
     assert {r.get_attribute("data-prover") for r in rows} == set(live.provers.values())
     for row in rows:

@@ -12,7 +12,17 @@ TEST_VIEWS = {
     "domain_separator",
     "bid_digest",
 }
-MATH_VIEWS = {"bounds", "dutch_price", "reward_at", "link_at", "reason_text"}
+MATH_VIEWS = {
+    "bounds",
+    "dutch_price",
+    "reward_at",
+    "link_at",
+    "reason_text",
+    "EIP712_NAME",
+    "EIP712_VERSION",
+    "BID_TYPEHASH",
+    "index_after_proof",
+}
 
 
 def runtime_size(container) -> int:

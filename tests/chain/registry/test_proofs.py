@@ -246,8 +246,11 @@ def test_prove__gas_too_low_for_the_verifier__reverts_saying_so_and_a_retry_pays
     args = (terms.as_tuple(), assignment.as_tuple(), STATEMENT, proof_for(STATEMENT, prover.address))
     needed = registry.prove.estimate_gas_cost(*args, sender=prover)
 
+    # Short by more than what the proof costs after the verifier's call: the call gets
+    # 63/64 of what is left, so a shortfall smaller than that work leaves the verifier
+    # enough and runs out of gas after it instead.
     with ape.reverts("registry: verifier reverted (out of gas?)"):
-        registry.prove(*args, sender=prover, gas=needed - 40_000)
+        registry.prove(*args, sender=prover, gas=needed - 60_000)
     assert registry.balances(prover) == 0
 
     registry.prove(*args, sender=prover, gas=needed)
