@@ -58,6 +58,8 @@ options and says what `post --auto` would choose, posting nothing.
 ceiling) opts the task in to re-pricing: `reprice` cancels it once that share of its
 assignment window has passed with no assignment, withdraws the refund and posts it again
 higher (provingmarket/market/repricing.py); `--watch` keeps doing so.
+With `--auto` and a price limit (`--max-price`), the router opts the task in itself when
+the limit leaves room above the reward it chose (the output says so, and why).
 
 The inputs are the circuit's input signals except the prover's address, from
 `--inputs-file`, `--input NAME=VALUE` or `--secret N` (the circuit makes them). They ride

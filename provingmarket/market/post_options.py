@@ -246,11 +246,13 @@ class PostOptions:
 
     def repricing(self, max_price: int | None) -> repricing.Policy | None:
         """The re-pricing the requester opted in to (--reprice-after), its ceiling
-        --max-price; None without it. Needs no chain."""
+        --max-price; None without it (with --auto the router may still opt the task in, so
+        --reprice-state is kept for it). Needs no chain."""
         if self.reprice_after is None:
-            if self.reprice_step is not None or self.reprice_state is not None:
+            if self.reprice_step is not None or (self.reprice_state is not None and not self.auto):
                 raise ClientError(
                     "--reprice-step and --reprice-state go with --reprice-after SHARE (e.g. 0.5)"
+                    + ("" if self.auto else ", or --reprice-state with --auto")
                 )
             return None
         return repricing.make_policy(self.reprice_after, self.reprice_step, max_price)

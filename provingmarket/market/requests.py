@@ -129,6 +129,9 @@ def post(
             registry, market, prefs, source, requester, state, capabilities=d.capabilities, fee=d.fee
         )
         take_choice(d, routed.choice.terms)
+        if d.repricing is None and routed.choice.reprice:  # within the requester's --max-price
+            now = registry.web3.eth.get_block("latest")["timestamp"]
+            d.repricing = routed.choice.reprice_policy(prefs, now)
     elif d.plan is not None:
         fill_from_plan(d, options, market)
     if d.chain:

@@ -8,12 +8,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from provingmarket.chain import index as market_index
 from provingmarket.chain.client import ClientError, Market, RegistryClient
 from provingmarket.chain.client import format_ether as eth
 from provingmarket.formats import BINDING_NONE, BUILT_IN_MECHANISMS, DUTCH, OPEN_RACE
 from provingmarket.market import personas as persona_book
 from provingmarket.market import qos, routing
 from provingmarket.market.files import per_chain_file
+from provingmarket.market.index import MarketIndex
 from provingmarket.market.post_options import Draft, PostOptions, whole
 from provingmarket.market.preferences import Preferences
 from provingmarket.market.router import Choice, Infeasible, Router
@@ -102,8 +104,9 @@ def route(
     learnt = 0
     if pending:
         learnt = router.learn(qos.measure(_settled_events(events, pending), qos.block_clock(registry.web3)))
+    index = MarketIndex(*market_index.read(registry, market.market_id))
     try:
-        choice = router.choose(prefs, view, requester)
+        choice = router.choose(prefs, view, requester, index=index)
     except Infeasible as error:
         raise ClientError(f"{LIMIT_OPTIONS.get(error.limit, error.limit)}: {error}") from None
     return Routed(router, choice, prefs, source, learnt, state)

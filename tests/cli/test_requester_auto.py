@@ -18,7 +18,7 @@ from provingmarket import deployments
 from provingmarket.cli import DEPLOYMENTS_ENV
 from provingmarket.deployments import Deployment, MarketRecord
 from provingmarket.devnet import default_backend
-from provingmarket.formats import DUTCH, OPEN_RACE, ZERO_ADDRESS, Assignment, TaskTerms
+from provingmarket.formats import BINDING_NONE, DUTCH, OPEN_RACE, ZERO_ADDRESS, Assignment, TaskTerms
 from provingmarket.market.preferences import Preferences
 from provingmarket.market.router import Pace
 from provingmarket.proving.circuits import Circuit
@@ -179,6 +179,41 @@ def test_post_auto__safety_weight_and_a_time_limit__three_proofs_within_the_limi
     assert terms.proving_window >= PROVING_TIME
     assert terms.escrow() <= 9 * ETHER // 100
     assert terms.max_reward >= MIN_REWARD
+
+
+def test_post_auto__price_limit_with_room__the_router_opts_the_task_in_to_repricing(
+    local,
+    registry,
+    create_market,
+    provers,
+    staked_provers,
+    mechanism,
+    verifier,
+    requester,
+    chain,
+    capsys,
+    tmp_path,
+):
+    """No race in a market whose proofs carry no address: the router's first choice can be
+    cancelled, and a price limit far above its reward leaves room to re-post higher, so the
+    task is opted in to re-pricing up to that limit, and the reason says why."""
+    unbound = create_market(binding=BINDING_NONE)
+    for p in provers:
+        registry.join_market(unbound, 2, ETHER // 100, PROVING_TIME, 0, [mechanism], sender=p)
+    record = deployments.load("ethereum:local", local)
+    record.markets[unbound] = MarketRecord("square", verifier.address)
+    deployments.save(record, local)
+
+    data = post(
+        capsys, requester, unbound, auto=True, weights="1,1,1,1", max_price="0.5",
+        router_state=str(tmp_path / "router.json"), reprice_state=str(tmp_path / "repricing.json"),
+    )  # fmt: skip
+
+    assert data["route"]["mechanism_id"] != OPEN_RACE
+    assert "re-pricing advised: your price limit leaves room above" in data["route"]["reason"]
+    assert data["repricing"]["ceiling"] == ETHER // 2
+    saved = json.loads((tmp_path / "repricing.json").read_text())
+    assert data["task_id"] in json.dumps(saved)
 
 
 def test_post_auto__persona__routes_on_its_weights_and_prints_the_choice_and_why(
