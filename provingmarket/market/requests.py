@@ -21,7 +21,7 @@ from web3 import Web3
 
 from provingmarket.chain import index
 from provingmarket.chain.checks import existing_market, mechanism_name, registered_mechanism
-from provingmarket.chain.client import ClientError, Market, RegistryClient
+from provingmarket.chain.client import ClientError, Market, RegistryClient, chain_time
 from provingmarket.chain.client import format_ether as eth
 from provingmarket.formats import (
     BINDING_ADDRESS_INPUT,
@@ -130,7 +130,7 @@ def post(
         )
         take_choice(d, routed.choice.terms)
         if d.repricing is None and routed.choice.reprice:  # within the requester's --max-price
-            now = registry.web3.eth.get_block("latest")["timestamp"]
+            now = chain_time(registry.web3)
             d.repricing = routed.choice.reprice_policy(prefs, now)
     elif d.plan is not None:
         fill_from_plan(d, options, market)
