@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 
+from provingmarket.chain.mechanisms import published
 from provingmarket.market.personas import persona
 from provingmarket.market.preferences import Preferences
 from provingmarket.market.qos import BUILT_IN, ProverBook
@@ -63,8 +64,9 @@ def arms(
     mechanism whose name is taken already (by a built-in one or one registered before it)
     is named with its id too: "auction #5". `fees` (wei per slot) and `least_times`
     (seconds before an assignment can be made) are per name (the suffixed name, else the
-    registered one unless a built-in one has it); 0 when not given. The built-in mechanisms
-    pay no frontend, so no fee."""
+    registered one unless a built-in one has it, else for an instance such as
+    "auction/window=30" its kind's, its least time being its published window if it has
+    one); 0 when not given. The built-in mechanisms pay no frontend, so no fee."""
     fees, least_times = dict(fees or {}), dict(least_times or {})
     registered: dict[int, str] = {}
     retired: set[int] = set()
@@ -84,14 +86,19 @@ def arms(
         taken.add(name)  # a retired one keeps its name: the names stay the same as others retire
         if mechanism_id in retired:
             continue
-        # "auction #5" takes what is given for "auction" too, but never a built-in one's
+        # "auction #5" takes what is given for "auction" too, but never a built-in one's; an
+        # instance ("auction/window=30") what is given for its kind, its own window first
         alias = base if base not in BUILT_IN.values() else name
+        kind, params = base.partition("/")[0], published(base) or {}
+        kind = kind if kind not in BUILT_IN.values() else name
         found.append(
             Arm(
                 name,
                 mechanism_id,
-                least_time=least_times.get(name, least_times.get(alias, 0)),
-                fee=fees.get(name, fees.get(alias, 0)),
+                least_time=least_times.get(
+                    name, least_times.get(alias, params.get("window", least_times.get(kind, 0)))
+                ),
+                fee=fees.get(name, fees.get(alias, fees.get(kind, 0))),
             )
         )
     return found

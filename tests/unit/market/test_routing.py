@@ -38,6 +38,26 @@ def test_arms__names_built_in_then_registered_by_id__a_name_taken_gets_its_id_an
     ]
 
 
+def test_arms__instances__take_their_kinds_fee__and_their_published_window_as_least_time():
+    events = [
+        ev("MechanismRegistered", mechanism_id=3, name="auction/window=30"),
+        ev("MechanismRegistered", mechanism_id=4, name="auction/window=5"),
+        ev("MechanismRegistered", mechanism_id=5, name="orderbook/interval=2"),
+        ev("MechanismRegistered", mechanism_id=6, name="dutch/x=1"),
+    ]
+
+    found = routing.arms(
+        events, fees={"auction": 7, "orderbook": 3, "dutch": 9}, least_times={"auction": 4, "orderbook": 1}
+    )
+
+    assert [(a.name, a.fee, a.least_time) for a in found[2:]] == [
+        ("auction/window=30", 7, 30),
+        ("auction/window=5", 7, 5),
+        ("orderbook/interval=2", 3, 1),
+        ("dutch/x=1", 0, 0),  # named like a built-in kind: never the built-in one's figures
+    ]
+
+
 def test_market_view__replays_joins_leaves_acceptances_and_stake():
     least = MIN_COLLATERAL
     events = [
