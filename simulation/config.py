@@ -17,8 +17,36 @@ from typing import Any
 
 from provingmarket.market.personas import PERSONAS
 
-POLICIES = ("orderbook", "auction", "election", "open race", "dutch")  # every mechanism alone …
+MECHANISMS = ("orderbook", "auction", "election", "open race", "dutch")  # the five first compared
+DOUBLE_AUCTION = "double auction"  # the double auction frontend (frontends/double_auction)
+# Fallback chains, each link a mechanism above ("race": the open race); a chain policy posts
+# every task with the assignment window split evenly among its links (`chain_text`).
+CHAINS = ("auction,orderbook,race", "orderbook,race")
+POLICIES = (*MECHANISMS, DOUBLE_AUCTION, *CHAINS)  # every policy alone …
 ROUTER = "router"  # … then the router over the same workload
+LINKS = {"auction": "auction", "orderbook": "orderbook", "election": "election", "race": "open race"}
+
+
+def chain_links(policy: str) -> tuple[str, ...]:
+    """A chain policy's links, as the mechanisms' names ("open race" for race); () for a
+    single mechanism."""
+    if "," not in policy:
+        return ()
+    return tuple(LINKS[name.strip()] for name in policy.split(","))
+
+
+def chain_windows(links: int, assign_window: int) -> tuple[int, ...]:
+    """The assignment window split evenly among `links` links (the last takes what is left)."""
+    each = assign_window // links
+    return (*(each,) * (links - 1), assign_window - each * (links - 1))
+
+
+def chain_text(policy: str, assign_window: int) -> str:
+    """A chain policy as `requester post --chain` takes it, the window split evenly:
+    `chain_text("auction,orderbook,race", 21)` is "auction:7,orderbook:7,race:7"."""
+    names = [name.strip() for name in policy.split(",")]
+    windows = chain_windows(len(names), assign_window)
+    return ",".join(f"{name}:{window}" for name, window in zip(names, windows, strict=True))
 
 
 class SimConfigError(ValueError):
