@@ -1,6 +1,7 @@
-"""The simulation's configuration: prover fleets, requester personas, the workload and
-the pace, with three presets (`small` for `make test`, `full` for `make sim`, `switch` for a
-world that changes under the router) or a JSON file of the same shape. A configuration with
+"""The simulation's configuration: prover fleets, requester personas, the workload, the
+policies and the pace, with three presets (`small` for `make test`, `full` for `make sim`:
+five held-out seeds and two more in another world, `switch` for a world that changes under
+the router) or a JSON file of the same shape. A configuration with
 `switch_seeds` runs those seeds last in another world (`switch_fleets`, `switch_requesters`,
 `switch_tasks`), the router going on with what it learnt before: a world switch. Everything
 is checked before anything starts: an impossible value is a `SimConfigError` naming the
@@ -252,14 +253,17 @@ PRESETS: dict[str, SimConfig] = {
         assign_window=15,
         proving_window=15,
     ),
-    "full": SimConfig(
+    "full": SimConfig(  # five held-out seeds, then two in another world (the switch's)
         name="full",
         tasks=30,
         train_seeds=(1,),
-        held_out_seeds=(2, 3),
+        held_out_seeds=(2, 3, 4, 5, 6),
         arrival_every=2.0,
         fleets=tuple(replace(f, provers=2) for f in FLEETS),
         requesters=REQUESTERS,
+        switch_seeds=(7, 8),
+        switch_fleets=SWITCH_FLEETS,
+        switch_requesters=SWITCH_REQUESTERS,
     ),
     "switch": SimConfig(
         name="switch",

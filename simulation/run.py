@@ -75,15 +75,17 @@ def run_one(run: Run, say=print) -> Done:
     try:
         with ape.networks.parse_network_choice(f"ethereum:local:{anvil.uri}"):
             say(f"{label}: anvil at {anvil.uri} (pid {anvil.process.pid})")
-            world = World(ape, anvil, run.config, run.seed, run.logs, lambda text: say(f"{label}: {text}"))
+            world = World(
+                ape, anvil, run.config, run.seed, run.logs, lambda text: say(f"{label}: {text}"), run.policy
+            )
             clean = False
             try:
                 world.start()
                 say(f"{label}: ready after {time.monotonic() - started:.0f} s")
-                router = Router(world.arms, run.pace)  # ROUTER_ARMS: world.arms, see World.start
+                router = Router(world.router_arms(), run.pace)
                 if run.state is not None:
                     router.state = run.state  # type: ignore[assignment]
-                names = {a.name for a in world.arms}
+                names = {a.name for a in router.arms}
                 for o in run.history:  # history the router learns from, as from the chain
                     if o.qos is not None and o.qos.settled and o.mechanism in names:
                         router.observe(o.mechanism, o.qos, world.prefs[o.persona], None)

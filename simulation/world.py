@@ -24,6 +24,8 @@ import contextlib
 import json
 import math
 import random
+import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,8 @@ from provingmarket.devnet import (
     spend_of,
     task_terms,
 )
+from provingmarket.devnet.chain import free_port
+from provingmarket.devnet.processes import AGENT, AUCTION, ELECTION, ORDERBOOK
 from provingmarket.devnet.stack import register_mechanism
 from provingmarket.formats import DUTCH, OPEN_RACE, Link, TaskTerms, encode_chain
 from provingmarket.market.preferences import Preferences, utility
@@ -63,6 +67,7 @@ from simulation.config import (
 
 FEE = ETHER // 1000  # the frontend fee per slot through a registered mechanism
 READY_LINE = '"event": "mirror.batch"'  # a process's log line once it has read the chain
+STOP_WITHIN = 30  # seconds the processes may take to stop after SIGTERM
 READY_WITHIN = 180  # seconds the processes may take to start and read the chain
 DOUBLE_AUCTION_MODULE = "frontends.double_auction.process"  # not among the devnet's FRONTENDS
 DOUBLE_AUCTION_NAME = "double_auction"  # its registered name and its process's
@@ -121,11 +126,22 @@ def _key(seed: int, role: str) -> str:
     return "0x" + keccak(text=f"simulation {seed} {role}").hex()
 
 
+def frontends_for(policy: str) -> tuple[str, ...]:
+    """The frontend processes a policy's tasks need (the router's: every one): a single
+    mechanism's or chain's own registered ones; none for the open race and the Dutch auction,
+    which the provers take themselves (the world tidies what no frontend would)."""
+    every = (*FRONTENDS, DOUBLE_AUCTION_NAME)
+    if policy == ROUTER:
+        return every
+    names = chain_links(policy) or (DOUBLE_AUCTION_NAME if policy == DOUBLE_AUCTION else policy,)
+    return tuple(name for name in every if name in names)
+
+
 class World:
     """Started with `start()` inside an ape network context on the seed's anvil; every
     process it starts is stopped by `stop()`, by its pid."""
 
-    def __init__(self, ape, anvil, config: SimConfig, seed: int, logs: Path, say=print):
+    def __init__(self, ape, anvil, config: SimConfig, seed: int, logs: Path, say=print, policy: str = ROUTER):
         self.ape, self.anvil, self.config, self.seed, self.logs, self.say = (
             ape,
             anvil,
@@ -142,6 +158,7 @@ class World:
         self.policy_number = 0
         self.choices: dict[str, tuple] = {}  # salt → the router's (choice, preferences, requester)
         self.fees: dict[str, dict[str, Spend]] = {}  # policy → role → the fees it paid meanwhile
+        self.frontends = frontends_for(policy)  # the frontend processes it starts
 
     # -------------------------------------------------------------- setting up
 
@@ -207,15 +224,24 @@ class World:
         self._start_processes(keys, ids)
 
     def _start_processes(self, keys: dict[str, str], mechanisms: dict[str, int]) -> None:
-        """The frontends, then one agent per prover made to behave like its fleet's hardware."""
-        auction = self.processes.start_frontends(keys, mechanisms, self.config.auction_window)
-        self.processes.start(
-            DOUBLE_AUCTION_NAME,
-            DOUBLE_AUCTION_MODULE,
-            keys[DOUBLE_AUCTION_NAME],
-            *("--mechanism", str(mechanisms[DOUBLE_AUCTION_NAME])),
-            *("--round", str(self.config.auction_window)),
-        )
+        """The frontends the policy posts through (`frontends_for`), then one agent per prover
+        made to behave like its fleet's hardware, bidding in the auction if it runs."""
+        assert self.processes is not None
+        auction: tuple[str, ...] = ()
+        for name in self.frontends:
+            mechanism = ("--mechanism", str(mechanisms[name]))
+            if name == "auction":
+                port = free_port()
+                window = ("--port", str(port), "--window", str(self.config.auction_window))
+                self.processes.start(name, AUCTION, keys[name], *mechanism, *window)
+                auction = ("--auction", f"http://127.0.0.1:{port}")
+            elif name == "election":
+                self.processes.start(name, ELECTION, keys[name], *mechanism, sub=("run",))
+            elif name == DOUBLE_AUCTION_NAME:
+                rounds = ("--round", str(self.config.auction_window))
+                self.processes.start(name, DOUBLE_AUCTION_MODULE, keys[name], *mechanism, *rounds)
+            else:
+                self.processes.start(name, ORDERBOOK, keys[name], *mechanism)
         for fleet, name, key in self.prover_keys:
             hardware = {
                 "prove_seconds": fleet.prove_seconds,
@@ -223,10 +249,11 @@ class World:
                 "latency": fleet.latency,
                 "seed": self.seed,
             }
-            self.processes.start_agent(
+            self.processes.start(
                 name,
+                AGENT,
                 key,
-                auction,
+                *auction,
                 *("--simulate", json.dumps(hardware)),
                 *("--cost-per-second", fleet.cost_per_second, "--margin", "1"),
             )
@@ -260,9 +287,32 @@ class World:
                 )
             time.sleep(0.2)
 
+    def router_arms(self) -> list[Arm]:
+        """The arms the router chooses among: the five mechanisms and the double auction.
+
+        CHAIN ARMS: the one place where the router would be handed the chain policies. The
+        router (provingmarket/market/router.py) takes no chain arms yet: its terms shrink the
+        assignment window to a requester's time limit after the arm is chosen, which a chain's
+        mechanism_id (the windows inside it) cannot follow. Once it takes `--chain` texts, add
+        `chain_text(policy, self.config.assign_window)` for each policy of CHAINS here."""
+        return list(self.arms)
+
     def stop(self) -> bool:
-        """Stop every process started, by pid; True if each exited cleanly."""
-        return self.processes is None or self.processes.stop(self.say)
+        """Stop every process started, by pid; True if each exited cleanly. Each is sent
+        SIGTERM at once, so they finish their rounds together (a second SIGTERM would stop one
+        at once), then waited for; one still running after STOP_WITHIN seconds is stopped as
+        `Processes.stop` stops them."""
+        if self.processes is None:
+            return True
+        started = self.processes.started.values()
+        for process in started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_WITHIN
+        for process in started:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(max(0.1, deadline - time.monotonic()))
+        return self.processes.stop(self.say)
 
     # -------------------------------------------------------------- following the chain
 
