@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import click
 
 from frontends import book
+from provingmarket import rules
 from provingmarket.chain.client import ClientError, RegistryClient
 from provingmarket.chain.identity import WrongChain
 from provingmarket.chain.mechanisms import InstanceError, instance_name, parse_instance, parse_parameters
@@ -273,7 +274,8 @@ class Intervals:
             if last is None or view.now >= last + (self.instances.get(mechanism_id, self.key) or 0):
                 due.add(mechanism_id)
                 self.last[mechanism_id] = view.now
-        tasks = tuple(t for t in view.tasks if t.terms.mechanism_id in due)
+        # a chain's task is due with the instance of its link current now
+        tasks = tuple(t for t in view.tasks if rules.mechanism_at(t.terms, view.now) in due)
         if not tasks:
             return []
         return self.mechanism(dataclasses.replace(view, mechanisms=frozenset(due), tasks=tasks))

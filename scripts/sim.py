@@ -1,6 +1,8 @@
-"""`ape run sim [--config small|full|switch|FILE] [--report DIR]`: the simulation (simulation/):
-every mechanism alone and then the router, over seeded workloads on real anvil chains
-with the real frontends and prover agents; writes a report with tables and plots."""
+"""`ape run sim [--config small|full|switch|FILE] [--report DIR] [--jobs N]`: the simulation
+(simulation/): every policy alone (each mechanism, the double auction, the fallback chains)
+and then the router, over seeded workloads on real anvil chains with the real frontends and
+prover agents, each (policy, seed) run on a chain of its own, N at once; writes a report with
+tables and plots."""
 
 import sys
 from pathlib import Path
@@ -9,7 +11,7 @@ import ape
 import click
 
 from simulation.config import SimConfigError, load
-from simulation.run import simulate
+from simulation.run import default_jobs, simulate
 from simulation.world import SimulationError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +26,14 @@ ROOT = Path(__file__).resolve().parent.parent
     help="small, full, switch (the world changes mid-run), or a JSON file.",
 )
 @click.option("--report", default=None, help="Report folder (default: reports/sim-<config>).")
-def cli(source: str, report: str | None):
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 16),
+    default=default_jobs(),
+    show_default=True,
+    help="(policy, seed) runs at once, each with its own chain and processes (two per core, at most 4).",
+)
+def cli(source: str, report: str | None, jobs: int):
     """Simulate provers and requesters against the real contracts; compare the router
     with every mechanism alone."""
     try:
@@ -34,7 +43,7 @@ def cli(source: str, report: str | None):
         sys.exit(2)
     folder = Path(report) if report else ROOT / "reports" / f"sim-{config.name}"
     try:
-        results = simulate(ape, config, folder, say=lambda text: click.echo(text))
+        results = simulate(ape, config, folder, say=lambda text: click.echo(text), jobs=jobs)
     except SimulationError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)

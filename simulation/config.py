@@ -1,6 +1,7 @@
-"""The simulation's configuration: prover fleets, requester personas, the workload and
-the pace, with three presets (`small` for `make test`, `full` for `make sim`, `switch` for a
-world that changes under the router) or a JSON file of the same shape. A configuration with
+"""The simulation's configuration: prover fleets, requester personas, the workload, the
+policies and the pace, with three presets (`small` for `make test`, `full` for `make sim`:
+five held-out seeds and two more in another world, `switch` for a world that changes under
+the router) or a JSON file of the same shape. A configuration with
 `switch_seeds` runs those seeds last in another world (`switch_fleets`, `switch_requesters`,
 `switch_tasks`), the router going on with what it learnt before: a world switch. Everything
 is checked before anything starts: an impossible value is a `SimConfigError` naming the
@@ -17,8 +18,36 @@ from typing import Any
 
 from provingmarket.market.personas import PERSONAS
 
-POLICIES = ("orderbook", "auction", "election", "open race", "dutch")  # every mechanism alone …
+MECHANISMS = ("orderbook", "auction", "election", "open race", "dutch")  # the five first compared
+DOUBLE_AUCTION = "double auction"  # the double auction frontend (frontends/double_auction)
+# Fallback chains, each link a mechanism above ("race": the open race); a chain policy posts
+# every task with the assignment window split evenly among its links (`chain_text`).
+CHAINS = ("auction,orderbook,race", "orderbook,race")
+POLICIES = (*MECHANISMS, DOUBLE_AUCTION, *CHAINS)  # every policy alone …
 ROUTER = "router"  # … then the router over the same workload
+LINKS = {"auction": "auction", "orderbook": "orderbook", "election": "election", "race": "open race"}
+
+
+def chain_links(policy: str) -> tuple[str, ...]:
+    """A chain policy's links, as the mechanisms' names ("open race" for race); () for a
+    single mechanism."""
+    if "," not in policy:
+        return ()
+    return tuple(LINKS[name.strip()] for name in policy.split(","))
+
+
+def chain_windows(links: int, assign_window: int) -> tuple[int, ...]:
+    """The assignment window split evenly among `links` links (the last takes what is left)."""
+    each = assign_window // links
+    return (*(each,) * (links - 1), assign_window - each * (links - 1))
+
+
+def chain_text(policy: str, assign_window: int) -> str:
+    """A chain policy as `requester post --chain` takes it, the window split evenly:
+    `chain_text("auction,orderbook,race", 21)` is "auction:7,orderbook:7,race:7"."""
+    names = [name.strip() for name in policy.split(",")]
+    windows = chain_windows(len(names), assign_window)
+    return ",".join(f"{name}:{window}" for name, window in zip(names, windows, strict=True))
 
 
 class SimConfigError(ValueError):
@@ -224,14 +253,17 @@ PRESETS: dict[str, SimConfig] = {
         assign_window=15,
         proving_window=15,
     ),
-    "full": SimConfig(
+    "full": SimConfig(  # five held-out seeds, then two in another world (the switch's)
         name="full",
         tasks=30,
         train_seeds=(1,),
-        held_out_seeds=(2, 3),
+        held_out_seeds=(2, 3, 4, 5, 6),
         arrival_every=2.0,
         fleets=tuple(replace(f, provers=2) for f in FLEETS),
         requesters=REQUESTERS,
+        switch_seeds=(7, 8),
+        switch_fleets=SWITCH_FLEETS,
+        switch_requesters=SWITCH_REQUESTERS,
     ),
     "switch": SimConfig(
         name="switch",

@@ -1,7 +1,9 @@
 """The simulation's report: per persona and policy, QoS loss, utility, time to proof,
-price paid and slashes, and the transaction fees each role paid under each policy, for
-the training seeds, the held-out seeds and the seeds after a world switch apart; written as
-a Markdown table, JSON, a CSV of every task and SVG plots. After a switch, a section of its
+price paid and slashes, each with its standard error, and the transaction fees each role
+paid under each policy, for the training seeds, the held-out seeds and the seeds after a
+world switch apart; per split, whether the router's loss is within one standard error of
+the best single policy's for every persona and below every single policy's overall;
+written as a Markdown table, JSON, a CSV of every task and SVG plots. After a switch, a section of its
 own: per persona, whether the router is back within one standard error of the new best
 single policy once the persona has posted `RECOVERY` tasks in the new world, and a plot of
 the loss task by task around the switch."""
@@ -18,6 +20,7 @@ from pathlib import Path
 from provingmarket.devnet import ETHER, Spend
 from provingmarket.market.plots import bar_chart, line_chart
 from provingmarket.market.preferences import qos_loss
+from simulation.config import ROUTER
 from simulation.world import Outcome
 
 OVERALL = "overall"
@@ -30,14 +33,36 @@ COLUMNS = ["split", "seed", "policy", "task", "persona", "mechanism", "utility",
 
 @dataclass(frozen=True)
 class Cell:
+    """One persona's tasks under one policy. Every `_se` is a standard error (0 with one task)."""
+
     tasks: int
     utility: float  # mean
-    se: float  # its standard error (0 with one task)
+    se: float  # its standard error
     loss: float  # QoS loss: the best policy's mean utility for the persona less this one's
     served: float  # share of tasks that met every hard limit with a proof
-    first_proof: float | None  # median seconds to the first proof, of the proven
+    first_proof: float | None  # mean seconds to the first proof, of the proven
     spent: float | None  # mean paid per task, in multiples of the market's least reward (posted ones)
     slashes: int
+    loss_se: float = 0.0  # of the task-by-task difference from the best policy on the same arrivals
+    served_se: float = 0.0
+    first_proof_se: float | None = None
+    spent_se: float | None = None
+    slashes_se: float = 0.0  # of the total
+
+
+def _se(values: Sequence[float]) -> float:
+    """The standard error of the mean of `values` (0 for fewer than two)."""
+    return statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+
+
+def paired_se(mine: Sequence[Outcome], theirs: Sequence[Outcome]) -> float:
+    """The standard error of the mean difference in utility between two policies' tasks, task
+    by task on the same arrivals (seed, index) when every task has its pair; else of the
+    difference of the two means."""
+    other = {(o.seed, o.index): o.utility for o in theirs}
+    if len(other) == len(mine) and all((o.seed, o.index) in other for o in mine):
+        return _se([o.utility - other[(o.seed, o.index)] for o in mine])
+    return (_se([o.utility for o in mine]) ** 2 + _se([o.utility for o in theirs]) ** 2) ** 0.5
 
 
 def cells(
@@ -49,30 +74,45 @@ def cells(
     for persona in personas:
         mine = {p: [o for o in outcomes if o.persona == persona and o.policy == p] for p in policies}
         losses = qos_loss({p: [o.utility for o in mine[p]] for p in policies})
-        table[persona] = {p: _cell(mine[p], losses.get(p, 0.0)) for p in policies if mine[p]}
+        best = min(losses, key=lambda p: losses[p]) if losses else None
+        table[persona] = {
+            p: _cell(mine[p], losses.get(p, 0.0), 0.0 if p == best else paired_se(mine[p], mine[best or p]))
+            for p in policies
+            if mine[p]
+        }
     total = {p: sum(table[x][p].tasks for x in personas if p in table[x]) for p in policies}
     table[OVERALL] = {}
     for p in policies:
         if not total[p]:
             continue
         everything = [o for o in outcomes if o.policy == p]
-        loss = sum(table[x][p].loss * table[x][p].tasks for x in personas if p in table[x]) / total[p]
-        table[OVERALL][p] = _cell(everything, loss)
+        mine_ = [table[x][p] for x in personas if p in table[x]]
+        loss = sum(c.loss * c.tasks for c in mine_) / total[p]
+        loss_se = sum((c.tasks / total[p] * c.loss_se) ** 2 for c in mine_) ** 0.5
+        table[OVERALL][p] = _cell(everything, loss, loss_se)
     return table
 
 
-def _cell(outcomes: Sequence[Outcome], loss: float) -> Cell:
+def _cell(outcomes: Sequence[Outcome], loss: float, loss_se: float) -> Cell:
     proven = [o.qos.first_proof for o in outcomes if o.qos is not None and o.qos.first_proof is not None]
     posted = [o for o in outcomes if o.qos is not None]
+    spent = [o.qos.spent / max(o.qos.min_reward, 1) for o in posted if o.qos is not None]
+    served = [1.0 if o.utility > 0 else 0.0 for o in outcomes]
+    slashes = [float(o.qos.slashes if o.qos is not None else 0) for o in outcomes]
     return Cell(
         tasks=len(outcomes),
         utility=statistics.fmean(o.utility for o in outcomes),
-        se=statistics.stdev(o.utility for o in outcomes) / len(outcomes) ** 0.5 if len(outcomes) > 1 else 0.0,
+        se=_se([o.utility for o in outcomes]),
         loss=loss,
-        served=sum(1 for o in outcomes if o.utility > 0) / len(outcomes),
-        first_proof=statistics.median(proven) if proven else None,
-        spent=statistics.fmean(o.qos.spent / max(o.qos.min_reward, 1) for o in posted) if posted else None,
-        slashes=sum(o.qos.slashes for o in posted),
+        served=statistics.fmean(served),
+        first_proof=statistics.fmean(proven) if proven else None,
+        spent=statistics.fmean(spent) if spent else None,
+        slashes=int(sum(slashes)),
+        loss_se=loss_se,
+        served_se=_se(served),
+        first_proof_se=_se(proven) if proven else None,
+        spent_se=_se(spent) if spent else None,
+        slashes_se=_se(slashes) * len(slashes),
     )
 
 
@@ -87,21 +127,25 @@ def markdown(table: dict[str, dict[str, Cell]], policies: Sequence[str]) -> str:
         return f"**{title}**\n\n" + head + "\n".join(rows) + "\n"
 
     def t(c: Cell) -> str:
-        return "–" if c.first_proof is None else f"{c.first_proof:.0f} s"
+        return "–" if c.first_proof is None else f"{c.first_proof:.1f} ± {c.first_proof_se or 0:.1f} s"
 
     def s(c: Cell) -> str:
-        return "–" if c.spent is None else f"{c.spent:.2f}x"
+        return "–" if c.spent is None else f"{c.spent:.2f} ± {c.spent_se or 0:.2f}x"
 
     return "\n".join(
         [
             block(
-                "QoS loss (lower is better; 0 = the best policy for that persona)", lambda c: f"{c.loss:.3f}"
+                "QoS loss ± its standard error (lower is better; 0 = the best policy for that persona)",
+                lambda c: f"{c.loss:.3f} ± {c.loss_se:.3f}",
             ),
             block("Mean utility ± its standard error", lambda c: f"{c.utility:.3f} ± {c.se:.3f}"),
-            block("Tasks served within every hard limit", lambda c: f"{c.served:.0%}"),
-            block("Median time from posting to the first proof", t),
-            block("Mean paid per task, in multiples of the market's least reward", s),
-            block("Slashes", lambda c: str(c.slashes)),
+            block(
+                "Tasks served within every hard limit ± its standard error",
+                lambda c: f"{c.served:.0%} ± {c.served_se:.0%}",
+            ),
+            block("Mean time from posting to the first proof (of the proven) ± its standard error", t),
+            block("Mean paid per task, in multiples of the market's least reward, ± its standard error", s),
+            block("Slashes in all ± their standard error", lambda c: f"{c.slashes} ± {c.slashes_se:.1f}"),
         ]
     )
 
@@ -113,10 +157,10 @@ def write(
     personas: Sequence[str],
     policies: Sequence[str],
     preamble: str,
-    fees: dict[str, dict[str, dict[str, Spend]]] | None = None,
+    fees: dict[str, dict[str, list[tuple[int, dict[str, Spend]]]]] | None = None,
 ) -> dict:
     """Write report.md, results.json, outcomes.csv and the plots; returns the results.
-    `fees`: split → policy → role → the fees it paid while the policy ran."""
+    `fees`: split → policy → for each of its runs, its tasks and role → the fees it paid."""
     folder.mkdir(parents=True, exist_ok=True)
     results: dict = {"config": config_name, "splits": {}}
     parts = [f"# Simulation report: {config_name}\n", preamble]
@@ -130,16 +174,16 @@ def write(
         seeds = sorted({o.seed for o in outcomes})
         parts.append(f"\n## {split} seeds ({', '.join(map(str, seeds))})\n")
         parts.append(markdown(table, policies))
-        verdict = _verdict(table, policies)
+        verdict = _verdict(table, policies, outcomes)
         results["splits"][split]["verdict"] = verdict
         parts.append("\n" + verdict["text"] + "\n")
         spent = (fees or {}).get(split, {})
         if spent:
-            tasks = {p: sum(1 for o in outcomes if o.policy == p) for p in policies}
+            totals = {p: _sum_runs(spent[p]) for p in policies if p in spent}
             results["splits"][split]["fees"] = {
-                p: {role: vars(one) for role, one in spent[p].items()} for p in policies if p in spent
+                p: {role: vars(one) for role, one in totals[p].items()} for p in totals
             }
-            parts.append(fee_table(spent, policies, tasks))
+            parts.append(fee_table(spent, policies))
         parts += _bar_charts(folder, split, table, personas, policies)
         parts += _router_chart(folder, split, outcomes)
         if split == SWITCHED:
@@ -154,26 +198,41 @@ def write(
     return results
 
 
-def fee_table(spent: dict[str, dict[str, Spend]], policies: Sequence[str], tasks: dict[str, int]) -> str:
-    """Markdown: the fees each role paid while each policy ran (every seed of the split)."""
-    roles = list(next(iter(spent.values())))
+def _sum_runs(runs: Sequence[tuple[int, dict[str, Spend]]]) -> dict[str, Spend]:
+    """Role → the fees it paid over every run."""
+    total: dict[str, Spend] = {}
+    for _, roles in runs:
+        for role, one in roles.items():
+            total.setdefault(role, Spend()).add(one)
+    return total
+
+
+def fee_table(spent: dict[str, list[tuple[int, dict[str, Spend]]]], policies: Sequence[str]) -> str:
+    """Markdown: the fees each role paid while each policy ran (every seed of the split), and
+    per task with its standard error over the runs (each run's fees over its tasks)."""
+    roles = list(spent[next(iter(spent))][0][1])
     lines = [
         "**Transaction fees paid while each policy ran, in ETH (gas used x effective gas price, "
-        "from the receipts of the role's accounts)**\n",
+        "from the receipts of the role's accounts; per task: ± the standard error over the runs)**\n",
         "| policy | " + " | ".join(roles) + " | total | gas per task | ETH per task |",
         "|---|" + "---:|" * (len(roles) + 3),
     ]
     for p in policies:
         if p not in spent:
             continue
+        runs = spent[p]
+        by_role = _sum_runs(runs)
         total = Spend()
-        for one in spent[p].values():
+        for one in by_role.values():
             total.add(one)
-        n = max(tasks.get(p, 0), 1)
+        gas = [sum(r.gas for r in roles_.values()) / max(n, 1) for n, roles_ in runs]
+        wei = [sum(r.wei for r in roles_.values()) / max(n, 1) / ETHER for n, roles_ in runs]
+        n = max(sum(n for n, _ in runs), 1)
         lines.append(
             f"| {p} | "
-            + " | ".join(f"{spent[p][role].wei / ETHER:.6f}" for role in roles)
-            + f" | {total.wei / ETHER:.6f} | {total.gas // n:,} | {total.wei / n / ETHER:.6f} |"
+            + " | ".join(f"{by_role[role].wei / ETHER:.6f}" for role in roles)
+            + f" | {total.wei / ETHER:.6f} | {total.gas / n:,.0f} ± {_se(gas):,.0f} "
+            f"| {total.wei / n / ETHER:.6f} ± {_se(wei):.6f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -193,7 +252,7 @@ def _bar_charts(
     for name, title, value, fmt in (
         ("loss", "QoS loss (lower is better)", lambda c: c.loss, "{:.3f}"),
         ("utility", "mean utility", lambda c: c.utility, "{:.2f}"),
-        ("time", "median seconds to the first proof", lambda c: c.first_proof, "{:.0f}"),
+        ("time", "mean seconds to the first proof", lambda c: c.first_proof, "{:.0f}"),
         ("price", "mean paid per task (x the least reward)", lambda c: c.spent, "{:.2f}"),
     ):
         series = {p: [value(table[g][p]) if p in table[g] else None for g in groups] for p in policies}
@@ -255,54 +314,55 @@ def _write_outcomes(path: Path, splits: dict[str, list[Outcome]]) -> None:
                 )
 
 
-def _verdict(table: dict[str, dict[str, Cell]], policies: Sequence[str]) -> dict:
-    """Whether the router's loss is at most the best single mechanism's for every persona
-    and lower overall, in words and numbers."""
-    singles = [p for p in policies if p != "router"]
+def _verdict(table: dict[str, dict[str, Cell]], policies: Sequence[str], outcomes: Sequence[Outcome]) -> dict:
+    """As measured, in words and numbers: per persona, whether the router's QoS loss is at
+    most the best single policy's within one standard error (of the task-by-task difference
+    on the same arrivals); overall, whether it is below every single policy's."""
+    singles = [p for p in policies if p != ROUTER]
     overall = table[OVERALL]
-    if "router" not in overall or not singles:
+    if ROUTER not in overall or not any(p in overall for p in singles):
         return {"text": "(no router run to compare)", "router_beats_every_single": None}
     best_single = min((p for p in singles if p in overall), key=lambda p: overall[p].loss)
-    lines, ok = [], True
+    lines, personas = [], {}
     for persona, row in table.items():
-        if persona == OVERALL or "router" not in row:
+        if persona == OVERALL or ROUTER not in row:
             continue
         best = min((p for p in singles if p in row), key=lambda p: row[p].loss)
-        fine = row["router"].loss <= row[best_single].loss + 1e-9
-        ok = ok and fine
-        gap = row["router"].loss - row[best_single].loss
-        noise = (row["router"].se ** 2 + row[best_single].se ** 2) ** 0.5
+        gap = row[ROUTER].loss - row[best].loss
+        mine = [o for o in outcomes if o.persona == persona]
+        se = paired_se([o for o in mine if o.policy == ROUTER], [o for o in mine if o.policy == best])
+        within = gap <= se + 1e-9
+        personas[persona] = {"best": best, "gap": gap, "se": se, "within_one_se": within}
         lines.append(
-            f"- {persona}: router {row['router'].loss:.3f}; best single mechanism overall ({best_single}) "
-            f"{row[best_single].loss:.3f}; best for this persona {best} {row[best].loss:.3f}"
-            + (
-                ""
-                if fine
-                else f" ← the router is worse here by {gap:.3f} "
-                + (
-                    f"(within the noise: standard error of the difference {noise:.3f})"
-                    if gap <= 2 * noise
-                    else ""
-                )
-            )
+            f"- {persona}: router {row[ROUTER].loss:.3f}, best single policy ({best}) {row[best].loss:.3f}: "
+            f"the router's loss is {gap:+.3f} ± {se:.3f} from it, "
+            + ("within one standard error" if within else "**more than one standard error above it**")
         )
-    lower = overall["router"].loss < overall[best_single].loss
+    every = all(f["within_one_se"] for f in personas.values())
+    lower = all(overall[ROUTER].loss < overall[p].loss for p in singles if p in overall)
+    gap = overall[ROUTER].loss - overall[best_single].loss
+    se = paired_se(
+        [o for o in outcomes if o.policy == ROUTER], [o for o in outcomes if o.policy == best_single]
+    )
     text = (
-        f"Overall QoS loss: router {overall['router'].loss:.3f}, best single mechanism ({best_single}) "
-        f"{overall[best_single].loss:.3f}. "
-        + (
-            "The router's loss is at most the best single mechanism's for every persona and lower overall."
-            if ok and lower
-            else "The router did NOT beat the best single mechanism on every count (see the lines below)."
-        )
-        + "\n\n"
+        f"Overall QoS loss: router {overall[ROUTER].loss:.3f} ± {overall[ROUTER].loss_se:.3f}, best "
+        f"single policy ({best_single}) {overall[best_single].loss:.3f} ± "
+        f"{overall[best_single].loss_se:.3f} (router less it {gap:+.3f} ± {se:.3f}). As measured: the "
+        "router's loss is "
+        + ("" if every else "NOT ")
+        + "within one standard error of the best single policy's for every persona, and "
+        + ("" if lower else "NOT ")
+        + "below every single policy's overall.\n\n"
         + "\n".join(lines)
     )
     return {
         "text": text,
         "best_single": best_single,
-        "router_beats_every_single": ok and lower,
-        "router_loss": overall["router"].loss,
+        "router_beats_every_single": every and lower,
+        "within_one_se_every_persona": every,
+        "below_every_single_overall": lower,
+        "personas": personas,
+        "router_loss": overall[ROUTER].loss,
         "best_single_loss": overall[best_single].loss,
     }
 

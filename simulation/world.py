@@ -1,6 +1,7 @@
-"""One seed's world: a real anvil, the real registry and Groth16 market, the real
-frontends (orderbook, sealed-bid auction, election) and one real prover agent per
-simulated prover, each a process of its own, as a user starts them.
+"""One run's world: a real anvil, the real registry and Groth16 market, the real
+frontends (orderbook, sealed-bid auction, election, double auction) and one real prover
+agent per simulated prover, each a process of its own, as a user starts them. Every
+(policy, seed) run has a world of its own, so runs can go at once (simulation/run.py).
 
 What is simulated, and only that: the provers' hardware (each agent's --simulate makes a
 proof take longer, fail silently on a seeded share of its work, and reach the chain late)
@@ -8,7 +9,8 @@ and the requesters (the personas' weights and limits, posting a seeded workload)
 are real Groth16 proofs checked by the verifier on chain; prices, assignments, slashes
 and payments are the registry's.
 
-A policy serves the whole workload: every task through one mechanism, or through the
+A policy serves the whole workload: every task through one mechanism, through one
+fallback chain (its assignment window split evenly among the links), or through the
 router's choice. A single mechanism's tasks take their terms from the router's rule
 (`Router.tune`); the router learns its own terms (reward level and redundancy) as it goes.
 The policy's tasks are followed on chain until every one has settled (proven, or its
@@ -22,6 +24,8 @@ import contextlib
 import json
 import math
 import random
+import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +35,7 @@ from eth_utils import keccak
 
 from provingmarket.chain.client import Refused
 from provingmarket.devnet import (
+    BASE_FEE,
     ETHER,
     FRONTENDS,
     Processes,
@@ -41,14 +46,31 @@ from provingmarket.devnet import (
     spend_of,
     task_terms,
 )
-from provingmarket.formats import DUTCH, OPEN_RACE, TaskTerms
+from provingmarket.devnet.chain import free_port
+from provingmarket.devnet.processes import AGENT, AUCTION, ELECTION, ORDERBOOK
+from provingmarket.devnet.stack import register_mechanism
+from provingmarket.formats import DUTCH, OPEN_RACE, Link, TaskTerms, encode_chain
 from provingmarket.market.preferences import Preferences, utility
 from provingmarket.market.qos import TaskQoS, block_clock, measure
 from provingmarket.market.router import Arm, Infeasible, Router
 from provingmarket.market.routing import market_view, persona_preferences
-from simulation.config import ROUTER, Fleet, Requester, SimConfig
+from simulation.config import (
+    CHAINS,
+    DOUBLE_AUCTION,
+    ROUTER,
+    Fleet,
+    Requester,
+    SimConfig,
+    chain_links,
+    chain_windows,
+)
 
 FEE = ETHER // 1000  # the frontend fee per slot through a registered mechanism
+READY_LINE = '"event": "mirror.batch"'  # a process's log line once it has read the chain
+STOP_WITHIN = 30  # seconds the processes may take to stop after SIGTERM
+READY_WITHIN = 180  # seconds the processes may take to start and read the chain
+DOUBLE_AUCTION_MODULE = "frontends.double_auction.process"  # not among the devnet's FRONTENDS
+DOUBLE_AUCTION_NAME = "double_auction"  # its registered name and its process's
 
 
 class SimulationError(RuntimeError):
@@ -104,11 +126,22 @@ def _key(seed: int, role: str) -> str:
     return "0x" + keccak(text=f"simulation {seed} {role}").hex()
 
 
+def frontends_for(policy: str) -> tuple[str, ...]:
+    """The frontend processes a policy's tasks need (the router's: every one): a single
+    mechanism's or chain's own registered ones; none for the open race and the Dutch auction,
+    which the provers take themselves (the world tidies what no frontend would)."""
+    every = (*FRONTENDS, DOUBLE_AUCTION_NAME)
+    if policy == ROUTER:
+        return every
+    names = chain_links(policy) or (DOUBLE_AUCTION_NAME if policy == DOUBLE_AUCTION else policy,)
+    return tuple(name for name in every if name in names)
+
+
 class World:
     """Started with `start()` inside an ape network context on the seed's anvil; every
     process it starts is stopped by `stop()`, by its pid."""
 
-    def __init__(self, ape, anvil, config: SimConfig, seed: int, logs: Path, say=print):
+    def __init__(self, ape, anvil, config: SimConfig, seed: int, logs: Path, say=print, policy: str = ROUTER):
         self.ape, self.anvil, self.config, self.seed, self.logs, self.say = (
             ape,
             anvil,
@@ -125,6 +158,7 @@ class World:
         self.policy_number = 0
         self.choices: dict[str, tuple] = {}  # salt → the router's (choice, preferences, requester)
         self.fees: dict[str, dict[str, Spend]] = {}  # policy → role → the fees it paid meanwhile
+        self.frontends = frontends_for(policy)  # the frontend processes it starts
 
     # -------------------------------------------------------------- setting up
 
@@ -132,7 +166,12 @@ class World:
         """Fund every account, deploy the marketplace, stake and join the provers, then
         start the frontends and one agent per prover."""
         config = self.config
-        roles = [*FRONTENDS, "janitor", *(f"requester {r.persona}" for r in config.requesters)]
+        roles = [
+            *FRONTENDS,
+            DOUBLE_AUCTION_NAME,
+            "janitor",
+            *(f"requester {r.persona}" for r in config.requesters),
+        ]
         keys = {role: _key(self.seed, role) for role in roles}
         self.prover_keys: list[tuple[Fleet, str, str]] = [
             (fleet, name, _key(self.seed, f"prover {name}"))
@@ -142,7 +181,7 @@ class World:
         owner = self.ape.accounts.test_accounts[0]
         every = sorted({*keys.values(), *(key for _, _, key in self.prover_keys)})
         fund(self.web3, owner.address, [Account.from_key(k).address for k in every], 100 * ETHER)
-        frontends = {name: Account.from_key(keys[name]).address for name in FRONTENDS}
+        frontends = {name: Account.from_key(keys[name]).address for name in (*FRONTENDS, DOUBLE_AUCTION_NAME)}
         self.roles = {  # whose fees count for which role (the janitor slashes and closes: a keeper)
             "requesters": [
                 Account.from_key(keys[f"requester {r.persona}"]).address for r in config.requesters
@@ -151,6 +190,10 @@ class World:
             "frontends": [*frontends.values(), Account.from_key(keys["janitor"]).address],
         }
         marketplace = deploy_marketplace(self.ape, owner, frontends, self.logs, grace_period=2)
+        # the double auction: registered beside the devnet's frontends, so provers join it too
+        marketplace.mechanisms[DOUBLE_AUCTION_NAME] = register_mechanism(
+            marketplace.stack.registry, DOUBLE_AUCTION_NAME, [frontends[DOUBLE_AUCTION_NAME]], owner
+        )
         self.market_id = marketplace.stack.market_id
         self.client = marketplace.client(keys["janitor"])
         self.min_reward = self.client.market(self.market_id).min_reward
@@ -162,6 +205,7 @@ class World:
             Arm("election", ids["election"], least_time=4, fee=FEE),
             Arm("open race", OPEN_RACE),
             Arm("dutch", DUTCH, least_time=2),
+            Arm(DOUBLE_AUCTION, ids[DOUBLE_AUCTION_NAME], least_time=config.auction_window + 2, fee=FEE),
         ]
         for fleet, _, key in self.prover_keys:
             marketplace.join(
@@ -173,11 +217,31 @@ class World:
         }
         self.prefs = {r.persona: preferences(r, self.min_reward) for r in config.requesters}
         self.processes = Processes(self.anvil.uri, marketplace.record, self.logs)
+        # set up at once (each transaction mined as sent), then a block a second as on a real
+        # chain, from the base fee the chain started with
+        self.web3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(BASE_FEE)])
+        self.web3.provider.make_request("evm_setIntervalMining", [1])
         self._start_processes(keys, ids)
 
     def _start_processes(self, keys: dict[str, str], mechanisms: dict[str, int]) -> None:
-        """The frontends, then one agent per prover made to behave like its fleet's hardware."""
-        auction = self.processes.start_frontends(keys, mechanisms, self.config.auction_window)
+        """The frontends the policy posts through (`frontends_for`), then one agent per prover
+        made to behave like its fleet's hardware, bidding in the auction if it runs."""
+        assert self.processes is not None
+        auction: tuple[str, ...] = ()
+        for name in self.frontends:
+            mechanism = ("--mechanism", str(mechanisms[name]))
+            if name == "auction":
+                port = free_port()
+                window = ("--port", str(port), "--window", str(self.config.auction_window))
+                self.processes.start(name, AUCTION, keys[name], *mechanism, *window)
+                auction = ("--auction", f"http://127.0.0.1:{port}")
+            elif name == "election":
+                self.processes.start(name, ELECTION, keys[name], *mechanism, sub=("run",))
+            elif name == DOUBLE_AUCTION_NAME:
+                rounds = ("--round", str(self.config.auction_window))
+                self.processes.start(name, DOUBLE_AUCTION_MODULE, keys[name], *mechanism, *rounds)
+            else:
+                self.processes.start(name, ORDERBOOK, keys[name], *mechanism)
         for fleet, name, key in self.prover_keys:
             hardware = {
                 "prove_seconds": fleet.prove_seconds,
@@ -185,23 +249,70 @@ class World:
                 "latency": fleet.latency,
                 "seed": self.seed,
             }
-            self.processes.start_agent(
+            self.processes.start(
                 name,
+                AGENT,
                 key,
-                auction,
+                *auction,
                 *("--simulate", json.dumps(hardware)),
                 *("--cost-per-second", fleet.cost_per_second, "--margin", "1"),
             )
         started = self.processes.started
+        self._wait_ready()
         self.say(
             f"seed {self.seed}: registry {self.client.address}; {len(self.prover_keys)} provers in "
             f"{len(self.config.fleets)} fleets; frontends and agents started "
             f"({', '.join(f'{n} (pid {p.pid})' for n, p in started.items())})"
         )
 
+    def _wait_ready(self) -> None:
+        """Wait until every process has read the chain once (a `mirror.batch` line in its
+        log), so no policy's first tasks go by before anyone could see them; SimulationError
+        if one exits first or READY_WITHIN seconds pass."""
+        assert self.processes is not None
+        waiting = set(self.processes.started)
+        deadline = time.monotonic() + READY_WITHIN
+        while waiting:
+            exited = self.processes.exited()
+            if exited:
+                raise SimulationError(f"seed {self.seed}: {exited[0]} before it was ready; see its log")
+            for name in list(waiting):
+                log = self.logs / f"{name}.log"
+                if log.exists() and READY_LINE in log.read_text(errors="replace"):
+                    waiting.discard(name)
+            if waiting and time.monotonic() > deadline:
+                raise SimulationError(
+                    f"seed {self.seed}: {', '.join(sorted(waiting))} did not read the chain within "
+                    f"{READY_WITHIN} s; see {self.logs}"
+                )
+            time.sleep(0.2)
+
+    def router_arms(self) -> list[Arm]:
+        """The arms the router chooses among: the five mechanisms and the double auction.
+
+        CHAIN ARMS: the one place where the router would be handed the chain policies. The
+        router (provingmarket/market/router.py) takes no chain arms yet: its terms shrink the
+        assignment window to a requester's time limit after the arm is chosen, which a chain's
+        mechanism_id (the windows inside it) cannot follow. Once it takes `--chain` texts, add
+        `chain_text(policy, self.config.assign_window)` for each policy of CHAINS here."""
+        return list(self.arms)
+
     def stop(self) -> bool:
-        """Stop every process started, by pid; True if each exited cleanly."""
-        return self.processes is None or self.processes.stop(self.say)
+        """Stop every process started, by pid; True if each exited cleanly. Each is sent
+        SIGTERM at once, so they finish their rounds together (a second SIGTERM would stop one
+        at once), then waited for; one still running after STOP_WITHIN seconds is stopped as
+        `Processes.stop` stops them."""
+        if self.processes is None:
+            return True
+        started = self.processes.started.values()
+        for process in started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_WITHIN
+        for process in started:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(max(0.1, deadline - time.monotonic()))
+        return self.processes.stop(self.say)
 
     # -------------------------------------------------------------- following the chain
 
@@ -318,6 +429,11 @@ class World:
                 outcome.reason = str(error)
                 return outcome
             arm, chosen, reason = choice.arm, choice.terms, choice.reason
+        elif policy in CHAINS:
+            arm, chosen, reason = self._chain_terms(policy, arms, prefs, router)
+            if chosen is None:
+                outcome.mechanism, outcome.reason = arm.name, reason
+                return outcome
         else:
             arm = arms[policy]
             chosen, limit, why = router.tune(arm, prefs, self.market, router.level(arm, prefs, None))
@@ -334,3 +450,24 @@ class World:
             self.choices[str(salt)] = (choice, prefs, requester.address)
         self.say(f"  [{policy}] task {arrival.index} ({arrival.persona}) → {arm.name}: {reason}")
         return outcome
+
+    def _chain_terms(
+        self, policy: str, arms: dict[str, Arm], prefs: Preferences, router: Router
+    ) -> tuple[Arm, dict | None, str]:
+        """A chain policy's terms: the router's rule for its first link (the provers that
+        accept it, its fee, its time before an assignment), then the assignment window split
+        evenly among the links; or None and why it cannot meet the limits."""
+        links = [arms[name] for name in chain_links(policy)]
+        first = links[0]
+        arm = Arm(policy, first.mechanism_id, least_time=first.least_time, fee=FEE)
+        chosen, limit, why = router.tune(arm, prefs, self.market, router.level(first, prefs, None))
+        if chosen is None:
+            return arm, None, f"cannot meet {limit}: {why}"
+        windows = chain_windows(len(links), int(chosen["assign_window"]))
+        if min(windows) < 1:
+            return arm, None, f"cannot meet max_time: {chosen['assign_window']} s to assign is too short"
+        chosen["mechanism_id"] = encode_chain(
+            [Link(a.mechanism_id, w) for a, w in zip(links, windows, strict=True)]
+        )
+        text = ", ".join(f"{a.name} {w} s" for a, w in zip(links, windows, strict=True))
+        return arm, chosen, f"every task through the chain {text}"

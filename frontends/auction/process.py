@@ -71,6 +71,7 @@ from frontends.auction.store import AuctionStore
 from frontends.book import task_hex
 from frontends.keeper import Keeper, assign_key, keeper_options
 from frontends.process import FATAL, Instances, instance_option, run_frontend, serve, shown, with_options
+from provingmarket import rules
 from provingmarket.chain.client import ClientError, RegistryClient
 from provingmarket.chain.mirror import Snapshot
 from provingmarket.runtime.config import as_service
@@ -171,10 +172,11 @@ class Auctioneer:
         rounds = self.store.last_rounds(fresh)
         for task_id in fresh:
             task = tasks[task_id]
-            window = self.instances.get(task.terms.mechanism_id, "window")
+            mechanism, _, ends = rules.link_at(task.terms, now)  # a chain's: its link current now
+            window = self.instances.get(mechanism, "window")
             if window is None:
                 continue  # an instance whose name was refused (or not checked yet): no auction
-            closes = min(now + window, task.terms.posted_at + task.terms.assign_window - self.close_margin)
+            closes = min(now + window, ends - self.close_margin)
             if closes <= now:
                 continue  # too late for an auction: the keeper reclaims it when the window ends
             row = self.store.open_auction(task, rounds.get(task_id, 0) + 1, now, closes)

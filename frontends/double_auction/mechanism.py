@@ -170,7 +170,8 @@ def clear_double_auction(snapshot: Snapshot) -> list[Decision]:
     reserved: dict[str, int] = {}
     by_market: dict[int, list[OpenTask]] = {}
     for t in snapshot.tasks:
-        if t.terms.mechanism_id in mechanisms and t.open_slots > 0 and t.terms.market_id in paused:
+        current = rules.mechanism_at(t.terms, snapshot.now)  # a chain: its link current now
+        if current in mechanisms and t.open_slots > 0 and t.terms.market_id in paused:
             by_market.setdefault(t.terms.market_id, []).append(t)
     decisions: list[Decision] = []
     for market_id in sorted(by_market):
@@ -232,7 +233,7 @@ def _pool(
                 candidate(
                     m,
                     free.get(m.prover.lower(), 0) - reserved.get(m.prover.lower(), 0),
-                    t.terms.mechanism_id,
+                    rules.mechanism_at(t.terms, now),  # a chain: its link current now
                     m.prover.lower() in barred,
                 ),
                 by_frontend=True,

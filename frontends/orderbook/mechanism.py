@@ -93,6 +93,7 @@ from bisect import bisect_right
 from collections.abc import Set
 
 from frontends.book import BUILT_IN, Decision, MembershipState, OpenTask, Snapshot
+from provingmarket import rules
 
 __all__ = ["match_orders"]
 
@@ -241,7 +242,8 @@ def match_orders(snapshot: Snapshot) -> list[Decision]:
     decisions: list[Decision] = []
     for task in _tasks(snapshot, by_market):
         terms = task.terms
-        key = (terms.market_id, terms.mechanism_id, terms.capabilities)
+        # a chain's task is offered to the members accepting its link current now
+        key = (terms.market_id, rules.mechanism_at(terms, snapshot.now), terms.capabilities)
         book = books.get(key)
         if book is None:
             mechanism, capabilities = key[1], key[2]
@@ -316,7 +318,7 @@ def _tasks(snapshot: Snapshot, by_market: dict[int, list[_Offer]]) -> list[OpenT
         terms = task.terms
         if (
             task.open_slots > 0
-            and terms.mechanism_id in mechanisms
+            and rules.mechanism_at(terms, now) in mechanisms  # a chain: its link current now
             and now <= terms.posted_at + terms.assign_window
             and terms.market_id in by_market
         ):

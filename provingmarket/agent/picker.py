@@ -402,13 +402,18 @@ class Picker(Service):
             return True  # not mirrored yet, or taken
         terms = task.terms
         said = (auction.market_id, auction.mechanism_id, auction.max_reward, auction.collateral)
-        if said != (terms.market_id, terms.mechanism_id, terms.max_reward, terms.collateral):
+        mechanisms = {terms.mechanism_id, *rules.mechanisms_of(terms)}  # a chain's: the link auctioned
+        if (
+            said[0] != terms.market_id
+            or said[1] not in mechanisms
+            or said[2:] != (terms.max_reward, terms.collateral)
+        ):
             self._once(tid, "agent.pass", url=url, reason="the auction's terms are not the task's on chain")
             return True
         membership = memberships.get(terms.market_id)
         if membership is None or self.monitor.untrusted(terms.market_id) is not None:
             return True  # a market it did not join, or whose verifier it does not trust
-        if not membership.accepts(terms.mechanism_id):
+        if not membership.accepts(rules.mechanism_at(terms, now)):  # a chain: its link current now
             self._once(tid, "agent.pass", url=url, reason=f"does not accept mechanism {terms.mechanism_id}")
             return True
         expected = self.store.expected(terms.market_id, memberships)

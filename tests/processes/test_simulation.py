@@ -1,8 +1,9 @@
 """The simulation's small configuration end to end (`make sim` runs the full one): real
-anvil chains, the real frontends and prover agents as processes, every mechanism alone and
-then the router over the same seeded workload; the report has every persona and policy,
-its plots are drawn, and no process is left behind. A configuration with impossible
-values is refused before anything starts."""
+anvil chains, the real frontends and prover agents as processes, every policy alone (the
+mechanisms, the double auction, the fallback chains) and then the router over the same
+seeded workload, independent runs at once each on a chain of its own; the report has every
+persona and policy, its plots are drawn, and no process is left behind. A configuration
+with impossible values is refused before anything starts."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ def test_small_simulation__report_has_every_persona_and_policy__plots__no_proces
     assert len(started) >= 4, (run.stdout + run.stderr)[-2000:]  # an anvil and processes per seed
     # each was stopped and reaped by the simulation itself (by its pid); none exited badly
     assert not re.search(r"\(pid \d+\) exited with", run.stdout + run.stderr), run.stderr[-3000:]
+    # runs went at once: a second run was serving before the first had finished
+    said = run.stdout.splitlines()
+    first_done = next(i for i, line in enumerate(said) if ": done in " in line)
+    assert sum(1 for line in said[:first_done] if ": ready after " in line) >= 2, run.stdout[-3000:]
     config = PRESETS["small"]
     personas = [r.persona for r in config.requesters]
     policies = [*POLICIES, ROUTER]
