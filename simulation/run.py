@@ -28,7 +28,7 @@ from pathlib import Path
 from provingmarket.devnet import BASE_FEE, Anvil, Spend
 from provingmarket.market.router import Pace, Router
 from simulation import report
-from simulation.config import ROUTER, SimConfig
+from simulation.config import CHAINS, ROUTER, SimConfig
 from simulation.world import Outcome, SimulationError, World, workload
 
 ROOT = Path(__file__).resolve().parent.parent  # where the workers import simulation/ from
@@ -82,13 +82,16 @@ def run_one(run: Run, say=print) -> Done:
             try:
                 world.start()
                 say(f"{label}: ready after {time.monotonic() - started:.0f} s")
-                router = Router(world.router_arms(), run.pace)
+                chains = world.router_chains()
+                router = Router(world.router_arms(), run.pace, chains=chains)
+                as_offered = dict(zip(CHAINS, chains, strict=True))  # a chain policy's history
                 if run.state is not None:
                     router.state = run.state  # type: ignore[assignment]
                 names = {a.name for a in router.arms}
                 for o in run.history:  # history the router learns from, as from the chain
-                    if o.qos is not None and o.qos.settled and o.mechanism in names:
-                        router.observe(o.mechanism, o.qos, world.prefs[o.persona], None)
+                    mechanism = as_offered.get(o.mechanism, o.mechanism)
+                    if o.qos is not None and o.qos.settled and mechanism in names:
+                        router.observe(mechanism, o.qos, world.prefs[o.persona], None)
                 arrivals = workload(run.config, run.seed)
                 say(f"{label} ({run.split}): {len(arrivals)} tasks")
                 outcomes = world.serve(run.policy, arrivals, router)

@@ -62,6 +62,7 @@ from simulation.config import (
     Requester,
     SimConfig,
     chain_links,
+    chain_text,
     chain_windows,
 )
 
@@ -288,14 +289,15 @@ class World:
             time.sleep(0.2)
 
     def router_arms(self) -> list[Arm]:
-        """The arms the router chooses among: the five mechanisms and the double auction.
-
-        CHAIN ARMS: the one place where the router would be handed the chain policies. The
-        router (provingmarket/market/router.py) takes no chain arms yet: its terms shrink the
-        assignment window to a requester's time limit after the arm is chosen, which a chain's
-        mechanism_id (the windows inside it) cannot follow. Once it takes `--chain` texts, add
-        `chain_text(policy, self.config.assign_window)` for each policy of CHAINS here."""
+        """The arms the router chooses among: the five mechanisms and the double auction
+        (the chains are offered as `router_chains`)."""
         return list(self.arms)
+
+    def router_chains(self) -> list[str]:
+        """The chain policies as the router offers them (`Router(chains=...)`): each as a
+        `requester post --chain` text with the configured assignment window split evenly.
+        Fixed windows: the router bars a chain for a persona whose time limit they pass."""
+        return [chain_text(policy, self.config.assign_window) for policy in CHAINS]
 
     def stop(self) -> bool:
         """Stop every process started, by pid; True if each exited cleanly. Each is sent

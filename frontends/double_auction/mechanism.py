@@ -43,7 +43,10 @@ fewest live assignments first (spreading load), then a hash of the round's time 
 address (rotating from round to round). Each trading task takes the next N chosen
 provers, tasks in posting order. One demand size N per pool keeps the bundles alike (the
 prefix argument breaks when a small task can jump a large one); a market's tasks of
-other sizes wait for a later round, the pool's size being the earliest-posted task's.
+other sizes wait for a later round. Which size a round's pool takes is drawn from the
+round's time alone among the sizes waiting (`_turn`), so a task no set of asks can serve,
+say one wanting more proofs than the provers asking below its bid, cannot keep the other
+sizes out until its window ends.
 
 What it guarantees
 ------------------
@@ -217,12 +220,17 @@ def _pool(
     sellers = members
     pool: list[OpenTask] = []
     demand = 0
-    for t in sorted(tasks, key=lambda t: (t.terms.posted_at, bytes(t.task_id))):
-        if pool and t.open_slots != pool[0].open_slots:
+    ordered = [
+        t
+        for t in sorted(tasks, key=lambda t: (t.terms.posted_at, bytes(t.task_id)))
+        if not rules.task_refusal(t.terms, rules.Slots(open=t.open_slots), now, frontend_serves=True)
+    ]
+    sizes = list(dict.fromkeys(t.open_slots for t in ordered))  # in order of each size's first task
+    size = sizes[_turn(now, len(sizes))] if sizes else 0
+    for t in ordered:
+        if t.open_slots != size:
             continue  # one size of demand per pool and round: the others wait their turn
         slots = rules.Slots(open=t.open_slots)
-        if rules.task_refusal(t.terms, slots, now, frontend_serves=True):
-            continue
         barred = {a.lower() for a in t.barred}
         able = [
             m
@@ -244,6 +252,14 @@ def _pool(
             sellers = able
             demand += t.open_slots
     return pool, (sellers if pool else [])
+
+
+def _turn(now: int, sizes: int) -> int:
+    """Which demand size a round's pool takes, of `sizes` in order of each one's earliest
+    task: a turn moved by the round's time alone (no report moves it, so each round stays
+    truthful), so a size whose tasks cannot trade, a task wanting more proofs than the
+    asks can meet, does not keep the other sizes out round after round."""
+    return int.from_bytes(hashlib.sha256(b"size" + now.to_bytes(8, "big")).digest()[:8], "big") % sizes
 
 
 def _rotation(now: int, prover: str) -> bytes:

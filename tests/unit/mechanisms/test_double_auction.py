@@ -221,3 +221,17 @@ def test_clear_double_auction__a_task_some_provers_cannot_serve__leaves_them_out
     snap = snapshot([open_task(0, 50)], [slow, member(1, 5), member(2, 7)])
     decisions = clear_double_auction(snap)
     assert [(d.prover, d.price) for d in decisions] == [(prover(1), 7)]
+
+
+def test_clear_double_auction__a_task_no_asks_can_serve__does_not_keep_other_sizes_out_round_after_round():
+    """The earliest task wants two proofs at 6 a slot, and only one prover asks that little:
+    it cannot trade. A later task wanting one proof at 50 trades in the rounds whose turn is
+    its size (drawn from the round's time alone), at the first ask left out."""
+    tasks = [open_task(0, 6, redundancy=2), open_task(1, 50)]
+    members = [member(1, 5), member(2, 7), member(3, 100)]
+    rounds = [clear_double_auction(replace(snapshot(tasks, members), now=NOW + i)) for i in range(20)]
+
+    traded = [r for r in rounds if r]
+    assert traded, "the single-proof task never got its turn"
+    assert all([(d.task_id, d.prover, d.price) for d in r] == [(task_id(1), prover(1), 7)] for r in traded)
+    assert len(traded) < len(rounds)  # the two-proof task's size has its turns too
