@@ -6,11 +6,16 @@ and keeps going by polling once the WebSocket endpoint is killed."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import sqlite3
+import threading
 import time
 
 import pytest
 
+from provingmarket.chain.client import RegistryClient
+from provingmarket.chain.outbox import DONE, Outbox
 from tests.factories import (
     ETHER,
     decisions_by_pair,
@@ -34,6 +39,49 @@ def relays(rpc):
     yield make
     for r in made:
         r.close()
+
+
+class AnswerLost(Relay):
+    """A relay that passes every call to the node but loses the answer to the ones carrying
+    `marker`: the node got the call, the caller sees the connection close (the worst moment
+    for an endpoint to die: a transaction received, its sender not told)."""
+
+    def __init__(self, target: str, marker: bytes):
+        super().__init__(target)
+        self.marker = marker
+        self.lost = 0
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.connections += [client, upstream]
+            marked = threading.Event()
+            threading.Thread(target=self._ask, args=(client, upstream, marked), daemon=True).start()
+            threading.Thread(target=self._answer, args=(upstream, client, marked), daemon=True).start()
+
+    def _ask(self, src: socket.socket, dst: socket.socket, marked: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if self.marker in data:
+                    marked.set()
+                dst.sendall(data)
+
+    def _answer(self, src: socket.socket, dst: socket.socket, marked: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if marked.is_set():
+                    self.lost += 1
+                    break
+                dst.sendall(data)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
 
 
 def proven(stack) -> dict[bytes, int]:
@@ -136,3 +184,32 @@ def test_websocket_heads__a_round_follows_each_block_at_once__polling_when_the_w
     assert lag < 10, f"without the subscription the round followed the block after {lag:.1f}s"
     assert frontend.alive()
     assert frontend.stop() == 0
+
+
+def test_a_transaction_received_but_its_answer_lost__sent_again_on_the_next_endpoint__mined_once(
+    rpc, registry, funded, tmp_path, caplog
+):
+    key = funded()
+    losing, other = AnswerLost(rpc, b"eth_sendRawTransaction"), Relay(rpc)
+    try:
+        client = RegistryClient.connect([losing.url, other.url], registry.address, key)
+        me = client.signer.address
+        nonce = client.web3.eth.get_transaction_count(me)
+        outbox = Outbox(str(tmp_path / "outbox.sqlite"), client)
+        caplog.set_level("INFO")
+        sent = outbox.send("stake", value=ETHER, keys=["stake:1"])
+
+        assert losing.lost == 1  # the node has it; the sender saw the connection drop...
+        failover = [r.getMessage() for r in caplog.records if "rpc.failover" in r.getMessage()]
+        assert len(failover) == 1 and other.url in failover[0]  # ...and sent it again through the other
+        receipt = client.web3.eth.wait_for_transaction_receipt(sent.tx_hash, timeout=30)
+        assert receipt["status"] == 1 and sent.nonce == nonce
+        outbox.settle(confirmed=receipt["blockNumber"])
+        outbox.settle(confirmed=receipt["blockNumber"])
+        assert [(r.tx_hash, r.state) for r in outbox.rows()] == [(sent.tx_hash, DONE)]
+        assert client.web3.eth.get_transaction_count(me) == nonce + 1  # one transaction, one nonce
+        staked = [e.amount for e in client.events(["Staked"]) if e.prover == me]
+        assert staked == [ETHER]
+    finally:
+        losing.close()
+        other.close()
