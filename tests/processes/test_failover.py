@@ -164,7 +164,8 @@ def test_websocket_heads__a_round_follows_each_block_at_once__polling_when_the_w
     def decided_after(terms, block: int) -> float:
         task = "0x" + stack.client.task_id(terms).hex()
         [line] = frontend.wait_for("orderbook.decision", where=lambda d: d["task"] == task, timeout=25)
-        [round_] = [r for r in frontend.events("orderbook.round") if r["ts"] >= line["ts"]][:1]
+        # The round that decided it (its line follows the decisions') saw the block.
+        round_ = frontend.wait_for("orderbook.round", where=lambda r: r["ts"] >= line["ts"], timeout=5)[0]
         assert round_["head"] >= block
         return line["ts"]
 
