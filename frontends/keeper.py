@@ -38,7 +38,11 @@ A round
    window is over. So every task it serves ends proven, slashed and reassigned, or
    refunded.
 
-A node that stops answering is waited for with backoff (`runtime.run_forever`); a round
+Rounds run every `poll` seconds; connected with WebSocket URLs (`--ws`), also as soon as
+a new head arrives (provingmarket/chain/heads.py; the subscription only wakes the round,
+which reads the registry's events over HTTP as above). A node that stops answering is
+waited for with backoff (`runtime.run_forever`); one of several endpoints that stops
+answering is left for the next (provingmarket/chain/endpoints.py). A round
 that fails half-way leaves nothing half-done: the mirror writes whole ranges, the
 outbox writes before it sends. SIGTERM ends the loop after the round in progress.
 
@@ -64,6 +68,7 @@ from frontends.book import BUILT_IN, task_hex
 from frontends.process import data_dir_option, legacy_db_option, shown, with_options
 from provingmarket import rules
 from provingmarket.chain.client import Event, Refused, RegistryClient, chain_time
+from provingmarket.chain.heads import follow_heads
 from provingmarket.chain.mirror import Snapshot
 from provingmarket.chain.outbox import REPLACE_AFTER, Outcome, Sent
 from provingmarket.formats import MAX_BATCH
@@ -215,9 +220,12 @@ class Keeper:
     def run(self, stop: Stopper) -> None:
         self._say("start", frontend=self.me, mechanisms=sorted(self.wanted), cursor=self.mirror.cursor)
         self.metrics.health.running(True)
+        heads = follow_heads(self.client, self.name)  # None: no --ws, rounds every `poll` seconds
         try:
-            run_forever(self.round, stop, self.poll, self.name, on_error=self._on_error)
+            run_forever(self.round, stop, self.poll, self.name, on_error=self._on_error, heads=heads)
         finally:
+            if heads is not None:
+                heads.close()
             self.metrics.health.running(False)
             self._say("stop", signal=stop.signal, rounds=self.rounds)
             self.close()

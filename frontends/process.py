@@ -106,11 +106,12 @@ def exit_on(errors: tuple[type[BaseException], ...] = FATAL) -> Iterator[None]:
 
 def serve(
     run: Callable[..., None],
-    rpc: str,
+    rpc: str | Sequence[str],
     deployment: str,
     key_env: str,
     log_level: str,
     errors: tuple[type[BaseException], ...] = FATAL,
+    ws: Sequence[str] = (),
     **options: Any,
 ) -> None:
     """The body of a frontend's command: JSON logs, a `Stopper` installed before anything
@@ -119,7 +120,7 @@ def serve(
     configure_logging(log_level)
     stop = Stopper()
     with exit_on(errors):
-        client = connect(rpc, deployment, key_from_env(key_env))
+        client = connect(rpc, deployment, key_from_env(key_env), ws)
         run(client, stop=stop, **options)
 
 

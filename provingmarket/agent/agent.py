@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from provingmarket.agent.submitter import Submitter
 from provingmarket.agent.workers import Workers
 from provingmarket.chain import trust
 from provingmarket.chain.client import ClientError, RegistryClient, chain_time
+from provingmarket.chain.heads import follow_heads
 from provingmarket.chain.identity import WrongChain
 from provingmarket.chain.mirror import MirrorError
 from provingmarket.deployments import DeploymentError
@@ -123,8 +125,11 @@ class Agent:
             **self._simulated(),
         )
         self.metrics.health.running(True)
+        heads = follow_heads(self.client, "agent")  # None: no --ws, rounds every `poll` seconds
         try:
-            runtime.run_forever(self.round_, self.stop, self.settings.poll, "agent", on_error=self._on_error)
+            runtime.run_forever(
+                self.round_, self.stop, self.settings.poll, "agent", on_error=self._on_error, heads=heads
+            )
         except WrongChain as error:
             # A proof still running must not be submitted to another chain: leave now (its
             # row says `proving`, so a start on the right chain proves it again).
@@ -133,6 +138,8 @@ class Agent:
                 handler.flush()
             os._exit(error.exit_code)
         finally:
+            if heads is not None:
+                heads.close()
             self.metrics.health.running(False)
         return self.shutdown()
 
@@ -233,19 +240,20 @@ class Agent:
 
 
 def run_agent(
-    rpc: str,
+    rpc: str | Sequence[str],
     deployment_file: str | Path,
     key: str,
     data_dir: str | Path | None,
     settings: AgentSettings | None = None,
     stop: runtime.Stopper | None = None,
     legacy_db: str | Path | None = None,
+    ws: str | Sequence[str] = (),
 ) -> int:
     """Run the agent until SIGTERM/SIGINT; returns the exit code. `data_dir`: where its
     files are (None: the default for the chain and the prover); `legacy_db`: a file of the
     previous layout to move its work and outbox out of. Raises SETUP_ERRORS (and
     sqlite3.Error) for what is wrong before it starts, WrongChain for another chain."""
     settings = settings or AgentSettings()
-    client = runtime.connect(rpc, deployment_file, key)
+    client = runtime.connect(rpc, deployment_file, key, ws)
     data = open_data_dir(client, "agent", data_dir, legacy_db)
     return Agent(client, data, settings, stop or runtime.Stopper()).run()

@@ -146,14 +146,16 @@ def agent_options(function: Callable) -> Callable:
 
 
 @click.command()
-@click.option("--rpc", required=True, help="The node's RPC URL.")
+@runtime.rpc_option()
+@runtime.ws_option
 @click.option(
     "--deployment", required=True, help="The deployment record (as `ape run operator deploy` writes it)."
 )
 @click.option("--key-env", required=True, help="Environment variable holding the prover's private key.")
 @agent_options
 def command(
-    rpc: str,
+    rpc: tuple[str, ...],
+    ws: tuple[str, ...],
     deployment: str,
     key_env: str,
     data_dir: str | None,
@@ -169,7 +171,7 @@ def command(
     try:
         settings = settings_from_options(**options)
         key = runtime.key_from_env(key_env)
-        return run_agent(rpc, deployment, key, data_dir, settings, legacy_db=legacy_db)
+        return run_agent(rpc, deployment, key, data_dir, settings, legacy_db=legacy_db, ws=ws)
     except WrongChain as error:
         runtime.exit_wrong_chain(error)
     except SETUP_ERRORS as error:

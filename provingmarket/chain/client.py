@@ -32,6 +32,7 @@ from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 from web3.types import TxParams
 
 from provingmarket import deployments
+from provingmarket.chain.endpoints import EndpointError, FailoverProvider, parse_urls, shown
 from provingmarket.chain.logs import LogReader
 from provingmarket.errors import ProvingMarketError, Refusal
 from provingmarket.formats import Assignment, TaskTerms, bid_typed_data
@@ -295,6 +296,8 @@ class RegistryClient:
     # The deployment record it was built from (from_ape, runtime.process.connect); unset
     # for a client made from an address alone.
     deployment: deployments.Deployment
+    # WebSocket URLs whose new heads wake a process's rounds (connect's `ws`; none: polling).
+    ws_urls: tuple[str, ...] = ()
 
     def __init__(self, web3: Web3, address: str, signer: Signer | None = None, from_block: int = 0):
         self.web3 = web3
@@ -313,13 +316,31 @@ class RegistryClient:
 
     @classmethod
     def connect(
-        cls, rpc_url: str, address: str, key: str | None = None, from_block: int = 0
+        cls,
+        rpc_url: str | Sequence[str],
+        address: str,
+        key: str | None = None,
+        from_block: int = 0,
+        chain_id: int | None = None,
+        ws: str | Sequence[str] = (),
     ) -> RegistryClient:
-        """From a plain RPC URL and, to send transactions, a private key."""
-        web3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+        """From plain RPC URLs (one, or several of one chain, comma-separated or a list:
+        tried in order, failing over; provingmarket/chain/endpoints.py) and, to send
+        transactions, a private key. With `chain_id`, every endpoint answering must be that
+        chain. `ws`: WebSocket URLs whose new heads wake the process's rounds
+        (provingmarket/chain/heads.py)."""
+        try:
+            provider = FailoverProvider(parse_urls(rpc_url))
+            ws_urls = tuple(parse_urls(ws, ("ws", "wss")))
+            if chain_id is not None:
+                provider.check_chains(chain_id, "the deployment record's")
+        except EndpointError as error:
+            raise ClientError(str(error)) from None
+        web3 = Web3(provider)
         if not web3.is_connected():
-            raise ClientError(f"no node answers at {rpc_url}")
+            raise ClientError(f"no node answers at {', '.join(shown(u) for u in provider.urls)}")
         client = cls(web3, address, KeySigner(key) if key else None, from_block)
+        client.ws_urls = ws_urls
         client.check_deployed()
         return client
 

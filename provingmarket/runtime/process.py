@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -27,6 +27,7 @@ from web3.exceptions import TimeExhausted, Web3Exception
 
 from provingmarket import deployments
 from provingmarket.chain.client import ClientError, KeySigner, RegistryClient
+from provingmarket.chain.heads import HeadFollower
 from provingmarket.chain.identity import WrongChain
 
 log = logging.getLogger("provingmarket.runtime.process")
@@ -44,21 +45,21 @@ RPC_ERRORS: tuple[type[BaseException], ...] = (
 MAX_BACKOFF = 30.0  # seconds between attempts while the node is down
 
 
-def connect(rpc_url: str, deployment_file: str | Path, key: str | None) -> RegistryClient:
+def connect(
+    rpc: str | Sequence[str], deployment_file: str | Path, key: str | None, ws: str | Sequence[str] = ()
+) -> RegistryClient:
     """A client for the registry recorded in `deployment_file` (as `ape run operator
-    deploy` writes it), through the node at `rpc_url`, signing with `key`."""
+    deploy` writes it), through the node at `rpc` (one URL, or several of the same chain,
+    comma-separated or a list: tried in order, failing over, provingmarket/chain/endpoints.py),
+    signing with `key`; its rounds woken by the new heads of `ws` (WebSocket URLs,
+    provingmarket/chain/heads.py). Every endpoint answering must be the record's chain."""
     path = Path(deployment_file)
     if not path.exists():
         raise ClientError(f"no deployment record at {path}; deploy first: ape run operator deploy")
     record = deployments.Deployment.from_json(path.read_text(), str(path))
-    client = RegistryClient.connect(rpc_url, record.registry, None, record.block)
+    client = RegistryClient.connect(rpc, record.registry, None, record.block, chain_id=record.chain_id, ws=ws)
     if key:
         client.signer = KeySigner(key)
-    if client.web3.eth.chain_id != record.chain_id:
-        raise ClientError(
-            f"{path} records a registry on chain {record.chain_id}, but {rpc_url} is chain "
-            f"{client.web3.eth.chain_id}"
-        )
     client.deployment = record
     return client
 
@@ -142,8 +143,11 @@ def run_forever(
     poll: float,
     name: str,
     on_error: Callable[[str], None] | None = None,
+    heads: HeadFollower | None = None,
 ) -> None:
-    """Call `round_` every `poll` seconds until `stop` is set. A node that does not answer
+    """Call `round_` every `poll` seconds until `stop` is set; with `heads` (a WebSocket
+    subscription, provingmarket/chain/heads.py), also as soon as a new head arrives, at
+    most once per head. A node that does not answer
     is waited for with exponential backoff (0.5 s doubling to 30 s) and a log line per
     attempt; any other error is logged with its trace and the loop goes on: a process
     never dies of one bad round. But `WrongChain` (the node is another chain than the
@@ -155,7 +159,10 @@ def run_forever(
             if failures:
                 emit(log, f"{name}.rpc_back", after_failures=failures)
             failures = 0
-            stop.wait(poll)
+            if heads is not None:
+                heads.wait(stop, poll)
+            else:
+                stop.wait(poll)
             continue
         except WrongChain:
             raise
@@ -189,15 +196,37 @@ def monotonic_ms(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
 
 
+def rpc_option(default: str | None = None) -> Callable:
+    """--rpc URL (repeatable, or comma-separated): the node's JSON-RPC endpoints, of one
+    chain, tried in order (provingmarket/chain/endpoints.py); the command receives `rpc`,
+    a tuple of strings."""
+    return click.option(
+        "--rpc",
+        multiple=True,
+        required=default is None,
+        default=(default,) if default else None,
+        show_default=bool(default),
+        help="The node's JSON-RPC URL; several (repeated or comma-separated) of one chain are "
+        "tried in order, a call failing over to the next when one does not answer.",
+    )
+
+
+ws_option = click.option(
+    "--ws",
+    multiple=True,
+    help="A WebSocket URL (ws://...) of the same chain: a round starts on each new head it "
+    "announces, and at least every --poll seconds (repeatable; without it: polling).",
+)
+
+
 def connection_options(key_env: str) -> Callable:
-    """--rpc, --deployment and --key-env (defaulting to `key_env`): how a process run
+    """--rpc, --ws, --deployment and --key-env (defaulting to `key_env`): how a process run
     without ape reaches the registry and holds its account's key."""
 
     def decorate(command: Callable) -> Callable:
         options = [
-            click.option(
-                "--rpc", default="http://127.0.0.1:8545", show_default=True, help="The node's JSON-RPC URL."
-            ),
+            rpc_option(default="http://127.0.0.1:8545"),
+            ws_option,
             click.option(
                 "--deployment",
                 required=True,
