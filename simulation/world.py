@@ -51,7 +51,6 @@ from provingmarket.devnet.chain import free_port
 from provingmarket.devnet.processes import AGENT, AUCTION, ELECTION, ORDERBOOK
 from provingmarket.devnet.stack import register_mechanism
 from provingmarket.formats import DUTCH, OPEN_RACE, Link, TaskTerms, encode_chain
-from provingmarket.market.index import MarketIndex
 from provingmarket.market.preferences import Preferences, utility
 from provingmarket.market.qos import TaskQoS, block_clock, measure
 from provingmarket.market.router import Arm, Infeasible, Router
@@ -428,7 +427,7 @@ class World:
         outcome = Outcome(self.seed, policy, arrival.index, arrival.persona, "-", "")
         if policy == ROUTER:
             try:
-                index = MarketIndex(*market_index.read(self.client, self.market_id))  # as the client reads it
+                index = market_index.read(self.client, self.market_id)  # as the client reads it
                 choice = router.choose(prefs, self.market, requester.address, index=index)
             except Infeasible as error:
                 outcome.reason = str(error)
