@@ -9,6 +9,10 @@ ANVIL_BIN := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(BIN):$(PATH)
 export APE_DATA_FOLDER := $(CURDIR)/.ape
 export PYTHONPATH := $(CURDIR)
+# The tests start hundreds of processes (agents, frontends, `ape run`), each importing the
+# project's modules: where the environment sets PYTHONDONTWRITEBYTECODE each would compile
+# them again. Their bytecode goes to __pycache__ (ignored by git).
+unexport PYTHONDONTWRITEBYTECODE
 # The stateful test's size: `ci` (100 examples of up to 30 steps) or `fuzz` (make fuzz).
 export HYPOTHESIS_PROFILE ?= ci
 

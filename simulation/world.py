@@ -33,6 +33,7 @@ from pathlib import Path
 from eth_account import Account
 from eth_utils import keccak
 
+from provingmarket.chain import index as market_index
 from provingmarket.chain.client import Refused
 from provingmarket.devnet import (
     BASE_FEE,
@@ -426,7 +427,8 @@ class World:
         outcome = Outcome(self.seed, policy, arrival.index, arrival.persona, "-", "")
         if policy == ROUTER:
             try:
-                choice = router.choose(prefs, self.market, requester.address)
+                index = market_index.read(self.client, self.market_id)  # as the client reads it
+                choice = router.choose(prefs, self.market, requester.address, index=index)
             except Infeasible as error:
                 outcome.reason = str(error)
                 return outcome

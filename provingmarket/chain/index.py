@@ -5,9 +5,8 @@ The registry keeps, per market, exponential moving averages with smoothing 1/8 o
 price each proof paid its prover and of the time from the slot's assignment (a race: its
 start) to the proof, updated by every proof (contracts/registry/words.vy, docs/registry.md
 "The price and latency index"). Readers take them as `IndexReading(price, latency,
-proofs)`: wei, seconds, and the proofs counted (up to 255). The fields are
-`provingmarket.market.index.MarketIndex`'s, in its order, so the market layer builds one
-with `MarketIndex(*reading)` (this layer cannot import it).
+proofs)`: wei, seconds, and the proofs counted (up to 255); the market layer calls it
+`MarketIndex` (provingmarket/market/index.py).
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ from provingmarket.formats import BINDING_NONE, BUILT_IN_MECHANISMS, DUTCH, OPEN
 from provingmarket.market import personas as persona_book
 from provingmarket.market import qos, routing
 from provingmarket.market.files import per_chain_file
-from provingmarket.market.index import MarketIndex
 from provingmarket.market.post_options import Draft, PostOptions, whole
 from provingmarket.market.preferences import Preferences
 from provingmarket.market.router import Choice, Infeasible, Router
@@ -104,7 +103,7 @@ def route(
     learnt = 0
     if pending:
         learnt = router.learn(qos.measure(_settled_events(events, pending), qos.block_clock(registry.web3)))
-    index = MarketIndex(*market_index.read(registry, market.market_id))
+    index = market_index.read(registry, market.market_id)
     try:
         choice = router.choose(prefs, view, requester, index=index)
     except Infeasible as error:

@@ -22,7 +22,18 @@ from provingmarket.formats import BINDING_NONE, DUTCH, OPEN_RACE, ZERO_ADDRESS, 
 from provingmarket.market.preferences import Preferences
 from provingmarket.market.router import Pace
 from provingmarket.proving.circuits import Circuit
-from tests.factories import ETHER, MIN_COLLATERAL, MIN_REWARD, UNBONDING_DELAY, load_script
+from tests.factories import (
+    ETHER,
+    MIN_COLLATERAL,
+    MIN_REWARD,
+    PROVER_INPUT,
+    UNBONDING_DELAY,
+    escrow,
+    load_script,
+    make_terms,
+    posted_terms,
+    prove,
+)
 
 SQUARE = Circuit.load("square")
 RACE = Assignment(slot=0, price=0, deadline=0, frontend=ZERO_ADDRESS)  # ignored by an open race proof
@@ -214,6 +225,32 @@ def test_post_auto__price_limit_with_room__the_router_opts_the_task_in_to_repric
     assert data["repricing"]["ceiling"] == ETHER // 2
     saved = json.loads((tmp_path / "repricing.json").read_text())
     assert data["task_id"] in json.dumps(saved)
+
+
+def test_post_auto__a_market_whose_index_says_provers_were_paid_more__the_untried_arm_offers_that(
+    local, registry, routed_market, requester, staked_provers, chain, capsys, tmp_path
+):
+    """The router reads the market's on-chain index: a race proven at 5x the least reward
+    sets it, and the router's first task through the race (no outcome of its own yet)
+    offers 5x (its most), not its rule's 3x, and says why."""
+    race = make_terms(routed_market, OPEN_RACE, salt=99, max_reward=5 * MIN_REWARD)
+    tx = registry.post_task(race.as_tuple(), PROVER_INPUT, "", sender=requester, value=escrow(race))
+    prove(registry, posted_terms(registry, tx), RACE, staked_provers[0])
+    paid = registry.market_index(routed_market)[0]  # kept to 18 significant bits
+    assert 5 * MIN_REWARD * (1 - 2**-14) <= paid <= 5 * MIN_REWARD
+
+    data = post(
+        capsys,
+        requester,
+        routed_market,
+        auto=True,
+        weights="1,1,1,1",
+        router_state=str(tmp_path / "router.json"),
+    )
+
+    assert data["route"]["arm"] == "open race"
+    assert data["route"]["terms"]["max_reward"] == 5 * MIN_REWARD
+    assert f"the market's index says provers were paid {paid} wei" in data["route"]["reason"]
 
 
 def test_post_auto__persona__routes_on_its_weights_and_prints_the_choice_and_why(
