@@ -362,4 +362,10 @@ def _link_mechanism(
         _, retired = registered_mechanism(registry, mechanism_id, lambda last: f"the last is {last}")
         if retired:
             raise ClientError(f"--chain link {i + 1}: mechanism {mechanism_id} is retired")
+        registered_as = next((n for n, m in names.items() if m == mechanism_id), "")
+        if registered_as.partition("/")[0] == "election":
+            raise ClientError(
+                f"--chain link {i + 1}: mechanism {mechanism_id} is an election, whose frontend draws only "
+                "for tasks of its own mechanism, never for a chain's link: post it as a task of its own"
+            )
     return mechanism_id

@@ -21,13 +21,15 @@ from provingmarket.deployments import Deployment, MarketRecord
 from provingmarket.devnet import default_backend
 from provingmarket.formats import BINDING_NONE, DUTCH, OPEN_RACE, Assignment, Link, TaskTerms, encode_chain
 from provingmarket.proving.circuits import Circuit
-from scripts import _requester_posted as posted_commands
 from tests.factories import ETHER, UNBONDING_DELAY, advance, assigned, item, load_script
 
 SQUARE = Circuit.load("square")
 
 
 requester_script = load_script("requester")
+# a module of its own, as requester_script: `ape run requester` (in-process in `run`) adds
+# options to the commands of the module it imports
+posted_commands = load_script("_requester_posted")
 
 
 # ------------------------------------------------------------------ helpers
@@ -161,6 +163,25 @@ def test_post__malformed_chain__one_line_and_nothing_sent(
     assert result.code == 1, result.out
     assert message in result.error
     assert "Traceback" not in result.err
+    assert requester.nonce == nonce
+
+
+def test_post__chain_with_an_election_link__refused_in_one_line_nothing_sent(
+    run, recorded, registry, requester, market, keeper, owner
+):
+    """The election's frontend draws only for tasks of its own mechanism: a chain's
+    election link would never be served, so the client refuses it before sending."""
+    tx = registry.register_mechanism("election", [keeper], sender=owner)
+    election = tx.events.filter(registry.MechanismRegistered)[0].mechanism_id
+    nonce = requester.nonce
+
+    result = run(
+        "requester", "post", str(market), "--secret", "7", "--chain", "election:30,race", account="TEST::1"
+    )
+
+    assert result.code == 1, result.out
+    assert f"--chain link 1: mechanism {election} is an election" in result.error
+    assert "post it as a task of its own" in result.error
     assert requester.nonce == nonce
 
 
