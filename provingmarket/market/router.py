@@ -87,42 +87,14 @@ counts it at its bound in its mechanism's mean (the estimates the choice reports
 settled ones, and the reason says how many such tasks were counted). An outcome that comes
 only when the windows end is thus half known long before.
 
-**Arms beyond single mechanisms.** `Router(arms, chains=[...])` offers each fallback chain
-given as a `requester post --chain` text (`chain_arm`) whose links are all among the arms,
-as one more arm named by that text; its mechanism_id is the chain's, its assignment window
-its links' (fixed: only the proving window shrinks to a time limit), its fee the highest of
-its links'. A chain not offered is in `left_out`, with why. The double auction, registered,
-is an ordinary arm. `Choice.chain` is the chain text to post with ("" for one mechanism).
-
 **The market's index** (`choose(..., index=MarketIndex)`): while a mechanism has no outcome
 for the profile, the rule's reward is raised to the index price if below it (`index_level`,
 rounded up to a step, at most `MOST_LEVEL`): provers were paid that lately. Outcomes decide
 after that.
 
-**Re-pricing**: when the price limit leaves at least one 25 % step above the reward chosen and
-the task can be cancelled, `Choice.reprice` says so (and the reason); `Choice.reprice_policy`
-gives `repricing.policy_for`'s policy for the caller to opt in with.
-
-**Terms, tuned by rule from the preferences** (shares are a weight over their sum):
-
-- redundancy: 3 when safety has at least 40 % of the weight, else 1; never below the
-  requester's minimum, never above the provers who could take the task nor above what the
-  price ceiling pays at the market's least reward (fewer proofs rather than none);
-- collateral: the market's least × (1 + round(4 × safety share));
-- maximum reward per proof: the market's least × (1 + round(4 × speed ÷ (speed + cost))),
-  one step more for each of the requester's tasks that went unserved (retuning, below), and
-  cut to fit the price ceiling (every proof's reward and fee within it);
-- decaying reward (to the market's least) when speed weighs more than cost: the fast are
-  paid more;
-- windows: the pace's (`Pace`), shrunk to fit the time limit: an open race's whole window,
-  or the assignment and proving windows together, end by the limit, so no proof the
-  registry accepts can be later than it; a reverse Dutch auction ramps over its whole
-  assignment window from 0.
-
-**Hard limits are never broken by what is posted**: the escrow (rewards and fees) is at
-most the price ceiling, the redundancy at least the minimum, and the registry refuses any
-proof after the windows, which end by the time limit. A task may still go unproven; that
-scores 0 for the arm, which is how the router learns to avoid it.
+**Terms** are tuned by rule from the preferences (provingmarket/market/terms.py), and the
+hard limits are never broken by what is posted; the arms, chains among them, and the choice
+are provingmarket/market/arms.py's, the saved state provingmarket/market/router_state.py's.
 
 **Retuning**: for each of a requester's last `RETUNE_MEMORY` (5) tasks through an arm that
 delivered nothing, the next task it posts through that arm pays one step more than the
@@ -136,10 +108,6 @@ from a change of the world, and forgetting must not excuse the run it was raised
 A task still running counts as trying its arm: the router does not pile a profile's tasks
 onto an arm it has not seen an outcome of yet.
 
-**Its recent choices** are kept with the state (`choices`, the last `RECENT_CHOICES`,
-oldest first): for each task recorded, the arm, its terms in a line, the reason given,
-the preferences (and the persona whose weights they are, if any), the requester and when;
-the explorer's mechanisms page shows them.
 """
 
 from __future__ import annotations
@@ -148,24 +116,30 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from provingmarket.formats import DUTCH, MAX_LINKS, MAX_REDUNDANCY, OPEN_RACE, Link, encode_chain
+from provingmarket.formats import MAX_REDUNDANCY
+from provingmarket.market import terms as terms_by_rule
+from provingmarket.market.arms import Arm, Choice, Infeasible, MarketView, Pace, chain_arm
 from provingmarket.market.index import MarketIndex
-from provingmarket.market.personas import PERSONAS
 from provingmarket.market.preferences import Preferences, breaks_limit, utility
 from provingmarket.market.qos import TaskQoS
-from provingmarket.market.repricing import Policy, policy_for
+from provingmarket.market.repricing import policy_for
+from provingmarket.market.router_state import (
+    State,
+    describe_variant,
+    persona_of,
+    read_state,
+    variant,
+    variant_of,
+)
+from provingmarket.market.terms import MOST_LEVEL, REDUNDANT, index_level
 
 EXPLORATION = 0.2  # c in the UCB1 bound; see the module's docstring
 TERMS_EXPLORATION = 0.1  # c in the bound on terms within a mechanism: half, the differences are smaller
-SAFETY_SHARE_FOR_REDUNDANCY = 0.4
-REDUNDANT = 3
-MOST_LEVEL = 5  # the most a retuned reward reaches, in multiples of the market's least
 SHORTFALL = 0.2  # how far below the arm's mean a requester's last tasks may fall
 RECENT = 3  # tasks a shortfall is judged over
-HOUR = 3_600
 RECENT_CHOICES = 200  # choices kept in the state's log, the newest
 RETUNE_MEMORY = 5  # a requester's last tasks through an arm whose failures raise its reward
 WINDOW = 100  # outcomes kept per profile and mechanism, the newest
@@ -178,180 +152,6 @@ USUAL = 20  # a mechanism's last first proofs per profile whose longest is the u
 CHANGE_NOTED = 10  # tasks of the profile after a change whose reasons mention it
 
 
-class Infeasible(ValueError):
-    """No mechanism can meet the hard limits; `limit` names the one that bars most (or
-    the only one), the message says why and what would do."""
-
-    def __init__(self, limit: str, message: str):
-        self.limit = limit
-        super().__init__(message)
-
-
-@dataclass(frozen=True)
-class Pace:
-    """The windows the router posts with, in seconds. The defaults suit a real chain; a
-    simulation on a fast local chain gives shorter ones."""
-
-    race_window: int = 10 * 60  # an open race's length
-    assign_window: int = 4 * HOUR
-    proving_window: int = 2 * HOUR
-
-
-@dataclass(frozen=True)
-class Arm:
-    """A mechanism the router can post through."""
-
-    name: str  # as the registry names it ("orderbook") or "open race", "dutch"
-    mechanism_id: int
-    least_time: int = 0  # seconds it needs before an assignment can be made (a bidding window, a draw)
-    fee: int = 0  # the frontend fee per slot it is posted with (0 for the built-in ones)
-    # a fallback chain's links in order (its name is then its `--chain` text); () for one mechanism
-    links: tuple[Link, ...] = ()
-
-    @property
-    def chain(self) -> str:
-        """The `requester post --chain` text to post through this arm ("" for one mechanism)."""
-        return self.name if self.links else ""
-
-
-RACE_LINKS = ("race", "open race", "open-race")
-
-
-def chain_arm(text: str, arms: Sequence[Arm], pace: Pace) -> Arm:
-    """The arm posting through the fallback chain `text`, written as for `requester post
-    --chain` ("auction:20,orderbook:20,race": each link a mechanism among `arms` by name or
-    id, `race` or `dutch`, with its window in seconds; the last may leave it out and lasts
-    the pace's race window if it races, else its assignment window). Its frontend fee is
-    the highest of its links' (any of them may assign). ValueError saying why it cannot be
-    offered: a link no arm here is, or a chain the registry would refuse."""
-    parts = [p.strip() for p in text.split(",")]
-    if not 1 <= len(parts) <= MAX_LINKS or not all(parts):
-        raise ValueError(f"chain {text!r}: give 1 to {MAX_LINKS} links, such as auction:30,orderbook:60,race")
-    by_name = {a.name.lower(): a for a in arms if not a.links}
-    by_id = {a.mechanism_id: a for a in arms if not a.links}
-    links, members = [], []
-    for i, part in enumerate(parts):
-        name, _, window = (x.strip().lower() for x in part.partition(":"))
-        arm = by_name.get("open race" if name in RACE_LINKS else name)
-        if arm is None and name.isdigit():
-            arm = by_id.get(int(name))
-        if arm is None:
-            raise ValueError(
-                f"chain {text!r}: link {i + 1} ({name}) is not a mechanism the router can post through"
-            )
-        if not window and i < len(parts) - 1:
-            raise ValueError(f"chain {text!r}: link {i + 1} ({name}) needs a window: {name}:SECONDS")
-        if window and not window.isdigit():
-            raise ValueError(f"chain {text!r}: link {i + 1}'s window {window!r} is not whole seconds")
-        seconds = (
-            int(window)
-            if window
-            else pace.race_window
-            if arm.mechanism_id == OPEN_RACE
-            else pace.assign_window
-        )
-        links.append(Link(arm.mechanism_id, seconds))
-        members.append(arm)
-    mechanism_id = encode_chain(links)  # ValueError naming a link the registry would refuse
-    return Arm(
-        ",".join(p.replace(" ", "") for p in parts),
-        mechanism_id,
-        fee=max(a.fee for a in members),
-        links=tuple(links),
-    )
-
-
-@dataclass(frozen=True)
-class MarketView:
-    """What the router needs of a market: its least reward and collateral, and the
-    provers in it (their declared proving time and the mechanisms each accepts)."""
-
-    market_id: int
-    min_reward: int
-    min_collateral: int
-    provers: tuple[tuple[int, frozenset[int]], ...]  # (proving_time, accepted mechanism ids)
-
-    def could(self, arm: Arm, proving_window: int) -> int:
-        """The provers that could take a task through `arm` (through any link of a chain)."""
-        ids = {link.mechanism for link in arm.links} or {arm.mechanism_id}
-        built_in = bool(ids & {OPEN_RACE, DUTCH})
-        return sum(
-            1 for time, accepts in self.provers if time <= proving_window and (built_in or ids & accepts)
-        )
-
-
-@dataclass(frozen=True)
-class Choice:
-    arm: Arm
-    terms: dict[str, int | bool]  # TaskTerms fields: mechanism_id, redundancy, windows, rewards, …
-    reason: str
-    estimates: dict[str, tuple[float, int]]  # arm → (mean utility, tasks) for the profile
-    level: float  # the reward offered, in multiples of the market's least
-    variant: str = ""  # the terms learnt on: the level offered and the redundancy ("2x1")
-    reprice: str = ""  # why the caller should opt in to re-pricing ("": no need); see `reprice_policy`
-
-    @property
-    def chain(self) -> str:
-        """The `requester post --chain` text to post with ("" for one mechanism); the terms'
-        mechanism_id is the chain's already."""
-        return self.arm.chain
-
-    def reprice_policy(self, prefs: Preferences, now: int) -> Policy | None:
-        """The re-pricing to opt in to for this task, posted at `now` (chain time), if the
-        router advises it (`reprice`), else None."""
-        return policy_for(prefs, self.terms, now) if self.reprice else None
-
-    def describe(self) -> str:
-        t = self.terms
-        windows = (
-            f"a {t['proving_window']} s race"
-            if t["mechanism_id"] == OPEN_RACE
-            else f"{t['assign_window']} s to assign, {t['proving_window']} s to prove"
-        )
-        return (
-            f"{self.arm.name}: {t['redundancy']} proof{'s' if t['redundancy'] > 1 else ''}, "
-            f"up to {self.level:g}x the least reward{' decaying' if t['decay'] else ''}, {windows}"
-        )
-
-
-@dataclass
-class _State:
-    # profile → arm → utilities of the tasks observed
-    seen: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    # requester → arm → [utility, delivered?] of its tasks, oldest first
-    mine: dict[str, dict[str, list[list]]] = field(default_factory=dict)
-    # task id → what was posted: {"arm", "requester", "preferences"} until it settles
-    pending: dict[str, dict] = field(default_factory=dict)
-    # requester → arm → its tasks through the arm when it was last moved off it
-    moved: dict[str, dict[str, int]] = field(default_factory=dict)
-    # the last RECENT_CHOICES tasks recorded, oldest first: {"task_id", "arm", "terms", "reason",
-    # "preferences", "persona", "requester", "at"} (see `Router.record`)
-    choices: list[dict] = field(default_factory=list)
-    # profile → arm → the terms (`variant`) of each utility in `seen`, aligned with it ("" unknown)
-    variants: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    # profile → {"arms": arm → [sum below, sum above, tasks since it was 0 below, … above],
-    # "observed": tasks observed, "last": the last change detected or None, "alarms": how many}
-    change: dict[str, dict] = field(default_factory=dict)
-    # task id → the terms (`variant`) it was posted with, while it is pending
-    posted_terms: dict[str, str] = field(default_factory=dict)
-    # task id → {"bound": the most it can still score, "fed": what the change detector was
-    # given for it before it settled (absent: nothing)}, while it is pending and running late
-    running: dict[str, dict] = field(default_factory=dict)
-    # profile → arm → seconds from posting to the first proof of its delivered tasks, the last USUAL
-    first_proofs: dict[str, dict[str, list[int]]] = field(default_factory=dict)
-
-
-def variant(level: float, redundancy: int) -> str:
-    """The key terms are learnt under: the reward offered in multiples of the market's least
-    reward, and the redundancy ("2x1": twice the least, one proof)."""
-    return f"{round(level, 2):g}x{redundancy}"
-
-
-def variant_of(q: TaskQoS) -> str:
-    """The terms a settled task was posted with, as `variant` keys them."""
-    return variant(q.terms.max_reward / max(q.min_reward, 1), q.redundancy)
-
-
 def utility_bound(q: TaskQoS, prefs: Preferences, now: int) -> float:
     """The most a running task can still score for `prefs` at `now` (unix seconds): its
     utility if every open slot were proven right now at what it has paid so far. Its
@@ -359,78 +159,6 @@ def utility_bound(q: TaskQoS, prefs: Preferences, now: int) -> float:
     elapsed = max(0, now - q.posted_at, *q.proof_times)
     open_slots = max(0, q.redundancy - q.proofs - q.refunded)
     return utility(replace(q, proof_times=(*q.proof_times, *(elapsed,) * open_slots)), prefs)
-
-
-def index_level(index: MarketIndex | None, market: MarketView) -> int | None:
-    """The reward level (multiples of the market's least, at most MOST_LEVEL) that pays at
-    least the price the market's index says provers were paid lately; None without an
-    index or before its first proof."""
-    if index is None or not index.known or market.min_reward <= 0:
-        return None
-    return min(MOST_LEVEL, max(1, -(-index.price // market.min_reward)))
-
-
-def describe_variant(key: str) -> str:
-    level, redundancy = key.split("x")
-    return f"{level}x the least reward, {redundancy} proof{'s' if redundancy != '1' else ''}"
-
-
-def persona_of(prefs: Preferences) -> str | None:
-    """The persona (provingmarket/market/personas.py) whose weights these are, or None."""
-    for name, persona in PERSONAS.items():
-        w = persona.weights
-        if prefs.weights == (w.speed, w.cost, w.safety, w.censorship_resistance):
-            return name
-    return None
-
-
-def read_state(path: str | Path) -> _State:
-    """What a router saved at `path` (a missing file: nothing learnt yet); ValueError saying
-    what is wrong with a file that is not a router's state. A file written before the
-    choices were logged loads with none; one written before terms were learnt and changes
-    detected, with its outcomes' terms unknown and no detector running yet."""
-    path = Path(path)
-    if not path.exists():
-        return _State()
-    try:
-        raw = json.loads(path.read_text())
-        state = _State(
-            raw["seen"],
-            raw["mine"],
-            raw["pending"],
-            raw.get("moved", {}),
-            raw.get("choices", []),
-            raw.get("variants", {}),
-            raw.get("change", {}),
-            raw.get("posted_terms", {}),
-            raw.get("running", {}),
-            raw.get("first_proofs", {}),
-        )
-        parts = (
-            state.seen,
-            state.mine,
-            state.pending,
-            state.moved,
-            state.variants,
-            state.change,
-            state.posted_terms,
-            state.running,
-            state.first_proofs,
-        )
-        if not all(isinstance(part, dict) for part in parts):
-            raise TypeError(
-                "seen, mine, pending, moved, variants, change, posted_terms, running and first_proofs "
-                "must be objects"
-            )
-        if not isinstance(state.choices, list) or not all(isinstance(c, dict) for c in state.choices):
-            raise TypeError("choices must be a list of objects")
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path}: not a router state file ({error}); move it away to start afresh") from None
-    return state
-
-
-def _share(prefs: Preferences, value: float) -> float:
-    return value / sum(prefs.weights)
 
 
 class Router:
@@ -459,7 +187,7 @@ class Router:
             raise ValueError(f"mechanism names must differ: {names}")
         self.arms = offered
         self.exploration = exploration
-        self.state = _State()
+        self.state = State()
         self._profiles: dict[str, str] = {}  # task id → its poster's profile, while pending
 
     # -------------------------------------------------------------- learning
@@ -726,117 +454,8 @@ class Router:
     def tune(
         self, arm: Arm, prefs: Preferences, market: MarketView, level: int, redundancy: int | None = None
     ) -> tuple[dict | None, str, str]:
-        """The terms for `arm` at reward `level` (with "" for limit and why), or None with the
-        limit that bars it and why; `redundancy` asks for that many proofs instead of the
-        rule's (still within the requester's minimum, the provers and the price)."""
-        wanted = redundancy
-        assign, prove = self._windows(arm, prefs.max_time)
-        fastest = min((t for t, _ in market.provers), default=None)
-        if fastest is None:
-            return None, "min_redundancy", f"{arm.name}: no prover in market {market.market_id}"
-        if not self._fit(arm, assign, prove, fastest):
-            needed = self._time_needed(arm, fastest)
-            if needed is None:  # no time limit would do: the pace's own windows are too short
-                return (
-                    None,
-                    "min_redundancy",
-                    f"{arm.name}: no prover could take part within its windows ({assign} s to "
-                    f"assign, {prove} s to prove; it needs {arm.least_time} s before an assignment, "
-                    f"the fastest prover {fastest} s)",
-                )
-            return (
-                None,
-                "max_time",
-                f"{arm.name} needs a time limit of at least {needed} s (its "
-                + (f"links' {assign} s" if arm.links else f"own {arm.least_time} s")
-                + f" and the fastest prover's {fastest} s)",
-            )
-        could = market.could(arm, prove)
-        if wanted is None:
-            wanted = REDUNDANT if _share(prefs, prefs.safety) >= SAFETY_SHARE_FOR_REDUNDANCY else 1
-        redundancy = max(prefs.min_redundancy, wanted)
-        if prefs.min_redundancy > MAX_REDUNDANCY:
-            return (
-                None,
-                "min_redundancy",
-                f"{arm.name}: a task has at most {MAX_REDUNDANCY} provers",
-            )
-        if could < prefs.min_redundancy:
-            return (
-                None,
-                "min_redundancy",
-                f"{arm.name}: only {could} prover{'s' if could != 1 else ''} could take part",
-            )
-        redundancy = min(redundancy, max(could, 1))
-        if prefs.max_price is not None and market.min_reward + arm.fee > 0:
-            affordable = prefs.max_price // (market.min_reward + arm.fee)
-            redundancy = max(prefs.min_redundancy, min(redundancy, affordable))
-        reward = level * market.min_reward
-        if prefs.max_price is not None:
-            reward = min(reward, prefs.max_price // redundancy - arm.fee)
-        if reward < market.min_reward:
-            least = redundancy * (market.min_reward + arm.fee)
-            return (
-                None,
-                "max_price",
-                f"{arm.name} costs at least {least / 10**18:g} ETH for {redundancy} proof(s)",
-            )
-        decay = prefs.speed > prefs.cost
-        terms: dict[str, int | bool] = {
-            "mechanism_id": arm.mechanism_id,
-            "redundancy": redundancy,
-            "assign_window": assign,
-            "proving_window": prove,
-            "max_reward": reward,
-            "frontend_fee": arm.fee,
-            "collateral": market.min_collateral * (1 + round(4 * _share(prefs, prefs.safety))),
-            "decay": decay,
-            "decay_floor": market.min_reward if decay else 0,
-            "start_price": 0,
-            "ramp": assign if DUTCH in ({link.mechanism for link in arm.links} or {arm.mechanism_id}) else 0,
-        }
-        return terms, "", ""
-
-    def _windows(self, arm: Arm, max_time: int | None) -> tuple[int, int]:
-        """The assignment and proving windows for `arm`: the pace's, shrunk to end by `max_time`;
-        a chain's assignment window is its links' (fixed by its mechanism_id), only its
-        proving window shrinks."""
-        if arm.links:
-            assign, prove = sum(link.window for link in arm.links), self.pace.proving_window
-            if max_time is not None and assign + prove > max_time:
-                prove = max(0, max_time - assign)
-            return assign, prove
-        if arm.mechanism_id == OPEN_RACE:
-            assign, prove = 0, self.pace.race_window
-        else:
-            assign, prove = self.pace.assign_window, self.pace.proving_window
-        if max_time is not None and assign + prove > max_time:
-            scale = max_time / (assign + prove)
-            assign, prove = int(assign * scale), int(prove * scale)
-        return assign, prove
-
-    @staticmethod
-    def _fit(arm: Arm, assign: int, prove: int, fastest: int) -> bool:
-        """Whether the windows leave the arm its time before an assignment and the fastest prover
-        its proving time."""
-        if arm.mechanism_id == OPEN_RACE:
-            return prove >= fastest
-        return assign >= max(arm.least_time, 1) and prove >= fastest  # a chain: its links' windows
-
-    def _time_needed(self, arm: Arm, fastest: int) -> int | None:
-        """The least time limit whose windows fit the arm and the fastest prover (the windows
-        shrink in proportion), or None if not even the pace's own do."""
-        whole = sum(self._windows(arm, None))
-        if not self._fit(arm, *self._windows(arm, None), fastest):
-            return None
-        low, high = 1, whole  # the windows fit at `high`
-        while low < high:
-            middle = (low + high) // 2
-            if self._fit(arm, *self._windows(arm, middle), fastest):
-                high = middle
-            else:
-                low = middle + 1
-        return high
+        """`terms.tune` at this router's pace."""
+        return terms_by_rule.tune(arm, prefs, market, level, self.pace, redundancy)
 
     def choose(
         self,

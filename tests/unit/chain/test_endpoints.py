@@ -2,7 +2,7 @@
 
 The transports here are FAKE (a scripted answer or error per endpoint) and a hand-moved
 clock: allowed in these unit tests of the choice only. Failing over between real
-endpoints (processes, a proxy killed mid-run) is tests/processes/test_failover.py."""
+endpoints (processes, a proxy killed mid-run) is tests.processes.test_failover."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A chained task (fallback chain: mechanism_id packs the links) is the orderbook's and the
 double auction's to assign while their link is current, and no longer after it: the
-orderbook's batch intervals (frontends/process.py `Intervals`), its books and the double
+orderbook's batch intervals (`frontends.process.Intervals`), its books and the double
 auction's pool read the link current now (`rules.mechanism_at`), not the packed id, which
 no instance or membership holds. (The simulation's chain policies found that the orderbook
 never assigned a chained task: only its race link ever served.)"""
