@@ -32,8 +32,12 @@ from tests.factories import (
 
 # Files that take minutes, collected first and longest first: `make test` spreads files
 # over two workers (pytest-xdist, --dist loadfile), and started first they do not end the
-# run alone while the other worker idles.
+# run alone while the other worker idles. The mirror's tests go before them all: their deep
+# reorganisations (anvil_reorg of 4 blocks and more on the worker's session chain) must run
+# before the stateful machine's snapshots and reverts on that chain, after which a deep
+# reorganisation can take the registry's own deployment with it.
 SLOW_FIRST = (
+    "tests/chain/mirror/test_mirror.py",
     "tests/processes/test_demo.py",
     "tests/processes/test_simulation.py",
     "tests/chain/stateful/test_registry_machine.py",
