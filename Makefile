@@ -16,7 +16,7 @@ unexport PYTHONDONTWRITEBYTECODE
 # The stateful test's size: `ci` (100 examples of up to 30 steps) or `fuzz` (make fuzz).
 export HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: install compile test test-fast demo bench sim fuzz lint lint-contracts lint-imports clean circuits chain rehearse browser
+.PHONY: install compile test test-fast demo bench sim fuzz lint lint-contracts lint-imports clean circuits chain rehearse browser system
 
 install: $(VENV)/.installed $(BIN)/anvil
 
@@ -54,27 +54,37 @@ $(REGISTRY_ABI): .build/.compiled
 
 # Two workers (pytest-xdist), each with its own anvil, a test file at a time: most of the
 # suite waits on nodes and child processes, so two workers pay even on two cores.
-# What the tests need is made two at a time (the browser's download beside pip and the
+# What the tests need is made two at a time (Debian's packages beside pip and the
 # compiler, pyright beside vyper-guard), each target's output kept together.
 test:
-	$(MAKE) -j2 --output-sync=target compile lint browser
+	$(MAKE) -j2 --output-sync=target compile lint system
 	ape test tests/ -q -n 2 --dist loadfile
 
-# The explorer's tests (tests/explorer/) drive Debian's chromium, headless, through its
-# chromedriver. Installed here when missing, as root like the rest of the machine's setup
-# (headless needs none of chromium's recommends: fonts come with fontconfig, drawing with
-# chromium's own SwiftShader); as another user, one line says what to install.
+# System parts the tests start themselves, from Debian's packages: chromium and its
+# chromedriver (the explorer's tests drive it headless), PostgreSQL (the shared store's
+# tests run on a server of their own) and redis-server (the task queue's broker for
+# distributed proving). Installed here when missing, in one apt-get, as root like the rest
+# of the machine's setup (headless chromium needs none of its recommends); as another user,
+# one line says what to install.
 CHROMIUM := /usr/bin/chromium
 CHROMEDRIVER := /usr/bin/chromedriver
+REDIS_SERVER := /usr/bin/redis-server
+POSTGRES := $(firstword $(wildcard /usr/lib/postgresql/*/bin/postgres))
 
-browser:
-	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then exit 0; \
+system:
+	@missing=""; \
+	[ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ] || missing="$$missing chromium chromium-driver"; \
+	[ -n "$(POSTGRES)" ] || missing="$$missing postgresql"; \
+	[ -x $(REDIS_SERVER) ] || missing="$$missing redis-server"; \
+	if [ -z "$$missing" ]; then exit 0; \
 	elif [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else \
-	  echo "make test: the browser tests need $(CHROMIUM) and $(CHROMEDRIVER); as root, run: apt-get install --no-install-recommends chromium chromium-driver" >&2; \
+	  echo "make test: the tests need Debian's$$missing; as root, run: apt-get install --no-install-recommends$$missing" >&2; \
 	  exit 1; \
 	fi
+
+browser: system
 
 # The tests that need no chain (tests/unit/): plain pytest without ape's plugin, so no
 # anvil starts and nothing is compiled; the inner loop, under a minute.
