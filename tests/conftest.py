@@ -75,6 +75,25 @@ def quick_reverts():
 
 
 @pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server of this worker's own (started on first use, stopped by its pid at
+    the end); tests take a fresh database each with `postgres_server.create_database(name)`."""
+    from provingmarket.devnet.services import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A Redis server of this worker's own (the task queue's broker), stopped by its pid."""
+    from provingmarket.devnet.services import RedisServer
+
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def owner(accounts):
     return accounts[0]
 
