@@ -53,12 +53,13 @@ $(REGISTRY_ABI): .build/.compiled
 	  open(sys.argv[1], "w").write("[\n" + ",\n".join(json.dumps(item) for item in abi) + "\n]\n")' $@
 
 # Two workers (pytest-xdist), each with its own anvil, a test file at a time: most of the
-# suite waits on nodes and child processes, so two workers pay even on two cores.
+# suite waits on nodes and child processes, so two workers pay even on two cores. The 25
+# slowest tests are listed at the end (the suite must stay under 12 minutes).
 # What the tests need is made two at a time (Debian's packages beside pip and the
 # compiler, pyright beside vyper-guard), each target's output kept together.
 test:
 	$(MAKE) -j2 --output-sync=target compile lint system
-	ape test tests/ -q -n 2 --dist loadfile
+	ape test tests/ -q -n 2 --dist loadfile --durations=25
 
 # System parts the tests start themselves, from Debian's packages: chromium and its
 # chromedriver (the explorer's tests drive it headless), PostgreSQL (the shared store's
