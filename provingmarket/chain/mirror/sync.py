@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +40,7 @@ from web3 import Web3
 from web3.exceptions import BlockNotFound
 
 from provingmarket.chain.client import Event, RegistryClient, reported
-from provingmarket.chain.database import transaction
+from provingmarket.chain.database import is_database_error, is_integrity_error, transaction
 from provingmarket.chain.mirror.projection import Projection
 from provingmarket.chain.mirror.schema import (
     KEYS,
@@ -357,12 +356,9 @@ class Mirror(Reader):
                     time,
                 ),
             )
-        except sqlite3.DatabaseError as error:
-            if not isinstance(error, sqlite3.IntegrityError):
-                raise  # the database itself failed (full, locked): the whole range is rolled back
-            self._skip_event(entry, event, error)
-            return False
         except Exception as error:
+            if is_database_error(error) and not is_integrity_error(error):
+                raise  # the database itself failed (full, locked): the whole range is rolled back
             self._skip_event(entry, event, error)
             return False
         self.db.execute("RELEASE event")
