@@ -56,7 +56,10 @@ def open_database(target: str, component: str, threads: bool = False) -> Connect
             raise StoreError(str(error)) from None
         except Exception as error:
             if is_database_error(error):
-                raise StoreError(f"cannot open {describe(target)}: {error}".strip()) from None
+                reason = " ".join(str(error).split())  # psycopg's message spans lines
+                raise StoreError(
+                    f"cannot open {describe(target)}: {reason}; check the URL and that the server is up"
+                ) from None
             raise
     return connect(target, threads)
 

@@ -41,7 +41,7 @@ import re
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -66,20 +66,35 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class Row(dict):
-    """A row read by column name (`row["task_id"]`) or position (`row[0]`)."""
+class Row(tuple):
+    """A row as sqlite3.Row has it: a tuple of the values, also read by column name
+    (`row["task_id"]`), with `keys()` (so `dict(row)` maps names to values)."""
+
+    _index: dict[str, int]
+
+    def __new__(cls, values: Sequence[Any], index: dict[str, int]) -> Row:
+        row = super().__new__(cls, values)
+        row._index = index
+        return row
 
     def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, int):
-            return list(self.values())[key]
+        if isinstance(key, str):
+            try:
+                key = self._index[key]
+            except KeyError:
+                raise IndexError(f"no column {key}") from None
         return super().__getitem__(key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
 
 
 def _rows(cursor: Any) -> Any:
     names = [c.name for c in cursor.description] if cursor.description else []
+    index = {name: i for i, name in enumerate(names)}
 
     def make(values: Sequence[Any]) -> Row:
-        return Row(zip(names, values, strict=True))
+        return Row(values, index)
 
     return make
 
@@ -136,11 +151,11 @@ class PostgresConnection:
             return self.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         if head.startswith("PRAGMA"):
             return self.raw.execute("SELECT 1 WHERE false")
-        return self.raw.execute(self._translate(statement), _params(params))
+        return self.raw.execute(cast(Any, self._translate(statement)), _params(params))
 
     def executemany(self, statement: str, seq: Iterator[Any] | Sequence[Any]) -> Any:
         cursor = self.raw.cursor()
-        cursor.executemany(self._translate(statement), [_params(p) for p in seq])
+        cursor.executemany(cast(Any, self._translate(statement)), [_params(p) for p in seq])
         return cursor
 
     def executescript(self, script: str) -> None:
@@ -183,7 +198,9 @@ class PostgresConnection:
             key = self.primary_key(table)
             others = [c for c in (c.strip() for c in columns.split(",")) if c and c not in key]
             action = (
-                "DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in others) if others else "DO NOTHING"
+                "DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in others)
+                if others
+                else "DO NOTHING"
             )
             return f"INSERT INTO {table} ({columns}) {rest} ON CONFLICT ({', '.join(key)}) {action}"
         if re.match(r"\s*(CREATE|DROP|ALTER)\b", statement, re.I):
@@ -230,7 +247,9 @@ def translate(statement: str) -> str:
     text = "".join(out)
     replace = _REPLACE.match(text)
     if replace:
-        return f"\x00REPLACE {replace.group(1)}\x00{replace.group(2)}\x00{replace.group(3).rstrip().rstrip(';')}"
+        return (
+            f"\x00REPLACE {replace.group(1)}\x00{replace.group(2)}\x00{replace.group(3).rstrip().rstrip(';')}"
+        )
     ignore = _IGNORE.match(text)
     if ignore:
         return f"INSERT INTO {ignore.group(1).rstrip().rstrip(';')} ON CONFLICT DO NOTHING"
