@@ -163,6 +163,14 @@ class PostgresConnection:
         for statement in split_script(script):
             self.execute(statement)
 
+    def hold_exclusive(self, role: str) -> bool:
+        """Take the store's `role` lock for as long as this connection lives (one indexer
+        per mirror); False if another connection holds it."""
+        digest = hashlib.sha256(f"provingmarket.store:{self.schema}:{role}".encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        row = self.raw.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        return bool(row and row[0])
+
     def commit(self) -> None:
         if self.in_transaction:
             self.raw.execute("COMMIT")

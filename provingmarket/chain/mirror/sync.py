@@ -73,6 +73,8 @@ class SyncReport:
     skipped: int = 0
     batches: int = 0
     reorgs: list[tuple[int, int]] = field(default_factory=list)  # (old cursor, fork block)
+    lag: int = 0  # a shared mirror's reader: blocks its indexer trails the head (beyond confirmations)
+    stale: str = ""  # ... and, when that is too far to act on, why in one line (shared.py)
 
 
 class Mirror(Reader):
