@@ -43,15 +43,16 @@ def is_url(target: str) -> bool:
     return str(target).startswith(("postgresql://", "postgres://"))
 
 
-def open_database(target: str, component: str, threads: bool = False) -> Connection:
+def open_database(target: str, component: str, threads: bool = False, readonly: bool = False) -> Connection:
     """A store's connection: the SQLite file at `target` (as `connect`), or, for a
     `postgresql://` URL, the Postgres schema named `component` in that database (or the
-    URL's `#fragment`), created if missing."""
+    URL's `#fragment`), created if missing; `readonly` (Postgres): a reader's, creating
+    nothing and refusing to write."""
     if is_url(target):
         from provingmarket.chain.postgres import PostgresConnection
 
         try:
-            return PostgresConnection(target, component)
+            return PostgresConnection(target, component, create=not readonly, readonly=readonly)
         except ValueError as error:
             raise StoreError(str(error)) from None
         except Exception as error:
@@ -87,6 +88,20 @@ def is_database_error(error: BaseException) -> bool:
         return True
     psycopg = sys.modules.get("psycopg")
     return psycopg is not None and isinstance(error, psycopg.DatabaseError)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """The database cannot be read as it is (not there yet, its tables not created, its
+    server gone), as opposed to a query it refused."""
+    if isinstance(error, sqlite3.OperationalError):
+        return True
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:
+        return False
+    return isinstance(error, psycopg.OperationalError) or getattr(error, "sqlstate", None) in (
+        "42P01",  # undefined table
+        "3F000",  # undefined schema
+    )
 
 
 @contextmanager

@@ -26,7 +26,9 @@ path and one list of migrations for both engines:
   each statement after the lock sees everything the previous writer committed;
 - a plain `BEGIN` (a reader's consistent view over several queries) is `BEGIN ISOLATION
   LEVEL REPEATABLE READ`: one snapshot for the whole transaction, as SQLite gives;
-- rows are `Row`s: read by column name or position, and `dict(row)` as with sqlite3.Row.
+- rows are `Row`s: read by column name or position, and `dict(row)` as with sqlite3.Row;
+  a `numeric` (SUM of integers) is read back as an int, as SQLite gives it;
+- `INDEXED BY` hints are dropped, and `rowid` is Postgres's `ctid`.
 
 Several stores share one database: each lives in a Postgres schema of its own (named by
 the store's component, `mirror` or `auction_bids`, or by the URL's fragment:
@@ -46,7 +48,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
-from psycopg.adapt import Dumper
+from psycopg.adapt import Dumper, Loader
 from psycopg.pq import TransactionStatus
 
 SCHEMES = ("postgresql://", "postgres://")
@@ -106,12 +108,25 @@ class _UntypedInt(Dumper):
         return str(int(obj)).encode()
 
 
+class _LooseNumeric(Loader):
+    """numeric (what SUM of integers gives) as SQLite has it: an int, or a float."""
+
+    def load(self, data: Any) -> Any:
+        text = bytes(data).decode()
+        try:
+            return int(text)
+        except ValueError:
+            return float(text)
+
+
 class PostgresConnection:
     """A psycopg connection taking the stores' SQLite-flavoured SQL (see the module)."""
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, schema: str, connect_timeout: int = 10):
+    def __init__(
+        self, url: str, schema: str, connect_timeout: int = 10, create: bool = True, readonly: bool = False
+    ):
         url, _, fragment = url.partition("#")
         self.schema = fragment or schema
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.schema):
@@ -125,14 +140,19 @@ class PostgresConnection:
         )
         self.raw.adapters.register_dumper(int, _UntypedInt)
         self.raw.adapters.register_dumper(bool, _UntypedInt)
+        self.raw.adapters.register_loader("numeric", _LooseNumeric)
         # The store's lock: a 64-bit key of its own (advisory locks are per database).
         digest = hashlib.sha256(f"provingmarket.store:{self.schema}".encode()).digest()
         self.lock_key = int.from_bytes(digest[:8], "big", signed=True)
         self._keys: dict[str, tuple[str, ...]] = {}
-        with self.raw.transaction():
-            self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
-            self.raw.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+        if create:
+            with self.raw.transaction():
+                self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
+                named = sql.Identifier(self.schema)
+                self.raw.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(named))
         self.raw.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        if readonly:  # a reader (the explorer, a frontend on the indexer's mirror) writes nothing
+            self.raw.execute("SET default_transaction_read_only = on")
 
     # -------------------------------------------------------------- DB-API as sqlite3 has it
 
@@ -230,6 +250,8 @@ _TYPES = [
     (re.compile(r"\bREAL\b", re.I), "DOUBLE PRECISION"),
     (re.compile(r"\bBLOB\b", re.I), "BYTEA"),
     (re.compile(r"\bIFNULL\s*\(", re.I), "COALESCE("),
+    (re.compile(r"\s+INDEXED\s+BY\s+\w+", re.I), ""),  # an index hint: Postgres's planner chooses
+    (re.compile(r"\browid\b", re.I), "ctid"),  # a row's own address
 ]
 _DDL_TEXT = re.compile(r"\bTEXT\b", re.I)
 _IS_DDL = re.compile(r"\s*(CREATE\s+TABLE|ALTER\s+TABLE)\b", re.I)

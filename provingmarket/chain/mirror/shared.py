@@ -42,7 +42,7 @@ class SharedMirror(Reader):
         self.web3 = client.web3
         self.confirmations = confirmations
         self.max_lag = max_lag
-        self.db = open_database(url, COMPONENT)
+        self.db = open_database(url, COMPONENT, readonly=True)
         registry, chain_id = client.address, str(self.web3.eth.chain_id)
         try:
             meta = read_meta(self.db)
