@@ -3,7 +3,9 @@
     python -m provingmarket.runtime.indexer --rpc http://node:8545 --deployment deployments/local.json \\
         --database postgresql://market@db/market [--confirmations 2] [--metrics-port 9200]
 
-It is a `Mirror` (provingmarket/chain/mirror/) synced round after round into the database
+Settings may come from a TOML file (`--config`, deploy/config/indexer.toml) and variables
+`PROVINGMARKET_INDEXER_<OPTION>`, as for the other processes. It is a `Mirror`
+(provingmarket/chain/mirror/) synced round after round into the database
 (a `postgresql://` URL: the `mirror` schema of that database, or the URL's `#schema`),
 which frontends (`--database`), the explorer and `ape run qos --database` read without
 syncing it themselves (`SharedMirror`). One indexer writes a database: a second one on
@@ -32,7 +34,7 @@ from provingmarket.chain.identity import WrongChain
 from provingmarket.chain.mirror import Mirror, MirrorError
 from provingmarket.chain.postgres import PostgresConnection
 from provingmarket.runtime import process as runtime
-from provingmarket.runtime.config import readiness_options
+from provingmarket.runtime.config import as_service, config_option, readiness_options
 from provingmarket.runtime.health import Health
 from provingmarket.runtime.metrics import Metrics
 
@@ -108,6 +110,7 @@ def run_indexer(
 
 
 @click.command()
+@config_option
 @runtime.rpc_option()
 @runtime.ws_option
 @click.option(
@@ -144,6 +147,9 @@ def command(
         runtime.exit_wrong_chain(error)
     except (ClientError, StoreError, MirrorError, ValueError) as error:
         raise click.ClickException(str(error)) from None
+
+
+as_service(command, "PROVINGMARKET_INDEXER")
 
 
 def main(argv: list[str] | None = None) -> None:
