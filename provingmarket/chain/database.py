@@ -90,6 +90,13 @@ def is_database_error(error: BaseException) -> bool:
     return psycopg is not None and isinstance(error, psycopg.DatabaseError)
 
 
+def is_refused_value(error: BaseException) -> bool:
+    """Postgres refused a value (out of its column's range): what SQLite's driver refuses
+    before the database sees it (an OverflowError), not a failure of the database."""
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(error, psycopg.DataError)
+
+
 def is_unavailable(error: BaseException) -> bool:
     """The database cannot be read as it is (not there yet, its tables not created, its
     server gone), as opposed to a query it refused."""

@@ -38,6 +38,7 @@ stores' unqualified table names never meet. `PRAGMA`s are SQLite's own and are i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import sqlite3
@@ -135,46 +136,68 @@ class PostgresConnection:
             )
         self.url = url
         self.where = f"{redacted(url)}#{self.schema}"
-        self.raw: psycopg.Connection[Any] = psycopg.connect(
-            url, autocommit=True, row_factory=_rows, connect_timeout=connect_timeout
-        )
-        self.raw.adapters.register_dumper(int, _UntypedInt)
-        self.raw.adapters.register_dumper(bool, _UntypedInt)
-        self.raw.adapters.register_loader("numeric", _LooseNumeric)
+        self.connect_timeout = connect_timeout
+        self.readonly = readonly
         # The store's lock: a 64-bit key of its own (advisory locks are per database).
-        digest = hashlib.sha256(f"provingmarket.store:{self.schema}".encode()).digest()
-        self.lock_key = int.from_bytes(digest[:8], "big", signed=True)
+        self.lock_key = _key(f"provingmarket.store:{self.schema}")
         self._keys: dict[str, tuple[str, ...]] = {}
+        self._held: list[str] = []  # session locks (hold_exclusive), taken again on reconnecting
+        self.raw = self._connect(create)
+
+    def _connect(self, create: bool = False) -> psycopg.Connection[Any]:
+        raw: psycopg.Connection[Any] = psycopg.connect(
+            self.url, autocommit=True, row_factory=_rows, connect_timeout=self.connect_timeout
+        )
+        raw.adapters.register_dumper(int, _UntypedInt)
+        raw.adapters.register_dumper(bool, _UntypedInt)
+        raw.adapters.register_loader("numeric", _LooseNumeric)
         if create:
-            with self.raw.transaction():
-                self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
-                named = sql.Identifier(self.schema)
-                self.raw.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(named))
-        self.raw.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
-        if readonly:  # a reader (the explorer, a frontend on the indexer's mirror) writes nothing
-            self.raw.execute("SET default_transaction_read_only = on")
+            with raw.transaction():
+                raw.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
+                raw.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+        raw.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        if self.readonly:  # a reader (the explorer, a frontend on the indexer's mirror) writes nothing
+            raw.execute("SET default_transaction_read_only = on")
+        return raw
+
+    def _live(self) -> psycopg.Connection[Any]:
+        """The connection, made again if the server dropped it (restarted, or a network
+        cut): the statement that failed raised, in its transaction; the next one reconnects."""
+        if self.raw.closed or self.raw.broken:
+            with contextlib.suppress(Exception):
+                self.raw.close()
+            self.raw = self._connect()
+            self._keys.clear()
+            for role in self._held:
+                if not self._take(role):
+                    raise psycopg.OperationalError(
+                        f"{self.where}: another process took the {role} lock while the connection was down"
+                    )
+        return self.raw
 
     # -------------------------------------------------------------- DB-API as sqlite3 has it
 
     @property
     def in_transaction(self) -> bool:
-        return self.raw.info.transaction_status != TransactionStatus.IDLE
+        status = self.raw.info.transaction_status
+        return status in (TransactionStatus.INTRANS, TransactionStatus.INERROR, TransactionStatus.ACTIVE)
 
     def execute(self, statement: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
         """Run one statement; the cursor (fetchone, fetchall, iteration, rowcount)."""
         head = " ".join(statement[:40].split()).upper().rstrip(";")
+        raw = self._live()
         if head in ("BEGIN IMMEDIATE", "BEGIN EXCLUSIVE"):
-            cursor = self.raw.execute("BEGIN")
-            self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
+            cursor = raw.execute("BEGIN")
+            raw.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
             return cursor
         if head in ("BEGIN", "BEGIN DEFERRED", "BEGIN TRANSACTION"):
-            return self.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            return raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         if head.startswith("PRAGMA"):
-            return self.raw.execute("SELECT 1 WHERE false")
-        return self.raw.execute(cast(Any, self._translate(statement)), _params(params))
+            return raw.execute("SELECT 1 WHERE false")
+        return raw.execute(cast(Any, self._translate(statement)), _params(params))
 
     def executemany(self, statement: str, seq: Iterator[Any] | Sequence[Any]) -> Any:
-        cursor = self.raw.cursor()
+        cursor = self._live().cursor()
         cursor.executemany(cast(Any, self._translate(statement)), [_params(p) for p in seq])
         return cursor
 
@@ -186,8 +209,13 @@ class PostgresConnection:
     def hold_exclusive(self, role: str) -> bool:
         """Take the store's `role` lock for as long as this connection lives (one indexer
         per mirror); False if another connection holds it."""
-        digest = hashlib.sha256(f"provingmarket.store:{self.schema}:{role}".encode()).digest()
-        key = int.from_bytes(digest[:8], "big", signed=True)
+        if not self._take(role):
+            return False
+        self._held.append(role)
+        return True
+
+    def _take(self, role: str) -> bool:
+        key = _key(f"provingmarket.store:{self.schema}:{role}")
         row = self.raw.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
         return bool(row and row[0])
 
@@ -234,6 +262,11 @@ class PostgresConnection:
         if re.match(r"\s*(CREATE|DROP|ALTER)\b", statement, re.I):
             self._keys.clear()
         return text
+
+
+def _key(name: str) -> int:
+    """A 64-bit advisory lock key for a name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 def _params(params: Any) -> Any:

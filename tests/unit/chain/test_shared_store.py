@@ -16,6 +16,7 @@ from provingmarket.chain.database import (
     bind_chain,
     chain_of,
     fetch,
+    is_database_error,
     is_integrity_error,
     migrate,
     open_database,
@@ -262,3 +263,27 @@ def test_auction_store__postgres__no_bid_lands_after_the_keeper_read_the_bids(po
         keeper_side.close_auction(row.task_id, 1, 1_010, "cleared")
     bidder.join(10)
     assert sealed == [] and outcome == ["closed"] and keeper_side.bids(row.task_id) == []
+
+
+def test_postgres__server_killed_and_back__the_store_reconnects_with_what_was_committed():
+    """A restarted server (crash, failover): the statement under way fails, its transaction
+    is gone whole, and the next statement reconnects, with the schema and the store's
+    session lock as they were."""
+    from provingmarket.devnet.services import PostgresServer
+
+    with PostgresServer() as server:
+        url = server.create_database("restarts")
+        db = open_database(url, "mirror")
+        db.executescript(SCHEMA)
+        assert db.hold_exclusive("indexer")  # type: ignore[union-attr]
+        write_meta(db, {"cursor_block": "7"})
+        db.execute("BEGIN IMMEDIATE")
+        write_meta(db, {"cursor_block": "8"})  # never committed
+        server.kill()
+        server.start()
+        with pytest.raises(Exception) as lost:
+            write_meta(db, {"cursor_block": "9"})
+        assert is_database_error(lost.value) and not db.in_transaction
+        assert read_meta(db)["cursor_block"] == "7"
+        assert not open_database(url, "mirror").hold_exclusive("indexer")  # type: ignore[union-attr]
+        db.close()
