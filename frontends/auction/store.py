@@ -1,7 +1,8 @@
-"""The auction frontend's records in SQLite (or Postgres, given a `postgresql://` URL: several
-API processes then share them; provingmarket/chain/postgres.py): auctions (one row per task and round), the
-bids they received and what became of them. Everything the frontend promised over HTTP
-is here, so a restarted process serves the same answers and clears the same bids.
+"""The auction frontend's records in SQLite (or Postgres, given a `postgresql://` URL:
+several API processes then share them, provingmarket/chain/postgres.py): auctions (one row
+per task and round), the bids they received and what became of them. Everything the
+frontend promised over HTTP is here, so a restarted process serves the same answers and
+clears the same bids.
 
     store = AuctionStore("data/auction/bids.sqlite")   # a file of its own in the data directory
     store.open_auction(task, round=1, opened_at=t, closes_at=t + 10)
