@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+from provingmarket.chain.database import open_database
+from provingmarket.chain.mirror.schema import read_meta
 from tests.factories import (
     ETHER,
     decisions_by_pair,
@@ -64,6 +66,10 @@ def test_indexer_on_postgres__frontend_reads_it__tasks_proven_once__a_stale_mirr
 
     # The indexer stops: the frontend sees its mirror fall behind and decides nothing. (It
     # may have trailed for a moment before, while blocks came faster than its rounds.)
+    shared = open_database(url, "mirror", readonly=True)
+    head = chain.provider.web3.eth.block_number
+    wait_until(lambda: int(read_meta(shared)["cursor_block"] or 0) >= head, what="the indexer at the head")
+    shared.close()
     assert indexer.stop() == 0
     wait_until(
         lambda: len(frontend.events("orderbook.mirror_stale"))

@@ -3,8 +3,7 @@ it, `-h` prints its help, and what is wrong before it starts is one line and exi
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import pytest
 
 from tests.factories import ROOT
 
@@ -19,28 +18,18 @@ def test_deploy_example__indexer_toml_fits_the_command():
     assert params["metrics_port"] and params["ready_lag"] == 5 and params["confirmations"] == 2
 
 
-def test_dash_h__help__and_a_missing_deployment__one_line_exit_1(tmp_path):
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "provingmarket.runtime.indexer", *args],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+def test_dash_h__help__and_a_missing_deployment__one_line_exit_1(tmp_path, capsys):
+    from provingmarket.runtime.indexer import main
 
-    shown = run("-h")
-    assert (
-        shown.returncode == 0
-        and "--database" in shown.stdout
-        and "PROVINGMARKET_INDEXER_DATABASE" in shown.stdout
-    )
+    main(["-h"])
+    shown = capsys.readouterr().out
+    assert shown.startswith("Usage: python -m provingmarket.runtime.indexer")
+    assert "--database" in shown and "PROVINGMARKET_INDEXER_DATABASE" in shown
     missing = tmp_path / "nothing.json"
-    refused = run(
-        "--rpc", "http://127.0.0.1:1", "--deployment", str(missing), "--database", "postgresql://x/y"
-    )
-    assert refused.returncode == 1
+    with pytest.raises(SystemExit) as exited:
+        main(["--rpc", "http://127.0.0.1:1", "--deployment", str(missing), "--database", "postgresql://x/y"])
+    assert exited.value.code == 1
     assert (
-        refused.stderr.strip()
-        == f"error: no deployment record at {missing}; deploy first: ape run operator deploy"
+        capsys.readouterr().err
+        == f"error: no deployment record at {missing}; deploy first: ape run operator deploy\n"
     )
