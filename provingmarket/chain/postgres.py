@@ -9,7 +9,8 @@ path and one list of migrations for both engines:
 
 - placeholders: `?` becomes `%s` (and a literal `%` becomes `%%`), outside quoted text;
 - `INSERT OR REPLACE INTO t (...)` becomes `INSERT ... ON CONFLICT (t's primary key) DO
-  UPDATE SET` every other column given; `INSERT OR IGNORE` becomes `ON CONFLICT DO NOTHING`;
+  UPDATE SET` every other column of the table (those not given to their default, so the
+  whole row is replaced as SQLite does); `INSERT OR IGNORE` becomes `ON CONFLICT DO NOTHING`;
 - types: `INTEGER PRIMARY KEY AUTOINCREMENT` is `BIGSERIAL PRIMARY KEY`, `INTEGER` is
   `BIGINT` (block numbers, timestamps, sequence numbers all fit SQLite's 64 bits),
   `REAL` is `DOUBLE PRECISION` (SQLite's REAL is 8 bytes, Postgres's 4), `BLOB` is `BYTEA`,
@@ -140,7 +141,7 @@ class PostgresConnection:
         self.readonly = readonly
         # The store's lock: a 64-bit key of its own (advisory locks are per database).
         self.lock_key = _key(f"provingmarket.store:{self.schema}")
-        self._keys: dict[str, tuple[str, ...]] = {}
+        self._keys: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._held: list[str] = []  # session locks (hold_exclusive), taken again on reconnecting
         self.raw = self._connect(create)
 
@@ -234,25 +235,30 @@ class PostgresConnection:
 
     # -------------------------------------------------------------- the dialect
 
-    def primary_key(self, table: str) -> tuple[str, ...]:
+    def primary_key(self, table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """A table's primary key columns, and all its columns."""
         if table not in self._keys:
             rows = self.raw.execute(
-                "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
-                "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
-                "WHERE i.indrelid = to_regclass(%s) AND i.indisprimary",
+                "SELECT a.attname, COALESCE(a.attnum = ANY(i.indkey), false) AS key FROM pg_attribute a "
+                "LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
+                "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped "
+                "ORDER BY a.attnum",
                 (table,),
             ).fetchall()
-            if not rows:
+            key = tuple(r[0] for r in rows if r[1])
+            if not key:
                 raise psycopg.errors.UndefinedTable(f"{self.where}: table {table} has no primary key")
-            self._keys[table] = tuple(r[0] for r in rows)
+            self._keys[table] = (key, tuple(r[0] for r in rows))
         return self._keys[table]
 
     def _translate(self, statement: str) -> str:
         text = translate(statement)
         if text.startswith("\x00REPLACE "):
             table, columns, rest = text[len("\x00REPLACE ") :].split("\x00", 2)
-            key = self.primary_key(table)
-            others = [c for c in (c.strip() for c in columns.split(",")) if c and c not in key]
+            key, every = self.primary_key(table)
+            # The whole row is replaced, as SQLite's REPLACE does: a column not given takes
+            # its default (EXCLUDED holds the default for it), not the old row's value.
+            others = [c for c in every if c not in key]
             action = (
                 "DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in others)
                 if others

@@ -121,6 +121,10 @@ def test_mirror_tables__writes_upserts_and_undo_give_the_same_rows(store_target)
     write_meta(db, {"cursor_block": "10", "cursor_hash": None})
     write_meta(db, {"cursor_block": "11"})
     assert read_meta(db) == {"cursor_block": "11", "cursor_hash": None}
+    # A row replaced whole: a column not given is not kept from the old row (SQLite's REPLACE).
+    db.execute("INSERT OR REPLACE INTO provers (prover, stake, nonce) VALUES (?, ?, ?)", ("0xB0b", "1", "3"))
+    db.execute("INSERT OR REPLACE INTO provers (prover, stake) VALUES (?, ?)", ("0xB0b", "2"))
+    assert (fetch(db, "provers", {"prover": "0xB0b"}) or {})["nonce"] is None
 
 
 def test_text_sorts_by_bytes_and_quoted_marks_stay_text(store_target):
