@@ -33,6 +33,7 @@ from explorer.app import create_app
 from explorer.data import Explorer
 from provingmarket.chain import index
 from provingmarket.chain.client import ClientError, RegistryClient, reported
+from provingmarket.chain.database import is_url
 from provingmarket.chain.index import IndexReading
 from provingmarket.deployments import Deployment, DeploymentError
 from provingmarket.runtime.config import as_service, config_option
@@ -95,6 +96,8 @@ def mirror_path(mirror: str | None, data_dir: str | None) -> str:
         raise click.UsageError("give --mirror FILE or --data-dir DIR, not both")
     if not mirror and not data_dir:
         raise click.UsageError("name the mirror to read: --mirror FILE or --data-dir DIR (a keeper's)")
+    if mirror and is_url(mirror):  # the shared mirror an indexer writes into Postgres
+        return mirror
     path = Path(mirror) if mirror else Path(data_dir or "") / "mirror.sqlite"
     if not path.exists():  # a keeper starting beside it: the pages say so until it is written
         emit(
@@ -117,8 +120,8 @@ def serve(explorer: Explorer, sock: socket.socket, host: str) -> None:
     app.state.stopping = lambda: server.should_exit
     threading.Thread(target=refresh, args=(explorer, app.state.stopping), name="refresh", daemon=True).start()
     url = f"http://{host}:{sock.getsockname()[1]}/"
-    print(json.dumps({"event": "explorer.listening", "url": url, "mirror": str(explorer.path)}), flush=True)
-    emit(log, "explorer.start", url=url, mirror=str(explorer.path))
+    print(json.dumps({"event": "explorer.listening", "url": url, "mirror": explorer.where}), flush=True)
+    emit(log, "explorer.start", url=url, mirror=explorer.where)
     server.run(sockets=[sock])  # returns on SIGTERM / SIGINT (uvicorn's handlers)
     emit(log, "explorer.stop", url=url)
 
@@ -157,7 +160,9 @@ def server_options(command: Callable) -> Callable:
     for option in reversed(
         [
             click.option(
-                "--mirror", type=click.Path(dir_okay=False), help="A keeper's mirror file (mirror.sqlite)."
+                "--mirror",
+                help="A keeper's mirror file (mirror.sqlite), or the postgresql:// URL of the "
+                "shared mirror an indexer writes.",
             ),
             click.option(
                 "--data-dir",

@@ -1,6 +1,7 @@
 """What the explorer's pages show, read from a keeper's mirror (provingmarket/chain/mirror/)
-through a read-only SQLite connection of its own: the explorer never writes to the mirror
-or to the chain.
+through a read-only SQLite connection of its own, or from the shared mirror an indexer
+writes into Postgres (a `postgresql://` URL, read-only too): the explorer never writes to
+the mirror or to the chain.
 
 Each page's data is one plain dict (the templates render it; /api returns it as JSON),
 read in one SQLite transaction so a page never mixes two cursors. Lists are paged
@@ -20,7 +21,8 @@ import sqlite3
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +39,16 @@ from explorer.inputs import (
     task_key,
 )
 from provingmarket import rules
+from provingmarket.chain.database import (
+    Connection,
+    StoreError,
+    describe,
+    is_unavailable,
+    is_url,
+    open_database,
+)
 from provingmarket.chain.index import IndexReading
-from provingmarket.chain.mirror.schema import SCHEMA_VERSION, loads
+from provingmarket.chain.mirror.schema import COMPONENT, SCHEMA_VERSION, loads
 from provingmarket.deployments import Deployment
 from provingmarket.formats import BUILT_IN_MECHANISMS, OPEN_RACE, TaskTerms, chain_links
 from provingmarket.market.repricing import reposts
@@ -86,7 +96,9 @@ class Explorer:
         summary_file: Path | None = None,
         index: Callable[[str, int], IndexReading | None] | None = None,
     ):
+        self.url = str(mirror) if is_url(str(mirror)) else None  # the indexer's shared mirror
         self.path = Path(mirror)
+        self.where = describe(self.url) if self.url else str(self.path)  # for messages: no password
         self._index = index  # a market's price and latency index, from the registry itself
         self.router_states = list(router_states)  # router state files (the mechanisms page)
         self.sim_report = sim_report  # a simulation report's folder (the mechanisms page)
@@ -102,9 +114,15 @@ class Explorer:
 
     # -------------------------------------------------------------- connection
 
-    def db(self) -> sqlite3.Connection:
+    def db(self) -> Connection:
         """This thread's read-only connection to the mirror."""
         db = getattr(self._local, "db", None)
+        if db is None and self.url:
+            try:
+                db = open_database(self.url, COMPONENT, readonly=True)
+            except StoreError as error:  # the server is not up (yet): the pages say so
+                raise FileNotFoundError(str(error)) from None
+            self._local.db = db
         if db is None:
             if not self.path.exists():
                 raise FileNotFoundError(f"no mirror at {self.path}: start a keeper with this data directory")
@@ -113,25 +131,47 @@ class Explorer:
             self._local.db = db
         return db
 
-    def read(self, build: Callable[[sqlite3.Connection], dict]) -> dict:
+    def read(self, build: Callable[[Connection], dict]) -> dict:
         """`build(db)` inside one read transaction: one cursor for the whole page."""
-        db = self.db()
-        db.execute("BEGIN")
-        try:
-            return build(db)
-        finally:
-            db.execute("COMMIT")
+        with self._shared():
+            db = self.db()
+            db.execute("BEGIN")
+            try:
+                return build(db)
+            finally:
+                db.execute("COMMIT")
 
     def cursor(self) -> int:
         """The block the mirror has applied up to (-1 before its first sync)."""
-        row = self.db().execute("SELECT value FROM meta WHERE key = 'cursor_block'").fetchone()
+        with self._shared():
+            row = self.db().execute("SELECT value FROM meta WHERE key = 'cursor_block'").fetchone()
         return int(row[0]) if row and row[0] is not None else -1
 
-    def status(self, db: sqlite3.Connection) -> dict:
+    @contextmanager
+    def _shared(self) -> Iterator[None]:
+        """A shared mirror not written yet, or its server gone, as a missing file is: the
+        pages say so (and the next request connects again)."""
+        try:
+            yield
+        except Exception as error:
+            if not self.url or not is_unavailable(error):
+                raise
+            db = getattr(self._local, "db", None)
+            self._local.db = None
+            if db is not None:
+                with suppress(Exception):
+                    db.close()
+            reason = " ".join(str(error).split())[:200]
+            raise FileNotFoundError(
+                f"no mirror readable at {self.where}: {reason}; start the indexer on it "
+                "(python -m provingmarket.runtime.indexer --database URL)"
+            ) from None
+
+    def status(self, db: Connection) -> dict:
         meta = {r["key"]: r["value"] for r in db.execute("SELECT key, value FROM meta")}
         if meta.get("schema") != SCHEMA_VERSION:
             raise FileNotFoundError(
-                f"{self.path} is a mirror of schema {meta.get('schema')}, not {SCHEMA_VERSION}: "
+                f"{self.where} is a mirror of schema {meta.get('schema')}, not {SCHEMA_VERSION}: "
                 "let its keeper (this version) rebuild it"
             )
         cursor = int(meta.get("cursor_block") or -1)
@@ -150,7 +190,7 @@ class Explorer:
             "last_event_time": last,
         }
 
-    def cached(self, key: str, db: sqlite3.Connection, cursor: int, build: Callable[[], Any]) -> Any:
+    def cached(self, key: str, db: Connection, cursor: int, build: Callable[[], Any]) -> Any:
         """`build()` once per mirror cursor."""
         with self._lock:
             hit = self._cache.get(key)
@@ -180,7 +220,7 @@ class Explorer:
     # -------------------------------------------------------------- pages
 
     def overview(self) -> dict:
-        def build(db: sqlite3.Connection) -> dict:
+        def build(db: Connection) -> dict:
             status = self.status(db)
             stats = self.cached("overview", db, status["cursor"], lambda: _history(db))
             markets = self._markets(db)
@@ -215,7 +255,7 @@ class Explorer:
             return None
 
     def market(self, market_id: int, page: int = 1) -> dict:
-        def build(db: sqlite3.Connection) -> dict:
+        def build(db: Connection) -> dict:
             status = self.status(db)
             markets = [m for m in self._markets(db) if m["market_id"] == market_id]
             if not markets:
@@ -263,7 +303,7 @@ class Explorer:
             params.append(market_number(market))
         condition = " AND ".join(where)
 
-        def build(db: sqlite3.Connection) -> dict:
+        def build(db: Connection) -> dict:
             status = self.status(db)
             total = db.execute(f"SELECT COUNT(*) FROM tasks t WHERE {condition}", params).fetchone()[0]
             if q.strip() and total == 0:
@@ -293,7 +333,7 @@ class Explorer:
             self.tasks(q=text)  # a prefix: redirects to the one task, or says none matches
             raise NotFound(f"more than one task starts with {key}", "add digits, or pick one from the list")
 
-        def build(db: sqlite3.Connection) -> dict:
+        def build(db: Connection) -> dict:
             status = self.status(db)
             row = db.execute("SELECT * FROM tasks WHERE task_id = ?", (key,)).fetchone()
             if row is None:
@@ -339,7 +379,7 @@ class Explorer:
         return self.read(build)
 
     def provers(self, page: int = 1) -> dict:
-        def build(db: sqlite3.Connection) -> dict:
+        def build(db: Connection) -> dict:
             status = self.status(db)
             total = db.execute("SELECT COUNT(*) FROM provers").fetchone()[0]
             paging = pages(total, page, "provers")
@@ -360,7 +400,7 @@ class Explorer:
     def prover(self, text: str, page: int = 1) -> dict:
         address = prover_key(text)
 
-        def build(db: sqlite3.Connection) -> dict:
+        def build(db: Connection) -> dict:
             status = self.status(db)
             row = db.execute(
                 "SELECT p.*, COALESCE(b.amount, '0') AS balance FROM provers p "
@@ -423,7 +463,7 @@ class Explorer:
 
         return self.read(build)
 
-    def _markets(self, db: sqlite3.Connection) -> list[dict]:
+    def _markets(self, db: Connection) -> list[dict]:
         capacity = {
             r["market_id"]: dict(r)
             for r in db.execute(
@@ -461,9 +501,9 @@ _ASSIGNMENTS = "SELECT a.*, t.market_id, t.terms FROM assignments a JOIN tasks t
 
 # A task's state from its slots' counts (SQL and Python say the same).
 _STATE_SQL = (
-    "SELECT CASE WHEN SUM(s.state = 'assigned') > 0 THEN 'assigned' "
-    "WHEN SUM(s.state = 'open') > 0 THEN 'open' "
-    "WHEN SUM(s.state = 'proven') > 0 THEN 'proven' ELSE 'closed' END "
+    "SELECT CASE WHEN COUNT(*) FILTER (WHERE s.state = 'assigned') > 0 THEN 'assigned' "
+    "WHEN COUNT(*) FILTER (WHERE s.state = 'open') > 0 THEN 'open' "
+    "WHEN COUNT(*) FILTER (WHERE s.state = 'proven') > 0 THEN 'proven' ELSE 'closed' END "
     "FROM slots s WHERE s.task_id = t.task_id"
 )
 
@@ -475,7 +515,7 @@ def _state_of(counts: Mapping[str, int]) -> str:
     return "closed"
 
 
-def _states(db: sqlite3.Connection, market_id: int | None = None) -> dict[str, int]:
+def _states(db: Connection, market_id: int | None = None) -> dict[str, int]:
     where, params = ("WHERE t.market_id = ?", [market_id]) if market_id is not None else ("", [])
     found = {
         r[0]: r[1]
@@ -514,14 +554,14 @@ def _chain(names: Mapping[int, str], terms: TaskTerms, now: int) -> list[dict]:
     return out
 
 
-def _mechanism_names(db: sqlite3.Connection) -> dict[int, str]:
+def _mechanism_names(db: Connection) -> dict[int, str]:
     names = dict(BUILT_IN_MECHANISMS)
     names.update({r[0]: r[1] for r in db.execute("SELECT mechanism_id, name FROM mechanisms")})
     return names
 
 
 def _task_rows(
-    db: sqlite3.Connection, where: str, params: Sequence[Any], limit: int, offset: int, now: int
+    db: Connection, where: str, params: Sequence[Any], limit: int, offset: int, now: int
 ) -> list[dict]:
     # The page's rows are chosen first (their rowids), then only they get their state: an
     # OFFSET over the whole query would work out the state of every row it skips.
@@ -561,7 +601,7 @@ BY_USE = "m.market_id, m.used DESC, m.capacity DESC, m.prover"
 
 
 def _memberships(
-    db: sqlite3.Connection,
+    db: Connection,
     where: str,
     params: list[Any],
     offset: int,
@@ -572,7 +612,7 @@ def _memberships(
         "SELECT m.*, p.stake, p.locked FROM memberships m LEFT JOIN provers p ON p.prover = m.prover "
         f"WHERE m.joined = 1 AND {where} ORDER BY {order} "
         f"LIMIT ? OFFSET ?",
-        [*params, -1 if limit is None else limit, offset],
+        [*params, 2**62 if limit is None else limit, offset],  # no limit: one both engines take
     ).fetchall()
     keys = {(r["prover"], r["market_id"]) for r in rows}
     accepts: dict[tuple[str, int], list[int]] = {}
@@ -712,7 +752,7 @@ def _escrow(terms: TaskTerms, events: Iterable[dict]) -> dict:
     }
 
 
-def _repost_links(db: sqlite3.Connection, key: str, terms: TaskTerms, events: Sequence[dict]) -> dict:
+def _repost_links(db: Connection, key: str, terms: TaskTerms, events: Sequence[dict]) -> dict:
     """A re-priced task and its successor (provingmarket/market/repricing.py): the new task's
     salt is the old task's id, both of one requester, and the old one was cancelled."""
     earlier = reposts(terms)
@@ -732,7 +772,7 @@ def _windows(terms: TaskTerms, now: int) -> dict:
     return {"race": race, "assign_until": assign_until, "assign_left": assign_until - now}
 
 
-def _history(db: sqlite3.Connection) -> dict:
+def _history(db: Connection) -> dict:
     """Aggregates over the whole history: tasks per state, proofs, and the plots' series."""
     proofs = db.execute(
         "SELECT j.time, j.args, t.terms FROM journal j JOIN tasks t ON t.task_id = j.task_id "

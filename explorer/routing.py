@@ -96,6 +96,8 @@ _LOCK = threading.Lock()
 
 
 def _mirror_path(db) -> str:
+    if getattr(db, "where", None):  # a shared mirror on Postgres: its URL and schema
+        return db.where
     row = db.execute("PRAGMA database_list").fetchone()
     return str(row[2]) or f"memory:{id(db)}"
 

@@ -5,7 +5,11 @@
 
 Its files are in a data directory (provingmarket/runtime/datadir.py): `mirror.sqlite`
 (rebuilt from the chain when its schema changes) and `outbox.sqlite`, both bound to the
-chain the keeper started on.
+chain the keeper started on. With `--database URL` the mirror is instead the shared one an
+indexer writes into Postgres (provingmarket/runtime/indexer.py, read through
+provingmarket/chain/mirror/shared.py): step 1 reads where the indexer is rather than
+syncing, and while it trails the head by more than `--ready-lag` blocks a round does
+nothing but say so, once (`<name>.mirror_stale`, then `<name>.mirror_caught_up`).
 
 A round
 -------
@@ -69,7 +73,7 @@ from frontends.process import data_dir_option, legacy_db_option, shown, with_opt
 from provingmarket import rules
 from provingmarket.chain.client import Event, Refused, RegistryClient, chain_time
 from provingmarket.chain.heads import follow_heads
-from provingmarket.chain.mirror import Snapshot
+from provingmarket.chain.mirror import Mirror, SharedMirror, Snapshot
 from provingmarket.chain.outbox import REPLACE_AFTER, Outcome, Sent
 from provingmarket.formats import MAX_BATCH
 from provingmarket.runtime.config import config_option, readiness_options
@@ -178,10 +182,12 @@ class Keeper:
         legacy_db: str | None = None,
         replace_after: float = REPLACE_AFTER,
         max_fee_gwei: float | None = None,
+        database: str | None = None,
     ):
         """`data_dir`: the directory of its files (None: the default for `name`, the chain
         and the account); `legacy_db`: a file of the previous layout to move the outbox
-        out of (provingmarket/runtime/datadir.py)."""
+        out of (provingmarket/runtime/datadir.py); `database`: a shared mirror's URL,
+        read and not synced (its indexer writes it: provingmarket/runtime/indexer.py)."""
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch size {batch_size}: the registry takes 1 to {MAX_BATCH} items per batch")
         wanted = set(mechanisms)
@@ -208,7 +214,13 @@ class Keeper:
         self.outbox = self.data.outbox(
             client, self.metrics, replace_after=replace_after, max_fee_per_gas=gwei_to_wei(max_fee_gwei)
         )
-        self.mirror = self.data.mirror(client, start_block, confirmations)
+        self.database = database
+        self.mirror: Mirror | SharedMirror
+        if database:  # the indexer's mirror: rounds wait while it trails the head by more than --ready-lag
+            self.mirror = SharedMirror(database, client, confirmations, self.metrics.health.max_lag)
+        else:
+            self.mirror = self.data.mirror(client, start_block, confirmations)
+        self.stale = False
         self.observe = observe
         self.cooling: dict[tuple[bytes, str], float] = {}  # (task, prover) skipped -> until
         self.held: dict[str, float] = {}  # slash or reclaim refused -> not before
@@ -241,6 +253,8 @@ class Keeper:
         started = time.monotonic()
         self.data.check(self.web3)
         report = self.mirror.sync()
+        if self._stale(report.stale):
+            return []
         self.metrics.counter("events_applied_total", "Registry events applied to the mirror", report.applied)
         if report.reorgs:
             self.metrics.counter("reorgs_total", "Reorganisations rolled back", len(report.reorgs))
@@ -288,6 +302,16 @@ class Keeper:
                 ms=round(seconds * 1000),
             )
         return decisions
+
+    def _stale(self, why: str) -> bool:
+        """Whether the shared mirror trails the chain too far to act on: said once when it
+        starts (`<name>.mirror_stale`) and once when it ends (`<name>.mirror_caught_up`)."""
+        if why and not self.stale:
+            self._say("mirror_stale", logging.WARNING, reason=why)
+        elif not why and self.stale:
+            self._say("mirror_caught_up", cursor=self.mirror.cursor)
+        self.stale = bool(why)
+        return self.stale
 
     def _mechanisms(self, snap: Snapshot) -> set[int]:
         """The wanted mechanisms this account is a frontend of (and not retired)."""
@@ -427,7 +451,7 @@ class Keeper:
 def keeper_options(command: Callable) -> Callable:
     """The options of every frontend command (the keeper's), shared by the plain process
     (`python -m frontends.<mechanism>.process`) and its `ape run` wrapper. The command
-    receives `mechanisms`, `data_dir`, `legacy_db`, `confirmations`, `batch_size`, `poll`,
+    receives `mechanisms`, `data_dir`, `legacy_db`, `database`, `confirmations`, `batch_size`, `poll`,
     `slash`, `reclaim` (the Keeper's own arguments), `metrics_port`, `ready_lag`,
     `ready_age` and `log_level`; `--config` fills any of them from a TOML file."""
     options = [
@@ -442,6 +466,11 @@ def keeper_options(command: Callable) -> Callable:
         ),
         data_dir_option(),
         legacy_db_option(),
+        click.option(
+            "--database",
+            help="Read the shared mirror an indexer writes at this postgresql:// URL instead of "
+            "syncing one of its own (rounds wait while it trails the head by more than --ready-lag).",
+        ),
         shown("--confirmations", 0, click.IntRange(0, 1000)),
         shown("--batch-size", MAX_BATCH, click.IntRange(1, MAX_BATCH)),
         shown("--poll", 1.0, click.FloatRange(0.05, 600), "Seconds between rounds."),

@@ -31,6 +31,7 @@ import click
 from frontends import book
 from provingmarket import rules
 from provingmarket.chain.client import ClientError, RegistryClient
+from provingmarket.chain.database import StoreError
 from provingmarket.chain.identity import WrongChain
 from provingmarket.chain.mechanisms import InstanceError, instance_name, parse_instance, parse_parameters
 from provingmarket.chain.mirror import MirrorError, Snapshot
@@ -49,7 +50,7 @@ from provingmarket.runtime.process import (
 
 # What stops a process with one line: the registry or the node refused, a bad deployment
 # record, a mirror that belongs to another chain or registry.
-FATAL: tuple[type[BaseException], ...] = (ClientError, DeploymentError, MirrorError)
+FATAL: tuple[type[BaseException], ...] = (ClientError, DeploymentError, MirrorError, StoreError)
 
 
 class Runner(Protocol):

@@ -4,6 +4,7 @@ the parameters that shape its service, per market and per requester.
     ape run qos --network ethereum:local:node
     ape run qos --by mechanism --market 1 --plots reports/qos --network ...
     ape run qos --from-block 1200 --json --network ...
+    ape run qos --database postgresql://host/market --network ...   # the indexer's shared mirror
 
 Each table's times are medians in seconds after posting (p95: the 95th percentile of the
 time to the first proof); paid/max is what provers were paid over the maxima of the proofs
@@ -154,8 +155,9 @@ def write_plots(tasks: list[qos.TaskQoS], folder: Path) -> list[Path]:
     return written
 
 
-def measured(market_id: int | None, from_block: int | None) -> tuple:
-    """The registry's client and the QoS of its tasks (of one market, since a block)."""
+def measured(market_id: int | None, from_block: int | None, database: str | None = None) -> tuple:
+    """The registry's client and the QoS of its tasks (of one market, since a block): from
+    the node's logs, or with `database` from the shared mirror an indexer writes."""
     if from_block is not None and from_block < 0:
         fail(f"--from-block {from_block} is negative")
     if market_id is not None and market_id < 1:
@@ -164,8 +166,32 @@ def measured(market_id: int | None, from_block: int | None) -> tuple:
     if market_id is not None:
         market_or_fail(registry, market_id)
     latest = registry.web3.eth.block_number
-    tasks = qos.from_chain(registry, from_block) if from_block is None or from_block <= latest else []
+    if database:
+        tasks = from_shared_mirror(registry, database, from_block)
+    else:
+        tasks = qos.from_chain(registry, from_block) if from_block is None or from_block <= latest else []
     return registry, [q for q in tasks if market_id is None or q.market_id == market_id]
+
+
+def from_shared_mirror(registry, database: str, from_block: int | None) -> list:
+    """The QoS of the events in the shared mirror's journal (with their blocks' times), as
+    `qos.from_chain` measures the node's logs; an indexer trailing the chain is said in one
+    line on stderr (the tables are as of its cursor)."""
+    from provingmarket.chain.database import StoreError
+    from provingmarket.chain.mirror import MirrorError, SharedMirror
+
+    try:
+        shared = SharedMirror(database, registry)
+    except (MirrorError, StoreError) as error:
+        fail(f"--database: {error}")
+    with shared:
+        report = shared.sync()
+        if report.stale:
+            click.echo(f"warning: {report.stale}; the tables are as of block {shared.cursor}", err=True)
+        times = {r[0]: r[1] for r in shared.db.execute("SELECT DISTINCT block, time FROM journal")}
+        events = [e for e in shared.timeline() if from_block is None or e.block >= from_block]
+    clock = qos.block_clock(registry.web3)
+    return qos.measure(events, lambda block: times[block] if block in times else clock(block))
 
 
 @command(
@@ -185,11 +211,17 @@ def measured(market_id: int | None, from_block: int | None) -> tuple:
         help="Read the registry's events from this block.  [default: its deployment block]",
     ),
     click.option("--plots", "plots", metavar="DIR", help="Write SVG plots per mechanism and qos.csv here."),
+    click.option(
+        "--database",
+        metavar="URL",
+        help="Read the events from the shared mirror an indexer writes (postgresql://...) "
+        "instead of the node's logs.",
+    ),
 )
-def cli(keys, market_id, from_block, plots, as_json):
+def cli(keys, market_id, from_block, plots, as_json, database=None):
     """Quality of service per mechanism, market and requester, from the registry's events."""
     keys = tuple(dict.fromkeys(keys)) or KEYS
-    registry, tasks = measured(market_id, from_block)
+    registry, tasks = measured(market_id, from_block, database)
     where = f" in market {market_id}" if market_id is not None else ""
     since = f" since block {from_block}" if from_block is not None else ""
     if not tasks:

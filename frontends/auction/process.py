@@ -120,7 +120,7 @@ class Auctioneer:
             observe=self.observe,
             **keeper,
         )
-        self.db = self.keeper.data.file(BIDS)
+        self.db = self.keeper.database or self.keeper.data.file(BIDS)  # --database: bids beside the mirror
         self.store = AuctionStore(self.db)
         self.keeper.data.bind(self.store.db, BIDS)
         self.me = self.keeper.me

@@ -1,6 +1,8 @@
-"""The auction frontend's records in SQLite: auctions (one row per task and round), the
-bids they received and what became of them. Everything the frontend promised over HTTP
-is here, so a restarted process serves the same answers and clears the same bids.
+"""The auction frontend's records in SQLite (or Postgres, given a `postgresql://` URL:
+several API processes then share them, provingmarket/chain/postgres.py): auctions (one row
+per task and round), the bids they received and what became of them. Everything the
+frontend promised over HTTP is here, so a restarted process serves the same answers and
+clears the same bids.
 
     store = AuctionStore("data/auction/bids.sqlite")   # a file of its own in the data directory
     store.open_auction(task, round=1, opened_at=t, closes_at=t + 10)
@@ -38,7 +40,14 @@ from typing import Any
 from frontends.auction.mechanism import Clearing, SealedBid
 from frontends.book import OpenTask, task_hex
 from provingmarket import rules
-from provingmarket.chain.database import Migration, migrate
+from provingmarket.chain.database import (
+    Migration,
+    describe,
+    is_integrity_error,
+    is_url,
+    migrate,
+    open_database,
+)
 from provingmarket.errors import Refusal
 
 OPEN, CLOSED = "open", "closed"
@@ -127,6 +136,10 @@ class BidRow:
 class AuctionStore:
     def __init__(self, path: str, timeout: float = 30.0):
         self.path = str(path)
+        if is_url(self.path):  # a Postgres database shared by several processes: schema auction_bids
+            self.db = open_database(self.path, COMPONENT)
+            migrate(self.db, COMPONENT, MIGRATIONS, describe(self.path))
+            return
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=timeout)
         self.db.row_factory = sqlite3.Row
         if self.path != ":memory:":
@@ -330,9 +343,9 @@ class AuctionStore:
                     "sealed bid stands",
                 )
             try:
-                cursor = self.db.execute(
+                seq = self.db.execute(
                     "INSERT INTO bids (bid_id, task_id, round, prover, min_price, expiry, nonce, signature, "
-                    "received_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "received_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
                     (
                         bid_id,
                         task_id,
@@ -345,8 +358,10 @@ class AuctionStore:
                         time.time(),
                         SEALED,
                     ),
-                )
-            except sqlite3.IntegrityError:
+                ).fetchone()[0]
+            except Exception as error:
+                if not is_integrity_error(error):
+                    raise
                 raise StoreRefusal("replayed", "this signature was submitted before") from None
             if made:
                 self.db.execute(
@@ -359,7 +374,7 @@ class AuctionStore:
                         round,
                         prover,
                         SEALED,
-                        cursor.lastrowid,
+                        seq,
                     ),
                 )
         return self.bid(bid_id)
@@ -419,7 +434,7 @@ _COUNT = (
 _DECIMALS = frozenset(("max_reward", "collateral", "capabilities", "price", "min_price", "expiry", "nonce"))
 
 
-def _read(cls: type, r: sqlite3.Row, **given: Any) -> Any:
+def _read(cls: type, r: Any, **given: Any) -> Any:
     """A row as `cls`: each field from the column of its name (decimals as ints), but
     those `given`."""
     values = {}
@@ -430,9 +445,9 @@ def _read(cls: type, r: sqlite3.Row, **given: Any) -> Any:
     return cls(**values, **given)
 
 
-def _auction(r: sqlite3.Row) -> AuctionRow:
+def _auction(r: Any) -> AuctionRow:
     return _read(AuctionRow, r, bids=r["counted"] or 0)
 
 
-def _bid(r: sqlite3.Row) -> BidRow:
+def _bid(r: Any) -> BidRow:
     return _read(BidRow, r, signature=bytes.fromhex(r["signature"][2:]))

@@ -41,7 +41,7 @@ from web3 import Web3
 from web3.exceptions import BlockNotFound
 
 from provingmarket.chain.client import ClientError, RegistryClient, reported
-from provingmarket.chain.database import bind_chain, store_meta
+from provingmarket.chain.database import Connection, bind_chain, store_meta
 from provingmarket.chain.identity import ChainIdentity, WrongChain
 from provingmarket.chain.mirror import Mirror
 from provingmarket.chain.outbox import Outbox
@@ -119,7 +119,7 @@ class DataDir:
     def file(self, name: str) -> str:
         return str(self.path / name)
 
-    def bind(self, db: sqlite3.Connection, name: str) -> None:
+    def bind(self, db: Connection, name: str) -> None:
         """Record the chain in the file `name`, or refuse it if it belongs to another."""
         bind_chain(db, self.identity, self.file(name), self._hint())
 

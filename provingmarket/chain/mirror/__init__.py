@@ -1,4 +1,4 @@
-"""A local mirror of the registry in SQLite, kept up to date from the registry's events.
+"""A local mirror of the registry in SQLite (or Postgres), kept up to date from the registry's events.
 
 Keepers and mechanisms read the registry's state from here (`Mirror.snapshot()` and the
 queries beside it) instead of calling the chain for every task and prover; `sync()`
@@ -19,6 +19,12 @@ One concern a module, each importing only those above it in this list:
 - `projection.py`: one handler per registry event, writing its effect into the tables.
 - `sync.py`: `Mirror`, which follows the chain: the cursor, reading logs in ranges,
   applying them through the projection, finding reorgs and rewinding them.
+- `shared.py`: `SharedMirror`, the reader of a mirror another process (the indexer,
+  provingmarket/runtime/indexer.py) writes into Postgres: it never syncs, and says when
+  the indexer lags.
+
+The database is a SQLite file by default, or a `postgresql://` URL (the `mirror` schema of
+that database; provingmarket/chain/postgres.py): one indexer writes it, many processes read.
 
 Logging: one JSON object per line on the `provingmarket.chain.mirror` logger: `mirror.batch`
 per applied range, `mirror.reorg` per rollback, `mirror.reset` for a reorg beyond the
@@ -38,6 +44,7 @@ from provingmarket.chain.mirror.schema import (
     VOIDED,
     MirrorError,
 )
+from provingmarket.chain.mirror.shared import SharedMirror
 from provingmarket.chain.mirror.sync import BATCH_BLOCKS, KEEP_BLOCKS, Mirror, SyncReport
 from provingmarket.chain.mirror.tables import Inapplicable
 from provingmarket.chain.mirror.views import (
@@ -71,6 +78,7 @@ __all__ = [
     "MirrorError",
     "ProverView",
     "Reader",
+    "SharedMirror",
     "SlotView",
     "Snapshot",
     "SyncReport",

@@ -1,4 +1,4 @@
-"""What the mirror's SQLite file holds, and how values are stored in it.
+"""What the mirror's database (a SQLite file, or a Postgres schema) holds, and how values are stored in it.
 
 - **Journal and derived tables.** Every event applied is kept in `journal` (block, log
   index, block hash, tx, name, task id, args as JSON, and the block's timestamp: the
@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from eth_utils.address import to_checksum_address
 
-from provingmarket.chain.database import connect
+from provingmarket.chain.database import Connection, open_database
 from provingmarket.errors import ProvingMarketError
 from provingmarket.formats import TaskTerms
 
@@ -123,14 +122,18 @@ class MirrorError(ProvingMarketError, RuntimeError):
     """The mirror cannot go on as asked (another registry's file, for one)."""
 
 
-def open_file(path: str) -> sqlite3.Connection:
-    """The mirror's database, its tables created if they are not there yet."""
-    db = connect(path)
+COMPONENT = "mirror"  # the Postgres schema a shared mirror lives in (unless its URL names one)
+
+
+def open_file(path: str) -> Connection:
+    """The mirror's database (a SQLite path, or a `postgresql://` URL), its tables
+    created if they are not there yet."""
+    db = open_database(path, COMPONENT)
     db.executescript(SCHEMA)
     return db
 
 
-def read_meta(db: sqlite3.Connection) -> dict[str, str | None]:
+def read_meta(db: Connection) -> dict[str, str | None]:
     return {r["key"]: r["value"] for r in db.execute("SELECT key, value FROM meta")}
 
 
@@ -142,11 +145,11 @@ def meta_block(meta: Mapping[str, str | None], key: str) -> int:
     return int(value)
 
 
-def write_meta(db: sqlite3.Connection, values: Mapping[str, str | None]) -> None:
+def write_meta(db: Connection, values: Mapping[str, str | None]) -> None:
     db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items()))
 
 
-def rebuild(db: sqlite3.Connection, path: str, found: str | None) -> None:
+def rebuild(db: Connection, path: str, found: str | None) -> None:
     """Drop the mirror's tables (and only those) and create them afresh, empty."""
     for table in (*KEYS, "journal", "undo", "block_hashes", "meta"):
         db.execute(f"DROP TABLE IF EXISTS {table}")
@@ -165,7 +168,7 @@ def rebuild(db: sqlite3.Connection, path: str, found: str | None) -> None:
 
 
 def open_meta(
-    db: sqlite3.Connection, path: str, registry: str, chain_id: str, start_block: int
+    db: Connection, path: str, registry: str, chain_id: str, start_block: int
 ) -> dict[str, str | None]:
     """The file's `meta`, written for a new file (its cursor just before `start_block`).
     A file of another schema version is rebuilt (`rebuild`); one of another registry or

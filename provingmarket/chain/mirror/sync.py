@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +40,13 @@ from web3 import Web3
 from web3.exceptions import BlockNotFound
 
 from provingmarket.chain.client import Event, RegistryClient, reported
-from provingmarket.chain.database import transaction
+from provingmarket.chain.database import (
+    describe,
+    is_database_error,
+    is_integrity_error,
+    is_refused_value,
+    transaction,
+)
 from provingmarket.chain.mirror.projection import Projection
 from provingmarket.chain.mirror.schema import (
     KEYS,
@@ -50,6 +55,7 @@ from provingmarket.chain.mirror.schema import (
     meta_block,
     open_file,
     open_meta,
+    read_meta,
     write_meta,
 )
 from provingmarket.chain.mirror.tables import Inapplicable, Tables
@@ -74,6 +80,8 @@ class SyncReport:
     skipped: int = 0
     batches: int = 0
     reorgs: list[tuple[int, int]] = field(default_factory=list)  # (old cursor, fork block)
+    lag: int = 0  # a shared mirror's reader: blocks its indexer trails the head (beyond confirmations)
+    stale: str = ""  # ... and, when that is too far to act on, why in one line (shared.py)
 
 
 class Mirror(Reader):
@@ -102,7 +110,7 @@ class Mirror(Reader):
         self.projection = Projection(self.tables)
         meta = open_meta(
             self.db,
-            self.path,
+            describe(self.path),
             client.address,
             str(self.web3.eth.chain_id),
             start_block if start_block is not None else client.from_block,
@@ -123,6 +131,11 @@ class Mirror(Reader):
     def sync(self, max_blocks: int | None = None, attempts: int = 5) -> SyncReport:
         """Apply the registry's events up to the head less `confirmations` (at most
         `max_blocks` blocks past the cursor), after undoing any block a reorg dropped."""
+        if getattr(self.db, "dialect", "sqlite") == "postgresql":
+            # A shared database: what was committed is the truth (a commit whose answer was
+            # lost with the server, or a restore), not what this process last wrote.
+            meta = read_meta(self.db)
+            self.cursor, self.cursor_hash = meta_block(meta, "cursor_block"), meta.get("cursor_hash")
         report = SyncReport(self.cursor, self.cursor)
         for _ in range(attempts):
             try:
@@ -357,12 +370,9 @@ class Mirror(Reader):
                     time,
                 ),
             )
-        except sqlite3.DatabaseError as error:
-            if not isinstance(error, sqlite3.IntegrityError):
-                raise  # the database itself failed (full, locked): the whole range is rolled back
-            self._skip_event(entry, event, error)
-            return False
         except Exception as error:
+            if is_database_error(error) and not is_integrity_error(error) and not is_refused_value(error):
+                raise  # the database itself failed (full, locked): the whole range is rolled back
             self._skip_event(entry, event, error)
             return False
         self.db.execute("RELEASE event")

@@ -7,11 +7,10 @@ that block, newest write first. A rollback costs the writes it undoes, not a rep
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from provingmarket.chain.database import fetch, marks, matching
+from provingmarket.chain.database import Connection, fetch, marks, matching
 from provingmarket.chain.mirror.schema import dumps, loads
 
 
@@ -20,7 +19,7 @@ class Inapplicable(Exception):
 
 
 class Tables:
-    def __init__(self, db: sqlite3.Connection):
+    def __init__(self, db: Connection):
         self.db = db
         self.block = 0  # the block of the event being applied: undo entries and rows carry it
 

@@ -8,14 +8,13 @@ everything a mechanism needs in one SQLite transaction.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from provingmarket import rules
 from provingmarket.chain.client import Event, Market
-from provingmarket.chain.database import fetch, marks
+from provingmarket.chain.database import Connection, fetch, marks
 from provingmarket.chain.mirror.schema import (
     ASSIGNED,
     CLOSED,
@@ -179,7 +178,7 @@ class Snapshot:
 class Reader:
     """Queries over the mirror's tables (`Mirror` is one; it sets `db`)."""
 
-    db: sqlite3.Connection
+    db: Connection
 
     def snapshot(self, now: int | None = None) -> Snapshot:
         """Everything a mechanism needs, read in one SQLite transaction: markets,
@@ -415,7 +414,7 @@ class Reader:
             for r in self._in_order("journal", task_id)
         ]
 
-    def _in_order(self, table: str, task_id: bytes | str | None) -> list[sqlite3.Row]:
+    def _in_order(self, table: str, task_id: bytes | str | None) -> list[Any]:
         """The rows of a table of events (of one task, if given), oldest first."""
         where, params = _where("1 = 1", {"task_id": None if task_id is None else hex_id(task_id)})
         return self.db.execute(
