@@ -1,0 +1,178 @@
+"""The prover agent with `--queue`: proofs made by worker processes
+(`python -m provingmarket.proving.worker`) on a real Redis server, through Dramatiq, each
+worker on the test's own queue name. A prover checks the chain: each task proven once,
+by its account, and paid; a worker killed mid-proof costs a retry on another worker, or
+a decline in time when no retry fits; never a second proof."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from provingmarket.chain.client import KeySigner, RegistryClient
+from provingmarket.proving.backends import SNARKJS_PROVE
+from tests.factories import (
+    ETHER,
+    PRICE,
+    address,
+    assign_in,
+    backend_file,
+    for_task,
+    proofs,
+    spawn_agent,
+    task_id,
+    wait_until,
+)
+
+WORKERS = 3
+# snarkjs after a pause: long enough to kill a worker mid-proof
+PAUSED_SNARKJS = {
+    "backend": "command",
+    "command": [
+        "bash",
+        "-c",
+        'sleep 3 && exec bash "$0" "$@"',
+        str(SNARKJS_PROVE),
+        "{wasm}",
+        "{zkey}",
+        "{inputs}",
+        "{proof}",
+        "{public}",
+    ],
+    "timeout": 60,
+}
+
+
+@pytest.fixture
+def queue_name() -> str:
+    """A queue of this test's own on the session's Redis server."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def start_workers(spawn, redis_server, queue_name):
+    """start_workers(backend_file) -> WORKERS worker processes, once each is consuming."""
+
+    def start(backend: str) -> list:
+        workers = [
+            spawn(
+                "provingmarket.proving.worker",
+                "--queue",
+                redis_server.url,
+                "--queue-name",
+                queue_name,
+                "--backend",
+                backend,
+                "--lease",
+                "2",
+                name=f"worker-{i}",
+            )
+            for i in range(WORKERS)
+        ]
+        for worker in workers:
+            worker.wait_for("worker.ready", timeout=60)
+        return workers
+
+    return start
+
+
+@pytest.fixture
+def queued_prover(funded, chain, spawn, tmp_path, redis_server, queue_name):
+    """queued_prover(stack, capacity, proving_time, *options) -> (address, agent): a staked
+    and joined prover whose agent proves through the test's queue."""
+
+    def make(stack, capacity: int = 1, proving_time: int = 1, *options: str):
+        key = funded()
+        client = RegistryClient(
+            chain.provider.web3, stack.registry.address, KeySigner(key), stack.client.from_block
+        )
+        client.transact("stake", value=5 * ETHER)
+        client.transact(
+            "join_market", stack.market_id, capacity, ETHER // 100, proving_time, 0, [stack.mechanism_id]
+        )
+        agent = spawn_agent(
+            spawn,
+            stack,
+            key,
+            tmp_path / "agent",
+            "--queue",
+            redis_server.url,
+            "--queue-name",
+            queue_name,
+            *options,
+        )
+        return address(key), agent
+
+    return make
+
+
+def proved_by(workers: list) -> dict[str, str]:
+    """job -> the worker that reported it proved."""
+    return {line["job"]: line["worker"] for w in workers for line in w.events("worker.proved")}
+
+
+def test_agent_queue__tasks_proven_by_the_workers__each_once_and_paid(
+    make_stack, keeper, post, queued_prover, start_workers, tmp_path
+):
+    workers = start_workers("groth16py")
+    stack = make_stack([keeper.address])
+    me, agent = queued_prover(stack, capacity=WORKERS)
+    tasks = [post(stack) for _ in range(WORKERS)]
+    for terms in tasks:
+        assign_in(stack, keeper, terms, me)
+
+    for terms in tasks:
+        agent.wait_for("agent.paid", where=for_task(stack, terms))
+        assert [(e.prover, e.paid) for e in proofs(stack, terms)] == [(me, PRICE)]
+    assert stack.client.balance(me) == WORKERS * PRICE
+    made = proved_by(workers)
+    assert len(made) == WORKERS  # one proof per task, every one by a worker
+    kept = agent.events("agent.proved")
+    assert sorted(line["backend"].split("@")[1] for line in kept) == sorted(made.values())
+
+
+def test_agent_queue__worker_killed_mid_proof__retried_on_another_and_proven_once(
+    make_stack, keeper, post, queued_prover, start_workers, tmp_path
+):
+    workers = start_workers(backend_file(tmp_path, PAUSED_SNARKJS))
+    stack = make_stack([keeper.address])
+    me, agent = queued_prover(stack)
+    terms = post(stack)
+    assign_in(stack, keeper, terms, me)
+
+    victim = wait_until(lambda: next((w for w in workers if w.events("worker.proving")), None), timeout=30)
+    victim.kill()
+    paid = agent.wait_for("agent.paid", where=for_task(stack, terms), timeout=60)[0]
+
+    assert [e.prover for e in proofs(stack, terms)] == [me] and paid["paid"] == PRICE
+    [failed] = agent.events("agent.proving_failed")
+    assert "stopped mid-proof" in failed["error"] and failed["retry_in"] is not None
+    [(_, prover)] = proved_by(workers).items()
+    assert prover != victim.events("worker.proving")[0]["worker"]
+    assert len(agent.events("agent.submitted")) == 1
+
+
+def test_agent_queue__worker_killed_with_no_time_to_retry__declined_in_time(
+    make_stack, keeper, post, queued_prover, start_workers, tmp_path
+):
+    workers = start_workers(backend_file(tmp_path, PAUSED_SNARKJS))
+    stack = make_stack([keeper.address], grace_period=20)
+    # 20 s of declared proving and 2 of margin in a 25 s window: one attempt fits at
+    # the assignment, not a second once the first worker is found gone
+    me, agent = queued_prover(stack, 1, 20)
+    terms = post(stack, proving_window=25)
+    assign_in(stack, keeper, terms, me)
+
+    victim = wait_until(lambda: next((w for w in workers if w.events("worker.proving")), None), timeout=30)
+    victim.kill()
+    declined = agent.wait_for("agent.declined", where=for_task(stack, terms), timeout=30)[0]
+
+    assert "stopped mid-proof" in declined["reason"]
+    wait_until(
+        lambda: stack.client.events(["TaskDeclined"], task_id=task_id(stack, terms)),
+        timeout=20,
+        what="TaskDeclined",
+    )
+    assert [e.prover for e in stack.client.events(["TaskDeclined"], task_id=task_id(stack, terms))] == [me]
+    assert not proofs(stack, terms) and not proved_by(workers)
