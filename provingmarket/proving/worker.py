@@ -296,9 +296,6 @@ def command(
     log_level: str,
 ) -> int:
     """Prove jobs the prover agents send through the task queue."""
-    configure_logging(log_level)
-    for noisy in ("dramatiq",):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     url = check_url(url)
     if processes < 1:
         raise click.ClickException(f"--processes {processes}: give 1 or more")
@@ -309,6 +306,8 @@ def command(
         raise click.ClickException(f"--circuits {circuits}: no such folder")
     proving = _backend(backend)
     _reachable(url)
+    configure_logging(log_level)
+    logging.getLogger("dramatiq").setLevel(logging.WARNING)  # its lines as JSON, warnings up
     if processes > 1:
         return _run_many(processes)
     return run_worker(

@@ -9,9 +9,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from dramatiq.message import Message
 
 from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.proving.backends import SNARKJS_PROVE
+from provingmarket.proving.queue import ACTOR, make_broker
 from tests.factories import (
     ETHER,
     PRICE,
@@ -112,10 +114,21 @@ def proved_by(workers: list) -> dict[str, str]:
     return {line["job"]: line["worker"] for w in workers for line in w.events("worker.proved")}
 
 
+def send_malformed(url: str, queue_name: str) -> None:
+    """Three messages that are not jobs: bytes that are no message, no job, a job's id with
+    fields missing."""
+    broker = make_broker(url)
+    broker.do_enqueue(queue_name, "garbage", b"\x00 not a message")
+    for args in (("not a job",), ({"job_id": "x1", "inputs": 3},)):
+        broker.enqueue(Message(queue_name=queue_name, actor_name=ACTOR, args=args, kwargs={}, options={}))
+    broker.close()
+
+
 def test_agent_queue__tasks_proven_by_the_workers__each_once_and_paid(
-    make_stack, keeper, post, queued_prover, start_workers, tmp_path
+    make_stack, keeper, post, queued_prover, start_workers, tmp_path, redis_server, queue_name
 ):
     workers = start_workers("groth16py")
+    send_malformed(redis_server.url, queue_name)
     stack = make_stack([keeper.address])
     me, agent = queued_prover(stack, capacity=WORKERS)
     tasks = [post(stack) for _ in range(WORKERS)]
@@ -130,6 +143,9 @@ def test_agent_queue__tasks_proven_by_the_workers__each_once_and_paid(
     assert len(made) == WORKERS  # one proof per task, every one by a worker
     kept = agent.events("agent.proved")
     assert sorted(line["backend"].split("@")[1] for line in kept) == sorted(made.values())
+    # the messages that were not jobs: said and dropped, every worker still up
+    assert sum(len(w.events("worker.malformed")) for w in workers) == 2
+    assert all(w.alive() for w in workers)
 
 
 def test_agent_queue__worker_killed_mid_proof__retried_on_another_and_proven_once(

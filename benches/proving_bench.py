@@ -1,0 +1,135 @@
+"""Proofs per second through the task queue (provingmarket/proving/queue.py): the
+`squarings-10000` circuit proven by 1, 2 and 4 worker processes
+(`python -m provingmarket.proving.worker`) on a Redis server of its own, the jobs sent as
+the prover agent sends them and waited for in parallel. Each count first proves one round
+of warm-up jobs (a worker's first proof loads the circuit's key), then JOBS jobs timed.
+
+    python -m benches.proving_bench [--jobs 8] [--backend auto]
+
+The machine's cores bound the curve: past one worker per core, workers share the cores
+and the proofs per second stay flat (the table says where, from os.cpu_count()).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from provingmarket.devnet.services import RedisServer
+from provingmarket.proving.circuits import Circuit
+from provingmarket.proving.queue import Job, JobQueue, inputs_json
+
+ROOT = Path(__file__).resolve().parent.parent
+CIRCUIT = "squarings-10000"
+COUNTS = (1, 2, 4)
+PROVER = "0x" + "11" * 20
+READY_TIMEOUT = 60.0
+
+
+def start_workers(url: str, queue: str, count: int, backend: str) -> list[subprocess.Popen]:
+    """`count` worker processes, returned once each logged worker.ready."""
+    argv = [sys.executable, "-m", "provingmarket.proving.worker", "--queue", url, "--queue-name", queue]
+    workers = [
+        subprocess.Popen(
+            [*argv, "--backend", backend],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
+        for _ in range(count)
+    ]
+    deadline = time.monotonic() + READY_TIMEOUT
+    for worker in workers:
+        assert worker.stderr is not None
+        while '"worker.ready"' not in worker.stderr.readline():
+            if worker.poll() is not None or time.monotonic() > deadline:
+                stop(workers)
+                raise SystemExit(f"a worker did not start (exit code {worker.poll()})")
+    for worker in workers:  # the rest of their logs is not read: let it go nowhere
+        assert worker.stderr is not None
+        worker.stderr.close()
+    return workers
+
+
+def stop(workers: list[subprocess.Popen]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(40)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
+
+
+def prove_all(queue: JobQueue, circuit: Circuit, inputs: dict, jobs: int) -> float:
+    """Send `jobs` jobs at once and wait for every proof; the seconds it took."""
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [
+            pool.submit(
+                queue.run,
+                Job.new(
+                    work=f"bench:{i}",
+                    circuit=circuit.reference,
+                    circuit_name=circuit.name,
+                    inputs=inputs,
+                    prover=PROVER,
+                    deadline=0,
+                    start_by=time.time() + 600,
+                    finish_by=time.time() + 900,
+                ),
+            )
+            for i in range(jobs)
+        ]
+        for future in futures:
+            future.result()
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=8, help="timed jobs per worker count")
+    parser.add_argument("--backend", default="auto", help="the workers' --backend")
+    args = parser.parse_args()
+    circuit = Circuit.load(CIRCUIT)
+    inputs = inputs_json(circuit.check_inputs(circuit.sample))
+    cores = os.cpu_count() or 1
+    rows = []
+    with RedisServer(durable=False) as server:
+        for count in COUNTS:
+            name = f"bench-{count}-{os.getpid()}"
+            queue = JobQueue(server.url, name)
+            workers = start_workers(server.url, name, count, args.backend)
+            try:
+                prove_all(queue, circuit, inputs, count)  # warm-up: keys loaded
+                seconds = prove_all(queue, circuit, inputs, args.jobs)
+            finally:
+                stop(workers)
+                queue.close()
+            rows.append((count, args.jobs, seconds, args.jobs / seconds))
+            print(f"  {count} worker(s): {args.jobs} proofs in {seconds:.1f} s", flush=True)
+    base = rows[0][3]
+    print(f"\nProofs per second, {CIRCUIT}, backend {args.backend}, through Redis ({cores} cores)")
+    print(f"{'workers':>8} {'proofs':>7} {'seconds':>8} {'proofs/s':>9} {'speed-up':>9}")
+    for count, jobs, seconds, rate in rows:
+        print(f"{count:>8} {jobs:>7} {seconds:>8.1f} {rate:>9.2f} {rate / base:>8.2f}x")
+    print(
+        f"Past {cores} worker(s) (one per core) the workers share the cores: each proof is "
+        "CPU-bound, so more workers on this machine add no proofs per second; workers on "
+        "other machines do."
+    )
+
+
+if __name__ == "__main__":
+    main()
