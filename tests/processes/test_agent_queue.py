@@ -6,7 +6,11 @@ a decline in time when no retry fits; never a second proof."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from dramatiq.message import Message
@@ -17,15 +21,16 @@ from provingmarket.proving.queue import ACTOR, make_broker
 from tests.factories import (
     ETHER,
     PRICE,
+    ROOT,
     address,
     assign_in,
-    backend_file,
     for_task,
     proofs,
     spawn_agent,
     task_id,
     wait_until,
 )
+from tests.processes.conftest import Process
 
 WORKERS = 3
 # snarkjs after a pause: long enough to kill a worker mid-proof
@@ -34,7 +39,7 @@ PAUSED_SNARKJS = {
     "command": [
         "bash",
         "-c",
-        'sleep 3 && exec bash "$0" "$@"',
+        'sleep 2 && exec bash "$0" "$@"',
         str(SNARKJS_PROVE),
         "{wasm}",
         "{zkey}",
@@ -46,37 +51,62 @@ PAUSED_SNARKJS = {
 }
 
 
-@pytest.fixture
+class Fleet:
+    """The module's worker processes, shared by its tests (a worker's start is seconds of
+    CPU): each test gets WORKERS of them alive, and reads their lines since it began."""
+
+    def __init__(self, folder: Path, url: str, queue: str, backend: str):
+        argv = [sys.executable, "-m", "provingmarket.proving.worker", "--queue", url, "--queue-name", queue]
+        argv += ["--backend", backend, "--lease", "2"]
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        self.workers = [Process(argv, env, folder / f"worker-{i}.log") for i in range(WORKERS)]
+        self.seen: dict[int, int] = {}
+
+    def ready(self) -> Fleet:
+        """Every worker up (a killed one started again), and the lines read so far marked."""
+        for worker in self.workers:
+            if not worker.alive():
+                worker.start()
+        for worker in self.workers:
+            worker.wait_for("worker.ready", count=worker.starts, timeout=60)
+        self.seen = {id(w): len(w.lines) for w in self.workers}
+        return self
+
+    def events(self, worker: Process, kind: str) -> list[dict]:
+        return [line for line in worker.lines[self.seen[id(worker)] :] if line.get("event") == kind]
+
+    def proving(self) -> Process | None:
+        """A worker that started a job during this test."""
+        return next((w for w in self.workers if self.events(w, "worker.proving")), None)
+
+    def proved(self) -> dict[str, str]:
+        """job -> the worker that reported it proved, during this test."""
+        return {line["job"]: line["worker"] for w in self.workers for line in self.events(w, "worker.proved")}
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop(timeout=10)
+
+
+@pytest.fixture(scope="module")
 def queue_name() -> str:
-    """A queue of this test's own on the session's Redis server."""
+    """A queue of this module's own on the session's Redis server."""
     return f"test-{uuid.uuid4().hex[:12]}"
 
 
+@pytest.fixture(scope="module")
+def worker_fleet(tmp_path_factory, redis_server, queue_name):
+    folder = tmp_path_factory.mktemp("workers")
+    backend = folder / "backend.json"
+    backend.write_text(json.dumps(PAUSED_SNARKJS))
+    fleet = Fleet(folder, redis_server.url, queue_name, str(backend))
+    yield fleet
+    fleet.stop()
+
+
 @pytest.fixture
-def start_workers(spawn, redis_server, queue_name):
-    """start_workers(backend_file) -> WORKERS worker processes, once each is consuming."""
-
-    def start(backend: str) -> list:
-        workers = [
-            spawn(
-                "provingmarket.proving.worker",
-                "--queue",
-                redis_server.url,
-                "--queue-name",
-                queue_name,
-                "--backend",
-                backend,
-                "--lease",
-                "2",
-                name=f"worker-{i}",
-            )
-            for i in range(WORKERS)
-        ]
-        for worker in workers:
-            worker.wait_for("worker.ready", timeout=60)
-        return workers
-
-    return start
+def fleet(worker_fleet) -> Fleet:
+    return worker_fleet.ready()
 
 
 @pytest.fixture
@@ -109,11 +139,6 @@ def queued_prover(funded, chain, spawn, tmp_path, redis_server, queue_name):
     return make
 
 
-def proved_by(workers: list) -> dict[str, str]:
-    """job -> the worker that reported it proved."""
-    return {line["job"]: line["worker"] for w in workers for line in w.events("worker.proved")}
-
-
 def send_malformed(url: str, queue_name: str) -> None:
     """Three messages that are not jobs: bytes that are no message, no job, a job's id with
     fields missing."""
@@ -125,9 +150,8 @@ def send_malformed(url: str, queue_name: str) -> None:
 
 
 def test_agent_queue__tasks_proven_by_the_workers__each_once_and_paid(
-    make_stack, keeper, post, queued_prover, start_workers, tmp_path, redis_server, queue_name
+    make_stack, keeper, post, queued_prover, fleet, redis_server, queue_name
 ):
-    workers = start_workers("groth16py")
     send_malformed(redis_server.url, queue_name)
     stack = make_stack([keeper.address])
     me, agent = queued_prover(stack, capacity=WORKERS)
@@ -139,40 +163,38 @@ def test_agent_queue__tasks_proven_by_the_workers__each_once_and_paid(
         agent.wait_for("agent.paid", where=for_task(stack, terms))
         assert [(e.prover, e.paid) for e in proofs(stack, terms)] == [(me, PRICE)]
     assert stack.client.balance(me) == WORKERS * PRICE
-    made = proved_by(workers)
+    made = fleet.proved()
     assert len(made) == WORKERS  # one proof per task, every one by a worker
     kept = agent.events("agent.proved")
     assert sorted(line["backend"].split("@")[1] for line in kept) == sorted(made.values())
     # the messages that were not jobs: said and dropped, every worker still up
-    assert sum(len(w.events("worker.malformed")) for w in workers) == 2
-    assert all(w.alive() for w in workers)
+    assert sum(len(fleet.events(w, "worker.malformed")) for w in fleet.workers) == 2
+    assert all(w.alive() for w in fleet.workers)
 
 
 def test_agent_queue__worker_killed_mid_proof__retried_on_another_and_proven_once(
-    make_stack, keeper, post, queued_prover, start_workers, tmp_path
+    make_stack, keeper, post, queued_prover, fleet
 ):
-    workers = start_workers(backend_file(tmp_path, PAUSED_SNARKJS))
     stack = make_stack([keeper.address])
     me, agent = queued_prover(stack)
     terms = post(stack)
     assign_in(stack, keeper, terms, me)
 
-    victim = wait_until(lambda: next((w for w in workers if w.events("worker.proving")), None), timeout=30)
+    victim = wait_until(fleet.proving, timeout=30, what="worker.proving")
     victim.kill()
     paid = agent.wait_for("agent.paid", where=for_task(stack, terms), timeout=60)[0]
 
     assert [e.prover for e in proofs(stack, terms)] == [me] and paid["paid"] == PRICE
     [failed] = agent.events("agent.proving_failed")
     assert "stopped mid-proof" in failed["error"] and failed["retry_in"] is not None
-    [(_, prover)] = proved_by(workers).items()
-    assert prover != victim.events("worker.proving")[0]["worker"]
+    [(_, prover)] = fleet.proved().items()
+    assert prover != fleet.events(victim, "worker.proving")[0]["worker"]
     assert len(agent.events("agent.submitted")) == 1
 
 
 def test_agent_queue__worker_killed_with_no_time_to_retry__declined_in_time(
-    make_stack, keeper, post, queued_prover, start_workers, tmp_path
+    make_stack, keeper, post, queued_prover, fleet
 ):
-    workers = start_workers(backend_file(tmp_path, PAUSED_SNARKJS))
     stack = make_stack([keeper.address], grace_period=20)
     # 20 s of declared proving and 2 of margin in a 25 s window: one attempt fits at
     # the assignment, not a second once the first worker is found gone
@@ -180,7 +202,7 @@ def test_agent_queue__worker_killed_with_no_time_to_retry__declined_in_time(
     terms = post(stack, proving_window=25)
     assign_in(stack, keeper, terms, me)
 
-    victim = wait_until(lambda: next((w for w in workers if w.events("worker.proving")), None), timeout=30)
+    victim = wait_until(fleet.proving, timeout=30, what="worker.proving")
     victim.kill()
     declined = agent.wait_for("agent.declined", where=for_task(stack, terms), timeout=30)[0]
 
@@ -191,4 +213,25 @@ def test_agent_queue__worker_killed_with_no_time_to_retry__declined_in_time(
         what="TaskDeclined",
     )
     assert [e.prover for e in stack.client.events(["TaskDeclined"], task_id=task_id(stack, terms))] == [me]
-    assert not proofs(stack, terms) and not proved_by(workers)
+    assert not proofs(stack, terms) and not fleet.proved()
+
+
+def test_agent_queue__broker_killed_mid_proof_and_restarted__task_still_proven_once(
+    make_stack, keeper, post, queued_prover, fleet, redis_server
+):
+    stack = make_stack([keeper.address])
+    me, agent = queued_prover(stack)
+    terms = post(stack)
+    assign_in(stack, keeper, terms, me)
+
+    wait_until(fleet.proving, timeout=30, what="worker.proving")
+    redis_server.kill()  # as a crash would: the queue, the lease and the job are in its append-only file
+    try:
+        agent.wait_for("agent.queue_down", where=for_task(stack, terms), timeout=20)
+    finally:
+        redis_server.start()
+    paid = agent.wait_for("agent.paid", where=for_task(stack, terms), timeout=60)[0]
+
+    assert [e.prover for e in proofs(stack, terms)] == [me] and paid["paid"] == PRICE
+    assert agent.events("agent.queue_back") and not agent.events("agent.proving_failed")
+    assert len(fleet.proved()) == 1 and all(w.alive() for w in fleet.workers)
