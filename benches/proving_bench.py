@@ -120,7 +120,9 @@ def main() -> None:
             rows.append((count, args.jobs, seconds, args.jobs / seconds))
             print(f"  {count} worker(s): {args.jobs} proofs in {seconds:.1f} s", flush=True)
     base = rows[0][3]
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"\nProofs per second, {CIRCUIT}, backend {args.backend}, through Redis ({cores} cores)")
+    print(f"(load average at the end: {load}; other work on the machine takes cores from the workers)")
     print(f"{'workers':>8} {'proofs':>7} {'seconds':>8} {'proofs/s':>9} {'speed-up':>9}")
     for count, jobs, seconds, rate in rows:
         print(f"{count:>8} {jobs:>7} {seconds:>8.1f} {rate:>9.2f} {rate / base:>8.2f}x")

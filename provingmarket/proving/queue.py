@@ -49,11 +49,13 @@ log = logging.getLogger("provingmarket.proving.queue")
 NAMESPACE = "provingmarket"
 ACTOR = "prove"
 DEFAULT_QUEUE = "proving"
-KEPT = 86_400  # seconds results and closed marks are kept
+KEPT = 3_600  # seconds results and closed marks are kept (a redelivery comes within minutes)
 LEASE = 10.0  # seconds a worker's hold on a job lasts without renewal (renewed every LEASE / 4)
 RESEND_CHECK = 3.0  # seconds between the agent's looks for a message the broker lost
 HEARTBEAT_TIMEOUT = 15.0  # seconds without a heartbeat before Dramatiq counts a worker dead
-MAINTENANCE_CHANCE = 20_000  # in a million broker commands: Dramatiq's look for dead workers
+# In a million broker commands, how many also look for dead workers (Dramatiq's default is
+# 1,000); the look lists the namespace's keys, so not every command.
+MAINTENANCE_CHANCE = 5_000
 
 
 class QueueError(ProvingMarketError, RuntimeError):

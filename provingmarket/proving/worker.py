@@ -53,6 +53,7 @@ from provingmarket.runtime.process import configure_logging
 
 PROG = "python -m provingmarket.proving.worker"
 PUSH_RETRY = 1.0  # seconds between attempts to push a result while the broker is down
+IDLE_POLL = 100  # ms
 
 
 class ProvingWorker:
@@ -82,6 +83,13 @@ class ProvingWorker:
         if why is not None:
             emit("worker.skipped", logging.INFO, **fields, reason=why)
             return
+        if time.time() > job.start_by:  # held now: its agent is told at once, not left waiting
+            late = round(time.time() - job.start_by, 1)
+            why = f"not started: past its start-by time by {late} s, no time left before the deadline"
+            emit("worker.skipped", logging.INFO, **fields, reason=why)
+            self._push(job, Result(job.job_id, self.name, False, error=why))
+            self._let_go(job)
+            return
         stop = threading.Event()
         renewing = threading.Thread(target=self._renew, args=(job, stop), daemon=True)
         renewing.start()
@@ -94,10 +102,7 @@ class ProvingWorker:
             self._let_go(job)
 
     def _skip(self, job: Job) -> str | None:
-        """Why the job is not to be started, or None once this worker holds its lease."""
-        if time.time() > job.start_by:
-            late = round(time.time() - job.start_by, 1)
-            return f"past its start-by time by {late} s: no time left to prove before the deadline"
+        """Why the job is not this worker's to take, or None once it holds its lease."""
         # The broker down here: the error ends the message (acknowledged, or lost with the
         # broker), and its agent re-sends the job once it sees the broker holds it no more.
         if self.redis.exists(job_key(job.job_id, "closed"), job_key(job.job_id, "result")):
@@ -207,7 +212,9 @@ def run_worker(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=500)
+    # An idle consumer looks for a message every IDLE_POLL ms at most: after a proof, the
+    # next one starts within that (Dramatiq's default, a second, costs a short proof's time).
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=IDLE_POLL)
     worker.queue_prefetch = 1  # a second message fetched would wait here while others are idle
     worker.start()
     emit("worker.ready", worker=name, pid=os.getpid(), queue=queue_name, backend=backend.name)

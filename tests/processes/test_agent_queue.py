@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from dramatiq.message import Message
 
 from provingmarket.chain.client import KeySigner, RegistryClient
 from provingmarket.proving.backends import SNARKJS_PROVE
-from provingmarket.proving.queue import ACTOR, make_broker
+from provingmarket.proving.circuits import Circuit
+from provingmarket.proving.queue import ACTOR, Job, JobFailed, JobQueue, inputs_json, make_broker
 from tests.factories import (
     ETHER,
     PRICE,
@@ -196,13 +198,15 @@ def test_agent_queue__worker_killed_with_no_time_to_retry__declined_in_time(
     make_stack, keeper, post, queued_prover, fleet
 ):
     stack = make_stack([keeper.address], grace_period=20)
-    # 20 s of declared proving and 2 of margin in a 25 s window: one attempt fits at
-    # the assignment, not a second once the first worker is found gone
-    me, agent = queued_prover(stack, 1, 20)
+    # 19 s of declared proving and 2 of margin in a 25 s window: the first attempt may start
+    # up to 4 s after the assignment, and a second no longer fits once the first worker is
+    # found gone (its kill a second into the proof, 2 s of lease, a second of backoff)
+    me, agent = queued_prover(stack, 1, 19)
     terms = post(stack, proving_window=25)
     assign_in(stack, keeper, terms, me)
 
     victim = wait_until(fleet.proving, timeout=30, what="worker.proving")
+    time.sleep(1)  # into the proof (2 s of pause, then snarkjs)
     victim.kill()
     declined = agent.wait_for("agent.declined", where=for_task(stack, terms), timeout=30)[0]
 
@@ -235,3 +239,24 @@ def test_agent_queue__broker_killed_mid_proof_and_restarted__task_still_proven_o
     assert [e.prover for e in proofs(stack, terms)] == [me] and paid["paid"] == PRICE
     assert agent.events("agent.queue_back") and not agent.events("agent.proving_failed")
     assert len(fleet.proved()) == 1 and all(w.alive() for w in fleet.workers)
+
+
+def test_worker__job_past_its_start_by__not_started_and_its_agent_told(fleet, redis_server, queue_name):
+    circuit = Circuit.load("square")
+    job = Job.new(
+        work="prove:0x01:0",
+        circuit=circuit.reference,
+        circuit_name=circuit.name,
+        inputs=inputs_json(circuit.check_inputs(circuit.sample)),
+        prover="0x" + "11" * 20,
+        deadline=0,
+        start_by=time.time() - 1,  # the deadline, less the proving time, has passed
+        finish_by=time.time() + 30,
+    )
+    queue = JobQueue(redis_server.url, queue_name)
+    try:
+        with pytest.raises(JobFailed, match="not started: past its start-by time"):
+            queue.run(job)
+    finally:
+        queue.close()
+    assert not any(fleet.events(w, "worker.proving") for w in fleet.workers)
