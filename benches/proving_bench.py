@@ -7,7 +7,8 @@ of warm-up jobs (a worker's first proof loads the circuit's key), then JOBS jobs
     python -m benches.proving_bench [--jobs 8] [--backend auto]
 
 The machine's cores bound the curve: past one worker per core, workers share the cores
-and the proofs per second stay flat (the table says where, from os.cpu_count()).
+and the proofs per second stay flat; the table says where and why, from the CPU time a
+proof takes and os.cpu_count().
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import concurrent.futures
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from provingmarket.devnet.services import RedisServer
 from provingmarket.proving.circuits import Circuit
-from provingmarket.proving.queue import Job, JobQueue, inputs_json
+from provingmarket.proving.queue import Job, JobQueue, Result, inputs_json
 
 ROOT = Path(__file__).resolve().parent.parent
 CIRCUIT = "squarings-10000"
@@ -70,8 +72,8 @@ def stop(workers: list[subprocess.Popen]) -> None:
             worker.wait(10)
 
 
-def prove_all(queue: JobQueue, circuit: Circuit, inputs: dict, jobs: int) -> float:
-    """Send `jobs` jobs at once and wait for every proof; the seconds it took."""
+def prove_all(queue: JobQueue, circuit: Circuit, inputs: dict, jobs: int) -> tuple[float, list[Result]]:
+    """Send `jobs` jobs at once and wait for every proof; the seconds it took, the results."""
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [
@@ -90,9 +92,8 @@ def prove_all(queue: JobQueue, circuit: Circuit, inputs: dict, jobs: int) -> flo
             )
             for i in range(jobs)
         ]
-        for future in futures:
-            future.result()
-    return time.monotonic() - started
+        results = [future.result() for future in futures]
+    return time.monotonic() - started, results
 
 
 def main() -> None:
@@ -113,23 +114,32 @@ def main() -> None:
             workers = start_workers(server.url, name, count, args.backend)
             try:
                 prove_all(queue, circuit, inputs, count)  # warm-up: keys loaded
-                seconds = prove_all(queue, circuit, inputs, args.jobs)
+                seconds, results = prove_all(queue, circuit, inputs, args.jobs)
             finally:
                 stop(workers)
                 queue.close()
-            rows.append((count, args.jobs, seconds, args.jobs / seconds))
+            wall = statistics.mean(r.seconds for r in results)
+            cpu = statistics.mean(r.cpu_seconds for r in results)
+            rows.append((count, args.jobs, seconds, args.jobs / seconds, wall, cpu))
             print(f"  {count} worker(s): {args.jobs} proofs in {seconds:.1f} s", flush=True)
     base = rows[0][3]
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"\nProofs per second, {CIRCUIT}, backend {args.backend}, through Redis ({cores} cores)")
-    print(f"(load average at the end: {load}; other work on the machine takes cores from the workers)")
-    print(f"{'workers':>8} {'proofs':>7} {'seconds':>8} {'proofs/s':>9} {'speed-up':>9}")
-    for count, jobs, seconds, rate in rows:
-        print(f"{count:>8} {jobs:>7} {seconds:>8.1f} {rate:>9.2f} {rate / base:>8.2f}x")
+    heads = ("workers", 8), ("proofs", 7), ("seconds", 8), ("proofs/s", 9), ("speed-up", 9), ("s/proof", 8)
+    print(" ".join(f"{head:>{width}}" for head, width in heads), f"{'CPU s':>6}")
+    for count, jobs, seconds, rate, wall, cpu in rows:
+        print(
+            f"{count:>8} {jobs:>7} {seconds:>8.1f} {rate:>9.2f} {rate / base:>8.2f}x {wall:>8.2f} {cpu:>6.2f}"
+        )
+    cpu = statistics.mean(row[5] for row in rows)
     print(
-        f"Past {cores} worker(s) (one per core) the workers share the cores: each proof is "
-        "CPU-bound, so more workers on this machine add no proofs per second; workers on "
-        "other machines do."
+        f"s/proof: a proof's wall time in its worker; CPU s: the CPU time it took.\n"
+        f"Where it flattens: a proof is CPU-bound ({cpu:.2f} s of one core), so {cores} cores prove at "
+        f"most {cores / cpu:.1f} proofs/s, reached at {cores} workers (one per core); past that the "
+        "workers share the cores, each proof's wall time grows with their number and proofs/s "
+        "stays flat. Workers on other machines add their cores.\n"
+        f"Load average at the end: {load}: other processes on the machine take cores from the "
+        "workers (and more worker processes take a larger share of them)."
     )
 
 

@@ -140,7 +140,8 @@ class Result:
     ok: bool
     proof: str = ""  # hex
     public_inputs: list[str] = field(default_factory=list)  # decimal
-    seconds: float = 0.0  # the proving itself
+    seconds: float = 0.0  # the proving itself, wall time
+    cpu_seconds: float = 0.0  # the CPU time it took (the worker's thread and the commands it ran)
     backend: str = ""
     error: str = ""
 

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -133,7 +134,7 @@ class ProvingWorker:
         emit(
             "worker.proving", **fields, circuit=job.circuit_name, left_s=round(job.finish_by - time.time(), 1)
         )
-        started = time.monotonic()
+        started, cpu = time.monotonic(), _cpu_seconds()
         try:
             circuit = self._circuit(job)
             values = circuit.check_inputs(job.inputs)
@@ -145,8 +146,15 @@ class ProvingWorker:
         except Exception as failure:  # a bug or an odd input: reported, the worker goes on
             error = f"{type(failure).__name__}: {failure}"
         else:
-            seconds = time.monotonic() - started
-            emit("worker.proved", logging.INFO, **fields, ms=round(seconds * 1000), backend=proof.backend)
+            seconds, cpu = time.monotonic() - started, _cpu_seconds() - cpu
+            emit(
+                "worker.proved",
+                logging.INFO,
+                **fields,
+                ms=round(seconds * 1000),
+                cpu_ms=round(cpu * 1000),
+                backend=proof.backend,
+            )
             return Result(
                 job.job_id,
                 self.name,
@@ -154,6 +162,7 @@ class ProvingWorker:
                 proof=proof.proof.hex(),
                 public_inputs=[str(v) for v in proof.public_inputs],
                 seconds=seconds,
+                cpu_seconds=cpu,
                 backend=proof.backend,
             )
         emit("worker.failed", logging.WARNING, **fields, error=error[:500])
@@ -182,6 +191,12 @@ class ProvingWorker:
             with contextlib.suppress(redis.RedisError):
                 self.redis.rpush(job_key(job_id, "result"), json.dumps(result.__dict__))
                 self.redis.expire(job_key(job_id, "result"), KEPT)
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this thread and of the finished commands it ran (one proof at a time)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.thread_time() + children.ru_utime + children.ru_stime
 
 
 def run_worker(
