@@ -331,7 +331,20 @@ def command(
     configure_logging(log_level)
     logging.getLogger("dramatiq").setLevel(logging.WARNING)  # its lines as JSON, warnings up
     if processes > 1:
-        return _run_many(processes)
+        return _run_many(
+            processes,
+            {
+                "queue": url,
+                "queue_name": queue_name,
+                "circuits": circuits,
+                "backend": backend,
+                "name": name,
+                "lease": lease,
+                "heartbeat_timeout": heartbeat_timeout,
+                "grace": grace,
+                "log_level": log_level,
+            },
+        )
     return run_worker(
         url,
         queue_name,
@@ -353,13 +366,15 @@ def _reachable(url: str) -> None:
         ) from None
 
 
-def _run_many(processes: int) -> int:
-    """N children, each this command with --processes 1; SIGTERM stops them all."""
-    argv = [a for a in sys.argv[1:]]
-    children = [
-        subprocess.Popen([sys.executable, "-m", "provingmarket.proving.worker", *argv, "--processes", "1"])
-        for _ in range(processes)
-    ]
+def _run_many(processes: int, options: dict[str, Any]) -> int:
+    """N children, each this command with --processes 1 (named NAME-1 ... NAME-N);
+    SIGTERM stops them all, each finishing its proof."""
+    name = options.pop("name") or socket.gethostname()
+    argv = [sys.executable, "-m", "provingmarket.proving.worker", "--processes", "1"]
+    for option, value in options.items():
+        if value is not None:
+            argv += [f"--{option.replace('_', '-')}", str(value)]
+    children = [subprocess.Popen([*argv, "--name", f"{name}-{i}"]) for i in range(1, processes + 1)]
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -374,9 +389,8 @@ def _run_many(processes: int) -> int:
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    for child in children:
-        child.wait()
-    return 0
+    codes = [child.wait() for child in children]
+    return max(codes)
 
 
 def main(argv: list[str] | None = None) -> None:
