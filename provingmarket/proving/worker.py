@@ -4,6 +4,9 @@ why) and proves them with the project's backends, on any machine that reaches th
     python -m provingmarket.proving.worker --queue redis://HOST:6379/0 [--processes N]
         [--circuits DIR] [--backend auto|groth16py|snarkjs|FILE.json] [--queue-name proving]
 
+Its settings may also come from a TOML file (`--config`, deploy/config/worker.toml) and
+the variables PROVINGMARKET_WORKER_<OPTION>, as every long-running process's.
+
 One JSON log line per event on stderr; `worker.ready` once it is consuming (a script
 waits for it), `worker.proving`, `worker.proved`, `worker.failed`, `worker.skipped` (a
 job past its start-by time, closed by its agent, or held by another worker),
@@ -50,6 +53,7 @@ from provingmarket.proving.queue import (
     job_key,
     make_broker,
 )
+from provingmarket.runtime.config import as_service, config_option
 from provingmarket.runtime.process import configure_logging
 
 PROG = "python -m provingmarket.proving.worker"
@@ -256,9 +260,8 @@ def _backend(spec: str) -> ProvingBackend:
 
 
 @click.command()
-@click.option(
-    "--queue", "url", required=True, envvar="PROVINGMARKET_QUEUE", help="The broker: redis://HOST:PORT/DB."
-)
+@config_option
+@click.option("--queue", "url", required=True, help="The broker: redis://HOST:PORT/DB.")
 @click.option(
     "--queue-name", default=DEFAULT_QUEUE, show_default=True, help="The queue the agents send jobs to."
 )
@@ -355,6 +358,9 @@ def command(
         heartbeat_timeout,
         grace,
     )
+
+
+as_service(command, "PROVINGMARKET_WORKER")
 
 
 def _reachable(url: str) -> None:

@@ -87,7 +87,7 @@ def test_agent_settings__queue__kept():
     ],
 )
 def test_worker__bad_input__one_line_error_and_exit_code_1(argv, expected, capsys, monkeypatch):
-    monkeypatch.delenv("PROVINGMARKET_QUEUE", raising=False)
+    monkeypatch.delenv("PROVINGMARKET_WORKER_QUEUE", raising=False)
     with pytest.raises(SystemExit) as exited:
         worker.main(argv)
     assert exited.value.code == 1
