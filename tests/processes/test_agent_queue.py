@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -25,6 +26,7 @@ from tests.factories import (
     PRICE,
     ROOT,
     address,
+    advance,
     assign_in,
     for_task,
     proofs,
@@ -113,10 +115,10 @@ def fleet(worker_fleet) -> Fleet:
 
 @pytest.fixture
 def queued_prover(funded, chain, spawn, tmp_path, redis_server, queue_name):
-    """queued_prover(stack, capacity, proving_time, *options) -> (address, agent): a staked
-    and joined prover whose agent proves through the test's queue."""
+    """queued_prover(stack, capacity, proving_time, queue=None) -> (address, agent): a staked
+    and joined prover whose agent proves through the module's queue (or `queue`)."""
 
-    def make(stack, capacity: int = 1, proving_time: int = 1, *options: str):
+    def make(stack, capacity: int = 1, proving_time: int = 1, queue: str | None = None):
         key = funded()
         client = RegistryClient(
             chain.provider.web3, stack.registry.address, KeySigner(key), stack.client.from_block
@@ -133,8 +135,7 @@ def queued_prover(funded, chain, spawn, tmp_path, redis_server, queue_name):
             "--queue",
             redis_server.url,
             "--queue-name",
-            queue_name,
-            *options,
+            queue or queue_name,
         )
         return address(key), agent
 
@@ -195,19 +196,21 @@ def test_agent_queue__worker_killed_mid_proof__retried_on_another_and_proven_onc
 
 
 def test_agent_queue__worker_killed_with_no_time_to_retry__declined_in_time(
-    make_stack, keeper, post, queued_prover, fleet
+    make_stack, keeper, post, queued_prover, fleet, chain
 ):
-    stack = make_stack([keeper.address], grace_period=20)
-    # 19 s of declared proving and 2 of margin in a 25 s window: the first attempt may start
-    # up to 4 s after the assignment, and a second no longer fits once the first worker is
-    # found gone (its kill a second into the proof, 2 s of lease, a second of backoff)
-    me, agent = queued_prover(stack, 1, 19)
+    stack = make_stack([keeper.address], grace_period=22)
+    # 10 s of declared proving and 2 of margin in a 25 s window: the first attempt starts
+    # at ease; once its worker is killed the chain's clock is moved 14 s on (time passing on
+    # a busy machine), so when the agent finds the worker gone (its lease, 2 s) fewer than
+    # the 13 s a second attempt needs (backoff, proving, margin) are left, and the 22 s grace
+    # period still runs
+    me, agent = queued_prover(stack, 1, 10)
     terms = post(stack, proving_window=25)
     assign_in(stack, keeper, terms, me)
 
     victim = wait_until(fleet.proving, timeout=30, what="worker.proving")
-    time.sleep(1)  # into the proof (2 s of pause, then snarkjs)
     victim.kill()
+    advance(chain, 14)
     declined = agent.wait_for("agent.declined", where=for_task(stack, terms), timeout=30)[0]
 
     assert "stopped mid-proof" in declined["reason"]
@@ -218,6 +221,8 @@ def test_agent_queue__worker_killed_with_no_time_to_retry__declined_in_time(
     )
     assert [e.prover for e in stack.client.events(["TaskDeclined"], task_id=task_id(stack, terms))] == [me]
     assert not proofs(stack, terms) and not fleet.proved()
+    advance(chain, 30)  # past the deadline: a declined slot is not slashed
+    assert not stack.client.events(["Slashed"], task_id=task_id(stack, terms))
 
 
 def test_agent_queue__broker_killed_mid_proof_and_restarted__task_still_proven_once(
@@ -260,3 +265,24 @@ def test_worker__job_past_its_start_by__not_started_and_its_agent_told(fleet, re
     finally:
         queue.close()
     assert not any(fleet.events(w, "worker.proving") for w in fleet.workers)
+
+
+def test_agent_queue__broker_restarted_without_its_data__job_sent_again_and_proven(
+    make_stack, keeper, post, queued_prover, spawn, redis_server
+):
+    stack = make_stack([keeper.address])
+    idle = f"idle-{uuid.uuid4().hex[:12]}"  # nobody consumes it until the broker lost the job
+    me, agent = queued_prover(stack, queue=idle)
+    terms = post(stack)
+    assign_in(stack, keeper, terms, me)
+    agent.wait_for("agent.job_sent", where=for_task(stack, terms))
+
+    redis_server.kill()
+    shutil.rmtree(Path(redis_server.home) / "appendonlydir", ignore_errors=True)  # its data gone
+    redis_server.start()
+    agent.wait_for("agent.job_resent", where=for_task(stack, terms), timeout=30)
+    worker = spawn("provingmarket.proving.worker", "--queue", redis_server.url, "--queue-name", idle)
+    paid = agent.wait_for("agent.paid", where=for_task(stack, terms), timeout=60)[0]
+
+    assert [e.prover for e in proofs(stack, terms)] == [me] and paid["paid"] == PRICE
+    assert len(worker.events("worker.proved")) == 1 and not agent.events("agent.proving_failed")
