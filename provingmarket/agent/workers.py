@@ -32,6 +32,12 @@ log = logging.getLogger("provingmarket.agent.agent")
 
 MIN_WORKERS = 8
 SHUTDOWN_GRACE = 30.0  # seconds running proofs get to finish after SIGTERM
+# With --queue: the metric each of the queue's log lines counts.
+JOB_COUNTERS = {
+    "agent.job_sent": ("jobs_sent_total", "Proving jobs sent to the task queue"),
+    "agent.job_resent": ("jobs_resent_total", "Jobs sent again: the broker had lost them"),
+    "agent.queue_down": ("queue_down_total", "Times the task queue's broker stopped answering"),
+}
 
 
 class Workers(Service):
@@ -344,6 +350,8 @@ class Workers(Service):
 
         def said(kind: str, level: int = logging.INFO, **fields: Any) -> None:
             runtime.emit(log, kind, level, **work.fields(), **fields)
+            if kind in JOB_COUNTERS:
+                self.metrics.counter(*JOB_COUNTERS[kind])
 
         result = queue.run(job, said)
         proof = bytes.fromhex(result.proof)

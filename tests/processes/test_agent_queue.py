@@ -30,6 +30,7 @@ from tests.factories import (
     assign_in,
     for_task,
     proofs,
+    scrape,
     spawn_agent,
     task_id,
     wait_until,
@@ -115,10 +116,10 @@ def fleet(worker_fleet) -> Fleet:
 
 @pytest.fixture
 def queued_prover(funded, chain, spawn, tmp_path, redis_server, queue_name):
-    """queued_prover(stack, capacity, proving_time, queue=None) -> (address, agent): a staked
+    """queued_prover(stack, capacity, proving_time, queue, *options) -> (address, agent): a staked
     and joined prover whose agent proves through the module's queue (or `queue`)."""
 
-    def make(stack, capacity: int = 1, proving_time: int = 1, queue: str | None = None):
+    def make(stack, capacity: int = 1, proving_time: int = 1, queue: str | None = None, *options: str):
         key = funded()
         client = RegistryClient(
             chain.provider.web3, stack.registry.address, KeySigner(key), stack.client.from_block
@@ -136,6 +137,7 @@ def queued_prover(funded, chain, spawn, tmp_path, redis_server, queue_name):
             redis_server.url,
             "--queue-name",
             queue or queue_name,
+            *options,
         )
         return address(key), agent
 
@@ -272,7 +274,7 @@ def test_agent_queue__broker_restarted_without_its_data__job_sent_again_and_prov
 ):
     stack = make_stack([keeper.address])
     idle = f"idle-{uuid.uuid4().hex[:12]}"  # nobody consumes it until the broker lost the job
-    me, agent = queued_prover(stack, queue=idle)
+    me, agent = queued_prover(stack, 1, 1, idle, "--metrics-port", "0")
     terms = post(stack)
     assign_in(stack, keeper, terms, me)
     agent.wait_for("agent.job_sent", where=for_task(stack, terms))
@@ -286,3 +288,5 @@ def test_agent_queue__broker_restarted_without_its_data__job_sent_again_and_prov
 
     assert [e.prover for e in proofs(stack, terms)] == [me] and paid["paid"] == PRICE
     assert len(worker.events("worker.proved")) == 1 and not agent.events("agent.proving_failed")
+    metrics = scrape(f"http://127.0.0.1:{agent.events('agent.start')[0]['metrics_port']}/metrics")
+    assert metrics["agent_jobs_resent_total"] == 1 and metrics["agent_jobs_sent_total"] == 2
