@@ -21,8 +21,9 @@ What the queue alone does not give, the keys beside it do (namespace `provingmar
   late result is never read.
 
 A job carries its deadline: `start_by` (no worker starts it after, in the workers'
-clock: keep the machines' clocks synchronised) and the chain's deadline; its message's
-time limit ends the proof when the deadline passes. The agent re-sends a job whose
+clock: keep the machines' clocks synchronised; a worker that takes it later says so at
+once), `finish_by` (when the agent stops waiting) and the chain's deadline; its message's
+time limit, the time from sending to `finish_by`, bounds the proof. The agent re-sends a job whose
 message the broker no longer holds (a broker restart that lost it) when no worker has
 it, and tells a lost worker from a slow one by the lease.
 """
