@@ -124,6 +124,7 @@ bench: compile
 	ape run keeper_bench
 	$(BIN)/python -m benches.auction_bench
 	$(BIN)/python -m benches.explorer_bench
+	$(BIN)/python -m benches.proving_bench
 
 # Regenerate the sample circuits' keys (single-party setup; see circuits/README.md): build.py
 # writes them into the package, provingmarket/proving/samples/; foreign/build.py rebuilds the

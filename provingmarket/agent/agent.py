@@ -122,6 +122,7 @@ class Agent:
             withdraw_at=self.settings.withdraw_at,
             trusted_verifiers=sorted(trust.hex32(h) for h in self.settings.trusted),
             metrics_port=self.metrics_port,
+            queue=self.settings.queue_name if self.settings.queue else None,  # the URL may hold a password
             **self._simulated(),
         )
         self.metrics.health.running(True)

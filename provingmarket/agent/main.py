@@ -123,6 +123,19 @@ OPTIONS = [
         ),
     ),
     click.option(
+        "--queue",
+        default=None,
+        metavar="URL",
+        help="Prove through the task queue at this Redis URL (workers: python -m "
+        "provingmarket.proving.worker); without it the agent proves in its own threads.",
+    ),
+    click.option(
+        "--queue-name",
+        default="proving",
+        show_default=True,
+        help="The queue the workers consume (with --queue).",
+    ),
+    click.option(
         "--margin",
         type=float,
         default=2.0,

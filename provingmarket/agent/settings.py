@@ -108,6 +108,8 @@ class AgentSettings:
     ready_age: float = READY_AGE  # /readyz: seconds since the last round still ready
     replace_after: float = 36.0  # seconds a sent transaction waits before its replacement
     max_fee_per_gas: int | None = None  # wei; the outbox never signs above it
+    queue: str | None = None  # a Redis URL: proofs made by workers through the task queue
+    queue_name: str = "proving"  # the queue the workers consume
 
 
 def settings_from_options(
@@ -131,6 +133,8 @@ def settings_from_options(
     ready_age: float = READY_AGE,
     replace_after: float = 36.0,
     max_fee_gwei: float | None = None,
+    queue: str | None = None,
+    queue_name: str = "proving",
     **_: Any,
 ) -> AgentSettings:
     """Settings from the command line, each value checked (ClientError says which)."""
@@ -176,6 +180,8 @@ def settings_from_options(
         ready_age=ready_age,
         replace_after=replace_after,
         max_fee_per_gas=None if max_fee_gwei is None else int(round(max_fee_gwei * 10**9)),
+        queue=_queue_url(queue),
+        queue_name=_queue_name(queue_name),
     )
 
 
@@ -199,3 +205,21 @@ def _auction_url(url: str) -> str:
             "such as http://127.0.0.1:8600"
         )
     return url
+
+
+def _queue_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    url = url.strip()
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ClientError(
+            f"--queue {url!r} is not a Redis URL; give the task queue's broker, "
+            "such as redis://127.0.0.1:6379/0"
+        )
+    return url
+
+
+def _queue_name(name: str) -> str:
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise ClientError(f"--queue-name {name!r}: give letters, digits, '-', '_' or '.'")
+    return name

@@ -1,7 +1,9 @@
 """Proving: each piece of work taken up in a worker thread, at most the membership's
 declared capacity at once per market, earliest deadline first (the main loop offers
 work in that order); a failed backend retried with backoff while the deadline allows;
-a proof kept in the row before it is submitted. docs/agent.md says more."""
+a proof kept in the row before it is submitted. With `--queue` the thread hands the
+proof to the task queue's workers (provingmarket/proving/queue.py) and waits for it: a
+worker lost mid-proof is a failed attempt like a backend's. docs/agent.md says more."""
 
 from __future__ import annotations
 
@@ -21,14 +23,21 @@ from provingmarket.agent.store import GAVE_UP, PROVED, PROVING, QUEUED, Work, de
 from provingmarket.agent.submitter import Submitter
 from provingmarket.chain.client import ClientError, TaskState, chain_time
 from provingmarket.chain.tasks import task_inputs
-from provingmarket.proving.backends import BackendError, ProvingBackend
+from provingmarket.proving.backends import BackendError, ProofResult, ProvingBackend
 from provingmarket.proving.circuits import Circuit, CircuitError
+from provingmarket.proving.queue import Job, JobFailed, JobQueue, inputs_json
 from provingmarket.runtime import process as runtime
 
 log = logging.getLogger("provingmarket.agent.agent")
 
 MIN_WORKERS = 8
 SHUTDOWN_GRACE = 30.0  # seconds running proofs get to finish after SIGTERM
+# With --queue: the metric each of the queue's log lines counts.
+JOB_COUNTERS = {
+    "agent.job_sent": ("jobs_sent_total", "Proving jobs sent to the task queue"),
+    "agent.job_resent": ("jobs_resent_total", "Jobs sent again: the broker had lost them"),
+    "agent.queue_down": ("queue_down_total", "Times the task queue's broker stopped answering"),
+}
 
 
 class Workers(Service):
@@ -47,6 +56,8 @@ class Workers(Service):
         self.running: dict[int, int] = {}  # market -> proofs being made or sent
         self.warm: set[tuple[int, int]] = set()  # (market, backend) whose first proof ran
         self.warm_lock = threading.Lock()
+        settings = context.settings
+        self.queue = JobQueue(settings.queue, settings.queue_name) if settings.queue else None
 
     def start(self, capacity: int) -> None:
         """The thread pool, sized for the capacity of every membership."""
@@ -75,6 +86,8 @@ class Workers(Service):
         unfinished = sum(1 for f in pending if not f.done())
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.queue is not None and not unfinished:
+            self.queue.close()
         return len(pending), unfinished
 
     # -------------------------------------------------------------- taking work up
@@ -224,7 +237,10 @@ class Workers(Service):
             )
             started = time.monotonic()
             try:
-                result = self._run_backend(backend, circuit, inputs, work.market_id)
+                if self.queue is not None:
+                    result = self._run_remote(self.queue, circuit, inputs, work, needs)
+                else:
+                    result = self._run_backend(backend, circuit, inputs, work.market_id)
                 time.sleep(self.settings.simulate.prove_seconds)  # slower hardware (simulations)
             except (ClientError, CircuitError) as error:  # inputs the circuit refuses: no retry helps
                 self._unprovable(work, needs, error)
@@ -312,3 +328,36 @@ class Workers(Service):
             result = backend.prove(circuit, inputs, self.me)
             self.warm.add(mark)
             return result
+
+    def _run_remote(
+        self, queue: JobQueue, circuit: Circuit, inputs: Mapping[str, object], work: Work, needs: float
+    ) -> ProofResult:
+        """One attempt through the task queue: the job carries the deadline (less the
+        margin) as the workers' clock reads it; the proof that comes back is checked
+        (the task's public inputs, the market's verifier) before it is kept."""
+        left = work.deadline - chain_time(self.web3)
+        finish_by = time.time() + left - self.settings.margin
+        job = Job.new(
+            work=work.key,
+            circuit=circuit.reference,
+            circuit_name=circuit.name,
+            inputs=inputs_json(inputs),
+            prover=self.me,
+            deadline=work.deadline,
+            start_by=finish_by - (needs - self.settings.margin),
+            finish_by=finish_by,
+        )
+
+        def said(kind: str, level: int = logging.INFO, **fields: Any) -> None:
+            runtime.emit(log, kind, level, **work.fields(), **fields)
+            if kind in JOB_COUNTERS:
+                self.metrics.counter(*JOB_COUNTERS[kind])
+
+        result = queue.run(job, said)
+        proof = bytes.fromhex(result.proof)
+        public = [int(v) for v in result.public_inputs]
+        if public != circuit.public_inputs(inputs, self.me):
+            raise JobFailed(f"worker {result.worker} proved other public inputs than the task's")
+        if not self.backends.check_for(work.market_id)(proof, public):
+            raise JobFailed(f"worker {result.worker} returned a proof the market's verifier rejects")
+        return ProofResult(proof, public, result.seconds, f"{result.backend}@{result.worker}")

@@ -105,6 +105,11 @@ def test_deploy_examples__each_config_file_fits_its_command():
         path = ROOT / "deploy" / "config" / f"{name}.toml"
         params = command.make_context(name, ["--config", str(path)]).params
         assert read_config(command, path) and params["metrics_port"] and params["ready_lag"] == 5
+    from provingmarket.proving.worker import command as worker
+
+    path = ROOT / "deploy" / "config" / "worker.toml"
+    params = worker.make_context("worker", ["--config", str(path)]).params
+    assert params["url"].startswith("redis://") and params["processes"] == 2
     from explorer.__main__ import main as explorer
 
     path = ROOT / "deploy" / "config" / "explorer.toml"
