@@ -27,8 +27,8 @@ ms, whichever is more: the noise of a shared machine). Exits 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import os
 import re
+import signal
 import statistics
 import sys
 import tempfile
@@ -121,6 +121,7 @@ class Run:
     stretches: list[Stretch] = field(default_factory=list)
     setup_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    interrupted: bool = False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,7 +207,15 @@ class Follower:
         self.began = self.progress = time.monotonic()
 
     def until_paid(self) -> None:
+        """Until every task is paid, or Ctrl-C / SIGTERM: then the rows so far are judged."""
         next_row = self.run.every
+        try:
+            self._loop(next_row)
+        except KeyboardInterrupt:
+            self.run.interrupted = True
+            print(f"interrupted with {self.paid:,} of {self.run.tasks:,} tasks paid", flush=True)
+
+    def _loop(self, next_row: int) -> None:
         while self.paid < self.run.tasks:
             self.alive()
             self.read()
@@ -366,6 +375,8 @@ def report(run: Run) -> int:
     if run.errors:
         print(f"  the agent's log had {len(run.errors)} give-ups, declines or errors; the first:")
         print(f"    {run.errors[0][:300]}")
+    if run.interrupted:
+        print(f"  (interrupted: judged on the {len(run.stretches)} rows sampled)")
     print("flat" if not failed else "NOT flat: " + ", ".join(failed))
     return 1 if failed else 0
 
@@ -380,6 +391,10 @@ def mean_of(stretches: list[Stretch]) -> float:
     return statistics.fmean(s.agent_round_ms for s in stretches)
 
 
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped by its pid: the processes stop, the rows are judged
     sys.exit(main())
