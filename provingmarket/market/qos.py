@@ -479,15 +479,15 @@ class Groups:
 
     def update(self, tasks: Iterable[TaskQoS]) -> None:
         for q in tasks:
+            key = self.by(q)
             before = self._counted.get(q.task_id)
             if before is not None:
-                if before[1] == q:
+                if before == (key, q):
                     continue
                 running = self._running[before[0]]
                 running.add(before[1], -1)
                 if not running.tasks:
                     del self._running[before[0]]
-            key = self.by(q)
             self._running.setdefault(key, _Running()).add(q)
             self._counted[q.task_id] = (key, q)
 

@@ -3,8 +3,8 @@
 markets, from two requesters, assigned, proven, slashed, closed and cancelled in any
 order), fed in random pieces, the incremental aggregates equal `summarize` over `measure`
 of every event so far, per mechanism, market and requester, after every piece; a task
-whose figures move it to another group leaves the old one (gone once empty); and a
-refresh hands `Groups` only the tasks the new events touched."""
+whose figures, or whose key alone, move it to another group leaves the old one (gone
+once empty); and a refresh hands `Groups` only the tasks the new events touched."""
 
 from __future__ import annotations
 
@@ -155,3 +155,18 @@ def test_updates__only_the_tasks_new_events_touched():
     (changed,) = tally.updates()
     assert changed.task_id == "0x" + one.args["task_id"].hex()
     assert changed.proofs >= 1
+
+
+def test_a_task_given_again_under_another_key__moves_though_its_figures_did_not():
+    h = random_history(6, tasks=20)
+    everything = measure(h.events, block_time)
+    label = {q.task_id: "a" for q in everything}
+    groups = Groups(lambda q: label[q.task_id])
+    groups.update(everything)
+    assert [(g.key, g.tasks) for g in groups.groups()] == [("a", 20)]
+    moved = everything[:5]
+    for q in moved:
+        label[q.task_id] = "b"  # e.g. the explorer matched the task to another persona
+    groups.update(moved)
+    assert groups.groups() == summarize(everything, lambda q: label[q.task_id])
+    assert [(g.key, g.tasks) for g in groups.groups()] == [("a", 15), ("b", 5)]
