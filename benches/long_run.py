@@ -361,7 +361,8 @@ def report(run: Run) -> int:
             f"  {name} memory: {start / 1024:.1f} -> {end / 1024:.1f} MiB "
             f"({growth:+.1%}; under {MEMORY_GROWTH:.0%}: {'yes' if ok else 'NO'})"
         )
-    span = f"tasks {warm.paid:,}-{early[-1].paid:,} vs {late[0].paid - run.every:,}-{late[-1].paid:,}"
+    before_late = run.stretches[-len(late) - 1]
+    span = f"tasks {warm.paid:,}-{early[-1].paid:,} vs {before_late.paid:,}-{late[-1].paid:,}"
     for name, first, last in (
         ("keeper round p50", pooled(early), pooled(late)),
         ("agent round mean", mean_of(early), mean_of(late)),
