@@ -126,6 +126,15 @@ bench: compile
 	$(BIN)/python -m benches.explorer_bench
 	$(BIN)/python -m benches.proving_bench
 
+# A long run stays flat (benches/long_run.py): LONGRUN_TASKS tasks (10,000 by default, about
+# an hour here) through the orderbook frontend and a prover agent, each its own process, on
+# an anvil with a 1 gwei base fee and a block a second; a row per 1,000 tasks paid (each
+# process's memory, the keeper's and the agent's round times); exits 1 if either grows
+# after the warm-up. `make longrun LONGRUN_TASKS=300` is the short form (a few minutes).
+LONGRUN_TASKS ?= 10000
+longrun: compile
+	$(BIN)/python -m benches.long_run --tasks $(LONGRUN_TASKS)
+
 # Regenerate the sample circuits' keys (single-party setup; see circuits/README.md): build.py
 # writes them into the package, provingmarket/proving/samples/; foreign/build.py rebuilds the
 # circomlib circuits in circuits/foreign/ (see circuits/foreign/README.md).

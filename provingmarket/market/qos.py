@@ -19,12 +19,19 @@ taken): `measure` replays them in order and returns one `TaskQoS` per posted tas
 - whether its slots were refunded, and whether the requester cancelled it.
 
 `summarize` aggregates tasks per mechanism with its parameters (`arm`), per market or per
-requester; `table` prints the aggregate. The scores a requester's weights give these
+requester; `table` prints the aggregate.
+
+Following a chain, neither needs the whole history again: `Tally` is fed each event once
+and `Tally.updates()` gives only the tasks the new events touched; `Groups` folds those
+into running sums and sorted times per group (the task's previous figures taken out, the
+new ones put in) and gives what `summarize` would over every task, at a cost that grows
+with the new events, not with the history. The scores a requester's weights give these
 numbers are in provingmarket/market/preferences.py.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -246,7 +253,7 @@ class Tally:
         self.provers = ProverBook()
         self._tasks: dict[str, _Task] = {}
         self._built: dict[str, TaskQoS] = {}
-        self._changed: set[str] = set()
+        self._changed: dict[str, None] = {}  # task ids in the order their events came
 
     def feed(self, events: Iterable, block_time: Callable[[int], int]) -> None:
         for e in events:
@@ -276,18 +283,27 @@ class Tally:
                     self.min_rewards.get(terms.market_id, 0),
                     self.names.get(terms.mechanism_id, f"mechanism {terms.mechanism_id}"),
                 )
-                self._changed.add(tid)
+                self._changed[tid] = None
             elif "task_id" in a and _hex(a["task_id"]) in self._tasks:
                 tid = _hex(a["task_id"])
                 self._tasks[tid].apply(e.name, a, functools.partial(block_time, e.block))
-                self._changed.add(tid)
+                self._changed[tid] = None
 
     def tasks(self) -> list[TaskQoS]:
         """Every task fed so far, in posting order."""
-        for tid in self._changed:
-            self._built[tid] = self._tasks[tid].qos(tid)
-        self._changed.clear()
+        self.updates()
         return [self._built[tid] for tid in self._tasks]
+
+    def updates(self) -> list[TaskQoS]:
+        """The TaskQoS of each task posted or changed since the last call (of this or of
+        `tasks`): what a `Groups` is given, so that following the chain costs what the new
+        events cost, not what the whole history does."""
+        fresh = []
+        for tid in self._changed:
+            self._built[tid] = q = self._tasks[tid].qos(tid)
+            fresh.append(q)
+        self._changed.clear()
+        return fresh
 
 
 def block_clock(web3) -> Callable[[int], int]:
@@ -388,6 +404,102 @@ def _group(key: str, tasks: Sequence[TaskQoS]) -> GroupQoS:
     )
 
 
+def _middle(ordered: Sequence[float]) -> float | None:
+    """`statistics.median` of values already sorted."""
+    n = len(ordered)
+    if not n:
+        return None
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
+class _Running:
+    """One group's sums and sorted times, a task added or taken away at a time."""
+
+    def __init__(self) -> None:
+        self.tasks = self.proven = self.delivered = self.paid = self.ceiling = self.spent = 0
+        self.proofs = self.proofs_asked = self.slashes = self.could = self.took_part = self.refunded = 0
+        self.assigned: list[int] = []  # sorted
+        self.firsts: list[int] = []  # sorted
+
+    def add(self, q: TaskQoS, sign: int = 1) -> None:
+        self.tasks += sign
+        self.proven += sign * bool(q.proofs)
+        self.delivered += sign * (q.proofs >= q.redundancy)
+        self.paid += sign * q.paid
+        self.ceiling += sign * q.terms.max_reward * q.proofs
+        self.spent += sign * q.spent
+        self.proofs += sign * q.proofs
+        self.proofs_asked += sign * q.redundancy
+        self.slashes += sign * q.slashes
+        self.could += sign * q.could
+        self.took_part += sign * q.took_part
+        self.refunded += sign * bool(q.refunded)
+        for ordered, value in ((self.assigned, q.assigned_after), (self.firsts, q.first_proof)):
+            if value is None:
+                continue
+            if sign > 0:
+                bisect.insort(ordered, value)
+            else:
+                del ordered[bisect.bisect_left(ordered, value)]
+
+    def group(self, key: str) -> GroupQoS:
+        """What `summarize` gives for the group's tasks."""
+        firsts = self.firsts
+        p95 = firsts[max(0, round(0.95 * len(firsts)) - 1)] if firsts else None
+        return GroupQoS(
+            key=key,
+            tasks=self.tasks,
+            proven=self.proven,
+            delivered=self.delivered,
+            assigned_after=_middle(self.assigned),
+            first_proof=_middle(firsts),
+            first_proof_p95=p95,
+            price_ratio=self.paid / self.ceiling if self.ceiling else None,
+            spent=self.spent,
+            proofs=self.proofs,
+            proofs_asked=self.proofs_asked,
+            slashes=self.slashes,
+            could=self.could / self.tasks,
+            took_part=self.took_part / self.tasks,
+            refunded=self.refunded,
+        )
+
+
+class Groups:
+    """`summarize` kept up to date as tasks change: `update` takes the TaskQoS of tasks
+    new or changed (`Tally.updates`), takes each one's previous figures out of its group
+    and puts the new ones in (sums, and times kept sorted for the medians and p95), so a
+    refresh costs what changed, not the whole history. `groups()` is what `summarize`
+    gives for every task given so far, each at its latest."""
+
+    def __init__(self, key: str | Callable[[TaskQoS], str] = "mechanism") -> None:
+        self.by = KEYS[key] if isinstance(key, str) else key
+        self._counted: dict[str, tuple[str, TaskQoS]] = {}  # task id → its group and the figures in it
+        self._running: dict[str, _Running] = {}
+
+    def update(self, tasks: Iterable[TaskQoS]) -> None:
+        for q in tasks:
+            key = self.by(q)
+            before = self._counted.get(q.task_id)
+            if before is not None:
+                if before == (key, q):
+                    continue
+                running = self._running[before[0]]
+                running.add(before[1], -1)
+                if not running.tasks:
+                    del self._running[before[0]]
+            self._running.setdefault(key, _Running()).add(q)
+            self._counted[q.task_id] = (key, q)
+
+    def groups(self) -> list[GroupQoS]:
+        """Per key, sorted by key, as `summarize` gives them."""
+        return [self._running[key].group(key) for key in sorted(self._running)]
+
+    def group(self, key: str) -> GroupQoS | None:
+        running = self._running.get(key)
+        return running.group(key) if running is not None else None
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -443,6 +555,7 @@ def table(
 __all__ = [
     "BUILT_IN",
     "GroupQoS",
+    "Groups",
     "Member",
     "ProverBook",
     "Tally",

@@ -90,23 +90,31 @@ class WitnessGenerator:
         messages: list[str] = []
         exports: dict[str, Any] = {}
 
-        def exception(code: int) -> None:
+        # The host functions take the calling instance's store as wasmtime hands it
+        # (`access_caller`) and hold no reference to `store`: wasmtime keeps each one in a
+        # module-wide table until its store is freed, so one that held the store would keep
+        # every instance ever made alive (about 26 KiB a witness, for good).
+        def exception(_caller: Any, code: int) -> None:
             detail = "; ".join(m for m in messages if m) or ""
             error = WitnessError(_EXCEPTIONS.get(code, f"error {code}") + (f" ({detail})" if detail else ""))
             error.code = code
             raise error
 
-        def message() -> None:
+        def message(caller: Any) -> None:
             chars = []
-            while (c := exports["getMessageChar"](store)) != 0:  # type: ignore[operator]
+            while (c := exports["getMessageChar"](caller)) != 0:  # type: ignore[operator]
                 chars.append(chr(c))
             messages.append("".join(chars).strip())
 
         i32 = wasmtime.ValType.i32()
         imports = {
-            "exceptionHandler": wasmtime.Func(store, wasmtime.FuncType([i32], []), exception),
-            "printErrorMessage": wasmtime.Func(store, wasmtime.FuncType([], []), message),
-            "writeBufferMessage": wasmtime.Func(store, wasmtime.FuncType([], []), message),
+            "exceptionHandler": wasmtime.Func(
+                store, wasmtime.FuncType([i32], []), exception, access_caller=True
+            ),
+            "printErrorMessage": wasmtime.Func(store, wasmtime.FuncType([], []), message, access_caller=True),
+            "writeBufferMessage": wasmtime.Func(
+                store, wasmtime.FuncType([], []), message, access_caller=True
+            ),
             "showSharedRWMemory": wasmtime.Func(store, wasmtime.FuncType([], []), lambda: None),
         }
         try:

@@ -292,8 +292,10 @@ class Reader:
         slots may still be taken then (`TaskView.assignable_until`). With `mechanism_id`,
         the tasks of that mechanism and the chains naming it: with `now`, only those whose
         current link it is (`rules.mechanism_at`)."""
+        # The open slots by their index (state, task_id), not every task ever posted
+        # looked up in turn: a keeper reads this twice a round, whatever the history.
         where, params = _where(
-            "EXISTS (SELECT 1 FROM slots s WHERE s.task_id = t.task_id AND s.state = 'open')",
+            "t.task_id IN (SELECT s.task_id FROM slots s WHERE s.state = 'open')",
             {"t.market_id": market_id},
         )
         if mechanism_id is not None:  # a chain's tasks hold 0 (projection.py)
