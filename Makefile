@@ -16,7 +16,7 @@ unexport PYTHONDONTWRITEBYTECODE
 # The stateful test's size: `ci` (100 examples of up to 30 steps) or `fuzz` (make fuzz).
 export HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: install compile test test-fast demo bench sim fuzz lint lint-contracts lint-imports clean circuits chain rehearse browser system
+.PHONY: install compile test test-fast demo bench sim fuzz lint lint-contracts lint-imports clean circuits chain rehearse browser system longrun
 
 install: $(VENV)/.installed $(BIN)/anvil
 
