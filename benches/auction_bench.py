@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -227,7 +228,8 @@ def measure(
     signing = time.perf_counter()
     bodies, prices = sign_bids(market, prover_keys, tasks)
     signing_s = time.perf_counter() - signing
-    answered = send_bids(url, bodies, n_clients, client_procs)
+    servers = [frontend.process.pid, *frontend.events("auction.api")[0].get("pids", [])]
+    answered = send_bids(url, bodies, n_clients, client_procs, servers)
     closed_at = close_auctions(market.web3, max(e["closes_at"] for e in opened.values()))
     wait(frontend, "auction.cleared", n_tasks, 60, "every auction cleared")
     wait(frontend, "auction.assigned", n_tasks, 60, "every assignment mined")
@@ -276,11 +278,22 @@ def close_auctions(web3: Web3, closes_at: int) -> float:
     return time.time()
 
 
-def send_bids(url: str, bodies: list[bytes], n_clients: int, client_procs: int) -> dict:
+def cpu_seconds(pids: list[int]) -> float:
+    """The CPU time (user and system) the processes `pids` have used so far."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def send_bids(url: str, bodies: list[bytes], n_clients: int, client_procs: int, servers: list[int]) -> dict:
     """POST every bid to the API at `url` over `n_clients` kept-alive connections shared by
     `client_procs` processes; how many were accepted, the answers' statuses, the time from
-    the first request to the last answer, and the latency. The processes start and connect
-    first and are released together."""
+    the first request to the last answer, the latency, and the CPU time the frontend's
+    processes (`servers`) and the clients used meanwhile. The client processes start and
+    connect first and are released together."""
     host, port = url.removeprefix("http://").split(":")
     requests = [
         b"POST /bids HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
@@ -301,13 +314,18 @@ def send_bids(url: str, bodies: list[bytes], n_clients: int, client_procs: int) 
     for pipe in pipes:
         if pipe.recv() != "connected":
             raise RuntimeError("a client process could not connect")
+    cpu = cpu_seconds(servers)
     began = time.perf_counter()
     for pipe in pipes:
         pipe.send("go")
     answers: list[tuple[int, float]] = []
+    client_cpu = 0.0
     for pipe in pipes:
-        answers.extend(pipe.recv())
+        theirs, used = pipe.recv()
+        answers.extend(theirs)
+        client_cpu += used
     elapsed = time.perf_counter() - began
+    server_cpu = cpu_seconds(servers) - cpu
     for worker in workers:
         worker.join(10)
     statuses: dict[int, int] = {}
@@ -320,23 +338,26 @@ def send_bids(url: str, bodies: list[bytes], n_clients: int, client_procs: int) 
         "elapsed": elapsed,
         "p50": statistics.median(latencies),
         "p99": latencies[int(len(latencies) * 0.99) - 1],
+        "server_cpu": server_cpu,
+        "client_cpu": client_cpu,
     }
 
 
 def client_process(host: str, port: int, requests: list[bytes], connections: int, pipe: Connection) -> None:
     """A client process: `connections` kept-alive connections, opened before the start, each
     sending its share of `requests` one after another once the parent says go; sends back
-    (status, seconds) per request."""
-    answers = asyncio.run(_client(host, port, requests, connections, pipe))
-    pipe.send(answers)
+    (status, seconds) per request and the CPU time it used from go to the last answer."""
+    answers, used = asyncio.run(_client(host, port, requests, connections, pipe))
+    pipe.send((answers, used))
 
 
 async def _client(
     host: str, port: int, requests: list[bytes], connections: int, pipe: Connection
-) -> list[tuple[int, float]]:
+) -> tuple[list[tuple[int, float]], float]:
     streams = [await asyncio.open_connection(host, port) for _ in range(connections)]
     pipe.send("connected")
     await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # "go"
+    cpu = time.process_time()
 
     async def post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, share: list[bytes]):
         out = []
@@ -356,7 +377,7 @@ async def _client(
     shares = await asyncio.gather(
         *(post(reader, writer, requests[i::connections]) for i, (reader, writer) in enumerate(streams))
     )
-    return [answer for share in shares for answer in share]
+    return [answer for share in shares for answer in share], time.process_time() - cpu
 
 
 def delays(frontend: LoggedProcess, closed_at: float, tasks: list[str]) -> dict:
@@ -404,6 +425,7 @@ def print_report(
         "time",
         "bids/s",
         "latency p50 / p99",
+        "CPU per bid: frontend / client",
         "close -> cleared",
         "cleared -> mined",
         "second price",
@@ -417,6 +439,7 @@ def print_report(
             f"{r['elapsed']:.2f} s",
             f"{r['accepted'] / r['elapsed']:,.0f}",
             f"{r['p50'] * 1000:.1f} / {r['p99'] * 1000:.1f} ms",
+            f"{r['server_cpu'] / r['bids'] * 1e6:,.0f} / {r['client_cpu'] / r['bids'] * 1e6:,.0f} us",
             median(r["to_clear"]),
             median(r["clear_to_mine"]),
             f"{r['right_price']} of {r['tasks']}",

@@ -1,6 +1,7 @@
 """The auction frontend: sealed-bid second-price auctions (frontends/auction/mechanism.py) for the
 tasks of a mechanism, on the keeper runtime (frontends/keeper.py), with the HTTP API
-(frontends/auction/api.py) in a thread of the same process.
+(frontends/auction/api.py) in a thread of the same process, or with `--api-processes N` in N
+processes of its own on the same port (frontends/auction/workers.py).
 
     AUCTION_KEY=0x… python -m frontends.auction.process \\
         --rpc http://127.0.0.1:8545 --deployment deployments/ethereum-local.json \\
