@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import re
 import time
 import traceback
@@ -614,7 +615,15 @@ class AuctionApi:
             return self.refused(no.code, no.reason)
         self.metrics.counter("bids_accepted_total", "Bids accepted (sealed)")
         if log.isEnabledFor(logging.DEBUG):
-            emit(log, "auction.bid", logging.DEBUG, bid=row.bid_id, task=task_id, round=auction.round)
+            emit(
+                log,
+                "auction.bid",
+                logging.DEBUG,
+                bid=row.bid_id,
+                task=task_id,
+                round=auction.round,
+                pid=os.getpid(),
+            )  # pid: which API process took it (--api-processes)
         accepted = {
             "bid_id": row.bid_id,
             "status": "sealed",
@@ -686,7 +695,7 @@ class AuctionApi:
         """A refusal: counted by rule, its status by `STATUS`, Retry-After when given."""
         self.metrics.counter("bids_refused_total", "Bids refused, by rule", rule=code)
         if log.isEnabledFor(logging.DEBUG):
-            emit(log, "auction.bid_refused", logging.DEBUG, rule=code, reason=reason)
+            emit(log, "auction.bid_refused", logging.DEBUG, rule=code, reason=reason, pid=os.getpid())
         headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
         return _problem(STATUS.get(code, 409), reason, headers)
 

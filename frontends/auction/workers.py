@@ -1,7 +1,6 @@
 """The auction API in processes of its own (`--api-processes N`, N of 2 or more): N uvicorn
-servers accepting on the one listening socket the frontend bound (the same port), each
-with a store connection of its own, so bids are checked and stored on every core while
-the keeper's process runs its rounds.
+servers behind the one port the frontend bound, each with a store connection of its own,
+so bids are checked and stored on every core while the keeper's process runs its rounds.
 
     apis = ApiProcesses(2, listen(8000), "data/bids.sqlite", ApiSettings(), metrics)
     apis.start()            # spawned; returns once each serves
@@ -22,9 +21,12 @@ the keeper's process runs its rounds.
   the keeper's process twice a second, whose /metrics shows the sums.
 - **Their end.** A process whose pipe closes (the frontend's process died, even by
   SIGKILL) stops serving: none is left behind.
-- **Fair shares.** Each process accepts one connection per wake-up of its event loop, so
-  a burst of new connections spreads over the processes instead of going to whichever
-  wakes first (kept-alive connections stay where they were accepted).
+- **Fair shares.** The keeper's process accepts each connection and hands it to the next
+  API process in turn (its file descriptor over a Unix socket, SCM_RIGHTS); one that is
+  gone or not taking them is skipped. Processes accepting on a shared socket themselves
+  share very unevenly: whichever the scheduler wakes first takes a burst of new
+  connections, and kept-alive connections stay where they were accepted (measured here:
+  one of two processes served 92% of the bench's bids).
 
 Rate limits (`--client-rate`, `--prover-rate`) are kept by each process for the requests it
 serves; the bids a prover may make in one auction (`--bids-per-prover`) are counted in
@@ -33,8 +35,10 @@ the store, for all of them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import multiprocessing
 import os
@@ -61,8 +65,9 @@ STARTUP = 60.0  # seconds a process may take to serve (imports, on a loaded mach
 
 
 class ApiProcesses:
-    """`count` API processes on `sock` (bound, not yet listening), over the store at `db`;
-    the keeper's process publishes each round's board to them and sums their counters into
+    """`count` API processes behind `sock` (bound, not yet listening), over the store at
+    `db`: a thread here accepts and hands each connection to the next process in turn; the
+    keeper's process publishes each round's board to them and sums their counters into
     `metrics`."""
 
     def __init__(
@@ -84,6 +89,9 @@ class ApiProcesses:
         self.latest: bytes | None = None
         self.workers: list[Worker] = []
         self.restarts = 0
+        self.turn = 0
+        self.closing = threading.Event()
+        self.acceptor = threading.Thread(target=self._accept, name="auction-api-accept", daemon=True)
 
     def start(self) -> ApiProcesses:
         """Start every process and wait until each serves (ClientError if one cannot)."""
@@ -97,19 +105,43 @@ class ApiProcesses:
                 raise ClientError(
                     f"API process {worker.index} did not start ({why}); see the log lines above"
                 )
+        self.acceptor.start()
         return self
+
+    def _accept(self) -> None:
+        """Accept connections and hand each to the next API process that takes it."""
+        self.sock.settimeout(0.2)  # to see `closing`
+        while not self.closing.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self.closing.is_set():
+                    return
+                time.sleep(0.01)  # out of file descriptors, say: the connection waits in the backlog
+                continue
+            with conn:  # handed (the process holds its own copy), or with no process taking it, closed
+                workers = list(self.workers)
+                for _ in range(len(workers)):
+                    self.turn = (self.turn + 1) % len(workers)
+                    if workers[self.turn].hand(conn):
+                        break
 
     def _spawn(self, index: int) -> Worker:
         ours, theirs = self.context.Pipe()
+        handing, taking = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         process = self.context.Process(
             target=serve_api,
-            args=(self.sock, theirs, self.db, self.settings, self.log_level),
+            args=(taking, theirs, self.db, self.settings, self.log_level),
             name=f"auction-api-{index}",
             daemon=True,
         )
         process.start()
         theirs.close()
-        worker = Worker(index, process, ours, self.metrics)
+        taking.close()
+        handing.setblocking(False)  # a process not taking connections is skipped, never waited for
+        worker = Worker(index, process, ours, handing, self.metrics)
         if self.latest is not None:
             worker.offer(self.latest)
         return worker
@@ -146,8 +178,11 @@ class ApiProcesses:
             )
 
     def stop(self) -> None:
-        """SIGTERM each process by its pid (in-flight requests are answered), SIGKILL any
-        still running after 10 s."""
+        """Stop accepting, then SIGTERM each process by its pid (in-flight requests are
+        answered), SIGKILL any still running after 10 s."""
+        self.closing.set()
+        if self.acceptor.is_alive():
+            self.acceptor.join(5)
         for worker in self.workers:
             if worker.process.is_alive():
                 worker.process.terminate()
@@ -163,12 +198,14 @@ class ApiProcesses:
 
 class Worker:
     """The keeper's side of one API process: its pipe, a thread sending it the latest
-    board, a thread adding the counts it sends to `metrics`."""
+    board, a thread adding the counts it sends to `metrics`, and the socket connections are
+    handed to it on."""
 
-    def __init__(self, index: int, process: Any, conn: Connection, metrics: Metrics):
+    def __init__(self, index: int, process: Any, conn: Connection, handing: socket.socket, metrics: Metrics):
         self.index = index
         self.process = process
         self.conn = conn
+        self.handing = handing
         self.metrics = metrics
         self.pending: bytes | None = None
         self.wake = threading.Condition()
@@ -176,6 +213,14 @@ class Worker:
         self.closed = False
         threading.Thread(target=self._send, name=f"auction-api-{index}-send", daemon=True).start()
         threading.Thread(target=self._receive, name=f"auction-api-{index}-receive", daemon=True).start()
+
+    def hand(self, connection: socket.socket) -> bool:
+        """Pass `connection` to the process (a copy of its descriptor); False if it is gone
+        or has a full queue of connections not yet taken."""
+        try:
+            return socket.send_fds(self.handing, [b"c"], [connection.fileno()]) == 1
+        except OSError:  # BlockingIOError (not taking them), BrokenPipeError (gone), closed
+            return False
 
     def offer(self, data: bytes) -> None:
         with self.wake:
@@ -224,6 +269,7 @@ class Worker:
             self.closed = True
             self.wake.notify()
         self.conn.close()
+        self.handing.close()
 
 
 # ------------------------------------------------------------------ in the API process
@@ -267,28 +313,57 @@ class WriteLock:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
 
 
-class OneAcceptPerWake(socket.socket):
-    """A listening socket whose `accept` takes one connection, then says none is waiting:
-    asyncio calls it in a loop each time the socket is readable, up to its backlog at once,
-    which would give a burst of connections to whichever process woke first. Taking one
-    per wake-up lets the other processes (woken too) take theirs."""
+class HandedServer(uvicorn.Server):
+    """uvicorn serving the connections the keeper's process hands it on `taking` (accepted
+    there) instead of a listening socket of its own; it stops when `taking` closes (the
+    keeper's process is gone)."""
 
-    spent = False
+    def __init__(self, config: uvicorn.Config, taking: socket.socket):
+        super().__init__(config)
+        self.taking = taking
 
-    def accept(self):  # type: ignore[override]
-        if self.spent:
-            self.spent = False
-            raise BlockingIOError
-        accepted = super().accept()
-        self.spent = True
-        return accepted
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])  # the app and its lifespan; no socket to listen on
+        config = self.config
+        # What uvicorn's own `startup` builds for a listening socket (uvicorn/server.py).
+        protocol = functools.partial(
+            config.http_protocol_class,
+            config=config,
+            server_state=self.server_state,
+            app_state=self.lifespan.state,
+        )
+        loop = asyncio.get_running_loop()
+        self.taking.setblocking(False)
+        loop.add_reader(self.taking.fileno(), self._take, loop, protocol)
+
+    def _take(self, loop: asyncio.AbstractEventLoop, protocol: Any) -> None:
+        while True:
+            try:
+                message, fds, _, _ = socket.recv_fds(self.taking, 16, 1)
+            except BlockingIOError:
+                return
+            except OSError:
+                message, fds = b"", []
+            if not message:  # the keeper's process is gone: stop serving
+                loop.remove_reader(self.taking.fileno())
+                self.should_exit = True
+                return
+            for fd in fds:
+                connection = socket.socket(fileno=fd)  # its family and protocol read from it (TCP: no delay)
+                loop.create_task(loop.connect_accepted_socket(protocol, connection))
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            asyncio.get_running_loop().remove_reader(self.taking.fileno())
+        await super().shutdown(sockets=sockets)
 
 
-def serve_api(sock: socket.socket, conn: Connection, db: str, settings: ApiSettings, log_level: str) -> None:
-    """An API process: uvicorn on `sock` over the store at `db`, the board from `conn`,
-    until SIGTERM or until the keeper's process closes `conn`."""
+def serve_api(
+    taking: socket.socket, conn: Connection, db: str, settings: ApiSettings, log_level: str
+) -> None:
+    """An API process: uvicorn on the connections handed on `taking`, over the store at
+    `db`, the board from `conn`, until SIGTERM or until the keeper's process is gone."""
     configure_logging(log_level)
-    listening = OneAcceptPerWake(sock.family, sock.type, sock.proto, fileno=sock.detach())
     store = AuctionStore(db, timeout=5.0)  # a locked database answers 503, not a stalled API
     metrics = RelayedMetrics(conn)
     board: list[Board | None] = [None]
@@ -299,7 +374,7 @@ def serve_api(sock: socket.socket, conn: Connection, db: str, settings: ApiSetti
         timeout_keep_alive=30,
         backlog=1024,
     )
-    server = uvicorn.Server(config)
+    server = HandedServer(config, taking)
 
     def receive() -> None:
         while True:
@@ -323,7 +398,7 @@ def serve_api(sock: socket.socket, conn: Connection, db: str, settings: ApiSetti
     threading.Thread(target=receive, daemon=True).start()
     threading.Thread(target=relay, daemon=True).start()
     try:
-        server.run(sockets=[listening])
+        server.run()
     finally:
         with contextlib.suppress(OSError, ValueError):  # the keeper's process may be gone
             metrics.flush()
