@@ -48,7 +48,7 @@ from eth_utils import to_checksum_address
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from sha3 import keccak_256
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -467,6 +467,66 @@ class _Watch:
         return message
 
 
+class FastBids:
+    """POST /bids without FastAPI's routing and body machinery (about 0.2 ms of a bid's
+    0.7 ms of CPU): a JSON body that validates as `BidIn` goes straight to
+    `AuctionApi.submit`, the route's own method; any other (another content type, a body
+    that does not validate) goes on to the app with its body as it came, so every refusal
+    of its form is FastAPI's own. The route stays declared for the OpenAPI description."""
+
+    def __init__(self, app, api: AuctionApi):
+        self.app = app
+        self.api = api
+
+    async def __call__(self, scope, receive, send):
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] != "/bids"
+            or not _json(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        try:
+            bid = BidIn.model_validate_json(body)
+        except ValidationError:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        answer = await self.api.submit(bid, Request(scope))
+        await answer(scope, receive, send)
+
+
+def _json(scope) -> bool:
+    """Whether the request says its body is JSON (or says nothing, which FastAPI reads as JSON)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            return value.split(b";", 1)[0].strip().lower() == b"application/json"
+    return True
+
+
+def _replay(body: bytes, receive):
+    """A `receive` that gives `body` (read already) first, then what `receive` gives."""
+    given = False
+
+    async def again():
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return again
+
+
 def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
@@ -519,6 +579,7 @@ class AuctionApi:
         app = FastAPI(
             title="Proving market: sealed-bid auction frontend", version="1", description=DESCRIPTION
         )
+        app.add_middleware(FastBids, api=self)  # inside Guard: its size limit and 503 apply
         app.add_middleware(Guard, max_body=self.settings.max_body, metrics=self.metrics)
         app.add_exception_handler(RequestValidationError, _invalid)
         app.add_exception_handler(StarletteHTTPException, _http_error)

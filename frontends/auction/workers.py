@@ -122,11 +122,27 @@ class ApiProcesses:
                 time.sleep(0.01)  # out of file descriptors, say: the connection waits in the backlog
                 continue
             with conn:  # handed (the process holds its own copy), or with no process taking it, closed
-                workers = list(self.workers)
-                for _ in range(len(workers)):
-                    self.turn = (self.turn + 1) % len(workers)
-                    if workers[self.turn].hand(conn):
-                        break
+                if not self._hand(conn):
+                    emit(
+                        log,
+                        "auction.api_connection_dropped",
+                        logging.WARNING,
+                        reason="no API process took it",
+                    )
+
+    def _hand(self, conn: socket.socket) -> bool:
+        """Hand `conn` to the next process that takes it, trying for up to a second (while
+        one that exited is started again)."""
+        deadline = time.monotonic() + 1.0
+        while True:
+            workers = list(self.workers)
+            for _ in range(len(workers)):
+                self.turn = (self.turn + 1) % len(workers)
+                if workers[self.turn].hand(conn):
+                    return True
+            if time.monotonic() > deadline or self.closing.is_set():
+                return False
+            time.sleep(0.01)
 
     def _spawn(self, index: int) -> Worker:
         ours, theirs = self.context.Pipe()
@@ -217,6 +233,8 @@ class Worker:
     def hand(self, connection: socket.socket) -> bool:
         """Pass `connection` to the process (a copy of its descriptor); False if it is gone
         or has a full queue of connections not yet taken."""
+        if not self.process.is_alive():  # exited, `supervise` not yet round to it
+            return False
         try:
             return socket.send_fds(self.handing, [b"c"], [connection.fileno()]) == 1
         except OSError:  # BlockingIOError (not taking them), BrokenPipeError (gone), closed
