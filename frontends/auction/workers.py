@@ -15,8 +15,10 @@ so bids are checked and stored on every core while the keeper's process runs its
 - **The store.** Every process writes bids into the same SQLite file (WAL, a busy timeout,
   `BEGIN IMMEDIATE` per bid): a bid is stored only while its auction is open, and the
   keeper closes an auction and reads its bids in one transaction, whichever process took
-  it. A bid is committed before its 202, so killing a process loses no acknowledged bid;
-  the others keep accepting, and `supervise` starts a new one.
+  it. A bid is committed before its 202, so killing a process loses no acknowledged bid
+  (the connections it held, or was handed while its threads were still exiting, are
+  reset: their clients send again); the others keep accepting, and `supervise` starts a
+  new one.
 - **Counters.** Each process counts what it accepted and refused and sends the counts to
   the keeper's process twice a second, whose /metrics shows the sums.
 - **Their end.** A process whose pipe closes (the frontend's process died, even by
