@@ -1,6 +1,7 @@
 """The auction frontend: sealed-bid second-price auctions (frontends/auction/mechanism.py) for the
 tasks of a mechanism, on the keeper runtime (frontends/keeper.py), with the HTTP API
-(frontends/auction/api.py) in a thread of the same process.
+(frontends/auction/api.py) in a thread of the same process, or with `--api-processes N` in N
+processes of its own on the same port (frontends/auction/workers.py).
 
     AUCTION_KEY=0x… python -m frontends.auction.process \\
         --rpc http://127.0.0.1:8545 --deployment deployments/ethereum-local.json \\
@@ -68,6 +69,7 @@ from frontends import book
 from frontends.auction.api import ApiSettings, Board, OpenAuction, make_app
 from frontends.auction.mechanism import Eligibility, clear_auctions
 from frontends.auction.store import AuctionStore
+from frontends.auction.workers import ApiProcesses
 from frontends.book import task_hex
 from frontends.keeper import Keeper, assign_key, keeper_options
 from frontends.process import FATAL, Instances, instance_option, run_frontend, serve, shown, with_options
@@ -100,9 +102,13 @@ class Auctioneer:
         close_margin: int = CLOSE_MARGIN,
         mining_margin: int = MINING_MARGIN,
         instances: dict[int, dict[str, int]] | None = None,
+        api_processes: int = 1,
         **keeper: Any,
     ):
         self.window = window
+        self.api_processes = api_processes
+        self.apis: ApiProcesses | None = None
+        self.stopping = Stopper(install=False)
         self.instances = Instances("auction", {"window": window}, mechanisms, instances)
         self.instances.start(client)
         self.port = port
@@ -131,22 +137,40 @@ class Auctioneer:
         self.nonces: dict[str, int] = {}
 
     def run(self, stop: Stopper) -> None:
-        """Serve the API (a store connection of its own) and run the keeper until `stop`."""
+        """Serve the API (a store connection of its own, or `api_processes` processes with
+        one each) and run the keeper until `stop`."""
+        if self.api_processes > 1:
+            self.run_processes(stop)
+            return
         api_store = AuctionStore(self.db, timeout=5.0)  # a locked database answers 503, not a stalled API
         server = ApiServer(make_app(lambda: self.board, api_store, self.settings, self.metrics), self.port)
         server.start()
-        emit(
-            log,
-            "auction.api",
-            url=server.url,
-            openapi=f"{server.url}/openapi.json",
-            docs=f"{server.url}/docs",
-        )
+        self._say("api", url=server.url, openapi=f"{server.url}/openapi.json", docs=f"{server.url}/docs")
         try:
             self.keeper.run(stop)
         finally:
             server.stop()
             api_store.close()
+            self.close()
+
+    def run_processes(self, stop: Stopper) -> None:
+        """The API in `api_processes` processes on the one port (frontends/auction/workers.py),
+        each round's board published to them and any that died started again; all stopped
+        (by pid) when the keeper stops."""
+        sock = self.port if isinstance(self.port, socket.socket) else listen(self.port)
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        apis = ApiProcesses(self.api_processes, sock, str(self.db), self.settings, self.metrics, level)
+        self.stopping = stop
+        try:
+            self.apis = apis.start()
+            host, port = sock.getsockname()[:2]
+            url = f"http://{host}:{port}"
+            self._say("api", url=url, openapi=f"{url}/openapi.json", docs=f"{url}/docs", pids=apis.pids)
+            self.keeper.run(stop)
+        finally:
+            self.apis = None
+            apis.stop()
+            sock.close()
             self.close()
 
     # -------------------------------------------------------------- each round
@@ -203,6 +227,10 @@ class Auctioneer:
             rules=Eligibility(view, self.nonces),
             auctions={task_id: OpenAuction(tasks[task_id], row) for task_id, row in open_rows.items()},
         )
+        if self.apis is not None:
+            if not self.stopping.stopped:  # stopping: a process that exits on the same signal stays down
+                self.apis.supervise()
+            self.apis.publish(self.board)
 
     def decide(self, view: book.Snapshot) -> list[book.Decision]:
         """Clear the auctions whose close time has come (the keeper sends the decisions)."""
@@ -367,6 +395,12 @@ def auction_options(command):
         shown("--window", 10, click.IntRange(1, 86_400), "Bidding window, seconds."),
         instance_option("auction"),
         shown("--port", 8000, click.IntRange(0, 65535), "API port (0: any)."),
+        shown(
+            "--api-processes",
+            1,
+            click.IntRange(1, 64),
+            "API server processes sharing the port and the bid store (1: a thread of this process).",
+        ),
         shown(
             "--expiry-margin",
             defaults.expiry_margin,

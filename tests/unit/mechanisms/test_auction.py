@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import pytest
 from eth_account import Account
+from eth_account.messages import _hash_eip191_message, encode_typed_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frontends.auction.api import SECP256K1_HALF_N, RateLimiter, recover_bidder
+from frontends.auction.api import SECP256K1_HALF_N, RateLimiter, bid_digest, recover_bidder
 from frontends.auction.mechanism import SealedBid, clear_auctions
 from frontends.book import MarketState, MembershipState, OpenTask, ProverState, Snapshot
+from provingmarket import rules
 from provingmarket.errors import Refusal
-from provingmarket.formats import TaskTerms, sign_bid
+from provingmarket.formats import TaskTerms, bid_typed_data, sign_bid
 from tests.factories import offchain_member, offchain_terms
 
 MECHANISM = 5
@@ -277,6 +279,36 @@ def test_signature__high_s_and_bad_v_refused_like_the_registry():
     with pytest.raises(Refusal) as refused:
         recover_bidder(1337, REGISTRY, TASK, 10, 2_000, 0, b"\x00" * 64 + b"\x1b")
     assert refused.value.code == "bad_signature"
+
+
+UINT = st.integers(0, 2**256 - 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    key=st.binary(min_size=32, max_size=32).filter(lambda k: 0 < int.from_bytes(k, "big") < N),
+    task_id=st.binary(min_size=32, max_size=32),
+    terms=st.tuples(UINT, UINT, UINT),
+    chain_id=st.integers(1, 2**64),
+    forged=st.one_of(st.none(), st.binary(min_size=64, max_size=64)),
+)
+def test_signature__the_fast_digest_and_recovery_agree_with_the_registrys_rules(
+    key, task_id, terms, chain_id, forged
+):
+    """`recover_bidder`'s own EIP-712 digest and recovery name the same signer as
+    `rules.signer_of` (eth_account's generic encoder), or refuse what it refuses."""
+    signature = sign_bid(key, chain_id, REGISTRY, task_id, *terms)
+    if forged is not None:  # random r and s: a low s may recover someone, or no one
+        signature = forged + signature[64:]
+    reason, signer = rules.signer_of(chain_id, REGISTRY, task_id, rules.Bid(*terms, signature))
+    if reason:
+        with pytest.raises(Refusal):
+            recover_bidder(chain_id, REGISTRY, task_id, *terms, signature)
+    else:
+        assert recover_bidder(chain_id, REGISTRY, task_id, *terms, signature) == signer
+    assert bid_digest(chain_id, REGISTRY, task_id, *terms) == _hash_eip191_message(
+        encode_typed_data(full_message=bid_typed_data(chain_id, REGISTRY, task_id, *terms))
+    )
 
 
 def test_rate_limiter__a_burst_then_the_rate():
