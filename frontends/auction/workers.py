@@ -57,6 +57,7 @@ import uvicorn
 from frontends.auction.api import ApiSettings, Board, make_app
 from frontends.auction.store import AuctionStore
 from provingmarket.chain.client import ClientError
+from provingmarket.chain.database import is_url
 from provingmarket.runtime.metrics import Metrics
 from provingmarket.runtime.process import configure_logging, emit
 
@@ -388,7 +389,8 @@ def serve_api(
     metrics = RelayedMetrics(conn)
     board: list[Board | None] = [None]
     config = uvicorn.Config(
-        make_app(lambda: board[0], store, settings, metrics, WriteLock(f"{db}.lock")),
+        # On Postgres the store's own transaction lock orders writers (no file to lock beside it).
+        make_app(lambda: board[0], store, settings, metrics, None if is_url(db) else WriteLock(f"{db}.lock")),
         log_config=None,
         access_log=False,
         timeout_keep_alive=30,
