@@ -183,7 +183,7 @@ class _World:
         self.agent_keys = {f"agent-{i + 1}": key(seed, f"agent {i + 1}") for i in range(config.agents)}
         owner = ape.accounts.test_accounts[0]
         every = [*self.keys.values(), *self.agent_keys.values()]
-        fund(self.web3, owner.address, [Account.from_key(k).address for k in every], 1_000 * ETHER)
+        fund(self.web3, owner.address, [Account.from_key(k).address for k in every], 100 * ETHER)
         addresses = {name: Account.from_key(self.keys[name]).address for name in frontends}
         market = deploy_marketplace(ape, owner, addresses, folder, grace_period=2)
         market.mechanisms["double_auction"] = register_mechanism(
@@ -358,6 +358,7 @@ class _World:
             "invariants": {i.name: i.holds for i in invariants},
             "faults": {r.kind: {"injected": r.injected, "recovered": r.recovered} for r in rows},
             "outcomes": {m: dict(c) for m, c in table.items()},
+            "pids": sorted(supervisor.sessions),  # every process started, restarts included
         }
         (self.folder / "chaos.json").write_text(json.dumps(summary, indent=2))
         (self.folder / "chaos.txt").write_text(text + "\n")

@@ -25,8 +25,9 @@ def kill_schedule(
 ) -> list[Kill]:
     """`kills` kills between `start` and `end` seconds, in time order, each on one of
     `targets` (name → weight) drawn by weight among those not killed in the last `rest`
-    seconds (so a target comes back and works between two kills; when every one was, the
-    one killed longest ago), each down for a pause drawn from `pause`."""
+    seconds (so a target comes back and works between two kills), each down for a pause
+    drawn from `pause`. When every target was killed within `rest`, the kill waits until
+    one has rested: more kills than `end - start` leaves room for end later than `end`."""
     if kills < 0 or end < start:
         raise ValueError(f"{kills} kills between {start} and {end} s: need kills >= 0 and end >= start")
     if kills and not targets:
@@ -36,12 +37,11 @@ def kill_schedule(
     last: dict[str, float] = {}
     names = sorted(targets)
     schedule = []
-    for at in times:
-        rested = [n for n in names if at - last.get(n, -rest) >= rest]
-        if rested:
-            target = rng.choices(rested, [targets[n] for n in rested])[0]
-        else:
-            target = min(names, key=lambda n: last[n])
-        last[target] = at
-        schedule.append(Kill(round(at, 3), target, round(rng.uniform(*pause), 3)))
+    previous = start
+    for drawn in times:
+        at = round(max(drawn, previous, min(last.get(n, -rest) for n in names) + rest), 3)
+        rested = [n for n in names if at - last.get(n, -rest) >= rest - 1e-6]
+        target = rng.choices(rested, [targets[n] for n in rested])[0]
+        last[target] = previous = at
+        schedule.append(Kill(at, target, round(rng.uniform(*pause), 3)))
     return schedule
