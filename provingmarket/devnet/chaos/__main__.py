@@ -38,10 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     folder = options.folder or Path(tempfile.mkdtemp(prefix="chaos-"))
+    if folder.exists() and any(folder.iterdir()):
+        parser.error(f"--folder {folder} is not empty: give a new or empty folder (each run starts a fresh chain)")
     print(f"chaos: logs and report in {folder}", flush=True)
     try:
         result = run(config, folder, say=lambda text: print(text, flush=True))
-    except ChaosFailed as error:
+    except RuntimeError as error:  # ChaosFailed, or a chain or process that could not start
         print(f"chaos: {error}", file=sys.stderr)
         return 2
     print(result.text)
