@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from provingmarket.devnet.chaos.run import ChaosConfig, ChaosFailed, run
+from provingmarket.devnet.chaos.run import ChaosConfig, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     folder = options.folder or Path(tempfile.mkdtemp(prefix="chaos-"))
     if folder.exists() and any(folder.iterdir()):
-        parser.error(f"--folder {folder} is not empty: give a new or empty folder (each run starts a fresh chain)")
+        parser.error(
+            f"--folder {folder} is not empty: give a new or empty folder (each run starts a fresh chain)"
+        )
     print(f"chaos: logs and report in {folder}", flush=True)
     try:
         result = run(config, folder, say=lambda text: print(text, flush=True))

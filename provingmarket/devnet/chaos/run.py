@@ -86,19 +86,9 @@ def key(seed: int, role: str) -> str:
     return "0x" + keccak(text=f"chaos {seed} {role}").hex()
 
 
-def worker_entries(config: ChaosConfig, urls: dict[str, str], record: Path, logs: Path) -> list[Entry]:
-    """HOOK(workers): the proving workers' entries (`python -m ... worker --queue URL`), each
-    killable like an agent. None until distributed proving lands: then each is
-    `Entry(f"worker-{i}", "worker", argv, env, ready="worker.start")`."""
-    del urls, record, logs
-    if config.workers:
-        raise ValueError("queue workers are not available yet: run with workers=0")
-    return []
-
-
 def server_entries(config: ChaosConfig) -> list[Entry]:
-    """The broker and the database as servers in the table (killed and started again like
-    the processes); what uses them is wired in once the queue and the shared store land."""
+    """The broker and the database as servers in the table, killed and started again like
+    the processes (each started before the processes: `services` gives their URLs)."""
     from provingmarket.devnet.services import PostgresServer, RedisServer
 
     entries = []
@@ -107,6 +97,41 @@ def server_entries(config: ChaosConfig) -> list[Entry]:
     if config.database:
         entries.append(Entry("database", "database", server=PostgresServer()))
     return entries
+
+
+def services(entries: list[Entry]) -> dict[str, str]:
+    """Start the server entries; name → the URL the processes are given (the database:
+    a fresh database `market` on the server)."""
+    urls = {}
+    for entry in entries:
+        server: Any = entry.server
+        server.start()
+        urls[entry.name] = server.create_database("market") if entry.name == "database" else server.url
+    return urls
+
+
+def frontend_options(config: ChaosConfig, urls: dict[str, str]) -> tuple[str, ...]:
+    """HOOK(database): what each frontend is given beside its own options; once the shared
+    store lands, `("--database", urls["database"])` when `config.database`."""
+    del config, urls
+    return ()
+
+
+def agent_options(config: ChaosConfig, urls: dict[str, str]) -> tuple[str, ...]:
+    """HOOK(workers): what each agent is given beside `--auction`; once distributed proving
+    lands, `("--queue", urls["broker"])` when `config.workers`."""
+    del config, urls
+    return ()
+
+
+def worker_entries(config: ChaosConfig, urls: dict[str, str], record: Path, logs: Path) -> list[Entry]:
+    """HOOK(workers): the proving workers' entries, killable like the agents: once
+    distributed proving lands, each `Entry(f"worker-{i}", "worker", argv=[... "--queue",
+    urls["broker"] ...], env=..., ready="<the worker's start event>", cwd=ROOT)`."""
+    del urls, record, logs
+    if config.workers:
+        raise ValueError("queue workers are not available yet: run with workers=0")
+    return []
 
 
 def run(config: ChaosConfig, folder: Path, say=print) -> Result:
@@ -122,13 +147,15 @@ def run(config: ChaosConfig, folder: Path, say=print) -> Result:
     ledger = Ledger(clock=time.time)
     proxies = [FaultProxy(anvil.uri, ledger, config.rpc_fault_rate, config.seed * 2 + i) for i in range(2)]
     supervisor: Supervisor | None = None
+    servers: list[Entry] = []
     try:
         with networks.parse_network_choice(f"ethereum:local:{anvil.uri}"):
             say(f"anvil at {anvil.uri} (pid {anvil.process.pid}), base fee {BASE_FEE / 10**9:g} gwei")
             world = _World(ape, config, folder, say)
             for proxy in proxies:
                 proxy.start()
-            entries = world.entries(proxies) + server_entries(config)
+            servers += server_entries(config)
+            entries = servers + world.entries(proxies, services(servers))
             supervisor = Supervisor(entries, folder)
             supervisor.start_all()
             say("started " + ", ".join(f"{n} (pid {supervisor.pid(n)})" for n in supervisor.entries))
@@ -150,6 +177,9 @@ def run(config: ChaosConfig, folder: Path, say=print) -> Result:
     finally:
         if supervisor is not None:
             supervisor.reap(supervisor.left_behind())
+        for entry in servers:  # closed by supervisor.stop() unless the run failed before it
+            if entry.server is not None:
+                entry.server.close()
         for proxy in proxies:
             proxy.stop()
         anvil.stop()
@@ -198,34 +228,29 @@ class _World:
         self.web3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(BASE_FEE)])
         self.web3.provider.make_request("evm_setIntervalMining", [1])  # a block a second from now on
 
-    def entries(self, proxies: list[FaultProxy]) -> list[Entry]:
-        """The frontends and agents, each given both proxies (`--rpc A/name,B/name`)."""
+    def entries(self, proxies: list[FaultProxy], urls: dict[str, str]) -> list[Entry]:
+        """The frontends and agents, each given both proxies (`--rpc A/name,B/name`) and
+        the servers' URLs its hook wants (`urls`: name → URL)."""
         config, ids = self.config, self.marketplace.mechanisms
         auction_port = free_port()
         auction_url = f"http://127.0.0.1:{auction_port}"
         window = str(config.auction_window)
-        table = [  # name, module, key, sub-command, options, ready event
-            ("orderbook", ORDERBOOK, (), ("--mechanism", str(ids["orderbook"]))),
-            (
-                "auction",
-                AUCTION,
-                (),
-                ("--mechanism", str(ids["auction"]), "--port", str(auction_port), "--window", window),
-            ),  # noqa: E501
-            ("election", ELECTION, ("run",), ("--mechanism", str(ids["election"]))),
-            (
-                "double_auction",
-                DOUBLE_AUCTION,
-                (),
-                ("--mechanism", str(ids["double_auction"]), "--round", window),
-            ),  # noqa: E501
+        auction = ("--port", str(auction_port), "--window", window)
+        table = [  # name, module, sub-command, options
+            ("orderbook", ORDERBOOK, (), ()),
+            ("auction", AUCTION, (), auction),
+            ("election", ELECTION, ("run",), ()),
+            ("double_auction", DOUBLE_AUCTION, (), ("--round", window)),
         ]
         entries = []
+        shared = frontend_options(config, urls)
         for name, module, sub, options in table:
+            options = ("--mechanism", str(ids[name]), *options, *shared)
             entries.append(self._entry(name, name, module, self.keys[name], proxies, options, sub))
+        options = ("--auction", auction_url, *agent_options(config, urls))
         for name, agent_key in self.agent_keys.items():
-            entries.append(self._entry(name, "agent", AGENT, agent_key, proxies, ("--auction", auction_url)))
-        return entries + worker_entries(config, {}, self.marketplace.record, self.folder)
+            entries.append(self._entry(name, "agent", AGENT, agent_key, proxies, options))
+        return entries + worker_entries(config, urls, self.marketplace.record, self.folder)
 
     def _entry(self, name, kind, module, secret, proxies, options, sub=()) -> Entry:
         rpc = ",".join(p.url(name) for p in proxies)

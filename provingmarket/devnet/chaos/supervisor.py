@@ -171,10 +171,10 @@ class Supervisor:
 
     def kill(self, name: str, pause: float) -> Outage | None:
         """SIGKILL `name` by its pid (a server: its `kill()`), to be started again `pause`
-        seconds later; None (nothing done) if it is down already."""
-        if name in self.down or not self.alive(name):
-            return None
+        seconds later; None (nothing done) if it is down, or restarted and not yet up."""
         state = self.running[name]
+        if name in self.down or not self.alive(name) or state.waiting is not None:
+            return None
         pid = self.pid(name)
         outage = Outage(name, state.entry.kind, "kill", pid, time.time(), time.monotonic() + pause)
         outage.since = time.monotonic()

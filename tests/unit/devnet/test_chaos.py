@@ -212,6 +212,24 @@ def test_supervisor__killed_process__restarted_after_its_pause__its_outage_timed
     assert supervisor.left_behind() == []
 
 
+def test_supervisor__restarted_but_not_yet_up__not_killed_again_until_up(tmp_path):
+    slow = Entry(
+        "slow", "toy", argv=[sys.executable, "-c", f"import time; time.sleep(1.0); {READY}; time.sleep(60)"],
+        ready="toy.start",
+    )  # fmt: skip
+    supervisor = Supervisor([slow], tmp_path)
+    supervisor.start_all()
+    until(lambda: supervisor.ready("slow"))
+    first = supervisor.kill("slow", pause=0.0)
+    assert first is not None
+    until(lambda: "slow" not in supervisor.down, tick=supervisor.tick)  # started again, not yet up
+    assert supervisor.kill("slow", pause=0.0) is None
+    until(lambda: first.up_at is not None, tick=supervisor.tick)
+    assert supervisor.kill("slow", pause=0.0) is not None
+    supervisor.stop()
+    assert supervisor.left_behind() == []
+
+
 def test_supervisor__a_process_exiting_on_its_own__an_outage_named_by_its_code__restarted(tmp_path):
     supervisor = Supervisor([toy("quits", "time.sleep(0.2); raise SystemExit(3)")], tmp_path)
     supervisor.start_all()
