@@ -10,6 +10,8 @@ free loopback port to a development node (anvil) and, like the providers people 
 
 Batch requests are answered element by element (an HTTP failure fails the whole batch).
 It serves from a thread of this process: `with RpcProxy(upstream) as proxy: ...proxy.uri`.
+A subclass may answer by the URL's path or reset the connection instead of answering
+(`serve`, raising `ConnectionDropped`): the chaos run's fault proxy (chaos/proxy.py).
 `stats` counts what it did (calls per method, refusals, failures)."""
 
 from __future__ import annotations
