@@ -320,3 +320,33 @@ def test_unexplained_slashes__only_a_slash_while_the_agent_was_down_is_explained
     assert len(check([])) == 1  # up throughout: the harness's fault
     assert len(check([outage("agent-2", 1_010, 1_050)])) == 1  # another agent was down
     assert len(check([outage("agent-1", 900, 950)])) == 1  # back before it was assigned
+
+
+# ------------------------------------------------------------------ the command
+
+
+def test_command__an_invariant_failed__exit_1__the_report_printed(monkeypatch, tmp_path, capsys):
+    from provingmarket.devnet.chaos import __main__ as command
+    from provingmarket.devnet.chaos.report import Invariant
+    from provingmarket.devnet.chaos.run import Result
+
+    def failing(config, folder, say):
+        assert (config.tasks, config.kills, config.seed) == (7, 2, 5)
+        return Result("the report", [Invariant("no task paid twice", False, "0x11")], [], {}, 1.0)
+
+    monkeypatch.setattr(command, "run", failing)
+    assert command.main(["--tasks", "7", "--kills", "2", "--seed", "5", "--folder", str(tmp_path / "r")]) == 1
+    assert "the report" in capsys.readouterr().out
+
+
+def test_command__a_folder_in_use_or_no_tasks__refused_in_one_line(tmp_path, capsys):
+    from provingmarket.devnet.chaos.__main__ import main
+
+    (tmp_path / "old.log").write_text("a former run")
+    with pytest.raises(SystemExit) as exited:
+        main(["--folder", str(tmp_path)])
+    assert exited.value.code == 2
+    assert "is not empty: give a new or empty folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--tasks", "0", "--folder", str(tmp_path / "new")])
+    assert "--tasks 0: at least 1" in capsys.readouterr().err
