@@ -47,5 +47,7 @@ def test_chaos_short__every_task_settled_once__every_fault_recovered__no_process
     pids = summary["pids"] + anvil
     assert len(pids) >= 6 + 6 + 1
     assert [pid for pid in pids if os.path.exists(f"/proc/{pid}")] == []
+    killed = [o for o in summary["outages"] if o["cause"] == "kill"]  # the kill log
+    assert len(killed) == 6 and all(o["up_at"] >= o["at"] for o in killed)
     report = (folder / "chaos.txt").read_text()
     assert "Faults injected and recovered" in report and "FAILED" not in report

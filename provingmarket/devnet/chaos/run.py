@@ -384,6 +384,10 @@ class _World:
             "faults": {r.kind: {"injected": r.injected, "recovered": r.recovered} for r in rows},
             "outcomes": {m: dict(c) for m, c in table.items()},
             "pids": sorted(supervisor.sessions),  # every process started, restarts included
+            "outages": [  # the kill log (and any exit): wall-clock times, as block timestamps
+                {"name": o.name, "cause": o.cause, "pid": o.pid, "at": round(o.at, 3), "up_at": o.up_at}
+                for o in supervisor.outages
+            ],
         }
         (self.folder / "chaos.json").write_text(json.dumps(summary, indent=2))
         (self.folder / "chaos.txt").write_text(text + "\n")
