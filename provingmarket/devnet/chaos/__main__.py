@@ -1,4 +1,4 @@
-"""`python -m provingmarket.devnet.chaos [--tasks N] [--kills K] [--seed S] [--folder DIR]`:
+"""`python -m provingmarket.devnet.chaos [--tasks N] [--kills K] [--cuts C] [--seed S] [--folder DIR]`:
 one chaos run (run.py); prints the report; exit status 1 if an invariant fails, 2 if the
 run could not go on."""
 
@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m provingmarket.devnet.chaos", description=__doc__)
     parser.add_argument("--tasks", type=int, default=500, help="tasks posted (default 500)")
     parser.add_argument("--kills", type=int, default=50, help="SIGKILLs of frontends and agents (default 50)")
+    parser.add_argument(
+        "--cuts", type=int, default=10, help="processes cut off the RPC for 3 to 8 s (default 10)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seeds the workload, the kills and the faults")
     parser.add_argument("--agents", type=int, default=4, help="prover agents (default 4)")
     parser.add_argument(
@@ -30,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         config = ChaosConfig(
             tasks=options.tasks,
             kills=options.kills,
+            cuts=options.cuts,
             seed=options.seed,
             agents=options.agents,
             post_seconds=options.post_seconds,

@@ -13,7 +13,9 @@ A share `rate` of the requests, drawn from a seeded generator, gets one of FAULT
 
 Each caller names itself by the URL's path (`/agent-1`): a fault is *recovered* when that
 caller next gets an answer through either proxy, and the time from the fault to that answer
-is its time to recover. The draws are seeded; which call a draw lands on depends on the
+is its time to recover. A caller can also be *cut off* (`Ledger.cut`): every call it makes
+through either proxy is reset for that many seconds, as when its network goes away; the cut
+is recovered at its first answer afterwards. The draws are seeded; which call a draw lands on depends on the
 callers' timing, so two runs inject the same kinds at the same rate, not on the same calls.
 """
 
@@ -39,6 +41,14 @@ class RpcFault:
     recovered_after: float | None = None  # seconds until the caller's next answer
 
 
+@dataclass
+class Cut:
+    caller: str
+    at: float  # the clock's time it began
+    until: float
+    up_at: float | None = None  # the caller's first answer after it
+
+
 class Ledger:
     """The faults of every proxy, and when each caller next got an answer; shared by the
     proxies, so an answer through either recovers a caller's faults."""
@@ -46,8 +56,21 @@ class Ledger:
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self.clock = clock
         self.faults: list[RpcFault] = []
+        self.cuts: list[Cut] = []
         self._pending: dict[str, list[RpcFault]] = {}
         self._lock = threading.Lock()
+
+    def cut(self, caller: str, seconds: float) -> Cut:
+        """Cut `caller` off every proxy for `seconds`."""
+        now = self.clock()
+        cut = Cut(caller, now, now + seconds)
+        with self._lock:
+            self.cuts.append(cut)
+        return cut
+
+    def cut_off(self, caller: str) -> bool:
+        now = self.clock()
+        return any(c.caller == caller and c.at <= now < c.until for c in self.cuts)
 
     def fault(self, kind: str, caller: str) -> RpcFault:
         fault = RpcFault(kind, caller, self.clock())
@@ -62,6 +85,9 @@ class Ledger:
         now = self.clock()
         for fault in pending:
             fault.recovered_after = now - fault.at
+        for cut in self.cuts:
+            if cut.caller == caller and cut.up_at is None and now >= cut.until:
+                cut.up_at = now
 
 
 class FaultProxy(RpcProxy):
@@ -102,6 +128,8 @@ class FaultProxy(RpcProxy):
 
     def serve(self, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
         caller = path.strip("/") or "-"
+        if self.ledger.cut_off(caller):
+            raise ConnectionDropped
         drawn = self._draw()
         if drawn is None:
             answer = self.handle(body)

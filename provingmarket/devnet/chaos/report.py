@@ -2,11 +2,12 @@
 the proxies' ledger:
 
 - invariants: every task posted was mined and ended proven or refunded; no slot paid twice;
-  every slash fell on a prover whose agent was down (killed, or not yet back) while it held
-  that task; no process exited unless killed; no process left behind;
+  every slash fell on a prover whose agent was down (killed or cut off, and not yet back)
+  while it held that task; no process exited unless killed; no process left behind;
 - faults injected and recovered per kind, with the time to recover (a kill: from the SIGKILL
-  to the restart's first ready line, for an agent also to its next proof; an RPC fault:
-  to the caller's next answer);
+  to the restart's first ready line; a cut-off: from its start to the process's first
+  answer after it; for an agent also to its next proof; an RPC fault: to the caller's
+  next answer);
 - tasks by mechanism and outcome."""
 
 from __future__ import annotations
@@ -85,15 +86,16 @@ def unexplained_slashes(
     return found
 
 
-def kill_rows(outages: list[Outage], proofs: dict[str, list[int]], agents: dict[str, str]) -> list[Row]:
-    """A row per kind of entry killed: kills, restarts that came up, seconds from the kill
-    to up; for agents also to the prover's next proof (`proofs`: address → proof times)."""
+def outage_rows(outages: list[Outage], proofs: dict[str, list[int]], agents: dict[str, str]) -> list[Row]:
+    """A row per fault (kill or cut) and kind of entry: how many, how many came back, the
+    seconds from the fault to back; for agents also to the prover's next proof (`proofs`:
+    address → proof times). Exits are not faults injected: the invariants name them."""
     by_name = {name: address for address, name in agents.items()}
     rows: dict[str, Row] = {}
     for o in outages:
-        if o.cause != "kill":
+        if o.cause not in ("kill", "cut"):
             continue
-        row = rows.setdefault(o.kind, Row(f"kill {o.kind}", 0, 0))
+        row = rows.setdefault(f"{o.cause} {o.kind}", Row(f"{o.cause} {o.kind}", 0, 0))
         row.injected += 1
         if o.recovery is not None:
             row.recovered += 1
@@ -155,7 +157,7 @@ def render(
         f"{'fault':<22} {'injected':>8} {'recovered':>9} {'to recover':>14} {'to next proof':>14}",
     ]
     for r in rows:
-        proof = _seconds(r.to_proof) if r.kind == "kill agent" else ""
+        proof = _seconds(r.to_proof) if r.kind.endswith(" agent") else ""
         lines.append(f"{r.kind:<22} {r.injected:>8} {r.recovered:>9} {_seconds(r.seconds):>14} {proof:>14}")
     lines.append(f"{'total':<22} {sum(r.injected for r in rows):>8} {sum(r.recovered for r in rows):>9}")
     columns = ["posted", "proven", "refunded", "proven+refunded", "open", "slashed on the way"]

@@ -19,10 +19,11 @@ from provingmarket.devnet.chain import BASE_FEE, ETHER, Anvil, free_port, fund
 from provingmarket.devnet.chaos import report
 from provingmarket.devnet.chaos.proxy import FaultProxy, Ledger
 from provingmarket.devnet.chaos.schedule import Kill, kill_schedule
-from provingmarket.devnet.chaos.supervisor import Entry, Supervisor
+from provingmarket.devnet.chaos.supervisor import Entry, Outage, Supervisor
 from provingmarket.devnet.chaos.workload import Follower, Janitor, Pace, Poster, mix, terms_for
 from provingmarket.devnet.processes import AGENT, AUCTION, ELECTION, KEY_ENV, ORDERBOOK, ROOT, command
 from provingmarket.devnet.stack import deploy_marketplace, register_mechanism
+from provingmarket.formats import TaskTerms
 
 DOUBLE_AUCTION = "frontends.double_auction.process"
 FRONTEND_READY = "{}.start"  # a keeper's first line once connected, its mirror open
@@ -45,6 +46,8 @@ class ChaosConfig:
     rpc_fault_rate: float = 0.02  # share of the RPC requests each proxy fails
     pause: tuple[float, float] = (0.5, 3.0)  # seconds a killed process stays down
     rest: float = 15.0  # least seconds between two kills of the same process
+    cuts: int = 10  # processes cut off both RPC endpoints for a while (their network gone)
+    cut_seconds: tuple[float, float] = (3.0, 8.0)  # how long each cut lasts
     settle_within: float = 240.0  # seconds after the last posting for every task to settle
     auction_window: int = 3  # the sealed-bid auction's bidding window and the double auction's round
     pace: Pace = field(default_factory=Pace)
@@ -60,6 +63,8 @@ class ChaosConfig:
             problems.append(f"--tasks {self.tasks}: at least 1")
         if self.kills < 0:
             problems.append(f"--kills {self.kills}: 0 or more")
+        if self.cuts < 0:
+            problems.append(f"--cuts {self.cuts}: 0 or more")
         if self.agents < 1:
             problems.append(f"agents {self.agents}: at least 1")
         if self.post_seconds <= 0:
@@ -165,7 +170,17 @@ def run(config: ChaosConfig, folder: Path, say=print) -> Result:
             schedule = kill_schedule(
                 config.seed, targets, config.kills, 2.0, config.post_seconds, config.pause, config.rest
             )
-            world.serve(supervisor, schedule)
+            processes = {e.name: 1.0 for e in entries if e.argv is not None}
+            cuts = kill_schedule(
+                config.seed + 1,
+                processes,
+                config.cuts,
+                2.0,
+                config.post_seconds,
+                config.cut_seconds,
+                config.rest,
+            )
+            world.serve(supervisor, schedule, ledger, list(cuts))
             for proxy in proxies:
                 proxy.enabled = False
             unclean = supervisor.stop()
@@ -199,6 +214,24 @@ def _wait_ready(supervisor: Supervisor, folder: Path) -> None:
                 f"{', '.join(sorted(waiting))} not ready within {READY_WITHIN:.0f} s; see {folder}"
             )
         time.sleep(0.2)
+
+
+def _cut_then(outage: Outage, ledger: Ledger) -> bool:
+    """Whether the process of `outage` was cut off from every endpoint when it exited."""
+    return any(c.caller == outage.name and c.at <= outage.at <= c.until + 1.0 for c in ledger.cuts)
+
+
+def _strike(
+    elapsed: float, supervisor: Supervisor, kills: list[Kill], ledger: Ledger, cuts: list[Kill]
+) -> None:
+    """Do the kills and cut-offs due by `elapsed` (each removed from its list once done)."""
+    while kills and kills[0].at <= elapsed:
+        if supervisor.kill(kills[0].target, kills[0].pause) is None:
+            break  # down, or not yet up again: the kill waits until it is
+        kills.pop(0)
+    while cuts and cuts[0].at <= elapsed:
+        ledger.cut(cuts[0].target, cuts[0].pause)
+        cuts.pop(0)
 
 
 class _World:
@@ -261,21 +294,12 @@ class _World:
 
     # -------------------------------------------------------------- the workload
 
-    def serve(self, supervisor: Supervisor, schedule: list[Kill]) -> None:
-        """Post the tasks, kill and restart as scheduled, tidy; until every task posted has
+    def serve(self, supervisor: Supervisor, schedule: list[Kill], ledger: Ledger, cuts: list[Kill]) -> None:
+        """Post the tasks, kill and restart as scheduled, cut processes off the RPC as
+        scheduled (`cuts`: each a target and how long), tidy; until every task posted has
         settled (ChaosFailed if not within `settle_within` of the last posting)."""
         config = self.config
-        market_id = self.marketplace.stack.market_id
-        reward, collateral = 3 * self.min_reward, ETHER // 10
-        plan = []
-        for i, mechanism in enumerate(mix(config.seed, config.tasks)):
-            at = i * config.post_seconds / config.tasks
-            terms = terms_for(
-                mechanism, self.marketplace.mechanisms, market_id, 10_000 + i, reward, collateral, config.pace
-            )
-            plan.append((at, mechanism, terms))
-        poster = Poster(self.marketplace.requester(self.keys["requester"]), plan)
-        self.poster = poster
+        poster = self.poster = Poster(self.marketplace.requester(self.keys["requester"]), self._plan())
         self.follower = Follower(self.client, cursor=self.web3.eth.block_number)
         janitor = Janitor(self.client)
         kills = list(schedule)
@@ -286,10 +310,7 @@ class _World:
         while True:
             elapsed = time.monotonic() - begun
             poster.due(elapsed)
-            while kills and kills[0].at <= elapsed:
-                if supervisor.kill(kills[0].target, kills[0].pause) is None:
-                    break  # down already: the kill waits until it is back
-                kills.pop(0)
+            _strike(elapsed, supervisor, kills, ledger, cuts)
             supervisor.tick()
             if time.monotonic() - last_tidy >= 1.0:
                 last_tidy = time.monotonic()
@@ -312,6 +333,20 @@ class _World:
                 if last_posting is not None and time.monotonic() - last_posting > config.settle_within:
                     return  # the verdict says which tasks did not settle
             time.sleep(0.1)
+
+    def _plan(self) -> list[tuple[float, str, TaskTerms]]:
+        """When each task is posted (evenly over `post_seconds`), through what, on what terms."""
+        config = self.config
+        market_id = self.marketplace.stack.market_id
+        reward, collateral = 3 * self.min_reward, ETHER // 10
+        plan = []
+        for i, mechanism in enumerate(mix(config.seed, config.tasks)):
+            at = i * config.post_seconds / config.tasks
+            terms = terms_for(
+                mechanism, self.marketplace.mechanisms, market_id, 10_000 + i, reward, collateral, config.pace
+            )
+            plan.append((at, mechanism, terms))
+        return plan
 
     def ours(self, tasks) -> set[str]:
         by_salt = self.poster.by_salt
@@ -337,13 +372,22 @@ class _World:
         unposted = [p.index for p in self.poster.posted if not p.task_id]
         open_ = [q.task_id for q in tasks if q.task_id in ours and not q.settled]
         twice = report.paid_twice(events, ours)
-        slashes = report.unexplained_slashes(events, ours, self.agents, supervisor.outages, block_time)
-        exits = supervisor.exited_on_their_own()
+        kinds = {name: entry.kind for name, entry in supervisor.entries.items()}
+        outages = supervisor.outages + [
+            Outage(c.caller, kinds.get(c.caller, c.caller), "cut", None, c.at, up_at=c.up_at)
+            for c in ledger.cuts
+        ]
+        slashes = report.unexplained_slashes(events, ours, self.agents, outages, block_time)
+        # A process started while cut off from every endpoint refuses to start ("no node
+        # answers", exit 1), as a supervisor expects: restarted, not counted as a crash.
+        refused = [o for o in supervisor.exited_on_their_own() if _cut_then(o, ledger)]
+        exits = [o for o in supervisor.exited_on_their_own() if o not in refused]
         proofs: dict[str, list[int]] = {}
         for e in events:
             if e.name == "TaskProven":
                 proofs.setdefault(e.prover, []).append(block_time(e.block))
         kills = [o for o in supervisor.outages if o.cause == "kill"]
+        cut = [o for o in outages if o.cause == "cut"]
         invariants = [
             report.Invariant(
                 "every task posted was mined", not unposted and len(ours) == self.config.tasks,
@@ -358,24 +402,29 @@ class _World:
                 "; ".join(slashes[:5]),
             ),
             report.Invariant(
-                "no process exited unless killed", not exits,
+                "no process exited unless killed (or started while cut off)", not exits,
                 "; ".join(f"{o.name} ({o.cause})" for o in exits[:5]),
             ),
             report.Invariant(
                 "every killed process came back", all(o.up_at is not None for o in kills),
                 ", ".join(o.name for o in kills if o.up_at is None),
             ),
+            report.Invariant(
+                "every process cut off got answers again", all(o.up_at is not None for o in cut),
+                ", ".join(o.name for o in cut if o.up_at is None),
+            ),
             report.Invariant("every process stopped cleanly", not unclean, "; ".join(unclean[:5])),
             report.Invariant("no process left behind", not left, f"pids {left}" if left else ""),
         ]  # fmt: skip
-        rows = report.kill_rows(supervisor.outages, proofs, self.agents) + report.rpc_rows(ledger.faults)
+        rows = report.outage_rows(outages, proofs, self.agents) + report.rpc_rows(ledger.faults)
         table = report.outcomes(tasks, mechanism_of)
         slashed = sum(1 for e in events if e.name == "Slashed" and "0x" + bytes(e.task_id).hex() in ours)
         preamble = (
             f"Chaos run, seed {self.config.seed}: {self.config.tasks} tasks over "
             f"{self.config.post_seconds:.0f} s, {len(self.agents)} agents, {len(kills)} kills, "
-            f"{len(ledger.faults)} RPC faults; {slashed} slashes; run time {seconds:.0f} s "
-            f"({seconds / 60:.1f} min).\n"
+            f"{len(cut)} cut-offs, {len(ledger.faults)} RPC faults; {slashed} slashes; "
+            f"{len(refused)} starts refused while cut off (restarted); "
+            f"run time {seconds:.0f} s ({seconds / 60:.1f} min).\n"
         )
         text = report.render(rows, table, invariants, preamble)
         summary = {
@@ -386,7 +435,7 @@ class _World:
             "pids": sorted(supervisor.sessions),  # every process started, restarts included
             "outages": [  # the kill log (and any exit): wall-clock times, as block timestamps
                 {"name": o.name, "cause": o.cause, "pid": o.pid, "at": round(o.at, 3), "up_at": o.up_at}
-                for o in supervisor.outages
+                for o in outages
             ],
         }
         (self.folder / "chaos.json").write_text(json.dumps(summary, indent=2))

@@ -82,7 +82,7 @@ class _Running:
     process: subprocess.Popen | None = None
     log: Path | None = None
     offset: int = 0  # where in its log this start's lines begin
-    waiting: Outage | None = None  # the outage its readiness ends
+    waiting: Outage | None = None  # restarted, not yet up: the outage its readiness ends
 
 
 class Supervisor:
@@ -195,8 +195,10 @@ class Supervisor:
         for name, state in self.running.items():
             if state.waiting is not None and state.entry.server is None:
                 up = self._logged(state, state.entry.ready)
-                if up is not None:
-                    state.waiting.up_at = max(up, state.waiting.at)
+                if up is not None:  # up again: every outage it was in ends (a restart may exit first)
+                    for o in self.outages:
+                        if o.name == name and o.up_at is None:
+                            o.up_at = max(up, o.at)
                     state.waiting = None
             outage = self.down.get(name)
             if outage is None and state.process is not None and state.process.poll() is not None:

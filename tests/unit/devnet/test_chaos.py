@@ -143,6 +143,25 @@ def test_fault_proxy__each_fault__as_the_caller_sees_it_and_whether_the_node_got
         proxy.stop()
 
 
+def test_fault_proxy__a_caller_cut_off__every_call_reset_until_the_cut_ends__then_recovered(node_stand_in):
+    ledger = Ledger()
+    first = FaultProxy(node_stand_in.url, ledger, rate=0.0, seed=1).start()
+    second = FaultProxy(node_stand_in.url, ledger, rate=0.0, seed=2).start()
+    try:
+        cut = ledger.cut("agent-1", 0.5)
+        for proxy in (first, second):
+            with pytest.raises(requests.ConnectionError):
+                call(proxy.url("agent-1"))
+        assert call(first.url("agent-2")).status_code == 200  # the others still get through
+        assert node_stand_in.calls == 1 and cut.up_at is None
+        time.sleep(0.5)
+        assert call(second.url("agent-1")).status_code == 200
+        assert cut.up_at is not None and cut.up_at - cut.at >= 0.5
+    finally:
+        first.stop()
+        second.stop()
+
+
 def test_two_fault_proxies__the_first_failing_every_call__calls_answered_through_the_second(node_stand_in):
     ledger = Ledger()
     first = FaultProxy(node_stand_in.url, ledger, rate=1.0, seed=1, kinds=["reset", "http_503"]).start()
@@ -281,6 +300,20 @@ def test_supervisor__broker_server_entry__killed_then_started_again_on_its_port(
     finally:
         supervisor.stop()
     assert supervisor.left_behind() == []
+
+
+def test_an_exit_while_cut_off__a_start_refused__told_apart_from_a_crash():
+    from provingmarket.devnet.chaos.run import _cut_then
+
+    ledger = Ledger(clock=lambda: 100.0)
+    ledger.cut("agent-1", 5.0)  # 100 to 105
+
+    def exit_at(name: str, at: float) -> Outage:
+        return Outage(name, "agent", "exit 1", 1, at)
+
+    assert _cut_then(exit_at("agent-1", 103.0), ledger)
+    assert not _cut_then(exit_at("agent-1", 110.0), ledger)  # after the cut: a crash
+    assert not _cut_then(exit_at("agent-2", 103.0), ledger)  # another process was cut
 
 
 # ------------------------------------------------------------------ the verdict's checks
