@@ -126,6 +126,16 @@ rehearse: compile
 sim: compile
 	ape run sim --config full
 
+# The whole market under chaos (provingmarket/devnet/chaos/): 500 tasks over every mechanism
+# while 50 seeded SIGKILLs hit the frontends and agents and the RPC fails calls; exits
+# nonzero if a task was lost or paid twice, an honest prover slashed or a process left.
+# Logs and the report (chaos.txt, chaos.json) go to reports/chaos/. `make test` runs a
+# short form (tests/processes/test_chaos.py).
+.PHONY: chaos
+chaos: compile
+	rm -rf reports/chaos
+	$(BIN)/python -m provingmarket.devnet.chaos --tasks 500 --kills 50 --seed 1 --folder reports/chaos
+
 bench: compile
 	ape run bench
 	$(BIN)/python -m benches.orderbook_bench

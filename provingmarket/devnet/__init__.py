@@ -8,6 +8,7 @@ and the tests: one stack for all of them.
   record, provers that stake and join, requesters that post
 - processes.py: the frontends and prover agents as processes, by their command lines,
   watched and stopped by their own pids
+- chaos/: the whole market under seeded kills and failing RPC calls (`make chaos`)
 """
 
 from provingmarket.devnet.chain import (

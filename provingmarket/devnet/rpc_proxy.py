@@ -10,12 +10,17 @@ free loopback port to a development node (anvil) and, like the providers people 
 
 Batch requests are answered element by element (an HTTP failure fails the whole batch).
 It serves from a thread of this process: `with RpcProxy(upstream) as proxy: ...proxy.uri`.
+A subclass may answer by the URL's path or reset the connection instead of answering
+(`serve`, raising `ConnectionDropped`): the chaos run's fault proxy (chaos/proxy.py).
 `stats` counts what it did (calls per method, refusals, failures)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import socket
+import struct
 import threading
 import urllib.request
 from collections import Counter
@@ -27,6 +32,10 @@ MAX_BLOCKS = 2_000
 MAX_LOGS = 10_000
 FAILURES = ("http_503", "http_429", "rpc_rate_limit", "rpc_timeout")
 RATE_LIMITED = "Your app has exceeded its compute units per second capacity"  # Alchemy's 429
+
+
+class ConnectionDropped(Exception):
+    """Raised by `RpcProxy.serve` to reset the caller's connection instead of answering."""
 
 
 def range_message(style: str, frm: int, to: int, max_blocks: int) -> tuple[int, str]:
@@ -108,14 +117,20 @@ class RpcProxy:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status, headers, answer = proxy.handle(body)
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+                try:
+                    status, headers, answer = proxy.serve(self.path, body)
+                except ConnectionDropped:  # reset: the caller sees its connection die
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    return
+                with contextlib.suppress(ConnectionError):  # the caller gave up or was killed
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
 
             def log_message(self, *args: Any) -> None:
                 pass  # quiet: tests read `stats`
@@ -143,6 +158,12 @@ class RpcProxy:
         self.stop()
 
     # -------------------------------------------------------------- answering
+
+    def serve(self, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """(HTTP status, headers, body) for a request to `path` (the URL's path: a subclass
+        may tell its callers apart by it), or ConnectionDropped to reset the connection."""
+        del path
+        return self.handle(body)
 
     def handle(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
         """(HTTP status, headers, body) for a request body."""
