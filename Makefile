@@ -126,15 +126,18 @@ rehearse: compile
 sim: compile
 	ape run sim --config full
 
-# The whole market under chaos (provingmarket/devnet/chaos/): 500 tasks over every mechanism
-# while 50 seeded SIGKILLs hit the frontends and agents and the RPC fails calls; exits
-# nonzero if a task was lost or paid twice, an honest prover slashed or a process left.
-# Logs and the report (chaos.txt, chaos.json) go to reports/chaos/. `make test` runs a
-# short form (tests/processes/test_chaos.py).
+# The whole market under chaos (provingmarket/devnet/chaos/): 500 tasks over every mechanism,
+# the agents proving through 3 queue workers (Redis) and the frontends reading the indexer's
+# mirror on PostgreSQL, while 64 seeded SIGKILLs hit the frontends, the indexer, the agents,
+# the workers, the broker and the database server (each restarted), processes are cut off
+# the RPC and the RPC fails calls; exits nonzero if a task was lost or paid twice, an honest
+# prover slashed or a process left. Logs and the report (chaos.txt, chaos.json) go to
+# reports/chaos/. `make test` runs a short form (tests/processes/test_chaos.py).
 .PHONY: chaos
-chaos: compile
+chaos: compile system
 	rm -rf reports/chaos
-	$(BIN)/python -m provingmarket.devnet.chaos --tasks 500 --kills 50 --seed 1 --folder reports/chaos
+	$(BIN)/python -m provingmarket.devnet.chaos --tasks 500 --kills 64 --workers 3 --database --seed 1 \
+	  --folder reports/chaos
 
 bench: compile
 	ape run bench

@@ -46,6 +46,7 @@ from provingmarket.runtime.process import (
     exit_wrong_chain,
     key_from_env,
     log,
+    starting,
 )
 
 # What stops a process with one line: the registry or the node refused, a bad deployment
@@ -121,7 +122,8 @@ def serve(
     configure_logging(log_level)
     stop = Stopper()
     with exit_on(errors):
-        client = connect(rpc, deployment, key_from_env(key_env), ws)
+        key = key_from_env(key_env)
+        client = starting(lambda: connect(rpc, deployment, key, ws), "frontend")
         run(client, stop=stop, **options)
 
 
@@ -142,7 +144,7 @@ def run_frontend(
         # The port first: a port in use stops the process before it opens its files.
         port = metrics.serve(metrics_port) if metrics_port is not None else None
         try:
-            runner = build(metrics)
+            runner = starting(lambda: build(metrics), name)
         except ValueError as error:
             raise ClientError(str(error)) from None
         if port is not None:

@@ -255,6 +255,10 @@ def run_agent(
     previous layout to move its work and outbox out of. Raises SETUP_ERRORS (and
     sqlite3.Error) for what is wrong before it starts, WrongChain for another chain."""
     settings = settings or AgentSettings()
-    client = runtime.connect(rpc, deployment_file, key, ws)
-    data = open_data_dir(client, "agent", data_dir, legacy_db)
-    return Agent(client, data, settings, stop or runtime.Stopper()).run()
+
+    def start() -> Agent:
+        client = runtime.connect(rpc, deployment_file, key, ws)
+        data = open_data_dir(client, "agent", data_dir, legacy_db)
+        return Agent(client, data, settings, stop or runtime.Stopper())
+
+    return runtime.starting(start, "agent").run()

@@ -32,7 +32,7 @@ from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 from web3.types import TxParams
 
 from provingmarket import deployments
-from provingmarket.chain.endpoints import EndpointError, FailoverProvider, parse_urls, shown
+from provingmarket.chain.endpoints import EndpointError, FailoverProvider, Silent, parse_urls, shown
 from provingmarket.chain.logs import LogReader
 from provingmarket.errors import ProvingMarketError, Refusal
 from provingmarket.formats import Assignment, TaskTerms, bid_typed_data
@@ -46,6 +46,10 @@ GAS_MARGIN = 1.25  # headroom over eth_estimateGas
 
 class ClientError(ProvingMarketError, RuntimeError):
     """Something a person can act on: the message says what and what to do."""
+
+
+class NoNodeAnswers(ClientError):
+    """No RPC endpoint answered (each refused, reset, failed with a 5xx or 429, or timed out)."""
 
 
 class Refused(ClientError, Refusal):
@@ -334,11 +338,13 @@ class RegistryClient:
             ws_urls = tuple(parse_urls(ws, ("ws", "wss")))
             if chain_id is not None:
                 provider.check_chains(chain_id, "the deployment record's")
+        except Silent as error:
+            raise NoNodeAnswers(str(error)) from None
         except EndpointError as error:
             raise ClientError(str(error)) from None
         web3 = Web3(provider)
         if not web3.is_connected():
-            raise ClientError(f"no node answers at {', '.join(shown(u) for u in provider.urls)}")
+            raise NoNodeAnswers(f"no node answers at {', '.join(shown(u) for u in provider.urls)}")
         client = cls(web3, address, KeySigner(key) if key else None, from_block)
         client.ws_urls = ws_urls
         client.check_deployed()

@@ -55,6 +55,10 @@ class EndpointError(ValueError):
     """An endpoint that cannot be used: a malformed URL, another chain."""
 
 
+class Silent(EndpointError):
+    """No endpoint answered (each failed to: refused, reset, 5xx or 429, a timeout)."""
+
+
 def parse_urls(values: str | Iterable[str], schemes: tuple[str, ...] = ("http", "https")) -> list[str]:
     """The URLs given (repeated, comma-separated or both), in order, each once; EndpointError
     for one that is not a URL of `schemes`."""
@@ -179,7 +183,7 @@ class FailoverProvider(JSONBaseProvider):
             if endpoint.wrong:
                 raise EndpointError(endpoint.wrong)
         if len(silent) == len(self.endpoints):
-            raise EndpointError(f"no node answers at {', '.join(shown(u) for u in silent)}")
+            raise Silent(f"no node answers at {', '.join(shown(u) for u in silent)}")
         for url in silent:
             _emit(logging.WARNING, "rpc.endpoint_silent", endpoint=shown(url), checked="when first used")
         return silent

@@ -84,8 +84,12 @@ class _Server:
         it answers."""
         if self.alive():
             return
-        self.process = subprocess.Popen(
-            self._argv(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **self._popen_options()
+        self.process = subprocess.Popen(  # a session of its own: what it starts stays in its group
+            self._argv(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            **self._popen_options(),
         )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

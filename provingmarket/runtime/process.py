@@ -26,7 +26,8 @@ import requests
 from web3.exceptions import TimeExhausted, Web3Exception
 
 from provingmarket import deployments
-from provingmarket.chain.client import ClientError, KeySigner, RegistryClient
+from provingmarket.chain.client import ClientError, KeySigner, NoNodeAnswers, RegistryClient
+from provingmarket.chain.endpoints import unavailable
 from provingmarket.chain.heads import HeadFollower
 from provingmarket.chain.identity import WrongChain
 
@@ -181,6 +182,33 @@ def run_forever(
         if on_error:
             on_error(kind)
         stop.wait(delay)
+
+
+START_ATTEMPTS = 4  # tries of a process's start when no endpoint answers a call (0.5, 1, 2 s apart)
+
+
+def starting(step: Callable[[], Any], name: str, attempts: int = START_ATTEMPTS) -> Any:
+    """Run a process's start (`step`: connecting, reading the chain's identity, opening its
+    files) again when a call found no endpoint answering (each failed at that moment: a
+    reset, a 5xx or 429, a timeout; or none answered at all), `attempts` times in all with a
+    log line each, then give up (the last error: no node answers, exit 1). A start made of
+    reads and of opening the process's own files can be made again. Anything else (an
+    answer refusing, another chain, a file that cannot be used) is raised at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return step()
+        except WrongChain:
+            raise
+        except Exception as error:
+            if not (unavailable(error) or isinstance(error, NoNodeAnswers)) or attempt == attempts:
+                raise
+            delay = 0.5 * 2 ** (attempt - 1)
+            emit(
+                log, f"{name}.start_rpc_error", logging.WARNING,
+                error=f"{type(error).__name__}: {error}"[:300], attempt=attempt, retry_in=delay,
+            )  # fmt: skip
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def exit_wrong_chain(error: WrongChain) -> NoReturn:

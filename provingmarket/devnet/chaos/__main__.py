@@ -1,6 +1,6 @@
-"""`python -m provingmarket.devnet.chaos [--tasks N] [--kills K] [--cuts C] [--seed S] [--folder DIR]`:
-one chaos run (run.py); prints the report; exit status 1 if an invariant fails, 2 if the
-run could not go on."""
+"""`python -m provingmarket.devnet.chaos [--tasks N] [--kills K] [--cuts C] [--seed S]
+[--workers W] [--database] [--folder DIR]`: one chaos run (run.py); prints the report; exit
+status 1 if an invariant fails, 2 if the run could not go on."""
 
 from __future__ import annotations
 
@@ -22,6 +22,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="seeds the workload, the kills and the faults")
     parser.add_argument("--agents", type=int, default=4, help="prover agents (default 4)")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="proving workers behind a Redis broker the agents hand their proofs to (default 0: "
+        "agents prove themselves); workers and the broker are killed too",
+    )
+    parser.add_argument(
+        "--database",
+        action="store_true",
+        help="the mirror (one indexer writing, every frontend reading) and the auction's bids on a "
+        "PostgreSQL server; the indexer and the server are killed too",
+    )
+    parser.add_argument(
         "--post-seconds", type=float, default=300.0, help="the tasks are posted over this long (default 300)"
     )
     parser.add_argument("--rpc-fault-rate", type=float, default=0.02, help="share of RPC requests failed")
@@ -36,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             cuts=options.cuts,
             seed=options.seed,
             agents=options.agents,
+            workers=options.workers,
+            database=options.database,
             post_seconds=options.post_seconds,
             rpc_fault_rate=options.rpc_fault_rate,
         ).check()

@@ -7,6 +7,7 @@ process stopped by its pid and the verdict (report.py)."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,10 @@ from provingmarket.formats import TaskTerms
 DOUBLE_AUCTION = "frontends.double_auction.process"
 FRONTEND_READY = "{}.start"  # a keeper's first line once connected, its mirror open
 AGENT_READY = "agent.start"
+WORKER = "provingmarket.proving.worker"
+WORKER_READY = "worker.ready"  # consuming from the queue
+INDEXER = "provingmarket.runtime.indexer"
+INDEXER_READY = "indexer.start"
 READY_WITHIN = 180.0  # seconds every process may take to start the first time
 
 
@@ -51,11 +56,17 @@ class ChaosConfig:
     settle_within: float = 240.0  # seconds after the last posting for every task to settle
     auction_window: int = 3  # the sealed-bid auction's bidding window and the double auction's round
     pace: Pace = field(default_factory=Pace)
-    # Hooks for the distributed proving and the shared store (issue 19), filled in once
-    # they land: proving workers as processes, the broker and the database as servers.
-    workers: int = 0  # HOOK(workers): queue worker processes (`worker_entries`)
-    broker: bool = False  # HOOK(broker): a RedisServer in the table, killed and restarted
-    database: bool = False  # HOOK(database): a PostgresServer in the table, killed and restarted
+    # Proving spread over workers and the shared store: `workers` proving worker processes
+    # behind a Redis broker (the agents hand their proofs to them: --queue), `database` a
+    # PostgreSQL server with the mirror (written by an indexer process, read by every
+    # frontend: --database) and the auction's bids. Each server and process is in the kill
+    # table like the frontends and agents.
+    workers: int = 0
+    database: bool = False
+
+    @property
+    def broker(self) -> bool:
+        return self.workers > 0
 
     def check(self) -> ChaosConfig:
         problems = []
@@ -65,6 +76,8 @@ class ChaosConfig:
             problems.append(f"--kills {self.kills}: 0 or more")
         if self.cuts < 0:
             problems.append(f"--cuts {self.cuts}: 0 or more")
+        if self.workers < 0:
+            problems.append(f"--workers {self.workers}: 0 or more")
         if self.agents < 1:
             problems.append(f"agents {self.agents}: at least 1")
         if self.post_seconds <= 0:
@@ -116,27 +129,45 @@ def services(entries: list[Entry]) -> dict[str, str]:
 
 
 def frontend_options(config: ChaosConfig, urls: dict[str, str]) -> tuple[str, ...]:
-    """HOOK(database): what each frontend is given beside its own options; once the shared
-    store lands, `("--database", urls["database"])` when `config.database`."""
-    del config, urls
-    return ()
+    """What each frontend is given beside its own options: with the shared store, the
+    mirror the indexer writes (and, for the auction, its bids) on the database server."""
+    return ("--database", urls["database"]) if config.database else ()
 
 
 def agent_options(config: ChaosConfig, urls: dict[str, str]) -> tuple[str, ...]:
-    """HOOK(workers): what each agent is given beside `--auction`; once distributed proving
-    lands, `("--queue", urls["broker"])` when `config.workers`."""
-    del config, urls
-    return ()
+    """What each agent is given beside `--auction`: with workers, the queue its proofs go
+    through (every agent's own queue name, so a worker proves for whichever agent sent)."""
+    return ("--queue", urls["broker"]) if config.workers else ()
 
 
-def worker_entries(config: ChaosConfig, urls: dict[str, str], record: Path, logs: Path) -> list[Entry]:
-    """HOOK(workers): the proving workers' entries, killable like the agents: once
-    distributed proving lands, each `Entry(f"worker-{i}", "worker", argv=[... "--queue",
-    urls["broker"] ...], env=..., ready="<the worker's start event>", cwd=ROOT)`."""
-    del urls, record, logs
-    if config.workers:
-        raise ValueError("queue workers are not available yet: run with workers=0")
-    return []
+def worker_entries(config: ChaosConfig, urls: dict[str, str]) -> list[Entry]:
+    """The proving workers, one process each (so a kill takes exactly one), killable like
+    the agents. groth16py proves in the worker's own process: a killed worker leaves no
+    prover process behind."""
+    return [
+        Entry(
+            f"worker-{i + 1}",
+            "worker",
+            argv=[sys.executable, "-m", WORKER, "--queue", urls["broker"], "--backend", "groth16py"]
+            + ["--lease", "2", "--name", f"worker-{i + 1}"],
+            env={"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+            ready=WORKER_READY,
+            cwd=ROOT,
+        )
+        for i in range(config.workers)
+    ]
+
+
+def indexer_entries(config: ChaosConfig, urls: dict[str, str], proxies, record: Path) -> list[Entry]:
+    """With the shared store, the one indexer writing the mirror (through both proxies,
+    killable like a frontend: the frontends wait, saying so, while it trails)."""
+    if not config.database:
+        return []
+    rpc = ",".join(p.url("indexer") for p in proxies)
+    argv = [sys.executable, "-m", INDEXER, "--rpc", rpc, "--deployment", str(record)]
+    argv += ["--database", urls["database"], "--poll", "0.5"]
+    env = {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    return [Entry("indexer", "indexer", argv=argv, env=env, ready=INDEXER_READY, cwd=ROOT, first=True)]
 
 
 def run(config: ChaosConfig, folder: Path, say=print) -> Result:
@@ -170,7 +201,8 @@ def run(config: ChaosConfig, folder: Path, say=print) -> Result:
             schedule = kill_schedule(
                 config.seed, targets, config.kills, 2.0, config.post_seconds, config.pause, config.rest
             )
-            processes = {e.name: 1.0 for e in entries if e.argv is not None}
+            # Cut-offs take a process's RPC away: workers have none to take.
+            processes = {e.name: 1.0 for e in entries if e.argv is not None and e.kind != "worker"}
             cuts = kill_schedule(
                 config.seed + 1,
                 processes,
@@ -216,9 +248,22 @@ def _wait_ready(supervisor: Supervisor, folder: Path) -> None:
         time.sleep(0.2)
 
 
-def _cut_then(outage: Outage, ledger: Ledger) -> bool:
-    """Whether the process of `outage` was cut off from every endpoint when it exited."""
-    return any(c.caller == outage.name and c.at <= outage.at <= c.until + 1.0 for c in ledger.cuts)
+def _refused_start(outage: Outage, supervisor: Supervisor, ledger: Ledger) -> bool:
+    """Whether the process of `outage` exited 1 after a start made while it was cut off from
+    every endpoint or while a server (the broker, the database) was down: it refuses to
+    start with one line ("no node answers", "cannot open ..."), as under any supervisor.
+    Its start may have begun in the outage and ended just after it (imports take seconds
+    on a loaded machine), so the process's whole life is compared with the outages."""
+    if outage.cause != "exit 1":
+        return False
+    life = (outage.started or outage.at, outage.at)
+    cuts = [(c.at, c.until) for c in ledger.cuts if c.caller == outage.name]
+    servers = [
+        (o.at, o.up_at if o.up_at is not None else float("inf"))
+        for o in supervisor.outages
+        if o.cause == "kill" and supervisor.entries[o.name].server is not None
+    ]
+    return any(start <= life[1] and life[0] <= end for start, end in cuts + servers)
 
 
 def _strike(
@@ -283,7 +328,8 @@ class _World:
         options = ("--auction", auction_url, *agent_options(config, urls))
         for name, agent_key in self.agent_keys.items():
             entries.append(self._entry(name, "agent", AGENT, agent_key, proxies, options))
-        return entries + worker_entries(config, urls, self.marketplace.record, self.folder)
+        indexer = indexer_entries(config, urls, proxies, self.marketplace.record)
+        return indexer + entries + worker_entries(config, urls)
 
     def _entry(self, name, kind, module, secret, proxies, options, sub=()) -> Entry:
         rpc = ",".join(p.url(name) for p in proxies)
@@ -378,9 +424,10 @@ class _World:
             for c in ledger.cuts
         ]
         slashes = report.unexplained_slashes(events, ours, self.agents, outages, block_time)
-        # A process started while cut off from every endpoint refuses to start ("no node
-        # answers", exit 1), as a supervisor expects: restarted, not counted as a crash.
-        refused = [o for o in supervisor.exited_on_their_own() if _cut_then(o, ledger)]
+        # A process started while cut off from every endpoint, or while a server it needs
+        # was down, refuses to start ("no node answers", "cannot open ...", exit 1), as a
+        # supervisor expects: restarted, not counted as a crash.
+        refused = [o for o in supervisor.exited_on_their_own() if _refused_start(o, supervisor, ledger)]
         exits = [o for o in supervisor.exited_on_their_own() if o not in refused]
         proofs: dict[str, list[int]] = {}
         for e in events:
@@ -402,7 +449,7 @@ class _World:
                 "; ".join(slashes[:5]),
             ),
             report.Invariant(
-                "no process exited unless killed (or started while cut off)", not exits,
+                "no process exited unless killed (or started while cut off or a server was down)", not exits,
                 "; ".join(f"{o.name} ({o.cause})" for o in exits[:5]),
             ),
             report.Invariant(
@@ -423,7 +470,7 @@ class _World:
             f"Chaos run, seed {self.config.seed}: {self.config.tasks} tasks over "
             f"{self.config.post_seconds:.0f} s, {len(self.agents)} agents, {len(kills)} kills, "
             f"{len(cut)} cut-offs, {len(ledger.faults)} RPC faults; {slashed} slashes; "
-            f"{len(refused)} starts refused while cut off (restarted); "
+            f"{len(refused)} starts refused while cut off or a server was down (restarted); "
             f"run time {seconds:.0f} s ({seconds / 60:.1f} min).\n"
         )
         text = report.render(rows, table, invariants, preamble)

@@ -6,8 +6,9 @@ schedule says, starts it again after the kill's pause, and records every outage:
 went down, when it was up again (the process logged its `ready` event, or the server's
 `start()` returned), and a process that exited without being killed.
 
-Every process is started in a session of its own and stopped by its pid; `left_behind()`
-names any process still running in one of those sessions (a child a killed process left)."""
+Every process and server is started in a session of its own and stopped by its pid;
+`left_behind()` names any of those sessions a process still runs in (a child a killed
+process left), asking those groups only."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ class Entry:
     cwd: Path | None = None  # a process's working directory
     restart: bool = True  # started again after a kill's pause (else it stays down)
     weight: float = 1.0  # its share of the schedule's kills (0: never killed)
+    first: bool = False  # the entries after it start once it is ready
 
     def __post_init__(self) -> None:
         if (self.argv is None) == (self.server is None):
@@ -70,6 +72,7 @@ class Outage:
     restart_at: float = 0.0  # monotonic time its restart is due
     up_at: float | None = None  # wall-clock time it was up again
     since: float = 0.0  # monotonic time it went down
+    started: float = 0.0  # wall-clock time the process that went down had been started
 
     @property
     def recovery(self) -> float | None:
@@ -83,6 +86,7 @@ class _Running:
     log: Path | None = None
     offset: int = 0  # where in its log this start's lines begin
     waiting: Outage | None = None  # restarted, not yet up: the outage its readiness ends
+    started: float = 0.0  # wall-clock time of its latest start
 
 
 class Supervisor:
@@ -103,9 +107,18 @@ class Supervisor:
 
     # -------------------------------------------------------------- starting
 
-    def start_all(self) -> None:
+    def start_all(self, ready_within: float = 120.0) -> None:
+        """Start every entry in the table's order; after one marked `first`, wait until it
+        is ready before starting the next (the indexer: the frontends read its mirror)."""
         for name in self.entries:
             self._start(name)
+            if self.entries[name].first:
+                deadline = time.monotonic() + ready_within
+                process = self.running[name].process
+                while not self.ready(name):
+                    if time.monotonic() > deadline or (process is not None and process.poll() is not None):
+                        return  # the caller's readiness wait names it
+                    time.sleep(0.1)
 
     def _start(self, name: str) -> None:
         state = self.running[name]
@@ -121,6 +134,7 @@ class Supervisor:
         assert entry.argv is not None
         log = self.logs / f"{name}.log"
         state.log = log
+        state.started = time.time()
         state.offset = log.stat().st_size if log.exists() else 0
         with open(log, "a") as handle:  # the child holds its own copy
             state.process = subprocess.Popen(
@@ -204,7 +218,7 @@ class Supervisor:
             if outage is None and state.process is not None and state.process.poll() is not None:
                 outage = Outage(
                     name, state.entry.kind, f"exit {state.process.returncode}", state.process.pid,
-                    time.time(), now + pause_after_exit, since=now,
+                    time.time(), now + pause_after_exit, since=now, started=state.started,
                 )  # fmt: skip
                 self.outages.append(outage)
                 self.down[name] = outage
@@ -242,15 +256,38 @@ class Supervisor:
         return unclean
 
     def left_behind(self) -> list[int]:
-        """Pids still running in a session this supervisor started (its processes and
-        anything they started)."""
-        return sorted(pid for pid, sid in _sessions().items() if sid in self.sessions)
+        """The sessions this supervisor started (each process's and server's own, shared by
+        anything they started) with a process still in them, by their leaders' pids: only
+        its own groups are asked (signal 0), no other process is looked at."""
+        return sorted(sid for sid in self.sessions if group_running(sid))
 
-    def reap(self, pids: list[int]) -> None:
-        """SIGKILL `pids` (left behind), by pid."""
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    def reap(self, groups: list[int]) -> None:
+        """SIGKILL every process still in `groups` (left behind), by group."""
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
+
+
+def running(pid: int) -> bool:
+    """Whether the process `pid` (one this program started) still exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's: not ours any more (the pid was reused)
+        return False
+    return True
+
+
+def group_running(group: int) -> bool:
+    """Whether a process is still in process group `group` (one this program started)."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # a member runs as another user (the database server's, as root)
+    return True
 
 
 def _event(raw: bytes) -> dict | None:
@@ -261,20 +298,3 @@ def _event(raw: bytes) -> dict | None:
     except ValueError:
         return None
     return found if isinstance(found, dict) else None
-
-
-def _sessions() -> dict[int, int]:
-    """pid → session id of every process alive (zombies excluded), from /proc."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
-        if fields[0] == "Z":
-            continue
-        found[int(entry)] = int(fields[3])  # state, ppid, pgrp, session
-    return found

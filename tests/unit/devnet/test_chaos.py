@@ -205,13 +205,9 @@ def until(predicate, timeout: float = 20.0, tick=None) -> None:
 
 
 def alive(pid: int) -> bool:
-    return pid in {p for p in _pids()}
+    from provingmarket.devnet.chaos.supervisor import running
 
-
-def _pids() -> set[int]:
-    from provingmarket.devnet.chaos.supervisor import _sessions
-
-    return set(_sessions())
+    return running(pid)
 
 
 def test_supervisor__killed_process__restarted_after_its_pause__its_outage_timed_nothing_left(tmp_path):
@@ -265,11 +261,12 @@ def test_supervisor__a_child_of_a_killed_process__found_left_behind_and_reaped(t
     supervisor.start_all()
     until(lambda: supervisor.ready("parent"))
     pid = supervisor.pid("parent")
-    until(lambda: len(supervisor.left_behind()) == 2)  # the parent and its sleep
+    assert pid is not None
+    assert supervisor.left_behind() == [pid]  # its session, the parent and its sleep in it
     supervisor.kill("parent", pause=3600)  # not restarted within the test
-    [child] = supervisor.left_behind()
-    assert child != pid
-    supervisor.reap([child])
+    assert not alive(pid)
+    assert supervisor.left_behind() == [pid]  # the sleep is still in the parent's session
+    supervisor.reap([pid])
     until(lambda: supervisor.left_behind() == [])
     supervisor.stop()
 
@@ -302,18 +299,28 @@ def test_supervisor__broker_server_entry__killed_then_started_again_on_its_port(
     assert supervisor.left_behind() == []
 
 
-def test_an_exit_while_cut_off__a_start_refused__told_apart_from_a_crash():
-    from provingmarket.devnet.chaos.run import _cut_then
+def test_an_exit_after_a_start_while_cut_off_or_a_server_down__a_start_refused__told_apart_from_a_crash(
+    tmp_path,
+):
+    from provingmarket.devnet.chaos.run import _refused_start
 
     ledger = Ledger(clock=lambda: 100.0)
     ledger.cut("agent-1", 5.0)  # 100 to 105
+    supervisor = Supervisor([Entry("database", "database", server=RedisServer())], tmp_path)
+    supervisor.outages.append(Outage("database", "database", "kill", 1, 200.0, up_at=203.0))
 
-    def exit_at(name: str, at: float) -> Outage:
-        return Outage(name, "agent", "exit 1", 1, at)
+    def exit_at(name: str, started: float, at: float, code: int = 1) -> Outage:
+        return Outage(name, "agent", f"exit {code}", 1, at, started=started)
 
-    assert _cut_then(exit_at("agent-1", 103.0), ledger)
-    assert not _cut_then(exit_at("agent-1", 110.0), ledger)  # after the cut: a crash
-    assert not _cut_then(exit_at("agent-2", 103.0), ledger)  # another process was cut
+    assert _refused_start(exit_at("agent-1", 101.0, 103.0), supervisor, ledger)
+    # started during the cut, its imports outlasting it: still a start refused
+    assert _refused_start(exit_at("agent-1", 104.0, 107.5), supervisor, ledger)
+    assert not _refused_start(exit_at("agent-1", 106.0, 110.0), supervisor, ledger)  # after: a crash
+    assert not _refused_start(exit_at("agent-2", 101.0, 103.0), supervisor, ledger)  # another was cut
+    # started while the database was down, for any process
+    assert _refused_start(exit_at("auction", 202.0, 204.2), supervisor, ledger)
+    assert not _refused_start(exit_at("auction", 204.0, 206.0), supervisor, ledger)
+    assert not _refused_start(exit_at("agent-1", 101.0, 103.0, code=2), supervisor, ledger)  # not a refusal
 
 
 # ------------------------------------------------------------------ the verdict's checks
