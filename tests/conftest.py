@@ -40,10 +40,12 @@ SLOW_FIRST = (
     "tests/chain/mirror/test_mirror.py",
     "tests/processes/test_demo.py",
     "tests/processes/test_simulation.py",
+    "tests/processes/test_chaos.py",
     "tests/chain/stateful/test_registry_machine.py",
     "tests/cli/test_rehearse.py",
     "tests/processes/test_auction.py",
     "tests/processes/test_agent.py",
+    "tests/processes/test_agent_queue.py",
     "tests/explorer/test_fuzz.py",
 )
 

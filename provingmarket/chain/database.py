@@ -97,6 +97,13 @@ def is_refused_value(error: BaseException) -> bool:
     return psycopg is not None and isinstance(error, psycopg.DataError)
 
 
+def server_gone(error: BaseException) -> bool:
+    """The database server dropped the connection or cannot be reached (restarting, the
+    network): a wait, not a fault of the query."""
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(error, psycopg.OperationalError)
+
+
 def is_unavailable(error: BaseException) -> bool:
     """The database cannot be read as it is (not there yet, its tables not created, its
     server gone), as opposed to a query it refused."""

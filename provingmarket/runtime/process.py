@@ -27,6 +27,7 @@ from web3.exceptions import TimeExhausted, Web3Exception
 
 from provingmarket import deployments
 from provingmarket.chain.client import ClientError, KeySigner, NoNodeAnswers, RegistryClient
+from provingmarket.chain.database import server_gone
 from provingmarket.chain.endpoints import unavailable
 from provingmarket.chain.heads import HeadFollower
 from provingmarket.chain.identity import WrongChain
@@ -150,7 +151,8 @@ def run_forever(
     subscription, provingmarket/chain/heads.py), also as soon as a new head arrives, at
     most once per head. A node that does not answer
     is waited for with exponential backoff (0.5 s doubling to 30 s) and a log line per
-    attempt; any other error is logged with its trace and the loop goes on: a process
+    attempt, and so is a database server out of reach (`store_error`); any other error is
+    logged with its trace and the loop goes on: a process
     never dies of one bad round. But `WrongChain` (the node is another chain than the
     process's files) ends the loop: the caller stops the process (`exit_wrong_chain`)."""
     failures = 0
@@ -170,12 +172,16 @@ def run_forever(
         except RPC_ERRORS as error:
             kind, event, level = "rpc", "rpc_error", logging.WARNING
             fields = {"error": f"{type(error).__name__}: {error}"[:300], "attempt": failures + 1}
-        except Exception as error:  # a bug or a malformed answer: log it, keep going
-            kind, event, level = "internal", "error", logging.ERROR
-            fields = {
-                "error": f"{type(error).__name__}: {error}"[:300],
-                "trace": traceback.format_exc(limit=8),
-            }
+        except Exception as error:
+            if server_gone(error):  # the database server restarting or out of reach: wait for it
+                kind, event, level = "store", "store_error", logging.WARNING
+                fields = {"error": f"{type(error).__name__}: {error}"[:300], "attempt": failures + 1}
+            else:  # a bug or a malformed answer: log it, keep going
+                kind, event, level = "internal", "error", logging.ERROR
+                fields = {
+                    "error": f"{type(error).__name__}: {error}"[:300],
+                    "trace": traceback.format_exc(limit=8),
+                }
         failures += 1
         delay = min(0.5 * 2 ** (failures - 1), MAX_BACKOFF)
         emit(log, f"{name}.{event}", level, **fields, retry_in=delay)
