@@ -18,16 +18,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from eth_utils.address import to_checksum_address
 
 from explorer.inputs import (
     PAGE_SIZE,
@@ -38,7 +34,28 @@ from explorer.inputs import (
     prover_key,
     task_key,
 )
-from provingmarket import rules
+from explorer.rows import (
+    ASSIGNMENTS,
+    BY_USE,
+    STATE_SQL,
+    TASK_STATES,
+    CircuitInfo,
+    assignment_row,
+    chain_row,
+    escrow_row,
+    event_row,
+    history_rows,
+    mechanism_label,
+    mechanism_names,
+    membership_rows,
+    proof_row,
+    repost_links,
+    standing_row,
+    state_counts,
+    state_of,
+    task_rows,
+    windows_row,
+)
 from provingmarket.chain.database import (
     Connection,
     StoreError,
@@ -50,16 +67,13 @@ from provingmarket.chain.database import (
 from provingmarket.chain.index import IndexReading
 from provingmarket.chain.mirror.schema import COMPONENT, SCHEMA_VERSION, loads
 from provingmarket.deployments import Deployment
-from provingmarket.formats import BUILT_IN_MECHANISMS, OPEN_RACE, TaskTerms, chain_links
-from provingmarket.market.repricing import reposts
+from provingmarket.formats import TaskTerms
 from provingmarket.proving.circuits import Circuit, CircuitError
 
 RECENT = 10  # tasks on the overview and a market's page
 BUSIEST = 8  # provers per market on the overview, the most capacity in use first
-PLOT_BUCKETS = 24  # points on the plots over time
 
-# A task's state, from its slots: what a person asks first.
-TASK_STATES = ("open", "assigned", "proven", "closed")
+# What each task state (rows.TASK_STATES, from its slots) means: what a person asks first.
 STATE_HELP = {
     "open": "waiting for a prover: a slot can still be assigned",
     "assigned": "a prover holds a slot and is proving",
@@ -68,15 +82,6 @@ STATE_HELP = {
 }
 
 # ------------------------------------------------------------------ the explorer's data
-
-
-@dataclass(frozen=True)
-class CircuitInfo:
-    name: str
-    proving_system: str
-    public: tuple[str, ...]
-    outputs: tuple[str, ...]
-    circuit: Circuit | None
 
 
 class Explorer:
@@ -222,7 +227,7 @@ class Explorer:
     def overview(self) -> dict:
         def build(db: Connection) -> dict:
             status = self.status(db)
-            stats = self.cached("overview", db, status["cursor"], lambda: _history(db))
+            stats = self.cached("overview", db, status["cursor"], lambda: history_rows(db))
             markets = self._markets(db)
             return {
                 "status": status,
@@ -231,11 +236,11 @@ class Explorer:
                 "total": sum(stats["states"].values()),
                 "proofs": stats["proofs"],
                 "series": stats["series"],
-                "recent": _task_rows(db, "1 = 1", [], RECENT, 0, status["now"]),
-                "mechanisms": _mechanism_names(db),
+                "recent": task_rows(db, "1 = 1", [], RECENT, 0, status["now"]),
+                "mechanisms": mechanism_names(db),
                 "summary": self.summary(),
                 "busiest": {
-                    m["market_id"]: _memberships(
+                    m["market_id"]: membership_rows(
                         db, "m.market_id = ?", [m["market_id"]], 0, limit=BUSIEST, order=BY_USE
                     )
                     for m in markets
@@ -265,16 +270,16 @@ class Explorer:
             ).fetchone()[0]
             paging = pages(total, page, f"market {market_id}'s provers")
             states = self.cached(
-                f"market-states-{market_id}", db, status["cursor"], lambda: _states(db, market_id)
+                f"market-states-{market_id}", db, status["cursor"], lambda: state_counts(db, market_id)
             )
             return {
                 "status": status,
                 "market": markets[0],
                 "states": states,
-                "provers": _memberships(db, "m.market_id = ?", [market_id], paging["offset"]),
+                "provers": membership_rows(db, "m.market_id = ?", [market_id], paging["offset"]),
                 "paging": paging,
-                "recent": _task_rows(db, "t.market_id = ?", [market_id], RECENT, 0, status["now"]),
-                "mechanisms": _mechanism_names(db),
+                "recent": task_rows(db, "t.market_id = ?", [market_id], RECENT, 0, status["now"]),
+                "mechanisms": mechanism_names(db),
             }
 
         data = self.read(build)
@@ -296,7 +301,7 @@ class Explorer:
         if state:
             if state not in TASK_STATES:
                 raise NotFound(f"“{state[:40]}” is not a task state", f"states: {', '.join(TASK_STATES)}")
-            where.append(f"({_STATE_SQL}) = ?")
+            where.append(f"({STATE_SQL}) = ?")
             params.append(state)
         if market:
             where.append("t.market_id = ?")
@@ -318,11 +323,11 @@ class Explorer:
             return {
                 "status": status,
                 "query": {"q": q, "state": state, "market": market},
-                "tasks": _task_rows(db, condition, params, PAGE_SIZE, paging["offset"], status["now"]),
+                "tasks": task_rows(db, condition, params, PAGE_SIZE, paging["offset"], status["now"]),
                 "paging": paging,
                 "states": TASK_STATES,
                 "markets": [r[0] for r in db.execute("SELECT market_id FROM markets ORDER BY market_id")],
-                "mechanisms": _mechanism_names(db),
+                "mechanisms": mechanism_names(db),
             }
 
         return self.read(build)
@@ -346,34 +351,34 @@ class Explorer:
                 dict(r) for r in db.execute("SELECT * FROM slots WHERE task_id = ? ORDER BY slot", (key,))
             ]
             events = [
-                _event(r)
+                event_row(r)
                 for r in db.execute(
                     "SELECT * FROM journal WHERE task_id = ? ORDER BY block, log_index", (key,)
                 )
             ]
-            names = _mechanism_names(db)
+            names = mechanism_names(db)
             circuit = self.circuit(terms.market_id)
             proofs = [e for e in events if e["name"] == "TaskProven"]
             counts = {s: sum(1 for x in slots if x["state"] == s) for s in TASK_STATES}
             return {
                 "status": status,
                 "task_id": key,
-                "state": _state_of(counts),
-                "state_help": STATE_HELP[_state_of(counts)],
+                "state": state_of(counts),
+                "state_help": STATE_HELP[state_of(counts)],
                 "counts": counts,
                 "terms": terms,
-                "mechanism": _mechanism_label(names, terms.mechanism_id),
-                "chain": _chain(names, terms, status["now"]),
+                "mechanism": mechanism_label(names, terms.mechanism_id),
+                "chain": chain_row(names, terms, status["now"]),
                 "slots": slots,
                 "timeline": events,
                 "prover_input": bytes(row["prover_input"]).decode(errors="replace"),
                 "input_uri": row["input_uri"],
                 "posted_tx": row["tx"],
-                "proofs": [_proof(e, circuit) for e in proofs],
+                "proofs": [proof_row(e, circuit) for e in proofs],
                 "circuit": circuit,
-                "escrow": _escrow(terms, events),
-                "windows": _windows(terms, status["now"]),
-                **_repost_links(db, key, terms, events),
+                "escrow": escrow_row(terms, events),
+                "windows": windows_row(terms, status["now"]),
+                **repost_links(db, key, terms, events),
             }
 
         return self.read(build)
@@ -393,7 +398,7 @@ class Explorer:
                 "ORDER BY CAST(p.stake AS REAL) DESC, p.prover LIMIT ? OFFSET ?",
                 (PAGE_SIZE, paging["offset"]),
             )
-            return {"status": status, "provers": [_standing(r) for r in rows], "paging": paging}
+            return {"status": status, "provers": [standing_row(r) for r in rows], "paging": paging}
 
         return self.read(build)
 
@@ -421,17 +426,17 @@ class Explorer:
             total = sum(counts.values())
             paging = pages(total, page, f"{address}'s assignments")
             history = [
-                _assignment(r, status["now"])
+                assignment_row(r, status["now"])
                 for r in db.execute(
-                    f"{_ASSIGNMENTS} WHERE a.prover = ? "
+                    f"{ASSIGNMENTS} WHERE a.prover = ? "
                     "ORDER BY a.assigned_block DESC, a.task_id LIMIT ? OFFSET ?",
                     (address, PAGE_SIZE, paging["offset"]),
                 )
             ]
             live = [
-                _assignment(r, status["now"])
+                assignment_row(r, status["now"])
                 for r in db.execute(
-                    f"{_ASSIGNMENTS} WHERE a.prover = ? AND a.state = 'live' ORDER BY a.deadline",
+                    f"{ASSIGNMENTS} WHERE a.prover = ? AND a.state = 'live' ORDER BY a.deadline",
                     (address,),
                 )
             ]
@@ -450,15 +455,15 @@ class Explorer:
             proven, slashed = counts.get("proven", 0), counts.get("slashed", 0)
             return {
                 "status": status,
-                "standing": _standing(row),
-                "memberships": _memberships(db, "m.prover = ?", [address], 0, limit=None),
+                "standing": standing_row(row),
+                "memberships": membership_rows(db, "m.prover = ?", [address], 0, limit=None),
                 "live": live,
                 "history": history,
                 "paging": paging,
                 "counts": {s: counts.get(s, 0) for s in ("live", "proven", "declined", "slashed", "voided")},
                 "earned": sum(int(args["paid"]) for args in earned),
                 "on_time_rate": proven / (proven + slashed) if proven + slashed else None,
-                "mechanisms": _mechanism_names(db),
+                "mechanisms": mechanism_names(db),
             }
 
         return self.read(build)
@@ -496,321 +501,3 @@ class Explorer:
 
 
 # ------------------------------------------------------------------ queries and rows
-
-_ASSIGNMENTS = "SELECT a.*, t.market_id, t.terms FROM assignments a JOIN tasks t ON t.task_id = a.task_id"
-
-# A task's state from its slots' counts (SQL and Python say the same).
-_STATE_SQL = (
-    "SELECT CASE WHEN COUNT(*) FILTER (WHERE s.state = 'assigned') > 0 THEN 'assigned' "
-    "WHEN COUNT(*) FILTER (WHERE s.state = 'open') > 0 THEN 'open' "
-    "WHEN COUNT(*) FILTER (WHERE s.state = 'proven') > 0 THEN 'proven' ELSE 'closed' END "
-    "FROM slots s WHERE s.task_id = t.task_id"
-)
-
-
-def _state_of(counts: Mapping[str, int]) -> str:
-    for state in ("assigned", "open", "proven"):
-        if counts.get(state):
-            return state
-    return "closed"
-
-
-def _states(db: Connection, market_id: int | None = None) -> dict[str, int]:
-    where, params = ("WHERE t.market_id = ?", [market_id]) if market_id is not None else ("", [])
-    found = {
-        r[0]: r[1]
-        for r in db.execute(
-            f"SELECT ({_STATE_SQL}) AS state, COUNT(*) FROM tasks t {where} GROUP BY state", params
-        )
-    }
-    return {s: found.get(s, 0) for s in TASK_STATES}
-
-
-def _mechanism_label(names: Mapping[int, str], mechanism_id: int) -> str:
-    """A mechanism's name; a chain's links' names in order."""
-    links = chain_links(mechanism_id)
-    if links:
-        return "chain: " + ", then ".join(names.get(x.mechanism, f"mechanism {x.mechanism}") for x in links)
-    return names.get(mechanism_id, f"mechanism {mechanism_id}")
-
-
-def _chain(names: Mapping[int, str], terms: TaskTerms, now: int) -> list[dict]:
-    """A chained task's links: name, id, window, its start and end, and whether it is the
-    one that may take a slot now (`rules.link_at`); [] for a single mechanism."""
-    out, end = [], terms.posted_at
-    current = rules.link_at(terms, now)
-    for link in chain_links(terms.mechanism_id):
-        start, end = end, end + link.window
-        out.append(
-            {
-                "mechanism_id": link.mechanism,
-                "name": names.get(link.mechanism, f"mechanism {link.mechanism}"),
-                "window": link.window,
-                "start": start,
-                "end": end,
-                "current": current[0] == link.mechanism and current[2] == end,
-            }
-        )
-    return out
-
-
-def _mechanism_names(db: Connection) -> dict[int, str]:
-    names = dict(BUILT_IN_MECHANISMS)
-    names.update({r[0]: r[1] for r in db.execute("SELECT mechanism_id, name FROM mechanisms")})
-    return names
-
-
-def _task_rows(
-    db: Connection, where: str, params: Sequence[Any], limit: int, offset: int, now: int
-) -> list[dict]:
-    # The page's rows are chosen first (their rowids), then only they get their state: an
-    # OFFSET over the whole query would work out the state of every row it skips.
-    rows = db.execute(
-        f"SELECT t.task_id, t.market_id, t.mechanism_id, t.requester, t.terms, t.redundancy, "
-        f"({_STATE_SQL}) AS state FROM tasks t WHERE t.rowid IN ("
-        f"SELECT t.rowid FROM tasks t WHERE {where} "
-        "ORDER BY t.posted_block DESC, t.task_id LIMIT ? OFFSET ?) ORDER BY t.posted_block DESC, t.task_id",
-        [*params, limit, offset],
-    ).fetchall()
-    out = []
-    names: dict[int, str] | None = None
-    for r in rows:
-        terms = loads(r["terms"])
-        mechanism = r["mechanism_id"]
-        if mechanism == 0:  # a chain (the mirror's tasks hold 0): its links' names
-            names = _mechanism_names(db) if names is None else names
-            mechanism = _mechanism_label(names, int(terms["mechanism_id"]))
-        out.append(
-            {
-                "task_id": r["task_id"],
-                "market_id": r["market_id"],
-                "mechanism_id": mechanism,
-                "requester": r["requester"],
-                "redundancy": r["redundancy"],
-                "max_reward": int(terms["max_reward"]),
-                "posted_at": int(terms["posted_at"]),
-                "state": r["state"],
-            }
-        )
-    return out
-
-
-# How a list of memberships is ordered: cheapest ask first, or busiest first.
-BY_ASK = "m.market_id, CAST(m.ask AS REAL), m.prover"
-BY_USE = "m.market_id, m.used DESC, m.capacity DESC, m.prover"
-
-
-def _memberships(
-    db: Connection,
-    where: str,
-    params: list[Any],
-    offset: int,
-    limit: int | None = PAGE_SIZE,
-    order: str = BY_ASK,
-) -> list[dict]:
-    rows = db.execute(
-        "SELECT m.*, p.stake, p.locked FROM memberships m LEFT JOIN provers p ON p.prover = m.prover "
-        f"WHERE m.joined = 1 AND {where} ORDER BY {order} "
-        f"LIMIT ? OFFSET ?",
-        [*params, 2**62 if limit is None else limit, offset],  # no limit: one both engines take
-    ).fetchall()
-    keys = {(r["prover"], r["market_id"]) for r in rows}
-    accepts: dict[tuple[str, int], list[int]] = {}
-    if keys:
-        for r in db.execute(
-            "SELECT prover, market_id, mechanism_id FROM accepts "
-            f"WHERE prover IN ({','.join('?' * len(keys))})",
-            [k[0] for k in keys],
-        ):
-            if (r["prover"], r["market_id"]) in keys:
-                accepts.setdefault((r["prover"], r["market_id"]), []).append(r["mechanism_id"])
-    return [
-        {
-            "prover": r["prover"],
-            "market_id": r["market_id"],
-            "capacity": r["capacity"],
-            "used": r["used"],
-            "ask": int(r["ask"]),
-            "proving_time": r["proving_time"],
-            "stake": int(r["stake"] or 0),
-            "locked": int(r["locked"] or 0),
-            "mechanisms": sorted(accepts.get((r["prover"], r["market_id"]), [])),
-        }
-        for r in rows
-    ]
-
-
-def _standing(r: sqlite3.Row) -> dict:
-    stake, locked = int(r["stake"]), int(r["locked"])
-    keys = r.keys()
-    return {
-        "prover": r["prover"],
-        "stake": stake,
-        "locked": locked,
-        "free": stake - locked,
-        "unbonding": int(r["unbonding"]),
-        "unbonding_ready_at": int(r["unbonding_ready_at"]),
-        "balance": int(r["balance"]),
-        **{k: r[k] for k in ("markets", "proofs", "live") if k in keys},
-    }
-
-
-def _assignment(r: sqlite3.Row, now: int) -> dict:
-    deadline = int(r["deadline"])
-    terms = loads(r["terms"])
-    return {
-        "task_id": r["task_id"],
-        "market_id": r["market_id"],
-        "slot": r["slot"],
-        "price": int(r["price"]),
-        "deadline": deadline,
-        "left": deadline - now,
-        "frontend": r["frontend"],
-        "state": r["state"],
-        "collateral": int(terms["collateral"]),
-        "assigned_block": r["assigned_block"],
-    }
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _event(r: sqlite3.Row) -> dict:
-    args = loads(r["args"])
-    args.pop("task_id", None)
-    if r["name"] == "TaskPosted":
-        args.pop("terms", None)
-        args.pop("prover_input", None)
-    return {
-        "name": r["name"],
-        "block": r["block"],
-        "log_index": r["log_index"],
-        "tx": r["tx"],
-        "time": r["time"],
-        "args": _plain(args),
-    }
-
-
-def _proof(e: dict, circuit: CircuitInfo | None) -> dict:
-    values = [int(v) for v in e["args"].get("public_inputs", [])]
-    named: dict[str, str] = {}
-    if circuit is not None and circuit.circuit is not None and len(values) == len(circuit.public):
-        try:
-            named = {k: str(v) for k, v in circuit.circuit.named(values).items()}
-        except (CircuitError, ValueError):
-            named = {}
-    signal = circuit.circuit.address_signal if circuit is not None and circuit.circuit is not None else None
-    address = None
-    if signal and signal in named:
-        address = to_checksum_address(f"0x{int(named[signal]) % 2**160:040x}")
-    return {
-        "prover": e["args"].get("prover"),
-        "address_signal": signal,
-        "address": address,
-        "slot": e["args"].get("slot"),
-        "paid": int(e["args"].get("paid", 0)),
-        "public_inputs": [str(v) for v in values],
-        "named": named,
-        "outputs": circuit.outputs if circuit else (),
-        "proof": e["args"].get("proof", "0x"),
-        "block": e["block"],
-        "time": e["time"],
-    }
-
-
-def _escrow(terms: TaskTerms, events: Iterable[dict]) -> dict:
-    """Where the task's escrow went: to provers, to frontends, back to the requester, and
-    what the registry still holds for it; slashed collateral paid to the requester besides."""
-    escrowed = terms.escrow()
-    paid = fees = refunded = compensation = 0
-    for e in events:
-        a = e["args"]
-        if e["name"] == "TaskProven":
-            paid += int(a["paid"])
-            fees += int(a["fee"])
-            refunded += int(a["refund"])
-        elif e["name"] == "SlotsClosed":
-            refunded += int(a["refund"])
-        elif e["name"] == "AssignmentVoided":
-            refunded += terms.max_reward + terms.frontend_fee
-        elif e["name"] == "Slashed":
-            compensation += int(a["to_requester"])
-    return {
-        "escrowed": escrowed,
-        "paid": paid,
-        "fees": fees,
-        "refunded": refunded,
-        "held": escrowed - paid - fees - refunded,
-        "compensation": compensation,
-    }
-
-
-def _repost_links(db: Connection, key: str, terms: TaskTerms, events: Sequence[dict]) -> dict:
-    """A re-priced task and its successor (provingmarket/market/repricing.py): the new task's
-    salt is the old task's id, both of one requester, and the old one was cancelled."""
-    earlier = reposts(terms)
-    row = db.execute("SELECT terms FROM tasks WHERE task_id = ?", (earlier,)).fetchone()
-    repost_of = earlier if row and loads(row["terms"])["requester"] == terms.requester else None
-    later = None
-    if any(e["name"] == "SlotsClosed" and e["args"].get("cancelled") for e in events):
-        pattern = f'%"requester":"{terms.requester}"%"salt":{int(key, 16)}}}'
-        found = db.execute("SELECT task_id FROM tasks WHERE terms LIKE ? LIMIT 1", (pattern,)).fetchone()
-        later = found[0] if found else None
-    return {"repost_of": repost_of, "reposted_as": later}
-
-
-def _windows(terms: TaskTerms, now: int) -> dict:
-    race = terms.mechanism_id == OPEN_RACE
-    assign_until = terms.posted_at + (terms.proving_window if race else terms.assign_window)
-    return {"race": race, "assign_until": assign_until, "assign_left": assign_until - now}
-
-
-def _history(db: Connection) -> dict:
-    """Aggregates over the whole history: tasks per state, proofs, and the plots' series."""
-    proofs = db.execute(
-        "SELECT j.time, j.args, t.terms FROM journal j JOIN tasks t ON t.task_id = j.task_id "
-        "WHERE j.name = 'TaskProven' ORDER BY j.block, j.log_index"
-    ).fetchall()
-    points = []
-    for r in proofs:
-        args, terms = json.loads(r["args"]), json.loads(r["terms"])
-        points.append(
-            (r["time"], r["time"] - int(terms["posted_at"]), int(args["paid"]), int(terms["max_reward"]))
-        )
-    latest = points[-1][0] if points else None
-    recent = [p for p in points if latest is not None and p[0] > latest - 600]
-    return {
-        "states": _states(db),
-        "proofs": {
-            "total": len(points),
-            "per_minute": len(recent) / 10 if points else 0.0,
-            "median_time": statistics.median(p[1] for p in points) if points else None,
-            "median_paid": statistics.median(p[2] for p in points) if points else None,
-        },
-        "series": _series(points),
-    }
-
-
-def _series(points: Sequence[tuple[int, int, int, int]]) -> dict:
-    """Per time bucket: the median time to proof (s) and median price paid (ETH)."""
-    if not points:
-        return {"x": [], "time": [], "paid": [], "start": None}
-    start, end = points[0][0], points[-1][0]
-    width = max(1, -(-(end - start + 1) // PLOT_BUCKETS))
-    buckets: dict[int, list[tuple[int, int, int, int]]] = {}
-    for p in points:
-        buckets.setdefault((p[0] - start) // width, []).append(p)
-    xs = sorted(buckets)
-    return {
-        "start": start,
-        "x": [(i * width + width / 2) / 60 for i in xs],
-        "time": [statistics.median(p[1] for p in buckets[i]) for i in xs],
-        "paid": [statistics.median(p[2] for p in buckets[i]) / 10**18 for i in xs],
-    }

@@ -7,15 +7,18 @@ contracts/Registry.vy and are described in docs/formats.md.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass, fields, replace
 from typing import Any
 
+from coincurve import PublicKey
 from eth_abi.abi import encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
+from sha3 import keccak_256
 
 # Built-in mechanisms; registered ones are numbered from 3.
 OPEN_RACE = 1
@@ -281,3 +284,62 @@ def sign_bid(
     )
     signed = Account.sign_message(message, private_key)
     return bytes(signed.signature)
+
+
+# ------------------------------------------------------------------ a Bid's digest, fast
+#
+# What a frontend checks for every signed bid it takes (thousands a second): the registry's
+# EIP-712 digest computed directly and recovered with libsecp256k1, a fifth of
+# eth_account's generic encoder's time; `bid_typed_data` above is the same message.
+
+
+def _keccak(data: bytes) -> bytes:
+    return keccak_256(data).digest()
+
+
+_BID_TYPEHASH = _keccak(
+    ("Bid(" + ",".join(f"{f['type']} {f['name']}" for f in BID_TYPE) + ")").encode()
+)  # the registry's BID_TYPEHASH (contracts/registry/bids.vy)
+_DOMAIN_TYPEHASH = _keccak(
+    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _domain_separator(chain_id: int, registry: str) -> bytes:
+    return _keccak(
+        _DOMAIN_TYPEHASH
+        + _keccak(EIP712_NAME.encode())
+        + _keccak(EIP712_VERSION.encode())
+        + chain_id.to_bytes(32, "big")
+        + bytes(12)
+        + bytes.fromhex(registry[2:])
+    )
+
+
+def bid_digest(
+    chain_id: int, registry: str, task_id: bytes, min_price: int, expiry: int, nonce: int
+) -> bytes:
+    """The EIP-712 digest a prover signs for a Bid, as the registry computes it (`bids.vy`:
+    keccak256(0x1901, the domain separator, keccak256(BID_TYPEHASH, task, min_price,
+    expiry, nonce))); the same as eth_account's `encode_typed_data` of
+    `formats.bid_typed_data`, without its generic encoder. Terms are uint256 and the task
+    32 bytes (the API's validation makes sure)."""
+    words = task_id.rjust(32, b"\0") + b"".join(v.to_bytes(32, "big") for v in (min_price, expiry, nonce))
+    return _keccak(b"\x19\x01" + _domain_separator(chain_id, registry) + _keccak(_BID_TYPEHASH + words))
+
+
+def recover_address(digest: bytes, signature: bytes) -> str | None:
+    """The checksummed address whose key made `signature` (r, s, v: 27 or 28) of
+    `digest`; None if none recovers (r or s out of range)."""
+    try:
+        key = PublicKey.from_signature_and_message(
+            signature[:64] + bytes((signature[64] - 27,)), digest, hasher=None
+        )
+    except ValueError:
+        return None
+    address = _keccak(key.format(compressed=False)[1:])[12:].hex()
+    mask = keccak_256(address.encode()).hexdigest()  # EIP-55: upper case where the hash's nibble is 8 or more
+    return "0x" + "".join(
+        c.upper() if m in "89abcdef" else c for c, m in zip(address, mask[:40], strict=True)
+    )

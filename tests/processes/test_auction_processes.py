@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 
+from provingmarket.devnet.chaos.supervisor import running
 from tests.factories import ETHER, wait_until
 from tests.processes.test_auction import (
     HOUR,
@@ -29,8 +30,9 @@ from tests.processes.test_auction import (
 
 
 def gone(pid: int) -> bool:
-    """Whether `pid` has exited and was reaped by its parent."""
-    return not os.path.exists(f"/proc/{pid}")
+    """Whether `pid` (an API process of the frontend this test started) has exited and was
+    reaped by its parent."""
+    return not running(pid)
 
 
 def test_two_api_processes__bids_through_either_cleared_once__a_killed_one_loses_no_acknowledged_bid(

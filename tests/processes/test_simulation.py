@@ -46,11 +46,18 @@ def test_small_simulation__report_has_every_persona_and_policy__plots__no_proces
     for persona in personas:  # the best policy for each persona has no loss
         assert min(table[persona][p]["loss"] for p in policies) == 0
     assert isinstance(table["verdict"]["router_beats_every_single"], bool)
-    # a chain with a base fee: every policy's provers and requesters paid fees, from the receipts
+    # a chain with a base fee: every policy's requesters paid fees, and the provers of every
+    # policy that served a task (its proofs are their transactions), from the receipts. (Three
+    # tasks a policy: a policy may serve none, as the double auction did once when its one
+    # assignment went to the world's failing prover and no round pooled asks for the others.)
     for policy in policies:
         spent = table["fees"][policy]
-        assert spent["requesters"]["wei"] > 0 and spent["provers"]["wei"] > 0, (policy, spent)
-        assert spent["provers"]["gas"] > 0 and spent["provers"]["transactions"] > 0, (policy, spent)
+        assert spent["requesters"]["wei"] > 0 and spent["requesters"]["transactions"] > 0, (policy, spent)
+        if table["overall"][policy]["served"] > 0:
+            assert spent["provers"]["wei"] > 0 and spent["provers"]["gas"] > 0, (policy, spent)
+            assert spent["provers"]["transactions"] > 0, (policy, spent)
+    serving = [p for p in policies if table["overall"][p]["served"] > 0]
+    assert len(serving) >= len(policies) - 1, table["overall"]  # all but one at worst
     report = (folder / "report.md").read_text()
     for name in [*personas, *policies]:
         assert name in report

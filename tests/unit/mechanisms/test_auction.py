@@ -14,12 +14,12 @@ from eth_account.messages import _hash_eip191_message, encode_typed_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from frontends.auction.api import SECP256K1_HALF_N, RateLimiter, bid_digest, recover_bidder
+from frontends.auction.api import SECP256K1_HALF_N, RateLimiter, recover_bidder
 from frontends.auction.mechanism import SealedBid, clear_auctions
 from frontends.book import MarketState, MembershipState, OpenTask, ProverState, Snapshot
 from provingmarket import rules
 from provingmarket.errors import Refusal
-from provingmarket.formats import TaskTerms, bid_typed_data, sign_bid
+from provingmarket.formats import TaskTerms, bid_digest, bid_typed_data, sign_bid
 from tests.factories import offchain_member, offchain_terms
 
 MECHANISM = 5
