@@ -31,7 +31,7 @@ from tests.factories import (
 )
 
 # Files that take minutes, collected first and longest first: `make test` spreads files
-# over two workers (pytest-xdist, --dist loadfile), and started first they do not end the
+# over the workers (pytest-xdist, --dist loadfile), and started first they do not end the
 # run alone while the other worker idles. The mirror's tests go before them all: their deep
 # reorganisations (anvil_reorg of 4 blocks and more on the worker's session chain) must run
 # before the stateful machine's snapshots and reverts on that chain, after which a deep
