@@ -132,7 +132,7 @@ chaos: compile system
 	$(BIN)/python -m provingmarket.devnet.chaos --tasks 500 --kills 64 --workers 3 --database --seed 1 \
 	  --folder reports/chaos
 
-bench: compile
+bench: compile system
 	ape run bench
 	$(BIN)/python -m benches.orderbook_bench
 	ape run keeper_bench
