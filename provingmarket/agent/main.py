@@ -5,7 +5,6 @@ service manager runs, the key in an environment variable) and the options it sha
 from __future__ import annotations
 
 import sqlite3
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -198,18 +197,7 @@ as_service(command, "PROVINGMARKET_AGENT")
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command; what is wrong before it starts is one line, `error: ...`, exit 1."""
-    try:
-        code = command.main(args=argv, prog_name=PROG, standalone_mode=False)
-    except click.ClickException as error:
-        _fail(error.format_message())
-    except click.exceptions.Abort:
-        _fail("aborted")
-    sys.exit(code if isinstance(code, int) else 0)
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+    runtime.run_main(command, PROG, argv)
 
 
 if __name__ == "__main__":

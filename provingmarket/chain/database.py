@@ -10,6 +10,7 @@ engines is in provingmarket/chain/postgres.py alone."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import sys
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -205,7 +206,7 @@ def migrate(db: Connection, component: str, migrations: Sequence[Migration], pat
             if callable(step):
                 step(db)
             else:
-                for statement in _statements(step):
+                for statement in statements(step):
                     db.execute(statement)
             set_store_meta(db, {"component": component, "schema_version": version + 1})
     if found == target and "component" not in meta:
@@ -213,17 +214,19 @@ def migrate(db: Connection, component: str, migrations: Sequence[Migration], pat
     return found
 
 
-def _statements(script: str) -> list[str]:
-    """A script's statements, for running inside a transaction (executescript commits)."""
-    statements, current = [], ""
+def statements(script: str) -> list[str]:
+    """A script's statements, for running one at a time inside a transaction (SQLite's
+    executescript commits; Postgres takes one statement per call); statements that are only
+    comments are left out."""
+    found, current = [], ""
     for line in script.splitlines(keepends=True):
         current += line
         if sqlite3.complete_statement(current):
-            statements.append(current.strip())
+            found.append(current.strip())
             current = ""
     if current.strip():
-        statements.append(current.strip())
-    return [s for s in statements if s.rstrip(";").strip()]
+        found.append(current.strip())
+    return [s for s in found if re.sub(r"--[^\n]*", "", s).rstrip(";").strip()]
 
 
 def bind_chain(db: Connection, identity: ChainIdentity, path: str, hint: str = "") -> None:

@@ -42,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, cast
@@ -52,6 +51,8 @@ import psycopg
 from psycopg import sql
 from psycopg.adapt import Dumper, Loader
 from psycopg.pq import TransactionStatus
+
+from provingmarket.chain.database import statements
 
 SCHEMES = ("postgresql://", "postgres://")
 
@@ -204,7 +205,7 @@ class PostgresConnection:
 
     def executescript(self, script: str) -> None:
         """Each statement of a script in turn (SQLite's executescript, without its COMMIT)."""
-        for statement in split_script(script):
+        for statement in statements(script):
             self.execute(statement)
 
     def hold_exclusive(self, role: str) -> bool:
@@ -355,16 +356,3 @@ def _split_quoted(statement: str) -> list[tuple[bool, str]]:
     if start < n:
         parts.append((False, statement[start:]))
     return parts
-
-
-def split_script(script: str) -> list[str]:
-    """A script's statements (comments and empty statements left out)."""
-    statements, current = [], ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    if current.strip():
-        statements.append(current.strip())
-    return [s for s in statements if re.sub(r"--[^\n]*", "", s).rstrip(";").strip()]

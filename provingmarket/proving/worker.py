@@ -54,7 +54,7 @@ from provingmarket.proving.queue import (
     make_broker,
 )
 from provingmarket.runtime.config import as_service, config_option
-from provingmarket.runtime.process import configure_logging
+from provingmarket.runtime.process import configure_logging, run_main
 
 PROG = "python -m provingmarket.proving.worker"
 PUSH_RETRY = 1.0  # seconds between attempts to push a result while the broker is down
@@ -401,20 +401,7 @@ def _run_many(processes: int, options: dict[str, Any]) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command; what is wrong before it starts is one line, `error: ...`, exit 1."""
-    try:
-        code = command.main(args=argv, prog_name=PROG, standalone_mode=False)
-    except click.ClickException as error:
-        _fail(error.format_message())
-    except (QueueError, BackendError, CircuitError) as error:
-        _fail(str(error))
-    except click.exceptions.Abort:
-        _fail("aborted")
-    sys.exit(code if isinstance(code, int) else 0)
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+    run_main(command, PROG, argv, (QueueError, BackendError, CircuitError))
 
 
 if __name__ == "__main__":

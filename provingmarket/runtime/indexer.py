@@ -22,7 +22,6 @@ of the head).
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 import click
@@ -154,14 +153,7 @@ as_service(command, "PROVINGMARKET_INDEXER")
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command; what is wrong before it starts is one line, `error: ...`, exit 1."""
-    try:
-        command.main(args=argv, prog_name=PROG, standalone_mode=False)
-    except click.ClickException as error:
-        click.echo(f"error: {error.format_message()}", err=True)
-        sys.exit(1)
-    except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
-        sys.exit(1)
+    runtime.run_main(command, PROG, argv)
 
 
 if __name__ == "__main__":

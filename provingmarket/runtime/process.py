@@ -217,6 +217,31 @@ def starting(step: Callable[[], Any], name: str, attempts: int = START_ATTEMPTS)
     raise AssertionError("unreachable")
 
 
+def run_main(
+    command: click.Command,
+    prog: str,
+    argv: list[str] | None = None,
+    errors: tuple[type[BaseException], ...] = (),
+) -> NoReturn:
+    """Run a process's click `command` as its `main`: what is wrong before it starts (a
+    usage error, one of `errors`) is one line, `error: ...`, exit 1; otherwise the
+    command's own exit code (0 if it returns none)."""
+
+    def fail(message: str) -> NoReturn:
+        click.echo(f"error: {message}", err=True)
+        sys.exit(1)
+
+    try:
+        code = command.main(args=argv, prog_name=prog, standalone_mode=False)
+    except click.ClickException as error:
+        fail(error.format_message())
+    except errors as error:
+        fail(str(error))
+    except click.exceptions.Abort:
+        fail("aborted")
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 def exit_wrong_chain(error: WrongChain) -> NoReturn:
     """End a process that found itself on another chain: one log line, `wrong_chain`,
     saying what differs and what to do, and exit code 2 (`WrongChain.exit_code`)."""

@@ -21,7 +21,9 @@ def test_deploy_example__indexer_toml_fits_the_command():
 def test_dash_h__help__and_a_missing_deployment__one_line_exit_1(tmp_path, capsys):
     from provingmarket.runtime.indexer import main
 
-    main(["-h"])
+    with pytest.raises(SystemExit) as helped:
+        main(["-h"])
+    assert helped.value.code == 0
     shown = capsys.readouterr().out
     assert shown.startswith("Usage: python -m provingmarket.runtime.indexer")
     assert "--database" in shown and "PROVINGMARKET_INDEXER_DATABASE" in shown
