@@ -30,23 +30,23 @@ from tests.factories import (
     proof_for,
 )
 
-# Files that take minutes, collected first and longest first: `make test` spreads files
+# Files that take minutes (paths under tests/), collected first and longest first: `make test` spreads files
 # over the workers (pytest-xdist, --dist loadfile), and started first they do not end the
 # run alone while the other worker idles. The mirror's tests go before them all: their deep
 # reorganisations (anvil_reorg of 4 blocks and more on the worker's session chain) must run
 # before the stateful machine's snapshots and reverts on that chain, after which a deep
 # reorganisation can take the registry's own deployment with it.
 SLOW_FIRST = (
-    "tests/chain/mirror/test_mirror.py",
-    "tests/processes/test_demo.py",
-    "tests/processes/test_simulation.py",
-    "tests/processes/test_chaos.py",
-    "tests/chain/stateful/test_registry_machine.py",
-    "tests/cli/test_rehearse.py",
-    "tests/processes/test_auction.py",
-    "tests/processes/test_agent.py",
-    "tests/processes/test_agent_queue.py",
-    "tests/explorer/test_fuzz.py",
+    "chain/mirror/test_mirror.py",
+    "processes/test_demo.py",
+    "processes/test_simulation.py",
+    "processes/test_chaos.py",
+    "chain/stateful/test_registry_machine.py",
+    "cli/test_rehearse.py",
+    "processes/test_auction.py",
+    "processes/test_agent.py",
+    "processes/test_agent_queue.py",
+    "explorer/test_fuzz.py",
 )
 
 
@@ -59,7 +59,10 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     def rank(item) -> int:
-        return next((i for i, path in enumerate(SLOW_FIRST) if item.nodeid.startswith(path)), len(SLOW_FIRST))
+        return next(
+            (i for i, path in enumerate(SLOW_FIRST) if item.nodeid.startswith("tests/" + path)),
+            len(SLOW_FIRST),
+        )
 
     items.sort(key=rank)  # stable: every other test keeps its order
 

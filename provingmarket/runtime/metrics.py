@@ -33,6 +33,16 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from provingmarket.chain.client import ClientError
 from provingmarket.runtime.health import Health
 
+
+def resident_kib() -> int:
+    """This process's own resident memory, KiB (Linux: the kernel's status of this process)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in this process's status (not Linux?)")
+
+
 # Seconds, from a keeper's round (milliseconds) to a slow proof or a transaction mined
 # on a 12-second chain after a few replacements (tens of minutes).
 SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)

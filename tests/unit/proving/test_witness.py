@@ -15,6 +15,7 @@ import wasmtime
 
 from provingmarket.proving.circuits import CIRCUITS, Circuit, R, sample_inputs
 from provingmarket.proving.witness import WitnessError, WitnessGenerator, flatten, fnv_hash, public_signals
+from provingmarket.runtime.metrics import resident_kib
 
 ROOT = Path(__file__).resolve().parents[3]
 SNARKJS = ROOT / "node_modules" / ".bin" / "snarkjs"
@@ -56,12 +57,6 @@ def test_square__each_call_a_fresh_instance__inputs_set_again(square):
     assert square.public_signals({"x": 7, "y": 49, "prover": 1}, 2) == [1, 49]
     assert square.public_signals({"x": 8, "y": 64, "prover": 2}, 2) == [2, 64]
     assert square.public_signals({"x": 7, "y": 49, "prover": 1}, 2) == [1, 49]
-
-
-def resident_kib() -> int:
-    """This process's resident memory (VmRSS), KiB."""
-    status = Path("/proc/self/status").read_text()
-    return int(status.split("VmRSS:")[1].split()[0])
 
 
 def test_square__many_witnesses__their_instances_freed(square):
