@@ -218,23 +218,29 @@ def returned_by(module: str, function: str) -> set[str]:
 # ------------------------------------------------------------------ processes
 
 PRICE = ETHER // 20  # what a test's keeper pays an agent for a task
-# A backend that takes a while (a second's sleep, then snarkjs): long enough to act while
-# a proof is being made.
-SLOW_BACKEND = {
-    "backend": "command",
-    "command": [
-        "bash",
-        "-c",
-        'sleep 1 && exec bash "$0" "$@"',
-        str(SNARKJS_PROVE),
-        "{wasm}",
-        "{zkey}",
-        "{inputs}",
-        "{proof}",
-        "{public}",
-    ],
-    "timeout": 60,
-}
+
+
+def slow_backend(seconds: int) -> dict:
+    """A backend that takes a while (`seconds` of sleep, then snarkjs): long enough to act
+    while a proof is being made."""
+    return {
+        "backend": "command",
+        "command": [
+            "bash",
+            "-c",
+            f'sleep {seconds} && exec bash "$0" "$@"',
+            str(SNARKJS_PROVE),
+            "{wasm}",
+            "{zkey}",
+            "{inputs}",
+            "{proof}",
+            "{public}",
+        ],
+        "timeout": 60,
+    }
+
+
+SLOW_BACKEND = slow_backend(1)
 
 
 def spawn_agent(

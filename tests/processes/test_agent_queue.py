@@ -18,7 +18,6 @@ import pytest
 from dramatiq.message import Message
 
 from provingmarket.chain.client import KeySigner, RegistryClient
-from provingmarket.proving.backends import SNARKJS_PROVE
 from provingmarket.proving.circuits import Circuit
 from provingmarket.proving.queue import ACTOR, Job, JobFailed, JobQueue, inputs_json, make_broker
 from tests.factories import (
@@ -31,6 +30,7 @@ from tests.factories import (
     for_task,
     proofs,
     scrape,
+    slow_backend,
     spawn_agent,
     task_id,
     wait_until,
@@ -39,21 +39,7 @@ from tests.processes.conftest import Process
 
 WORKERS = 3
 # snarkjs after a pause: long enough to kill a worker mid-proof
-PAUSED_SNARKJS = {
-    "backend": "command",
-    "command": [
-        "bash",
-        "-c",
-        'sleep 2 && exec bash "$0" "$@"',
-        str(SNARKJS_PROVE),
-        "{wasm}",
-        "{zkey}",
-        "{inputs}",
-        "{proof}",
-        "{public}",
-    ],
-    "timeout": 60,
-}
+PAUSED_SNARKJS = slow_backend(2)
 
 
 class Fleet:
