@@ -91,6 +91,19 @@ def proven(stack) -> dict[bytes, int]:
     return counted
 
 
+def prove_rows(tmp_path) -> list[tuple[str, str]]:
+    """The agent's outbox rows carrying proofs: (their work, their state)."""
+    db = sqlite3.connect(tmp_path / "agent" / "outbox.sqlite")
+    try:
+        return db.execute("SELECT keys, state FROM outbox WHERE fn = 'prove'").fetchall()
+    finally:
+        db.close()
+
+
+def prove_states(tmp_path) -> set[str]:
+    return {state for _, state in prove_rows(tmp_path)}
+
+
 def sent_by(stack, account: str, since: int) -> list[dict]:
     """Every transaction `account` got mined since block `since`, with its receipt's status."""
     web3 = stack.client.web3
@@ -131,6 +144,9 @@ def test_two_endpoints__the_first_killed_mid_run__every_task_proven_once_nothing
     assert all(count == 1 for count in decisions_by_pair(frontend).values()), "an assignment decided twice"
     assert len(stack.client.events(["TaskAssigned"])) == len(ids)
 
+    # Every proof settles in the agent's outbox: final once the agent's view reaches its
+    # block (the last one may still be "mined" when the tasks are seen proven).
+    wait_until(lambda: prove_states(tmp_path) == {"done"}, timeout=30, what="every proof final in the outbox")
     for process in (frontend, agent):
         assert process.stop() == 0
     # Nothing sent twice: each account's mined transactions all succeeded, each nonce and
@@ -140,9 +156,7 @@ def test_two_endpoints__the_first_killed_mid_run__every_task_proven_once_nothing
         assert all(t["status"] == 1 for t in mined), f"{account}: a transaction reverted"
         assert len({t["nonce"] for t in mined}) == len(mined)
         assert len({t["input"] for t in mined}) == len(mined), f"{account} sent the same call twice"
-    db = sqlite3.connect(tmp_path / "agent" / "outbox.sqlite")
-    rows = db.execute("SELECT keys, state FROM outbox WHERE fn = 'prove'").fetchall()
-    db.close()
+    rows = prove_rows(tmp_path)
     assert len(rows) == len(ids) and len({k for k, _ in rows}) == len(ids)
     assert {state for _, state in rows} == {"done"}
 

@@ -256,8 +256,12 @@ def test_supervisor__a_process_exiting_on_its_own__an_outage_named_by_its_code__
 
 
 def test_supervisor__a_child_of_a_killed_process__found_left_behind_and_reaped(tmp_path):
-    body = "import subprocess; subprocess.Popen(['sleep', '60']); time.sleep(60)"
-    supervisor = Supervisor([toy("parent", body)], tmp_path)
+    # Ready once the sleep is started (ready at the start could be killed before it starts one).
+    body = (
+        "import subprocess; subprocess.Popen(['sleep', '60']); "
+        'print(json.dumps({"event": "toy.child"}), flush=True); time.sleep(60)'
+    )
+    supervisor = Supervisor([toy("parent", body, ready="toy.child")], tmp_path)
     supervisor.start_all()
     until(lambda: supervisor.ready("parent"))
     pid = supervisor.pid("parent")
