@@ -13,7 +13,6 @@ import sys
 import click
 
 from provingmarket.cli import CONTEXT
-from provingmarket.devnet.rehearsal import RehearsalError, rehearse, report
 
 
 @click.command(context_settings=CONTEXT)
@@ -32,6 +31,9 @@ def cli(block_time, unbonding_delay, as_json):
     if block_time < 1:
         click.echo(f"error: --block-time {block_time}: at least 1 second", err=True)
         sys.exit(1)
+    # Loaded when it runs (`ape run` loads every script to list its commands).
+    from provingmarket.devnet.rehearsal import RehearsalError, rehearse, report
+
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     try:
         data = rehearse(block_time, unbonding_delay if unbonding_delay is not None else 3 * block_time, echo)

@@ -10,9 +10,7 @@ from pathlib import Path
 import ape
 import click
 
-from simulation.config import SimConfigError, load
-from simulation.run import default_jobs, simulate
-from simulation.world import SimulationError
+from simulation.config import SimConfigError, default_jobs, load
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +40,10 @@ def cli(source: str, report: str | None, jobs: int):
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
     folder = Path(report) if report else ROOT / "reports" / f"sim-{config.name}"
+    # Loaded when it runs (`ape run` loads every script to list its commands).
+    from simulation.run import simulate
+    from simulation.world import SimulationError
+
     try:
         results = simulate(ape, config, folder, say=lambda text: click.echo(text), jobs=jobs)
     except SimulationError as error:

@@ -12,11 +12,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from provingmarket.market.personas import PERSONAS
+
+
+def default_jobs() -> int:
+    """Runs at once by default: two per core (a run mostly waits for its windows), at most 4."""
+    return max(1, min(4, 2 * (os.cpu_count() or 1)))
+
 
 MECHANISMS = ("orderbook", "auction", "election", "open race", "dutch")  # the five first compared
 DOUBLE_AUCTION = "double auction"  # the double auction frontend (frontends/double_auction)

@@ -18,7 +18,6 @@ that starve each other of CPU would show it as slower proofs, so `jobs` stays sm
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -28,16 +27,11 @@ from pathlib import Path
 from provingmarket.devnet import BASE_FEE, Anvil, Spend
 from provingmarket.market.router import Pace, Router
 from simulation import report
-from simulation.config import CHAINS, ROUTER, SimConfig
+from simulation.config import CHAINS, ROUTER, SimConfig, default_jobs
 from simulation.world import Outcome, SimulationError, World, workload
 
 ROOT = Path(__file__).resolve().parent.parent  # where the workers import simulation/ from
 ANVIL_TRIES = 3  # a free port may be taken by another run's anvil before this one binds it
-
-
-def default_jobs() -> int:
-    """Runs at once by default: two per core (a run mostly waits for its windows), at most 4."""
-    return max(1, min(4, 2 * (os.cpu_count() or 1)))
 
 
 @dataclass
