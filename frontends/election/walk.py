@@ -245,6 +245,8 @@ class Walk:
                     return {self.task: (self.posted_block, 1 << 256, 0)}  # not posted yet, as of the cursor
                 self._tasks[self.task] = (view.posted_block, view.assignable_until, view.terms.mechanism_id)
             return {self.task: self._tasks[self.task]}
+        if not self.mechanisms:
+            return {}  # no instance served yet (its name not checked)
         marks = ", ".join("?" for _ in self.mechanisms)
         rows = self.asof.db.execute(
             f"SELECT task_id FROM tasks WHERE mechanism_id IN ({marks})", self.mechanisms
