@@ -39,11 +39,10 @@ refused with `election.instance_refused` and none of its tasks drawn. The number
 provers drawn is no parameter: it is each task's open slots (its redundancy).
 
 Each round is one log line: `election.draw` (task, its mechanism id and delay, round,
-randomness block and hash,
-the randomness and its source, open slots, the eligible set, the winners),
-`election.short` when fewer provers than open slots were eligible (the rest stay open,
-drawn again later; the requester can cancel them), `election.over` when a task's
-election ends. `election.waiting` names a randomness block that exists but lacks
+randomness block and hash, the randomness and its source, open slots, the eligible set,
+the winners), `election.short` when fewer provers than open slots were eligible (the rest
+stay open, drawn again later; the requester can cancel them), `election.over` when a
+task's election ends. `election.waiting` names a randomness block that exists but lacks
 confirmations (with its hash then); `election.redraw` and
 `election.stale` report rounds a reorganisation took back, before and after their winners
 were sent. The winners go out through the keeper (`election.decision`, then

@@ -286,7 +286,8 @@ class Walk:
                         task=tid,
                         block=block,
                         cursor=cursor,
-                        reason="a reorganisation carried the as-of mirror past this round's block; "
+                        reason="a reorganisation (or a delay shorter than before a restart) carried the "
+                        "as-of mirror past this round's block; "
                         "the task gets no more rounds from this frontend (its requester can cancel)",
                     )
                 self.store.finish(tid, cursor)
