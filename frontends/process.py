@@ -1,6 +1,6 @@
-"""The skeleton every frontend process shares (orderbook, auction, election): its command
-line, connecting, its metrics, the keeper's loop until SIGTERM, and an error a person can
-act on as one line and exit code 1.
+"""The skeleton every frontend process shares (orderbook, auction, election, double
+auction): its command line, connecting, its metrics, the keeper's loop until SIGTERM, and
+an error a person can act on as one line and exit code 1.
 
     @click.command()
     @connection_options("ORDERBOOK_KEY")
@@ -316,4 +316,10 @@ def instance_option(kind: str) -> Callable:
 
 
 def _example(kind: str) -> str:
-    return {"auction": "window=30", "orderbook": "interval=5"}.get(kind, "key=1")
+    examples = {
+        "auction": "window=30",
+        "orderbook": "interval=5",
+        "election": "delay=4",
+        "double_auction": "round=30",
+    }
+    return examples.get(kind, "key=1")

@@ -5,12 +5,14 @@
     ape run election verify 0x<task id> --network ethereum:local:node
 
 `run` is the same process as `python -m frontends.election.process run` (which takes an
-RPC URL, a deployment record and a key from the environment): for each task of the
-mechanism it waits for the randomness block (`--delay` blocks after the task was posted,
-with `--confirmations` on it), draws the task's provers at random among those eligible,
-and assigns them at the task's maximum reward, until SIGTERM or Ctrl-C. `verify`
-recomputes a task's draws from the chain alone and prints them beside what the frontend
-sent: "matches" (exit code 0) or "does not match" (1). See frontends/election/mechanism.py and
+RPC URL, a deployment record and a key from the environment): for each task of its
+mechanisms it waits for the randomness block (the delay of the task's instance after the
+task was posted: `--instance ID:delay=D`, else the one its registered name publishes,
+`election/delay=D`, else `--delay`; with `--confirmations` on it), draws the task's
+provers at random among those eligible, and assigns them at the task's maximum reward,
+until SIGTERM or Ctrl-C. `verify` recomputes a task's draws from the chain alone, with
+its instance's delay, and prints them beside what the frontend sent: "matches" (exit
+code 0) or "does not match" (1). See frontends/election/mechanism.py and
 frontends/election/process.py.
 """
 

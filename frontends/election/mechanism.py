@@ -1,5 +1,7 @@
 """The election mechanism: N distinct provers drawn at random for a task, with randomness
-nobody knew when the task was posted, so that anyone can draw again and compare.
+nobody knew when the task was posted, so that anyone can draw again and compare. N is the
+task's open slots: its redundancy, less the slots already held (the requester sets it in
+the task's terms; it is no parameter of the mechanism).
 
 Everything here is a plain function (no chain inside); frontends/election/process.py
 runs it on the keeper runtime and recomputes it for the `verify` command.
@@ -35,7 +37,9 @@ that block, so anyone can rebuild it from the chain (provingmarket/chain/mirror.
 Rounds: which block, when
 -------------------------
 A task `T` posted in block `P` is elected in rounds, each at a randomness block `R` (`D` is
-the frontend's `--delay`, 2 blocks by default, at least 1). Round 0 is at `R = P + D`.
+the delay of the task's mechanism id, an instance's: the one its registered name publishes,
+`election/delay=4`, else the frontend's `--instance ID:delay=D` or `--delay`, 2 blocks by
+default, at least 1). Round 0 is at `R = P + D`.
 At round `k`'s block `R`, with `S` the registry's state after block `R` and `t` its
 timestamp:
 
@@ -78,7 +82,8 @@ A frontend's choices match if, for every drawn round, the provers of `F`'s `Task
 and `AssignmentSkipped` events of `T` in block `A` are exactly that round's winners, each
 once, every `TaskAssigned` of `F` pays `max_reward`, and `F` sent nothing else for `T`. A
 drawn round whose winners have not been sent yet is reported as pending. `D` is the
-frontend's published parameter: `verify` must be given the same.
+instance's published parameter: `verify` reads it from the task's mechanism's registered
+name, or must be given the frontend's for a name that publishes none.
 
 What the randomness resists, and what it does not
 -------------------------------------------------
@@ -239,6 +244,10 @@ class Draw:
     note: str = field(default="", compare=False)
     source: str = BLOCKHASH  # where the randomness came from: PREVRANDAO or BLOCKHASH
     value: str = ""  # the randomness, 0x-hex ("" means the block hash)
+    # The task's mechanism (the instance) and the delay it was drawn with (0: not recorded,
+    # a round drawn before instances); a record, not part of what the draw is.
+    mechanism_id: int = field(default=0, compare=False)
+    delay: int = field(default=0, compare=False)
 
     @property
     def seed_input(self) -> str:
@@ -254,6 +263,8 @@ class Draw:
         """For a log line: everything needed to recompute the draw."""
         return {
             "task": "0x" + bytes(self.task_id).hex(),
+            "mechanism": self.mechanism_id,
+            "delay": self.delay,
             "round": self.round,
             "block": self.block,
             "block_hash": self.block_hash,
@@ -284,7 +295,7 @@ def make_round(
     block hash if not given: `randomness` chooses them from the block's header)."""
     if source not in (PREVRANDAO, BLOCKHASH):
         raise ValueError(f"randomness source {source!r}: expected {PREVRANDAO!r} or {BLOCKHASH!r}")
-    common = dict(
+    common: dict[str, Any] = dict(
         task_id=bytes(task_id),
         round=round_,
         block=block,

@@ -20,37 +20,44 @@ Two mirrors of the registry, each in a file of the `--data-dir`. The keeper's
 (`mirror.sqlite`, beside `outbox.sqlite`) follows the chain to the head less
 `--confirmations` blocks: it says what is open now, what was sent, and what to slash. The
 *as-of* mirror (`asof.sqlite`) is the registry's state at each randomness block: it is
-moved forward at most `--delay` blocks at a time (so no round's block is passed: a round's
-block is always `--delay` blocks after the block that triggers it) and never past a
-round's block before that round is drawn, and never past the keeper's mirror, so a
-randomness block is used only once it has `--confirmations` blocks on it. The rounds drawn
-are kept in `rounds.sqlite` (versioned, component `election_rounds`), apart from the
+moved forward at most the least delay served at a time (so no round's block is passed: a
+round's block is always its task's delay after the block that triggers it) and never past
+a round's block before that round is drawn, and never past the keeper's mirror, so a
+randomness block is used only once it has `--confirmations` blocks on it
+(frontends/election/walk.py). The rounds drawn are kept in `rounds.sqlite` (versioned,
+component `election_rounds`), each with its task's mechanism id and delay, apart from the
 as-of mirror, which is rebuilt from the chain when its schema changes: the walk then
 catches up past the rounds already drawn without drawing them again. The `verify` command
 runs the same walk over an in-memory as-of mirror rebuilt from the deployment block, for
-one task.
+one task, with the delay its mechanism's registered name publishes (else `--delay`).
 
-Each round is one log line: `election.draw` (task, round, randomness block and hash,
-the randomness and its source, open slots, the eligible set, the winners),
-`election.short` when fewer provers than open slots were eligible (the rest stay open,
-drawn again later; the requester can cancel them), `election.over` when a task's
-election ends. `election.waiting` names a randomness block that exists but lacks
+Instances: one process serves every `--mechanism` id, each with its own delay:
+`--instance 4:delay=6`, else what the id's registered name publishes (`election/delay=6`),
+else `--delay`. A name that disagrees with `--instance` stops it with one line
+(frontends/process.py, `Instances`); an id registered later with a disagreeing name is
+refused with `election.instance_refused` and none of its tasks drawn. The number of
+provers drawn is no parameter: it is each task's open slots (its redundancy).
+
+Each round is one log line: `election.draw` (task, its mechanism id and delay, round,
+randomness block and hash, the randomness and its source, open slots, the eligible set,
+the winners), `election.short` when fewer provers than open slots were eligible (the rest
+stay open, drawn again later; the requester can cancel them), `election.over` when a
+task's election ends. `election.waiting` names a randomness block that exists but lacks
 confirmations (with its hash then); `election.redraw` and
 `election.stale` report rounds a reorganisation took back, before and after their winners
 were sent. The winners go out through the keeper (`election.decision`, then
 `election.assigned` or `election.skipped` with the registry's reason); overdue
 assignments are slashed by the keeper and their slots, reopened, drawn again.
 
-A catch-up after a long stop costs about `--delay` + 4 RPC calls per `--delay` blocks.
+A catch-up after a long stop costs about `D` + 4 RPC calls per `D` blocks, `D` the least
+delay served.
 The account must be one of the mechanism's frontends; the key is read from `--key-env`
 (ELECTION_KEY by default). SIGTERM stops it after the round in progress.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import sqlite3
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -61,25 +68,14 @@ from web3 import Web3
 
 from frontends import book
 from frontends.book import task_hex
-from frontends.election.mechanism import (
-    DEFAULT_DELAY,
-    DRAWN,
-    FULL,
-    NONE,
-    OVER,
-    Draw,
-    make_round,
-    next_round_block,
-    randomness,
-    reports,
-    verify_rounds,
-)
-from frontends.keeper import Keeper, assign_key, book_snapshot, keeper_options
-from frontends.process import exit_on, run_frontend, serve, shown, with_options
+from frontends.election.mechanism import DEFAULT_DELAY, DRAWN, FULL, NONE, OVER, Draw, reports, verify_rounds
+from frontends.election.walk import RoundStore, Walk
+from frontends.keeper import Keeper, assign_key, keeper_options
+from frontends.process import Instances, exit_on, instance_option, run_frontend, serve, shown, with_options
 from provingmarket.chain.client import TASK_EVENTS, ClientError, RegistryClient, parse_task_id
-from provingmarket.chain.database import Migration, migrate
 from provingmarket.chain.database import connect as connect_db
-from provingmarket.chain.mirror import Mirror, Snapshot, TaskView
+from provingmarket.chain.mechanisms import published
+from provingmarket.chain.mirror import Mirror, Snapshot
 from provingmarket.formats import ZERO_ADDRESS, TaskTerms
 from provingmarket.runtime.config import as_service
 from provingmarket.runtime.datadir import ASOF, ROUNDS
@@ -91,287 +87,7 @@ log = logging.getLogger("frontends.election.mechanism")
 
 MAX_STEPS = 500  # as-of mirror steps per keeper round: a long catch-up leaves the loop breathing
 
-ROUNDS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS election_rounds (
-    task_id TEXT NOT NULL, round INTEGER NOT NULL, block INTEGER NOT NULL, block_hash TEXT NOT NULL,
-    timestamp INTEGER NOT NULL, kind TEXT NOT NULL, open_slots INTEGER NOT NULL,
-    eligible TEXT NOT NULL, winners TEXT NOT NULL, note TEXT NOT NULL,
-    PRIMARY KEY (task_id, round));
-CREATE INDEX IF NOT EXISTS election_rounds_block ON election_rounds (block);
-CREATE TABLE IF NOT EXISTS election_done (task_id TEXT PRIMARY KEY, block INTEGER NOT NULL);
-"""
-
-
-# Migration i takes the rounds' file from schema version i to i + 1 (`database.migrate`);
-# the first is the schema as it was before versions existed; the second records each
-# round's randomness and its source (rounds drawn before it drew from block hashes).
-ROUNDS_MIGRATIONS: list[Migration] = [
-    ROUNDS_SCHEMA,
-    "ALTER TABLE election_rounds ADD COLUMN source TEXT NOT NULL DEFAULT 'blockhash';\n"
-    "ALTER TABLE election_rounds ADD COLUMN randomness TEXT NOT NULL DEFAULT '';",
-]
-
-
-class RoundStore:
-    """The rounds drawn (`rounds.sqlite` in the data directory, or any connection)."""
-
-    def __init__(self, db: sqlite3.Connection, path: str = ""):
-        self.db = db
-        migrate(self.db, "election_rounds", ROUNDS_MIGRATIONS, path)
-
-    def add(self, d: Draw) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO election_rounds (task_id, round, block, block_hash, timestamp, kind, "
-            "open_slots, eligible, winners, note, source, randomness) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                task_hex(d.task_id),
-                d.round,
-                d.block,
-                d.block_hash,
-                d.timestamp,
-                d.kind,
-                d.open_slots,
-                json.dumps(list(d.eligible)),
-                json.dumps(list(d.winners)),
-                d.note,
-                d.source,
-                d.value,
-            ),
-        )
-
-    def rounds(self, task_id: bytes | str) -> list[Draw]:
-        rows = self.db.execute(
-            "SELECT * FROM election_rounds WHERE task_id = ? ORDER BY round", (task_hex(task_id),)
-        ).fetchall()
-        return [_draw(r) for r in rows]
-
-    def last(self, task_id: bytes | str) -> Draw | None:
-        row = self.db.execute(
-            "SELECT * FROM election_rounds WHERE task_id = ? ORDER BY round DESC LIMIT 1",
-            (task_hex(task_id),),
-        ).fetchone()
-        return _draw(row) if row is not None else None
-
-    def awaiting(self) -> list[Draw]:
-        """The last round of every unfinished task, where it is a drawn one: winners to send
-        (or sent and not yet reported), oldest first."""
-        rows = self.db.execute(
-            "SELECT r.* FROM election_rounds r WHERE r.kind = ? AND r.round = "
-            "(SELECT MAX(round) FROM election_rounds s WHERE s.task_id = r.task_id) "
-            "AND r.task_id NOT IN (SELECT task_id FROM election_done) ORDER BY r.block, r.task_id",
-            (DRAWN,),
-        ).fetchall()
-        return [_draw(r) for r in rows]
-
-    def done(self) -> set[str]:
-        return {r[0] for r in self.db.execute("SELECT task_id FROM election_done")}
-
-    def finish(self, task_id: bytes | str, block: int) -> None:
-        self.db.execute("INSERT OR REPLACE INTO election_done VALUES (?, ?)", (task_hex(task_id), block))
-
-    def drop_after(self, block: int) -> list[Draw]:
-        """Forget the rounds of blocks after `block` (a reorganisation took them back)."""
-        rows = self.db.execute(
-            "SELECT * FROM election_rounds WHERE block > ? ORDER BY block, task_id", (block,)
-        ).fetchall()
-        self.db.execute("DELETE FROM election_rounds WHERE block > ?", (block,))
-        self.db.execute("DELETE FROM election_done WHERE block > ?", (block,))
-        return [_draw(r) for r in rows]
-
-
-class Walk:
-    """Moves the as-of mirror forward and draws every round whose block it reaches (see
-    the module's description): the frontend's for all the tasks of its mechanisms, the
-    `verify` command's for one task (`task`, posted in `posted_block`)."""
-
-    def __init__(
-        self,
-        asof: Mirror,
-        store: RoundStore,
-        delay: int,
-        frontend: str | None,
-        mechanisms: Iterable[int] = (),
-        task: bytes | None = None,
-        posted_block: int | None = None,
-        on_round: Callable[[Draw], None] | None = None,
-        on_dropped: Callable[[list[Draw]], None] | None = None,
-        max_steps: int | None = None,
-    ):
-        if delay < 1:
-            raise ValueError(
-                f"--delay {delay}: the randomness block must come 1 or more blocks after its trigger"
-            )
-        if (task is None) != (posted_block is None):
-            raise ValueError("give both a task and the block it was posted in, or neither")
-        self.asof = asof
-        self.store = store
-        self.delay = delay
-        self.frontend = to_checksum_address(frontend) if frontend else None
-        self.mechanisms = tuple(sorted(set(mechanisms)))
-        self.task = task_hex(task) if task is not None else None
-        self.posted_block = posted_block
-        self.on_round = on_round or (lambda d: None)
-        self.on_dropped = on_dropped or (lambda dropped: None)
-        self.max_steps = max_steps
-        self.pending: dict[str, int | None] = {}
-        self._tasks: dict[str, tuple[int, int]] = {}  # task -> (posted block, assignable until)
-        self._headers: dict[str, Any] = {}  # block hash -> its header (the cursor's only)
-        self._missed: set[str] = set()
-
-    def advance(self, horizon: int) -> list[Draw]:
-        """Draw every round whose block is at most `horizon` (the keeper mirror's cursor, or
-        the head less the confirmations); returns the rounds drawn."""
-        made: list[Draw] = []
-        if self._reorged(self.asof.sync(max_blocks=0)):  # only looks for a reorganisation
-            return made
-        made += self._draw_due()
-        steps = 0
-        while self.asof.cursor < horizon:
-            pending = self._pending()
-            if self.task is not None and self.task not in pending:
-                break  # the task's election is over
-            target = min([horizon, *(b for b in pending.values() if b is not None)])
-            if self.task is None or self.asof.cursor >= self.posted_block:
-                target = min(target, self.asof.cursor + self.delay)  # a trigger may lie ahead
-            # A reorganisation found by this sync may carry it past a round's block (it
-            # rolls back, then syncs on to `target` in one go); `_pending` then reports
-            # the round as missed. Looking for one just before narrows that to a race
-            # with a reorganisation deeper than the confirmations.
-            report = self.asof.sync(max_blocks=target - self.asof.cursor)
-            if self._reorged(report) or self.asof.cursor != target:
-                break
-            made += self._draw_due()
-            steps += 1
-            if self.max_steps is not None and steps >= self.max_steps:
-                break
-        self.pending = self._pending()
-        return made
-
-    # -------------------------------------------------------------- helpers
-
-    def _reorged(self, report: Any) -> bool:
-        if not report.reorgs:
-            return False
-        fork = min(f for _, f in report.reorgs)
-        self._tasks.clear()
-        self._missed.clear()
-        dropped = self.store.drop_after(fork)
-        if dropped:
-            self.on_dropped(dropped)
-        return True
-
-    def _candidates(self) -> dict[str, tuple[int, int]]:
-        done = self.store.done()
-        if self.task is not None:
-            if self.task in done:
-                return {}
-            if self.task not in self._tasks:
-                view = self.asof.task(self.task)
-                if view is None:
-                    return {self.task: (self.posted_block, 1 << 256)}  # not posted yet, as of the cursor
-                self._tasks[self.task] = (view.posted_block, view.assignable_until)
-            return {self.task: self._tasks[self.task]}
-        marks = ", ".join("?" for _ in self.mechanisms)
-        rows = self.asof.db.execute(
-            f"SELECT task_id FROM tasks WHERE mechanism_id IN ({marks})", self.mechanisms
-        ).fetchall()
-        for row in rows:
-            if row["task_id"] not in self._tasks and row["task_id"] not in done:
-                view = self.asof.task(row["task_id"])
-                self._tasks[row["task_id"]] = (view.posted_block, view.assignable_until)
-        return {tid: info for tid, info in self._tasks.items() if tid not in done}
-
-    def _pending(self) -> dict[str, int | None]:
-        """task -> the block of its next round (None: not known yet), for unfinished tasks."""
-        cursor = self.asof.cursor
-        now = self._time() if self.asof.cursor_hash else None
-        pending: dict[str, int | None] = {}
-        for tid, (posted, until) in self._candidates().items():
-            if now is not None and now > until and posted <= cursor:
-                self.store.finish(tid, cursor)  # no round can come: its window is over
-                continue
-            last = self.store.last(tid)
-            if last is not None and last.kind == OVER:
-                self.store.finish(tid, last.block)
-                continue
-            block = next_round_block(last, posted, self.asof.timeline(tid), self.frontend, self.delay)
-            if block is not None and block < cursor:
-                if tid not in self._missed:
-                    self._missed.add(tid)
-                    emit(
-                        log,
-                        "election.missed",
-                        logging.ERROR,
-                        task=tid,
-                        block=block,
-                        cursor=cursor,
-                        reason="a reorganisation carried the as-of mirror past this round's block; "
-                        "the task gets no more rounds from this frontend (its requester can cancel)",
-                    )
-                self.store.finish(tid, cursor)
-                continue
-            pending[tid] = block
-        return pending
-
-    def _draw_due(self) -> list[Draw]:
-        cursor = self.asof.cursor
-        due = sorted(tid for tid, block in self._pending().items() if block == cursor)
-        made = []
-        for tid in due:
-            view = self.asof.task(tid)
-            if view is None:  # not posted, as of this block (the verifier was given a later block)
-                continue
-            timestamp = self._time()
-            source, value = randomness(self._header())
-            eligible: list[str] = []
-            if view.open > 0 and timestamp <= view.assignable_until:
-                eligible = self._eligible(view, timestamp)
-            d = make_round(
-                view.task_id,
-                len(self.store.rounds(tid)),
-                cursor,
-                self.asof.cursor_hash,
-                timestamp,
-                view.assignable_until,
-                view.open,
-                view.assigned,
-                eligible,
-                source,
-                value,
-            )
-            self.store.add(d)
-            if d.kind == OVER:
-                self.store.finish(tid, cursor)
-            made.append(d)
-            self.on_round(d)
-        return made
-
-    def _eligible(self, view: TaskView, timestamp: int) -> list[str]:
-        """The eligible set of a task in the as-of mirror's state (frontends.book.eligible_provers)."""
-        snap = Snapshot(
-            block=self.asof.cursor,
-            block_hash=self.asof.cursor_hash,
-            markets={m.market_id: m for m in self.asof.markets()},
-            mechanisms={},
-            provers={p.prover: p for p in self.asof.provers()},
-            memberships=tuple(self.asof.memberships(market_id=view.terms.market_id)),
-            open_tasks=(view,),
-            live=(),
-        )
-        state = book_snapshot(snap, timestamp, {view.terms.mechanism_id})
-        return book.eligible_provers(state, state.tasks[0]) if state.tasks else []
-
-    def _time(self) -> int:
-        """The timestamp of the as-of mirror's cursor block."""
-        return self._header()["timestamp"]
-
-    def _header(self) -> Any:
-        """The as-of mirror's cursor block (read by its hash): its timestamp and randomness."""
-        block_hash = self.asof.cursor_hash
-        if block_hash not in self._headers:
-            self._headers = {block_hash: self.asof.web3.eth.get_block(block_hash)}
-        return self._headers[block_hash]
+__all__ = ["Elector", "RoundStore", "Walk", "main", "run_election", "task_rounds", "verify_task"]
 
 
 class Elector:
@@ -385,14 +101,17 @@ class Elector:
         delay: int,
         metrics: Metrics,
         confirmations: int = 0,
+        instances: dict[int, dict[str, int]] | None = None,
         **keeper: Any,
     ):
         self.metrics = metrics
+        self.instances = Instances("election", {"delay": delay}, mechanisms, instances)
+        self.instances.start(client)
         self.keeper = Keeper(
             client,
             data_dir,
             self.decide,
-            mechanisms,
+            self.instances.ids,
             name="election",
             confirmations=confirmations,
             metrics=metrics,
@@ -413,16 +132,27 @@ class Elector:
             self.store,
             delay,
             self.me,
-            self.keeper.wanted,
             on_round=self._on_round,
             on_dropped=self._on_dropped,
             max_steps=MAX_STEPS,
         )
+        self.walk.serve(self.delays())
         self.seen_waiting: set[tuple[str, int, str]] = set()
         self.seen_unsent: set[tuple[str, int]] = set()
 
+    def delays(self) -> dict[int, int]:
+        """The delay of each instance served (its name checked), by mechanism id."""
+        return {i: self.instances.get(i, "delay") or self.delay for i in self.instances.ready()}
+
     def run(self, stop: Stopper) -> None:
-        emit(log, "election.config", delay=self.delay, confirmations=self.confirmations, asof=self.asof.path)
+        emit(
+            log,
+            "election.config",
+            delay=self.delay,
+            delays=self.delays(),
+            confirmations=self.confirmations,
+            asof=self.asof.path,
+        )
         try:
             self.keeper.run(stop)
         finally:
@@ -432,6 +162,10 @@ class Elector:
     # -------------------------------------------------------------- each round
 
     def observe(self, snap: Snapshot, view: book.Snapshot) -> None:
+        # The ids registered since are checked before the walk moves: a task's mechanism
+        # is registered before the task, so no instance's task is walked past unchecked.
+        self.instances.observe(snap)
+        self.walk.serve(self.delays())
         self.walk.advance(snap.block)
         self._waiting(snap.block)
 
@@ -471,10 +205,15 @@ class Elector:
     # -------------------------------------------------------------- logging
 
     def _on_round(self, d: Draw) -> None:
-        self.metrics.counter("rounds_total", "Election rounds drawn, by outcome", kind=d.kind)
+        self.metrics.counter(
+            "rounds_total",
+            "Election rounds drawn, by outcome and mechanism",
+            kind=d.kind,
+            mechanism=d.mechanism_id,
+        )
         fields = d.fields()
         if d.kind == DRAWN:
-            emit(log, "election.draw", **fields, delay=self.delay)
+            emit(log, "election.draw", **fields)
         if d.short:
             # Once per shortage: a round that finds nobody after a short one says nothing new.
             previous = self.store.rounds(d.task_id)[-2:-1]
@@ -557,7 +296,8 @@ def run_election(
     **options,
 ):
     """Run the election frontend until `stop` (SIGTERM); `options` are its delay (blocks,
-    DEFAULT_DELAY if not given) and the Keeper's arguments (`keeper_options`)."""
+    DEFAULT_DELAY if not given), its `instances` (a delay per mechanism id given) and the
+    Keeper's arguments (`keeper_options`)."""
     options.setdefault("delay", DEFAULT_DELAY)
     run_frontend(
         "election",
@@ -583,15 +323,34 @@ def task_rounds(
         return store.rounds(task_id)
 
 
+def task_delay(client: RegistryClient, mechanism_id: int, given: int | None) -> tuple[int, str]:
+    """The delay of a mechanism's tasks' rounds and where it comes from: the one its
+    registered name publishes (`election/delay=4`), else `given`, else DEFAULT_DELAY. A
+    `given` delay that the name disagrees with is a ClientError."""
+    name = next(
+        (e.args["name"] for e in client.events(["MechanismRegistered"]) if e.mechanism_id == mechanism_id), ""
+    )
+    params = published(name) or {}
+    if name.partition("/")[0] != "election" or "delay" not in params:
+        return (DEFAULT_DELAY, "the default") if given is None else (given, "--delay")
+    if given is not None and given != params["delay"]:
+        raise ClientError(
+            f"mechanism {mechanism_id} is registered as '{name}': its tasks are drawn {params['delay']} "
+            f"block(s) after their trigger, not --delay {given}; give --delay {params['delay']}, or none"
+        )
+    return params["delay"], f"published in its name '{name}'"
+
+
 def verify_task(
     client: RegistryClient,
     task_id: bytes | str,
     frontend: str | None = None,
-    delay: int = DEFAULT_DELAY,
+    delay: int | None = None,
     confirmations: int = 0,
 ) -> tuple[bool, list[str]]:
     """Recompute a task's rounds from the chain and compare them with what each frontend
-    that assigned it (or `frontend`) sent: (matches, lines to print)."""
+    that assigned it (or `frontend`) sent: (matches, lines to print). The rounds' delay is
+    the task's instance's (`task_delay`: its mechanism's published one, else `delay`)."""
     task_id = parse_task_id(task_id)
     horizon = client.web3.eth.block_number - confirmations
     events = client.events(TASK_EVENTS, task_id=task_id, to_block=horizon)
@@ -601,10 +360,11 @@ def verify_task(
             f"no task {task_hex(task_id)} posted in the registry at {client.address} up to block {horizon}"
         )
     terms = TaskTerms.from_event(posted.terms)
+    delay, source = task_delay(client, terms.mechanism_id, delay)
     lines = [
         f"task {task_hex(task_id)}: mechanism {terms.mechanism_id}, {terms.redundancy} slot(s), "
-        f"max reward {terms.max_reward} wei, posted in block {posted.block}; delay {delay} block(s), "
-        f"chain read up to block {horizon}"
+        f"max reward {terms.max_reward} wei, posted in block {posted.block}; delay {delay} block(s) "
+        f"({source}), chain read up to block {horizon}"
     ]
     if frontend:
         frontends = [to_checksum_address(frontend)]
@@ -642,13 +402,17 @@ def verify_task(
 
 
 def election_options(command: Callable) -> Callable:
-    """The election's own option (`delay`), shared with `ape run election run`."""
-    return shown(
-        "--delay",
-        DEFAULT_DELAY,
-        click.IntRange(1, 256),
-        "Blocks from a round's trigger (the task's posting, …) to its randomness block.",
-    )(command)
+    """The election's own options (`delay`, `instances`), shared with `ape run election run`."""
+    options = [
+        shown(
+            "--delay",
+            DEFAULT_DELAY,
+            click.IntRange(1, 256),
+            "Blocks from a round's trigger (the task's posting, …) to its randomness block.",
+        ),
+        instance_option("election"),
+    ]
+    return with_options(command, options)
 
 
 def verify_options(command: Callable) -> Callable:
@@ -657,7 +421,12 @@ def verify_options(command: Callable) -> Callable:
         click.option(
             "--frontend", help="Check this frontend only (default: every one that assigned the task)."
         ),
-        shown("--delay", DEFAULT_DELAY, click.IntRange(1, 256), "The frontend's --delay."),
+        click.option(
+            "--delay",
+            type=click.IntRange(1, 256),
+            help="The delay of the task's instance: the one its mechanism's registered name publishes "
+            f"(election/delay=4), else this (the frontend's --instance or --delay), else {DEFAULT_DELAY}.",
+        ),
         shown(
             "--confirmations",
             0,
@@ -708,23 +477,6 @@ def verify(rpc, deployment, task_id, frontend, delay, confirmations):
 as_service(main)
 as_service(run, "PROVINGMARKET_ELECTION")
 as_service(verify)
-
-
-def _draw(row: sqlite3.Row) -> Draw:
-    return Draw(
-        task_id=bytes.fromhex(row["task_id"][2:]),
-        round=row["round"],
-        block=row["block"],
-        block_hash=row["block_hash"],
-        timestamp=row["timestamp"],
-        kind=row["kind"],
-        open_slots=row["open_slots"],
-        eligible=tuple(json.loads(row["eligible"])),
-        winners=tuple(json.loads(row["winners"])),
-        note=row["note"],
-        source=row["source"],
-        value=row["randomness"],
-    )
 
 
 if __name__ == "__main__":

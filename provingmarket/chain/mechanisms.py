@@ -12,16 +12,20 @@ Instances
 ---------
 A registered name may publish an instance's parameters, so the router and the explorer
 read them from the name (the mirror's mechanisms table) with no other service:
-`KIND/KEY=VALUE[,KEY=VALUE]`, e.g. `auction/window=30` or `orderbook/interval=5`. The kind
-names the frontend that serves it; each value is a whole number (seconds, a count). A
-name with no "/" is the kind alone and publishes nothing. `instance_name` writes the
+`KIND/KEY=VALUE[,KEY=VALUE]`, e.g. `auction/window=30`, `orderbook/interval=5`,
+`election/delay=4` or `double_auction/round=30`. The kind names the frontend that serves
+it; each value is a whole number (seconds, blocks, a count). A name with no "/" is the
+kind alone and publishes nothing. `instance_name` writes the
 format, `parse_instance` reads it, and both check a known kind's keys and bounds
 (`INSTANCE_PARAMETERS`); a frontend refuses to serve an id whose name disagrees with the
-parameters it was given (docs/mechanisms.md, "Instances").
+parameters it was given (docs/mechanisms.md, "Instances"). `least_time` is what an
+instance's parameters make a task wait before it can be assigned (an auction's window, an
+election's delay in blocks), the router's least time for it.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -33,7 +37,13 @@ from provingmarket.formats import BUILT_IN_MECHANISMS, MAX_NAME
 INSTANCE_PARAMETERS: dict[str, dict[str, tuple[int, int]]] = {
     "auction": {"window": (1, 86_400)},  # seconds of bidding
     "orderbook": {"interval": (0, 86_400)},  # least seconds between two matchings
+    "election": {"delay": (1, 256)},  # blocks from a round's trigger to its randomness block
+    "double_auction": {"round": (0, 86_400)},  # least seconds between two clearings
 }
+# The parameter that makes every task of an instance wait before it can be assigned, and
+# its unit: the auction's bidding window, the election's draw delay. (An orderbook's or a
+# double auction's interval is at most a wait: a task may come just before a matching.)
+WAITS: dict[str, tuple[str, str]] = {"auction": ("window", "seconds"), "election": ("delay", "blocks")}
 MAX_PARAMETER = 2**32 - 1  # a value of a kind that is not in INSTANCE_PARAMETERS
 _KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _VALUE = re.compile(r"0|[1-9][0-9]{0,9}")
@@ -109,6 +119,17 @@ def instance_name(kind: str, params: Mapping[str, int]) -> str:
     return name
 
 
+def least_time(name: str, block_seconds: float) -> int | None:
+    """The whole seconds an instance's published parameters make each of its tasks wait
+    before an assignment (`WAITS`: its window, or its delay in blocks of `block_seconds`
+    each, rounded up); None when its name publishes no such parameter."""
+    params = published(name) or {}
+    key, unit = WAITS.get(name.partition("/")[0], ("", ""))
+    if key not in params:
+        return None
+    return params[key] if unit == "seconds" else math.ceil(params[key] * max(block_seconds, 0.0))
+
+
 @dataclass
 class MechanismInfo:
     mechanism_id: int
@@ -172,9 +193,11 @@ def mechanism(registry: RegistryClient, mechanism_id: int) -> MechanismInfo:
 __all__ = [
     "INSTANCE_PARAMETERS",
     "InstanceError",
+    "WAITS",
     "MechanismInfo",
     "check_parameters",
     "instance_name",
+    "least_time",
     "mechanism",
     "mechanisms",
     "parse_instance",

@@ -4,7 +4,9 @@ know, read from the registry's events.
 - `market_view`: a market's least reward and collateral and the provers that could take
   its tasks now, by replaying the registry's events;
 - `arms`: the mechanisms a task can be posted through (the built-in open race and reverse
-  Dutch auction, and every registered mechanism not retired), by name;
+  Dutch auction, and every registered mechanism not retired), by name; an instance's
+  least time from its published window or draw delay (`chain_block_seconds` turns blocks
+  into seconds);
 - `routable`: of those, the ones some prover in the market takes tasks from;
 - `persona_preferences`: a persona's weights (provingmarket/market/personas.py) as preferences.
 
@@ -15,10 +17,10 @@ from the registry's deployment, or provers who joined earlier are missed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 
-from provingmarket.chain.mechanisms import published
+from provingmarket.chain.mechanisms import least_time as instance_wait
 from provingmarket.market.personas import persona
 from provingmarket.market.preferences import Preferences
 from provingmarket.market.qos import BUILT_IN, ProverBook
@@ -54,10 +56,23 @@ def market_view(events: Iterable, market_id: int, capabilities: int = 0) -> Mark
     )
 
 
+BLOCK_SECONDS = 12.0  # Ethereum's slot: a block's seconds where the chain's own are not measured
+
+
+def chain_block_seconds(block_time: Callable[[int], int], head: int, span: int = 256) -> float:
+    """The chain's mean seconds per block over its last `span` blocks up to `head`
+    (`block_time(number)`: a block's timestamp); BLOCK_SECONDS for a chain of one block."""
+    first = max(0, head - span)
+    if head <= first:
+        return BLOCK_SECONDS
+    return (block_time(head) - block_time(first)) / (head - first)
+
+
 def arms(
     events: Iterable,
     fees: Mapping[str, int] | None = None,
     least_times: Mapping[str, int] | None = None,
+    block_seconds: float = BLOCK_SECONDS,
 ) -> list[Arm]:
     """The open race, the Dutch auction and every registered mechanism not retired, in
     that order (registered ones by id), each named as the registry names it. A registered
@@ -65,8 +80,10 @@ def arms(
     is named with its id too: "auction #5". `fees` (wei per slot) and `least_times`
     (seconds before an assignment can be made) are per name (the suffixed name, else the
     registered one unless a built-in one has it, else for an instance such as
-    "auction/window=30" its kind's, its least time being its published window if it has
-    one); 0 when not given. The built-in mechanisms pay no frontend, so no fee."""
+    "auction/window=30" its kind's, its least time being what its published parameters make
+    a task wait if they do: an auction's window, an election's delay of blocks of
+    `block_seconds` each, "election/delay=4" 48 s at 12 s blocks); 0 when not given. The
+    built-in mechanisms pay no frontend, so no fee."""
     fees, least_times = dict(fees or {}), dict(least_times or {})
     registered: dict[int, str] = {}
     retired: set[int] = set()
@@ -87,16 +104,17 @@ def arms(
         if mechanism_id in retired:
             continue
         # "auction #5" takes what is given for "auction" too, but never a built-in one's; an
-        # instance ("auction/window=30") what is given for its kind, its own window first
+        # instance ("auction/window=30") what is given for its kind, its own wait first
         alias = base if base not in BUILT_IN.values() else name
-        kind, params = base.partition("/")[0], published(base) or {}
+        kind = base.partition("/")[0]
         kind = kind if kind not in BUILT_IN.values() else name
+        waits = instance_wait(base, block_seconds)
         found.append(
             Arm(
                 name,
                 mechanism_id,
                 least_time=least_times.get(
-                    name, least_times.get(alias, params.get("window", least_times.get(kind, 0)))
+                    name, least_times.get(alias, least_times.get(kind, 0) if waits is None else waits)
                 ),
                 fee=fees.get(name, fees.get(alias, fees.get(kind, 0))),
             )
@@ -122,4 +140,4 @@ def persona_preferences(
     return Preferences(**weights, max_time=max_time, max_price=max_price, **redundancy)
 
 
-__all__ = ["arms", "market_view", "persona_preferences", "routable"]
+__all__ = ["BLOCK_SECONDS", "arms", "chain_block_seconds", "market_view", "persona_preferences", "routable"]

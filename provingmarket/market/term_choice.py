@@ -89,8 +89,11 @@ def route(
             f"market {market.market_id} has no prover{covering} with at least its least collateral "
             f"({eth(market.min_collateral)}) staked and capacity free to take a task: nothing posted"
         )
+    clock = qos.block_clock(registry.web3)
+    block_seconds = routing.chain_block_seconds(clock, registry.web3.eth.block_number)
     candidates = [
-        a if a.mechanism_id in BUILT_IN_MECHANISMS else replace(a, fee=fee) for a in routing.arms(events)
+        a if a.mechanism_id in BUILT_IN_MECHANISMS else replace(a, fee=fee)
+        for a in routing.arms(events, block_seconds=block_seconds)  # an election's delay, in seconds
     ]
     if market.binding == BINDING_NONE:  # a proof could be copied: the registry takes no race
         candidates = [a for a in candidates if a.mechanism_id != OPEN_RACE]
@@ -102,7 +105,7 @@ def route(
     pending = set(router.state.pending)
     learnt = 0
     if pending:
-        learnt = router.learn(qos.measure(_settled_events(events, pending), qos.block_clock(registry.web3)))
+        learnt = router.learn(qos.measure(_settled_events(events, pending), clock))
     index = market_index.read(registry, market.market_id)
     try:
         choice = router.choose(prefs, view, requester, index=index)

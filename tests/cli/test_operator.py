@@ -141,6 +141,19 @@ def test_mechanism_register_frontend_retire(run, recorded, registry, accounts):
     assert again.code == 1 and f"mechanism {mechanism_id} is already retired" in again.error
 
 
+def test_mechanism_register__an_election_instance__its_delay_published_in_its_name_and_shown(
+    run, recorded, registry
+):
+    registered = run(
+        "operator", "mechanism", "register", "election", "--param", "delay=4", "--json", account="TEST::0"
+    )
+    assert registered.code == 0, registered.err
+    assert registered.json()["name"] == "election/delay=4"
+    mechanism_id = registered.json()["mechanism_id"]
+    shown = run("operator", "mechanism", "show", str(mechanism_id))
+    assert shown.code == 0 and "delay=4 (published in its name)" in shown.out
+
+
 def test_mechanism__bad_input__one_line_exit_1_nothing_sent(run, recorded, registry, accounts):
     nonce = accounts[0].nonce
     last = registry.mechanism_count()
@@ -154,6 +167,14 @@ def test_mechanism__bad_input__one_line_exit_1_nothing_sent(run, recorded, regis
             "mechanism name: auction window=0: give 1",
         ),
         (["mechanism", "register", "auction/window=3", "--param", "window=4"], "has its parameters already"),
+        (
+            ["mechanism", "register", "election", "--param", "delay=0"],
+            "mechanism name: election delay=0: give 1 to 256",
+        ),
+        (
+            ["mechanism", "register", "double_auction", "--param", "window=5"],
+            "double_auction takes no parameter window (it takes round)",
+        ),
         (["mechanism", "register", "auction/window=x"], "write each parameter as key=value"),
         (
             ["mechanism", "frontend", str(last), FRONTEND.lower().replace("0x90f", "0x90F")],

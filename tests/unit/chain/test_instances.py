@@ -13,9 +13,11 @@ from frontends.book import OpenTask, Snapshot
 from frontends.process import Instances, Intervals
 from provingmarket.chain.client import ClientError
 from provingmarket.chain.mechanisms import (
+    INSTANCE_PARAMETERS,
     InstanceError,
     MechanismInfo,
     instance_name,
+    least_time,
     parse_instance,
     parse_parameters,
 )
@@ -45,8 +47,8 @@ def test_name__written_and_read_back__known_keys_in_their_order():
     ),
 )
 def test_name__any_kind_and_parameters_of_an_unknown_kind__round_trip(kind, params):
-    if kind in ("auction", "orderbook"):
-        return  # their keys are fixed: the test above
+    if kind in INSTANCE_PARAMETERS:
+        return  # their keys are fixed: the tests above and below
     assert parse_instance(instance_name(kind, params)) == (kind, params)
 
 
@@ -63,6 +65,11 @@ def test_name__any_kind_and_parameters_of_an_unknown_kind__round_trip(kind, para
         ("auction/", "'': write each parameter as key=value"),
         ("/window=3", "'/window=3': the kind comes before the '/'"),
         ("other/x=4294967296", "other x=4294967296: give 0 to 4294967295"),
+        ("election/delay=0", "election delay=0: give 1 to 256"),
+        ("election/delay=257", "election delay=257: give 1 to 256"),
+        ("election/n=3", "election takes no parameter n (it takes delay)"),
+        ("double_auction/round=86401", "double_auction round=86401: give 0 to 86400"),
+        ("double_auction/interval=5", "double_auction takes no parameter interval (it takes round)"),
     ],
 )
 def test_name__bad__one_line_saying_what_is_wrong(name, why):
@@ -77,6 +84,28 @@ def test_name__longer_than_the_registry_takes__refused():
         instance_name("k" * 40, {"aaaaaaaaaa": 1, "bbbbbbbbbb": 2})
     with pytest.raises(InstanceError, match="without '/'"):
         instance_name("auction/window=3", {})
+
+
+def test_name__the_election_and_the_double_auction__their_delay_and_round():
+    assert instance_name("election", {"delay": 4}) == "election/delay=4"
+    assert parse_instance("election/delay=4") == ("election", {"delay": 4})
+    assert parse_instance("election/delay=1") == ("election", {"delay": 1})  # the least: the next block
+    assert instance_name("double_auction", {"round": 30}) == "double_auction/round=30"
+    assert parse_instance("double_auction/round=0") == ("double_auction", {"round": 0})  # every keeper round
+
+
+def test_least_time__an_auctions_window__an_elections_delay_in_seconds__none_for_a_pace():
+    assert least_time("auction/window=30", 12.0) == 30
+    assert least_time("election/delay=4", 12.0) == 48
+    assert least_time("election/delay=4", 0.25) == 1  # whole seconds, rounded up
+    assert least_time("election/delay=3", 2.5) == 8
+    # an orderbook's or a double auction's interval is a pace, not a wait; a bare name publishes none
+    assert [least_time(n, 12.0) for n in ("orderbook/interval=5", "double_auction/round=30", "election")] == [
+        None,
+        None,
+        None,
+    ]
+    assert least_time("election/not a parameter", 12.0) is None
 
 
 def test_parameters__as_given_on_a_command_line():
@@ -125,6 +154,18 @@ def test_instances__another_kinds_instance__refused():
         served.learn({3: "auction/window=30"}, strict=True)
     with pytest.raises(ClientError, match="is not an instance name"):
         Instances("orderbook", {}, mechanisms=[3]).learn({3: "orderbook/interval=x"}, strict=True)
+
+
+def test_instances__an_elections_delay__given_over_published_over_its_delay_option():
+    served = Instances("election", {"delay": 2}, mechanisms=[3, 4], given={5: {"delay": 7}})
+    served.learn({3: "election/delay=5", 4: "election", 5: "election"}, strict=True)
+    assert {i: served.get(i, "delay") for i in (3, 4, 5)} == {3: 5, 4: 2, 5: 7}
+    with pytest.raises(ClientError, match="registered as 'election/delay=5' but --instance 6:delay=3"):
+        Instances("election", {"delay": 2}, given={6: {"delay": 3}}).learn(
+            {6: "election/delay=5"}, strict=True
+        )
+    with pytest.raises(ClientError, match="an instance of double_auction, not of election"):
+        Instances("election", {"delay": 2}, [7]).learn({7: "double_auction/round=5"}, strict=True)
 
 
 def test_intervals__each_instance_decides_at_its_own_pace():

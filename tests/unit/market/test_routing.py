@@ -58,6 +58,34 @@ def test_arms__instances__take_their_kinds_fee__and_their_published_window_as_le
     ]
 
 
+def test_arms__an_election_instance__its_delay_in_blocks_of_the_chain_is_its_least_time():
+    events = [
+        ev("MechanismRegistered", mechanism_id=3, name="election/delay=4"),
+        ev("MechanismRegistered", mechanism_id=4, name="election/delay=1"),
+        ev("MechanismRegistered", mechanism_id=5, name="election"),
+        ev("MechanismRegistered", mechanism_id=6, name="double_auction/round=30"),
+    ]
+
+    found = routing.arms(events, least_times={"election": 9, "double_auction": 2}, block_seconds=2.5)
+
+    assert [(a.name, a.least_time) for a in found[2:]] == [
+        ("election/delay=4", 10),  # 4 blocks of 2.5 s
+        ("election/delay=1", 3),  # whole seconds, rounded up
+        ("election", 9),  # publishes no delay: its kind's
+        ("double_auction/round=30", 2),  # a round is a pace, not a wait: its kind's
+    ]
+    assert [a.least_time for a in routing.arms(events[:1])][-1] == 48  # 12 s blocks unless measured
+    given = routing.arms(events[:1], least_times={"election/delay=4": 5}, block_seconds=2.5)
+    assert given[-1].least_time == 5  # what is given for the instance's own name comes first
+
+
+def test_chain_block_seconds__the_mean_over_the_last_blocks():
+    times = {n: 1_000 + 2 * n for n in range(0, 1_001)}  # a block every 2 s
+    assert routing.chain_block_seconds(times.__getitem__, 1_000) == 2.0
+    assert routing.chain_block_seconds(times.__getitem__, 10) == 2.0  # a young chain: all its blocks
+    assert routing.chain_block_seconds(times.__getitem__, 0) == routing.BLOCK_SECONDS
+
+
 def test_market_view__replays_joins_leaves_acceptances_and_stake():
     least = MIN_COLLATERAL
     events = [

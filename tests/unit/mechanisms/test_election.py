@@ -454,3 +454,32 @@ def test_round_store__a_file_written_before_prevrandao__reads_its_rounds_as_draw
     store.add(prevrandao_round(block=106, round_=1))
     assert [d.source for d in store.rounds(TASK)] == [BLOCKHASH, PREVRANDAO]
     assert store.rounds(TASK)[1].value == MIX
+
+
+def test_round_store__each_round_with_its_instance__its_mechanism_id_and_delay():
+    from frontends.election.walk import RoundStore
+    from provingmarket.chain.database import connect
+
+    store = RoundStore(connect(":memory:"))
+    other = keccak(b"another task")
+    store.add(replace(a_round(), mechanism_id=5, delay=4))
+    store.add(replace(a_round(block=103), task_id=other, mechanism_id=6, delay=2))
+    [five] = store.of_mechanism(5)
+    assert (five.task_id, five.block, five.mechanism_id, five.delay) == (TASK, 102, 5, 4)
+    assert [(d.task_id, d.delay) for d in store.of_mechanism(6)] == [(other, 2)]
+    assert five.fields()["mechanism"] == 5 and five.fields()["delay"] == 4
+    assert five == a_round()  # a record beside the draw: the same draw whatever the instance
+
+
+def test_walk__each_instances_tasks_with_its_delay__a_step_at_most_the_least_delay():
+    from frontends.election.walk import Walk
+
+    walk = Walk(None, None, 2, FRONTEND)  # type: ignore[arg-type]  (no chain: its delays only)
+    assert (walk.mechanisms, walk.step(), walk.delay_of(9)) == ((), 2, 2)
+    walk.serve({7: 6, 5: 3})
+    assert (walk.mechanisms, walk.step(), walk.delay_of(7), walk.delay_of(9)) == ((5, 7), 3, 6, 2)
+    walk.serve({7: 6})  # a task posted in block P after the cursor C draws at P + 6 > C + 6
+    assert walk.step() == 6
+    with pytest.raises(ValueError, match="mechanism 8's delay 0: the randomness block must come 1 or more"):
+        walk.serve({8: 0})
+    assert Walk(None, None, 2, None, [3, 4], delays={4: 5}).delays == {3: 2, 4: 5}  # type: ignore[arg-type]
