@@ -253,7 +253,7 @@ def _assign(item: tasks.AssignmentItem, frontend: address) -> uint256:
         if block.timestamp > end:
             return reasons.TASK_EXPIRED
     if frontend != empty(address):
-        if mechanism_id <= mechanisms.DUTCH:  # a posted task names a mechanism from 1 up
+        if mechanism_id <= mechanisms.DUTCH:  # built in, or a hand-made chain link of mechanism 0
             return reasons.NOT_FOR_FRONTENDS
         if not mechanisms._frontends[mechanism_id][frontend]:
             return reasons.NOT_A_FRONTEND
