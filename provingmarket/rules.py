@@ -192,19 +192,19 @@ def task_refusal(terms: TaskTerms, slots: Slots, now: int, frontend_serves: bool
         return UNKNOWN_TASK
     if slots.market:
         return slots.market
-    mechanism = terms.mechanism_id
-    if mechanism >= CHAIN:  # the chain's current link is the mechanism
-        mechanism = mechanism_at(terms, now)
-        if not mechanism:
-            return TASK_EXPIRED
-        if frontend_serves is None and mechanism != DUTCH:
-            return NOT_DUTCH
-    if frontend_serves is not None:
-        if mechanism <= DUTCH:
-            return NOT_FOR_FRONTENDS
-        if not frontend_serves:
-            return NOT_A_FRONTEND
-    return TASK_EXPIRED if now > taking_ends(terms) else ""
+    # The task's window first (a chain's links add up to its assignment window), then who
+    # may take a slot: a chain's current link is the mechanism.
+    if now > taking_ends(terms):
+        return TASK_EXPIRED
+    mechanism = mechanism_at(terms, now)
+    if frontend_serves is None:
+        if terms.mechanism_id >= CHAIN and mechanism != DUTCH:
+            return NOT_DUTCH  # only a lock takes a chain's slot itself
+    elif mechanism <= DUTCH:
+        return NOT_FOR_FRONTENDS  # a link of mechanism 0 (a hand-made chain's) too
+    elif not frontend_serves:
+        return NOT_A_FRONTEND
+    return ""
 
 
 def prover_refusal(terms: TaskTerms, slots: Slots, candidate: Candidate, by_frontend: bool) -> str:

@@ -69,8 +69,9 @@ def lock(terms: tasks.TaskTerms):
             prover saw the task's inputs before locking, so it cannot decline.
     @param terms The task's terms.
     """
-    if terms.mechanism_id != mechanisms.DUTCH and terms.mechanism_id < mechanisms.CHAIN:
-        reasons.fail(reasons.NOT_DUTCH)  # a chain's current link is checked in _assign
+    if terms.mechanism_id < mechanisms.CHAIN:
+        if terms.mechanism_id != mechanisms.DUTCH:
+            reasons.fail(reasons.NOT_DUTCH)  # a chain's current link is checked in _assign
     self._take(terms)
 
 
@@ -156,8 +157,9 @@ def slash(terms: tasks.TaskTerms, prover: address, assignment: tasks.Assignment)
     to_requester: uint256 = min(collateral * words.head_requester_bps(head) // markets.BPS, terms.max_reward)
     to_caller: uint256 = 0
     # A requester or prover slashing itself would take the bounty on top of its share.
-    if msg.sender != terms.requester and msg.sender != prover:
-        to_caller = collateral * words.head_caller_bps(head) // markets.BPS
+    if msg.sender != terms.requester:
+        if msg.sender != prover:
+            to_caller = collateral * words.head_caller_bps(head) // markets.BPS
     burn: uint256 = collateral - to_requester - to_caller
     stakes.credit(terms.requester, to_requester)
     stakes.credit(msg.sender, to_caller)
@@ -218,24 +220,43 @@ def _assign(item: tasks.AssignmentItem, frontend: address) -> uint256:
         reason = markets.refusal(market_id, head)
         if reason != reasons.OK:
             return reason
-    end: uint256 = terms.posted_at + terms.assign_window
     if mechanism_id >= mechanisms.CHAIN:
-        # A chain: its link current now is the mechanism, for the link's window.
-        link: uint256 = mechanisms.link_at(mechanism_id, terms.posted_at, block.timestamp)
-        mechanism_id = link & words.MASK32
-        if mechanism_id == 0:
+        # A chain: the mechanism is its link current now, as mechanisms.link_at finds it,
+        # unrolled here (no call, no loop) so that an assignment costs no more than a
+        # single task's. Link i is current after the previous link's end (posting, for
+        # the first) up to and with its own: posting plus the windows of links 1 to i (no
+        # sum overflows: bounded at post). Shifts cut the fields out of the terms' word:
+        # << 160 >> 224 is link 1's mechanism, << 128 >> 224 its window, << 96 and << 64
+        # link 2's, << 32 and >> 224 alone link 3's. A current link ends within the
+        # assignment window, so a chain needs no expiry check; a link of mechanism 0 (a
+        # hand-made chain's) serves nobody: the checks below refuse it.
+        if block.timestamp > unsafe_add(terms.posted_at, mechanism_id << 128 >> 224):
+            second_end: uint256 = unsafe_add(
+                unsafe_add(terms.posted_at, mechanism_id << 128 >> 224), mechanism_id << 64 >> 224
+            )
+            if block.timestamp > second_end:
+                if block.timestamp > unsafe_add(second_end, mechanism_id >> 224):
+                    return reasons.TASK_EXPIRED  # past the last link
+                mechanism_id = mechanism_id << 32 >> 224
+            else:
+                mechanism_id = mechanism_id << 96 >> 224
+        else:
+            mechanism_id = mechanism_id << 160 >> 224  # the first link: the common case
+        if frontend == empty(address):
+            if mechanism_id != mechanisms.DUTCH:
+                return reasons.NOT_DUTCH  # only a lock takes a chain's slot itself
+    else:
+        # A single mechanism, until its window's end (a race's: the proving window's).
+        end: uint256 = terms.posted_at + terms.assign_window
+        if mechanism_id == mechanisms.OPEN_RACE:
+            end = terms.posted_at + terms.proving_window
+        if block.timestamp > end:
             return reasons.TASK_EXPIRED
-        if frontend == empty(address) and mechanism_id != mechanisms.DUTCH:
-            return reasons.NOT_DUTCH  # only a lock takes a chain's slot itself
     if frontend != empty(address):
-        if mechanism_id <= mechanisms.DUTCH:  # a posted task names a mechanism from 1 up
+        if mechanism_id <= mechanisms.DUTCH:  # built in, or a hand-made chain link of mechanism 0
             return reasons.NOT_FOR_FRONTENDS
         if not mechanisms._frontends[mechanism_id][frontend]:
             return reasons.NOT_A_FRONTEND
-    if mechanism_id == mechanisms.OPEN_RACE:
-        end = terms.posted_at + terms.proving_window
-    if block.timestamp > end:
-        return reasons.TASK_EXPIRED
     membership: uint256 = memberships._memberships[prover][market_id]
     if membership & words.JOINED == 0:
         return reasons.NOT_IN_MARKET
@@ -276,7 +297,8 @@ def _assign(item: tasks.AssignmentItem, frontend: address) -> uint256:
             # A chain's DUTCH link too: the price rises from posting.
             price = tasks.dutch_price(terms, block.timestamp)
         else:
-            price = tasks.reward_at(terms, terms.max_reward, end, block.timestamp)
+            # A race commit (a single OPEN_RACE task): its reward at the race's end.
+            price = tasks.reward_at(terms, terms.max_reward, unsafe_add(terms.posted_at, terms.proving_window), block.timestamp)
             window = tasks.REVEAL_WINDOW
     if price > terms.max_reward:
         return reasons.PRICE_ABOVE_MAXIMUM

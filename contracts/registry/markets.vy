@@ -199,8 +199,9 @@ def create_market(
         reasons.fail(reasons.SHARES_ABOVE_ALL)
     if binding > BINDING_COMMIT_REVEAL:
         reasons.fail(reasons.UNKNOWN_BINDING)
-    if binding == BINDING_ADDRESS_INPUT and address_input >= len(sample_inputs):
-        reasons.fail(reasons.ADDRESS_INPUT_OUT_OF_RANGE)
+    if binding == BINDING_ADDRESS_INPUT:
+        if address_input >= len(sample_inputs):
+            reasons.fail(reasons.ADDRESS_INPUT_OUT_OF_RANGE)
     if address_input >= MAX_PUBLIC_INPUTS:
         reasons.fail(reasons.ADDRESS_INPUT_OUT_OF_RANGE)
     if grace_period < MIN_GRACE_PERIOD:

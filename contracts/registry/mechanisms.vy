@@ -159,6 +159,8 @@ def link_at(links: uint256, posted_at: uint256, at: uint256) -> uint256:
     @dev The link of a chain current at `at` (from posting or after the previous link's
          end, up to and with its own end), as end << 64 | window << 32 | mechanism; 0 once
          the last link is over. A chain was bounded at post: no sum here overflows.
+         assignments._assign finds the current link the same way, unrolled (the hot path);
+         tests/chain/registry/test_chains.py checks both against provingmarket/rules.py.
     """
     end: uint256 = posted_at
     word: uint256 = links >> 64

@@ -85,8 +85,9 @@ def _prove(
     if tasks._slots[task_id][0] == 0:
         return reasons.UNKNOWN_TASK
     head: uint256 = markets._market_head[terms.market_id]  # inline, as in _assign
-    if head & words.CUSTOM != 0 and markets.frozen(terms.market_id, head):
-        return reasons.VERIFIER_CHANGED
+    if head & words.CUSTOM != 0:
+        if markets.frozen(terms.market_id, head):
+            return reasons.VERIFIER_CHANGED
     binding: uint256 = (head >> words.BINDING_SHIFT) & words.MASK2
     race: bool = terms.mechanism_id == mechanisms.OPEN_RACE and binding != markets.BINDING_COMMIT_REVEAL
     slot: uint256 = 0
@@ -94,12 +95,13 @@ def _prove(
     frontend: address = empty(address)
     deadline: uint256 = 0
     start: uint256 = terms.posted_at  # when the slot was taken, for the index's latency
-    if terms.mechanism_id >= mechanisms.CHAIN and assignment.deadline == 0:
-        # A proof with no assignment on a chain races, while a race link is current.
-        link: uint256 = mechanisms.link_at(terms.mechanism_id, terms.posted_at, block.timestamp)
-        race = link & words.MASK32 == mechanisms.OPEN_RACE
-        deadline = link >> 64
-        start = unsafe_sub(deadline, (link >> 32) & words.MASK32)  # the link's start
+    if assignment.deadline == 0:
+        if terms.mechanism_id >= mechanisms.CHAIN:
+            # A proof with no assignment on a chain races, while a race link is current.
+            link: uint256 = mechanisms.link_at(terms.mechanism_id, terms.posted_at, block.timestamp)
+            race = link & words.MASK32 == mechanisms.OPEN_RACE
+            deadline = link >> 64
+            start = unsafe_sub(deadline, (link >> 32) & words.MASK32)  # the link's start
 
     if race:
         # Anyone eligible may prove; the first `redundancy` valid proofs are paid.

@@ -263,8 +263,9 @@ def post_task(
     # A frontend's assignment can be declined within the grace period, so its window
     # must outlast it. A DUTCH lock or a race commit is taken by a prover who saw the
     # task first, and cannot be declined.
-    if t.mechanism_id > mechanisms.DUTCH and t.proving_window <= (head >> words.GRACE_SHIFT) & words.MASK17:
-        reasons.fail(reasons.WINDOW_WITHIN_GRACE)
+    if t.mechanism_id > mechanisms.DUTCH:
+        if t.proving_window <= (head >> words.GRACE_SHIFT) & words.MASK17:
+            reasons.fail(reasons.WINDOW_WITHIN_GRACE)
     if t.proving_window > MAX_PROVING_WINDOW:
         reasons.fail(reasons.PROVING_WINDOW_TOO_LONG)
     if t.assign_window > MAX_ASSIGN_WINDOW:
@@ -282,8 +283,9 @@ def post_task(
         # A chain (mechanisms.vy): each link's mechanism known and not retired, a race
         # link only where proofs carry the prover's address (no commit-reveal race in a
         # chain), the low 64 bits zero and the windows adding up to the assignment window.
-        # A link of mechanism 0 or of no window is never current (`mechanisms.link_at`),
-        # so it harms nobody; a fee nobody earns comes back with the slot's escrow.
+        # A link of no window is never current (`mechanisms.link_at`) and one of mechanism
+        # 0 serves nobody (no frontend, no lock), so either harms nobody; a fee nobody earns
+        # comes back with the slot's escrow.
         word: uint256 = t.mechanism_id >> 64
         total: uint256 = 0
         for i: uint256 in range(mechanisms.MAX_LINKS):
@@ -291,8 +293,9 @@ def post_task(
             if link == mechanisms.OPEN_RACE:
                 if binding != markets.BINDING_ADDRESS_INPUT:
                     reason = reasons.CANNOT_BIND
-            elif link > mechanisms.DUTCH and reason == reasons.OK:
-                reason = mechanisms.postable(link)
+            elif link > mechanisms.DUTCH:
+                if reason == reasons.OK:
+                    reason = mechanisms.postable(link)
             total = unsafe_add(total, (word >> 32) & words.MASK32)  # 3 x 32 bits
             word = word >> 64
         if total != t.assign_window or t.mechanism_id & words.MASK64 != 0:
@@ -304,15 +307,18 @@ def post_task(
         reason = mechanisms.postable(t.mechanism_id)
     if reason != reasons.OK:
         reasons.fail(reason)
-    if t.mechanism_id != mechanisms.OPEN_RACE and t.assign_window == 0:
-        reasons.fail(reasons.ZERO_ASSIGN_WINDOW)
+    if t.mechanism_id != mechanisms.OPEN_RACE:
+        if t.assign_window == 0:
+            reasons.fail(reasons.ZERO_ASSIGN_WINDOW)
     # Redundancy means independent provers, which only an address input guarantees:
     # any other proof can be copied (Groth16 proofs can even be re-randomized). A race
     # needs a binding: an address input, or commits that take a slot.
-    if t.redundancy > 1 and binding != markets.BINDING_ADDRESS_INPUT:
-        reasons.fail(reasons.CANNOT_BIND)
-    if t.mechanism_id == mechanisms.OPEN_RACE and binding == markets.BINDING_NONE:
-        reasons.fail(reasons.CANNOT_BIND)
+    if t.redundancy > 1:
+        if binding != markets.BINDING_ADDRESS_INPUT:
+            reasons.fail(reasons.CANNOT_BIND)
+    if t.mechanism_id == mechanisms.OPEN_RACE:
+        if binding == markets.BINDING_NONE:
+            reasons.fail(reasons.CANNOT_BIND)
     if len(prover_input) > 0:
         if keccak256(prover_input) != t.prover_input_hash:
             reasons.fail(reasons.PROVER_INPUT_MISMATCH)

@@ -7,6 +7,7 @@ import random
 
 import ape
 import pytest
+from web3.exceptions import ContractLogicError
 
 from explorer.app import templates
 from explorer.data import Explorer
@@ -79,6 +80,65 @@ def test_link_at__random_chains_and_times__python_and_registry_agree(registry_ma
             assert (word & (2**32 - 1), word >> 64) == (mechanism, end), (links, at - posted_at)
             if mechanism:
                 assert start == end - ((word >> 32) & (2**32 - 1))
+
+
+def test_assign__random_chains_at_each_links_edges__the_registry_refuses_what_rules_task_refusal_does(
+    chain, registry, market, requester, keeper, stranger, provers, two_mechanisms
+):
+    """The registry's unrolled search for a chain's current link (assignments.vy, `_assign`)
+    against `rules.task_refusal`: random chains of one to three links (the two registered
+    mechanisms, DUTCH, the race), asked at each link's last second and the next whether
+    each frontend may assign a slot and a prover may lock one (eth_call: nothing changes)."""
+    auction, orderbook = two_mechanisms
+    web3 = chain.provider.web3
+    rng = random.Random(18)
+    posted = []
+    first = chain.pending_timestamp
+    for salt in range(6):
+        links = [
+            Link(rng.choice([auction, orderbook, DUTCH, OPEN_RACE]), rng.randint(8, 30))
+            for _ in range(rng.randint(1, 3))
+        ]
+        chain.pending_timestamp = first + salt  # a post a second, so every edge comes after the last
+        posted.append(post_chain(registry, requester, market, links, salt=salt))
+    # Each link's last second and the next.
+    edges: dict[int, list[TaskTerms]] = {}
+    for terms in posted:
+        end = terms.posted_at
+        for link in chain_links(terms.mechanism_id):
+            end += link.window
+            for at in (end, end + 1):
+                edges.setdefault(at, []).append(terms)
+
+    def refusal(sender, data: str) -> str:
+        try:
+            web3.eth.call({"from": sender.address, "to": registry.address, "data": data})
+        except ContractLogicError as error:
+            return str(error.message).split("registry: ", 1)[1]
+        return ""
+
+    answers = set()
+    for at in sorted(edges):
+        chain.mine(1, timestamp=at)
+        for terms in edges[at]:
+            mechanism = rules.mechanism_at(terms, at)
+            calls = [
+                (
+                    frontend,
+                    registry.assign.encode_input(item(terms, provers[0], terms.max_reward)),
+                    mechanism == serves,
+                )
+                for frontend, serves in ((keeper, orderbook), (stranger, auction))
+            ]
+            calls.append((provers[0], registry.lock.encode_input(terms.as_tuple()), None))
+            for sender, data, serves in calls:
+                expected = rules.task_refusal(terms, rules.Slots(open=1), at, frontend_serves=serves)
+                where = (chain_links(terms.mechanism_id), at - terms.posted_at, sender)
+                assert refusal(sender, data) == expected, where
+                answers.add(expected)
+    # The sample reaches every answer, and chains of three links.
+    assert answers == {"", rules.NOT_A_FRONTEND, rules.NOT_FOR_FRONTENDS, rules.NOT_DUTCH, rules.TASK_EXPIRED}
+    assert max(len(chain_links(terms.mechanism_id)) for terms in posted) == 3
 
 
 def test_chain__moves_down_with_no_transaction__each_frontend_only_in_its_window_and_the_race_proves_it(
@@ -212,35 +272,90 @@ def test_encode_chain__bad_links__raise_naming_the_link():
     assert encode_chain([Link(3, 1)]) >= CHAIN
 
 
-def test_gas__a_chained_task_costs_at_most_3000_more_to_post_and_little_more_to_assign_or_prove(
+def calldata_gas(tx) -> int:
+    """What a transaction's calldata costs (EIP-2028: 4 gas a zero byte, 16 any other)."""
+    return sum(4 if byte == 0 else 16 for byte in bytes(tx.transaction.data))
+
+
+def execution_gas(tx) -> int:
+    """A receipt's gas less the transaction's intrinsic cost (21,000 and the calldata)."""
+    return tx.gas_used - 21_000 - calldata_gas(tx)
+
+
+def test_gas__a_chain_costs_at_most_3000_more_to_post_and_only_its_calldata_more_to_assign_or_prove(
     registry, market, requester, keeper, provers, two_mechanisms
 ):
     """The single task and the chain's first link are the same mechanism, with the same
     terms otherwise; each is assigned by that mechanism's frontend and proven, after a
-    first task has warmed every account's records (so no write is a first one)."""
+    first task has warmed every account's records (so no write is a first one). A chain's
+    longer mechanism_id costs some 70 gas of calldata; its execution costs no more."""
     auction, orderbook = two_mechanisms
     chained = encode_chain([Link(orderbook, 300), Link(auction, 200), Link(OPEN_RACE, 100)])
-    gas = {}
+    receipts = {}
     for kind, mechanism_id, salt in (
         ("warm-up", orderbook, 1),
         ("single", orderbook, 2),
         ("chain", chained, 2),
     ):
         terms = make_terms(market, mechanism_id, assign_window=600, salt=salt)
+        post = registry.post_task(terms.as_tuple(), PROVER_INPUT, "", sender=requester, value=escrow(terms))
+        terms = posted_terms(registry, post)
+        assign = registry.assign(item(terms, provers[2], terms.max_reward), sender=keeper)
+        [(_, assignment)] = assigned(registry, assign)
+        receipts[kind] = (post, assign, prove(registry, terms, assignment, provers[2]))
+    single, chain = receipts["single"], receipts["chain"]
+    print(
+        "\ngas (post, assign, prove): single",
+        [tx.gas_used for tx in single],
+        "chain",
+        [tx.gas_used for tx in chain],
+        "; less intrinsic: single",
+        [execution_gas(tx) for tx in single],
+        "chain",
+        [execution_gas(tx) for tx in chain],
+    )
+    assert chain[0].gas_used - single[0].gas_used <= 3_000
+    for chained_tx, single_tx in zip(chain[1:], single[1:], strict=True):  # assign, prove
+        assert calldata_gas(chained_tx) > calldata_gas(single_tx)
+        assert execution_gas(chained_tx) <= execution_gas(single_tx)
+
+
+def test_gas__a_chains_later_link_costs_a_comparison_more_and_a_dutch_link_no_more_than_a_dutch_task(
+    chain, registry, market, requester, keeper, stranger, provers, two_mechanisms
+):
+    """Past its first link, a chain's assignment pays one comparison of the time against
+    the next link's end, some 70 gas a link passed (68 and 101 measured at the second and
+    third link), and nothing more; a lock in a chain's first, Dutch link pays no more than a
+    Dutch task's. Gas less the intrinsic cost, against the same single task's."""
+    auction, orderbook = two_mechanisms
+
+    def post(mechanism_id, salt, **overrides) -> TaskTerms:
+        terms = make_terms(market, mechanism_id, salt=salt, **overrides)
         tx = registry.post_task(terms.as_tuple(), PROVER_INPUT, "", sender=requester, value=escrow(terms))
-        terms = posted_terms(registry, tx)
-        post = tx.gas_used
-        tx = registry.assign(item(terms, provers[2], terms.max_reward), sender=keeper)
-        [(_, assignment)] = assigned(registry, tx)
-        assign = tx.gas_used
-        tx = prove(registry, terms, assignment, provers[2])
-        gas[kind] = (post, assign, tx.gas_used)
-    print(f"\ngas (post, assign, prove): single {gas['single']}, chain {gas['chain']}")
-    assert gas["chain"][0] - gas["single"][0] <= 3_000
-    # Finding the current link costs a chained assignment some 300 gas and its longer terms
-    # some 70 of calldata; a proof pays only the calldata (docs/registry.md, "Fallback chains").
-    assert gas["chain"][1] - gas["single"][1] <= 400
-    assert gas["chain"][2] - gas["single"][2] <= 100
+        return posted_terms(registry, tx)
+
+    def assign(terms, frontend, prover):
+        return registry.assign(item(terms, prover, terms.max_reward), sender=frontend)
+
+    single_auction, single_orderbook = post(auction, 1), post(orderbook, 1)
+    second = post(encode_chain([Link(orderbook, 300), Link(auction, 300)]), 2)
+    third = post(encode_chain([Link(orderbook, 100), Link(auction, 200), Link(orderbook, 300)]), 3)
+    dutch = post(DUTCH, 4)
+    dutch_link = post(encode_chain([Link(DUTCH, 300), Link(orderbook, 300)]), 4, frontend_fee=0)
+    alone = {
+        "auction": assign(single_auction, stranger, provers[0]),
+        "orderbook": assign(single_orderbook, keeper, provers[1]),
+        "dutch": registry.lock(dutch.as_tuple(), sender=provers[2]),
+    }
+    in_chain = {"dutch": registry.lock(dutch_link.as_tuple(), sender=provers[2])}  # its first link
+    advance(chain, 350)
+    in_chain["auction"] = assign(second, stranger, provers[0])  # its second link
+    in_chain["orderbook"] = assign(third, keeper, provers[1])  # its third link
+    extra = {kind: execution_gas(in_chain[kind]) - execution_gas(alone[kind]) for kind in alone}
+    print(f"\nexecution gas over the single task's: {extra}")
+    assert extra["auction"] <= 75  # one link passed
+    assert extra["orderbook"] <= 2 * 75  # two
+    assert extra["dutch"] <= 0
 
 
 def test_chain__keepers_see_it_only_in_their_links_windows_and_the_race_takes_it_at_the_end(

@@ -8,8 +8,9 @@ are stake, unstake, withdraw, join, update, leave, post (frontend, DUTCH and OPE
 tasks, N up to 3, decaying, with windows, amounts, ramps, floors and capabilities drawn
 up to their bounds and beyond: 0, 2**210, 2**256 - 1), assign (batches, signed bids), lock,
 commit, race, prove (alone and in batches), decline, slash (by a keeper, the requester or
-the prover itself), cancel, reclaim, markets with a grace of 0, flips and code changes of
-the custom verifier, and time jumps up to a month. After every step it checks that:
+the prover itself), a void (the custom verifier's code replaced under a live assignment),
+cancel, reclaim, markets with a grace of 0, flips and code changes of the custom verifier,
+and time jumps up to a month. After every step it checks that:
 - the registry's ETH equals stakes + unbonding + credited balances + the escrow of slots
   still open or assigned + burnt slashes (nothing stranded, nothing paid twice);
 - locked stake never exceeds stake and equals the collateral of live assignments;
@@ -20,6 +21,10 @@ the custom verifier, and time jumps up to a month. After every step it checks th
   in a frozen market, succeeds): no collateral is locked for good.
 At the end of each example it jumps past every window, settles everything and checks
 that no collateral is left locked, no capacity used and no escrow held.
+
+The examples replay exactly from run to run: the chain's clock moves a second a block, and
+no draw depends on a task id (ids hash the posting time, which starts from anvil's wall
+clock). Hypothesis seeds them from the machine's source, so a change to it draws others.
 
 Transactions go straight to the node (eth_call first, for the reason of a refusal, then
 eth_sendTransaction from anvil's unlocked accounts) and the invariants are read in one
@@ -497,12 +502,16 @@ class RegistryMachine(RuleBasedStateMachine):
         if events:
             assert member[2] < member[1], "a slot a prover took itself landed at capacity"
 
-    def _live_one(self, data, frontend_only: bool = False, market: int | None = None):
-        keys = sorted(
+    def _live_one(self, data, frontend_only: bool = False, market: int | None = None, newest: bool = False):
+        # In the order they were assigned (not by task id: ids hash the posting time, which
+        # follows anvil's wall clock from run to run, and an order by id would not replay).
+        keys = [
             k
             for k, (_, a, t) in self.live.items()
             if not (frontend_only and a.frontend == ZERO_ADDRESS) and market in (None, t.terms.market_id)
-        )
+        ]
+        if newest:
+            keys = keys[-1:]
         if not keys:
             return None
         prover, assignment, task = self.live[data.draw(st.sampled_from(keys))]
@@ -519,11 +528,11 @@ class RegistryMachine(RuleBasedStateMachine):
         self._send("prove", task.terms.as_tuple(), assignment.as_tuple(), STATEMENT, proof, sender=sender)
 
     @precondition(lambda self: bool(self.live))
-    @rule(data=st.data(), frontend_only=st.booleans())
-    def decline(self, data, frontend_only):
-        """A prover gives an assignment back: within the grace period, or too late, or a
-        slot it took itself (refused)."""
-        found = self._live_one(data, frontend_only)
+    @rule(data=st.data(), frontend_only=st.booleans(), newest=st.booleans())
+    def decline(self, data, frontend_only, newest):
+        """A prover gives an assignment back: within the grace period (the newest one, half
+        the time, so that some are), or too late, or a slot it took itself (refused)."""
+        found = self._live_one(data, frontend_only, newest=newest)
         if found is not None:
             sender, assignment, task = found
             self._send("decline", task.terms.as_tuple(), assignment.as_tuple(), sender=sender)
@@ -543,6 +552,18 @@ class RegistryMachine(RuleBasedStateMachine):
         who = {"stranger": self.stranger, "requester": self.requester, "prover": sender}[slasher]
         args = (task.terms.as_tuple(), sender.address, assignment.as_tuple())
         self._send("slash", *args, sender=who)
+
+    @precondition(lambda self: any(t.terms.market_id == self.markets[2] for (_, _, t) in self.live.values()))
+    @rule(data=st.data())
+    def void(self, data):
+        """An assignment is live in the custom market when its verifier's code is replaced:
+        a slash voids it at once, deadline or not (slash's `frozen` finds one only now and
+        then, as few assignments land there)."""
+        sender, assignment, task = self._live_one(data, market=self.markets[2])
+        if not self.code_replaced:
+            self._hostile_market("replace code")
+        args = (task.terms.as_tuple(), sender.address, assignment.as_tuple())
+        self._send("slash", *args, sender=self.stranger)
 
     @precondition(lambda self: bool(self.live) or any(t.terms.mechanism_id == OPEN_RACE for t in self.tasks))
     @rule(data=st.data(), p=st.integers(0, 2), size=st.integers(1, 3))
