@@ -1,5 +1,5 @@
 """Proving time per circuit and backend, and Groth16 beside PLONK for one statement: parts
-3 and 4 of `ape run bench` (scripts/bench.py, which says what each measures), with the
+3 and 4 of `ape run bench` (benches/registry_bench.py, which says what each measures), with the
 helpers the bench's parts share. Runs inside `ape run bench`, on its network."""
 
 from __future__ import annotations

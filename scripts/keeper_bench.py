@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import click
 
+# The package now, its modules when the command runs: `ape run` takes the project folder off
+# sys.path once it has listed the scripts.
+import benches  # noqa: F401
+
 
 @click.command()
 def cli():
