@@ -1,7 +1,7 @@
 """What tests share: the session's constants, task terms and real proofs of the square
 circuit, reading what the registry reported, a task's QoS built by hand, the registry's
 named reasons, loading a script's click commands, and starting and watching the processes
-of tests/processes (agents, the orderbook frontend)."""
+of the process tests (agents, the orderbook frontend)."""
 
 from __future__ import annotations
 

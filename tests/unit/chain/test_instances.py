@@ -1,7 +1,7 @@
 """The instance name format (provingmarket/chain/mechanisms.py): a registered name that
 publishes an instance's parameters, `auction/window=30`, written and read in one place and
 bounded; a frontend's `Instances` checking names against what it was given; `Intervals`
-running a mechanism per instance at the instance's own pace (frontends/process.py)."""
+running a mechanism per instance at the instance's own pace (the frontends' shared process module)."""
 
 from __future__ import annotations
 
